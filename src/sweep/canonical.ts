@@ -1,0 +1,50 @@
+import { createHash } from "node:crypto";
+import type { Params, ParamValue } from "./types.js";
+
+/**
+ * The value-equality rule for parameters. Results come back from CSV cells as text, so a number
+ * and its decimal spelling must be the same value: 4, 4.0, "4" and "4.0" are equal; "1e-3" equals
+ * 0.001; true, "true" and "True" (pandas' spelling) are equal; null and "" are equal. Every other
+ * string compares as itself. Lists compare item by item, maps key by key (key order ignored).
+ */
+export function canonicalValue(value: ParamValue | undefined): ParamValue {
+  if (value === undefined || value === null || value === "") return null;
+  if (typeof value === "number") return Object.is(value, -0) ? 0 : value;
+  if (typeof value === "boolean") return value;
+  if (typeof value === "string") return canonicalString(value);
+  if (Array.isArray(value)) return value.map(canonicalValue);
+  const sorted: Record<string, ParamValue> = {};
+  for (const key of Object.keys(value).sort()) sorted[key] = canonicalValue(value[key]);
+  return sorted;
+}
+
+const DECIMAL = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
+
+function canonicalString(text: string): ParamValue {
+  const trimmed = text.trim();
+  if (DECIMAL.test(trimmed)) {
+    const number = Number(trimmed);
+    if (Number.isFinite(number)) return Object.is(number, -0) ? 0 : number;
+  }
+  if (trimmed === "true" || trimmed === "True" || trimmed === "TRUE") return true;
+  if (trimmed === "false" || trimmed === "False" || trimmed === "FALSE") return false;
+  return text;
+}
+
+/** The text two values share exactly when they are equal under `canonicalValue`. */
+export function canonicalText(value: ParamValue | undefined): string {
+  return JSON.stringify(canonicalValue(value));
+}
+
+/**
+ * A task's identity: its effective parameters and its command template, never its phase or
+ * output dir. Two phases that describe the same run get the same signature and share one task.
+ */
+export function taskSignature(params: Params, commandTemplate: string): string {
+  const keys = Object.keys(params).sort();
+  const canonical = keys.map((key) => [key, canonicalValue(params[key])]);
+  return createHash("sha256")
+    .update(JSON.stringify([canonical, commandTemplate]))
+    .digest("base64url")
+    .slice(0, 22);
+}

@@ -1,0 +1,56 @@
+import { resolve } from "node:path";
+import { taskSignature } from "./canonical.js";
+import { renderTemplate, shellQuote, valueText } from "./template.js";
+import type { Params, ParamValue, PhaseSpec, TaskSpec } from "./types.js";
+
+/** How many tasks a phase's grid has, before de-duplication. */
+export function gridSize(phase: PhaseSpec): number {
+  return phase.axes.reduce((product, axis) => product * axis.values.length, 1);
+}
+
+/**
+ * The phase's tasks in itertools.product order (the last axis varies fastest), lazily, so a
+ * million-task grid never sits in memory at once. Effective parameters are file defaults ←
+ * phase defaults ← one combination.
+ */
+export function* expandPhase(phase: PhaseSpec): Generator<TaskSpec> {
+  const total = gridSize(phase);
+  const outputDirs = new Map<string, string>();
+  const digits = new Array<number>(phase.axes.length).fill(0);
+  for (let n = 0; n < total; n++) {
+    const params: Params = { ...phase.defaults };
+    for (const [i, axis] of phase.axes.entries())
+      params[axis.name] = axis.values[digits[i] as number] as ParamValue;
+    yield taskFor(phase, params, outputDirs);
+    advance(digits, phase);
+  }
+}
+
+function advance(digits: number[], phase: PhaseSpec): void {
+  for (let i = digits.length - 1; i >= 0; i--) {
+    const next = (digits[i] as number) + 1;
+    if (next < (phase.axes[i]?.values.length as number)) {
+      digits[i] = next;
+      return;
+    }
+    digits[i] = 0;
+  }
+}
+
+function taskFor(phase: PhaseSpec, params: Params, outputDirs: Map<string, string>): TaskSpec {
+  const renderedDir = renderTemplate(phase.outputDirTemplate, { ...params, phase: phase.name }, valueText);
+  let outputDir = outputDirs.get(renderedDir);
+  if (outputDir === undefined) {
+    outputDir = resolve(phase.baseDir, renderedDir);
+    outputDirs.set(renderedDir, outputDir);
+  }
+  return {
+    signature: taskSignature(params, phase.commandTemplate),
+    params,
+    command: renderTemplate(phase.commandTemplate, params, shellQuote),
+    cwd: phase.baseDir,
+    configFile: phase.file,
+    placement: { phase: phase.name, outputDir },
+    policy: phase.policy,
+  };
+}

@@ -1,0 +1,69 @@
+/** A parameter value as written in YAML or read back from a CSV cell. */
+export type ParamValue = string | number | boolean | null | ParamValue[] | { [key: string]: ParamValue };
+
+/** Effective parameters of one task, in declaration order (file defaults, phase defaults, combination). */
+export type Params = Record<string, ParamValue>;
+
+/** What a task needs from the machine it runs on. */
+export interface Resources {
+  /** GPUs per task; fractions pack several tasks on one GPU. (Default: 0 on CPU-only machines, else 1) */
+  gpus: number | null;
+  /** Free GPU memory each GPU must have, in GB. (Default: 0) */
+  gpuMemoryGb: number;
+  /** CPU cores per task. (Default: 1) */
+  cpus: number;
+}
+
+/** When a phase listed in `after` counts as good enough for its dependents to run. */
+export type Gate = { kind: "all_succeeded" } | { kind: "min_success"; ratio: number };
+
+/** How a task is run and retried; the first phase that declares a task decides it. */
+export interface RunPolicy {
+  retries: number;
+  /** Kill the task's process group after this long. (Default: none) */
+  timeoutMs: number | null;
+  /** First retry delay; doubles per retry, capped at 10 minutes. (Default: 1 s) */
+  backoffMs: number;
+  resources: Resources;
+}
+
+/** A phase after validation: everything needed to expand it into tasks. */
+export interface PhaseSpec {
+  name: string;
+  /** Absolute path of the config file that declares the phase. */
+  file: string;
+  line: number;
+  /** Directory relative paths (output_dir, the command's cwd) resolve against. */
+  baseDir: string;
+  defaults: Params;
+  /** Parameter axes in listed order; their cartesian product is the phase's grid. */
+  axes: Array<{ name: string; values: ParamValue[] }>;
+  outputDirTemplate: string;
+  commandTemplate: string;
+  after: string[];
+  gate: Gate;
+  policy: RunPolicy;
+}
+
+/** One validated config file. */
+export interface SweepFile {
+  file: string;
+  phases: PhaseSpec[];
+}
+
+/** Where a task's result row goes: one phase and the output dir it renders for that phase. */
+export interface Placement {
+  phase: string;
+  outputDir: string;
+}
+
+/** One run of the command with one set of parameters, before de-duplication. */
+export interface TaskSpec {
+  signature: string;
+  params: Params;
+  command: string;
+  cwd: string;
+  configFile: string;
+  placement: Placement;
+  policy: RunPolicy;
+}
