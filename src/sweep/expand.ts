@@ -1,6 +1,6 @@
 import { resolve } from "node:path";
 import { taskSignature } from "./canonical.js";
-import { renderTemplate, shellQuote, valueText } from "./template.js";
+import { placeholderNames, renderTemplate, shellQuote, valueText } from "./template.js";
 import type { Params, ParamValue, PhaseSpec, TaskSpec } from "./types.js";
 
 /** How many tasks a phase's grid has, before de-duplication. */
@@ -53,4 +53,25 @@ function taskFor(phase: PhaseSpec, params: Params, outputDirs: Map<string, strin
     placement: { phase: phase.name, outputDir },
     policy: phase.policy,
   };
+}
+
+/**
+ * The distinct output dirs a phase writes to, computed from only the axes its output_dir
+ * template uses, so checking them costs nothing even for a million-task grid.
+ */
+export function outputDirsOf(phase: PhaseSpec): string[] {
+  const used = new Set(placeholderNames(phase.outputDirTemplate));
+  const axes = phase.axes.filter((axis) => used.has(axis.name));
+  const dirs = new Set<string>();
+  const visit = (depth: number, params: Params): void => {
+    if (depth === axes.length) {
+      const rendered = renderTemplate(phase.outputDirTemplate, { ...params, phase: phase.name }, valueText);
+      dirs.add(resolve(phase.baseDir, rendered));
+      return;
+    }
+    const axis = axes[depth] as (typeof axes)[number];
+    for (const value of axis.values) visit(depth + 1, { ...params, [axis.name]: value });
+  };
+  visit(0, { ...phase.defaults });
+  return [...dirs];
 }

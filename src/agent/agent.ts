@@ -1,0 +1,254 @@
+import type { Claim } from "../ledger/claimTask.js";
+import type { AttemptOutcome } from "../ledger/finishAttempt.js";
+import type { Capacity, GpuOffer } from "./capacity.js";
+import { gpusWanted, shareOf } from "./capacity.js";
+import { logTail, type ProcessExit, type RunningProcess, startProcess } from "./runProcess.js";
+import type { Slot } from "./slots.js";
+import { attemptFiles, prepareAttempt, readResult } from "./taskFiles.js";
+
+/** What an agent needs from a coordinator: in-process for `labsweep run`, over HTTP otherwise. */
+export interface CoordinatorPort {
+  lease(request: { worker: string; host: string; capacity: Capacity }): Promise<Claim | null>;
+  awaitWork(maxWaitMs: number): Promise<void>;
+  heartbeat(attemptIds: number[]): Promise<number[]>;
+  started(attemptId: number, pid: number, logPath: string): Promise<void>;
+  finish(attemptId: number, report: { outcome: AttemptOutcome; logTail?: string }): Promise<unknown>;
+  /** True when the sweep has nothing left that could ever run. */
+  isFinished(): Promise<boolean>;
+  /** Tasks claimable right now (not waiting for a backoff or a gate). */
+  claimableCount(): Promise<number>;
+}
+
+export interface AgentOptions {
+  worker: string;
+  host: string;
+  stateDir: string;
+  slots: Slot[];
+  /** Free memory per GPU index, as probed at start. */
+  gpuFreeMiB: Map<number, number | null>;
+  cpuCount: number;
+  /** Heartbeat period. (Default: 3 s) */
+  heartbeatMs?: number;
+  /** SIGTERM → SIGKILL grace on timeouts and a second Ctrl-C. (Default: 10 s) */
+  graceMs?: number;
+  /** Extra environment for every task. */
+  env?: NodeJS.ProcessEnv;
+  onEvent?: (event: AgentEvent) => void;
+}
+
+export type AgentEvent =
+  | { kind: "started"; claim: Claim }
+  | { kind: "finished"; claim: Claim; outcome: AttemptOutcome };
+
+export type AgentExit = { kind: "done" } | { kind: "stopped" } | { kind: "stuck"; claimable: number };
+
+interface Running {
+  claim: Claim;
+  process: RunningProcess;
+  gpuShare: number;
+  cpus: number;
+}
+
+/**
+ * Runs tasks on this machine: leases what fits its free slots, GPUs and CPUs, runs each in its
+ * own process group, reports how it ended, and renews leases while tasks run.
+ */
+export class Agent {
+  private readonly running = new Map<number, Running>();
+  private readonly gpus: GpuOffer[];
+  private stopping = false;
+  private wakeLoop: (() => void) | null = null;
+
+  constructor(
+    private readonly port: CoordinatorPort,
+    private readonly options: AgentOptions,
+  ) {
+    const shares = new Map<number, number>();
+    for (const slot of options.slots)
+      for (const gpu of slot.gpuIndices) shares.set(gpu, (shares.get(gpu) ?? 0) + 1);
+    this.gpus = [...shares].map(([index, share]) => ({
+      index,
+      freeShare: share,
+      freeMemoryMiB: options.gpuFreeMiB.get(index) ?? null,
+    }));
+  }
+
+  get runningCount(): number {
+    return this.running.size;
+  }
+
+  /** Leases and runs tasks until the sweep is done, `stopLeasing` is called, or nothing left fits. */
+  async run(): Promise<AgentExit> {
+    const heartbeat = setInterval(() => void this.renewLeases(), this.options.heartbeatMs ?? 3000);
+    try {
+      for (;;) {
+        if (this.stopping) break;
+        const capacity = this.capacity();
+        if (capacity.freeSlots > 0) {
+          const claim = await this.port.lease({
+            worker: this.options.worker,
+            host: this.options.host,
+            capacity,
+          });
+          if (claim) {
+            this.start(claim);
+            continue;
+          }
+        }
+        if (this.running.size === 0) {
+          if (await this.port.isFinished()) return { kind: "done" };
+          // Idle, yet a task is claimable and was not given to us: nothing left fits this machine.
+          const claimable = await this.port.claimableCount();
+          if (claimable > 0) {
+            const retry = await this.port.lease({
+              worker: this.options.worker,
+              host: this.options.host,
+              capacity: this.capacity(),
+            });
+            if (retry) {
+              this.start(retry);
+              continue;
+            }
+            return { kind: "stuck", claimable };
+          }
+        }
+        await this.waitForChange();
+      }
+      await this.allFinished();
+      return { kind: "stopped" };
+    } finally {
+      clearInterval(heartbeat);
+    }
+  }
+
+  /** Ctrl-C once: lease nothing new, let running tasks finish. */
+  stopLeasing(): void {
+    this.stopping = true;
+    this.wakeLoop?.();
+  }
+
+  /** Ctrl-C twice: SIGTERM every running task's process group, SIGKILL after the grace period. */
+  terminateRunning(): void {
+    this.stopLeasing();
+    for (const task of this.running.values()) task.process.terminate();
+  }
+
+  private capacity(): Capacity {
+    let cpusInUse = 0;
+    for (const task of this.running.values()) cpusInUse += task.cpus;
+    const totalCpus = Math.max(this.options.cpuCount, this.options.slots.length);
+    return {
+      freeSlots: this.options.slots.length - this.running.size,
+      // A task asking for more CPUs than the machine has still runs, alone.
+      freeCpus: this.running.size === 0 ? Number.POSITIVE_INFINITY : totalCpus - cpusInUse,
+      gpus: this.gpus.map((gpu) => ({ ...gpu })),
+      hasGpus: this.gpus.length > 0,
+    };
+  }
+
+  private start(claim: Claim): void {
+    const task = claim.task;
+    const files = attemptFiles(this.options.stateDir, task.id, claim.attemptNumber);
+    prepareAttempt(files, task, claim.attemptId);
+    const share = shareOf(task.policy.resources, this.gpus.length > 0);
+    for (const index of claim.gpuIds) {
+      const gpu = this.gpus.find((offer) => offer.index === index);
+      if (gpu) gpu.freeShare -= share;
+    }
+    const env: NodeJS.ProcessEnv = {
+      ...process.env,
+      ...this.options.env,
+      LABSWEEP_TASK_ID: String(task.id),
+      LABSWEEP_TASK_SIGNATURE: task.signature,
+      LABSWEEP_ATTEMPT_ID: String(claim.attemptId),
+      LABSWEEP_PARAMS: JSON.stringify(task.params),
+      LABSWEEP_CONFIG_FILE: files.configPath,
+      LABSWEEP_RESULT_FILE: files.resultPath,
+      LABSWEEP_OUTPUT_DIR: claim.placements[0]?.outputDir ?? "",
+      LABSWEEP_PHASES: [...new Set(claim.placements.map((placement) => placement.phase))].join(","),
+    };
+    if (this.gpus.length > 0 || gpusWanted(task.policy.resources, false) > 0) {
+      // nvidia-smi numbers GPUs by PCI bus; CUDA must use the same order for the ids to agree.
+      env.CUDA_DEVICE_ORDER = "PCI_BUS_ID";
+      env.CUDA_VISIBLE_DEVICES = claim.gpuIds.join(",");
+    }
+    const child = startProcess({
+      command: task.command,
+      cwd: task.cwd,
+      env,
+      logPath: files.logPath,
+      timeoutMs: task.policy.timeoutMs,
+      graceMs: this.options.graceMs,
+    });
+    const running: Running = { claim, process: child, gpuShare: share, cpus: task.policy.resources.cpus };
+    this.running.set(claim.attemptId, running);
+    this.options.onEvent?.({ kind: "started", claim });
+    void this.port.started(claim.attemptId, child.pid, files.logPath);
+    void child.exited.then((exit) => this.finished(running, exit, files.resultPath, files.logPath));
+  }
+
+  private async finished(
+    task: Running,
+    exit: ProcessExit,
+    resultPath: string,
+    logPath: string,
+  ): Promise<void> {
+    const outcome = outcomeOf(exit, resultPath, task.claim.task.policy.timeoutMs);
+    const tail = outcome.kind === "succeeded" ? undefined : logTail(logPath, 20);
+    try {
+      await this.port.finish(task.claim.attemptId, { outcome, logTail: tail });
+    } finally {
+      for (const index of task.claim.gpuIds) {
+        const gpu = this.gpus.find((offer) => offer.index === index);
+        if (gpu) gpu.freeShare += task.gpuShare;
+      }
+      this.running.delete(task.claim.attemptId);
+      this.options.onEvent?.({ kind: "finished", claim: task.claim, outcome });
+      this.wakeLoop?.();
+    }
+  }
+
+  private async renewLeases(): Promise<void> {
+    if (this.running.size === 0) return;
+    await this.port.heartbeat([...this.running.keys()]);
+  }
+
+  private waitForChange(): Promise<void> {
+    return new Promise<void>((resolve) => {
+      let settled = false;
+      const done = (): void => {
+        if (settled) return;
+        settled = true;
+        this.wakeLoop = null;
+        resolve();
+      };
+      this.wakeLoop = done;
+      void this.port.awaitWork(1000).then(done);
+    });
+  }
+
+  private async allFinished(): Promise<void> {
+    while (this.running.size > 0) await this.waitForChange();
+  }
+}
+
+function outcomeOf(exit: ProcessExit, resultPath: string, timeoutMs: number | null): AttemptOutcome {
+  const wallSeconds = exit.wallSeconds;
+  if (exit.stopped && !exit.timedOut) return { kind: "interrupted", error: "stopped by the user" };
+  if (exit.timedOut) {
+    return {
+      kind: "timeout",
+      exitCode: exit.exitCode,
+      signal: exit.signal,
+      error: `timed out after ${((timeoutMs ?? 0) / 1000).toFixed(1)} s`,
+      wallSeconds,
+    };
+  }
+  if (exit.exitCode === 0) {
+    const result = readResult(resultPath);
+    if ("metrics" in result) return { kind: "succeeded", metrics: result.metrics, wallSeconds };
+    return { kind: "failed", exitCode: 0, signal: null, error: result.error, wallSeconds };
+  }
+  const error = exit.signal ? `killed by ${exit.signal}` : `exit code ${exit.exitCode}`;
+  return { kind: "failed", exitCode: exit.exitCode, signal: exit.signal, error, wallSeconds };
+}

@@ -1,0 +1,51 @@
+import { readdirSync, readFileSync } from "node:fs";
+
+/**
+ * Kills what is left of a task started by an earlier incarnation of this agent (killed with
+ * SIGKILL, so its process groups were not cleaned up). Only processes in that process group
+ * whose environment carries the attempt's marker are killed, so a recycled pid or pgid never
+ * takes an unrelated process down. Returns how many processes were killed. Linux only: elsewhere
+ * there is no /proc and nothing is done.
+ */
+export function killLeftovers(processGroup: number, attemptId: number): number {
+  const marker = `LABSWEEP_ATTEMPT_ID=${attemptId}`;
+  let killed = 0;
+  let entries: string[];
+  try {
+    entries = readdirSync("/proc");
+  } catch {
+    return 0; // no procfs: nothing we can check safely
+  }
+  for (const entry of entries) {
+    if (!/^\d+$/.test(entry)) continue;
+    const pid = Number(entry);
+    if (pid === process.pid || processGroupOf(pid) !== processGroup) continue;
+    if (!environmentOf(pid).includes(marker)) continue;
+    try {
+      process.kill(pid, "SIGKILL");
+      killed++;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "ESRCH") throw error;
+    }
+  }
+  return killed;
+}
+
+function processGroupOf(pid: number): number | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    // Fields after the parenthesised command name: state, ppid, pgrp, …
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return Number(fields[2]);
+  } catch {
+    return null; // exited while we looked, or not ours to read
+  }
+}
+
+function environmentOf(pid: number): string[] {
+  try {
+    return readFileSync(`/proc/${pid}/environ`, "utf8").split("\0");
+  } catch {
+    return [];
+  }
+}

@@ -1,0 +1,126 @@
+import { spawn, spawnSync } from "node:child_process";
+import { appendFileSync, closeSync, openSync, readSync, statSync } from "node:fs";
+
+export interface ProcessSpec {
+  command: string;
+  cwd: string;
+  env: NodeJS.ProcessEnv;
+  logPath: string;
+  /** Kill the process group after this long; null for no limit. */
+  timeoutMs: number | null;
+  /** Time between SIGTERM and SIGKILL on timeouts and stops. (Default: 10 s) */
+  graceMs?: number;
+}
+
+export interface ProcessExit {
+  exitCode: number | null;
+  signal: NodeJS.Signals | null;
+  timedOut: boolean;
+  /** Stopped by `terminate` (Ctrl-C twice, cancel): not the task's failure. */
+  stopped: boolean;
+  wallSeconds: number;
+}
+
+export interface RunningProcess {
+  pid: number;
+  exited: Promise<ProcessExit>;
+  /** SIGTERM to the whole process group, SIGKILL after the grace period. */
+  terminate(): void;
+}
+
+const HAS_SETPRIV = spawnSync("setpriv", ["--version"], { stdio: "ignore" }).status === 0;
+
+/**
+ * Starts a task's command with `sh -c` as the leader of a new process group, stdout and stderr
+ * appended to its log. Under `setpriv --pdeathsig KILL` the shell dies with the agent even on
+ * SIGKILL; whatever it started is in its process group, which the agent kills on the graceful
+ * paths and a restarted agent kills if it is still there.
+ */
+export function startProcess(spec: ProcessSpec): RunningProcess {
+  const graceMs = spec.graceMs ?? 10_000;
+  const log = openSync(spec.logPath, "a");
+  const argv = ["/bin/sh", "-c", spec.command];
+  const [file, ...args] = HAS_SETPRIV ? ["setpriv", "--pdeathsig", "KILL", "--", ...argv] : argv;
+  const started = performance.now();
+  let child: ReturnType<typeof spawn>;
+  try {
+    child = spawn(file as string, args, {
+      cwd: spec.cwd,
+      env: spec.env,
+      detached: true,
+      stdio: ["ignore", log, log],
+    });
+  } finally {
+    closeSync(log);
+  }
+  const pid = child.pid ?? -1;
+  let timedOut = false;
+  let stopped = false;
+  let killTimer: NodeJS.Timeout | undefined;
+  const signalGroup = (signal: NodeJS.Signals): void => {
+    try {
+      process.kill(-pid, signal);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "ESRCH") throw error;
+    }
+  };
+  const terminate = (): void => {
+    if (killTimer) return;
+    signalGroup("SIGTERM");
+    killTimer = setTimeout(() => signalGroup("SIGKILL"), graceMs);
+  };
+  const timeout =
+    spec.timeoutMs === null
+      ? undefined
+      : setTimeout(() => {
+          timedOut = true;
+          terminate();
+        }, spec.timeoutMs);
+  const exited = new Promise<ProcessExit>((resolve) => {
+    const finish = (exitCode: number | null, signal: NodeJS.Signals | null): void => {
+      clearTimeout(timeout);
+      clearTimeout(killTimer);
+      // Whatever the task left running in its group (a data loader, a stray server) goes too.
+      if (pid > 0) signalGroup("SIGKILL");
+      resolve({ exitCode, signal, timedOut, stopped, wallSeconds: (performance.now() - started) / 1000 });
+    };
+    child.once("error", (error) => {
+      appendNote(spec.logPath, `labsweep: could not start the command: ${error.message}`);
+      finish(127, null);
+    });
+    child.once("exit", finish);
+  });
+  return {
+    pid,
+    exited,
+    terminate() {
+      stopped = true;
+      terminate();
+    },
+  };
+}
+
+function appendNote(path: string, line: string): void {
+  appendFileSync(path, `${line}\n`);
+}
+
+/** The last `count` lines of a log, for failure reports. Reads at most the last 64 KiB. */
+export function logTail(path: string, count = 20): string {
+  try {
+    const size = statSync(path).size;
+    const fd = openSync(path, "r");
+    try {
+      const length = Math.min(size, 64 * 1024);
+      const buffer = Buffer.alloc(length);
+      readSync(fd, buffer, 0, length, size - length);
+      const lines = buffer.toString("utf8").split("\n");
+      if (lines.at(-1) === "") lines.pop();
+      return lines.slice(-count).join("\n");
+    } finally {
+      closeSync(fd);
+    }
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return "";
+    throw error;
+  }
+}

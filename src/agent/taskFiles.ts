@@ -1,0 +1,66 @@
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import type { Task } from "../ledger/rows.js";
+
+export interface AttemptFiles {
+  dir: string;
+  logPath: string;
+  resultPath: string;
+  configPath: string;
+}
+
+/** Where one attempt's log, result and config live: `<state>/tasks/<id>/`. */
+export function attemptFiles(stateDir: string, taskId: number, attemptNumber: number): AttemptFiles {
+  const dir = join(stateDir, "tasks", String(taskId));
+  return {
+    dir,
+    logPath: join(dir, `attempt-${attemptNumber}.log`),
+    resultPath: join(dir, `attempt-${attemptNumber}.result.json`),
+    configPath: join(dir, "config.json"),
+  };
+}
+
+/** Writes the task's full config for LABSWEEP_CONFIG_FILE and clears a stale result file. */
+export function prepareAttempt(files: AttemptFiles, task: Task, attemptId: number): void {
+  mkdirSync(files.dir, { recursive: true });
+  const config = {
+    task_id: task.id,
+    signature: task.signature,
+    attempt_id: attemptId,
+    params: task.params,
+    command: task.command,
+    cwd: task.cwd,
+    config_file: task.configFile,
+    retries: task.policy.retries,
+    timeout_ms: task.policy.timeoutMs,
+    resources: task.policy.resources,
+  };
+  writeFileSync(files.configPath, `${JSON.stringify(config, null, 2)}\n`);
+  writeFileSync(files.resultPath, "", { flag: "w" });
+}
+
+/**
+ * The metrics a task wrote to LABSWEEP_RESULT_FILE: an empty or missing file means a task with
+ * no metrics (a no-op or side-effect-only task); anything but a JSON object is an error.
+ */
+export function readResult(resultPath: string): { metrics: Record<string, unknown> } | { error: string } {
+  let text: string;
+  try {
+    text = readFileSync(resultPath, "utf8");
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return { metrics: {} };
+    throw error;
+  }
+  if (text.trim() === "") return { metrics: {} };
+  try {
+    const value = JSON.parse(text) as unknown;
+    if (value !== null && typeof value === "object" && !Array.isArray(value)) {
+      return { metrics: value as Record<string, unknown> };
+    }
+    return { error: `LABSWEEP_RESULT_FILE must hold a JSON object of metrics, got: ${text.slice(0, 200)}` };
+  } catch (error) {
+    return {
+      error: `LABSWEEP_RESULT_FILE is not valid JSON (${(error as Error).message}): ${text.slice(0, 200)}`,
+    };
+  }
+}

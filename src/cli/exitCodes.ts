@@ -1,0 +1,28 @@
+import { ConfigError } from "../sweep/configError.js";
+
+/** Exit codes: 0 all good, 1 tasks failed or a runtime error, 2 bad input, 130 interrupted. */
+export const EXIT = { ok: 0, failed: 1, badInput: 2, interrupted: 130 } as const;
+
+/** Bad command-line input: exit 2, like a bad config. */
+export class UsageError extends Error {
+  override readonly name = "UsageError";
+}
+
+/** Prints one clear line for an error and returns the exit code it maps to. */
+export function reportError(
+  error: unknown,
+  write: (text: string) => void = (text) => process.stderr.write(text),
+): number {
+  if (error instanceof ConfigError || error instanceof UsageError) {
+    write(`labsweep: ${error.message}\n`);
+    return EXIT.badInput;
+  }
+  write(`labsweep: ${describe(error)}\n`);
+  if (process.env.LABSWEEP_DEBUG && error instanceof Error) write(`${error.stack}\n`);
+  return EXIT.failed;
+}
+
+function describe(error: unknown): string {
+  if (!(error instanceof Error)) return String(error);
+  return error.cause ? `${error.message}: ${describe(error.cause)}` : error.message;
+}

@@ -1,0 +1,91 @@
+import { Command, CommanderError } from "commander";
+import { EXIT, reportError } from "./exitCodes.js";
+import { exportCommand } from "./export.js";
+import { planCommand } from "./plan.js";
+import { retryCommand } from "./retry.js";
+import { runCommand } from "./run.js";
+import { statusCommand } from "./status.js";
+
+/** Parses argv, runs one command, returns the exit code. Errors become one clear line. */
+export async function main(argv: string[]): Promise<number> {
+  let exitCode: number = EXIT.ok;
+  const program = new Command("labsweep")
+    .description("Run grids of ML experiments exactly once, from a durable task ledger.")
+    .exitOverride()
+    .configureOutput({ writeErr: (text) => process.stderr.write(text) })
+    .showHelpAfterError("(run labsweep --help for usage)");
+  const state = [
+    "--state <dir>",
+    "state dir with the ledger (default: .labsweep/ beside the first config)",
+  ] as const;
+  const command = [
+    "--command <template>",
+    "command for configs that declare none (the original system's configs)",
+  ] as const;
+
+  program
+    .command("plan")
+    .description("show tasks per phase, merged duplicates, what is complete and what remains")
+    .argument("<configs...>", "sweep config files (YAML)")
+    .option(...state)
+    .option(...command)
+    .option("--json", "print one JSON object")
+    .option("--yes", "accept grids over 10 million tasks")
+    .action(async (configs: string[], flags) => {
+      exitCode = await planCommand(configs, flags);
+    });
+  program
+    .command("run")
+    .description("run the sweep on this machine; run again to resume")
+    .argument("<configs...>", "sweep config files (YAML)")
+    .option(...state)
+    .option(...command)
+    .option("--slots <n>", "tasks at once (default: one per GPU with ≥ 4 GB free, else one per CPU core)")
+    .option("--gpus <list>", "only these GPU indices, e.g. 0,2")
+    .option("--grace <seconds>", "SIGTERM → SIGKILL grace for timeouts and a second Ctrl-C", "10")
+    .option("--progress-every <seconds>", "period of plain progress lines when not on a terminal", "10")
+    .option("--yes", "accept grids over 10 million tasks")
+    .action(async (configs: string[], flags) => {
+      exitCode = await runCommand(configs, flags);
+    });
+  program
+    .command("status")
+    .description("progress of the sweep (works while a run is going)")
+    .argument("[configs...]", "config files, to find the default state dir")
+    .option(...state)
+    .option("--json", "print one JSON object")
+    .action(async (configs: string[], flags) => {
+      exitCode = await statusCommand(configs, flags);
+    });
+  program
+    .command("retry")
+    .description("give failed tasks a fresh set of retries")
+    .argument("[configs...]", "config files, to find the default state dir")
+    .option(...state)
+    .option("--failed", "retry every failed task")
+    .option("--phase <name>", "only this phase's failed tasks")
+    .action(async (configs: string[], flags) => {
+      exitCode = await retryCommand(configs, flags);
+    });
+  program
+    .command("export")
+    .description("write all results from the ledger")
+    .argument("[configs...]", "config files, to find the default state dir")
+    .option(...state)
+    .option("--format <format>", "csv or jsonl", "csv")
+    .option("--output <file>", "write here instead of stdout")
+    .action(async (configs: string[], flags) => {
+      exitCode = await exportCommand(configs, flags);
+    });
+
+  try {
+    await program.parseAsync(argv);
+    return exitCode;
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      if (error.exitCode === 0) return EXIT.ok;
+      return EXIT.badInput;
+    }
+    return reportError(error);
+  }
+}

@@ -1,0 +1,24 @@
+import { openLedger } from "../ledger/openLedger.js";
+import { retryFailed } from "../ledger/retryFailed.js";
+import { EXIT, UsageError } from "./exitCodes.js";
+import { stateDirFrom } from "./stateDir.js";
+
+export interface RetryFlags {
+  state?: string;
+  failed?: boolean;
+  phase?: string;
+}
+
+export async function retryCommand(configs: string[], flags: RetryFlags): Promise<number> {
+  if (!flags.failed) throw new UsageError("say what to retry: `labsweep retry --failed [--phase P]`");
+  const db = await openLedger(stateDirFrom(flags, configs));
+  try {
+    const count = await retryFailed(db, Date.now(), { phase: flags.phase });
+    process.stdout.write(
+      `${count} failed task${count === 1 ? "" : "s"} will run again (a running \`labsweep run\` picks them up; otherwise start one)\n`,
+    );
+    return EXIT.ok;
+  } finally {
+    await db.close();
+  }
+}

@@ -1,0 +1,131 @@
+import type { Agent } from "../agent/agent.js";
+import { prepareLedger, runLocally } from "../coordinator/localRun.js";
+import { openSweep } from "../coordinator/openSweep.js";
+import { taskCounts } from "../ledger/taskCounts.js";
+import { EXIT, UsageError } from "./exitCodes.js";
+import { ProgressView } from "./progress.js";
+import { stateDirFrom } from "./stateDir.js";
+
+export interface RunFlags {
+  state?: string;
+  slots?: string;
+  gpus?: string;
+  command?: string;
+  yes?: boolean;
+  grace?: string;
+  progressEvery?: string;
+}
+
+export async function runCommand(configs: string[], flags: RunFlags): Promise<number> {
+  const slots = flags.slots === undefined ? undefined : positiveInteger("--slots", flags.slots);
+  const gpus = flags.gpus === undefined ? undefined : gpuList(flags.gpus);
+  const graceMs = flags.grace === undefined ? undefined : positiveNumber("--grace", flags.grace) * 1000;
+  const sweep = openSweep(configs, { defaultCommand: flags.command, yes: flags.yes });
+  const stateDir = stateDirFrom(flags, configs);
+  const prepared = await prepareLedger(stateDir, sweep);
+  const { db } = prepared;
+  const view = new ProgressView(
+    process.stderr,
+    flags.progressEvery === undefined
+      ? 10_000
+      : positiveNumber("--progress-every", flags.progressEvery) * 1000,
+  );
+  const { sync, resume } = prepared;
+  view.note(
+    `labsweep: ${sync.unique} unique tasks (${sync.merged} merged, ${sync.added} new${sync.dropped ? `, ${sync.dropped} no longer in the configs` : ""}); ${resume.found} found complete in result CSVs${prepared.requeued ? `; ${prepared.requeued} interrupted tasks requeued` : ""}; state in ${stateDir}`,
+  );
+  const running = new Map<number, string>();
+  let agent: Agent | null = null;
+  let interrupts = 0;
+  const onSignal = (signal: NodeJS.Signals): void => {
+    interrupts++;
+    if (signal === "SIGINT" && interrupts === 1) {
+      view.note(
+        `labsweep: stopping — no new tasks; waiting for ${running.size} running (Ctrl-C again to terminate them)`,
+      );
+      agent?.stopLeasing();
+    } else {
+      view.note("labsweep: terminating running tasks (SIGTERM, then SIGKILL after the grace period)");
+      agent?.terminateRunning();
+    }
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+  let refreshing = false;
+  const refresh = async (force = false): Promise<void> => {
+    if (refreshing && !force) return;
+    refreshing = true;
+    try {
+      view.update({ counts: await taskCounts(db), running: [...running.values()], at: Date.now() }, force);
+    } finally {
+      refreshing = false;
+    }
+  };
+  const ticker = setInterval(() => void refresh(), 250);
+  try {
+    const result = await runLocally(db, {
+      stateDir,
+      slots,
+      gpus,
+      graceMs,
+      onAgent: (started) => {
+        agent = started;
+      },
+      onEvent: (event) => {
+        if (event.kind === "started") {
+          const gpu = event.claim.gpuIds.length ? ` gpu ${event.claim.gpuIds.join(",")}` : "";
+          running.set(
+            event.claim.attemptId,
+            `task ${event.claim.task.id}${gpu}: ${event.claim.task.command}`,
+          );
+        } else running.delete(event.claim.attemptId);
+      },
+    });
+    clearInterval(ticker);
+    await refresh(true);
+    view.finish();
+    const counts = await taskCounts(db);
+    if (result.exit.kind === "stuck") {
+      process.stderr.write(
+        `labsweep: ${result.exit.claimable} tasks need more than this machine offers (${result.slots.length} slots; GPUs: ${result.slots.flatMap((slot) => slot.gpuIndices).join(",") || "none"}); see their resources in the config\n`,
+      );
+      return EXIT.failed;
+    }
+    if (result.exit.kind === "stopped") {
+      process.stderr.write("labsweep: stopped; run the same command again to resume\n");
+      return EXIT.interrupted;
+    }
+    process.stderr.write(
+      `labsweep: finished — ${counts.succeeded} succeeded, ${counts.failed} failed, ${counts.blocked} blocked${counts.failed ? ` (see ${stateDir}/failed_experiments.csv; \`labsweep retry --failed\` to try again)` : ""}\n`,
+    );
+    return counts.failed > 0 || counts.blocked > 0 ? EXIT.failed : EXIT.ok;
+  } finally {
+    clearInterval(ticker);
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+    await db.close();
+    prepared.release();
+  }
+}
+
+function positiveInteger(flag: string, text: string): number {
+  const value = Number(text);
+  if (!Number.isInteger(value) || value < 1)
+    throw new UsageError(`${flag} must be a positive whole number, got "${text}"`);
+  return value;
+}
+
+function positiveNumber(flag: string, text: string): number {
+  const value = Number(text);
+  if (!Number.isFinite(value) || value < 0)
+    throw new UsageError(`${flag} must be a number of seconds, got "${text}"`);
+  return value;
+}
+
+function gpuList(text: string): number[] {
+  const indices = text.split(",").map((part) => Number(part.trim()));
+  if (indices.some((index) => !Number.isInteger(index) || index < 0)) {
+    throw new UsageError(`--gpus takes GPU indices like 0,2 — got "${text}"`);
+  }
+  return indices;
+}

@@ -1,0 +1,55 @@
+import { openLedgerReadOnly } from "../ledger/openLedger.js";
+import { droppedTaskCount, phaseProgress, taskCounts } from "../ledger/taskCounts.js";
+import { EXIT, UsageError } from "./exitCodes.js";
+import { stateDirFrom } from "./stateDir.js";
+
+export interface StatusFlags {
+  state?: string;
+  json?: boolean;
+}
+
+/** Reads the ledger only, so it works from another terminal while a run is going. */
+export async function statusCommand(configs: string[], flags: StatusFlags): Promise<number> {
+  const stateDir = stateDirFrom(flags, configs);
+  const db = openLedgerReadOnly(stateDir);
+  if (!db)
+    throw new UsageError(
+      `no ledger in ${stateDir}: start one with \`labsweep run CONFIG…\` (or pass --state DIR)`,
+    );
+  try {
+    const counts = await taskCounts(db);
+    const phases = await phaseProgress(db);
+    const dropped = await droppedTaskCount(db);
+    const failures = await db.all<{ task_id: number; error: string | null; params_json: string }>(
+      `SELECT a.task_id, a.error, t.params_json FROM tasks t JOIN attempts a ON a.id = (
+          SELECT max(id) FROM attempts WHERE task_id = t.id)
+        WHERE t.state = 'failed' AND t.active = 1 ORDER BY t.finished_at DESC LIMIT 5`,
+    );
+    if (flags.json) {
+      process.stdout.write(
+        `${JSON.stringify({ ...counts, dropped, stateDir, phases, recentFailures: failures })}\n`,
+      );
+      return EXIT.ok;
+    }
+    const done = counts.succeeded + counts.failed;
+    process.stdout.write(
+      `${done}/${counts.unique} done: ${counts.succeeded} succeeded, ${counts.failed} failed, ${counts.running} running, ${counts.pending} pending, ${counts.blocked} blocked\n`,
+    );
+    for (const phase of phases) {
+      const why = phase.reason ? `  — ${phase.reason}` : "";
+      process.stdout.write(
+        `  ${phase.name}: ${phase.succeeded}/${phase.unique} succeeded, ${phase.failed} failed, ${phase.running} running, ${phase.pending} pending [${phase.state}]${why}\n`,
+      );
+    }
+    if (dropped > 0)
+      process.stdout.write(`${dropped} tasks in the ledger are no longer in any config (kept)\n`);
+    for (const failure of failures) {
+      process.stdout.write(
+        `  failed task ${failure.task_id} ${failure.params_json}: ${failure.error ?? ""}\n`,
+      );
+    }
+    return EXIT.ok;
+  } finally {
+    await db.close();
+  }
+}

@@ -1,0 +1,16 @@
+import type { CoordinatorPort } from "../agent/agent.js";
+import { recordAttemptProcess } from "../ledger/recoverAbandoned.js";
+import type { Coordinator } from "./coordinator.js";
+
+/** The in-process path from an agent to its coordinator, used by `labsweep run`. */
+export function localPort(coordinator: Coordinator): CoordinatorPort {
+  return {
+    lease: (request) => coordinator.lease(request),
+    awaitWork: (maxWaitMs) => coordinator.awaitWork(maxWaitMs),
+    heartbeat: (attemptIds) => coordinator.heartbeat(attemptIds),
+    started: (attemptId, pid, logPath) => recordAttemptProcess(coordinator.db, attemptId, pid, logPath),
+    finish: (attemptId, report) => coordinator.finish(attemptId, report),
+    isFinished: () => coordinator.isFinished(),
+    claimableCount: () => coordinator.claimableCount(),
+  };
+}

@@ -1,0 +1,103 @@
+import { availableParallelism, hostname } from "node:os";
+import { Agent, type AgentEvent, type AgentExit } from "../agent/agent.js";
+import { probeGpus } from "../agent/gpuProbe.js";
+import { killLeftovers } from "../agent/leftovers.js";
+import { planSlots, type Slot } from "../agent/slots.js";
+import type { Db } from "../ledger/db.js";
+import { evaluateGates } from "../ledger/evaluateGates.js";
+import { openLedger } from "../ledger/openLedger.js";
+import { openAttempts, requeueAttempts } from "../ledger/recoverAbandoned.js";
+import { type SyncReport, syncSweep } from "../ledger/syncSweep.js";
+import { writeOwedResults } from "../results/resultsWriter.js";
+import { type ResumeReport, resumeFromResults } from "../results/resumeScan.js";
+import type { Sweep } from "../sweep/loadSweep.js";
+import { Coordinator } from "./coordinator.js";
+import { localPort } from "./localPort.js";
+import { acquireStateLock } from "./stateLock.js";
+
+export interface PreparedLedger {
+  db: Db;
+  sync: SyncReport;
+  resume: ResumeReport;
+  /** Attempts of a previous run that died with it, now back in the queue. */
+  requeued: number;
+  release: () => void;
+}
+
+/**
+ * Takes the state dir for this process and brings its ledger up to date: leftovers of a killed
+ * previous run are cleaned up and requeued, the configs are synced in, and result CSVs (also the
+ * original system's) mark what is already done. Owed result rows are written out.
+ */
+export async function prepareLedger(
+  stateDir: string,
+  sweep: Sweep,
+  now = Date.now(),
+): Promise<PreparedLedger> {
+  const release = acquireStateLock(stateDir);
+  let db: Db | null = null;
+  try {
+    db = await openLedger(stateDir);
+    const abandoned = await openAttempts(db);
+    for (const attempt of abandoned) if (attempt.pid) killLeftovers(attempt.pid, attempt.id);
+    const requeued = await requeueAttempts(db, abandoned, "its labsweep process ended while it ran", now);
+    const sync = await syncSweep(db, sweep, now);
+    await evaluateGates(db, now);
+    // The scan must precede the writer: it is how a row written just before a crash is recognised.
+    const resume = await resumeFromResults(db, now);
+    await evaluateGates(db, now);
+    await writeOwedResults(db);
+    return { db, sync, resume, requeued, release };
+  } catch (error) {
+    await db?.close();
+    release();
+    throw error;
+  }
+}
+
+export interface LocalRunOptions {
+  stateDir: string;
+  /** Exactly this many slots. (Default: one per GPU with ≥ 4 GB free, else one per CPU core) */
+  slots?: number;
+  /** Only these GPU indices. (Default: all) */
+  gpus?: number[];
+  /** SIGTERM → SIGKILL grace. (Default: 10 s) */
+  graceMs?: number;
+  env?: NodeJS.ProcessEnv;
+  onEvent?: (event: AgentEvent) => void;
+  /** Called with the agent once it runs, so signal handlers can stop it. */
+  onAgent?: (agent: Agent) => void;
+}
+
+export interface LocalRunResult {
+  exit: AgentExit;
+  slots: Slot[];
+}
+
+/** Runs the sweep's tasks on this machine: an in-process coordinator and one local agent. */
+export async function runLocally(db: Db, options: LocalRunOptions): Promise<LocalRunResult> {
+  const coordinator = new Coordinator(db, { stateDir: options.stateDir });
+  const gpus = await probeGpus({ env: options.env ?? process.env });
+  const slots = planSlots({
+    gpus,
+    cpuCount: availableParallelism(),
+    slotsOverride: options.slots,
+    gpuFilter: options.gpus,
+  });
+  const agent = new Agent(localPort(coordinator), {
+    worker: `local-${hostname()}-${process.pid}`,
+    host: hostname(),
+    stateDir: options.stateDir,
+    slots,
+    gpuFreeMiB: new Map(gpus.map((gpu) => [gpu.index, gpu.memoryFreeMiB])),
+    cpuCount: availableParallelism(),
+    graceMs: options.graceMs,
+    env: options.env,
+    onEvent: options.onEvent,
+  });
+  options.onAgent?.(agent);
+  const exit = await agent.run();
+  await coordinator.drainResults();
+  await evaluateGates(db, Date.now());
+  return { exit, slots };
+}

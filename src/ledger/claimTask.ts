@@ -1,0 +1,96 @@
+import type { Placement } from "../sweep/types.js";
+import type { Db } from "./db.js";
+import { recordEvent } from "./recordEvent.js";
+import { type Task, type TaskRow, toTask } from "./rows.js";
+
+export interface ClaimRequest {
+  worker: string;
+  host: string;
+  now: number;
+  /** Lease length; the holder must renew before it runs out. */
+  leaseMs: number;
+  /** Whether this worker's free capacity can run the task (resources, tags). */
+  fits: (task: Task) => { gpuIds: number[] } | null;
+}
+
+export interface Claim {
+  task: Task;
+  attemptId: number;
+  attemptNumber: number;
+  gpuIds: number[];
+  /** Phases and output dirs of the task, first-declared phase first. */
+  placements: Placement[];
+}
+
+/** How many claimable tasks to look at for one that fits before giving up for now. */
+const CANDIDATES = 64;
+
+/**
+ * Hands the lowest-numbered claimable task that fits to a worker and opens an attempt for it,
+ * in one transaction, so a task is never handed out twice.
+ */
+export async function claimTask(db: Db, request: ClaimRequest): Promise<Claim | null> {
+  return db.transaction(async (tx) => {
+    const candidates = await tx.all<TaskRow>(
+      `SELECT * FROM tasks
+        WHERE state = 'pending' AND runnable = 1 AND active = 1 AND not_before <= $1
+        ORDER BY id LIMIT ${CANDIDATES}`,
+      [request.now],
+    );
+    for (const row of candidates) {
+      const task = toTask(row);
+      const placement = request.fits(task);
+      if (!placement) continue;
+      const attemptNumber = (await countAttempts(tx, task.id)) + 1;
+      const gpuIds = placement.gpuIds.join(",");
+      const attempt = await tx.one<{ id: number }>(
+        `INSERT INTO attempts (task_id, number, worker, host, gpu_ids, started_at, lease_expires)
+         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id`,
+        [
+          task.id,
+          attemptNumber,
+          request.worker,
+          request.host,
+          gpuIds,
+          request.now,
+          request.now + request.leaseMs,
+        ],
+      );
+      const attemptId = attempt?.id as number;
+      await tx.run("UPDATE tasks SET state = 'running', attempt_id = $2 WHERE id = $1", [task.id, attemptId]);
+      await recordEvent(tx, request.now, "task_started", task.id, {
+        attempt: attemptId,
+        worker: request.worker,
+        gpus: placement.gpuIds,
+      });
+      const placements = await tx.all<Placement>(
+        `SELECT p.phase, p.output_dir AS "outputDir" FROM placements p JOIN phases f ON f.name = p.phase
+          WHERE p.task_id = $1 AND p.active = 1 ORDER BY f.position, p.output_dir`,
+        [task.id],
+      );
+      return {
+        task: { ...task, state: "running" },
+        attemptId,
+        attemptNumber,
+        gpuIds: placement.gpuIds,
+        placements,
+      };
+    }
+    return null;
+  });
+}
+
+async function countAttempts(tx: Db, taskId: number): Promise<number> {
+  const row = await tx.one<{ n: number }>("SELECT count(*) AS n FROM attempts WHERE task_id = $1", [taskId]);
+  return row?.n ?? 0;
+}
+
+/** When the next task held back by retry backoff becomes claimable, or null if none is. */
+export async function nextBackoffExpiry(db: Db, now: number): Promise<number | null> {
+  const row = await db.one<{ at: number | null }>(
+    `SELECT min(not_before) AS at FROM tasks
+      WHERE state = 'pending' AND runnable = 1 AND active = 1 AND not_before > $1`,
+    [now],
+  );
+  return row?.at ?? null;
+}

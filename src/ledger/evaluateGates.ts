@@ -1,0 +1,134 @@
+import type { Gate } from "../sweep/types.js";
+import type { Db } from "./db.js";
+import { recordEvent } from "./recordEvent.js";
+
+export type PhaseState = "waiting" | "open" | "blocked";
+
+interface PhaseRow {
+  name: string;
+  after_json: string;
+  gate_json: string;
+  state: PhaseState;
+  reason: string | null;
+}
+
+interface PhaseCounts {
+  total: number;
+  succeeded: number;
+  /** Tasks that will not change state any more: succeeded, failed, blocked, cancelled. */
+  settled: number;
+}
+
+/**
+ * Opens the phases whose `after` phases have settled and passed their gate, blocks those whose
+ * gate failed (with the reason `status` shows), and keeps tasks' `runnable` and `blocked` flags
+ * in step. Only phases still waiting cost a query, so a sweep without `after` pays nothing.
+ * Returns true when something changed (new work may be claimable).
+ */
+export async function evaluateGates(db: Db, now: number): Promise<boolean> {
+  return db.transaction(async (tx) => {
+    const phases = await tx.all<PhaseRow>(
+      "SELECT name, after_json, gate_json, state, reason FROM phases WHERE active = 1 ORDER BY position",
+    );
+    const byName = new Map(phases.map((phase) => [phase.name, phase]));
+    const counts = new Map<string, PhaseCounts>();
+    const countsOf = async (name: string): Promise<PhaseCounts> => {
+      let found = counts.get(name);
+      if (!found) {
+        const row = await tx.one<PhaseCounts>(
+          `SELECT count(*) AS total,
+                  coalesce(sum(t.state = 'succeeded'), 0) AS succeeded,
+                  coalesce(sum(t.state IN ('succeeded', 'failed', 'blocked', 'cancelled')), 0) AS settled
+             FROM placements p JOIN tasks t ON t.id = p.task_id
+            WHERE p.phase = $1 AND p.active = 1`,
+          [name],
+        );
+        found = row ?? { total: 0, succeeded: 0, settled: 0 };
+        counts.set(name, found);
+      }
+      return found;
+    };
+    let changed = false;
+    // Phases are in declaration order, but `after` may point forward: iterate to a fixed point.
+    for (let pass = 0; pass < phases.length + 1; pass++) {
+      let passChanged = false;
+      for (const phase of phases) {
+        const verdict = await judge(phase, byName, countsOf);
+        if (verdict.state !== phase.state || verdict.reason !== phase.reason) {
+          await applyVerdict(tx, phase, verdict, now);
+          if (verdict.state !== phase.state) counts.clear();
+          phase.state = verdict.state;
+          phase.reason = verdict.reason;
+          passChanged = true;
+          changed = true;
+        }
+      }
+      if (!passChanged) break;
+    }
+    return changed;
+  });
+}
+
+async function judge(
+  phase: PhaseRow,
+  byName: Map<string, PhaseRow>,
+  countsOf: (name: string) => Promise<PhaseCounts>,
+): Promise<{ state: PhaseState; reason: string | null }> {
+  const after = JSON.parse(phase.after_json) as string[];
+  const gate = JSON.parse(phase.gate_json) as Gate;
+  const waitingOn: string[] = [];
+  for (const name of after) {
+    const dependency = byName.get(name);
+    if (!dependency) continue; // dropped from the configs: nothing to wait for
+    if (dependency.state === "blocked") return { state: "blocked", reason: `phase ${name} is blocked` };
+    const counts = await countsOf(name);
+    if (dependency.state !== "open" || counts.settled < counts.total) {
+      waitingOn.push(`${name} (${counts.settled}/${counts.total} settled)`);
+      continue;
+    }
+    const failure = gateFailure(gate, counts, name);
+    if (failure) return { state: "blocked", reason: failure };
+  }
+  if (waitingOn.length > 0) return { state: "waiting", reason: `waiting for ${waitingOn.join(", ")}` };
+  return { state: "open", reason: null };
+}
+
+function gateFailure(gate: Gate, counts: PhaseCounts, name: string): string | null {
+  const ratio = counts.total === 0 ? 1 : counts.succeeded / counts.total;
+  if (gate.kind === "all_succeeded" && counts.succeeded < counts.total) {
+    return `gate all_succeeded failed: ${counts.total - counts.succeeded} of ${counts.total} tasks of ${name} did not succeed`;
+  }
+  if (gate.kind === "min_success" && ratio < gate.ratio) {
+    return `gate min_success ${gate.ratio} failed: ${name} succeeded ${counts.succeeded}/${counts.total} (${(ratio * 100).toFixed(1)}%)`;
+  }
+  return null;
+}
+
+async function applyVerdict(
+  tx: Db,
+  phase: PhaseRow,
+  verdict: { state: PhaseState; reason: string | null },
+  now: number,
+): Promise<void> {
+  await tx.run("UPDATE phases SET state = $2, reason = $3 WHERE name = $1", [
+    phase.name,
+    verdict.state,
+    verdict.reason,
+  ]);
+  // A task runs if any of its phases is open; it is blocked only if all of its phases are.
+  await tx.run(
+    `UPDATE tasks SET
+       runnable = EXISTS (SELECT 1 FROM placements p JOIN phases f ON f.name = p.phase
+                           WHERE p.task_id = tasks.id AND p.active = 1 AND f.state = 'open'),
+       state = CASE
+         WHEN state IN ('pending', 'blocked') AND NOT EXISTS (
+                SELECT 1 FROM placements p JOIN phases f ON f.name = p.phase
+                 WHERE p.task_id = tasks.id AND p.active = 1 AND f.state != 'blocked')
+           THEN 'blocked'
+         WHEN state = 'blocked' THEN 'pending'
+         ELSE state END
+     WHERE id IN (SELECT task_id FROM placements WHERE phase = $1 AND active = 1)`,
+    [phase.name],
+  );
+  await recordEvent(tx, now, `phase_${verdict.state}`, null, { phase: phase.name, reason: verdict.reason });
+}

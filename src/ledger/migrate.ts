@@ -1,0 +1,42 @@
+import { readdir, readFile } from "node:fs/promises";
+import type { Db } from "./db.js";
+
+const MIGRATIONS_ROOT = new URL("../../migrations/", import.meta.url);
+
+/**
+ * Applies the numbered SQL files of the adapter's dialect that the database has not seen. Each
+ * runs in a transaction that records its version first, so two processes starting together
+ * cannot both apply it: the second blocks on the first's write lock, then sees the version.
+ */
+export async function migrate(db: Db): Promise<number[]> {
+  await db.run(
+    "CREATE TABLE IF NOT EXISTS labsweep_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)",
+  );
+  const directory = new URL(`${db.dialect}/`, MIGRATIONS_ROOT);
+  const files = (await readdir(directory)).filter((name) => /^\d{6}\.sql$/.test(name)).sort();
+  const applied: number[] = [];
+  for (const name of files) {
+    const version = Number(name.slice(0, 6));
+    const sql = await readFile(new URL(name, directory), "utf8");
+    const didApply = await db.transaction(async (tx) => {
+      const inserted = await tx.run(
+        "INSERT INTO labsweep_migrations (version, applied_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        [version, new Date().toISOString()],
+      );
+      if (inserted.changes === 0) return false;
+      for (const statement of splitStatements(sql)) await tx.run(statement);
+      return true;
+    });
+    if (didApply) applied.push(version);
+  }
+  return applied;
+}
+
+/** Splits a migration file on semicolons at line ends; our migrations keep one statement per `;`. */
+function splitStatements(sql: string): string[] {
+  return sql
+    .replace(/--[^\n]*/g, "")
+    .split(/;\s*(?:\n|$)/)
+    .map((statement) => statement.trim())
+    .filter((statement) => statement.length > 0);
+}

@@ -1,0 +1,63 @@
+import type { Db } from "./db.js";
+import { finishAttempt } from "./finishAttempt.js";
+import type { AttemptRow } from "./rows.js";
+
+/**
+ * Attempts still open in the ledger whose worker is gone (a previous `labsweep run` that was
+ * killed, or an agent whose lease ran out). Their tasks go back to pending without spending a
+ * retry: losing the worker is not the task's fault.
+ */
+export async function openAttempts(
+  db: Db,
+  filter: { worker?: string; expiredBy?: number } = {},
+): Promise<AttemptRow[]> {
+  const conditions = ["ended_at IS NULL"];
+  const params: unknown[] = [];
+  if (filter.worker !== undefined) {
+    params.push(filter.worker);
+    conditions.push(`worker = $${params.length}`);
+  }
+  if (filter.expiredBy !== undefined) {
+    params.push(filter.expiredBy);
+    conditions.push(`lease_expires < $${params.length}`);
+  }
+  return db.all<AttemptRow>(`SELECT * FROM attempts WHERE ${conditions.join(" AND ")} ORDER BY id`, params);
+}
+
+export async function requeueAttempts(
+  db: Db,
+  attempts: AttemptRow[],
+  why: string,
+  now: number,
+): Promise<number> {
+  let requeued = 0;
+  for (const attempt of attempts) {
+    const result = await finishAttempt(db, attempt.id, { kind: "lost", error: why }, now);
+    if (result.taskState === "pending") requeued++;
+  }
+  return requeued;
+}
+
+/** Records the process a running attempt started, so a later incarnation can kill leftovers. */
+export async function recordAttemptProcess(
+  db: Db,
+  attemptId: number,
+  pid: number,
+  logPath: string,
+): Promise<void> {
+  await db.run("UPDATE attempts SET pid = $2, log_path = $3 WHERE id = $1", [attemptId, pid, logPath]);
+}
+
+/** Extends the leases of attempts still running; returns the ids that are no longer current. */
+export async function renewLeases(db: Db, attemptIds: number[], until: number): Promise<number[]> {
+  const stale: number[] = [];
+  for (const id of attemptIds) {
+    const renewed = await db.run(
+      `UPDATE attempts SET lease_expires = $2
+        WHERE id = $1 AND ended_at IS NULL AND id IN (SELECT attempt_id FROM tasks WHERE attempt_id = $1)`,
+      [id, until],
+    );
+    if (renewed.changes === 0) stale.push(id);
+  }
+  return stale;
+}

@@ -1,0 +1,71 @@
+import type { Params, RunPolicy } from "../sweep/types.js";
+
+/** Task states as stored. `blocked`: every phase it belongs to failed its gate. */
+export type TaskState = "pending" | "running" | "succeeded" | "failed" | "blocked" | "cancelled";
+
+export interface TaskRow {
+  id: number;
+  signature: string;
+  params_json: string;
+  command: string;
+  cwd: string;
+  config_file: string;
+  policy_json: string;
+  state: TaskState;
+  runnable: number;
+  attempts: number;
+  not_before: number;
+  attempt_id: number | null;
+  active: number;
+  result_json: string | null;
+  wall_seconds: number | null;
+  host: string | null;
+  gpu_ids: string | null;
+  finished_at: number | null;
+  origin: string | null;
+}
+
+/** A task as the scheduler and runners see it. */
+export interface Task {
+  id: number;
+  signature: string;
+  params: Params;
+  command: string;
+  cwd: string;
+  configFile: string;
+  policy: RunPolicy;
+  state: TaskState;
+  attempts: number;
+}
+
+export function toTask(row: TaskRow): Task {
+  return {
+    id: row.id,
+    signature: row.signature,
+    params: JSON.parse(row.params_json) as Params,
+    command: row.command,
+    cwd: row.cwd,
+    configFile: row.config_file,
+    policy: JSON.parse(row.policy_json) as RunPolicy,
+    state: row.state,
+    attempts: row.attempts,
+  };
+}
+
+export interface AttemptRow {
+  id: number;
+  task_id: number;
+  number: number;
+  worker: string;
+  host: string | null;
+  gpu_ids: string | null;
+  started_at: number;
+  lease_expires: number | null;
+  ended_at: number | null;
+  outcome: string | null;
+  exit_code: number | null;
+  signal: string | null;
+  error: string | null;
+  pid: number | null;
+  log_path: string | null;
+}

@@ -1,0 +1,88 @@
+import Database from "better-sqlite3";
+import type { Db } from "./db.js";
+
+/**
+ * SQLite adapter for the Db port. One connection per process; WAL so `labsweep status` in
+ * another terminal reads while a run writes. better-sqlite3 is synchronous, so an async
+ * transaction could interleave with other callers between its awaits: every top-level call
+ * queues behind a lock, and the transaction's own handle bypasses it.
+ */
+export function openSqliteDb(path: string, options: { readonly?: boolean } = {}): Db {
+  const connection = new Database(path, { readonly: options.readonly ?? false, timeout: 10_000 });
+  if (!options.readonly) {
+    connection.pragma("journal_mode = WAL");
+    // FULL: a result acknowledged to an agent survives power loss, not only a process crash.
+    connection.pragma("synchronous = FULL");
+    connection.pragma("foreign_keys = ON");
+  }
+  // better-sqlite3 binds only plain `?` positionally: each `$n` becomes a `?`, and `order`
+  // says which argument goes where (a `$n` may repeat or appear out of order).
+  const statements = new Map<string, { statement: Database.Statement; order: number[] }>();
+  const prepare = (sql: string) => {
+    let prepared = statements.get(sql);
+    if (!prepared) {
+      const order: number[] = [];
+      const text = sql.replace(/\$(\d+)/g, (_, n: string) => {
+        order.push(Number(n) - 1);
+        return "?";
+      });
+      prepared = { statement: connection.prepare(text), order };
+      statements.set(sql, prepared);
+    }
+    return prepared;
+  };
+  const bound = (sql: string, params: readonly unknown[]) => {
+    const { statement, order } = prepare(sql);
+    return { statement, args: order.map((index) => bindable(params[index])) };
+  };
+  const direct: Db = {
+    dialect: "sqlite",
+    async all<Row>(sql: string, params: readonly unknown[] = []) {
+      const { statement, args } = bound(sql, params);
+      return statement.all(...args) as Row[];
+    },
+    async one<Row>(sql: string, params: readonly unknown[] = []) {
+      const { statement, args } = bound(sql, params);
+      return statement.get(...args) as Row | undefined;
+    },
+    async run(sql: string, params: readonly unknown[] = []) {
+      const { statement, args } = bound(sql, params);
+      return { changes: statement.run(...args).changes };
+    },
+    async transaction<T>(work: (tx: Db) => Promise<T>) {
+      return work(direct);
+    },
+    async close() {
+      connection.close();
+    },
+  };
+  let queue: Promise<unknown> = Promise.resolve();
+  const locked = <T>(work: () => Promise<T>): Promise<T> => {
+    const result = queue.then(work);
+    queue = result.catch(() => undefined);
+    return result;
+  };
+  return {
+    dialect: "sqlite",
+    all: (sql, params) => locked(() => direct.all(sql, params)),
+    one: (sql, params) => locked(() => direct.one(sql, params)),
+    run: (sql, params) => locked(() => direct.run(sql, params)),
+    transaction: (work) =>
+      locked(async () => {
+        connection.prepare("BEGIN IMMEDIATE").run();
+        try {
+          const result = await work(direct);
+          connection.prepare("COMMIT").run();
+          return result;
+        } catch (error) {
+          if (connection.inTransaction) connection.prepare("ROLLBACK").run();
+          throw error;
+        }
+      }),
+    close: () => locked(() => direct.close()),
+  };
+}
+
+function bindable(value: unknown): unknown {
+  return value === undefined ? null : typeof value === "boolean" ? Number(value) : value;
+}

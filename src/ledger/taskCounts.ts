@@ -1,0 +1,62 @@
+import type { Db } from "./db.js";
+
+export interface Counts {
+  unique: number;
+  succeeded: number;
+  failed: number;
+  running: number;
+  /** Claimable now or after a retry backoff. */
+  pending: number;
+  /** Held by a gate: waiting for `after` phases, or blocked by a failed gate. */
+  blocked: number;
+  cancelled: number;
+}
+
+export interface PhaseProgress extends Counts {
+  name: string;
+  state: "waiting" | "open" | "blocked";
+  reason: string | null;
+  configFile: string;
+}
+
+const COUNT_COLUMNS = `
+  count(*) AS "unique",
+  coalesce(sum(t.state = 'succeeded'), 0) AS succeeded,
+  coalesce(sum(t.state = 'failed'), 0) AS failed,
+  coalesce(sum(t.state = 'running'), 0) AS running,
+  coalesce(sum(t.state = 'pending' AND t.runnable = 1), 0) AS pending,
+  coalesce(sum(t.state = 'blocked' OR (t.state = 'pending' AND t.runnable = 0)), 0) AS blocked,
+  coalesce(sum(t.state = 'cancelled'), 0) AS cancelled`;
+
+/** Counts of the sweep's tasks (those some loaded config still lists) by state. */
+export async function taskCounts(db: Db): Promise<Counts> {
+  const row = await db.one<Counts>(`SELECT ${COUNT_COLUMNS} FROM tasks t WHERE t.active = 1`);
+  return row as Counts;
+}
+
+/** The same counts per phase, with each phase's gate state and why it waits. */
+export async function phaseProgress(db: Db): Promise<PhaseProgress[]> {
+  return db.all<PhaseProgress>(
+    `SELECT f.name, f.state, f.reason, f.config_file AS "configFile", ${COUNT_COLUMNS}
+       FROM phases f
+       LEFT JOIN placements p ON p.phase = f.name AND p.active = 1
+       LEFT JOIN tasks t ON t.id = p.task_id
+      WHERE f.active = 1
+      GROUP BY f.name
+      ORDER BY f.position`,
+  );
+}
+
+/** Tasks in the ledger that no loaded config lists any more. */
+export async function droppedTaskCount(db: Db): Promise<number> {
+  const row = await db.one<{ n: number }>("SELECT count(*) AS n FROM tasks WHERE active = 0");
+  return row?.n ?? 0;
+}
+
+/** Mean wall time of succeeded attempts, for an ETA; null before the first success. */
+export async function meanTaskSeconds(db: Db): Promise<number | null> {
+  const row = await db.one<{ mean: number | null }>(
+    "SELECT avg(wall_seconds) AS mean FROM tasks WHERE state = 'succeeded' AND origin = 'run'",
+  );
+  return row?.mean ?? null;
+}

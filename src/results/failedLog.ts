@@ -1,0 +1,45 @@
+import { join } from "node:path";
+import { appendCsvRows } from "./csvFile.js";
+
+export const FAILED_FILE = "failed_experiments.csv";
+
+const HEADER = [
+  "timestamp",
+  "task_id",
+  "phases",
+  "params",
+  "attempt",
+  "exit_code",
+  "signal",
+  "error",
+  "last_log_lines",
+];
+
+export interface FailedTask {
+  at: Date;
+  taskId: number;
+  phases: string[];
+  params: unknown;
+  attempt: number;
+  exitCode: number | null;
+  signal: string | null;
+  error: string;
+  logTail: string;
+}
+
+/** Appends a task that used up its retries to `failed_experiments.csv` in the state dir. */
+export async function logFailedTask(stateDir: string, failed: FailedTask): Promise<void> {
+  await appendCsvRows(join(stateDir, FAILED_FILE), HEADER, [
+    [
+      failed.at.toISOString(),
+      String(failed.taskId),
+      failed.phases.join(";"),
+      JSON.stringify(failed.params),
+      String(failed.attempt),
+      failed.exitCode === null ? "" : String(failed.exitCode),
+      failed.signal ?? "",
+      failed.error,
+      failed.logTail,
+    ],
+  ]);
+}
