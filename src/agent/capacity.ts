@@ -62,5 +62,5 @@ export function couldEverFit(resources: Resources, idle: Capacity): boolean {
 /** The share of each allocated GPU a task holds. */
 export function shareOf(resources: Resources, hasGpus: boolean): number {
   const wanted = gpusWanted(resources, hasGpus);
-  return wanted < 1 ? wanted : 1;
+  return Math.min(wanted, 1);
 }

@@ -68,8 +68,8 @@ export async function planSweep(sweep: Sweep, ledger: Db | null): Promise<Plan> 
       taskIndexes[plan.tasks++] = index;
       const dir = task.placement.outputDir;
       if (dirsWithCsv.has(dir)) {
-        let list = csvTasks.get(dir);
-        if (!list) csvTasks.set(dir, (list = []));
+        const list = csvTasks.get(dir) ?? [];
+        if (list.length === 0) csvTasks.set(dir, list);
         list.push({ id: index, params: task.params });
       }
     }
