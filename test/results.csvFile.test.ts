@@ -1,10 +1,12 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { createHash } from "node:crypto";
-import { mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from "node:fs/promises";
+import { appendFileSync } from "node:fs";
+import { mkdtemp, readdir, readFile, rename, rm, stat, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parse } from "csv-parse/sync";
+import { stringify } from "csv-stringify/sync";
 import ts from "typescript";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import {
@@ -33,6 +35,10 @@ async function inode(path: string): Promise<number> {
 
 function pick<T>(items: T[]): T {
   return items[Math.floor(Math.random() * items.length)] as T;
+}
+
+function csvText(header: string[], rows: string[][]): string {
+  return stringify([header, ...rows], { record_delimiter: "\n" });
 }
 
 /** csv-parse over the whole text, with the torn-tail rule applied: what readCsvFile promises. */
@@ -281,6 +287,78 @@ describe("appendCsvRows", () => {
   });
 });
 
+describe("appendCsvRows when another tool changes the file between our appends", () => {
+  const header = ["run", "note"];
+
+  it("sees whole rows appended behind its back and appends after them", async () => {
+    await appendCsvRows(csvPath, header, [["0", "ours"]]);
+    appendFileSync(csvPath, '1,"theirs, quoted"\n');
+    await appendCsvRows(csvPath, header, [["2", "ours"]]);
+    expect(await readFile(csvPath, "utf8")).toBe('run,note\n0,ours\n1,"theirs, quoted"\n2,ours\n');
+  });
+
+  it("does not glue its row onto a complete row appended without a final newline", async () => {
+    await appendCsvRows(csvPath, header, [["0", "ours"]]);
+    const before = await inode(csvPath);
+    appendFileSync(csvPath, "1,theirs");
+    await appendCsvRows(csvPath, header, [["2", "ours"]]);
+    expect(await inode(csvPath)).toBe(before);
+    expect(await readFile(csvPath, "utf8")).toBe("run,note\n0,ours\n1,theirs\n2,ours\n");
+  });
+
+  it("repairs a torn tail left by another writer after our last append", async () => {
+    await appendCsvRows(csvPath, header, [["0", "ours"]]);
+    const before = await inode(csvPath);
+    appendFileSync(csvPath, '1,"cut off mid\nrow');
+    await appendCsvRows(csvPath, header, [["2", "ours"]]);
+    expect(await inode(csvPath)).not.toBe(before);
+    expect(await readFile(csvPath, "utf8")).toBe("run,note\n0,ours\n2,ours\n");
+  });
+
+  it("follows a header rewritten in place (same inode)", async () => {
+    await appendCsvRows(csvPath, header, [["0", "ours"]]);
+    const before = await inode(csvPath);
+    await writeFile(csvPath, "note,run,extra\nours,0,x\n");
+    expect(await inode(csvPath)).toBe(before);
+    expect(await appendCsvRows(csvPath, header, [])).toEqual({ header: ["note", "run", "extra"] });
+    expect(await appendCsvRows(csvPath, header, [["1", "again"]])).toEqual({
+      header: ["note", "run", "extra"],
+    });
+    expect(await readFile(csvPath, "utf8")).toBe("note,run,extra\nours,0,x\nagain,1,\n");
+  });
+
+  it("follows a file replaced by rename, even one of the same size", async () => {
+    await appendCsvRows(csvPath, header, [["0", "ours"]]);
+    const ours = await readFile(csvPath, "utf8");
+    const theirs = "note,run\nours,0\n";
+    expect(theirs.length).toBe(ours.length);
+    await writeFile(join(dir, "replacement.csv"), theirs);
+    await rename(join(dir, "replacement.csv"), csvPath);
+    await appendCsvRows(csvPath, header, [["1", "again"]]);
+    expect(await readFile(csvPath, "utf8")).toBe("note,run\nours,0\nagain,1\n");
+  });
+
+  it("recreates a file deleted behind its back, with the header", async () => {
+    await appendCsvRows(csvPath, header, [["0", "ours"]]);
+    await rm(csvPath);
+    await appendCsvRows(csvPath, header, [["1", "again"]]);
+    expect(await readFile(csvPath, "utf8")).toBe("run,note\n1,again\n");
+  });
+
+  it("keeps its knowledge of the header private from callers", async () => {
+    const created = [...header];
+    await appendCsvRows(csvPath, created, []);
+    created.push("mutated");
+    const returned = (await appendCsvRows(csvPath, header, [])).header;
+    returned.push("mutated");
+    const again = await appendCsvRows(csvPath, header, []);
+    expect(again).toEqual({ header });
+    again.header.reverse();
+    await appendCsvRows(csvPath, header, [["0", "ours"]]);
+    expect(await readFile(csvPath, "utf8")).toBe("run,note\n0,ours\n");
+  });
+});
+
 describe("formatCell", () => {
   it("formats values the way results readers expect", () => {
     expect(formatCell(null)).toBe("");
@@ -328,6 +406,34 @@ describe("performance", () => {
     await timeRead("numeric, no quotes", numericRows());
   });
 
+  it("appends 2,000 one-row batches to a file of 50,000 rows (time printed)", async () => {
+    const columns = ["run", "seed", "lr", "loss", "acc", "config"];
+    const row = (index: number) => [
+      `run-${index}`,
+      String(index % 7),
+      formatCell(index * 1e-5),
+      formatCell(1 / (index + 1)),
+      formatCell((index % 100) / 100),
+      formatCell({ depth: index % 5, tag: "a,b" }),
+    ];
+    const initial = Array.from({ length: 50_000 }, (_, index) => row(index));
+    // Written by "another tool", so the first append has to read the whole file once.
+    await writeFile(csvPath, csvText(columns, initial));
+    const start = performance.now();
+    for (let index = 50_000; index < 52_000; index++) {
+      await appendCsvRows(csvPath, columns, [row(index)]);
+    }
+    const ms = performance.now() - start;
+    console.log(
+      `appendCsvRows x 2,000 (one row each) onto 50,000 rows: ${ms.toFixed(0)} ms (${(ms / 2000).toFixed(2)} ms per append)`,
+    );
+    const content = await readCsvFile(csvPath);
+    expect(content?.tornTail).toBe(false);
+    expect(content?.header).toEqual(columns);
+    expect(content?.rows).toHaveLength(52_000);
+    expect(content?.rows).toEqual(Array.from({ length: 52_000 }, (_, index) => row(index)));
+  });
+
   it("reads 100,000 rows x 20 columns with a quoted JSON column (time printed)", async () => {
     const rows = numericRows().map((row, index) => [
       ...row.slice(0, -1),
@@ -338,8 +444,8 @@ describe("performance", () => {
 });
 
 // ---------------------------------------------------------------------------------------------
-// Crash safety: a child process appends through the real module in a tight loop and is killed
-// with SIGKILL at random moments, while this process keeps reading the file.
+// Crash safety: child processes append to one file and are killed with SIGKILL at random moments,
+// while this process keeps reading the file and checks every row after every kill.
 
 const repoRoot = fileURLToPath(new URL("..", import.meta.url));
 const BASE_COLUMNS = ["id", "round", "seq", "payload", "checksum"];
@@ -363,12 +469,12 @@ async function writeChildProgram(workDir: string): Promise<string> {
   return runner;
 }
 
-// Two kinds of appender share this program. "module" appends through the real module (so kills
-// also land in header-growth and repair rewrites: each group of rounds adds a column). "raw" uses
-// the same technique (one write of whole rows on an 'a' handle) in a tight loop without reading
-// or fsyncing, so most kills land inside a write and leave a torn tail for the next "module"
-// round to repair. Rows carry a checksum; payloads mix quotes, commas, newlines and multi-byte
-// characters, and some batches are large, so one write spans many pages.
+// Two kinds of appender share this program. "module" appends through the real module in a tight
+// loop (so kills also land in header-growth and repair rewrites: each group of rounds adds a
+// column). "raw" uses the same technique (one write of whole rows on an 'a' handle) as a burst of
+// multi-page writes with no reading or fsync between them, so the kill can land inside a write
+// and leave a torn tail for the next "module" round to repair. Rows carry a checksum; payloads
+// mix quotes, commas, newlines and multi-byte characters.
 const APPENDER_SOURCE = `
 import { createHash } from "node:crypto";
 import { openSync, writeSync } from "node:fs";
@@ -378,24 +484,32 @@ const [path, round, mode, fileHeaderJson] = process.argv.slice(2);
 const extra = "extra_" + Math.floor(Number(round) / 5);
 const header = mode === "raw" ? JSON.parse(fileHeaderJson) : ["id", "round", "seq", "payload", "checksum", extra];
 const alphabet = ["a", "b", "7", ",", '"', "\\n", " ", "é", "€", "😀"];
-const payload = () =>
-  Array.from({ length: Math.floor(Math.random() * 400) }, () => alphabet[Math.floor(Math.random() * alphabet.length)]).join("");
+const payload = (maxLength) =>
+  Array.from({ length: Math.floor(Math.random() * maxLength) }, () => alphabet[Math.floor(Math.random() * alphabet.length)]).join("");
 const checksum = (id, text) => createHash("sha256").update(id + "\\u0000" + text).digest("hex").slice(0, 16);
-const makeRow = (seq) => {
-  const id = round + "-" + seq;
-  const text = payload();
-  const cells = { id, round, seq: String(seq), payload: text, checksum: checksum(id, text), [extra]: id };
-  return header.map((column) => cells[column] ?? "");
-};
-const raw = mode === "raw" ? openSync(path, "a") : undefined;
-process.stdout.write("ready\\n");
-let seq = 0;
-for (;;) {
-  const size = mode === "raw" || Math.random() < 0.1 ? 200 : 1 + Math.floor(Math.random() * 8);
-  const rows = Array.from({ length: size }, (_, i) => makeRow(seq + i));
-  seq += size;
-  if (raw === undefined) await appendCsvRows(path, header, rows);
-  else writeSync(raw, stringify(rows, { record_delimiter: "\\n" }));
+const makeRows = (firstSeq, count, maxLength) =>
+  Array.from({ length: count }, (_, i) => {
+    const id = round + "-" + (firstSeq + i);
+    const text = payload(maxLength);
+    const cells = { id, round, seq: String(firstSeq + i), payload: text, checksum: checksum(id, text), [extra]: id };
+    return header.map((column) => cells[column] ?? "");
+  });
+if (mode === "raw") {
+  // Everything is prepared before "ready", and writing starts on "go", which the parent follows
+  // with SIGKILL almost at once: the few milliseconds of writing are when the kill lands.
+  const batches = Array.from({ length: 8 }, (_, b) => stringify(makeRows(b * 40, 40, 1600), { record_delimiter: "\\n" }));
+  const fd = openSync(path, "a");
+  process.stdin.once("data", () => {
+    for (const batch of batches) writeSync(fd, batch);
+  });
+  process.stdout.write("ready\\n");
+} else {
+  process.stdout.write("ready\\n");
+  for (let seq = 0; ; ) {
+    const count = Math.random() < 0.1 ? 200 : 1 + Math.floor(Math.random() * 8);
+    await appendCsvRows(path, header, makeRows(seq, count, 400));
+    seq += count;
+  }
 }
 `;
 
@@ -478,8 +592,9 @@ describe("crash safety", () => {
     };
     for (let round = 0; round < ROUNDS; round++) {
       const args = [runner, csvPath, String(round), ...(await rawAppenderArgs(round))];
-      if (args.length > 4) stats.rawRounds++;
-      const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] });
+      const isRaw = args.length > 4;
+      if (isRaw) stats.rawRounds++;
+      const child = spawn(process.execPath, args, { stdio: ["pipe", "pipe", "pipe"] });
       let stderr = "";
       child.stderr?.on("data", (chunk) => {
         stderr += chunk;
@@ -488,8 +603,12 @@ describe("crash safety", () => {
         child.once("exit", (_code, signal) => resolve(signal)),
       );
       await waitForReady(child);
+      if (isRaw) child.stdin?.write("go\n");
       const killer = new Promise<void>((resolve) =>
-        setTimeout(() => resolve(void child.kill("SIGKILL")), Math.random() * 150),
+        setTimeout(
+          () => resolve(void child.kill("SIGKILL")),
+          isRaw ? Math.random() * 2 : Math.random() * 150,
+        ),
       );
       await Promise.all([readWhileRunning(exited, stats), killer]);
       expect(await exited, `appender died on its own: ${stderr}`).toBe("SIGKILL");

@@ -4,6 +4,8 @@
 CREATE TABLE phases (
   name        TEXT PRIMARY KEY,
   config_file TEXT NOT NULL,
+  cwd         TEXT NOT NULL,               -- the config file's dir: commands run here
+  policy_json TEXT NOT NULL,               -- retries, timeout, backoff, resources of tasks it declares
   position    INTEGER NOT NULL,            -- declaration order across the loaded configs
   after_json  TEXT NOT NULL,               -- ["phaseA", …]
   gate_json   TEXT NOT NULL,               -- {"kind":"all_succeeded"} | {"kind":"min_success","ratio":0.9}
@@ -12,14 +14,16 @@ CREATE TABLE phases (
   active      INTEGER NOT NULL DEFAULT 1   -- 0 once no loaded config declares it
 );
 
+-- Tasks are kept narrow (a million-task grid is a million rows): what every task of a phase
+-- shares lives in `phases`. Signatures are unique by construction — syncSweep is the only
+-- writer, holds the ledger's write lock, and de-duplicates in memory — so they carry no index,
+-- whose random-order inserts would dominate the cost of a large sync.
 CREATE TABLE tasks (
   id           INTEGER PRIMARY KEY,
-  signature    TEXT NOT NULL UNIQUE,       -- hash of canonical params + command template
+  signature    TEXT NOT NULL,              -- hash of canonical params + command template
   params_json  TEXT NOT NULL,
-  command      TEXT NOT NULL,
-  cwd          TEXT NOT NULL,
-  config_file  TEXT NOT NULL,
-  policy_json  TEXT NOT NULL,              -- retries, timeout, backoff, resources
+  command      TEXT NOT NULL,              -- rendered, shell-quoted
+  phase        TEXT NOT NULL,              -- the first phase that declares it: its cwd and policy
   state        TEXT NOT NULL DEFAULT 'pending', -- pending | running | succeeded | failed | blocked | cancelled
   runnable     INTEGER NOT NULL DEFAULT 0, -- 1 while one of its phases is open
   attempts     INTEGER NOT NULL DEFAULT 0, -- attempts that counted against retries

@@ -57,6 +57,8 @@ export class Agent {
   private readonly running = new Map<number, Running>();
   private readonly gpus: GpuOffer[];
   private stopping = false;
+  /** Leases given back because Ctrl-C came while they were on their way. */
+  private readonly releasing = new Set<Promise<unknown>>();
   private wakeLoop: (() => void) | null = null;
 
   constructor(
@@ -91,7 +93,7 @@ export class Agent {
             capacity,
           });
           if (claim) {
-            this.start(claim);
+            this.startOrRelease(claim);
             continue;
           }
         }
@@ -106,7 +108,7 @@ export class Agent {
               capacity: this.capacity(),
             });
             if (retry) {
-              this.start(retry);
+              this.startOrRelease(retry);
               continue;
             }
             return { kind: "stuck", claimable };
@@ -133,6 +135,24 @@ export class Agent {
     for (const task of this.running.values()) task.process.terminate();
   }
 
+  /**
+   * Starts a leased task, unless Ctrl-C came while the lease was on its way: then the task goes
+   * straight back to pending (an interruption spends no retry) and the loop sees `stopping`.
+   */
+  private startOrRelease(claim: Claim): void {
+    if (!this.stopping) {
+      this.start(claim);
+      return;
+    }
+    const outcome: AttemptOutcome = { kind: "interrupted", error: "stopped before it started" };
+    // Should this fail, the attempt stays open and the next run requeues it like a lost one.
+    const released: Promise<unknown> = this.port
+      .finish(claim.attemptId, { outcome })
+      .catch(() => undefined)
+      .finally(() => this.releasing.delete(released));
+    this.releasing.add(released);
+  }
+
   private capacity(): Capacity {
     let cpusInUse = 0;
     for (const task of this.running.values()) cpusInUse += task.cpus;
@@ -149,7 +169,7 @@ export class Agent {
   private start(claim: Claim): void {
     const task = claim.task;
     const files = attemptFiles(this.options.stateDir, task.id, claim.attemptNumber);
-    prepareAttempt(files, task, claim.attemptId);
+    prepareAttempt(files, task, claim.attemptId, claim.placements);
     const share = shareOf(task.policy.resources, this.gpus.length > 0);
     for (const index of claim.gpuIds) {
       const gpu = this.gpus.find((offer) => offer.index === index);
@@ -167,7 +187,13 @@ export class Agent {
       LABSWEEP_OUTPUT_DIR: claim.placements[0]?.outputDir ?? "",
       LABSWEEP_PHASES: [...new Set(claim.placements.map((placement) => placement.phase))].join(","),
     };
-    if (this.gpus.length > 0 || gpusWanted(task.policy.resources, false) > 0) {
+    // A CPU slot on a machine with GPUs (all too busy, or left out by --gpus) gets "": without
+    // it the task would see, and likely use, every GPU, including other users' busy ones.
+    if (
+      this.gpus.length > 0 ||
+      this.options.gpuFreeMiB.size > 0 ||
+      gpusWanted(task.policy.resources, false) > 0
+    ) {
       // nvidia-smi numbers GPUs by PCI bus; CUDA must use the same order for the ids to agree.
       env.CUDA_DEVICE_ORDER = "PCI_BUS_ID";
       env.CUDA_VISIBLE_DEVICES = claim.gpuIds.join(",");
@@ -229,12 +255,20 @@ export class Agent {
 
   private async allFinished(): Promise<void> {
     while (this.running.size > 0) await this.waitForChange();
+    await Promise.allSettled([...this.releasing]);
   }
 }
 
 function outcomeOf(exit: ProcessExit, resultPath: string, timeoutMs: number | null): AttemptOutcome {
   const wallSeconds = exit.wallSeconds;
-  if (exit.stopped && !exit.timedOut) return { kind: "interrupted", error: "stopped by the user" };
+  if (exit.stopped && !exit.timedOut) {
+    return {
+      kind: "interrupted",
+      error: "stopped by the user",
+      exitCode: exit.exitCode,
+      signal: exit.signal,
+    };
+  }
   if (exit.timedOut) {
     return {
       kind: "timeout",

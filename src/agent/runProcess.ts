@@ -1,5 +1,5 @@
 import { spawn, spawnSync } from "node:child_process";
-import { appendFileSync, closeSync, openSync, readSync, statSync } from "node:fs";
+import { appendFileSync, closeSync, openSync, readdirSync, readFileSync, readSync, statSync } from "node:fs";
 
 export interface ProcessSpec {
   command: string;
@@ -64,9 +64,13 @@ export function startProcess(spec: ProcessSpec): RunningProcess {
       if ((error as NodeJS.ErrnoException).code !== "ESRCH") throw error;
     }
   };
+  let graceDeadline = 0;
+  let leaderExited = false;
   const terminate = (): void => {
-    if (killTimer) return;
+    // After the leader's exit the group is being cleaned up (or gone, its id free for reuse).
+    if (killTimer || leaderExited) return;
     signalGroup("SIGTERM");
+    graceDeadline = performance.now() + graceMs;
     killTimer = setTimeout(() => signalGroup("SIGKILL"), graceMs);
   };
   const timeout =
@@ -78,11 +82,19 @@ export function startProcess(spec: ProcessSpec): RunningProcess {
         }, spec.timeoutMs);
   const exited = new Promise<ProcessExit>((resolve) => {
     const finish = (exitCode: number | null, signal: NodeJS.Signals | null): void => {
+      leaderExited = true;
       clearTimeout(timeout);
-      clearTimeout(killTimer);
-      // Whatever the task left running in its group (a data loader, a stray server) goes too.
-      if (pid > 0) signalGroup("SIGKILL");
-      resolve({ exitCode, signal, timedOut, stopped, wallSeconds: (performance.now() - started) / 1000 });
+      const done = (): void => {
+        clearTimeout(killTimer);
+        // Whatever the task left running in its group (a data loader, a stray server) goes too.
+        if (pid > 0) signalGroup("SIGKILL");
+        resolve({ exitCode, signal, timedOut, stopped, wallSeconds: (performance.now() - started) / 1000 });
+      };
+      // Terminating (timeout or stop): the shell leading the group usually dies of SIGTERM at
+      // once while the real task under it still handles it (saves a checkpoint); it keeps its
+      // grace period, and is SIGKILLed only when that runs out.
+      if (killTimer && pid > 0) awaitGroupExit(pid, graceDeadline, done);
+      else done();
     };
     child.once("error", (error) => {
       appendNote(spec.logPath, `labsweep: could not start the command: ${error.message}`);
@@ -94,10 +106,52 @@ export function startProcess(spec: ProcessSpec): RunningProcess {
     pid,
     exited,
     terminate() {
+      if (leaderExited) return;
       stopped = true;
       terminate();
     },
   };
+}
+
+/** Calls `then` once no live process is left in the group, or at `deadline` (performance.now()). */
+function awaitGroupExit(processGroup: number, deadline: number, then: () => void): void {
+  const check = (): void => {
+    if (!groupAlive(processGroup) || performance.now() >= deadline) then();
+    else setTimeout(check, 25);
+  };
+  check();
+}
+
+/**
+ * Whether a process of the group is still running. Zombies do not count: a child orphaned by the
+ * shell is reaped by init whenever init gets to it, but is already dead.
+ */
+function groupAlive(processGroup: number): boolean {
+  let entries: string[];
+  try {
+    entries = readdirSync("/proc");
+  } catch {
+    // No procfs: signal 0 tells whether the group has members (zombies included).
+    try {
+      process.kill(-processGroup, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+  for (const entry of entries) {
+    if (!/^\d+$/.test(entry)) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+    } catch {
+      continue; // exited while we looked
+    }
+    // After the parenthesised command name: state, ppid, pgrp, …
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    if (Number(fields[2]) === processGroup && fields[0] !== "Z" && fields[0] !== "X") return true;
+  }
+  return false;
 }
 
 function appendNote(path: string, line: string): void {

@@ -1,6 +1,7 @@
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Task } from "../ledger/rows.js";
+import type { Placement } from "../sweep/types.js";
 
 export interface AttemptFiles {
   dir: string;
@@ -20,8 +21,13 @@ export function attemptFiles(stateDir: string, taskId: number, attemptNumber: nu
   };
 }
 
-/** Writes the task's full config for LABSWEEP_CONFIG_FILE and clears a stale result file. */
-export function prepareAttempt(files: AttemptFiles, task: Task, attemptId: number): void {
+/** Writes the task's full config for LABSWEEP_CONFIG_FILE. */
+export function prepareAttempt(
+  files: AttemptFiles,
+  task: Task,
+  attemptId: number,
+  placements: Placement[] = [],
+): void {
   mkdirSync(files.dir, { recursive: true });
   const config = {
     task_id: task.id,
@@ -31,12 +37,17 @@ export function prepareAttempt(files: AttemptFiles, task: Task, attemptId: numbe
     command: task.command,
     cwd: task.cwd,
     config_file: task.configFile,
+    // Every phase and output dir the task belongs to; LABSWEEP_OUTPUT_DIR is the first one's.
+    phases: [...new Set(placements.map((placement) => placement.phase))],
+    output_dir: placements[0]?.outputDir ?? null,
+    placements: placements.map((placement) => ({ phase: placement.phase, output_dir: placement.outputDir })),
     retries: task.policy.retries,
     timeout_ms: task.policy.timeoutMs,
+    backoff_ms: task.policy.backoffMs,
     resources: task.policy.resources,
   };
+  // The result path is new for every attempt, so no stale result can be mistaken for this one's.
   writeFileSync(files.configPath, `${JSON.stringify(config, null, 2)}\n`);
-  writeFileSync(files.resultPath, "", { flag: "w" });
 }
 
 /**

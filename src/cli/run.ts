@@ -37,6 +37,7 @@ export async function runCommand(configs: string[], flags: RunFlags): Promise<nu
   const running = new Map<number, string>();
   let agent: Agent | null = null;
   let interrupts = 0;
+  let terminateAsked = false;
   const onSignal = (signal: NodeJS.Signals): void => {
     interrupts++;
     if (signal === "SIGINT" && interrupts === 1) {
@@ -46,6 +47,7 @@ export async function runCommand(configs: string[], flags: RunFlags): Promise<nu
       agent?.stopLeasing();
     } else {
       view.note("labsweep: terminating running tasks (SIGTERM, then SIGKILL after the grace period)");
+      terminateAsked = true;
       agent?.terminateRunning();
     }
   };
@@ -70,6 +72,9 @@ export async function runCommand(configs: string[], flags: RunFlags): Promise<nu
       graceMs,
       onAgent: (started) => {
         agent = started;
+        // Ctrl-C while the machine was being probed, before there was an agent to tell.
+        if (terminateAsked) started.terminateRunning();
+        else if (interrupts > 0) started.stopLeasing();
       },
       onEvent: (event) => {
         if (event.kind === "started") {

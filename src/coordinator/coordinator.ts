@@ -9,6 +9,9 @@ import { type Counts, taskCounts } from "../ledger/taskCounts.js";
 import { logFailedTask } from "../results/failedLog.js";
 import { writeOwedResults } from "../results/resultsWriter.js";
 
+/** How long finished rows may wait to be batched into one append per results file. */
+const RESULTS_BATCH_MS = 200;
+
 export interface CoordinatorOptions {
   stateDir: string;
   /** How long a lease lasts without a heartbeat. (Default: 12 s) */
@@ -63,7 +66,7 @@ export class Coordinator {
       host: request.host,
       now: this.now(),
       leaseMs: this.leaseMs,
-      fits: (task) => allocate(task.policy.resources, request.capacity),
+      fits: (policy) => allocate(policy.resources, request.capacity),
     });
   }
 
@@ -137,6 +140,8 @@ export class Coordinator {
       return this.flushing;
     }
     this.flushing = (async () => {
+      // Let rows gather for a moment: one append and one fsync per batch, not per task.
+      await new Promise((resolve) => setTimeout(resolve, RESULTS_BATCH_MS));
       do {
         this.flushAgain = false;
         try {
@@ -179,8 +184,8 @@ export class Coordinator {
       phases: (row.phases ?? "").split(",").filter(Boolean),
       params: JSON.parse(row.params_json),
       attempt: row.number,
-      exitCode: "exitCode" in outcome ? outcome.exitCode : null,
-      signal: "signal" in outcome ? outcome.signal : null,
+      exitCode: ("exitCode" in outcome ? outcome.exitCode : null) ?? null,
+      signal: ("signal" in outcome ? outcome.signal : null) ?? null,
       error: "error" in outcome ? outcome.error : "",
       logTail: report.logTail ?? "",
     });

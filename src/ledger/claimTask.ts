@@ -1,7 +1,7 @@
-import type { Placement } from "../sweep/types.js";
+import type { Placement, RunPolicy } from "../sweep/types.js";
 import type { Db } from "./db.js";
 import { recordEvent } from "./recordEvent.js";
-import { type Task, type TaskRow, toTask } from "./rows.js";
+import { TASK_ROW_SQL, type Task, type TaskRow, toTask } from "./rows.js";
 
 export interface ClaimRequest {
   worker: string;
@@ -9,8 +9,8 @@ export interface ClaimRequest {
   now: number;
   /** Lease length; the holder must renew before it runs out. */
   leaseMs: number;
-  /** Whether this worker's free capacity can run the task (resources, tags). */
-  fits: (task: Task) => { gpuIds: number[] } | null;
+  /** Whether this worker's free capacity can run a task with this policy (resources, tags). */
+  fits: (policy: RunPolicy) => { gpuIds: number[] } | null;
 }
 
 export interface Claim {
@@ -31,16 +31,18 @@ const CANDIDATES = 64;
  */
 export async function claimTask(db: Db, request: ClaimRequest): Promise<Claim | null> {
   return db.transaction(async (tx) => {
-    const candidates = await tx.all<TaskRow>(
-      `SELECT * FROM tasks
-        WHERE state = 'pending' AND runnable = 1 AND active = 1 AND not_before <= $1
-        ORDER BY id LIMIT ${CANDIDATES}`,
+    const candidates = await tx.all<{ id: number; policy_json: string }>(
+      `SELECT t.id, f.policy_json FROM tasks t JOIN phases f ON f.name = t.phase
+        WHERE t.state = 'pending' AND t.runnable = 1 AND t.active = 1 AND t.not_before <= $1
+        ORDER BY t.id LIMIT ${CANDIDATES}`,
       [request.now],
     );
-    for (const row of candidates) {
-      const task = toTask(row);
-      const placement = request.fits(task);
+    for (const candidate of candidates) {
+      const placement = request.fits(policyOf(candidate.policy_json));
       if (!placement) continue;
+      const task = toTask(
+        (await tx.one<TaskRow>(`${TASK_ROW_SQL} WHERE t.id = $1`, [candidate.id])) as TaskRow,
+      );
       const attemptNumber = (await countAttempts(tx, task.id)) + 1;
       const gpuIds = placement.gpuIds.join(",");
       const attempt = await tx.one<{ id: number }>(
@@ -93,4 +95,16 @@ export async function nextBackoffExpiry(db: Db, now: number): Promise<number | n
     [now],
   );
   return row?.at ?? null;
+}
+
+/** Tasks of a phase share one policy text: parse each distinct text once. */
+const policies = new Map<string, RunPolicy>();
+function policyOf(text: string): RunPolicy {
+  let policy = policies.get(text);
+  if (!policy) {
+    if (policies.size > 10_000) policies.clear();
+    policy = JSON.parse(text) as RunPolicy;
+    policies.set(text, policy);
+  }
+  return policy;
 }

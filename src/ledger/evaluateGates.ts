@@ -26,6 +26,12 @@ interface PhaseCounts {
  * Returns true when something changed (new work may be claimable).
  */
 export async function evaluateGates(db: Db, now: number): Promise<boolean> {
+  // Open phases stay open and blocked ones wait for `retry`: only waiting phases can change,
+  // and most sweeps have none, so this read is all the common case costs.
+  const waiting = await db.one<{ n: number }>(
+    "SELECT count(*) AS n FROM phases WHERE active = 1 AND state = 'waiting'",
+  );
+  if (!waiting?.n) return false;
   return db.transaction(async (tx) => {
     const phases = await tx.all<PhaseRow>(
       "SELECT name, after_json, gate_json, state, reason FROM phases WHERE active = 1 ORDER BY position",
@@ -53,6 +59,7 @@ export async function evaluateGates(db: Db, now: number): Promise<boolean> {
     for (let pass = 0; pass < phases.length + 1; pass++) {
       let passChanged = false;
       for (const phase of phases) {
+        if (phase.state !== "waiting") continue;
         const verdict = await judge(phase, byName, countsOf);
         if (verdict.state !== phase.state || verdict.reason !== phase.reason) {
           await applyVerdict(tx, phase, verdict, now);

@@ -1,6 +1,6 @@
 import type { Db } from "./db.js";
 import { recordEvent } from "./recordEvent.js";
-import type { AttemptRow, TaskRow } from "./rows.js";
+import { type AttemptRow, TASK_ROW_SQL, type TaskRow } from "./rows.js";
 
 export type AttemptOutcome =
   | { kind: "succeeded"; metrics: Record<string, unknown>; wallSeconds: number }
@@ -11,8 +11,11 @@ export type AttemptOutcome =
       error: string;
       wallSeconds: number;
     }
-  /** Stopped by the user or lost with its worker: back to pending without spending a retry. */
-  | { kind: "interrupted" | "lost"; error: string };
+  /**
+   * Stopped by the user or lost with its worker: back to pending without spending a retry. How
+   * a stopped process ended is kept on the attempt when known.
+   */
+  | { kind: "interrupted" | "lost"; error: string; exitCode?: number | null; signal?: string | null };
 
 export interface FinishResult {
   /** What became of the task. */
@@ -40,7 +43,7 @@ export async function finishAttempt(
   return db.transaction(async (tx) => {
     const attempt = await tx.one<AttemptRow>("SELECT * FROM attempts WHERE id = $1", [attemptId]);
     if (!attempt) throw new Error(`unknown attempt ${attemptId}`);
-    const task = (await tx.one<TaskRow>("SELECT * FROM tasks WHERE id = $1", [attempt.task_id])) as TaskRow;
+    const task = (await tx.one<TaskRow>(`${TASK_ROW_SQL} WHERE t.id = $1`, [attempt.task_id])) as TaskRow;
     const ignored: FinishResult = { taskState: "ignored", finalFailure: false, retryAt: null };
     if (attempt.ended_at !== null && attempt.outcome !== "lost") return ignored;
     const current = task.attempt_id === attemptId && task.state === "running";
@@ -52,8 +55,8 @@ export async function finishAttempt(
         attemptId,
         now,
         outcome.kind,
-        "exitCode" in outcome ? outcome.exitCode : null,
-        "signal" in outcome ? outcome.signal : null,
+        ("exitCode" in outcome ? outcome.exitCode : null) ?? null,
+        ("signal" in outcome ? outcome.signal : null) ?? null,
         "error" in outcome ? outcome.error : null,
       ],
     );

@@ -3,11 +3,13 @@ import type { Params, RunPolicy } from "../sweep/types.js";
 /** Task states as stored. `blocked`: every phase it belongs to failed its gate. */
 export type TaskState = "pending" | "running" | "succeeded" | "failed" | "blocked" | "cancelled";
 
+/** A task row joined with its declaring phase's shared columns (see TASK_ROW_SQL). */
 export interface TaskRow {
   id: number;
   signature: string;
   params_json: string;
   command: string;
+  phase: string;
   cwd: string;
   config_file: string;
   policy_json: string;
@@ -24,6 +26,10 @@ export interface TaskRow {
   finished_at: number | null;
   origin: string | null;
 }
+
+/** Selects TaskRows: `${TASK_ROW_SQL} WHERE t.id = $1`. */
+export const TASK_ROW_SQL =
+  "SELECT t.*, f.cwd, f.config_file, f.policy_json FROM tasks t JOIN phases f ON f.name = t.phase";
 
 /** A task as the scheduler and runners see it. */
 export interface Task {

@@ -1,5 +1,6 @@
 import { expandPhase } from "../sweep/expand.js";
 import type { Sweep } from "../sweep/loadSweep.js";
+import type { TaskSpec } from "../sweep/types.js";
 import type { Db } from "./db.js";
 import { recordEvent } from "./recordEvent.js";
 
@@ -21,6 +22,9 @@ export interface SyncReport {
   phases: PhaseSync[];
 }
 
+/** Rows per multi-row INSERT: a million-task grid is a few thousand statements, not two million. */
+const BATCH = 400;
+
 /**
  * Brings the ledger in line with the configs in one transaction: new tasks are added, known
  * ones keep their state and results, and tasks no config lists any more are marked inactive
@@ -29,78 +33,126 @@ export interface SyncReport {
  */
 export async function syncSweep(db: Db, sweep: Sweep, now: number): Promise<SyncReport> {
   return db.transaction(async (tx) => {
-    const before = await tx.one<{ n: number }>("SELECT count(*) AS n FROM tasks");
+    // Known signatures → ids; negative until this sync meets the task, so a second meeting is a merge.
+    const idOf = new Map<string, number>();
+    for (const row of await tx.all<{ id: number; signature: string }>("SELECT id, signature FROM tasks")) {
+      idOf.set(row.signature, -row.id);
+    }
+    const before = idOf.size;
+    let nextId =
+      ((await tx.one<{ last: number | null }>("SELECT max(id) AS last FROM tasks"))?.last ?? 0) + 1;
     await tx.run("UPDATE placements SET active = 0 WHERE active = 1");
     await tx.run("UPDATE phases SET active = 0 WHERE active = 1");
-    const seen = new Set<string>();
+    let unique = 0;
     const phases: PhaseSync[] = [];
     for (const [position, phase] of sweep.phases.entries()) {
-      // A phase with nothing to wait for is open at once, so its tasks are inserted runnable and
-      // never need a second pass. A changed `after` or gate, or a blocked phase that may have
-      // new tasks, goes back to waiting and is judged again by evaluateGates.
-      const stored = await tx.one<{ state: string }>(
-        `INSERT INTO phases (name, config_file, position, after_json, gate_json, state, active)
-         VALUES ($1, $2, $3, $4, $5, $6, 1)
-         ON CONFLICT (name) DO UPDATE SET config_file = excluded.config_file, position = excluded.position,
-           after_json = excluded.after_json, gate_json = excluded.gate_json, active = 1,
-           state = CASE WHEN phases.after_json != excluded.after_json OR phases.gate_json != excluded.gate_json
-                          OR phases.state = 'blocked' THEN 'waiting' ELSE phases.state END
-         RETURNING state`,
-        [
-          phase.name,
-          phase.file,
-          position,
-          JSON.stringify(phase.after),
-          JSON.stringify(phase.gate),
-          phase.after.length === 0 ? "open" : "waiting",
-        ],
-      );
-      const runnable = stored?.state === "open" ? 1 : 0;
+      const runnable = (await upsertPhase(tx, phase, position)) === "open" ? 1 : 0;
       const report: PhaseSync = { name: phase.name, tasks: 0, merged: 0 };
-      const policyJson = JSON.stringify(phase.policy);
+      const batch: Batch = { fresh: [], revived: [], placed: [] };
       for (const task of expandPhase(phase)) {
         report.tasks++;
-        if (seen.has(task.signature)) {
+        const id = idOf.get(task.signature);
+        if (id !== undefined && id > 0) {
           report.merged++;
-          if (runnable) await tx.run("UPDATE tasks SET runnable = 1 WHERE signature = $1", [task.signature]);
+          if (runnable) batch.revived.push(id);
+        } else if (id !== undefined) {
+          idOf.set(task.signature, -id);
+          batch.revived.push(-id);
+          unique++;
         } else {
-          seen.add(task.signature);
-          await tx.run(
-            `INSERT INTO tasks (signature, params_json, command, cwd, config_file, policy_json, runnable)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)
-             ON CONFLICT (signature) DO UPDATE SET command = excluded.command, cwd = excluded.cwd,
-               config_file = excluded.config_file, policy_json = excluded.policy_json, active = 1,
-               runnable = max(tasks.runnable, excluded.runnable)`,
-            [
-              task.signature,
-              JSON.stringify(task.params),
-              task.command,
-              task.cwd,
-              task.configFile,
-              policyJson,
-              runnable,
-            ],
-          );
+          idOf.set(task.signature, nextId);
+          batch.fresh.push({ id: nextId++, task });
+          unique++;
         }
-        await tx.run(
-          `INSERT INTO placements (task_id, phase, output_dir, active)
-           SELECT id, $2, $3, 1 FROM tasks WHERE signature = $1
-           ON CONFLICT (task_id, phase, output_dir) DO UPDATE SET active = 1`,
-          [task.signature, task.placement.phase, task.placement.outputDir],
-        );
+        batch.placed.push({ id: idOf.get(task.signature) as number, task });
+        if (batch.placed.length >= BATCH) await writeBatch(tx, batch, phase.name, runnable);
       }
+      await writeBatch(tx, batch, phase.name, runnable);
       phases.push(report);
     }
     await tx.run(
       `UPDATE tasks SET active = 0 WHERE active = 1
          AND NOT EXISTS (SELECT 1 FROM placements p WHERE p.task_id = tasks.id AND p.active = 1)`,
     );
-    const after = await tx.one<{ n: number; dropped: number }>(
-      "SELECT count(*) AS n, coalesce(sum(1 - active), 0) AS dropped FROM tasks",
-    );
-    const added = (after?.n ?? 0) - (before?.n ?? 0);
+    const dropped = await tx.one<{ n: number }>("SELECT count(*) AS n FROM tasks WHERE active = 0");
+    const newTasks = idOf.size - before;
     const merged = phases.reduce((sum, phase) => sum + phase.merged, 0);
-    await recordEvent(tx, now, "sweep_synced", null, { files: sweep.files, unique: seen.size, added });
-    return { unique: seen.size, merged, added, dropped: after?.dropped ?? 0, phases };
+    await recordEvent(tx, now, "sweep_synced", null, { files: sweep.files, unique, added: newTasks });
+    return { unique, merged, added: newTasks, dropped: dropped?.n ?? 0, phases };
   });
+}
+
+interface Batch {
+  /** Tasks the ledger has never seen, with the ids they get. */
+  fresh: Array<{ id: number; task: TaskSpec }>;
+  /** Known tasks met again: active again, and runnable if this phase is open. */
+  revived: number[];
+  placed: Array<{ id: number; task: TaskSpec }>;
+}
+
+async function writeBatch(tx: Db, batch: Batch, phase: string, runnable: number): Promise<void> {
+  if (batch.fresh.length > 0) {
+    const values: unknown[] = [phase, runnable];
+    const rows = batch.fresh.map(({ id, task }) => {
+      const base = values.length;
+      values.push(id, task.signature, JSON.stringify(task.params), task.command);
+      return `($${base + 1}, $${base + 2}, $${base + 3}, $${base + 4}, $1, $2)`;
+    });
+    await tx.run(
+      `INSERT INTO tasks (id, signature, params_json, command, phase, runnable) VALUES ${rows.join(", ")}`,
+      values,
+    );
+  }
+  if (batch.revived.length > 0) {
+    await tx.run(
+      `UPDATE tasks SET active = 1, runnable = max(runnable, $1)
+        WHERE id IN (${batch.revived.map((_, index) => `$${index + 2}`).join(", ")})`,
+      [runnable, ...batch.revived],
+    );
+  }
+  if (batch.placed.length > 0) {
+    const values: unknown[] = [phase];
+    const rows = batch.placed.map(({ id, task }) => {
+      const base = values.length;
+      values.push(id, task.placement.outputDir);
+      return `($${base + 1}, $1, $${base + 2}, 1)`;
+    });
+    await tx.run(
+      `INSERT INTO placements (task_id, phase, output_dir, active) VALUES ${rows.join(", ")}
+       ON CONFLICT (task_id, phase, output_dir) DO UPDATE SET active = 1`,
+      values,
+    );
+  }
+  batch.fresh = [];
+  batch.revived = [];
+  batch.placed = [];
+}
+
+/**
+ * A phase with nothing to wait for is open at once, so its tasks are inserted runnable and
+ * never need a second pass. A changed `after` or gate, or a blocked phase that may have new
+ * tasks, goes back to waiting and is judged again by evaluateGates. Returns the stored state.
+ */
+async function upsertPhase(tx: Db, phase: Sweep["phases"][number], position: number): Promise<string> {
+  const stored = await tx.one<{ state: string }>(
+    `INSERT INTO phases (name, config_file, position, after_json, gate_json, state, active, cwd, policy_json)
+     VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $8)
+     ON CONFLICT (name) DO UPDATE SET config_file = excluded.config_file, position = excluded.position,
+       cwd = excluded.cwd, policy_json = excluded.policy_json,
+       after_json = excluded.after_json, gate_json = excluded.gate_json, active = 1,
+       state = CASE WHEN phases.after_json != excluded.after_json OR phases.gate_json != excluded.gate_json
+                      OR phases.state = 'blocked' THEN 'waiting' ELSE phases.state END
+     RETURNING state`,
+    [
+      phase.name,
+      phase.file,
+      position,
+      JSON.stringify(phase.after),
+      JSON.stringify(phase.gate),
+      phase.after.length === 0 ? "open" : "waiting",
+      phase.baseDir,
+      JSON.stringify(phase.policy),
+    ],
+  );
+  return stored?.state ?? "waiting";
 }

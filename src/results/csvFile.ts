@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
-import { type FileHandle, mkdir, open, readFile, rename, rm } from "node:fs/promises";
+import { type BigIntStats, constants } from "node:fs";
+import { type FileHandle, mkdir, open, readFile, rename, rm, stat } from "node:fs/promises";
 import { basename, dirname, join, relative, resolve, sep } from "node:path";
 import { CsvError, parse } from "csv-parse/sync";
 import { stringify } from "csv-stringify/sync";
@@ -12,8 +13,9 @@ import { stringify } from "csv-stringify/sync";
  *   temp file + rename, and appends are one `write` of whole, newline-terminated rows;
  * - a row cut short by a crash mid-append is recognised on read (`tornTail`) and dropped by the
  *   next append, which rewrites the file atomically without it.
- * Each append reads the file and then writes it, so appends to one file must not overlap: this
+ * Each append looks at the file and then writes it, so appends to one file must not overlap: this
  * module queues them within a process; separate processes must not append to one file at once.
+ * An append costs O(rows appended), not O(file): see `knownFiles` for how it avoids re-reading.
  */
 
 export interface CsvContent {
@@ -35,6 +37,47 @@ const BOM = "\ufeff";
 /** Per absolute path, a promise that settles when the last queued append to it is done. */
 const appendQueues = new Map<string, Promise<void>>();
 
+/** What identifies one state of a file: any write, rename or deletion changes at least one field. */
+interface FileIdentity {
+  dev: bigint;
+  ino: bigint;
+  size: bigint;
+  mtimeNs: bigint;
+  ctimeNs: bigint;
+}
+
+/** What an append needs to know about a file, as this process's own last write left it. */
+interface KnownFile {
+  header: string[];
+  endsWithNewline: boolean;
+  identity: FileIdentity;
+}
+
+/**
+ * Per absolute path, the file as our last successful write left it: header, ending, and identity
+ * (fstat of our handle right after the write and fsync).
+ *
+ * Why: learning the header and the state of the tail by reading costs O(file) per append, O(n²)
+ * over a sweep. Reading only the first and last 64 KiB does not work in general: a quoted cell may
+ * contain newlines, so a window starting mid-file cannot be split into records reliably, and
+ * whether the last row is torn depends on the quote state, i.e. on everything before it.
+ *
+ * How: an append `stat`s the file. If device, inode, size, mtime and ctime (ns) all equal the
+ * recorded identity, nobody has written, replaced or deleted the file since our write, so the
+ * recorded header still holds and the file still ends on a whole row (`tornTail` is false): the
+ * rows are appended without reading anything. Whenever they differ - first append in this process,
+ * rows or a new header from another tool, a torn tail from a killed process (whose own cache died
+ * with it), a replaced or deleted file - the append falls back to the full read and its rules.
+ * ctime cannot be set from user space, so restoring mtime (touch -d, rsync -t) does not hide a
+ * change; the one blind spot is an in-place rewrite to exactly the same size within the same
+ * filesystem timestamp tick (a few ms on kernels with coarse timestamps) as our write.
+ *
+ * An entry is removed before each of our writes and set again only after it succeeded, so a
+ * failed or partial write never leaves a stale entry. Only writes by this module set entries;
+ * `readCsvFile` neither uses nor sets them.
+ */
+const knownFiles = new Map<string, KnownFile>();
+
 /** Reads and parses a whole CSV file; null when it does not exist. */
 export async function readCsvFile(path: string): Promise<CsvContent | null> {
   const parsed = await readParsedCsv(path);
@@ -52,9 +95,11 @@ export async function writeCsvAtomically(path: string, header: string[], rows: s
   const directory = dirname(path);
   await createDirectoryDurably(directory);
   const tempPath = join(directory, `.${basename(path)}.tmp-${process.pid}-${randomBytes(6).toString("hex")}`);
+  knownFiles.delete(resolve(path));
   let renamed = false;
+  let written: BigIntStats;
   try {
-    await writeAndSync(tempPath, "wx", Buffer.from(stringifyCsv(header, rows)));
+    written = await writeAndSync(tempPath, "wx", Buffer.from(stringifyCsv(header, rows)));
     await rename(tempPath, path);
     renamed = true;
     // The rename itself only survives a power loss once the directory entry is on disk.
@@ -64,6 +109,62 @@ export async function writeCsvAtomically(path: string, header: string[], rows: s
   } finally {
     if (!renamed) await rm(tempPath, { force: true });
   }
+  await rememberRenamedFile(path, header, written);
+}
+
+/**
+ * Records the file that `writeCsvAtomically` just renamed into place. The rename changed its
+ * ctime, so the identity comes from a fresh `stat`, trusted only if it still shows the very file
+ * we wrote (same inode, size and mtime as our handle saw): otherwise nothing is recorded.
+ */
+async function rememberRenamedFile(path: string, header: string[], written: BigIntStats): Promise<void> {
+  let current: BigIntStats;
+  try {
+    current = await stat(path, { bigint: true });
+  } catch {
+    return;
+  }
+  const same =
+    current.dev === written.dev &&
+    current.ino === written.ino &&
+    current.size === written.size &&
+    current.mtimeNs === written.mtimeNs;
+  if (same) remember(path, header, current);
+}
+
+/** Our write left `path` ending on a whole row with `header`; `stats` is its state right after. */
+function remember(path: string, header: string[], stats: BigIntStats): void {
+  knownFiles.set(resolve(path), { header: [...header], endsWithNewline: true, identity: identityOf(stats) });
+}
+
+function identityOf(stats: BigIntStats): FileIdentity {
+  const { dev, ino, size, mtimeNs, ctimeNs } = stats;
+  return { dev, ino, size, mtimeNs, ctimeNs };
+}
+
+/** The recorded state of `path` if the file is still exactly as our last write left it, else null. */
+async function unchangedKnownFile(path: string): Promise<KnownFile | null> {
+  const key = resolve(path);
+  const known = knownFiles.get(key);
+  if (known === undefined) return null;
+  let current: FileIdentity;
+  try {
+    current = identityOf(await stat(path, { bigint: true }));
+  } catch {
+    // Gone or unreadable: the full read tells which, and reports real errors.
+    knownFiles.delete(key);
+    return null;
+  }
+  const { identity } = known;
+  const unchanged =
+    current.dev === identity.dev &&
+    current.ino === identity.ino &&
+    current.size === identity.size &&
+    current.mtimeNs === identity.mtimeNs &&
+    current.ctimeNs === identity.ctimeNs;
+  if (unchanged) return known;
+  knownFiles.delete(key);
+  return null;
 }
 
 /**
@@ -90,6 +191,19 @@ async function appendValidatedRows(
   header: string[],
   rows: string[][],
 ): Promise<{ header: string[] }> {
+  // Fast path, no read: the file is as our last write left it (see `knownFiles`).
+  const known = await unchangedKnownFile(path);
+  if (known !== null) {
+    if (rows.length === 0) return { header: [...known.header] };
+    const mergedHeader = mergeHeaders(known.header, header);
+    if (mergedHeader.length === known.header.length) {
+      const newRows = rows.map((row) => reorderRow(row, header, mergedHeader));
+      await appendInOneWrite(path, known.header, newRows, known.endsWithNewline);
+      return { header: mergedHeader };
+    }
+    // New columns: the rewrite below needs every row, so it reads them anyway.
+  }
+  // First append from this process, a file changed behind our back, or new columns: full read.
   const existing = await readParsedCsv(path);
   if (existing === null) {
     await writeCsvAtomically(path, header, rows);
@@ -104,7 +218,7 @@ async function appendValidatedRows(
     );
     await writeCsvAtomically(path, mergedHeader, [...oldRows, ...newRows]);
   } else {
-    await appendInOneWrite(path, newRows, existing.endsWithNewline);
+    await appendInOneWrite(path, existing.header, newRows, existing.endsWithNewline);
   }
   return { header: mergedHeader };
 }
@@ -229,25 +343,37 @@ function stringifyCsv(header: string[], rows: string[][]): string {
 }
 
 /**
- * One `write` on an 'a' handle puts the rows at the current end in one piece, so no other
+ * One `write` on an O_APPEND handle puts the rows at the current end in one piece, so no other
  * append can land between them; the rows end with "\n", so the file ends on a row boundary again.
+ * The handle is opened without O_CREAT: a file deleted since we looked at it must not come back
+ * as rows without a header.
  */
-async function appendInOneWrite(path: string, rows: string[][], endsWithNewline: boolean): Promise<void> {
+async function appendInOneWrite(
+  path: string,
+  fileHeader: string[],
+  rows: string[][],
+  endsWithNewline: boolean,
+): Promise<void> {
   // A complete last row without a final newline (another tool's file) must not be glued to ours.
   const separator = endsWithNewline ? "" : "\n";
   const text = separator + stringify(rows, { record_delimiter: "\n", quoted_empty: rows[0]?.length === 1 });
+  knownFiles.delete(resolve(path));
+  let written: BigIntStats;
   try {
-    await writeAndSync(path, "a", Buffer.from(text));
+    written = await writeAndSync(path, constants.O_WRONLY | constants.O_APPEND, Buffer.from(text));
   } catch (error) {
     throw new Error(`cannot append to CSV file ${path}`, { cause: error });
   }
+  remember(path, fileHeader, written);
 }
 
-async function writeAndSync(path: string, flags: "a" | "wx", bytes: Buffer): Promise<void> {
+/** Writes and fsyncs `bytes`, and returns the file's state right after, seen through the handle. */
+async function writeAndSync(path: string, flags: "wx" | number, bytes: Buffer): Promise<BigIntStats> {
   const handle = await open(path, flags);
   try {
     await writeFully(handle, bytes);
     await handle.sync();
+    return await handle.stat({ bigint: true });
   } finally {
     await handle.close();
   }

@@ -1,5 +1,5 @@
 import { canonicalText } from "../sweep/canonical.js";
-import type { Params } from "../sweep/types.js";
+import type { Params, ParamValue } from "../sweep/types.js";
 
 /** Columns labsweep adds after the metrics; never parameters or metrics when read back. */
 export const METADATA_COLUMNS = ["wall_seconds", "attempts", "host", "gpu_ids"] as const;
@@ -52,10 +52,19 @@ export function matchCsvRows(
     .map((name, index) => ({ name, index }))
     .filter((column) => !skip.has(column.name));
   const keyIndexes = keyColumns.map((name) => columnOf.get(name) as number);
+  // An empty cell under a parameter that is constant in this dir is that constant: the row was
+  // written before the column existed (labsweep appending to the original system's CSV adds the
+  // column and pads older rows with ""), so it must match just as it did without the column.
+  const constantKey = keyColumns.map((name) => constantText(tasks, name));
   const matched: MatchedRow[] = [];
   let unmatched = 0;
   for (const row of rows) {
-    const key = keyIndexes.map((index) => canonicalText(row[index] ?? "")).join("\u001f");
+    const key = keyIndexes
+      .map((index, i) => {
+        const cell = row[index] ?? "";
+        return cell === "" ? (constantKey[i] ?? canonicalText(cell)) : cellKey(cell);
+      })
+      .join("\u001f");
     const taskId = byKey.get(key);
     if (taskId === undefined || taskId === AMBIGUOUS) {
       if (taskId === undefined) unmatched++;
@@ -66,6 +75,33 @@ export function matchCsvRows(
     matched.push({ taskId, metrics });
   }
   return { matched, unmatched, ambiguous };
+}
+
+/**
+ * A parameter cell's canonical text. List and map values are written as JSON (formatCell), so a
+ * cell that parses as a JSON array or object compares as that value, not as a string.
+ */
+function cellKey(cell: string): string {
+  const trimmed = cell.trim();
+  if (trimmed.startsWith("[") || trimmed.startsWith("{")) {
+    try {
+      return canonicalText(JSON.parse(trimmed) as ParamValue);
+    } catch {
+      // not JSON: an ordinary string
+    }
+  }
+  return canonicalText(cell);
+}
+
+/** The canonical text of `name` when every task has the same value for it, else undefined. */
+function constantText(tasks: readonly MatchableTask[], name: string): string | undefined {
+  let constant: string | undefined;
+  for (const task of tasks) {
+    const text = canonicalText(task.params[name]);
+    if (constant === undefined) constant = text;
+    else if (text !== constant) return undefined;
+  }
+  return constant;
 }
 
 /** A CSV cell as a metric value: numbers as numbers, empty as null, anything else as text. */

@@ -1,6 +1,6 @@
 import { resolve } from "node:path";
 import { taskSignature } from "./canonical.js";
-import { placeholderNames, renderTemplate, shellQuote, valueText } from "./template.js";
+import { placeholderNames, renderTemplate, shellQuoteText, valueText } from "./template.js";
 import type { Params, ParamValue, PhaseSpec, TaskSpec } from "./types.js";
 
 /** How many tasks a phase's grid has, before de-duplication. */
@@ -16,12 +16,13 @@ export function gridSize(phase: PhaseSpec): number {
 export function* expandPhase(phase: PhaseSpec): Generator<TaskSpec> {
   const total = gridSize(phase);
   const outputDirs = new Map<string, string>();
+  const text = textIn(phase);
   const digits = new Array<number>(phase.axes.length).fill(0);
   for (let n = 0; n < total; n++) {
     const params: Params = { ...phase.defaults };
     for (const [i, axis] of phase.axes.entries())
       params[axis.name] = axis.values[digits[i] as number] as ParamValue;
-    yield taskFor(phase, params, outputDirs);
+    yield taskFor(phase, params, outputDirs, text);
     advance(digits, phase);
   }
 }
@@ -37,8 +38,24 @@ function advance(digits: number[], phase: PhaseSpec): void {
   }
 }
 
-function taskFor(phase: PhaseSpec, params: Params, outputDirs: Map<string, string>): TaskSpec {
-  const renderedDir = renderTemplate(phase.outputDirTemplate, { ...params, phase: phase.name }, valueText);
+/** A value's text in templates: as written in the config when recorded, else its plain text. */
+function textIn(phase: PhaseSpec): TextOf {
+  const written = phase.writtenAs;
+  if (!written) return valueText;
+  return (value, name) => {
+    const spellings = written[name];
+    return (spellings && typeof value !== "string" && spellings[JSON.stringify(value)]) || valueText(value);
+  };
+}
+
+type TextOf = (value: ParamValue, name: string) => string;
+
+function renderOutputDir(phase: PhaseSpec, params: Params, text: TextOf): string {
+  return renderTemplate(phase.outputDirTemplate, { ...params, phase: phase.name }, text);
+}
+
+function taskFor(phase: PhaseSpec, params: Params, outputDirs: Map<string, string>, text: TextOf): TaskSpec {
+  const renderedDir = renderOutputDir(phase, params, text);
   let outputDir = outputDirs.get(renderedDir);
   if (outputDir === undefined) {
     outputDir = resolve(phase.baseDir, renderedDir);
@@ -47,7 +64,9 @@ function taskFor(phase: PhaseSpec, params: Params, outputDirs: Map<string, strin
   return {
     signature: taskSignature(params, phase.commandTemplate),
     params,
-    command: renderTemplate(phase.commandTemplate, params, shellQuote),
+    command: renderTemplate(phase.commandTemplate, params, (value, name, context) =>
+      shellQuoteText(text(value, name), context),
+    ),
     cwd: phase.baseDir,
     configFile: phase.file,
     placement: { phase: phase.name, outputDir },
@@ -63,10 +82,10 @@ export function outputDirsOf(phase: PhaseSpec): string[] {
   const used = new Set(placeholderNames(phase.outputDirTemplate));
   const axes = phase.axes.filter((axis) => used.has(axis.name));
   const dirs = new Set<string>();
+  const text = textIn(phase);
   const visit = (depth: number, params: Params): void => {
     if (depth === axes.length) {
-      const rendered = renderTemplate(phase.outputDirTemplate, { ...params, phase: phase.name }, valueText);
-      dirs.add(resolve(phase.baseDir, rendered));
+      dirs.add(resolve(phase.baseDir, renderOutputDir(phase, params, text)));
       return;
     }
     const axis = axes[depth] as (typeof axes)[number];

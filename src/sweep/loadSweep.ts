@@ -1,7 +1,6 @@
 import { dirname, resolve } from "node:path";
 import type { z } from "zod";
-import { didYouMean } from "./closest.js";
-import { ConfigError } from "./configError.js";
+import { closest, didYouMean } from "./closest.js";
 import { parseDuration } from "./duration.js";
 import {
   FILE_KEYS,
@@ -12,7 +11,7 @@ import {
   phaseSchema,
   RESOURCE_KEYS,
 } from "./schema.js";
-import { placeholderNames } from "./template.js";
+import { formatSpecUse, placeholderNames, unclosedQuote } from "./template.js";
 import type { Gate, Params, ParamValue, PhaseSpec, RunPolicy, SweepFile } from "./types.js";
 import { parseYamlSource, type YamlSource } from "./yamlSource.js";
 
@@ -32,62 +31,85 @@ export function loadSweep(
   inputs: ReadonlyArray<{ file: string; text: string }>,
   options: LoadOptions = {},
 ): Sweep {
-  const files = inputs.map((input) => parseSweepFile(input.file, input.text, options));
-  const phases = files.flatMap((file) => file.phases);
+  const parsed = inputs.map((input) => parseWithSource(input.file, input.text, options));
+  const sourceOf = new Map<PhaseSpec, YamlSource>();
+  for (const { sweepFile, source } of parsed)
+    for (const phase of sweepFile.phases) sourceOf.set(phase, source);
+  const phases = parsed.flatMap(({ sweepFile }) => sweepFile.phases);
   const byName = new Map<string, PhaseSpec>();
   for (const phase of phases) {
     const earlier = byName.get(phase.name);
     if (earlier) {
-      throw new ConfigError(
-        { file: phase.file, line: phase.line, column: 1 },
-        phase.name,
+      throw (sourceOf.get(phase) as YamlSource).error(
+        [phase.name],
         `phase "${phase.name}" is already defined at ${earlier.file}:${earlier.line}; phase names must be unique across the sweep`,
+        "key",
       );
     }
     byName.set(phase.name, phase);
   }
   for (const phase of phases) {
-    for (const dependency of phase.after) {
+    for (const [index, dependency] of phase.after.entries()) {
       if (!byName.has(dependency)) {
-        throw new ConfigError(
-          { file: phase.file, line: phase.line, column: 1 },
-          `${phase.name}.after`,
+        throw (sourceOf.get(phase) as YamlSource).error(
+          [phase.name, "after", index],
           `unknown phase "${dependency}"${didYouMean(dependency, byName.keys())}. Phases: ${[...byName.keys()].join(", ")}`,
         );
       }
     }
   }
-  rejectCycles(phases, byName);
-  return { files: files.map((file) => file.file), phases };
+  rejectCycles(phases, byName, sourceOf);
+  return { files: parsed.map(({ sweepFile }) => sweepFile.file), phases };
 }
 
-function rejectCycles(phases: PhaseSpec[], byName: Map<string, PhaseSpec>): void {
+function rejectCycles(
+  phases: PhaseSpec[],
+  byName: Map<string, PhaseSpec>,
+  sourceOf: Map<PhaseSpec, YamlSource>,
+): void {
   const state = new Map<string, "visiting" | "done">();
   const visit = (phase: PhaseSpec, trail: string[]): void => {
-    if (state.get(phase.name) === "done") return;
-    if (state.get(phase.name) === "visiting") {
-      const cycle = [...trail.slice(trail.indexOf(phase.name)), phase.name].join(" → ");
-      throw new ConfigError(
-        { file: phase.file, line: phase.line, column: 1 },
-        `${phase.name}.after`,
-        `phases wait on each other in a cycle: ${cycle}`,
-      );
-    }
     state.set(phase.name, "visiting");
-    for (const name of phase.after) visit(byName.get(name) as PhaseSpec, [...trail, phase.name]);
+    for (const [index, name] of phase.after.entries()) {
+      const next = byName.get(name) as PhaseSpec;
+      if (state.get(name) === "visiting") {
+        const cycle = [...trail.slice(trail.indexOf(name)), phase.name, name].join(" → ");
+        throw (sourceOf.get(phase) as YamlSource).error(
+          [phase.name, "after", index],
+          `phases wait on each other in a cycle: ${cycle}; remove one of these \`after\` entries`,
+        );
+      }
+      if (state.get(name) !== "done") visit(next, [...trail, phase.name]);
+    }
     state.set(phase.name, "done");
   };
-  for (const phase of phases) visit(phase, []);
+  for (const phase of phases) if (state.get(phase.name) !== "done") visit(phase, []);
 }
 
 /** Parses and validates one config file in the original system's format plus labsweep's keys. */
 export function parseSweepFile(file: string, text: string, options: LoadOptions = {}): SweepFile {
+  return parseWithSource(file, text, options).sweepFile;
+}
+
+const SETTINGS_LIST = Object.keys(FILE_KEYS).join(", ");
+
+function parseWithSource(
+  file: string,
+  text: string,
+  options: LoadOptions,
+): { sweepFile: SweepFile; source: YamlSource } {
   const source = parseYamlSource(file, text);
   const data = source.data;
-  if (data === null || typeof data !== "object" || Array.isArray(data)) {
+  if (data === null || data === undefined) {
     throw source.error(
       [],
-      `a sweep config is a mapping of settings (${Object.keys(FILE_KEYS).join(", ")}) and phases`,
+      `the file is empty: a sweep config is a mapping of settings (${SETTINGS_LIST}) and phases`,
+    );
+  }
+  if (typeof data !== "object" || Array.isArray(data)) {
+    throw source.error(
+      [],
+      `the top level is ${describeValue(data)}, but a sweep config is a mapping of settings (${SETTINGS_LIST}) and phases`,
     );
   }
   const record = data as Record<string, unknown>;
@@ -105,7 +127,7 @@ export function parseSweepFile(file: string, text: string, options: LoadOptions 
     );
   }
   const phases = phaseNames.map((name) => buildPhase(source, name, record[name], settings, options));
-  return { file, phases };
+  return { sweepFile: { file, phases }, source };
 }
 
 function buildPhase(
@@ -115,13 +137,20 @@ function buildPhase(
   settings: FileSettingsInput,
   options: LoadOptions,
 ): PhaseSpec {
-  if (raw === null || typeof raw !== "object" || Array.isArray(raw)) {
-    const hint = didYouMean(name, Object.keys(FILE_KEYS));
+  const isMapping = raw !== null && typeof raw === "object" && !Array.isArray(raw);
+  const setting = closest(name, Object.keys(FILE_KEYS));
+  // A scalar or list, or an empty mapping, under a name close to a setting is a misspelt setting.
+  if (setting && (!isMapping || Object.keys(raw as object).length === 0)) {
     throw source.error(
       [name],
-      hint
-        ? `unknown setting "${name}"${hint} Settings: ${Object.keys(FILE_KEYS).join(", ")}`
-        : `phase "${name}" must be a mapping with keys such as combinations, defaults and output_dir`,
+      `unknown setting "${name}" — did you mean "${setting}"? Settings: ${SETTINGS_LIST}; every other top-level key is a phase`,
+      "key",
+    );
+  }
+  if (!isMapping) {
+    throw source.error(
+      [name],
+      `phase "${name}" must be a mapping with keys such as combinations, defaults and output_dir, but is ${describeValue(raw)} (settings are: ${SETTINGS_LIST})`,
       "key",
     );
   }
@@ -133,7 +162,9 @@ function buildPhase(
   });
   rejectRepeatedAxes(source, name, axes);
   const listsSeed = axes.some((axisEntry) => axisEntry.name === "seed");
-  if (settings.seeds && !listsSeed) axes.unshift({ name: "seed", values: settings.seeds });
+  const seedsAxis = settings.seeds !== undefined && !listsSeed;
+  if (seedsAxis) axes.unshift({ name: "seed", values: settings.seeds as ParamValue[] });
+  rejectReservedNames(source, name, input, settings);
 
   const commandTemplate = input.command ?? settings.command ?? options.defaultCommand;
   if (!commandTemplate) {
@@ -145,13 +176,24 @@ function buildPhase(
   }
   const outputDirTemplate = input.output_dir ?? settings.output_dir ?? "results/{phase}";
   const known = new Set([...Object.keys(defaults), ...axes.map((axisEntry) => axisEntry.name)]);
-  checkPlaceholders(source, input.command ? [name, "command"] : ["command"], commandTemplate, known);
+  const commandPath = input.command ? [name, "command"] : settings.command ? ["command"] : [name];
+  checkPlaceholders(source, commandPath, commandTemplate, known, `command of phase "${name}"`);
   checkPlaceholders(
     source,
-    input.output_dir ? [name, "output_dir"] : ["output_dir"],
+    input.output_dir ? [name, "output_dir"] : settings.output_dir ? ["output_dir"] : [name],
     outputDirTemplate,
     new Set([...known, "phase"]),
+    `output_dir of phase "${name}"`,
   );
+  const quote = unclosedQuote(commandTemplate);
+  if (quote) {
+    throw source.error(
+      commandPath,
+      `the command leaves a ${quote.quote} quote open (at character ${quote.offset + 1}); close it, or write it as \\${quote.quote}`,
+      commandPath.length === 1 && commandPath[0] === name ? "key" : "value",
+    );
+  }
+  const writtenAs = writtenSpellings(source, name, input, settings, axes, seedsAxis);
   return {
     name,
     file: source.file,
@@ -161,10 +203,72 @@ function buildPhase(
     axes,
     outputDirTemplate,
     commandTemplate,
+    ...(writtenAs ? { writtenAs } : {}),
     after: input.after ?? [],
     gate: toGate(input.gate),
     policy: toPolicy(input, settings),
   };
+}
+
+/**
+ * Records how numbers and booleans are spelt where that differs from their plain text (0.0,
+ * 1e-3, True), so templates render them as written. Undefined when nothing differs.
+ */
+function writtenSpellings(
+  source: YamlSource,
+  phase: string,
+  input: PhaseInput,
+  settings: FileSettingsInput,
+  axes: Array<{ name: string; values: ParamValue[] }>,
+  seedsAxis: boolean,
+): Record<string, Record<string, string>> | undefined {
+  const spellings: Record<string, Record<string, string>> = {};
+  let any = false;
+  const note = (param: string, value: unknown, path: Array<string | number>): void => {
+    if (typeof value !== "number" && typeof value !== "boolean") return;
+    const written = source.writtenText(path);
+    if (written === undefined || written === String(value)) return;
+    spellings[param] ??= {};
+    (spellings[param] as Record<string, string>)[JSON.stringify(value)] ??= written;
+    any = true;
+  };
+  for (const [key, value] of Object.entries(settings.defaults ?? {})) note(key, value, ["defaults", key]);
+  for (const [key, value] of Object.entries(input.defaults ?? {})) {
+    delete spellings[key];
+    note(key, value, [phase, "defaults", key]);
+  }
+  for (const [index, axisEntry] of axes.entries()) {
+    delete spellings[axisEntry.name];
+    const fromSeeds = seedsAxis && index === 0;
+    const combination = fromSeeds ? index : index - (seedsAxis ? 1 : 0);
+    for (const [position, value] of axisEntry.values.entries()) {
+      const path = fromSeeds
+        ? ["seeds", position]
+        : [phase, "combinations", combination, axisEntry.name, position];
+      note(axisEntry.name, value, path);
+    }
+  }
+  if (!any) return undefined;
+  for (const [key, map] of Object.entries(spellings))
+    if (Object.keys(map).length === 0) delete spellings[key];
+  return Object.keys(spellings).length > 0 ? spellings : undefined;
+}
+
+/** `phase` names the phase in output_dir and in the results CSV, so it cannot be a parameter. */
+function rejectReservedNames(
+  source: YamlSource,
+  phase: string,
+  input: PhaseInput,
+  settings: FileSettingsInput,
+): void {
+  const reserved = "phase";
+  const message = `"${reserved}" is reserved: it is the phase name (in output_dir and in the results CSV); rename this parameter`;
+  if (settings.defaults && reserved in settings.defaults)
+    throw source.error(["defaults", reserved], message, "key");
+  if (input.defaults && reserved in input.defaults)
+    throw source.error([phase, "defaults", reserved], message, "key");
+  const index = (input.combinations ?? []).findIndex((entry) => reserved in entry);
+  if (index >= 0) throw source.error([phase, "combinations", index, reserved], message, "key");
 }
 
 function rejectRepeatedAxes(source: YamlSource, phase: string, axes: Array<{ name: string }>): void {
@@ -173,23 +277,48 @@ function rejectRepeatedAxes(source: YamlSource, phase: string, axes: Array<{ nam
     if (seen.has(axisEntry.name)) {
       throw source.error(
         [phase, "combinations", index],
-        `parameter "${axisEntry.name}" is listed twice in combinations`,
+        `parameter "${axisEntry.name}" is listed twice in combinations; merge its values into one list`,
       );
     }
     seen.add(axisEntry.name);
   }
 }
 
-function checkPlaceholders(source: YamlSource, path: string[], template: string, known: Set<string>): void {
-  for (const placeholder of placeholderNames(template)) {
-    if (!known.has(placeholder)) {
-      const names = [...known].sort().join(", ") || "(none)";
-      throw source.error(
-        path,
-        `undefined placeholder {${placeholder}}${didYouMean(placeholder, known)} Defined: ${names}`,
-      );
-    }
+function checkPlaceholders(
+  source: YamlSource,
+  path: Array<string | number>,
+  template: string,
+  known: Set<string>,
+  what: string,
+): void {
+  // A template that comes from no key in this file (--command) is placed at the phase's name.
+  const at = path.length === 1 && !(path[0] === "command" || path[0] === "output_dir") ? "key" : "value";
+  const spec = formatSpecUse(template, known);
+  if (spec) {
+    throw source.error(
+      path,
+      `${spec.text}: format specs and conversions are not supported; write {${spec.name}} (the value as written in the config)`,
+      at,
+    );
   }
+  for (const placeholder of placeholderNames(template)) {
+    if (known.has(placeholder)) continue;
+    const names = [...known].sort().join(", ") || "(none)";
+    const why =
+      what.startsWith("command") && placeholder === "phase"
+        ? " ({phase} works in output_dir only: a task shared by several phases runs once, with one command)"
+        : didYouMean(placeholder, known);
+    throw source.error(
+      path,
+      `undefined placeholder {${placeholder}} in ${what}${endSentence(why)}Defined: ${names}; write {{ and }} for literal braces`,
+      at,
+    );
+  }
+}
+
+/** Ends a sentence after an optional hint: `"x"? ` after a question, `. ` otherwise. */
+function endSentence(hint: string): string {
+  return hint.endsWith("?") ? `${hint} ` : `${hint}. `;
 }
 
 function toGate(input: PhaseInput["gate"]): Gate {
@@ -234,23 +363,102 @@ function validate<T>(
       .map(([name, fallback]) => `${name} (default: ${fallback})`)
       .join(", ");
     let hint = didYouMean(key, Object.keys(scope));
-    if (!hint && phaseName && base.length === 1 && path.length === 1) {
-      const setting = didYouMean(phaseName, Object.keys(FILE_KEYS));
-      if (setting)
-        hint = ` (is the phase name "${phaseName}" a misspelt setting${setting.replace(" — ", "; ")})`;
+    const atPhaseTop = phaseName !== undefined && base.length === 1 && path.length === 1;
+    if (!hint && atPhaseTop && key === "seeds") {
+      hint = " — `seeds` is a file-level setting; in a phase, list `- seed: [...]` under combinations";
     }
-    throw source.error(keyPath, `unknown key "${key}"${hint}. Allowed keys: ${listing}`, "key");
+    if (!hint && atPhaseTop) {
+      const setting = closest(phaseName, Object.keys(FILE_KEYS));
+      hint = setting
+        ? ` (is the phase name "${phaseName}" a misspelt setting? did you mean "${setting}"?)`
+        : " (parameters go under `defaults:` or `combinations:`)";
+    }
+    throw source.error(keyPath, `unknown key "${key}"${endSentence(hint)}Allowed keys: ${listing}`, "key");
   }
-  throw source.error(path, describeIssue(issue));
+  const relative = issue.path as Array<string | number>;
+  throw source.error(path, describeIssue(issue, path, valueAt(value, relative)));
 }
 
-function describeIssue(issue: z.core.$ZodIssue): string {
-  if (issue.code === "invalid_type") return `expected ${issue.expected}`;
-  if (issue.code === "invalid_union")
-    return "has an invalid value (see the config reference in docs/config.md)";
+const GATE_FORM = 'expected "all_succeeded" or {min_success: 0.0–1.0}';
+
+function describeIssue(issue: z.core.$ZodIssue, path: Array<string | number>, value: unknown): string {
+  const key = path[path.length - 1];
+  const parentKey = path[path.length - 2];
+  if (key === "gate") return describeGate(value);
+  if (parentKey === "gate" && key === "min_success") {
+    const fraction = typeof value === "number" && value > 1 && value <= 100 ? ` (${value / 100}?)` : "";
+    return `min_success is a fraction of tasks in (0, 1], e.g. 0.9 for 90%; got ${describeValue(value)}${fraction}`;
+  }
+  if ((issue.code === "invalid_union" || issue.code === "custom") && (key === "timeout" || key === "backoff"))
+    return `${issue.code === "custom" ? issue.message : "expected a duration such as 90s, 30m, 2h or 1h30m"}; got ${describeValue(value)}`;
+  if (issue.code === "invalid_union" && parentKey === "seeds")
+    return `expected a number or a string; got ${describeValue(value)}`;
+  if (issue.code === "invalid_type") {
+    const expected = EXPECTED[issue.expected] ?? issue.expected;
+    const got = `got ${describeValue(value)}`;
+    if (key === "after" && typeof value === "string")
+      return `expected a list of phase names; ${got} — write after: [${value}]`;
+    if (key === "seeds" && value !== null && !Array.isArray(value))
+      return `expected a list of seeds; ${got} — write seeds: [${String(value)}]`;
+    if (parentKey === "seeds") return `expected a number or a string; ${got}`;
+    if (key === "combinations") return `expected a list of single-key maps \`- param: [values]\`; ${got}`;
+    if (typeof key === "number" && parentKey === "combinations")
+      return `expected a single-key map \`param: [values]\`; ${got}`;
+    if (path[path.length - 3] === "combinations" && typeof key === "string")
+      return `expected a list of values; ${got}${value === null ? "" : ` — write ${key}: [${JSON.stringify(value)}]`}`;
+    return `expected ${expected}; ${got}`;
+  }
+  if (issue.code === "custom" && typeof key === "number" && parentKey === "combinations") {
+    const keys = value && typeof value === "object" ? Object.keys(value) : [];
+    if (keys.length === 0)
+      return "is an empty map: each combinations entry is a single-key map `param: [values]`";
+    return `has ${keys.length} keys (${keys.join(", ")}); each combinations entry is a single-key map \`param: [values]\`: write \`- ${keys[0]}: [...]\` and \`- ${keys[1]}: [...]\` as separate entries`;
+  }
+  if (issue.code === "invalid_union") return `has an invalid value: ${describeValue(value)}`;
   if (issue.code === "too_small" && issue.origin === "number")
-    return `must be ${issue.inclusive ? "≥" : ">"} ${issue.minimum}`;
+    return `must be ${issue.inclusive ? "≥" : ">"} ${issue.minimum}; got ${describeValue(value)}`;
   if (issue.code === "too_big" && issue.origin === "number")
-    return `must be ${issue.inclusive ? "≤" : "<"} ${issue.maximum}`;
+    return `must be ${issue.inclusive ? "≤" : "<"} ${issue.maximum}; got ${describeValue(value)}`;
   return issue.message;
+}
+
+function describeGate(value: unknown): string {
+  if (typeof value === "string") return `${GATE_FORM}; got "${value}"${didYouMean(value, ["all_succeeded"])}`;
+  if (value !== null && typeof value === "object" && !Array.isArray(value)) {
+    const extra = Object.keys(value).find((key) => key !== "min_success");
+    if (extra) return `${GATE_FORM}; got key "${extra}"${didYouMean(extra, ["min_success"])}`;
+  }
+  return `${GATE_FORM}; got ${describeValue(value)}`;
+}
+
+const EXPECTED: Record<string, string> = {
+  array: "a list",
+  record: "a mapping (key: value)",
+  object: "a mapping (key: value)",
+  map: "a mapping (key: value)",
+  string: "a string",
+  number: "a number",
+  int: "a whole number",
+  boolean: "true or false",
+};
+
+/** A short, one-line description of a YAML value for error messages. */
+function describeValue(value: unknown): string {
+  if (value === null || value === undefined) return "nothing (null)";
+  if (typeof value === "string") {
+    const text = value.length > 40 ? `${value.slice(0, 40)}…` : value;
+    return `the string ${JSON.stringify(text)}`;
+  }
+  if (typeof value === "number" || typeof value === "boolean") return `${typeof value} ${String(value)}`;
+  if (Array.isArray(value)) return `a list of ${value.length}`;
+  return "a mapping";
+}
+
+function valueAt(value: unknown, path: Array<string | number>): unknown {
+  let node = value;
+  for (const part of path) {
+    if (node === null || typeof node !== "object") return undefined;
+    node = (node as Record<string | number, unknown>)[part];
+  }
+  return node;
 }

@@ -37,6 +37,12 @@ const duration = z
   .union([z.string(), z.number()])
   .refine((value) => parseDuration(value) !== null, "expected a duration such as 90s, 30m, 2h or 1h30m");
 
+/** A timeout of 0 would kill every task at once; leaving `timeout` out means none. */
+const timeout = duration.refine(
+  (value) => (parseDuration(value) ?? 1) > 0,
+  "must be longer than 0 (leave timeout out for no timeout)",
+);
+
 const resources = z.strictObject({
   gpus: z.number().min(0).optional(),
   gpu_memory_gb: z.number().min(0).optional(),
@@ -56,7 +62,7 @@ const axis = z
 const policy = {
   command: z.string().min(1, "is empty").optional(),
   retries: z.int().min(0).optional(),
-  timeout: duration.optional(),
+  timeout: timeout.optional(),
   backoff: duration.optional(),
   resources: resources.optional(),
 };

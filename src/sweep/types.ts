@@ -40,6 +40,12 @@ export interface PhaseSpec {
   axes: Array<{ name: string; values: ParamValue[] }>;
   outputDirTemplate: string;
   commandTemplate: string;
+  /**
+   * How numbers and booleans were spelt in the config where that differs from their plain text
+   * (`0.0`, `1e-3`, `True`): parameter → JSON of the value → the spelling. Templates render
+   * these as written, as the original system did (Python's `str(0.0)` is "0.0"). (Default: none)
+   */
+  writtenAs?: Record<string, Record<string, string>>;
   after: string[];
   gate: Gate;
   policy: RunPolicy;

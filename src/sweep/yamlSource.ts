@@ -1,4 +1,17 @@
-import { type Document, isMap, isPair, isScalar, isSeq, LineCounter, type Node, parseDocument } from "yaml";
+import {
+  type Document,
+  isAlias,
+  isMap,
+  isPair,
+  isScalar,
+  isSeq,
+  LineCounter,
+  type Node,
+  type Pair,
+  parseDocument,
+  type YAMLError,
+  type YAMLMap,
+} from "yaml";
 import { ConfigError, formatKeyPath, type SourcePlace } from "./configError.js";
 
 /** A parsed YAML file that can say where any key path sits in its text. */
@@ -8,21 +21,31 @@ export interface YamlSource {
   /** The place of the value at `path`, or of its key when `at` is "key"; falls back to the nearest parent. */
   placeOf(path: ReadonlyArray<string | number>, at?: "key" | "value"): SourcePlace;
   error(path: ReadonlyArray<string | number>, detail: string, at?: "key" | "value"): ConfigError;
+  /**
+   * How the number or boolean at `path` is spelt in the file (`0.0`, `1e-3`, `True`), when it is
+   * a plain decimal number or a boolean; undefined for anything else.
+   */
+  writtenText(path: ReadonlyArray<string | number>): string | undefined;
 }
+
+/** A plain decimal number as Python would print it back: no hex, octal, `_` or `.inf`. */
+const DECIMAL = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
 
 export function parseYamlSource(file: string, text: string): YamlSource {
   const lines = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
-  const firstError = doc.errors[0];
-  if (firstError) {
-    const pos = lines.linePos(firstError.pos[0]);
-    const detail = firstError.message.split("\n")[0] ?? firstError.message;
-    throw new ConfigError({ file, line: pos.line, column: pos.col }, "", `invalid YAML: ${detail}`);
-  }
+  // `merge`: PyYAML, which read the original system's configs, understands `<<: *anchor`.
+  const doc = parseDocument(text, {
+    lineCounter: lines,
+    prettyErrors: false,
+    uniqueKeys: true,
+    merge: true,
+  });
   const placeAt = (offset: number): SourcePlace => {
     const pos = lines.linePos(offset);
     return { file, line: pos.line, column: pos.col };
   };
+  const firstError = doc.errors[0];
+  if (firstError) throw yamlError(text, doc, firstError, placeAt);
   const source: YamlSource = {
     file,
     data: doc.toJS({ maxAliasCount: 10_000 }),
@@ -32,8 +55,123 @@ export function parseYamlSource(file: string, text: string): YamlSource {
     error(path, detail, at = "value") {
       return new ConfigError(source.placeOf(path, at), formatKeyPath(path), detail);
     },
+    writtenText(path) {
+      const node = nodeAt(doc, path);
+      if (!isScalar(node) || typeof node.source !== "string") return undefined;
+      if (typeof node.value === "boolean") return node.source;
+      if (typeof node.value === "number" && Number.isFinite(node.value) && DECIMAL.test(node.source))
+        return node.source;
+      return undefined;
+    },
   };
   return source;
+}
+
+/** A YAML syntax error, placed where the user has to look and, where known, with its key path. */
+function yamlError(
+  text: string,
+  doc: Document,
+  error: YAMLError,
+  placeAt: (offset: number) => SourcePlace,
+): ConfigError {
+  const offset = error.pos[0];
+  const detail = error.message.split("\n")[0] ?? error.message;
+  if (error.code === "DUPLICATE_KEY") {
+    const path = pathOfKeyAt(doc, offset);
+    const key = path?.[path.length - 1];
+    if (path && key !== undefined) {
+      const first = placeAt(locate(doc, path, "key"));
+      return new ConfigError(
+        placeAt(offset),
+        formatKeyPath(path),
+        `invalid YAML: duplicate key "${key}" (first at line ${first.line}); each key may appear once in a mapping`,
+      );
+    }
+  }
+  const open = unclosedAt(text, offset);
+  if (open && /end with a [\]}]|missing closing/i.test(detail)) {
+    const until = placeAt(offset);
+    const what =
+      open.char === "["
+        ? "[ is never closed with ]"
+        : open.char === "{"
+          ? "{ is never closed with }"
+          : `${open.char} quote is never closed`;
+    return new ConfigError(
+      placeAt(open.offset),
+      "",
+      `invalid YAML: this ${what} (the YAML parser gave up at line ${until.line}: ${detail})`,
+    );
+  }
+  return new ConfigError(placeAt(offset), "", `invalid YAML: ${detail}`);
+}
+
+/**
+ * The innermost bracket or quote still open at `end`, found by a small scan that knows YAML's
+ * quotes and comments; null when everything is closed.
+ */
+function unclosedAt(text: string, end: number): { char: string; offset: number } | null {
+  const open: Array<{ char: string; offset: number }> = [];
+  let quote: { char: string; offset: number } | null = null;
+  for (let i = 0; i < end && i < text.length; i++) {
+    const char = text[i] as string;
+    if (quote) {
+      if (quote.char === '"' && char === "\\") i++;
+      else if (quote.char === "'" && char === "'" && text[i + 1] === "'") i++;
+      else if (char === quote.char) quote = null;
+      continue;
+    }
+    const previous = i === 0 ? "\n" : (text[i - 1] as string);
+    if (char === "#" && /\s/.test(previous)) {
+      while (i < end && text[i] !== "\n") i++;
+    } else if ((char === '"' || char === "'") && /[\s[{,:-]/.test(previous)) {
+      quote = { char, offset: i };
+    } else if (char === "[" || char === "{") {
+      open.push({ char, offset: i });
+    } else if (char === "]" || char === "}") {
+      open.pop();
+    }
+  }
+  return quote ?? open[open.length - 1] ?? null;
+}
+
+/** The key path whose last key starts at `offset`, or null. */
+function pathOfKeyAt(doc: Document, offset: number): Array<string | number> | null {
+  const search = (node: unknown, path: Array<string | number>): Array<string | number> | null => {
+    if (isMap(node)) {
+      for (const item of node.items) {
+        if (!isPair(item)) continue;
+        const keyNode = item.key as Node | null;
+        const key = keyText(item.key);
+        if (keyNode?.range?.[0] === offset) return [...path, key];
+        const found = search(item.value, [...path, key]);
+        if (found) return found;
+      }
+    } else if (isSeq(node)) {
+      for (const [index, item] of node.items.entries()) {
+        const found = search(item, [...path, index]);
+        if (found) return found;
+      }
+    }
+    return null;
+  };
+  return search(doc.contents, []);
+}
+
+/** The node at `path`, or undefined when the path does not exist. */
+function nodeAt(doc: Document, path: ReadonlyArray<string | number>): unknown {
+  let node: unknown = doc.contents;
+  for (const part of path) {
+    if (isAlias(node)) node = node.resolve(doc);
+    if (isMap(node)) {
+      const pair = findPair(doc, node, String(part));
+      if (!pair) return undefined;
+      node = pair.value;
+    } else if (isSeq(node) && typeof part === "number") {
+      node = node.items[part];
+    } else return undefined;
+  }
+  return isAlias(node) ? node.resolve(doc) : node;
 }
 
 /** Offset of the deepest node on `path` that exists. */
@@ -42,8 +180,10 @@ function locate(doc: Document, path: ReadonlyArray<string | number>, at: "key" |
   let offset = (doc.contents as Node | null)?.range?.[0] ?? 0;
   for (const [depth, part] of path.entries()) {
     const last = depth === path.length - 1;
+    // Through an alias to its anchor: that is where the text to fix is.
+    if (isAlias(node)) node = node.resolve(doc);
     if (isMap(node)) {
-      const pair = node.items.find((item) => isPair(item) && keyText(item.key) === String(part));
+      const pair = findPair(doc, node, String(part));
       if (!pair) break;
       const keyNode = pair.key as Node | null;
       const valueNode = pair.value as Node | null;
@@ -60,6 +200,26 @@ function locate(doc: Document, path: ReadonlyArray<string | number>, at: "key" |
   return offset;
 }
 
+/** The pair for `key` in a map, looking through `<<: *anchor` merges as YAML does (own keys first). */
+function findPair(doc: Document, map: YAMLMap, key: string, depth = 0): Pair | undefined {
+  const own = map.items.find((item) => isPair(item) && keyText(item.key) === key);
+  if (own || depth > 20) return own;
+  for (const item of map.items) {
+    if (!isPair(item) || keyText(item.key) !== "<<") continue;
+    const value = item.value;
+    const sources = isSeq(value) ? value.items : [value];
+    for (const entry of sources) {
+      const merged = isAlias(entry) ? entry.resolve(doc) : entry;
+      if (!isMap(merged)) continue;
+      const found = findPair(doc, merged, key, depth + 1);
+      if (found) return found;
+    }
+  }
+  return undefined;
+}
+
 function keyText(key: unknown): string {
-  return isScalar(key) ? String(key.value) : String(key);
+  // A merge key `<<` is a scalar whose value is a marker, not its text.
+  if (isScalar(key)) return key.source === "<<" ? "<<" : String(key.value);
+  return String(key);
 }

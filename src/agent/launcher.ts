@@ -1,0 +1,139 @@
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+
+/** The same file from src/agent (tests) and dist/agent (the built CLI). */
+const LAUNCHER_SCRIPT = fileURLToPath(new URL("../../src/agent/launcher.py", import.meta.url));
+
+export interface LaunchSpec {
+  command: string;
+  cwd: string;
+  env: NodeJS.ProcessEnv;
+  logPath: string;
+}
+
+export interface Launched {
+  /** The task's pid, which is also its process group id. */
+  pid: Promise<number>;
+  exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+interface Pending {
+  started: (pid: number) => void;
+  failed: (error: Error) => void;
+  exited: (exit: { code: number | null; signal: NodeJS.Signals | null }) => void;
+}
+
+/**
+ * Starts task processes through `launcher.py`, a small helper that forks and execs so the
+ * agent's event loop never blocks on a spawn, and whose parent-death signal takes every task
+ * down with the agent. One launcher per agent process, started on first use.
+ */
+export class Launcher {
+  private child: ChildProcess | null = null;
+  private readonly pending = new Map<number, Pending>();
+  private nextId = 1;
+
+  /** Whether python3 is here to run the launcher; otherwise the caller spawns directly. */
+  static available(): boolean {
+    if (availability === null) {
+      availability =
+        process.platform === "linux" &&
+        spawnSync("python3", ["-c", "import ctypes, json"], { stdio: "ignore" }).status === 0;
+    }
+    return availability;
+  }
+
+  launch(spec: LaunchSpec): Launched {
+    const id = this.nextId++;
+    let started!: (pid: number) => void;
+    let failed!: (error: Error) => void;
+    let exited!: Pending["exited"];
+    const pid = new Promise<number>((resolve, reject) => {
+      started = resolve;
+      failed = reject;
+    });
+    const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+      exited = resolve;
+    });
+    this.pending.set(id, { started, failed, exited });
+    const child = this.ensureRunning();
+    this.holdLoop(true);
+    const request = { id, cmd: spec.command, cwd: spec.cwd, env: definedOnly(spec.env), log: spec.logPath };
+    child.stdin?.write(`${JSON.stringify(request)}\n`);
+    return { pid, exit };
+  }
+
+  /** Stops the launcher once no task is left; tasks still running are the agent's to stop. */
+  close(): void {
+    this.child?.stdin?.end();
+    this.child = null;
+  }
+
+  private ensureRunning(): ChildProcess {
+    if (this.child) return this.child;
+    const child = spawn("python3", [LAUNCHER_SCRIPT, String(process.pid)], {
+      stdio: ["pipe", "pipe", "inherit"],
+    });
+    createInterface({ input: child.stdout as NodeJS.ReadableStream }).on("line", (line) =>
+      this.onMessage(line),
+    );
+    child.once("exit", (code, signal) => {
+      if (this.child === child) this.child = null;
+      // Its tasks died with it (parent-death signal); report them as killed so they are requeued.
+      const error = new Error(`the task launcher exited (code ${code}, signal ${signal})`);
+      for (const [id, entry] of this.pending) {
+        entry.failed(error);
+        entry.exited({ code: null, signal: "SIGKILL" });
+        this.pending.delete(id);
+      }
+    });
+    this.child = child;
+    return child;
+  }
+
+  private onMessage(line: string): void {
+    const message = JSON.parse(line) as {
+      ev: "started" | "exit" | "error";
+      id: number;
+      pid?: number;
+      code?: number | null;
+      signal?: NodeJS.Signals | null;
+      message?: string;
+    };
+    const entry = this.pending.get(message.id);
+    if (!entry) return;
+    if (message.ev === "started") entry.started(message.pid as number);
+    else if (message.ev === "error") {
+      entry.failed(new Error(message.message));
+      entry.exited({ code: 127, signal: null });
+      this.pending.delete(message.id);
+    } else {
+      entry.exited({ code: message.code ?? null, signal: message.signal ?? null });
+      this.pending.delete(message.id);
+    }
+    if (this.pending.size === 0) this.holdLoop(false);
+  }
+
+  /** The launcher keeps the agent's process alive only while a task runs. */
+  private holdLoop(hold: boolean): void {
+    const child = this.child;
+    if (!child) return;
+    const stdout = child.stdout as unknown as { ref?: () => void; unref?: () => void };
+    if (hold) {
+      child.ref();
+      stdout.ref?.();
+    } else {
+      child.unref();
+      stdout.unref?.();
+    }
+  }
+}
+
+let availability: boolean | null = null;
+
+function definedOnly(env: NodeJS.ProcessEnv): Record<string, string> {
+  const result: Record<string, string> = {};
+  for (const [key, value] of Object.entries(env)) if (value !== undefined) result[key] = value;
+  return result;
+}
