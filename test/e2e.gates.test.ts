@@ -180,7 +180,7 @@ C:
     // x = 1 is A's slowest task and fails once: when it fails, A's other tasks are done, and A
     // has only a task waiting out its retry backoff. That is not settled: B must wait for it.
     writeFile(dir, "once-A-1", "");
-    writeFile(dir, "sleep-A-1", "0.6");
+    writeFile(dir, "sleep-A-1", "1");
     writeFile(
       dir,
       "sweep.yaml",
@@ -210,7 +210,7 @@ B:
       tries.push(`${Date.now()} ${report.code} ${report.stdout}${report.stderr}`);
       if (report.code !== 0) return false;
       seen = JSON.parse(report.stdout) as StatusReport;
-      return seen.running > 0;
+      return phase(seen, "A").running > 0;
     }, 10_000);
     expect(sawWaiting, `${tries.join("\n")}\nrun: ${JSON.stringify(await Promise.race([done, "running"]))}`).toBe(true);
     const during = seen as unknown as StatusReport;

@@ -97,7 +97,7 @@ export async function writeCsvAtomically(path: string, header: string[], rows: s
   const tempPath = join(directory, `.${basename(path)}.tmp-${process.pid}-${randomBytes(6).toString("hex")}`);
   knownFiles.delete(resolve(path));
   let renamed = false;
-  let written: BigIntStats;
+  let written: BigIntStats | null;
   try {
     written = await writeAndSync(tempPath, "wx", Buffer.from(stringifyCsv(header, rows)));
     await rename(tempPath, path);
@@ -109,7 +109,7 @@ export async function writeCsvAtomically(path: string, header: string[], rows: s
   } finally {
     if (!renamed) await rm(tempPath, { force: true });
   }
-  await rememberRenamedFile(path, header, written);
+  if (written !== null) await rememberRenamedFile(path, header, written);
 }
 
 /**
@@ -358,22 +358,26 @@ async function appendInOneWrite(
   const separator = endsWithNewline ? "" : "\n";
   const text = separator + stringify(rows, { record_delimiter: "\n", quoted_empty: rows[0]?.length === 1 });
   knownFiles.delete(resolve(path));
-  let written: BigIntStats;
+  let written: BigIntStats | null;
   try {
     written = await writeAndSync(path, constants.O_WRONLY | constants.O_APPEND, Buffer.from(text));
   } catch (error) {
     throw new Error(`cannot append to CSV file ${path}`, { cause: error });
   }
-  remember(path, fileHeader, written);
+  if (written !== null) remember(path, fileHeader, written);
 }
 
-/** Writes and fsyncs `bytes`, and returns the file's state right after, seen through the handle. */
-async function writeAndSync(path: string, flags: "wx" | number, bytes: Buffer): Promise<BigIntStats> {
+/**
+ * Writes and fsyncs `bytes`, and returns the file's state right after, seen through the handle,
+ * or null if that cannot be had: it only feeds `knownFiles`, and failing here would report a
+ * durable write as failed (and invite a retry that duplicates rows).
+ */
+async function writeAndSync(path: string, flags: "wx" | number, bytes: Buffer): Promise<BigIntStats | null> {
   const handle = await open(path, flags);
   try {
     await writeFully(handle, bytes);
     await handle.sync();
-    return await handle.stat({ bigint: true });
+    return await handle.stat({ bigint: true }).catch(() => null);
   } finally {
     await handle.close();
   }

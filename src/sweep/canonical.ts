@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import { hash } from "node:crypto";
 import type { Params, ParamValue } from "./types.js";
 
 /**
@@ -56,10 +56,19 @@ export function canonicalText(value: ParamValue | undefined): string {
  * output dir. Two phases that describe the same run get the same signature and share one task.
  */
 export function taskSignature(params: Params, commandTemplate: string): string {
-  const keys = Object.keys(params).sort();
-  const canonical = keys.map((key) => [key, canonicalValue(params[key])]);
-  return createHash("sha256")
-    .update(JSON.stringify([canonical, commandTemplate]))
-    .digest("base64url")
-    .slice(0, 22);
+  const pieces = Object.keys(params)
+    .sort()
+    .map((key) => signaturePiece(key, params[key]));
+  return signatureOf(pieces, commandTemplate);
+}
+
+/** One parameter's part of the signed text; expansion memoises these per axis value. */
+export function signaturePiece(key: string, value: ParamValue | undefined): string {
+  return JSON.stringify([key, canonicalValue(value)]);
+}
+
+/** The signature from sorted pieces: the hash of JSON `[[piece, …], template]`, 22 base64url chars. */
+export function signatureOf(sortedPieces: readonly string[], commandTemplate: string): string {
+  const text = `[[${sortedPieces.join(",")}],${JSON.stringify(commandTemplate)}]`;
+  return hash("sha256", text, "base64url").slice(0, 22);
 }

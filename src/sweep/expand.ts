@@ -1,6 +1,13 @@
 import { resolve } from "node:path";
-import { taskSignature } from "./canonical.js";
-import { placeholderNames, renderTemplate, shellQuoteText, valueText } from "./template.js";
+import { signatureOf, signaturePiece } from "./canonical.js";
+import {
+  compileTemplate,
+  placeholderNames,
+  type QuoteContext,
+  renderTemplate,
+  shellQuoteText,
+  valueText,
+} from "./template.js";
 import type { Params, ParamValue, PhaseSpec, TaskSpec } from "./types.js";
 
 /** How many tasks a phase's grid has, before de-duplication. */
@@ -17,15 +24,78 @@ export function* expandPhase(phase: PhaseSpec): Generator<TaskSpec> {
   const total = gridSize(phase);
   const outputDirs = new Map<string, string>();
   const text = textIn(phase);
+  const render = {
+    command: memoisedRenderer(phase.commandTemplate, (value, name, context) =>
+      shellQuoteText(text(value, name), context),
+    ),
+    outputDir: memoisedRenderer(phase.outputDirTemplate, (value, name) => text(value, name)),
+  };
+  const sign = memoisedSigner(phase.commandTemplate);
   const digits = new Array<number>(phase.axes.length).fill(0);
   for (let n = 0; n < total; n++) {
     const params: Params = { ...phase.defaults };
     for (const [i, axis] of phase.axes.entries())
       params[axis.name] = axis.values[digits[i] as number] as ParamValue;
-    yield taskFor(phase, params, outputDirs, text);
+    yield taskFor(phase, params, outputDirs, render, sign);
     advance(digits, phase);
   }
 }
+
+type Quote = (value: ParamValue, name: string, context: QuoteContext) => string;
+
+/**
+ * Renders a template for many parameter sets: each placeholder's text is computed once per
+ * distinct value (values repeat across a grid), so rendering is string concatenation.
+ */
+function memoisedRenderer(template: string, quote: Quote): (values: Params) => string {
+  const parts = compileTemplate(template);
+  const memo = parts.map(() => new Map<ParamValue, string>());
+  return (values) => {
+    let out = "";
+    for (const [index, part] of parts.entries()) {
+      if (typeof part === "string") {
+        out += part;
+        continue;
+      }
+      const value = values[part.name];
+      if (value === undefined) throw new Error(`undefined placeholder {${part.name}}`);
+      const seen = memo[index] as Map<ParamValue, string>;
+      let rendered = seen.get(value);
+      if (rendered === undefined) {
+        rendered = quote(value, part.name, part.context);
+        if (seen.size < MEMO_LIMIT) seen.set(value, rendered);
+      }
+      out += rendered;
+    }
+    return out;
+  };
+}
+
+/** taskSignature with each parameter's signed piece computed once per distinct value. */
+function memoisedSigner(commandTemplate: string): (params: Params) => string {
+  let keys: string[] | null = null;
+  const memo = new Map<string, Map<ParamValue, string>>();
+  return (params) => {
+    if (!keys) keys = Object.keys(params).sort();
+    const pieces = keys.map((key) => {
+      const value = params[key] as ParamValue;
+      let seen = memo.get(key);
+      if (!seen) {
+        seen = new Map();
+        memo.set(key, seen);
+      }
+      let piece = seen.get(value);
+      if (piece === undefined) {
+        piece = signaturePiece(key, value);
+        if (seen.size < MEMO_LIMIT) seen.set(value, piece);
+      }
+      return piece;
+    });
+    return signatureOf(pieces, commandTemplate);
+  };
+}
+
+const MEMO_LIMIT = 100_000;
 
 function advance(digits: number[], phase: PhaseSpec): void {
   for (let i = digits.length - 1; i >= 0; i--) {
@@ -50,23 +120,23 @@ function textIn(phase: PhaseSpec): TextOf {
 
 type TextOf = (value: ParamValue, name: string) => string;
 
-function renderOutputDir(phase: PhaseSpec, params: Params, text: TextOf): string {
-  return renderTemplate(phase.outputDirTemplate, { ...params, phase: phase.name }, text);
-}
-
-function taskFor(phase: PhaseSpec, params: Params, outputDirs: Map<string, string>, text: TextOf): TaskSpec {
-  const renderedDir = renderOutputDir(phase, params, text);
+function taskFor(
+  phase: PhaseSpec,
+  params: Params,
+  outputDirs: Map<string, string>,
+  render: { command: (values: Params) => string; outputDir: (values: Params) => string },
+  sign: (params: Params) => string,
+): TaskSpec {
+  const renderedDir = render.outputDir({ ...params, phase: phase.name });
   let outputDir = outputDirs.get(renderedDir);
   if (outputDir === undefined) {
     outputDir = resolve(phase.baseDir, renderedDir);
     outputDirs.set(renderedDir, outputDir);
   }
   return {
-    signature: taskSignature(params, phase.commandTemplate),
+    signature: sign(params),
     params,
-    command: renderTemplate(phase.commandTemplate, params, (value, name, context) =>
-      shellQuoteText(text(value, name), context),
-    ),
+    command: render.command(params),
     cwd: phase.baseDir,
     configFile: phase.file,
     placement: { phase: phase.name, outputDir },
@@ -85,7 +155,12 @@ export function outputDirsOf(phase: PhaseSpec): string[] {
   const text = textIn(phase);
   const visit = (depth: number, params: Params): void => {
     if (depth === axes.length) {
-      dirs.add(resolve(phase.baseDir, renderOutputDir(phase, params, text)));
+      dirs.add(
+        resolve(
+          phase.baseDir,
+          renderTemplate(phase.outputDirTemplate, { ...params, phase: phase.name }, text),
+        ),
+      );
       return;
     }
     const axis = axes[depth] as (typeof axes)[number];

@@ -41,26 +41,46 @@ export function renderTemplate(
   quote: (value: ParamValue, name: string, context: QuoteContext) => string,
 ): string {
   let out = "";
+  for (const part of compileTemplate(template)) {
+    if (typeof part === "string") out += part;
+    else {
+      const value = values[part.name];
+      if (value === undefined) throw new Error(`undefined placeholder {${part.name}}`);
+      out += quote(value, part.name, part.context);
+    }
+  }
+  return out;
+}
+
+/** A template split once into literal text and placeholders with their quote context. */
+export type TemplatePart = string | { name: string; context: QuoteContext };
+
+const compiledTemplates = new Map<string, TemplatePart[]>();
+
+/** Splits a template (memoised: a million-task grid renders the same few templates). */
+export function compileTemplate(template: string): TemplatePart[] {
+  const cached = compiledTemplates.get(template);
+  if (cached) return cached;
+  const parts: TemplatePart[] = [];
   let last = 0;
   let state: ShellState = { context: "none", escaped: false, comment: false, wordStart: true };
   for (const match of template.matchAll(PLACEHOLDER)) {
     const literal = template.slice(last, match.index);
     state = scanShell(literal, state);
-    out += literal;
+    parts.push(literal);
     last = match.index + match[0].length;
     const whole = match[0];
     const name = match[1];
-    if (whole === "{{") out += "{";
-    else if (whole === "}}") out += "}";
-    else if (!name) out += whole;
-    else {
-      const value = values[name];
-      if (value === undefined) throw new Error(`undefined placeholder {${name}}`);
-      out += quote(value, name, state.comment ? "none" : state.context);
-    }
+    if (whole === "{{") parts.push("{");
+    else if (whole === "}}") parts.push("}");
+    else if (!name) parts.push(whole);
+    else parts.push({ name, context: state.comment ? "none" : state.context });
     state = { ...state, escaped: false, wordStart: false };
   }
-  return out + template.slice(last);
+  parts.push(template.slice(last));
+  if (compiledTemplates.size > 1000) compiledTemplates.clear();
+  compiledTemplates.set(template, parts);
+  return parts;
 }
 
 interface ShellState {
