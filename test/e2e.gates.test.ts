@@ -212,7 +212,10 @@ B:
       seen = JSON.parse(report.stdout) as StatusReport;
       return phase(seen, "A").running > 0;
     }, 10_000);
-    expect(sawWaiting, `${tries.join("\n")}\nrun: ${JSON.stringify(await Promise.race([done, "running"]))}`).toBe(true);
+    expect(
+      sawWaiting,
+      `${tries.join("\n")}\nrun: ${JSON.stringify(await Promise.race([done, "running"]))}`,
+    ).toBe(true);
     const during = seen as unknown as StatusReport;
     expect(phase(during, "B").state).toBe("waiting");
     expect(phase(during, "B").reason).toMatch(/^waiting for A \([0-2]\/3 settled\)$/);

@@ -44,9 +44,20 @@ function expectCode(result: CliResult, code: number): void {
   expect(result.code, `labsweep exited ${result.code}:\n${result.stderr}`).toBe(code);
 }
 
-async function waitUntil(condition: () => boolean, timeoutMs: number, what: string): Promise<void> {
+/** Polls `condition`; fails early, with its output, if the run `done` ends first. */
+async function waitUntil(
+  condition: () => boolean,
+  timeoutMs: number,
+  what: string,
+  done?: Promise<CliResult>,
+): Promise<void> {
+  let ended: CliResult | null = null;
+  void done?.then((result) => {
+    ended = result;
+  });
   const deadline = Date.now() + timeoutMs;
   while (!condition()) {
+    if (ended) throw new Error(`labsweep ended while waiting for ${what}:\n${JSON.stringify(ended)}`);
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 25));
   }
@@ -117,7 +128,7 @@ describe("Ctrl-C", () => {
     const config = sweep(dir, [1, 2, 3, 4]);
     const cli = startCli(["run", config, "--slots", "2"], { cwd: dir });
     const done = collect(cli);
-    await waitUntil(() => marks(dir, "started-").length === 2, 15_000, "two tasks to start");
+    await waitUntil(() => marks(dir, "started-").length === 2, 15_000, "two tasks to start", done);
 
     // Another process can read the status while the run goes on.
     const status = await runCli(["status", config, "--json"], { cwd: dir });
@@ -159,7 +170,7 @@ describe("Ctrl-C", () => {
     const config = sweep(dir, [1, 2], 0);
     const cli = startCli(["run", config, "--slots", "2", "--grace", "5"], { cwd: dir });
     const done = collect(cli);
-    await waitUntil(() => marks(dir, "started-").length === 2, 15_000, "two tasks to start");
+    await waitUntil(() => marks(dir, "started-").length === 2, 15_000, "two tasks to start", done);
 
     const sentAt = Date.now();
     cli.kill("SIGINT");
@@ -221,7 +232,7 @@ time.sleep(60)
     );
     const cli = startCli(["run", config, "--slots", "1", "--grace", "1"], { cwd: dir });
     const done = collect(cli);
-    await waitUntil(() => existsSync(join(dir, "stubborn.pid")), 15_000, "the task to start");
+    await waitUntil(() => existsSync(join(dir, "stubborn.pid")), 15_000, "the task to start", done);
     const pid = Number(readFileSync(join(dir, "stubborn.pid"), "utf8"));
     expect(isAlive(pid)).toBe(true);
 
@@ -260,7 +271,7 @@ time.sleep(60)
       env: { PATH: `${bin}${delimiter}${process.env.PATH ?? ""}` },
     });
     const done = collect(cli);
-    await waitUntil(() => existsSync(join(dir, "probing")), 15_000, "the GPU probe");
+    await waitUntil(() => existsSync(join(dir, "probing")), 15_000, "the GPU probe", done);
     cli.kill("SIGINT");
     const result = await done;
     expectCode(result, 130);

@@ -28,7 +28,7 @@ export function* expandPhase(phase: PhaseSpec): Generator<TaskSpec> {
     command: memoisedRenderer(phase.commandTemplate, (value, name, context) =>
       shellQuoteText(text(value, name), context),
     ),
-    outputDir: memoisedRenderer(phase.outputDirTemplate, (value, name) => text(value, name)),
+    outputDir: memoisedRenderer(phase.outputDirTemplate, (value, name) => text(value, name), { phase: phase.name }),
   };
   const sign = memoisedSigner(phase.commandTemplate);
   const digits = new Array<number>(phase.axes.length).fill(0);
@@ -47,7 +47,7 @@ type Quote = (value: ParamValue, name: string, context: QuoteContext) => string;
  * Renders a template for many parameter sets: each placeholder's text is computed once per
  * distinct value (values repeat across a grid), so rendering is string concatenation.
  */
-function memoisedRenderer(template: string, quote: Quote): (values: Params) => string {
+function memoisedRenderer(template: string, quote: Quote, fixed: Params = {}): (values: Params) => string {
   const parts = compileTemplate(template);
   const memo = parts.map(() => new Map<ParamValue, string>());
   return (values) => {
@@ -57,7 +57,8 @@ function memoisedRenderer(template: string, quote: Quote): (values: Params) => s
         out += part;
         continue;
       }
-      const value = values[part.name];
+      let value = values[part.name];
+      if (value === undefined) value = fixed[part.name];
       if (value === undefined) throw new Error(`undefined placeholder {${part.name}}`);
       const seen = memo[index] as Map<ParamValue, string>;
       let rendered = seen.get(value);
@@ -127,7 +128,7 @@ function taskFor(
   render: { command: (values: Params) => string; outputDir: (values: Params) => string },
   sign: (params: Params) => string,
 ): TaskSpec {
-  const renderedDir = render.outputDir({ ...params, phase: phase.name });
+  const renderedDir = render.outputDir(params);
   let outputDir = outputDirs.get(renderedDir);
   if (outputDir === undefined) {
     outputDir = resolve(phase.baseDir, renderedDir);
