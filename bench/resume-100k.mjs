@@ -2,7 +2,7 @@
 // metrics; one constant parameter left out, numbers written as 4.0): every row is matched to
 // its task and recorded complete. Target: ≤ 3 s. Baseline in the same script: parsing the same
 // file with csv-parse alone (the floor any scan pays).
-import { readFileSync, writeFileSync, mkdirSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parse } from "csv-parse/sync";
 import { cleanup, report, tempDir } from "./lib.mjs";

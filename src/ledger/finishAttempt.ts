@@ -112,14 +112,13 @@ export async function finishAttempt(
 export async function oweResultRows(tx: Db, taskId: number): Promise<void> {
   await tx.run(
     `INSERT INTO result_rows (task_id, output_dir, phase, written)
-     SELECT p.task_id, p.output_dir,
-            (SELECT q.phase FROM placements q JOIN phases f ON f.name = q.phase
-              WHERE q.task_id = p.task_id AND q.output_dir = p.output_dir AND q.active = 1
-              ORDER BY f.position LIMIT 1),
-            0
-       FROM placements p
-      WHERE p.task_id = $1 AND p.active = 1
-      GROUP BY p.task_id, p.output_dir
+     SELECT task_id, output_dir, phase, 0 FROM (
+         -- SQLite takes the bare column phase from the row with min(position): the first phase.
+         SELECT p.task_id, p.output_dir, p.phase, min(f.position)
+         FROM placements p JOIN phases f ON f.name = p.phase
+        WHERE p.task_id = $1 AND p.active = 1
+        GROUP BY p.task_id, p.output_dir
+       ) WHERE true
      ON CONFLICT (task_id, output_dir) DO NOTHING`,
     [taskId],
   );

@@ -90,7 +90,9 @@ export async function importCompletedTasks(
 ): Promise<number> {
   if (found.length === 0) return 0;
   return db.transaction(async (tx) => {
-    await tx.run("CREATE TEMP TABLE IF NOT EXISTS found_rows (task_id INTEGER PRIMARY KEY, output_dir TEXT, metrics TEXT)");
+    await tx.run(
+      "CREATE TEMP TABLE IF NOT EXISTS found_rows (task_id INTEGER PRIMARY KEY, output_dir TEXT, metrics TEXT)",
+    );
     await tx.run("DELETE FROM found_rows");
     for (let start = 0; start < found.length; start += IMPORT_BATCH) {
       const slice = found.slice(start, start + IMPORT_BATCH);
@@ -99,7 +101,10 @@ export async function importCompletedTasks(
         values.push(row.taskId, row.outputDir, JSON.stringify(row.metrics));
         return `($${values.length - 2}, $${values.length - 1}, $${values.length})`;
       });
-      await tx.run(`INSERT OR IGNORE INTO found_rows (task_id, output_dir, metrics) VALUES ${rows.join(", ")}`, values);
+      await tx.run(
+        `INSERT OR IGNORE INTO found_rows (task_id, output_dir, metrics) VALUES ${rows.join(", ")}`,
+        values,
+      );
     }
     const completed = await tx.run(
       `UPDATE tasks SET state = 'succeeded', result_json = f.metrics, finished_at = $1, origin = 'csv', attempt_id = NULL
@@ -113,14 +118,13 @@ export async function importCompletedTasks(
     );
     await tx.run(
       `INSERT INTO result_rows (task_id, output_dir, phase, written)
-       SELECT p.task_id, p.output_dir,
-              (SELECT q.phase FROM placements q JOIN phases f ON f.name = q.phase
-                WHERE q.task_id = p.task_id AND q.output_dir = p.output_dir AND q.active = 1
-                ORDER BY f.position LIMIT 1),
-              0
-         FROM placements p JOIN found_rows r ON r.task_id = p.task_id
-        WHERE p.active = 1
-        GROUP BY p.task_id, p.output_dir
+       SELECT task_id, output_dir, phase, 0 FROM (
+           -- SQLite takes the bare column phase from the row with min(position): the first phase.
+           SELECT p.task_id, p.output_dir, p.phase, min(f.position)
+           FROM placements p JOIN phases f ON f.name = p.phase JOIN found_rows r ON r.task_id = p.task_id
+          WHERE p.active = 1
+          GROUP BY p.task_id, p.output_dir
+         ) WHERE true
        ON CONFLICT (task_id, output_dir) DO NOTHING`,
     );
     await tx.run(

@@ -28,7 +28,9 @@ export function* expandPhase(phase: PhaseSpec): Generator<TaskSpec> {
     command: memoisedRenderer(phase.commandTemplate, (value, name, context) =>
       shellQuoteText(text(value, name), context),
     ),
-    outputDir: memoisedRenderer(phase.outputDirTemplate, (value, name) => text(value, name), { phase: phase.name }),
+    outputDir: memoisedRenderer(phase.outputDirTemplate, (value, name) => text(value, name), {
+      phase: phase.name,
+    }),
   };
   const sign = memoisedSigner(phase.commandTemplate);
   const digits = new Array<number>(phase.axes.length).fill(0);
