@@ -150,7 +150,11 @@ describe("bad configs: exit 2, one line, nothing written", () => {
 describe("bad command lines: exit 2", () => {
   it("status with no ledger says so and creates nothing", async () => {
     const dir = tempDir();
-    const config = writeFile(dir, "sweep.yaml", "command: echo {seed}\ntrain:\n  combinations:\n    - seed: [1]\n");
+    const config = writeFile(
+      dir,
+      "sweep.yaml",
+      "command: echo {seed}\ntrain:\n  combinations:\n    - seed: [1]\n",
+    );
     const before = snapshot(dir);
     for (const args of [
       ["status", config],
@@ -172,7 +176,11 @@ describe("bad command lines: exit 2", () => {
   // retry refuses a missing ledger like status and export do.
   it.fails("retry with no ledger says so and creates nothing", async () => {
     const dir = tempDir();
-    const config = writeFile(dir, "sweep.yaml", "command: echo {seed}\ntrain:\n  combinations:\n    - seed: [1]\n");
+    const config = writeFile(
+      dir,
+      "sweep.yaml",
+      "command: echo {seed}\ntrain:\n  combinations:\n    - seed: [1]\n",
+    );
     const result = await runCli(["retry", config, "--failed"], { cwd: dir });
     expect(existsSync(join(dir, ".labsweep")), "a ledger was created").toBe(false);
     expect(result.code, result.stderr).toBe(2);

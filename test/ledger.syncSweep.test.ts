@@ -161,7 +161,9 @@ b:
     const db = await freshLedger();
     await syncSweep(
       db,
-      sweepOf(`${TWO_PHASES.replace("main:\n", "main:\n  after: [warmup]\n  gate: {min_success: 0.5}\n  retries: 4\n")}`),
+      sweepOf(
+        `${TWO_PHASES.replace("main:\n", "main:\n  after: [warmup]\n  gate: {min_success: 0.5}\n  retries: 4\n")}`,
+      ),
       NOW,
     );
     const phases = await db.all<Record<string, unknown>>(
@@ -233,7 +235,8 @@ describe("syncSweep: syncing again", () => {
       "0.1/2 warmup /tmp/x/results/warmup inactive",
     ]);
     // Nothing else moved.
-    for (const key of ["0.01/1", "0.01/2", "0.001/1", "0.001/2"]) expect(afterEdit.get(key)).toEqual(original.get(key));
+    for (const key of ["0.01/1", "0.01/2", "0.001/1", "0.001/2"])
+      expect(afterEdit.get(key)).toEqual(original.get(key));
 
     // Back to the original: the dropped tasks return with their ids and states; the new ones drop.
     const third = await syncSweep(db, sweepOf(TWO_PHASES), NOW + 2);
@@ -276,7 +279,14 @@ describe("syncSweep: runnable flags", () => {
     await syncSweep(db, sweepOf(GATED), NOW);
     const flags = async () => Object.fromEntries((await tasks(db)).map((row) => [row.key, row.runnable]));
     // 0.01/* are in open warmup and waiting main: runnable.
-    expect(await flags()).toEqual({ "0.1/1": 1, "0.1/2": 1, "0.01/1": 1, "0.01/2": 1, "0.001/1": 0, "0.001/2": 0 });
+    expect(await flags()).toEqual({
+      "0.1/1": 1,
+      "0.1/2": 1,
+      "0.01/1": 1,
+      "0.01/2": 1,
+      "0.001/1": 0,
+      "0.001/2": 0,
+    });
     expect(await evaluateGates(db, NOW)).toBe(true); // reason updated, still waiting
     expect(await db.one("SELECT state FROM phases WHERE name = 'main'")).toEqual({ state: "waiting" });
     expect(await flags()).toMatchObject({ "0.001/1": 0, "0.001/2": 0 });
@@ -318,6 +328,37 @@ early:
       ["2/1", "late", 1],
       ["3/1", "early", 1],
     ]);
+  });
+
+  it("a known task that moves from an open phase into a waiting one stops being runnable", async () => {
+    const db = await freshLedger();
+    const v1 = `
+command: python train.py --lr {lr} --seed {seed}
+a:
+  combinations:
+    - lr: [1, 2]
+    - seed: [1]
+b:
+  after: [a]
+  combinations:
+    - lr: [3]
+    - seed: [1]
+`;
+    await syncSweep(db, sweepOf(v1), NOW);
+    await evaluateGates(db, NOW);
+    // lr 2 leaves open phase a for gated phase b; a gains lr 5, so b's wait reason stays the same.
+    const v2 = v1.replace("lr: [1, 2]", "lr: [1, 5]").replace("lr: [3]", "lr: [2, 3]");
+    await syncSweep(db, sweepOf(v2), NOW + 1);
+    expect((await byKey(db)).get("2/1")).toMatchObject({ active: 1, runnable: 0 });
+    await evaluateGates(db, NOW + 1);
+    expect((await byKey(db)).get("2/1")).toMatchObject({ active: 1, runnable: 0 });
+    const claimed: string[] = [];
+    for (;;) {
+      const claim = await claimTask(db, { worker: "w", host: "h", now: NOW, leaseMs: 1, fits: anyFits });
+      if (!claim) break;
+      claimed.push(String(claim.task.params.lr));
+    }
+    expect(claimed).toEqual(["1", "5"]);
   });
 
   it("new tasks of an already open gated phase are runnable when synced in", async () => {

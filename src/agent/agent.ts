@@ -169,7 +169,6 @@ export class Agent {
   private start(claim: Claim): void {
     const task = claim.task;
     const files = attemptFiles(this.options.stateDir, task.id, claim.attemptNumber);
-    prepareAttempt(files, task, claim.attemptId, claim.placements);
     const share = shareOf(task.policy.resources, this.gpus.length > 0);
     for (const index of claim.gpuIds) {
       const gpu = this.gpus.find((offer) => offer.index === index);
@@ -205,11 +204,14 @@ export class Agent {
       logPath: files.logPath,
       timeoutMs: task.policy.timeoutMs,
       graceMs: this.options.graceMs,
+      prepare: () => prepareAttempt(files, task, claim.attemptId, claim.placements),
     });
     const running: Running = { claim, process: child, gpuShare: share, cpus: task.policy.resources.cpus };
     this.running.set(claim.attemptId, running);
     this.options.onEvent?.({ kind: "started", claim });
-    void this.port.started(claim.attemptId, child.pid, files.logPath);
+    void child.pid.then((pid) =>
+      pid > 0 ? this.port.started(claim.attemptId, pid, files.logPath) : undefined,
+    );
     void child.exited.then((exit) => this.finished(running, exit, files.resultPath, files.logPath));
   }
 

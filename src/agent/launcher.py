@@ -2,9 +2,10 @@
 """Starts labsweep task processes on behalf of the agent.
 
 Node's spawn blocks its event loop until the child has exec'd (milliseconds per task on a busy
-machine); this small process forks and execs instead, so the agent never waits. It dies with the
-agent (parent-death signal), and every task it starts dies with it in turn, so no task outlives
-its agent, even after a SIGKILL.
+machine); this small process forks and execs instead, so the agent never waits. It also keeps
+tasks from outliving their agent: when the agent dies, even by SIGKILL, the launcher sees its
+stdin close and SIGKILLs every task's whole process group (grandchildren included). Each task
+also carries a parent-death signal, so it dies if the launcher itself is killed.
 
 Protocol, one JSON object per line. In:  {"id", "cmd", "cwd", "env", "log"}.
 Out: {"ev": "started", "id", "pid"} | {"ev": "exit", "id", "code", "signal"} |
@@ -27,9 +28,10 @@ def die_with_parent(parent_pid):
         os._exit(1)
 
 
-agent_pid = int(sys.argv[1])
-die_with_parent(agent_pid)
 launcher_pid = os.getpid()
+# Ctrl-C in the terminal reaches the agent and this process alike; the agent decides what a
+# Ctrl-C means for running tasks, so the launcher must outlive it.
+signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 out_lock = threading.Lock()
 table_lock = threading.Lock()
@@ -47,14 +49,16 @@ def send(message):
 def start(request):
     log_fd = os.open(request["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
+        # "started" is sent under the lock the reaper takes before it reports an exit, so the
+        # agent always hears of a task's start before its end.
         with table_lock:
             pid = os.fork()
             if pid == 0:
                 exec_task(request, log_fd)
             task_of_pid[pid] = request["id"]
+            send({"ev": "started", "id": request["id"], "pid": pid})
     finally:
         os.close(log_fd)
-    send({"ev": "started", "id": request["id"], "pid": pid})
     have_children.set()
 
 
@@ -68,8 +72,8 @@ def exec_task(request, log_fd):
         os.dup2(devnull, 0)
         os.dup2(log_fd, 1)
         os.dup2(log_fd, 2)
-        # Python ignores SIGPIPE and SIGXFSZ; a task must get the defaults.
-        for name in ("SIGPIPE", "SIGXFSZ"):
+        # Python ignores SIGPIPE and SIGXFSZ, and this launcher SIGINT; a task gets the defaults.
+        for name in ("SIGPIPE", "SIGXFSZ", "SIGINT"):
             if hasattr(signal, name):
                 signal.signal(getattr(signal, name), signal.SIG_DFL)
         os.execve("/bin/sh", ["sh", "-c", request["cmd"]], request["env"])
@@ -90,12 +94,12 @@ def reap():
             continue
         with table_lock:
             task = task_of_pid.pop(pid, None)
-        if task is None:
-            continue
-        if os.WIFSIGNALED(status):
-            send({"ev": "exit", "id": task, "code": None, "signal": signal.Signals(os.WTERMSIG(status)).name})
-        else:
-            send({"ev": "exit", "id": task, "code": os.WEXITSTATUS(status), "signal": None})
+            if task is None:
+                continue
+            if os.WIFSIGNALED(status):
+                send({"ev": "exit", "id": task, "code": None, "signal": signal.Signals(os.WTERMSIG(status)).name})
+            else:
+                send({"ev": "exit", "id": task, "code": os.WEXITSTATUS(status), "signal": None})
 
 
 threading.Thread(target=reap, daemon=True).start()
@@ -107,5 +111,12 @@ for line in sys.stdin:
         start(request)
     except OSError as error:
         send({"ev": "error", "id": request.get("id"), "message": str(error)})
-# stdin closed: the agent is gone or done. Tasks still running are the agent's to stop.
+# stdin closed: the agent exited or was killed. No task may outlive it.
+with table_lock:
+    orphans = list(task_of_pid)
+for pid in orphans:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except OSError:
+        pass
 os._exit(0)

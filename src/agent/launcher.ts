@@ -26,8 +26,8 @@ interface Pending {
 
 /**
  * Starts task processes through `launcher.py`, a small helper that forks and execs so the
- * agent's event loop never blocks on a spawn, and whose parent-death signal takes every task
- * down with the agent. One launcher per agent process, started on first use.
+ * agent's event loop never blocks on a spawn, and that SIGKILLs every task's process group when
+ * the agent dies (its stdin closes). One launcher per agent process, started on first use.
  */
 export class Launcher {
   private child: ChildProcess | null = null;
@@ -72,7 +72,7 @@ export class Launcher {
 
   private ensureRunning(): ChildProcess {
     if (this.child) return this.child;
-    const child = spawn("python3", [LAUNCHER_SCRIPT, String(process.pid)], {
+    const child = spawn("python3", [LAUNCHER_SCRIPT], {
       stdio: ["pipe", "pipe", "inherit"],
     });
     createInterface({ input: child.stdout as NodeJS.ReadableStream }).on("line", (line) =>
@@ -131,6 +131,13 @@ export class Launcher {
 }
 
 let availability: boolean | null = null;
+let shared: Launcher | null = null;
+
+/** The process-wide launcher. */
+export function sharedLauncher(): Launcher {
+  shared ??= new Launcher();
+  return shared;
+}
 
 function definedOnly(env: NodeJS.ProcessEnv): Record<string, string> {
   const result: Record<string, string> = {};

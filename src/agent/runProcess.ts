@@ -1,5 +1,6 @@
 import { spawn, spawnSync } from "node:child_process";
 import { appendFileSync, closeSync, openSync, readdirSync, readFileSync, readSync, statSync } from "node:fs";
+import { Launcher, sharedLauncher } from "./launcher.js";
 
 export interface ProcessSpec {
   command: string;
@@ -10,6 +11,8 @@ export interface ProcessSpec {
   timeoutMs: number | null;
   /** Time between SIGTERM and SIGKILL on timeouts and stops. (Default: 10 s) */
   graceMs?: number;
+  /** Runs before the launch (writing the task's files) off the event loop; a failure fails the start. */
+  prepare?: () => Promise<void>;
 }
 
 export interface ProcessExit {
@@ -22,7 +25,8 @@ export interface ProcessExit {
 }
 
 export interface RunningProcess {
-  pid: number;
+  /** The task's pid and process group id, once it has started (-1 if it could not start). */
+  pid: Promise<number>;
   exited: Promise<ProcessExit>;
   /** SIGTERM to the whole process group, SIGKILL after the grace period. */
   terminate(): void;
@@ -32,38 +36,43 @@ const HAS_SETPRIV = spawnSync("setpriv", ["--version"], { stdio: "ignore" }).sta
 
 /**
  * Starts a task's command with `sh -c` as the leader of a new process group, stdout and stderr
- * appended to its log. Under `setpriv --pdeathsig KILL` the shell dies with the agent even on
- * SIGKILL; whatever it started is in its process group, which the agent kills on the graceful
- * paths and a restarted agent kills if it is still there.
+ * appended to its log. Where python3 is present the launcher (launcher.py) forks it, so the
+ * agent never blocks on a spawn and the task's group is SIGKILLed if the agent dies. Otherwise
+ * it is spawned directly under `setpriv --pdeathsig KILL`, so at least the shell dies with the
+ * agent, and a restarted agent kills what is left (leftovers.ts).
  */
 export function startProcess(spec: ProcessSpec): RunningProcess {
   const graceMs = spec.graceMs ?? 10_000;
-  const log = openSync(spec.logPath, "a");
-  const argv = ["/bin/sh", "-c", spec.command];
-  const [file, ...args] = HAS_SETPRIV ? ["setpriv", "--pdeathsig", "KILL", "--", ...argv] : argv;
   const started = performance.now();
-  let child: ReturnType<typeof spawn>;
-  try {
-    child = spawn(file as string, args, {
-      cwd: spec.cwd,
-      env: spec.env,
-      detached: true,
-      stdio: ["ignore", log, log],
-    });
-  } finally {
-    closeSync(log);
-  }
-  const pid = child.pid ?? -1;
+  let pid = -1;
   let timedOut = false;
   let stopped = false;
   let killTimer: NodeJS.Timeout | undefined;
+  let deferred: NodeJS.Signals | null = null;
   const signalGroup = (signal: NodeJS.Signals): void => {
+    if (pid <= 0) {
+      deferred = signal; // not started yet: delivered the moment its pid is known
+      return;
+    }
     try {
       process.kill(-pid, signal);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== "ESRCH") throw error;
     }
   };
+  const launch = (): Launched => (Launcher.available() ? viaLauncher(spec) : viaSpawn(spec));
+  const launched: Launched = spec.prepare ? afterPreparing(spec.prepare(), launch) : launch();
+  const pidKnown = launched.pid.then(
+    (known) => {
+      pid = known;
+      if (deferred) signalGroup(deferred);
+      return known;
+    },
+    (error: Error) => {
+      appendNote(spec.logPath, `labsweep: could not start the command: ${error.message}`);
+      return -1;
+    },
+  );
   let graceDeadline = 0;
   let leaderExited = false;
   const terminate = (): void => {
@@ -80,30 +89,22 @@ export function startProcess(spec: ProcessSpec): RunningProcess {
           timedOut = true;
           terminate();
         }, spec.timeoutMs);
-  const exited = new Promise<ProcessExit>((resolve) => {
-    const finish = (exitCode: number | null, signal: NodeJS.Signals | null): void => {
-      leaderExited = true;
-      clearTimeout(timeout);
-      const done = (): void => {
-        clearTimeout(killTimer);
-        // Whatever the task left running in its group (a data loader, a stray server) goes too.
-        if (pid > 0) signalGroup("SIGKILL");
-        resolve({ exitCode, signal, timedOut, stopped, wallSeconds: (performance.now() - started) / 1000 });
-      };
-      // Terminating (timeout or stop): the shell leading the group usually dies of SIGTERM at
-      // once while the real task under it still handles it (saves a checkpoint); it keeps its
-      // grace period, and is SIGKILLed only when that runs out.
-      if (killTimer && pid > 0) awaitGroupExit(pid, graceDeadline, done);
-      else done();
-    };
-    child.once("error", (error) => {
-      appendNote(spec.logPath, `labsweep: could not start the command: ${error.message}`);
-      finish(127, null);
-    });
-    child.once("exit", finish);
+  const exited = launched.exit.then(async ({ code: exitCode, signal }) => {
+    await pidKnown;
+    leaderExited = true;
+    clearTimeout(timeout);
+    // Terminating (timeout or stop): the shell leading the group usually dies of SIGTERM at
+    // once while the real task under it still handles it (saves a checkpoint); it keeps its
+    // grace period, and is SIGKILLed only when that runs out.
+    if (killTimer && pid > 0)
+      await new Promise<void>((resolve) => awaitGroupExit(pid, graceDeadline, resolve));
+    clearTimeout(killTimer);
+    // Whatever the task left running in its group (a data loader, a stray server) goes too.
+    if (pid > 0) signalGroup("SIGKILL");
+    return { exitCode, signal, timedOut, stopped, wallSeconds: (performance.now() - started) / 1000 };
   });
   return {
-    pid,
+    pid: pidKnown,
     exited,
     terminate() {
       if (leaderExited) return;
@@ -111,6 +112,60 @@ export function startProcess(spec: ProcessSpec): RunningProcess {
       terminate();
     },
   };
+}
+
+type Exit = { code: number | null; signal: NodeJS.Signals | null };
+type Launched = { pid: Promise<number>; exit: Promise<Exit> };
+
+/** Launches once `prepared` settles; if it fails, the task fails to start (exit 127). */
+function afterPreparing(prepared: Promise<void>, launch: () => Launched): Launched {
+  const launched = prepared.then(launch);
+  return {
+    pid: launched.then((started) => started.pid),
+    exit: launched.then(
+      (started) => started.exit,
+      () => ({ code: 127, signal: null }),
+    ),
+  };
+}
+
+function viaLauncher(spec: ProcessSpec): Launched {
+  return sharedLauncher().launch({
+    command: spec.command,
+    cwd: spec.cwd,
+    env: spec.env,
+    logPath: spec.logPath,
+  });
+}
+
+function viaSpawn(spec: ProcessSpec): Launched {
+  const log = openSync(spec.logPath, "a");
+  const argv = ["/bin/sh", "-c", spec.command];
+  const [file, ...args] = HAS_SETPRIV ? ["setpriv", "--pdeathsig", "KILL", "--", ...argv] : argv;
+  let child: ReturnType<typeof spawn>;
+  try {
+    child = spawn(file as string, args, {
+      cwd: spec.cwd,
+      env: spec.env,
+      detached: true,
+      stdio: ["ignore", log, log],
+    });
+  } finally {
+    closeSync(log);
+  }
+  let failure: Error | null = null;
+  const exit = new Promise<Exit>((resolve) => {
+    child.once("error", (error) => {
+      failure = error;
+      resolve({ code: 127, signal: null });
+    });
+    child.once("exit", (code, signal) => resolve({ code, signal }));
+  });
+  const pid =
+    child.pid === undefined
+      ? exit.then(() => Promise.reject(failure ?? new Error("could not spawn /bin/sh")))
+      : Promise.resolve(child.pid);
+  return { pid, exit };
 }
 
 /** Calls `then` once no live process is left in the group, or at `deadline` (performance.now()). */
@@ -155,7 +210,12 @@ function groupAlive(processGroup: number): boolean {
 }
 
 function appendNote(path: string, line: string): void {
-  appendFileSync(path, `${line}\n`);
+  try {
+    appendFileSync(path, `${line}\n`);
+  } catch (error) {
+    // The log's dir could not be made (the same failure being noted): the note has nowhere to go.
+    if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
+  }
 }
 
 /** The last `count` lines of a log, for failure reports. Reads at most the last 64 KiB. */

@@ -1,4 +1,5 @@
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
+import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Task } from "../ledger/rows.js";
 import type { Placement } from "../sweep/types.js";
@@ -21,14 +22,17 @@ export function attemptFiles(stateDir: string, taskId: number, attemptNumber: nu
   };
 }
 
-/** Writes the task's full config for LABSWEEP_CONFIG_FILE. */
-export function prepareAttempt(
+/**
+ * Writes the task's full config for LABSWEEP_CONFIG_FILE. Asynchronous on purpose: file
+ * creation can stall behind the filesystem journal, and the agent's event loop must not.
+ */
+export async function prepareAttempt(
   files: AttemptFiles,
   task: Task,
   attemptId: number,
   placements: Placement[] = [],
-): void {
-  mkdirSync(files.dir, { recursive: true });
+): Promise<void> {
+  await mkdir(files.dir, { recursive: true });
   const config = {
     task_id: task.id,
     signature: task.signature,
@@ -47,7 +51,7 @@ export function prepareAttempt(
     resources: task.policy.resources,
   };
   // The result path is new for every attempt, so no stale result can be mistaken for this one's.
-  writeFileSync(files.configPath, `${JSON.stringify(config, null, 2)}\n`);
+  await writeFile(files.configPath, `${JSON.stringify(config, null, 2)}\n`);
 }
 
 /**

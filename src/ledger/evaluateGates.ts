@@ -63,7 +63,9 @@ export async function evaluateGates(db: Db, now: number): Promise<boolean> {
         const verdict = await judge(phase, byName, countsOf);
         if (verdict.state !== phase.state || verdict.reason !== phase.reason) {
           await applyVerdict(tx, phase, verdict, now);
-          if (verdict.state !== phase.state) counts.clear();
+          // A verdict can move tasks between blocked and pending even when the phase's state stays
+          // (a phase `retry` put back to waiting still has blocked tasks): counts may be stale.
+          counts.clear();
           phase.state = verdict.state;
           phase.reason = verdict.reason;
           passChanged = true;

@@ -91,7 +91,9 @@ export async function importCompletedTasks(
   if (found.length === 0) return 0;
   return db.transaction(async (tx) => {
     await tx.run(
-      "CREATE TEMP TABLE IF NOT EXISTS found_rows (task_id INTEGER PRIMARY KEY, output_dir TEXT, metrics TEXT)",
+      // Keyed by (task, dir): a task found in two dirs' CSVs has both rows on disk already.
+      `CREATE TEMP TABLE IF NOT EXISTS found_rows (task_id INTEGER NOT NULL, output_dir TEXT NOT NULL, metrics TEXT,
+         PRIMARY KEY (task_id, output_dir))`,
     );
     await tx.run("DELETE FROM found_rows");
     for (let start = 0; start < found.length; start += IMPORT_BATCH) {

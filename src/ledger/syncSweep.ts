@@ -85,7 +85,11 @@ export async function syncSweep(db: Db, sweep: Sweep, now: number): Promise<Sync
 interface Batch {
   /** Tasks the ledger has never seen, with the ids they get. */
   fresh: Array<{ id: number; task: TaskSpec }>;
-  /** Known tasks met again: active again, and runnable if this phase is open. */
+  /**
+   * Known tasks met again: active again, and runnable exactly when this phase is open. A task's
+   * first meeting in a sync sets the flag (so one that moved into a waiting phase stops being
+   * runnable); later meetings are only listed from open phases, so they can only raise it.
+   */
   revived: number[];
   placed: Array<{ id: number; task: TaskSpec }>;
 }
@@ -105,7 +109,7 @@ async function writeBatch(tx: Db, batch: Batch, phase: string, runnable: number)
   }
   if (batch.revived.length > 0) {
     await tx.run(
-      `UPDATE tasks SET active = 1, runnable = max(runnable, $1)
+      `UPDATE tasks SET active = 1, runnable = $1
         WHERE id IN (${batch.revived.map((_, index) => `$${index + 2}`).join(", ")})`,
       [runnable, ...batch.revived],
     );

@@ -23,6 +23,7 @@ export interface ResumeReport {
  * file just before a crash is found here and never written twice.
  */
 export async function resumeFromResults(db: Db, now: number): Promise<ResumeReport> {
+  await oweRowsToNewPlacements(db);
   const dirs = await db.all<{ output_dir: string }>(
     "SELECT DISTINCT output_dir FROM placements WHERE active = 1 ORDER BY output_dir",
   );
@@ -52,4 +53,25 @@ export async function resumeFromResults(db: Db, now: number): Promise<ResumeRepo
     );
   }
   return report;
+}
+
+/**
+ * A task that had already succeeded when a config gave it a new placement (a phase added later
+ * that shares it, or a changed output_dir) is owed a row there too: rows are otherwise owed only
+ * when a task succeeds. Runs before the scan, so a row already in that dir's CSV is marked
+ * written rather than written twice.
+ */
+async function oweRowsToNewPlacements(db: Db): Promise<void> {
+  await db.run(
+    `INSERT INTO result_rows (task_id, output_dir, phase, written)
+     SELECT task_id, output_dir, phase, 0 FROM (
+         -- SQLite takes the bare column phase from the row with min(position): the first phase.
+         SELECT p.task_id, p.output_dir, p.phase, min(f.position)
+           FROM placements p JOIN phases f ON f.name = p.phase JOIN tasks t ON t.id = p.task_id
+          WHERE p.active = 1 AND t.state = 'succeeded'
+            AND NOT EXISTS (SELECT 1 FROM result_rows r WHERE r.task_id = p.task_id AND r.output_dir = p.output_dir)
+          GROUP BY p.task_id, p.output_dir
+       ) WHERE true
+     ON CONFLICT (task_id, output_dir) DO NOTHING`,
+  );
 }
