@@ -1,0 +1,127 @@
+/**
+ * The coordinator's HTTP API (`/api/v1`), shared by the server and the agents' client so the
+ * two cannot drift. JSON bodies; bearer tokens: the agent token for everything that changes
+ * state, the viewer token (or the agent token, or a loopback request) for reads.
+ */
+import type { Capacity } from "../agent/capacity.js";
+import type { AttemptOutcome } from "../ledger/finishAttempt.js";
+import type { Placement } from "../sweep/types.js";
+
+export const API_PREFIX = "/api/v1";
+
+/** What an agent tells the coordinator about itself (also printed by `labsweep doctor`). */
+export interface AgentCapabilities {
+  /** Stable across restarts of the same agent (kept in the agent's state dir). */
+  agentId: string;
+  name: string;
+  host: string;
+  pid: number;
+  slots: number;
+  cpus: number;
+  ramMb: number;
+  gpus: Array<{
+    index: number;
+    uuid: string;
+    name: string;
+    memoryTotalMiB: number;
+    memoryFreeMiB: number;
+  }>;
+  driverVersion: string | null;
+  cudaVersion: string | null;
+  tags: string[];
+  /** Configured probes, e.g. {"torch": true} for `python3 -c "import torch"`. */
+  probes: Record<string, boolean>;
+  /** Set when the agent runs as an element of a SLURM job array. */
+  slurm?: { jobId: string; arrayTaskId: string | null } | null;
+}
+
+/** POST /agents */
+export type RegisterRequest = AgentCapabilities;
+export interface RegisterResponse {
+  leaseMs: number;
+  heartbeatMs: number;
+  /** Attempts the coordinator still thinks this agent runs (from before a restart or a blip). */
+  openAttempts: number[];
+}
+
+/** POST /lease — held open up to waitMs until a task fits (long-poll). */
+export interface LeaseRequest {
+  agentId: string;
+  capacity: Capacity;
+  /** How long the coordinator may hold the request when nothing fits yet. */
+  waitMs: number;
+}
+
+export interface LeasedTask {
+  attemptId: number;
+  attemptNumber: number;
+  gpuIds: number[];
+  placements: Placement[];
+  task: {
+    id: number;
+    signature: string;
+    params: Record<string, unknown>;
+    command: string;
+    cwd: string;
+    configFile: string;
+    policy: {
+      retries: number;
+      timeoutMs: number | null;
+      backoffMs: number;
+      resources: { gpus: number | null; gpuMemoryGb: number; cpus: number };
+    } & Record<string, unknown>;
+  };
+}
+
+export interface LeaseResponse {
+  lease: LeasedTask | null;
+  /** True when nothing left in the sweep could ever run on this agent: it may exit. */
+  done: boolean;
+}
+
+/** POST /heartbeat — renews the leases of the attempts the agent runs. */
+export interface HeartbeatRequest {
+  agentId: string;
+  attemptIds: number[];
+}
+export interface HeartbeatResponse {
+  /** Attempts that are no longer this agent's (cancelled, or requeued after a lost lease): stop them. */
+  stale: number[];
+}
+
+/** POST /attempts/:id/started */
+export interface StartedRequest {
+  agentId: string;
+  pid: number;
+}
+
+/** POST /attempts/:id/finish — idempotent: a (task, attempt) is accepted once. */
+export interface FinishRequest {
+  agentId: string;
+  outcome: AttemptOutcome;
+  logTail?: string;
+}
+export interface FinishResponse {
+  /** False when this attempt's report was already recorded (a re-send from the outbox). */
+  accepted: boolean;
+  taskState: string;
+}
+
+/** POST /attempts/:id/log — a chunk of the attempt's log, appended (the coordinator keeps the tail). */
+export interface LogChunkRequest {
+  agentId: string;
+  /** Byte offset of this chunk in the agent's log file, so re-sent chunks are not appended twice. */
+  offset: number;
+  text: string;
+}
+
+/** GET /channel?agentId=… — server-sent events held open for the agent's lifetime. */
+export type ChannelEvent =
+  | { type: "hello"; serverTime: number }
+  | { type: "cancel"; attemptIds: number[] }
+  | { type: "work" };
+
+/** Errors are always `{ error: "one clear sentence" }` with a 4xx/5xx status. */
+export interface ErrorBody {
+  error: string;
+}
