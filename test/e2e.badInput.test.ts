@@ -174,7 +174,7 @@ describe("bad command lines: exit 2", () => {
   // KNOWN BUG (src/cli/retry.ts): retry opens the ledger read-write, which creates an empty one
   // (also under a mistyped --state) and reports "0 failed tasks" with exit 0. Flip to `it` once
   // retry refuses a missing ledger like status and export do.
-  it.fails("retry with no ledger says so and creates nothing", async () => {
+  it("retry with no ledger says so and creates nothing", async () => {
     const dir = tempDir();
     const config = writeFile(
       dir,

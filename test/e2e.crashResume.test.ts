@@ -329,13 +329,9 @@ p:
     { forgetPid: false, python: false, name: "recorded, no python3" },
   ])("nothing a killed run's tasks started outlives the next start (pid $name)", killAndRestart);
 
-  // KNOWN BUG (src/agent/leftovers.ts, src/coordinator/localRun.ts): without python3 (no
-  // launcher), leftovers are found only through the pid the ledger recorded for the attempt, and
-  // dash forks for the command, so the task itself survives setpriv's parent-death signal. A kill
-  // between starting a task and recording its pid (or setpriv's own race, the parent dying before
-  // its prctl) leaves the task running unseen next to its retry. Flip to `it` once leftovers are
-  // also found by the LABSWEEP_ATTEMPT_ID (+ state dir) in their environment.
-  it.fails("nothing a killed run's tasks started outlives the next start (pid never recorded, no python3)", () =>
+  // Without python3 (no launcher) dash forks for the command, so the task itself outlives
+  // setpriv's parent-death signal; the next start finds it by the state dir in its environment.
+  it("nothing a killed run's tasks started outlives the next start (pid never recorded, no python3)", () =>
     killAndRestart({ forgetPid: true, python: false }));
 
   it("a row appended just before a crash (not yet marked written) is not written again", async () => {

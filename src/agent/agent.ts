@@ -1,7 +1,9 @@
+import { resolve } from "node:path";
 import type { Claim } from "../ledger/claimTask.js";
 import type { AttemptOutcome } from "../ledger/finishAttempt.js";
 import type { Capacity, GpuOffer } from "./capacity.js";
 import { gpusWanted, shareOf } from "./capacity.js";
+import { STATE_DIR_MARKER } from "./leftovers.js";
 import { logTail, type ProcessExit, type RunningProcess, startProcess } from "./runProcess.js";
 import type { Slot } from "./slots.js";
 import { attemptFiles, prepareAttempt, readResult } from "./taskFiles.js";
@@ -177,6 +179,7 @@ export class Agent {
     const env: NodeJS.ProcessEnv = {
       ...process.env,
       ...this.options.env,
+      [STATE_DIR_MARKER]: resolve(this.options.stateDir),
       LABSWEEP_TASK_ID: String(task.id),
       LABSWEEP_TASK_SIGNATURE: task.signature,
       LABSWEEP_ATTEMPT_ID: String(claim.attemptId),

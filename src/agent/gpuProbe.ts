@@ -122,3 +122,67 @@ function requiredNumber(cell: string | undefined, field: string, line: string): 
   if (value === null) throw new Error(`${field} is "${cell}" in "${line}"`);
   return value;
 }
+
+/** One GPU's live usage, for sampling running tasks (sampler.ts). Values it does not report are null. */
+export interface GpuUsage {
+  index: number;
+  uuid: string;
+  utilizationPercent: number | null;
+  memoryUsedMiB: number | null;
+  powerW: number | null;
+}
+
+/** One compute process on a GPU, from `--query-compute-apps`. */
+export interface GpuProcess {
+  gpuUuid: string;
+  pid: number;
+  usedMemoryMiB: number | null;
+}
+
+/** Usage of every GPU from one `nvidia-smi --query-gpu` call; throws when it fails or finds no GPU. */
+export async function readGpuUsage(options: ProbeOptions = {}): Promise<GpuUsage[]> {
+  const stdout = await query("--query-gpu=index,uuid,utilization.gpu,memory.used,power.draw", options);
+  return csvLines(stdout).map((cells) => {
+    const [index, uuid, utilization, used, power] = cells;
+    const line = cells.join(", ");
+    if (cells.length !== 5) throw new Error(`expected 5 fields, got ${cells.length}: "${line}"`);
+    return {
+      index: requiredNumber(index, "index", line),
+      uuid: uuid as string,
+      utilizationPercent: optionalNumber(utilization),
+      memoryUsedMiB: optionalNumber(used),
+      powerW: optionalNumber(power),
+    };
+  });
+}
+
+/**
+ * Every GPU's compute processes, by pid as the driver sees them (the host's pid namespace, so in
+ * a container they may not be this machine's pids). Lines that are not a process are skipped.
+ */
+export async function readGpuProcesses(options: ProbeOptions = {}): Promise<GpuProcess[]> {
+  const stdout = await query("--query-compute-apps=gpu_uuid,pid,used_memory", options);
+  const processes: GpuProcess[] = [];
+  for (const [gpuUuid, pid, used] of csvLines(stdout)) {
+    const pidNumber = optionalNumber(pid);
+    if (gpuUuid === undefined || pidNumber === null) continue;
+    processes.push({ gpuUuid, pid: pidNumber, usedMemoryMiB: optionalNumber(used) });
+  }
+  return processes;
+}
+
+async function query(fields: string, options: ProbeOptions): Promise<string> {
+  const command = options.command ?? "nvidia-smi";
+  const args = [fields, "--format=csv,noheader,nounits"];
+  const result = await run(command, args, options.env ?? process.env, options.timeoutMs ?? 5000);
+  if ("noGpus" in result) throw new Error(`${command} ${fields}: no usable GPU`);
+  if ("failure" in result) throw new Error(`${command} ${fields} ${result.failure}`, { cause: result.cause });
+  return result.stdout;
+}
+
+function csvLines(stdout: string): string[][] {
+  return stdout
+    .split(/\r?\n/)
+    .filter((line) => line.trim() !== "")
+    .map((line) => line.split(",").map((cell) => cell.trim()));
+}

@@ -7,7 +7,8 @@ tasks from outliving their agent: when the agent dies, even by SIGKILL, the laun
 stdin close and SIGKILLs every task's whole process group (grandchildren included). Each task
 also carries a parent-death signal, so it dies if the launcher itself is killed.
 
-Protocol, one JSON object per line. In:  {"id", "cmd", "cwd", "env", "log"}.
+Protocol, one JSON object per line. In:  {"id", "cmd", "cwd", "env", "log"} to start a task;
+{"forget": pid} once the agent has finished with a task's process group.
 Out: {"ev": "started", "id", "pid"} | {"ev": "exit", "id", "code", "signal"} |
      {"ev": "error", "id", "message"}.
 """
@@ -36,6 +37,9 @@ signal.signal(signal.SIGINT, signal.SIG_IGN)
 out_lock = threading.Lock()
 table_lock = threading.Lock()
 task_of_pid = {}
+# Groups whose leader exited but which the agent has not yet finished with (it may still be
+# waiting out a grace period): killed too if the agent dies now.
+lingering = set()
 have_children = threading.Event()
 
 
@@ -96,6 +100,7 @@ def reap():
             task = task_of_pid.pop(pid, None)
             if task is None:
                 continue
+            lingering.add(pid)
             if os.WIFSIGNALED(status):
                 send({"ev": "exit", "id": task, "code": None, "signal": signal.Signals(os.WTERMSIG(status)).name})
             else:
@@ -107,13 +112,17 @@ for line in sys.stdin:
     if not line.strip():
         continue
     request = json.loads(line)
+    if "forget" in request:
+        with table_lock:
+            lingering.discard(request["forget"])
+        continue
     try:
         start(request)
     except OSError as error:
         send({"ev": "error", "id": request.get("id"), "message": str(error)})
 # stdin closed: the agent exited or was killed. No task may outlive it.
 with table_lock:
-    orphans = list(task_of_pid)
+    orphans = list(task_of_pid) + list(lingering)
 for pid in orphans:
     try:
         os.killpg(pid, signal.SIGKILL)

@@ -64,6 +64,11 @@ export class Launcher {
     return { pid, exit };
   }
 
+  /** The agent is done with this process group (its last SIGKILL was sent). */
+  forget(pid: number): void {
+    this.child?.stdin?.write(`${JSON.stringify({ forget: pid })}\n`);
+  }
+
   /** Stops the launcher once no task is left; tasks still running are the agent's to stop. */
   close(): void {
     this.child?.stdin?.end();

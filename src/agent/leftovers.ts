@@ -31,6 +31,37 @@ export function killLeftovers(processGroup: number, attemptId: number): number {
   return killed;
 }
 
+/** The environment variable every task carries, naming the state dir of the agent that ran it. */
+export const STATE_DIR_MARKER = "LABSWEEP_STATE_DIR";
+
+/**
+ * Kills every process still carrying this state dir's marker: tasks of a previous incarnation
+ * that died (SIGKILL, power loss) before it could stop them — also those whose pid it never
+ * got to record. Call it only while holding the state dir's lock, before starting any task.
+ * Returns how many processes were killed.
+ */
+export function killTasksOf(stateDir: string): number {
+  const marker = `${STATE_DIR_MARKER}=${stateDir}`;
+  let entries: string[];
+  try {
+    entries = readdirSync("/proc");
+  } catch {
+    return 0; // no procfs: nothing we can check safely
+  }
+  let killed = 0;
+  for (const entry of entries) {
+    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
+    if (!environmentOf(Number(entry)).includes(marker)) continue;
+    try {
+      process.kill(Number(entry), "SIGKILL");
+      killed++;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "ESRCH") throw error;
+    }
+  }
+  return killed;
+}
+
 function processGroupOf(pid: number): number | null {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, "utf8");

@@ -101,6 +101,7 @@ export function startProcess(spec: ProcessSpec): RunningProcess {
     clearTimeout(killTimer);
     // Whatever the task left running in its group (a data loader, a stray server) goes too.
     if (pid > 0) signalGroup("SIGKILL");
+    if (pid > 0 && Launcher.available()) sharedLauncher().forget(pid);
     return { exitCode, signal, timedOut, stopped, wallSeconds: (performance.now() - started) / 1000 };
   });
   return {

@@ -1,4 +1,4 @@
-import { openLedger } from "../ledger/openLedger.js";
+import { openLedger, openLedgerReadOnly } from "../ledger/openLedger.js";
 import { retryFailed } from "../ledger/retryFailed.js";
 import { EXIT, UsageError } from "./exitCodes.js";
 import { stateDirFrom } from "./stateDir.js";
@@ -11,7 +11,11 @@ export interface RetryFlags {
 
 export async function retryCommand(configs: string[], flags: RetryFlags): Promise<number> {
   if (!flags.failed) throw new UsageError("say what to retry: `labsweep retry --failed [--phase P]`");
-  const db = await openLedger(stateDirFrom(flags, configs));
+  const stateDir = stateDirFrom(flags, configs);
+  const existing = openLedgerReadOnly(stateDir);
+  if (!existing) throw new UsageError(`no ledger in ${stateDir}: nothing to retry (pass --state DIR?)`);
+  await existing.close();
+  const db = await openLedger(stateDir);
   try {
     const count = await retryFailed(db, Date.now(), { phase: flags.phase });
     process.stdout.write(

@@ -1,6 +1,7 @@
 import type { Agent } from "../agent/agent.js";
 import { prepareLedger, runLocally } from "../coordinator/localRun.js";
 import { openSweep } from "../coordinator/openSweep.js";
+import { owedRowCount } from "../ledger/resultRows.js";
 import { taskCounts } from "../ledger/taskCounts.js";
 import { EXIT, UsageError } from "./exitCodes.js";
 import { ProgressView } from "./progress.js";
@@ -90,6 +91,12 @@ export async function runCommand(configs: string[], flags: RunFlags): Promise<nu
     await refresh(true);
     view.finish();
     const counts = await taskCounts(db);
+    const owed = await owedRowCount(db);
+    if (owed > 0) {
+      process.stderr.write(
+        `labsweep: ${owed} result rows could not be written to their final_results.csv (see the error above); they stay owed in the ledger and are written by the next \`labsweep run\`\n`,
+      );
+    }
     if (result.exit.kind === "stuck") {
       process.stderr.write(
         `labsweep: ${result.exit.claimable} tasks need more than this machine offers (${result.slots.length} slots; GPUs: ${result.slots.flatMap((slot) => slot.gpuIndices).join(",") || "none"}); see their resources in the config\n`,
@@ -103,7 +110,7 @@ export async function runCommand(configs: string[], flags: RunFlags): Promise<nu
     process.stderr.write(
       `labsweep: finished — ${counts.succeeded} succeeded, ${counts.failed} failed, ${counts.blocked} blocked${counts.failed ? ` (see ${stateDir}/failed_experiments.csv; \`labsweep retry --failed\` to try again)` : ""}\n`,
     );
-    return counts.failed > 0 || counts.blocked > 0 ? EXIT.failed : EXIT.ok;
+    return counts.failed > 0 || counts.blocked > 0 || owed > 0 ? EXIT.failed : EXIT.ok;
   } finally {
     clearInterval(ticker);
     process.off("SIGINT", onSignal);

@@ -1,7 +1,8 @@
 import { availableParallelism, hostname } from "node:os";
+import { resolve } from "node:path";
 import { Agent, type AgentEvent, type AgentExit } from "../agent/agent.js";
 import { probeGpus } from "../agent/gpuProbe.js";
-import { killLeftovers } from "../agent/leftovers.js";
+import { killTasksOf } from "../agent/leftovers.js";
 import { planSlots, type Slot } from "../agent/slots.js";
 import type { Db } from "../ledger/db.js";
 import { evaluateGates } from "../ledger/evaluateGates.js";
@@ -39,7 +40,7 @@ export async function prepareLedger(
   try {
     db = await openLedger(stateDir);
     const abandoned = await openAttempts(db);
-    for (const attempt of abandoned) if (attempt.pid) killLeftovers(attempt.pid, attempt.id);
+    killTasksOf(resolve(stateDir));
     const requeued = await requeueAttempts(db, abandoned, "its labsweep process ended while it ran", now);
     const sync = await syncSweep(db, sweep, now);
     await evaluateGates(db, now);

@@ -144,3 +144,9 @@ export async function importCompletedTasks(
 }
 
 const IMPORT_BATCH = 300;
+
+/** How many result rows are still owed to CSV files (0 once every file caught up). */
+export async function owedRowCount(db: Db): Promise<number> {
+  const row = await db.one<{ n: number }>("SELECT count(*) AS n FROM result_rows WHERE written = 0");
+  return row?.n ?? 0;
+}
