@@ -1,6 +1,5 @@
 import type { Params } from "../sweep/types.js";
 import type { Db } from "./db.js";
-import { oweResultRows } from "./finishAttempt.js";
 import { recordEvent } from "./recordEvent.js";
 
 /** A row owed to `{outputDir}/final_results.csv`. */
