@@ -1,5 +1,5 @@
 import { spawn } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
@@ -11,6 +11,11 @@ import { openSqliteDb } from "../src/ledger/sqliteDb.js";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const built = (name: string) => pathToFileURL(join(root, "dist", "ledger", name)).href;
+/** Every migration's version, from the numbered files. */
+const VERSIONS = readdirSync(join(root, "migrations", "sqlite"))
+  .filter((name) => /^\d{6}\.sql$/.test(name))
+  .map((name) => Number(name.slice(0, 6)))
+  .sort((a, b) => a - b);
 
 const cleanup: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
@@ -104,8 +109,8 @@ describe("migrate", () => {
 
   it("applies every migration once on a fresh file and records its version", async () => {
     const db = open(join(freshDir(), LEDGER_FILE));
-    expect(await migrate(db)).toEqual([1]);
-    expect(await versions(db)).toEqual([1]);
+    expect(await migrate(db)).toEqual(VERSIONS);
+    expect(await versions(db)).toEqual(VERSIONS);
     expect(await tableNames(db)).toEqual([
       "attempts",
       "events",
@@ -120,11 +125,11 @@ describe("migrate", () => {
   it("applies nothing when run again, on the same or a new connection", async () => {
     const path = join(freshDir(), LEDGER_FILE);
     const first = open(path);
-    expect(await migrate(first)).toEqual([1]);
+    expect(await migrate(first)).toEqual(VERSIONS);
     expect(await migrate(first)).toEqual([]);
     const second = open(path);
     expect(await migrate(second)).toEqual([]);
-    expect(await versions(second)).toEqual([1]);
+    expect(await versions(second)).toEqual(VERSIONS);
   });
 
   it("openLedger creates the state dir, migrates, and reopens without migrating again", async () => {
@@ -135,7 +140,7 @@ describe("migrate", () => {
     await db.run("INSERT INTO events (at, kind) VALUES (1, 'marker')");
     const again = await openLedger(stateDir);
     cleanup.push(() => again.close());
-    expect(await versions(again)).toEqual([1]);
+    expect(await versions(again)).toEqual(VERSIONS);
     expect(await again.all("SELECT kind FROM events")).toEqual([{ kind: "marker" }]);
   });
 
@@ -147,10 +152,10 @@ describe("migrate", () => {
     const results = await Promise.all(children.map((child) => child.done));
     for (const result of results) expect(result, result.stderr).toMatchObject({ code: 0, stderr: "" });
     const applied = results.map((result) => JSON.parse(result.stdout) as number[]);
-    // Exactly one of them applied the migration; the other found it recorded.
-    expect(applied.sort((a, b) => b.length - a.length)).toEqual([[1], []]);
+    // Each migration was applied by exactly one of them; the other found it recorded.
+    expect(applied.flat().sort((a, b) => a - b)).toEqual(VERSIONS);
     const db = open(path);
-    expect(await db.all("SELECT version FROM labsweep_migrations")).toEqual([{ version: 1 }]);
+    expect(await versions(db)).toEqual(VERSIONS);
     expect(await tableNames(db)).toContain("tasks");
   });
 });

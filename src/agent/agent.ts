@@ -3,8 +3,11 @@ import type { Claim } from "../ledger/claimTask.js";
 import type { AttemptOutcome } from "../ledger/finishAttempt.js";
 import type { Capacity, GpuOffer } from "./capacity.js";
 import { gpusWanted, shareOf } from "./capacity.js";
+import { freePort } from "./freePort.js";
+import { launchCommand, needsFreePort } from "./launchCommand.js";
 import { STATE_DIR_MARKER } from "./leftovers.js";
 import { logTail, type ProcessExit, type RunningProcess, startProcess } from "./runProcess.js";
+import { type GpuReader, gpuReader, TaskSampler } from "./sampler.js";
 import type { Slot } from "./slots.js";
 import { attemptFiles, prepareAttempt, readResult } from "./taskFiles.js";
 
@@ -49,6 +52,8 @@ interface Running {
   process: RunningProcess;
   gpuShare: number;
   cpus: number;
+  /** Samples its resources from the moment its pid is known (sampler.ts). */
+  sampler?: TaskSampler;
 }
 
 /**
@@ -62,6 +67,8 @@ export class Agent {
   /** Leases given back because Ctrl-C came while they were on their way. */
   private readonly releasing = new Set<Promise<unknown>>();
   private wakeLoop: (() => void) | null = null;
+  /** GPU readings shared by the samplers of all running tasks. */
+  private gpuReadings: GpuReader | null = null;
 
   constructor(
     private readonly port: CoordinatorPort,
@@ -200,21 +207,35 @@ export class Agent {
       env.CUDA_DEVICE_ORDER = "PCI_BUS_ID";
       env.CUDA_VISIBLE_DEVICES = claim.gpuIds.join(",");
     }
+    // Ledgers from before launchers have none; an `auto` port is picked in `prepare`, which runs
+    // before the launch reads `command`.
+    const launcher = task.policy.launcher ?? null;
+    let command = task.command;
     const child = startProcess({
-      command: task.command,
+      get command() {
+        return command;
+      },
       cwd: task.cwd,
       env,
       logPath: files.logPath,
       timeoutMs: task.policy.timeoutMs,
       graceMs: this.options.graceMs,
-      prepare: () => prepareAttempt(files, task, claim.attemptId, claim.placements),
+      prepare: async () => {
+        const port = needsFreePort(launcher, claim.gpuIds) ? await freePort() : undefined;
+        command = launchCommand(task.command, launcher, claim.gpuIds, { port });
+        await prepareAttempt(files, task, claim.attemptId, claim.placements);
+      },
     });
     const running: Running = { claim, process: child, gpuShare: share, cpus: task.policy.resources.cpus };
     this.running.set(claim.attemptId, running);
     this.options.onEvent?.({ kind: "started", claim });
-    void child.pid.then((pid) =>
-      pid > 0 ? this.port.started(claim.attemptId, pid, files.logPath) : undefined,
-    );
+    void child.pid.then((pid) => {
+      if (pid <= 0) return undefined;
+      const started = this.port.started(claim.attemptId, pid, files.logPath);
+      this.gpuReadings ??= gpuReader({ env: { ...process.env, ...this.options.env } });
+      running.sampler = new TaskSampler({ processGroup: pid, gpuIndices: claim.gpuIds, gpus: this.gpuReadings });
+      return started;
+    });
     void child.exited.then((exit) => this.finished(running, exit, files.resultPath, files.logPath));
   }
 
@@ -225,6 +246,8 @@ export class Agent {
     logPath: string,
   ): Promise<void> {
     const outcome = outcomeOf(exit, resultPath, task.claim.task.policy.timeoutMs);
+    const usage = task.sampler?.stop();
+    if (outcome.kind === "succeeded" && usage) outcome.usage = usage;
     const tail = outcome.kind === "succeeded" ? undefined : logTail(logPath, 20);
     try {
       await this.port.finish(task.claim.attemptId, { outcome, logTail: tail });

@@ -1,6 +1,12 @@
-import { readdirSync, readFileSync } from "node:fs";
+import { closeSync, openSync, readdirSync, readFileSync, readSync } from "node:fs";
 import type { TaskUsage } from "../ledger/finishAttempt.js";
-import { type GpuProcess, type GpuUsage, type ProbeOptions, readGpuProcesses, readGpuUsage } from "./gpuProbe.js";
+import {
+  type GpuProcess,
+  type GpuUsage,
+  type ProbeOptions,
+  readGpuProcesses,
+  readGpuUsage,
+} from "./gpuProbe.js";
 
 /**
  * What a task used, as sampled while it ran. Memory is in MiB (2^20 bytes, nvidia-smi's unit)
@@ -52,15 +58,14 @@ export function gpuReader(options: ProbeOptions = {}): GpuReader {
       if (inFlight) return inFlight;
       if (last && performance.now() - last.completedAt <= maxAgeMs) return Promise.resolve(last.reading);
       const started = performance.now();
-      const reading = Promise.all([
-        readGpuUsage(options),
-        readGpuProcesses(options).catch(() => null),
-      ]).then(([gpus, processes]) => {
-        const completedAt = performance.now();
-        const result: GpuReading = { at: (started + completedAt) / 2, gpus, processes };
-        last = { reading: result, completedAt };
-        return result;
-      });
+      const reading = Promise.all([readGpuUsage(options), readGpuProcesses(options).catch(() => null)]).then(
+        ([gpus, processes]) => {
+          const completedAt = performance.now();
+          const result: GpuReading = { at: (started + completedAt) / 2, gpus, processes };
+          last = { reading: result, completedAt };
+          return result;
+        },
+      );
       inFlight = reading.finally(() => {
         inFlight = null;
       });
@@ -229,14 +234,11 @@ export function processGroupRss(processGroup: number): { rssKiB: number; pids: S
   for (const entry of entries) {
     const first = entry.charCodeAt(0);
     if (first < 48 || first > 57) continue; // not a pid: "self", "meminfo", …
-    let stat: string;
-    try {
-      stat = readFileSync(`/proc/${entry}/stat`, "latin1");
-    } catch {
-      continue; // exited while we looked
-    }
+    const stat = readStat(entry);
+    if (stat === null) continue; // exited while we looked
     // "pid (comm) state ppid pgrp …": comm may hold spaces and parentheses, so go from the last ")".
     const close = stat.lastIndexOf(")");
+    if (close < 0) continue;
     const state = stat.charAt(close + 2);
     if (state === "Z" || state === "X") continue;
     const ppidEnd = stat.indexOf(" ", close + 4);
@@ -251,6 +253,26 @@ export function processGroupRss(processGroup: number): { rssKiB: number; pids: S
     }
   }
   return { rssKiB, pids };
+}
+
+// Every process of the machine is read each sample: one open, read and close into a reused
+// buffer costs half of readFileSync's (which also stats the file and allocates).
+const statBuffer = Buffer.alloc(1024);
+
+function readStat(pid: string): string | null {
+  let fd: number;
+  try {
+    fd = openSync(`/proc/${pid}/stat`, "r");
+  } catch {
+    return null;
+  }
+  try {
+    return statBuffer.toString("latin1", 0, readSync(fd, statBuffer, 0, statBuffer.length, 0));
+  } catch {
+    return null;
+  } finally {
+    closeSync(fd);
+  }
 }
 
 function known(values: ReadonlyArray<number | null>): number[] {

@@ -5,7 +5,7 @@
  */
 import type { Capacity } from "../agent/capacity.js";
 import type { AttemptOutcome } from "../ledger/finishAttempt.js";
-import type { Placement } from "../sweep/types.js";
+import type { Params, Placement, RunPolicy } from "../sweep/types.js";
 
 export const API_PREFIX = "/api/v1";
 
@@ -60,16 +60,11 @@ export interface LeasedTask {
   task: {
     id: number;
     signature: string;
-    params: Record<string, unknown>;
+    params: Params;
     command: string;
     cwd: string;
     configFile: string;
-    policy: {
-      retries: number;
-      timeoutMs: number | null;
-      backoffMs: number;
-      resources: { gpus: number | null; gpuMemoryGb: number; cpus: number };
-    } & Record<string, unknown>;
+    policy: RunPolicy;
   };
 }
 

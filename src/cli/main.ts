@@ -4,7 +4,9 @@ import { exportCommand } from "./export.js";
 import { planCommand } from "./plan.js";
 import { retryCommand } from "./retry.js";
 import { runCommand } from "./run.js";
+import { serveCommand } from "./serve.js";
 import { statusCommand } from "./status.js";
+import { tokenCommand } from "./token.js";
 
 /** Parses argv, runs one command, returns the exit code. Errors become one clear line. */
 export async function main(argv: string[]): Promise<number> {
@@ -47,6 +49,36 @@ export async function main(argv: string[]): Promise<number> {
     .option("--yes", "accept grids over 10 million tasks")
     .action(async (configs: string[], flags) => {
       exitCode = await runCommand(configs, flags);
+    });
+  program
+    .command("serve")
+    .description("serve the sweep to remote agents over HTTP (the coordinator)")
+    .argument("<configs...>", "sweep config files (YAML)")
+    .option(...state)
+    .option(...command)
+    .option("--host <address>", "address to listen on", "127.0.0.1")
+    .option("--port <port>", "port to listen on (0: any free port)", "7070")
+    .option(
+      "--agent-token <token>",
+      "the agents' token (default: $LABSWEEP_AGENT_TOKEN, else generated and stored)",
+    )
+    .option("--viewer-token <token>", "the read-only token (default: $LABSWEEP_VIEWER_TOKEN, else generated)")
+    .option("--tls-cert <file>", "serve HTTPS with this certificate (PEM)")
+    .option("--tls-key <file>", "and this key (PEM)")
+    .option("--lease-seconds <s>", "lease length without a heartbeat", "12")
+    .option("--exit-when-done", "exit 0 once every task has finished")
+    .option("--yes", "accept grids over 10 million tasks")
+    .action(async (configs: string[], flags) => {
+      exitCode = await serveCommand(configs, flags);
+    });
+  program
+    .command("token")
+    .description("print the agent token (or --viewer token) stored in the state dir")
+    .argument("[configs...]", "config files, to find the default state dir")
+    .option(...state)
+    .option("--viewer", "print the read-only viewer token")
+    .action(async (configs: string[], flags) => {
+      exitCode = await tokenCommand(configs, flags);
     });
   program
     .command("status")

@@ -1,5 +1,5 @@
 import { openLedgerReadOnly } from "../ledger/openLedger.js";
-import { droppedTaskCount, phaseProgress, taskCounts } from "../ledger/taskCounts.js";
+import { droppedTaskCount, phaseProgress, taskCounts, usageTotals } from "../ledger/taskCounts.js";
 import { EXIT, UsageError } from "./exitCodes.js";
 import { stateDirFrom } from "./stateDir.js";
 
@@ -20,6 +20,7 @@ export async function statusCommand(configs: string[], flags: StatusFlags): Prom
     const counts = await taskCounts(db);
     const phases = await phaseProgress(db);
     const dropped = await droppedTaskCount(db);
+    const usage = await usageTotals(db);
     const failures = await db.all<{ task_id: number; error: string | null; params_json: string }>(
       `SELECT a.task_id, a.error, t.params_json FROM tasks t JOIN attempts a ON a.id = (
           SELECT max(id) FROM attempts WHERE task_id = t.id)
@@ -27,7 +28,7 @@ export async function statusCommand(configs: string[], flags: StatusFlags): Prom
     );
     if (flags.json) {
       process.stdout.write(
-        `${JSON.stringify({ ...counts, dropped, stateDir, phases, recentFailures: failures })}\n`,
+        `${JSON.stringify({ ...counts, dropped, stateDir, phases, recentFailures: failures, usage })}\n`,
       );
       return EXIT.ok;
     }
@@ -40,6 +41,10 @@ export async function statusCommand(configs: string[], flags: StatusFlags): Prom
       process.stdout.write(
         `  ${phase.name}: ${phase.succeeded}/${phase.unique} succeeded, ${phase.failed} failed, ${phase.running} running, ${phase.pending} pending [${phase.state}]${why}\n`,
       );
+    }
+    if (usage.energy_wh !== null || usage.peak_rss_mb_max !== null) {
+      const energy = usage.energy_wh === null ? "" : `${usage.energy_wh} Wh GPU energy, `;
+      process.stdout.write(`usage: ${energy}largest peak RSS ${usage.peak_rss_mb_max ?? "?"} MB\n`);
     }
     if (dropped > 0)
       process.stdout.write(`${dropped} tasks in the ledger are no longer in any config (kept)\n`);

@@ -1,10 +1,12 @@
 import { EventEmitter } from "node:events";
 import { allocate, type Capacity } from "../agent/capacity.js";
+import { cancelTasks } from "../ledger/cancelTasks.js";
 import { type Claim, claimTask, nextBackoffExpiry } from "../ledger/claimTask.js";
 import type { Db } from "../ledger/db.js";
 import { evaluateGates } from "../ledger/evaluateGates.js";
 import { type AttemptOutcome, type FinishResult, finishAttempt } from "../ledger/finishAttempt.js";
 import { renewLeases } from "../ledger/recoverAbandoned.js";
+import { retryFailed } from "../ledger/retryFailed.js";
 import { type Counts, taskCounts } from "../ledger/taskCounts.js";
 import { logFailedTask } from "../results/failedLog.js";
 import { writeOwedResults } from "../results/resultsWriter.js";
@@ -122,6 +124,28 @@ export class Coordinator {
       "SELECT count(*) AS n FROM tasks WHERE active = 1 AND state IN ('pending', 'running')",
     );
     return counts.running === 0 && (waiting?.n ?? 0) === 0;
+  }
+
+  /**
+   * Cancels tasks (by id, or every task of a phase) that have not finished: they will not run
+   * again, and running attempts are returned so their agents can be told to stop them.
+   */
+  async cancel(filter: {
+    taskIds?: number[];
+    phase?: string;
+  }): Promise<{ tasks: number; running: Array<{ worker: string; attemptId: number }> }> {
+    const result = await cancelTasks(this.db, filter, this.now());
+    if (result.tasks > 0) await evaluateGates(this.db, this.now());
+    this.notifyWork();
+    return result;
+  }
+
+  /** Gives failed tasks a fresh set of retries (all, or one phase's). */
+  async retryFailed(phase?: string): Promise<number> {
+    const count = await retryFailed(this.db, this.now(), { phase });
+    await evaluateGates(this.db, this.now());
+    this.notifyWork();
+    return count;
   }
 
   /** Tasks that could be leased right now by an agent with room for them. */

@@ -2,8 +2,17 @@ import type { Db } from "./db.js";
 import { recordEvent } from "./recordEvent.js";
 import { type AttemptRow, TASK_ROW_SQL, type TaskRow } from "./rows.js";
 
+/** What a successful attempt used, as the agent sampled it (see agent/sampler.ts); tasks.usage_json. */
+export interface TaskUsage {
+  peak_rss_mb: number;
+  gpu_util_mean: number | null;
+  gpu_mem_peak_mb: number | null;
+  energy_wh: number | null;
+  samples: number;
+}
+
 export type AttemptOutcome =
-  | { kind: "succeeded"; metrics: Record<string, unknown>; wallSeconds: number }
+  | { kind: "succeeded"; metrics: Record<string, unknown>; wallSeconds: number; usage?: TaskUsage }
   | {
       kind: "failed" | "timeout";
       exitCode: number | null;
@@ -47,7 +56,9 @@ export async function finishAttempt(
     const ignored: FinishResult = { taskState: "ignored", finalFailure: false, retryAt: null };
     if (attempt.ended_at !== null && attempt.outcome !== "lost") return ignored;
     const current = task.attempt_id === attemptId && task.state === "running";
-    const lateSuccess = outcome.kind === "succeeded" && task.state !== "succeeded";
+    // A cancelled task wants no result: its late success is ignored like any stale report.
+    const lateSuccess =
+      outcome.kind === "succeeded" && task.state !== "succeeded" && task.state !== "cancelled";
     await tx.run(
       `UPDATE attempts SET ended_at = $2, outcome = $3, exit_code = $4, signal = $5, error = $6
         WHERE id = $1`,
@@ -65,9 +76,17 @@ export async function finishAttempt(
     if (outcome.kind === "succeeded") {
       await tx.run(
         `UPDATE tasks SET state = 'succeeded', attempt_id = NULL, result_json = $2, wall_seconds = $3,
-                host = $4, gpu_ids = $5, finished_at = $6, origin = 'run'
+                host = $4, gpu_ids = $5, finished_at = $6, origin = 'run', usage_json = $7
           WHERE id = $1`,
-        [task.id, JSON.stringify(outcome.metrics), outcome.wallSeconds, attempt.host, attempt.gpu_ids, now],
+        [
+          task.id,
+          JSON.stringify(outcome.metrics),
+          outcome.wallSeconds,
+          attempt.host,
+          attempt.gpu_ids,
+          now,
+          outcome.usage ? JSON.stringify(outcome.usage) : null,
+        ],
       );
       await oweResultRows(tx, task.id);
       await recordEvent(tx, now, "task_succeeded", task.id, { attempt: attemptId });

@@ -1,5 +1,6 @@
 import type { Params } from "../sweep/types.js";
 import type { Db } from "./db.js";
+import type { TaskUsage } from "./finishAttempt.js";
 import { recordEvent } from "./recordEvent.js";
 
 /** A row owed to `{outputDir}/final_results.csv`. */
@@ -13,6 +14,8 @@ export interface OwedRow {
   attempts: number;
   host: string | null;
   gpuIds: string | null;
+  /** Null when the task was not sampled (found in a CSV, or run before sampling existed). */
+  usage: TaskUsage | null;
 }
 
 interface OwedRowRecord {
@@ -25,12 +28,13 @@ interface OwedRowRecord {
   attempts: number;
   host: string | null;
   gpu_ids: string | null;
+  usage_json: string | null;
 }
 
 /** Rows not yet on disk, grouped by output dir (oldest first). */
 export async function owedResultRows(db: Db, limit = 10_000): Promise<OwedRow[]> {
   const rows = await db.all<OwedRowRecord>(
-    `SELECT r.task_id, r.output_dir, r.phase, t.params_json, t.result_json, t.wall_seconds, t.host, t.gpu_ids,
+    `SELECT r.task_id, r.output_dir, r.phase, t.params_json, t.result_json, t.wall_seconds, t.host, t.gpu_ids, t.usage_json,
             (SELECT count(*) FROM attempts a WHERE a.task_id = t.id AND a.outcome IN ('succeeded', 'failed', 'timeout')) AS attempts
        FROM result_rows r JOIN tasks t ON t.id = r.task_id
       WHERE r.written = 0
@@ -48,6 +52,7 @@ export async function owedResultRows(db: Db, limit = 10_000): Promise<OwedRow[]>
     attempts: row.attempts,
     host: row.host,
     gpuIds: row.gpu_ids,
+    usage: row.usage_json ? (JSON.parse(row.usage_json) as TaskUsage) : null,
   }));
 }
 

@@ -60,3 +60,28 @@ export async function meanTaskSeconds(db: Db): Promise<number | null> {
   );
   return row?.mean ?? null;
 }
+
+/** Resources the sweep's sampled tasks used; null fields when no task reported them. */
+export interface UsageTotals {
+  /** GPU energy of every sampled task, summed (Wh). */
+  energy_wh: number | null;
+  /** The largest peak RSS of any task (MiB). */
+  peak_rss_mb_max: number | null;
+}
+
+/** Usage over the sweep's succeeded tasks (tasks.usage_json, written by finishAttempt). */
+export async function usageTotals(db: Db): Promise<UsageTotals> {
+  // `status` reads without migrating: a ledger from before migration 2 has no usage_json.
+  const hasColumn = await db.one("SELECT 1 AS yes FROM pragma_table_info('tasks') WHERE name = 'usage_json'");
+  if (!hasColumn) return { energy_wh: null, peak_rss_mb_max: null };
+  const row = await db.one<UsageTotals>(
+    `SELECT sum(json_extract(usage_json, '$.energy_wh')) AS energy_wh,
+            max(json_extract(usage_json, '$.peak_rss_mb')) AS peak_rss_mb_max
+       FROM tasks WHERE active = 1 AND usage_json IS NOT NULL`,
+  );
+  const energy = row?.energy_wh ?? null;
+  return {
+    energy_wh: energy === null ? null : Math.round(energy * 1e4) / 1e4,
+    peak_rss_mb_max: row?.peak_rss_mb_max ?? null,
+  };
+}

@@ -53,6 +53,10 @@ function headerFor(rows: OwedRow[]): string[] {
 function cellsFor(row: OwedRow, header: string[]): string[] {
   const metadata: Record<string, unknown> = {
     wall_seconds: row.wallSeconds === null ? null : Math.round(row.wallSeconds * 1000) / 1000,
+    peak_rss_mb: row.usage?.peak_rss_mb,
+    gpu_util_mean: row.usage?.gpu_util_mean,
+    gpu_mem_peak_mb: row.usage?.gpu_mem_peak_mb,
+    energy_wh: row.usage?.energy_wh,
     attempts: row.attempts,
     host: row.host,
     gpu_ids: row.gpuIds,

@@ -2,7 +2,16 @@ import { canonicalText } from "../sweep/canonical.js";
 import type { Params, ParamValue } from "../sweep/types.js";
 
 /** Columns labsweep adds after the metrics; never parameters or metrics when read back. */
-export const METADATA_COLUMNS = ["wall_seconds", "attempts", "host", "gpu_ids"] as const;
+export const METADATA_COLUMNS = [
+  "wall_seconds",
+  "peak_rss_mb",
+  "gpu_util_mean",
+  "gpu_mem_peak_mb",
+  "energy_wh",
+  "attempts",
+  "host",
+  "gpu_ids",
+] as const;
 
 export interface MatchableTask {
   id: number;

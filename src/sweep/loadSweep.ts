@@ -2,17 +2,22 @@ import { dirname, resolve } from "node:path";
 import type { z } from "zod";
 import { closest, didYouMean } from "./closest.js";
 import { parseDuration } from "./duration.js";
+import { pythonEntryProblem } from "./launcher.js";
 import {
   FILE_KEYS,
   type FileSettingsInput,
   fileSettingsSchema,
+  LAUNCHER_KEYS,
+  LAUNCHER_NAMES,
+  type LauncherInput,
+  MIXED_PRECISIONS,
   PHASE_KEYS,
   type PhaseInput,
   phaseSchema,
   RESOURCE_KEYS,
 } from "./schema.js";
 import { formatSpecUse, placeholderNames, unclosedQuote } from "./template.js";
-import type { Gate, Params, ParamValue, PhaseSpec, RunPolicy, SweepFile } from "./types.js";
+import type { Gate, LauncherSpec, Params, ParamValue, PhaseSpec, RunPolicy, SweepFile } from "./types.js";
 import { parseYamlSource, type YamlSource } from "./yamlSource.js";
 
 export interface LoadOptions {
@@ -193,6 +198,7 @@ function buildPhase(
       commandPath.length === 1 && commandPath[0] === name ? "key" : "value",
     );
   }
+  checkLauncherCommand(source, name, input, settings, commandPath, commandTemplate);
   const writtenAs = writtenSpellings(source, name, input, settings, axes, seedsAxis);
   return {
     name,
@@ -326,6 +332,45 @@ function toGate(input: PhaseInput["gate"]): Gate {
   return { kind: "min_success", ratio: input.min_success };
 }
 
+/** With a launcher, the command must start with a Python script or module (see launcher.ts). */
+function checkLauncherCommand(
+  source: YamlSource,
+  phase: string,
+  input: PhaseInput,
+  settings: FileSettingsInput,
+  commandPath: Array<string | number>,
+  commandTemplate: string,
+): void {
+  const launcher = toLauncher(input.launcher ?? settings.launcher);
+  if (launcher === null) return;
+  const problem = pythonEntryProblem(commandTemplate);
+  if (problem === null) return;
+  const from = input.launcher === undefined ? " (the file-level launcher)" : "";
+  const shown = commandTemplate.length > 60 ? `${commandTemplate.slice(0, 60)}…` : commandTemplate;
+  throw source.error(
+    commandPath,
+    `with launcher ${launcher.name}${from} the command must start with a Python script or module, as in \`train.py --lr {lr}\`, \`python train.py --lr {lr}\` or \`-m pkg.train --lr {lr}\`: ${problem}; got ${JSON.stringify(shown)}`,
+    commandPath.length === 1 && commandPath[0] === phase ? "key" : "value",
+  );
+}
+
+/** The launcher a validated `launcher:` value asks for; null for none. */
+function toLauncher(input: LauncherInput | undefined): LauncherSpec | null {
+  if (input === undefined || input === "none") return null;
+  if (input === "accelerate") return { name: "accelerate", mixedPrecision: null, mainProcessPort: "auto", extraArgs: [] };
+  if (input === "torchrun") return { name: "torchrun", masterPort: null, extraArgs: [] };
+  const extraArgs = (input.extra_args ?? []).map(String);
+  if (input.name === "accelerate") {
+    return {
+      name: "accelerate",
+      mixedPrecision: input.mixed_precision ?? null,
+      mainProcessPort: input.main_process_port ?? "auto",
+      extraArgs,
+    };
+  }
+  return { name: "torchrun", masterPort: input.master_port ?? null, extraArgs };
+}
+
 function toPolicy(phase: PhaseInput, file: FileSettingsInput): RunPolicy {
   const timeout = phase.timeout ?? file.timeout;
   const backoff = phase.backoff ?? file.backoff;
@@ -339,6 +384,8 @@ function toPolicy(phase: PhaseInput, file: FileSettingsInput): RunPolicy {
       gpuMemoryGb: resources.gpu_memory_gb ?? 0,
       cpus: resources.cpus ?? 1,
     },
+    // The phase's launcher replaces the file's as a whole (`none` turns it off).
+    launcher: toLauncher(phase.launcher ?? file.launcher),
   };
 }
 
@@ -355,6 +402,14 @@ function validate<T>(
   if (result.success) return result.data;
   const issue = result.error.issues[0] as z.core.$ZodIssue;
   const path = [...base, ...(issue.path as Array<string | number>)];
+  if (issue.path[0] === "launcher") {
+    // A union reports one issue for the whole value: find what is wrong in the value itself.
+    const problem =
+      issue.code === "custom" && issue.path.length > 1
+        ? { path: issue.path.slice(1) as Array<string | number>, message: issue.message, at: "value" as const }
+        : launcherProblem(valueAt(value, ["launcher"]));
+    throw source.error([...base, "launcher", ...problem.path], problem.message, problem.at);
+  }
   if (issue.code === "unrecognized_keys") {
     const key = issue.keys[0] as string;
     const keyPath = [...path, key];
@@ -420,6 +475,86 @@ function describeIssue(issue: z.core.$ZodIssue, path: Array<string | number>, va
   if (issue.code === "too_big" && issue.origin === "number")
     return `must be ${issue.inclusive ? "≤" : "<"} ${issue.maximum}; got ${describeValue(value)}`;
   return issue.message;
+}
+
+const LAUNCHER_FORM =
+  "expected none, accelerate or torchrun, or a mapping such as {name: accelerate, mixed_precision: bf16}";
+
+/** What is wrong with a `launcher:` value zod rejected, and where inside it. */
+function launcherProblem(value: unknown): {
+  path: Array<string | number>;
+  message: string;
+  at: "key" | "value";
+} {
+  const names = LAUNCHER_NAMES as readonly string[];
+  if (typeof value === "string")
+    return { path: [], message: `${LAUNCHER_FORM}; got "${value}"${didYouMean(value, names)}`, at: "value" };
+  if (value === null || typeof value !== "object" || Array.isArray(value))
+    return { path: [], message: `${LAUNCHER_FORM}; got ${describeValue(value)}`, at: "value" };
+  const record = value as Record<string, unknown>;
+  const name = record.name;
+  if (name === undefined)
+    return { path: [], message: "the mapping form needs `name: accelerate` or `name: torchrun`", at: "value" };
+  if (name !== "accelerate" && name !== "torchrun") {
+    const why =
+      name === "none"
+        ? " (write `launcher: none` for no launcher)"
+        : typeof name === "string"
+          ? didYouMean(name, ["accelerate", "torchrun"])
+          : "";
+    return { path: ["name"], message: `expected accelerate or torchrun; got ${describeValue(name)}${why}`, at: "value" };
+  }
+  const allowed = LAUNCHER_KEYS[name];
+  const other = name === "accelerate" ? "torchrun" : "accelerate";
+  const unknown = Object.keys(record).find((key) => !(key in allowed));
+  if (unknown !== undefined) {
+    let hint = didYouMean(unknown, Object.keys(allowed));
+    if (!hint && unknown in LAUNCHER_KEYS[other]) hint = ` — that is a ${other} key`;
+    const listing = Object.entries(allowed)
+      .map(([key, fallback]) => `${key} (default: ${fallback})`)
+      .join(", ");
+    return {
+      path: [unknown],
+      message: `unknown key "${unknown}" for ${name}${endSentence(hint)}Allowed keys: ${listing}`,
+      at: "key",
+    };
+  }
+  const precision = record.mixed_precision;
+  if (precision !== undefined && !(MIXED_PRECISIONS as readonly unknown[]).includes(precision)) {
+    const why = typeof precision === "string" ? didYouMean(precision, MIXED_PRECISIONS) : "";
+    return {
+      path: ["mixed_precision"],
+      message: `expected one of ${MIXED_PRECISIONS.join(", ")}; got ${describeValue(precision)}${why}`,
+      at: "value",
+    };
+  }
+  for (const key of ["main_process_port", "master_port"]) {
+    const port = record[key];
+    if (port === undefined || port === "auto") continue;
+    if (!(Number.isInteger(port) && (port as number) >= 1 && (port as number) <= 65535))
+      return {
+        path: [key],
+        message: `expected auto or a port number 1–65535; got ${describeValue(port)}`,
+        at: "value",
+      };
+  }
+  const extra = record.extra_args;
+  if (extra !== undefined) {
+    if (!Array.isArray(extra))
+      return {
+        path: ["extra_args"],
+        message: `expected a list of arguments, e.g. [--num_cpu_threads_per_process, 4]; got ${describeValue(extra)}`,
+        at: "value",
+      };
+    const index = extra.findIndex((item) => typeof item !== "string" && typeof item !== "number");
+    if (index >= 0)
+      return {
+        path: ["extra_args", index],
+        message: `expected a string or a number; got ${describeValue(extra[index])}`,
+        at: "value",
+      };
+  }
+  return { path: [], message: `${LAUNCHER_FORM}; got an invalid mapping`, at: "value" };
 }
 
 function describeGate(value: unknown): string {

@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { parseDuration } from "./duration.js";
+import { managedFlagIn } from "./launcher.js";
 
 /** Keys a phase may carry, with the default the user gets when leaving one out. */
 export const PHASE_KEYS: Record<string, string> = {
@@ -13,6 +14,7 @@ export const PHASE_KEYS: Record<string, string> = {
   timeout: "none",
   backoff: "1s",
   resources: "{gpus: 1 per task on GPU machines, gpu_memory_gb: 0, cpus: 1}",
+  launcher: "the file-level launcher, else none",
 };
 
 /** Top-level keys that are settings; every other top-level key is a phase. */
@@ -25,12 +27,33 @@ export const FILE_KEYS: Record<string, string> = {
   timeout: "none",
   backoff: "1s",
   resources: "{}",
+  launcher: "none (the command runs as is)",
 };
 
 export const RESOURCE_KEYS: Record<string, string> = {
   gpus: "1 on GPU machines, else 0",
   gpu_memory_gb: "0",
   cpus: "1",
+};
+
+/** `launcher: NAME`; the mapping form `{name: NAME, …}` takes the keys below. */
+export const LAUNCHER_NAMES = ["none", "accelerate", "torchrun"] as const;
+
+export const MIXED_PRECISIONS = ["no", "fp16", "bf16", "fp8"] as const;
+
+/** Keys of the mapping form of `launcher`, per launcher, with their defaults. */
+export const LAUNCHER_KEYS: Record<"accelerate" | "torchrun", Record<string, string>> = {
+  accelerate: {
+    name: "required: accelerate",
+    mixed_precision: "accelerate's config, else no",
+    main_process_port: "auto",
+    extra_args: "[]",
+  },
+  torchrun: {
+    name: "required: torchrun",
+    master_port: "none: --standalone, torchrun picks a free port",
+    extra_args: "[]",
+  },
 };
 
 const duration = z
@@ -51,6 +74,37 @@ const resources = z.strictObject({
 
 const gate = z.union([z.literal("all_succeeded"), z.strictObject({ min_success: z.number().gt(0).max(1) })]);
 
+const port = z.union([z.literal("auto"), z.int().min(1).max(65535)]);
+
+const extraArgs = z.array(z.union([z.string(), z.number()]));
+
+const launcher = z
+  .union([
+    z.enum(LAUNCHER_NAMES),
+    z.strictObject({
+      name: z.literal("accelerate"),
+      mixed_precision: z.enum(MIXED_PRECISIONS).optional(),
+      main_process_port: port.optional(),
+      extra_args: extraArgs.optional(),
+    }),
+    z.strictObject({
+      name: z.literal("torchrun"),
+      master_port: port.optional(),
+      extra_args: extraArgs.optional(),
+    }),
+  ])
+  .superRefine((value, context) => {
+    if (typeof value === "string") return;
+    const clash = managedFlagIn(value.name, value.extra_args ?? []);
+    if (clash) {
+      context.addIssue({
+        code: "custom",
+        path: ["extra_args", clash.index],
+        message: `${clash.flag} cannot be an extra argument: ${clash.advice}`,
+      });
+    }
+  });
+
 const paramMap = z.record(z.string(), z.unknown());
 
 const axis = z
@@ -65,6 +119,7 @@ const policy = {
   timeout: timeout.optional(),
   backoff: duration.optional(),
   resources: resources.optional(),
+  launcher: launcher.optional(),
 };
 
 export const phaseSchema = z.strictObject({
@@ -88,3 +143,4 @@ export const fileSettingsSchema = z.strictObject({
 
 export type PhaseInput = z.infer<typeof phaseSchema>;
 export type FileSettingsInput = z.infer<typeof fileSettingsSchema>;
+export type LauncherInput = z.infer<typeof launcher>;

@@ -25,6 +25,42 @@ export interface RunPolicy {
   /** First retry delay; doubles per retry, capped at 10 minutes. (Default: 1 s) */
   backoffMs: number;
   resources: Resources;
+  /**
+   * How the command is started: as is (null), or through `accelerate launch` / `torchrun` with
+   * one process per allocated GPU. Not part of the task's identity. (Default: null)
+   * Ledgers written before launchers existed lack the field: read it as `launcher ?? null`.
+   */
+  launcher: LauncherSpec | null;
+}
+
+/** `launcher:` after validation: a multi-process launcher and its settings. */
+export type LauncherSpec = AccelerateLauncher | TorchrunLauncher;
+
+/** Accelerate's mixed-precision modes, as `accelerate launch --mixed_precision` takes them. */
+export type MixedPrecision = "no" | "fp16" | "bf16" | "fp8";
+
+export interface AccelerateLauncher {
+  name: "accelerate";
+  /** `--mixed_precision`; null passes none (accelerate's config file, else "no"). (Default: null) */
+  mixedPrecision: MixedPrecision | null;
+  /**
+   * `--main_process_port` when several processes must meet: a port, or "auto" for a port free
+   * when the task starts (a fixed one would clash between tasks running side by side). (Default: "auto")
+   */
+  mainProcessPort: number | "auto";
+  /** More `accelerate launch` arguments, placed before the script. (Default: []) */
+  extraArgs: string[];
+}
+
+export interface TorchrunLauncher {
+  name: "torchrun";
+  /**
+   * `--master_port`: a port, or "auto" for a port free when the task starts; null runs
+   * `--standalone`, where torchrun binds a free port itself. (Default: null)
+   */
+  masterPort: number | "auto" | null;
+  /** More `torchrun` arguments, placed before the script. (Default: []) */
+  extraArgs: string[];
 }
 
 /** A phase after validation: everything needed to expand it into tasks. */

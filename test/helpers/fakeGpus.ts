@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -22,6 +22,16 @@ export interface FakeGpu {
   powerW?: number | string | null;
   driverVersion?: string;
   pciBusId?: string;
+  /** What `--query-compute-apps` lists for this GPU. (Default: none) */
+  processes?: FakeGpuProcess[];
+}
+
+/** A compute process on a fake GPU. */
+export interface FakeGpuProcess {
+  pid: number;
+  /** null prints "[N/A]", as under some drivers and MIG. (Default: 0) */
+  usedMemoryMiB?: number | null;
+  name?: string;
 }
 
 /** `base` with the fake first on PATH and LABSWEEP_FAKE_GPUS set to `gpus`. */
@@ -47,7 +57,11 @@ export interface FakeGpuFile {
 export function fakeGpuFile(gpus: FakeGpu[], base: NodeJS.ProcessEnv = process.env): FakeGpuFile {
   const dir = mkdtempSync(join(tmpdir(), "labsweep-fake-gpus-"));
   const path = join(dir, "gpus.json");
-  const write = (next: FakeGpu[]) => writeFileSync(path, JSON.stringify(next));
+  // Replaced whole (temp file, rename), so a concurrent nvidia-smi call never reads half of it.
+  const write = (next: FakeGpu[]) => {
+    writeFileSync(`${path}.tmp`, JSON.stringify(next));
+    renameSync(`${path}.tmp`, path);
+  };
   write(gpus);
   return {
     env: { ...withoutFakeSettings(base), PATH: pathWithFake(base), LABSWEEP_FAKE_GPUS_FILE: path },

@@ -1,0 +1,67 @@
+import { prepareLedger } from "../coordinator/localRun.js";
+import { openSweep } from "../coordinator/openSweep.js";
+import { startServer } from "../coordinator/serve.js";
+import { EXIT, UsageError } from "./exitCodes.js";
+import { stateDirFrom } from "./stateDir.js";
+
+export interface ServeFlags {
+  state?: string;
+  command?: string;
+  yes?: boolean;
+  host: string;
+  port: string;
+  agentToken?: string;
+  viewerToken?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  exitWhenDone?: boolean;
+  leaseSeconds?: string;
+}
+
+/** `labsweep serve`: the coordinator for remote agents. Runs until Ctrl-C, or until done with --exit-when-done. */
+export async function serveCommand(configs: string[], flags: ServeFlags): Promise<number> {
+  const port = Number(flags.port);
+  if (!Number.isInteger(port) || port < 0 || port > 65_535)
+    throw new UsageError(`--port must be 0–65535, got "${flags.port}"`);
+  if (Boolean(flags.tlsCert) !== Boolean(flags.tlsKey))
+    throw new UsageError("--tls-cert and --tls-key go together");
+  const leaseMs = flags.leaseSeconds === undefined ? undefined : Number(flags.leaseSeconds) * 1000;
+  if (leaseMs !== undefined && !(leaseMs > 0))
+    throw new UsageError(`--lease-seconds must be positive, got "${flags.leaseSeconds}"`);
+  const sweep = openSweep(configs, { defaultCommand: flags.command, yes: flags.yes });
+  const stateDir = stateDirFrom(flags, configs);
+  const prepared = await prepareLedger(stateDir, sweep);
+  let server: Awaited<ReturnType<typeof startServer>> | null = null;
+  try {
+    server = await startServer(prepared.db, {
+      stateDir,
+      host: flags.host,
+      port,
+      leaseMs,
+      tokens: {
+        agent: flags.agentToken ?? process.env.LABSWEEP_AGENT_TOKEN,
+        viewer: flags.viewerToken ?? process.env.LABSWEEP_VIEWER_TOKEN,
+      },
+      tls: flags.tlsCert && flags.tlsKey ? { certPath: flags.tlsCert, keyPath: flags.tlsKey } : undefined,
+    });
+    const { sync } = prepared;
+    process.stderr.write(
+      `labsweep: ${sync.unique} unique tasks (${sync.merged} merged); serving ${server.url}\n` +
+        `labsweep: start agents with: labsweep agent --server ${server.url} --token "$(labsweep token --state ${stateDir})"\n`,
+    );
+    process.stdout.write(`${server.url}\n`);
+    const stopped = new Promise<number>((resolve) => {
+      const stop = (): void => resolve(EXIT.interrupted);
+      process.once("SIGINT", stop);
+      process.once("SIGTERM", stop);
+    });
+    const done = flags.exitWhenDone ? server.finished().then(() => EXIT.ok) : new Promise<number>(() => {});
+    const code = await Promise.race([stopped, done]);
+    if (code === EXIT.ok) process.stderr.write("labsweep: every task has finished\n");
+    return code;
+  } finally {
+    await server?.close();
+    await prepared.db.close();
+    prepared.release();
+  }
+}

@@ -1,0 +1,150 @@
+import type { FastifyInstance } from "fastify";
+import type { Capacity } from "../../agent/capacity.js";
+import type {
+  FinishRequest,
+  HeartbeatRequest,
+  LeaseRequest,
+  LogChunkRequest,
+  RegisterRequest,
+  StartedRequest,
+} from "../../api/contract.js";
+import { recordAttemptProcess } from "../../ledger/recoverAbandoned.js";
+import type { AttemptRow } from "../../ledger/rows.js";
+import { appendLogChunk } from "../taskLogs.js";
+import type { AppOptions } from "./app.js";
+import { HttpError } from "./app.js";
+import { schemas } from "./schemas.js";
+
+const agentOnly = { access: "agent" as const };
+
+/** Routes agents call: register, lease (long-poll), heartbeat, report, stream logs, hold a channel. */
+export function registerAgentRoutes(api: FastifyInstance, options: AppOptions): void {
+  const { coordinator, agents } = options;
+
+  api.post<{ Body: RegisterRequest }>(
+    "/agents",
+    { config: agentOnly, schema: { body: schemas.register } },
+    async (request) => {
+      const openAttempts = await agents.register(request.body);
+      return {
+        leaseMs: coordinator.leaseMs,
+        heartbeatMs: Math.max(250, Math.floor(coordinator.leaseMs / 4)),
+        openAttempts,
+      };
+    },
+  );
+
+  api.post<{ Body: LeaseRequest }>(
+    "/lease",
+    { config: agentOnly, schema: { body: schemas.lease } },
+    async (request, reply) => {
+      let gone = false;
+      reply.raw.once("close", () => {
+        if (!reply.raw.writableFinished) gone = true;
+      });
+      const capacity = normaliseCapacity(request.body.capacity);
+      return agents.lease(request.body.agentId, capacity, request.body.waitMs, () => gone);
+    },
+  );
+
+  api.post<{ Body: HeartbeatRequest }>(
+    "/heartbeat",
+    { config: agentOnly, schema: { body: schemas.heartbeat } },
+    async (request) => {
+      return { stale: await agents.heartbeat(request.body.agentId, request.body.attemptIds) };
+    },
+  );
+
+  api.post<{ Body: StartedRequest; Params: { id: string } }>(
+    "/attempts/:id/started",
+    { config: agentOnly, schema: { body: schemas.started, params: schemas.attemptParams } },
+    async (request) => {
+      const attempt = await attemptOf(options, request.params.id, request.body.agentId);
+      await recordAttemptProcess(coordinator.db, attempt.id, request.body.pid, attempt.log_path ?? "");
+      return { ok: true };
+    },
+  );
+
+  api.post<{ Body: FinishRequest; Params: { id: string } }>(
+    "/attempts/:id/finish",
+    { config: agentOnly, schema: { body: schemas.finish, params: schemas.attemptParams } },
+    async (request) => {
+      const attempt = await attemptOf(options, request.params.id, request.body.agentId);
+      const result = await coordinator.finish(attempt.id, {
+        outcome: request.body.outcome,
+        logTail: request.body.logTail,
+      });
+      return { accepted: result.taskState !== "ignored", taskState: result.taskState };
+    },
+  );
+
+  api.post<{ Body: LogChunkRequest; Params: { id: string } }>(
+    "/attempts/:id/log",
+    { config: agentOnly, schema: { body: schemas.log, params: schemas.attemptParams } },
+    async (request) => {
+      const attempt = await attemptOf(options, request.params.id, request.body.agentId);
+      await appendLogChunk(options.stateDir, attempt, request.body.offset, request.body.text);
+      return { ok: true };
+    },
+  );
+
+  api.get<{ Querystring: { agentId: string } }>(
+    "/channel",
+    { config: agentOnly, schema: { querystring: schemas.channelQuery } },
+    async (request, reply) => {
+      if (!(await agents.known(request.query.agentId)))
+        throw new HttpError(409, "unknown agent: register first");
+      reply.hijack();
+      const raw = reply.raw;
+      raw.writeHead(200, {
+        "content-type": "text/event-stream",
+        "cache-control": "no-store",
+        connection: "keep-alive",
+      });
+      const send = (event: object): void => {
+        raw.write(`data: ${JSON.stringify(event)}\n\n`);
+      };
+      send({ type: "hello", serverTime: Date.now() });
+      const keepAlive = setInterval(() => raw.write(": keep-alive\n\n"), 15_000);
+      const disconnect = agents.connect(request.query.agentId, send);
+      raw.once("close", () => {
+        clearInterval(keepAlive);
+        disconnect();
+      });
+    },
+  );
+
+  api.post<{ Body: { taskIds?: number[]; phase?: string } }>(
+    "/cancel",
+    { config: agentOnly, schema: { body: schemas.cancel } },
+    async (request) => {
+      const cancelled = await coordinator.cancel(request.body);
+      for (const { worker, attemptId } of cancelled.running)
+        agents.push(worker, { type: "cancel", attemptIds: [attemptId] });
+      return { cancelled: cancelled.tasks };
+    },
+  );
+
+  api.post<{ Body: { phase?: string } }>(
+    "/retry",
+    { config: agentOnly, schema: { body: schemas.retry } },
+    async (request) => {
+      return { retried: await coordinator.retryFailed(request.body.phase) };
+    },
+  );
+}
+
+/** The attempt an agent names, which must be its own. */
+async function attemptOf(options: AppOptions, id: string, agentId: string): Promise<AttemptRow> {
+  const attempt = await options.coordinator.db.one<AttemptRow>("SELECT * FROM attempts WHERE id = $1", [
+    Number(id),
+  ]);
+  if (!attempt) throw new HttpError(404, `unknown attempt ${id}`);
+  if (attempt.worker !== agentId) throw new HttpError(409, `attempt ${id} belongs to another agent`);
+  return attempt;
+}
+
+/** JSON has no Infinity: an agent with no CPU limit sends null. */
+function normaliseCapacity(capacity: LeaseRequest["capacity"]): Capacity {
+  return { ...capacity, freeCpus: capacity.freeCpus ?? Number.POSITIVE_INFINITY };
+}

@@ -1,0 +1,99 @@
+/** JSON schemas of request bodies: anything else is a 400 before a handler runs. */
+const id = { type: "string", minLength: 1, maxLength: 200 } as const;
+
+const capacity = {
+  type: "object",
+  required: ["freeSlots", "gpus", "hasGpus"],
+  properties: {
+    freeSlots: { type: "integer", minimum: 0, maximum: 4096 },
+    freeCpus: { type: ["number", "null"] },
+    hasGpus: { type: "boolean" },
+    gpus: {
+      type: "array",
+      maxItems: 256,
+      items: {
+        type: "object",
+        required: ["index", "freeShare"],
+        properties: {
+          index: { type: "integer", minimum: 0 },
+          freeShare: { type: "number" },
+          freeMemoryMiB: { type: ["number", "null"] },
+        },
+      },
+    },
+  },
+} as const;
+
+export const schemas = {
+  register: {
+    type: "object",
+    required: ["agentId", "name", "host", "slots", "cpus", "gpus", "tags"],
+    properties: {
+      agentId: id,
+      name: { type: "string", maxLength: 200 },
+      host: { type: "string", maxLength: 255 },
+      pid: { type: "integer" },
+      slots: { type: "integer", minimum: 1, maximum: 4096 },
+      cpus: { type: "integer", minimum: 1 },
+      ramMb: { type: "number" },
+      gpus: { type: "array", maxItems: 256, items: { type: "object", required: ["index"] } },
+      tags: { type: "array", maxItems: 100, items: { type: "string", maxLength: 100 } },
+      probes: { type: "object" },
+    },
+  },
+  lease: {
+    type: "object",
+    required: ["agentId", "capacity", "waitMs"],
+    properties: { agentId: id, capacity, waitMs: { type: "integer", minimum: 0, maximum: 600_000 } },
+  },
+  heartbeat: {
+    type: "object",
+    required: ["agentId", "attemptIds"],
+    properties: { agentId: id, attemptIds: { type: "array", maxItems: 4096, items: { type: "integer" } } },
+  },
+  started: {
+    type: "object",
+    required: ["agentId", "pid"],
+    properties: { agentId: id, pid: { type: "integer", minimum: 1 } },
+  },
+  finish: {
+    type: "object",
+    required: ["agentId", "outcome"],
+    properties: {
+      agentId: id,
+      logTail: { type: "string", maxLength: 65_536 },
+      outcome: {
+        type: "object",
+        required: ["kind"],
+        properties: {
+          kind: { enum: ["succeeded", "failed", "timeout", "interrupted", "lost"] },
+          metrics: { type: "object" },
+          wallSeconds: { type: "number" },
+          exitCode: { type: ["integer", "null"] },
+          signal: { type: ["string", "null"] },
+          error: { type: "string", maxLength: 10_000 },
+        },
+      },
+    },
+  },
+  log: {
+    type: "object",
+    required: ["agentId", "offset", "text"],
+    properties: {
+      agentId: id,
+      offset: { type: "integer", minimum: 0 },
+      text: { type: "string", maxLength: 512 * 1024 },
+    },
+  },
+  cancel: {
+    type: "object",
+    properties: {
+      taskIds: { type: "array", maxItems: 100_000, items: { type: "integer" } },
+      phase: { type: "string", maxLength: 200 },
+    },
+  },
+  retry: { type: "object", properties: { phase: { type: "string", maxLength: 200 } } },
+  attemptParams: { type: "object", properties: { id: { type: "string", pattern: "^[0-9]{1,15}$" } } },
+  taskParams: { type: "object", properties: { id: { type: "string", pattern: "^[0-9]{1,15}$" } } },
+  channelQuery: { type: "object", required: ["agentId"], properties: { agentId: id } },
+} as const;

@@ -1,0 +1,202 @@
+import { type Capacity, couldEverFit } from "../agent/capacity.js";
+import type { AgentCapabilities, LeasedTask } from "../api/contract.js";
+import { getAgent, markAgentLost, registerAgent, touchAgent } from "../ledger/agents.js";
+import type { Claim } from "../ledger/claimTask.js";
+import { openAttempts, requeueAttempts } from "../ledger/recoverAbandoned.js";
+import type { RunPolicy } from "../sweep/types.js";
+import type { Coordinator } from "./coordinator.js";
+
+export interface RemoteAgentsOptions {
+  /** Running tasks of an agent whose connection dropped wait this long for it to come back. (Default: 2 s) */
+  disconnectGraceMs?: number;
+  /** How often expired leases are looked for. (Default: 1 s) */
+  sweepEveryMs?: number;
+  now?: () => number;
+  /** Reports requeues and lost agents (for logs). (Default: none) */
+  onEvent?: (message: string) => void;
+}
+
+/**
+ * The coordinator's view of networked agents: registration, long-poll leases, heartbeats, and
+ * noticing dead agents — at once when their persistent connection closes (after a short grace
+ * for a network blip), and by lease expiry when a host vanishes silently.
+ */
+export class RemoteAgents {
+  private readonly capabilities = new Map<string, AgentCapabilities>();
+  private readonly channels = new Map<string, Set<(event: object) => void>>();
+  private readonly graceTimers = new Map<string, NodeJS.Timeout>();
+  private readonly sweeper: NodeJS.Timeout;
+  private readonly now: () => number;
+  private readonly graceMs: number;
+
+  constructor(
+    private readonly coordinator: Coordinator,
+    private readonly options: RemoteAgentsOptions = {},
+  ) {
+    this.now = options.now ?? Date.now;
+    this.graceMs = options.disconnectGraceMs ?? 2000;
+    this.sweeper = setInterval(() => void this.expireLeases(), options.sweepEveryMs ?? 1000);
+    this.sweeper.unref();
+  }
+
+  close(): void {
+    clearInterval(this.sweeper);
+    for (const timer of this.graceTimers.values()) clearTimeout(timer);
+    this.graceTimers.clear();
+  }
+
+  async register(info: AgentCapabilities): Promise<number[]> {
+    this.capabilities.set(info.agentId, info);
+    await registerAgent(
+      this.coordinator.db,
+      { id: info.agentId, name: info.name, host: info.host, info },
+      this.now(),
+    );
+    const open = await openAttempts(this.coordinator.db, { worker: info.agentId });
+    return open.map((attempt) => attempt.id);
+  }
+
+  /** The agent's capabilities, from memory or (after a coordinator restart) the ledger. */
+  async known(agentId: string): Promise<AgentCapabilities | null> {
+    const cached = this.capabilities.get(agentId);
+    if (cached) return cached;
+    const row = await getAgent(this.coordinator.db, agentId);
+    if (!row) return null;
+    const info = JSON.parse(row.info_json) as AgentCapabilities;
+    this.capabilities.set(agentId, info);
+    return info;
+  }
+
+  /**
+   * Holds the request until a task fits the agent's capacity, the sweep has nothing left for it,
+   * or `waitMs` passes. `gone()` says the agent hung up: a task claimed after that is handed
+   * straight back.
+   */
+  async lease(
+    agentId: string,
+    capacity: Capacity,
+    waitMs: number,
+    gone: () => boolean,
+  ): Promise<{ lease: LeasedTask | null; done: boolean }> {
+    const info = await this.known(agentId);
+    if (!info) throw new UnknownAgentError(agentId);
+    await touchAgent(this.coordinator.db, agentId, this.now());
+    const deadline = this.now() + Math.min(waitMs, 60_000);
+    for (;;) {
+      if (gone()) return { lease: null, done: false };
+      const claim = await this.coordinator.lease({ worker: agentId, host: info.host, capacity });
+      if (claim) {
+        if (gone()) {
+          await this.coordinator.finish(claim.attemptId, {
+            outcome: { kind: "interrupted", error: "the agent hung up before the lease reached it" },
+          });
+          return { lease: null, done: false };
+        }
+        return { lease: toLeasedTask(claim), done: false };
+      }
+      if (await this.nothingLeftFor(info)) return { lease: null, done: true };
+      const remaining = deadline - this.now();
+      if (remaining <= 0) return { lease: null, done: false };
+      await this.coordinator.awaitWork(remaining);
+    }
+  }
+
+  async heartbeat(agentId: string, attemptIds: number[]): Promise<number[]> {
+    if (!(await touchAgent(this.coordinator.db, agentId, this.now()))) throw new UnknownAgentError(agentId);
+    return this.coordinator.heartbeat(attemptIds);
+  }
+
+  /** A persistent connection opened; `send` pushes events to it. Returns the close handler. */
+  connect(agentId: string, send: (event: object) => void): () => void {
+    const timer = this.graceTimers.get(agentId);
+    if (timer) {
+      clearTimeout(timer);
+      this.graceTimers.delete(agentId);
+    }
+    const listeners = this.channels.get(agentId) ?? new Set();
+    listeners.add(send);
+    this.channels.set(agentId, listeners);
+    void touchAgent(this.coordinator.db, agentId, this.now());
+    return () => {
+      listeners.delete(send);
+      if (listeners.size > 0) return;
+      this.channels.delete(agentId);
+      void touchAgent(this.coordinator.db, agentId, this.now(), "disconnected");
+      // A blip gets a grace period to reconnect; after it the agent's tasks run elsewhere.
+      this.graceTimers.set(
+        agentId,
+        setTimeout(() => {
+          this.graceTimers.delete(agentId);
+          void this.agentLost(agentId, "connection closed");
+        }, this.graceMs),
+      );
+    };
+  }
+
+  /** Pushes an event to an agent's open connections, if it has any. */
+  push(agentId: string, event: object): void {
+    for (const send of this.channels.get(agentId) ?? []) send(event);
+  }
+
+  private async agentLost(agentId: string, reason: string): Promise<void> {
+    const open = await openAttempts(this.coordinator.db, { worker: agentId });
+    await markAgentLost(this.coordinator.db, agentId, reason, this.now());
+    const requeued = await requeueAttempts(this.coordinator.db, open, `agent lost: ${reason}`, this.now());
+    if (requeued > 0) {
+      this.options.onEvent?.(`agent ${agentId} lost (${reason}): ${requeued} task(s) requeued`);
+      this.coordinator.notifyWork();
+    }
+  }
+
+  /** Leases not renewed in time: the host vanished silently (power loss, partition). */
+  private async expireLeases(): Promise<void> {
+    const expired = await openAttempts(this.coordinator.db, { expiredBy: this.now() });
+    const agents = new Set(expired.map((attempt) => attempt.worker));
+    for (const agentId of agents) {
+      if (!this.capabilities.has(agentId) && !(await getAgent(this.coordinator.db, agentId))) continue;
+      await this.agentLost(agentId, "lease expired");
+    }
+  }
+
+  /** True when no unfinished task could ever fit this agent, even idle. */
+  private async nothingLeftFor(info: AgentCapabilities): Promise<boolean> {
+    if (await this.coordinator.isFinished()) return true;
+    const policies = await this.coordinator.db.all<{ policy_json: string }>(
+      `SELECT DISTINCT f.policy_json FROM tasks t JOIN phases f ON f.name = t.phase
+        WHERE t.active = 1 AND t.state IN ('pending', 'running')`,
+    );
+    const idle: Capacity = {
+      freeSlots: info.slots,
+      freeCpus: Number.POSITIVE_INFINITY,
+      hasGpus: info.gpus.length > 0,
+      gpus: info.gpus.map((gpu) => ({ index: gpu.index, freeShare: 1, freeMemoryMiB: gpu.memoryFreeMiB })),
+    };
+    return policies.every((row) => !couldEverFit((JSON.parse(row.policy_json) as RunPolicy).resources, idle));
+  }
+}
+
+/** A request named an agent that never registered (or a coordinator forgot it): register again. */
+export class UnknownAgentError extends Error {
+  override readonly name = "UnknownAgentError";
+  constructor(agentId: string) {
+    super(`unknown agent ${agentId}: register first (POST /agents)`);
+  }
+}
+
+function toLeasedTask(claim: Claim): LeasedTask {
+  return {
+    attemptId: claim.attemptId,
+    attemptNumber: claim.attemptNumber,
+    gpuIds: claim.gpuIds,
+    placements: claim.placements,
+    task: {
+      id: claim.task.id,
+      signature: claim.task.signature,
+      params: claim.task.params,
+      command: claim.task.command,
+      cwd: claim.task.cwd,
+      configFile: claim.task.configFile,
+      policy: claim.task.policy,
+    },
+  };
+}

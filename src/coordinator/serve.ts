@@ -1,0 +1,75 @@
+import { readFileSync } from "node:fs";
+import type { FastifyInstance } from "fastify";
+import type { Db } from "../ledger/db.js";
+import { Coordinator } from "./coordinator.js";
+import { buildApp } from "./http/app.js";
+import { RemoteAgents } from "./remoteAgents.js";
+import { isLoopback, loadOrCreateTokens, type Tokens } from "./tokens.js";
+
+export interface ServeOptions {
+  stateDir: string;
+  /** (Default: 127.0.0.1) */
+  host?: string;
+  /** 0 picks a free port. (Default: 7070) */
+  port?: number;
+  tokens?: Partial<Tokens>;
+  tls?: { certPath: string; keyPath: string };
+  /** Lease length without a heartbeat. (Default: 12 s) */
+  leaseMs?: number;
+  /** Grace for an agent whose connection dropped. (Default: 2 s) */
+  disconnectGraceMs?: number;
+  warn?: (message: string) => void;
+}
+
+export interface RunningServer {
+  url: string;
+  tokens: Tokens;
+  coordinator: Coordinator;
+  agents: RemoteAgents;
+  app: FastifyInstance;
+  /** Resolves once every task of the sweep has finished. */
+  finished(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Serves a prepared ledger to agents over HTTP(S). */
+export async function startServer(db: Db, options: ServeOptions): Promise<RunningServer> {
+  const warn = options.warn ?? ((message: string) => process.stderr.write(`${message}\n`));
+  const tokens = loadOrCreateTokens(options.stateDir, options.tokens);
+  const coordinator = new Coordinator(db, { stateDir: options.stateDir, leaseMs: options.leaseMs, warn });
+  const agents = new RemoteAgents(coordinator, {
+    disconnectGraceMs: options.disconnectGraceMs,
+    onEvent: (message) => warn(`labsweep: ${message}`),
+  });
+  const https = options.tls
+    ? { cert: readFileSync(options.tls.certPath), key: readFileSync(options.tls.keyPath) }
+    : undefined;
+  const app = buildApp({ coordinator, agents, tokens, stateDir: options.stateDir, https, warn });
+  const host = options.host ?? "127.0.0.1";
+  if (!https && !isLoopback(host) && host !== "localhost") {
+    warn(
+      `labsweep: warning: serving on ${host} without TLS — tokens travel in clear text; pass --tls-cert/--tls-key`,
+    );
+  }
+  await app.listen({ host, port: options.port ?? 7070 });
+  const address = app.server.address();
+  const port = typeof address === "object" && address ? address.port : options.port;
+  const shownHost = host.includes(":") ? `[${host}]` : host;
+  const url = `${https ? "https" : "http"}://${shownHost}:${port}`;
+  return {
+    url,
+    tokens,
+    coordinator,
+    agents,
+    app,
+    async finished() {
+      while (!(await coordinator.isFinished())) await coordinator.awaitWork(1000);
+      await coordinator.drainResults();
+    },
+    async close() {
+      agents.close();
+      await app.close();
+      await coordinator.drainResults();
+    },
+  };
+}
