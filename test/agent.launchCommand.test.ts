@@ -32,7 +32,8 @@ function expectGolden(name: string, actual: string): void {
     mkdirSync(goldenDir, { recursive: true });
     writeFileSync(path, `${actual}\n`);
   }
-  if (!existsSync(path)) throw new Error(`missing golden file ${path}: run with UPDATE_GOLDEN=1 to create it`);
+  if (!existsSync(path))
+    throw new Error(`missing golden file ${path}: run with UPDATE_GOLDEN=1 to create it`);
   expect(`${actual}\n`).toBe(readFileSync(path, "utf8"));
 }
 

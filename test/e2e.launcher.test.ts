@@ -156,7 +156,16 @@ mod:
     const masterPort = module?.argv[3] ?? "";
     expect(masterPort).toMatch(PORT);
     expect(Number(masterPort)).toBeGreaterThan(0);
-    expect(module?.argv).toEqual(["--nproc_per_node", "2", "--master_port", masterPort, "-m", "pkg.train", "--lr", "0.3"]);
+    expect(module?.argv).toEqual([
+      "--nproc_per_node",
+      "2",
+      "--master_port",
+      masterPort,
+      "-m",
+      "pkg.train",
+      "--lr",
+      "0.3",
+    ]);
 
     // The scripts ran (through the fakes) with their arguments intact.
     const scripts = readJsonLines<{ argv: string[] }>(join(dir, "scripts.jsonl")).map((s) => s.argv);

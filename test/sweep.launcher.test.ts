@@ -135,7 +135,7 @@ describe("launcher errors", () => {
       line: 1,
       column: 11,
       keyPath: "launcher",
-      says: ['expected none, accelerate or torchrun', 'got "acelerate" — did you mean "accelerate"?'],
+      says: ["expected none, accelerate or torchrun", 'got "acelerate" — did you mean "accelerate"?'],
     });
   });
 
@@ -152,7 +152,10 @@ describe("launcher errors", () => {
       line: 5,
       column: 3,
       keyPath: "exp.launchr",
-      says: ['unknown key "launchr" — did you mean "launcher"?', "launcher (default: the file-level launcher, else none)"],
+      says: [
+        'unknown key "launchr" — did you mean "launcher"?',
+        "launcher (default: the file-level launcher, else none)",
+      ],
     });
     expectError(`launchr: accelerate\n${TRAIN}`, {
       line: 1,
@@ -197,8 +200,16 @@ describe("launcher errors", () => {
   });
 
   it.each([
-    ["mixed_precision", "{name: accelerate, mixed_precision: bfloat16}", "expected one of no, fp16, bf16, fp8"],
-    ["main_process_port", "{name: accelerate, main_process_port: 0}", "expected auto or a port number 1–65535"],
+    [
+      "mixed_precision",
+      "{name: accelerate, mixed_precision: bfloat16}",
+      "expected one of no, fp16, bf16, fp8",
+    ],
+    [
+      "main_process_port",
+      "{name: accelerate, main_process_port: 0}",
+      "expected auto or a port number 1–65535",
+    ],
     ["master_port", "{name: torchrun, master_port: random}", "expected auto or a port number 1–65535"],
     ["extra_args", "{name: torchrun, extra_args: --max-restarts}", "expected a list of arguments"],
   ])("a bad %s value is named", (key, value, says) => {
@@ -230,11 +241,14 @@ describe("launcher errors", () => {
     ["a script without .py", "./train --lr {lr}", '"./train" is neither a .py script nor -m module'],
   ])("a command with %s cannot run under a launcher", (_name, command, says) => {
     const defaults = "  defaults: {script: train.py}\n";
-    expectError(`command: ${command}\nexp:\n${defaults}  launcher: accelerate\n  combinations:\n    - lr: [0.1]\n`, {
-      line: 1,
-      keyPath: "command",
-      says: ["with launcher accelerate the command must start with a Python script or module", says],
-    });
+    expectError(
+      `command: ${command}\nexp:\n${defaults}  launcher: accelerate\n  combinations:\n    - lr: [0.1]\n`,
+      {
+        line: 1,
+        keyPath: "command",
+        says: ["with launcher accelerate the command must start with a Python script or module", says],
+      },
+    );
   });
 
   it("says when the launcher comes from the file level", () => {
@@ -248,7 +262,8 @@ describe("launcher errors", () => {
 
 describe("launcher and task identity", () => {
   it("leaves task signatures unchanged: the launcher is run policy, like retries", () => {
-    const signatures = (text: string) => [...expandPhase(phases(text)[0] as PhaseSpec)].map((t) => t.signature);
+    const signatures = (text: string) =>
+      [...expandPhase(phases(text)[0] as PhaseSpec)].map((t) => t.signature);
     const plain = signatures(TRAIN);
     expect(plain).toHaveLength(2);
     expect(signatures(`launcher: accelerate\n${TRAIN}`)).toEqual(plain);

@@ -13,8 +13,15 @@ import { attemptFiles, prepareAttempt, readResult } from "./taskFiles.js";
 
 /** What an agent needs from a coordinator: in-process for `labsweep run`, over HTTP otherwise. */
 export interface CoordinatorPort {
-  lease(request: { worker: string; host: string; capacity: Capacity }): Promise<Claim | null>;
+  /** `signal` aborts a lease still waiting (long-poll) when the agent stops: it resolves null. */
+  lease(request: {
+    worker: string;
+    host: string;
+    capacity: Capacity;
+    signal?: AbortSignal;
+  }): Promise<Claim | null>;
   awaitWork(maxWaitMs: number): Promise<void>;
+  /** Renews leases; returns the attempts that are no longer this agent's: they are stopped, unreported. */
   heartbeat(attemptIds: number[]): Promise<number[]>;
   started(attemptId: number, pid: number, logPath: string): Promise<void>;
   finish(attemptId: number, report: { outcome: AttemptOutcome; logTail?: string }): Promise<unknown>;
@@ -54,6 +61,8 @@ interface Running {
   cpus: number;
   /** Samples its resources from the moment its pid is known (sampler.ts). */
   sampler?: TaskSampler;
+  /** No longer this agent's (stale lease, cancelled): stopped, and not reported. */
+  abandoned?: boolean;
 }
 
 /**
@@ -67,6 +76,8 @@ export class Agent {
   /** Leases given back because Ctrl-C came while they were on their way. */
   private readonly releasing = new Set<Promise<unknown>>();
   private wakeLoop: (() => void) | null = null;
+  /** Aborts the lease request in flight, so a stop need not wait out a long-poll. */
+  private leaseAbort: AbortController | null = null;
   /** GPU readings shared by the samplers of all running tasks. */
   private gpuReadings: GpuReader | null = null;
 
@@ -96,11 +107,14 @@ export class Agent {
         if (this.stopping) break;
         const capacity = this.capacity();
         if (capacity.freeSlots > 0) {
+          this.leaseAbort = new AbortController();
           const claim = await this.port.lease({
             worker: this.options.worker,
             host: this.options.host,
             capacity,
+            signal: this.leaseAbort.signal,
           });
+          this.leaseAbort = null;
           if (claim) {
             this.startOrRelease(claim);
             continue;
@@ -135,6 +149,7 @@ export class Agent {
   /** Ctrl-C once: lease nothing new, let running tasks finish. */
   stopLeasing(): void {
     this.stopping = true;
+    this.leaseAbort?.abort();
     this.wakeLoop?.();
   }
 
@@ -142,6 +157,20 @@ export class Agent {
   terminateRunning(): void {
     this.stopLeasing();
     for (const task of this.running.values()) task.process.terminate();
+  }
+
+  /**
+   * Stops attempts that are no longer this agent's (the coordinator cancelled them, or requeued
+   * them after a lost lease): SIGTERM to their process groups, SIGKILL after the grace period.
+   * They are not reported: the coordinator has already moved their tasks on.
+   */
+  abandon(attemptIds: number[]): void {
+    for (const id of attemptIds) {
+      const task = this.running.get(id);
+      if (!task) continue;
+      task.abandoned = true;
+      task.process.terminate();
+    }
   }
 
   /**
@@ -233,7 +262,11 @@ export class Agent {
       if (pid <= 0) return undefined;
       const started = this.port.started(claim.attemptId, pid, files.logPath);
       this.gpuReadings ??= gpuReader({ env: { ...process.env, ...this.options.env } });
-      running.sampler = new TaskSampler({ processGroup: pid, gpuIndices: claim.gpuIds, gpus: this.gpuReadings });
+      running.sampler = new TaskSampler({
+        processGroup: pid,
+        gpuIndices: claim.gpuIds,
+        gpus: this.gpuReadings,
+      });
       return started;
     });
     void child.exited.then((exit) => this.finished(running, exit, files.resultPath, files.logPath));
@@ -250,7 +283,7 @@ export class Agent {
     if (outcome.kind === "succeeded" && usage) outcome.usage = usage;
     const tail = outcome.kind === "succeeded" ? undefined : logTail(logPath, 20);
     try {
-      await this.port.finish(task.claim.attemptId, { outcome, logTail: tail });
+      if (!task.abandoned) await this.port.finish(task.claim.attemptId, { outcome, logTail: tail });
     } finally {
       for (const index of task.claim.gpuIds) {
         const gpu = this.gpus.find((offer) => offer.index === index);
@@ -264,7 +297,7 @@ export class Agent {
 
   private async renewLeases(): Promise<void> {
     if (this.running.size === 0) return;
-    await this.port.heartbeat([...this.running.keys()]);
+    this.abandon(await this.port.heartbeat([...this.running.keys()]));
   }
 
   private waitForChange(): Promise<void> {

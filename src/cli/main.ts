@@ -2,6 +2,14 @@ import { Command, CommanderError } from "commander";
 import { EXIT, reportError } from "./exitCodes.js";
 import { exportCommand } from "./export.js";
 import { planCommand } from "./plan.js";
+import {
+  addCommand,
+  agentsCommand,
+  cancelCommand,
+  logsCommand,
+  remoteRetry,
+  remoteStatus,
+} from "./remoteOps.js";
 import { retryCommand } from "./retry.js";
 import { runCommand } from "./run.js";
 import { serveCommand } from "./serve.js";
@@ -20,6 +28,8 @@ export async function main(argv: string[]): Promise<number> {
     "--state <dir>",
     "state dir with the ledger (default: .labsweep/ beside the first config)",
   ] as const;
+  const server = ["--server <url>", "a running coordinator (default: $LABSWEEP_SERVER)"] as const;
+  const token = ["--token <token>", "its agent or viewer token (default: $LABSWEEP_TOKEN)"] as const;
   const command = [
     "--command <template>",
     "command for configs that declare none (the original system's configs)",
@@ -85,9 +95,52 @@ export async function main(argv: string[]): Promise<number> {
     .description("progress of the sweep (works while a run is going)")
     .argument("[configs...]", "config files, to find the default state dir")
     .option(...state)
+    .option(...server)
+    .option(...token)
     .option("--json", "print one JSON object")
     .action(async (configs: string[], flags) => {
-      exitCode = await statusCommand(configs, flags);
+      exitCode = flags.server ? await remoteStatus(flags) : await statusCommand(configs, flags);
+    });
+  program
+    .command("agents")
+    .description("the agents that registered, their GPUs and running tasks; lost ones and why")
+    .argument("[configs...]", "config files, to find the default state dir")
+    .option(...state)
+    .option(...server)
+    .option(...token)
+    .option("--json", "print one JSON object")
+    .action(async (configs: string[], flags) => {
+      exitCode = await agentsCommand(configs, flags);
+    });
+  program
+    .command("cancel")
+    .description("cancel tasks (ids) or a whole phase on a running coordinator")
+    .argument("[tasks...]", "task ids")
+    .option("--phase <name>", "every task of this phase")
+    .option(...server)
+    .option(...token)
+    .action(async (tasks: string[], flags) => {
+      exitCode = await cancelCommand(tasks, flags);
+    });
+  program
+    .command("add")
+    .description("add config files to a running coordinator's sweep")
+    .argument("<configs...>", "sweep config files (YAML)")
+    .option(...server)
+    .option(...token)
+    .action(async (configs: string[], flags) => {
+      exitCode = await addCommand(configs, flags);
+    });
+  program
+    .command("logs")
+    .description("a task's log (latest attempt) from a coordinator; -f follows it")
+    .argument("<task>", "task id")
+    .option("-f, --follow", "keep printing until the attempt ends")
+    .option("--attempt <n>", "a given attempt instead of the latest")
+    .option(...server)
+    .option(...token)
+    .action(async (task: string, flags) => {
+      exitCode = await logsCommand(task, flags);
     });
   program
     .command("retry")
@@ -96,8 +149,10 @@ export async function main(argv: string[]): Promise<number> {
     .option(...state)
     .option("--failed", "retry every failed task")
     .option("--phase <name>", "only this phase's failed tasks")
+    .option(...server)
+    .option(...token)
     .action(async (configs: string[], flags) => {
-      exitCode = await retryCommand(configs, flags);
+      exitCode = flags.server ? await remoteRetry(flags) : await retryCommand(configs, flags);
     });
   program
     .command("export")

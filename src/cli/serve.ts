@@ -43,6 +43,7 @@ export async function serveCommand(configs: string[], flags: ServeFlags): Promis
         viewer: flags.viewerToken ?? process.env.LABSWEEP_VIEWER_TOKEN,
       },
       tls: flags.tlsCert && flags.tlsKey ? { certPath: flags.tlsCert, keyPath: flags.tlsKey } : undefined,
+      sweep: { files: sweep.files, load: { defaultCommand: flags.command } },
     });
     const { sync } = prepared;
     process.stderr.write(

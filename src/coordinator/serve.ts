@@ -1,6 +1,10 @@
 import { readFileSync } from "node:fs";
+import { resolve } from "node:path";
 import type { FastifyInstance } from "fastify";
 import type { Db } from "../ledger/db.js";
+import { evaluateGates } from "../ledger/evaluateGates.js";
+import { type SyncReport, syncSweep } from "../ledger/syncSweep.js";
+import { type LoadOptions, loadSweep } from "../sweep/loadSweep.js";
 import { Coordinator } from "./coordinator.js";
 import { buildApp } from "./http/app.js";
 import { RemoteAgents } from "./remoteAgents.js";
@@ -19,6 +23,8 @@ export interface ServeOptions {
   /** Grace for an agent whose connection dropped. (Default: 2 s) */
   disconnectGraceMs?: number;
   warn?: (message: string) => void;
+  /** The sweep being served, so `labsweep add` can extend it. */
+  sweep?: { files: string[]; load: LoadOptions };
 }
 
 export interface RunningServer {
@@ -44,7 +50,22 @@ export async function startServer(db: Db, options: ServeOptions): Promise<Runnin
   const https = options.tls
     ? { cert: readFileSync(options.tls.certPath), key: readFileSync(options.tls.keyPath) }
     : undefined;
-  const app = buildApp({ coordinator, agents, tokens, stateDir: options.stateDir, https, warn });
+  const sweepFiles = [...(options.sweep?.files ?? [])];
+  const addConfigs = async (files: Array<{ path: string; text: string }>): Promise<SyncReport> => {
+    const known = sweepFiles.filter((file) => !files.some((added) => resolve(added.path) === file));
+    const inputs = [
+      ...known.map((file) => ({ file, text: readFileSync(file, "utf8") })),
+      ...files.map((added) => ({ file: resolve(added.path), text: added.text })),
+    ];
+    const sweep = loadSweep(inputs, options.sweep?.load ?? {});
+    const report = await syncSweep(db, sweep, Date.now());
+    await evaluateGates(db, Date.now());
+    for (const added of files)
+      if (!sweepFiles.includes(resolve(added.path))) sweepFiles.push(resolve(added.path));
+    coordinator.notifyWork();
+    return report;
+  };
+  const app = buildApp({ coordinator, agents, tokens, stateDir: options.stateDir, https, warn, addConfigs });
   const host = options.host ?? "127.0.0.1";
   if (!https && !isLoopback(host) && host !== "localhost") {
     warn(

@@ -357,7 +357,8 @@ function checkLauncherCommand(
 /** The launcher a validated `launcher:` value asks for; null for none. */
 function toLauncher(input: LauncherInput | undefined): LauncherSpec | null {
   if (input === undefined || input === "none") return null;
-  if (input === "accelerate") return { name: "accelerate", mixedPrecision: null, mainProcessPort: "auto", extraArgs: [] };
+  if (input === "accelerate")
+    return { name: "accelerate", mixedPrecision: null, mainProcessPort: "auto", extraArgs: [] };
   if (input === "torchrun") return { name: "torchrun", masterPort: null, extraArgs: [] };
   const extraArgs = (input.extra_args ?? []).map(String);
   if (input.name === "accelerate") {
@@ -406,7 +407,11 @@ function validate<T>(
     // A union reports one issue for the whole value: find what is wrong in the value itself.
     const problem =
       issue.code === "custom" && issue.path.length > 1
-        ? { path: issue.path.slice(1) as Array<string | number>, message: issue.message, at: "value" as const }
+        ? {
+            path: issue.path.slice(1) as Array<string | number>,
+            message: issue.message,
+            at: "value" as const,
+          }
         : launcherProblem(valueAt(value, ["launcher"]));
     throw source.error([...base, "launcher", ...problem.path], problem.message, problem.at);
   }
@@ -494,7 +499,11 @@ function launcherProblem(value: unknown): {
   const record = value as Record<string, unknown>;
   const name = record.name;
   if (name === undefined)
-    return { path: [], message: "the mapping form needs `name: accelerate` or `name: torchrun`", at: "value" };
+    return {
+      path: [],
+      message: "the mapping form needs `name: accelerate` or `name: torchrun`",
+      at: "value",
+    };
   if (name !== "accelerate" && name !== "torchrun") {
     const why =
       name === "none"
@@ -502,7 +511,11 @@ function launcherProblem(value: unknown): {
         : typeof name === "string"
           ? didYouMean(name, ["accelerate", "torchrun"])
           : "";
-    return { path: ["name"], message: `expected accelerate or torchrun; got ${describeValue(name)}${why}`, at: "value" };
+    return {
+      path: ["name"],
+      message: `expected accelerate or torchrun; got ${describeValue(name)}${why}`,
+      at: "value",
+    };
   }
   const allowed = LAUNCHER_KEYS[name];
   const other = name === "accelerate" ? "torchrun" : "accelerate";

@@ -15,6 +15,8 @@ export interface AppOptions {
   bodyLimit?: number;
   /** Serve HTTPS with this key and certificate (PEM). (Default: plain HTTP) */
   https?: { key: Buffer; cert: Buffer };
+  /** Adds config files to the running sweep (`labsweep add`). (Default: not offered) */
+  addConfigs?: (files: Array<{ path: string; text: string }>) => Promise<unknown>;
   /** Server-side errors (never sent to clients in detail). (Default: stderr) */
   warn?: (message: string) => void;
 }
@@ -93,6 +95,7 @@ export class HttpError extends Error {
 
 function statusOf(error: { name?: string }): number {
   if (error.name === "UnknownAgentError") return 409;
+  if (error.name === "ConfigError") return 400;
   return 500;
 }
 

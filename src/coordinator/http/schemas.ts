@@ -93,6 +93,22 @@ export const schemas = {
     },
   },
   retry: { type: "object", properties: { phase: { type: "string", maxLength: 200 } } },
+  configs: {
+    type: "object",
+    required: ["files"],
+    properties: {
+      files: {
+        type: "array",
+        minItems: 1,
+        maxItems: 100,
+        items: {
+          type: "object",
+          required: ["path", "text"],
+          properties: { path: { type: "string", minLength: 1, maxLength: 4096 }, text: { type: "string" } },
+        },
+      },
+    },
+  },
   attemptParams: { type: "object", properties: { id: { type: "string", pattern: "^[0-9]{1,15}$" } } },
   taskParams: { type: "object", properties: { id: { type: "string", pattern: "^[0-9]{1,15}$" } } },
   channelQuery: { type: "object", required: ["agentId"], properties: { agentId: id } },

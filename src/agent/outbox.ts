@@ -1,0 +1,196 @@
+import { mkdirSync, readdirSync, rmSync } from "node:fs";
+import { open, readFile, rename, unlink } from "node:fs/promises";
+import { join } from "node:path";
+import type { FinishRequest } from "../api/contract.js";
+
+/** One attempt's finish report, as kept on the agent's disk until the coordinator has it. */
+export interface OutboxRecord {
+  attemptId: number;
+  request: FinishRequest;
+  /** The end of the attempt's log the coordinator has not been sent yet. */
+  log?: { offset: number; text: string };
+}
+
+/**
+ * Sends one report. Resolves "sent" once the coordinator answered 2xx (accepted or duplicate),
+ * or with the reason it refused it for good; rejects when sending should stop (the signal
+ * aborted, the token was rejected): the file stays for the next try.
+ */
+export type Deliver = (record: OutboxRecord, signal: AbortSignal) => Promise<"sent" | { refused: string }>;
+
+export interface OutboxOptions {
+  /** Notices: refused reports, send failures. (Default: stderr) */
+  warn?: (message: string) => void;
+  /** Called when sending stopped on an error other than the abort of `close()`. */
+  onError?: (error: unknown) => void;
+}
+
+/**
+ * Finish reports survive the agent and the network: each is written to its own file in
+ * `<state>/outbox/` (temp name, fsync, rename, fsync of the dir) before it is sent, and the file
+ * is deleted only after a 2xx. Reports are sent one at a time, oldest attempt first; files left
+ * by a previous incarnation are loaded first. A report the coordinator refuses for good (a 4xx)
+ * is moved to `outbox/refused/` with the reason, for a human to look at.
+ */
+export class Outbox {
+  private readonly ids = new Set<number>();
+  private readonly controller = new AbortController();
+  private sending: Promise<void> | null = null;
+  private stopped: unknown = null;
+  private readonly warn: (message: string) => void;
+
+  constructor(
+    readonly dir: string,
+    private readonly deliver: Deliver,
+    private readonly options: OutboxOptions = {},
+  ) {
+    mkdirSync(dir, { recursive: true });
+    this.warn = options.warn ?? ((message) => process.stderr.write(`${message}\n`));
+    for (const name of readdirSync(dir)) {
+      const id = /^(\d+)\.json$/.exec(name)?.[1];
+      if (id !== undefined) this.ids.add(Number(id));
+      // A temp file is a report whose write was cut short: its task's attempt is requeued.
+      else if (name.endsWith(".tmp")) rmSync(join(dir, name), { force: true });
+    }
+    const sorted = [...this.ids].sort((a, b) => a - b);
+    this.ids.clear();
+    for (const id of sorted) this.ids.add(id);
+  }
+
+  /** Attempts whose reports wait here (the previous incarnation's included). */
+  pending(): number[] {
+    return [...this.ids];
+  }
+
+  /** Writes the report durably, then starts sending it. */
+  async put(record: OutboxRecord): Promise<void> {
+    const path = this.pathOf(record.attemptId);
+    const temp = join(this.dir, `.${record.attemptId}.json.${process.pid}.tmp`);
+    const file = await open(temp, "w");
+    try {
+      await file.writeFile(`${JSON.stringify(record)}\n`);
+      await file.sync();
+    } finally {
+      await file.close();
+    }
+    await rename(temp, path);
+    await syncDir(this.dir);
+    this.ids.add(record.attemptId);
+    this.kick();
+  }
+
+  /** Starts sending what is waiting, unless a sender is already at it or the outbox is closed. */
+  kick(): void {
+    if (this.sending || this.controller.signal.aborted || this.ids.size === 0) return;
+    this.stopped = null;
+    this.sending = this.sendAll().finally(() => {
+      this.sending = null;
+      // A report put just as the sender finished would otherwise wait for the next put.
+      if (!this.stopped) this.kick();
+    });
+  }
+
+  /**
+   * Sends everything waiting; resolves true once the outbox is empty, false when `timeoutMs`
+   * ran out or sending stopped on an error first.
+   */
+  async flush(timeoutMs = Number.POSITIVE_INFINITY): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs;
+    this.kick();
+    while (this.ids.size > 0 && this.sending) {
+      const left = deadline - Date.now();
+      if (left <= 0) return false;
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        this.sending,
+        new Promise((resolve) => {
+          timer = setTimeout(resolve, Math.min(left, 2 ** 31 - 1));
+        }),
+      ]);
+      clearTimeout(timer);
+    }
+    return this.ids.size === 0;
+  }
+
+  /** Stops sending (requests in flight are aborted); what is left is sent by the next incarnation. */
+  async close(): Promise<void> {
+    this.controller.abort();
+    await this.sending;
+  }
+
+  /** The error that stopped the last sender, if one did. */
+  get error(): unknown {
+    return this.stopped;
+  }
+
+  private async sendAll(): Promise<void> {
+    const signal = this.controller.signal;
+    for (;;) {
+      const [id] = this.ids;
+      if (id === undefined || signal.aborted) return;
+      const record = await this.read(id);
+      if (!record) continue;
+      let verdict: Awaited<ReturnType<Deliver>>;
+      try {
+        verdict = await this.deliver(record, signal);
+      } catch (error) {
+        if (!signal.aborted) {
+          this.stopped = error;
+          this.options.onError?.(error);
+        }
+        return;
+      }
+      if (verdict === "sent") await unlink(this.pathOf(id)).catch(ignoreMissing);
+      else await this.setAside(id, verdict.refused);
+      this.ids.delete(id);
+    }
+  }
+
+  /** The record in a file; a file that cannot be read as one is set aside. */
+  private async read(id: number): Promise<OutboxRecord | null> {
+    let text: string;
+    try {
+      text = await readFile(this.pathOf(id), "utf8");
+    } catch (error) {
+      ignoreMissing(error);
+      this.ids.delete(id);
+      return null;
+    }
+    try {
+      const record = JSON.parse(text) as OutboxRecord;
+      if (record.attemptId === id && typeof record.request?.outcome?.kind === "string") return record;
+    } catch {
+      // fall through: not a report
+    }
+    await this.setAside(id, "the file is not a finish report");
+    this.ids.delete(id);
+    return null;
+  }
+
+  private async setAside(id: number, reason: string): Promise<void> {
+    const refused = join(this.dir, "refused");
+    mkdirSync(refused, { recursive: true });
+    await rename(this.pathOf(id), join(refused, `${id}.json`)).catch(ignoreMissing);
+    this.warn(
+      `labsweep agent: the report of attempt ${id} was refused (${reason}); kept in ${join(refused, `${id}.json`)}`,
+    );
+  }
+
+  private pathOf(attemptId: number): string {
+    return join(this.dir, `${attemptId}.json`);
+  }
+}
+
+/** Makes a rename in `dir` durable. */
+async function syncDir(dir: string): Promise<void> {
+  const handle = await open(dir, "r");
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+function ignoreMissing(error: unknown): void {
+  if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
+}

@@ -1,0 +1,161 @@
+import { readFileSync } from "node:fs";
+import { resolve } from "node:path";
+import { listAgents } from "../ledger/agents.js";
+import { openLedgerReadOnly } from "../ledger/openLedger.js";
+import { callApi, type ServerFlags, serverFrom } from "./apiClient.js";
+import { EXIT, UsageError } from "./exitCodes.js";
+import { stateDirFrom } from "./stateDir.js";
+
+function requireServer(flags: ServerFlags, what: string) {
+  const server = serverFrom(flags);
+  if (!server)
+    throw new UsageError(
+      `${what} talks to a running coordinator: pass --server URL (or set LABSWEEP_SERVER)`,
+    );
+  return server;
+}
+
+interface AgentView {
+  id: string;
+  host: string;
+  state: string;
+  last_seen: number;
+  lost_at: number | null;
+  lost_reason: string | null;
+  running: number;
+  info: {
+    slots?: number;
+    gpus?: Array<{ index: number }>;
+    tags?: string[];
+    slurm?: { jobId: string; arrayTaskId: string | null } | null;
+  };
+}
+
+/** `labsweep agents`: from a coordinator (--server) or the local ledger. */
+export async function agentsCommand(
+  configs: string[],
+  flags: ServerFlags & { state?: string; json?: boolean },
+): Promise<number> {
+  const server = serverFrom(flags);
+  let agents: AgentView[];
+  if (server) agents = ((await callApi(server, "GET", "/agents")).json as { agents: AgentView[] }).agents;
+  else {
+    const db = openLedgerReadOnly(stateDirFrom(flags, configs));
+    if (!db) throw new UsageError("no ledger here: pass --server URL or --state DIR");
+    try {
+      agents = (await listAgents(db)).map(({ info_json, ...agent }) => ({
+        ...agent,
+        info: JSON.parse(info_json),
+      }));
+    } finally {
+      await db.close();
+    }
+  }
+  if (flags.json) {
+    process.stdout.write(`${JSON.stringify({ agents })}\n`);
+    return EXIT.ok;
+  }
+  if (agents.length === 0) process.stdout.write("no agents have registered\n");
+  for (const agent of agents) {
+    const gpus = agent.info.gpus?.map((gpu) => gpu.index).join(",") || "none";
+    const seen = `${Math.round((Date.now() - agent.last_seen) / 1000)}s ago`;
+    const lost =
+      agent.state === "lost"
+        ? ` — lost ${new Date(agent.lost_at ?? 0).toISOString()} (${agent.lost_reason}); its tasks were requeued`
+        : "";
+    const slurm = agent.info.slurm
+      ? ` slurm ${agent.info.slurm.jobId}${agent.info.slurm.arrayTaskId ? `_${agent.info.slurm.arrayTaskId}` : ""}`
+      : "";
+    process.stdout.write(
+      `${agent.id} on ${agent.host}: ${agent.state}, ${agent.running} running, ${agent.info.slots ?? "?"} slots, GPUs ${gpus}, seen ${seen}${slurm}${lost}\n`,
+    );
+  }
+  return EXIT.ok;
+}
+
+export async function cancelCommand(
+  taskIds: string[],
+  flags: ServerFlags & { phase?: string },
+): Promise<number> {
+  const server = requireServer(flags, "cancel");
+  if (taskIds.length === 0 && !flags.phase) throw new UsageError("name tasks to cancel, or --phase P");
+  const ids = taskIds.map((text) => {
+    const id = Number(text);
+    if (!Number.isInteger(id) || id < 1) throw new UsageError(`task ids are whole numbers, got "${text}"`);
+    return id;
+  });
+  const { json } = await callApi(server, "POST", "/cancel", { taskIds: ids, phase: flags.phase });
+  process.stdout.write(`${(json as { cancelled: number }).cancelled} task(s) cancelled\n`);
+  return EXIT.ok;
+}
+
+export async function addCommand(configs: string[], flags: ServerFlags): Promise<number> {
+  const server = requireServer(flags, "add");
+  const files = configs.map((path) => {
+    try {
+      return { path: resolve(path), text: readFileSync(path, "utf8") };
+    } catch (error) {
+      throw new UsageError(`cannot read ${path}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
+    }
+  });
+  const { json } = await callApi(server, "POST", "/configs", { files });
+  const report = json as { unique: number; added: number; merged: number };
+  process.stdout.write(
+    `added: ${report.added} new tasks (${report.unique} unique in the sweep, ${report.merged} merged)\n`,
+  );
+  return EXIT.ok;
+}
+
+export async function remoteRetry(flags: ServerFlags & { phase?: string }): Promise<number> {
+  const server = requireServer(flags, "retry --server");
+  const { json } = await callApi(server, "POST", "/retry", { phase: flags.phase });
+  process.stdout.write(`${(json as { retried: number }).retried} failed task(s) will run again\n`);
+  return EXIT.ok;
+}
+
+/** `labsweep logs TASK [-f]`: the latest attempt's log, followed until the attempt ends. */
+export async function logsCommand(
+  taskId: string,
+  flags: ServerFlags & { follow?: boolean; attempt?: string; state?: string },
+): Promise<number> {
+  const server = requireServer(flags, "logs");
+  if (!/^\d+$/.test(taskId)) throw new UsageError(`task ids are whole numbers, got "${taskId}"`);
+  const query = flags.attempt ? `?attempt=${encodeURIComponent(flags.attempt)}` : "";
+  let shown = 0;
+  for (;;) {
+    const { text, headers } = await callApi(server, "GET", `/tasks/${taskId}/log${query}`);
+    if (text.length < shown) shown = 0; // the coordinator trimmed the log to its tail
+    process.stdout.write(text.slice(shown));
+    shown = text.length;
+    if (!flags.follow || headers.get("x-labsweep-attempt-ended") === "1") return EXIT.ok;
+    await new Promise((resolveWait) => setTimeout(resolveWait, 1000));
+  }
+}
+
+/** `labsweep status --server URL`. */
+export async function remoteStatus(flags: ServerFlags & { json?: boolean }): Promise<number> {
+  const server = requireServer(flags, "status --server");
+  const { json } = await callApi(server, "GET", "/status");
+  const status = json as {
+    unique: number;
+    succeeded: number;
+    failed: number;
+    running: number;
+    pending: number;
+    blocked: number;
+    phases: Array<Record<string, unknown>>;
+  };
+  if (flags.json) {
+    process.stdout.write(`${JSON.stringify(status)}\n`);
+    return EXIT.ok;
+  }
+  process.stdout.write(
+    `${status.succeeded + status.failed}/${status.unique} done: ${status.succeeded} succeeded, ${status.failed} failed, ${status.running} running, ${status.pending} pending, ${status.blocked} blocked\n`,
+  );
+  for (const phase of status.phases) {
+    process.stdout.write(
+      `  ${phase.name}: ${phase.succeeded}/${phase.unique} succeeded [${phase.state}]${phase.reason ? ` — ${phase.reason}` : ""}\n`,
+    );
+  }
+  return EXIT.ok;
+}
