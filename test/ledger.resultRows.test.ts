@@ -48,6 +48,8 @@ async function ledger(): Promise<Db> {
   return db;
 }
 
+const USAGE = { peak_rss_mb: 812.5, gpu_util_mean: 61.2, gpu_mem_peak_mb: 9000, energy_wh: 1.25, samples: 30 };
+
 async function claim(db: Db, now = NOW): Promise<Claim> {
   const claimed = await claimTask(db, {
     worker: "w",
@@ -91,7 +93,7 @@ describe("owedResultRows / markRowsWritten", () => {
     await finishAttempt(
       db,
       second.attemptId,
-      { kind: "succeeded", metrics: { acc: 0.2 }, wallSeconds: 3 },
+      { kind: "succeeded", metrics: { acc: 0.2 }, wallSeconds: 3, usage: USAGE },
       NOW,
     );
     const retry = await claim(db, NOW + 1_000);
@@ -119,8 +121,9 @@ describe("owedResultRows / markRowsWritten", () => {
       attempts: 2,
       host: "host-a",
       gpuIds: "0,1",
+      usage: null,
     });
-    expect(owed[1]).toMatchObject({ taskId: 2, metrics: { acc: 0.2 }, attempts: 1 });
+    expect(owed[1]).toMatchObject({ taskId: 2, metrics: { acc: 0.2 }, attempts: 1, usage: USAGE });
     expect(await owedResultRows(db, 2)).toEqual(owed.slice(0, 2));
   });
 

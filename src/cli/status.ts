@@ -26,9 +26,19 @@ export async function statusCommand(configs: string[], flags: StatusFlags): Prom
           SELECT max(id) FROM attempts WHERE task_id = t.id)
         WHERE t.state = 'failed' AND t.active = 1 ORDER BY t.finished_at DESC LIMIT 5`,
     );
+    // Requeues are when a worker, not the task, failed: say when and why (connection closed, lease expired).
+    const requeues = (
+      await db.all<{ at: number; task_id: number; detail: string }>(
+        "SELECT at, task_id, detail FROM events WHERE kind = 'task_lost' ORDER BY id DESC LIMIT 10",
+      )
+    ).map((event) => ({
+      at: new Date(event.at).toISOString(),
+      taskId: event.task_id,
+      why: (JSON.parse(event.detail) as { why?: string }).why ?? "",
+    }));
     if (flags.json) {
       process.stdout.write(
-        `${JSON.stringify({ ...counts, dropped, stateDir, phases, recentFailures: failures, usage })}\n`,
+        `${JSON.stringify({ ...counts, dropped, stateDir, phases, recentFailures: failures, recentRequeues: requeues, usage })}\n`,
       );
       return EXIT.ok;
     }
@@ -52,6 +62,9 @@ export async function statusCommand(configs: string[], flags: StatusFlags): Prom
       process.stdout.write(
         `  failed task ${failure.task_id} ${failure.params_json}: ${failure.error ?? ""}\n`,
       );
+    }
+    for (const requeue of requeues) {
+      process.stdout.write(`  requeued task ${requeue.taskId} at ${requeue.at}: ${requeue.why}\n`);
     }
     return EXIT.ok;
   } finally {
