@@ -34,31 +34,46 @@ function startGroup(script: string): { pid: number; exited: Promise<void> } {
   return { pid, exited };
 }
 
+/** A gpuReader over `env` that counts the readings it has answered (or failed). */
+function countingReader(env?: NodeJS.ProcessEnv): {
+  reader: GpuReader;
+  untilAnswered: (count: number) => Promise<void>;
+} {
+  const inner = gpuReader({ env, timeoutMs: 5000 });
+  let answered = 0;
+  return {
+    reader: {
+      read: (maxAgeMs) =>
+        inner.read(maxAgeMs).finally(() => {
+          answered++;
+        }),
+    },
+    // A loaded machine can take a while to start the fake nvidia-smi: wait up to 10 s.
+    async untilAnswered(count) {
+      const deadline = performance.now() + 10_000;
+      while (answered < count && performance.now() < deadline) await sleep(20);
+    },
+  };
+}
+
 /**
- * Samples a `sleep` for at least `ms` and until two GPU readings have come back (or 10 s: a
- * loaded machine can take a while to start the fake nvidia-smi). Returns the summary and how
- * long the sampler ran (ms).
+ * Samples a `sleep` for at least `ms` and until two GPU readings have come back. Returns the
+ * summary and how long the sampler ran (ms).
  */
 async function sampleFor(
   ms: number,
   options: { gpuIndices: number[]; env?: NodeJS.ProcessEnv; during?: () => Promise<void> },
 ): Promise<{ summary: SampleSummary; elapsedMs: number }> {
   const { pid } = startGroup("exec sleep 30");
-  const reader = gpuReader({ env: options.env, timeoutMs: 5000 });
-  let answered = 0;
-  const counting: GpuReader = {
-    read: (maxAgeMs) =>
-      reader.read(maxAgeMs).finally(() => {
-        answered++;
-      }),
-  };
+  const { reader, untilAnswered } = countingReader(options.env);
   const started = performance.now();
-  const sampler = new TaskSampler({ processGroup: pid, gpuIndices: options.gpuIndices, intervalMs: 200, gpus: counting });
-  const enoughReadings = async () => {
-    const deadline = performance.now() + 10_000;
-    while (answered < 2 && performance.now() < deadline) await sleep(20);
-  };
-  await Promise.all([sleep(ms), options.during?.(), enoughReadings()]);
+  const sampler = new TaskSampler({
+    processGroup: pid,
+    gpuIndices: options.gpuIndices,
+    intervalMs: 200,
+    gpus: reader,
+  });
+  await Promise.all([sleep(ms), options.during?.(), untilAnswered(2)]);
   const summary = sampler.stop();
   return { summary, elapsedMs: performance.now() - started };
 }
@@ -148,20 +163,16 @@ describe("TaskSampler: GPUs", () => {
   it("takes the memory of the task's own processes when nvidia-smi lists them", async () => {
     const file = fakeFile([{ memoryUsedMiB: 20_000 }]);
     const { pid } = startGroup("exec sleep 30");
-    const sampler = new TaskSampler({
-      processGroup: pid,
-      gpuIndices: [0],
-      intervalMs: 200,
-      gpus: gpuReader({ env: file.env }),
-    });
-    await sleep(500);
+    const { reader, untilAnswered } = countingReader(file.env);
+    const sampler = new TaskSampler({ processGroup: pid, gpuIndices: [0], intervalMs: 200, gpus: reader });
+    await untilAnswered(2);
     // Other users' processes share the GPU; the task's one appears once it has a CUDA context.
     const processes = [
       { pid: 1, usedMemoryMiB: 15_000 },
       { pid, usedMemoryMiB: 1234 },
     ];
     file.write([{ memoryUsedMiB: 20_000, processes }]);
-    await sleep(700);
+    await untilAnswered(4); // one may have been on its way before the write
     expect(sampler.stop().gpu_mem_peak_mb).toBe(1234);
   });
 

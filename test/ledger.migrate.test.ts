@@ -112,6 +112,7 @@ describe("migrate", () => {
     expect(await migrate(db)).toEqual(VERSIONS);
     expect(await versions(db)).toEqual(VERSIONS);
     expect(await tableNames(db)).toEqual([
+      "agents",
       "attempts",
       "events",
       "labsweep_migrations",

@@ -48,7 +48,13 @@ async function ledger(): Promise<Db> {
   return db;
 }
 
-const USAGE = { peak_rss_mb: 812.5, gpu_util_mean: 61.2, gpu_mem_peak_mb: 9000, energy_wh: 1.25, samples: 30 };
+const USAGE = {
+  peak_rss_mb: 812.5,
+  gpu_util_mean: 61.2,
+  gpu_mem_peak_mb: 9000,
+  energy_wh: 1.25,
+  samples: 30,
+};
 
 async function claim(db: Db, now = NOW): Promise<Claim> {
   const claimed = await claimTask(db, {
