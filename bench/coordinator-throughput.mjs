@@ -16,10 +16,23 @@ writeFileSync(
   `command: "true"\nnoop:\n  output_dir: out\n  combinations:\n    - i: [${Array.from({ length: TASKS }, (_, i) => i).join(", ")}]\n`,
 );
 
-const server = spawn(process.execPath, [CLI, "serve", "sweep.yaml", "--port", "0", "--agent-token", "bench-token-0123456789"], {
-  cwd: dir,
-  stdio: ["ignore", "pipe", "inherit"],
-});
+const server = spawn(
+  process.execPath,
+  [
+    ...(process.env.BENCH_PROFILE ? ["--cpu-prof", "--cpu-prof-dir", process.env.BENCH_PROFILE] : []),
+    CLI,
+    "serve",
+    "sweep.yaml",
+    "--port",
+    "0",
+    "--agent-token",
+    "bench-token-0123456789",
+  ],
+  {
+    cwd: dir,
+    stdio: ["ignore", "pipe", "inherit"],
+  },
+);
 const url = await new Promise((resolve, reject) => {
   server.stdout.once("data", (chunk) => resolve(chunk.toString().trim()));
   server.once("exit", (code) => reject(new Error(`serve exited ${code}`)));
@@ -53,10 +66,16 @@ console.log(JSON.stringify({ done, seconds: (performance.now() - started) / 1000
 `;
 function runClients(mode) {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ["--input-type=module", "-e", clients, mode], { stdio: ["ignore", "pipe", "inherit"] });
+    const child = spawn(process.execPath, ["--input-type=module", "-e", clients, mode], {
+      stdio: ["ignore", "pipe", "inherit"],
+    });
     let out = "";
     child.stdout.on("data", (chunk) => (out += chunk));
-    child.once("exit", (code) => (code === 0 ? resolve(JSON.parse(out.trim().split("\n").at(-1))) : reject(new Error(`clients exited ${code}`))));
+    child.once("exit", (code) =>
+      code === 0
+        ? resolve(JSON.parse(out.trim().split("\n").at(-1)))
+        : reject(new Error(`clients exited ${code}`)),
+    );
   });
 }
 

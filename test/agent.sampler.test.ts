@@ -172,7 +172,7 @@ describe("TaskSampler: GPUs", () => {
       { pid, usedMemoryMiB: 1234 },
     ];
     file.write([{ memoryUsedMiB: 20_000, processes }]);
-    await untilAnswered(4); // one may have been on its way before the write
+    await untilAnswered(5); // one may have been on its way before the write
     expect(sampler.stop().gpu_mem_peak_mb).toBe(1234);
   });
 

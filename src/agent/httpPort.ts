@@ -205,7 +205,9 @@ export class HttpPort implements CoordinatorPort {
     let request = record.request;
     for (;;) {
       try {
-        await this.guard(() => this.client.call<FinishResponse>("POST", `${path}/finish`, request, { signal }));
+        await this.guard(() =>
+          this.client.call<FinishResponse>("POST", `${path}/finish`, request, { signal }),
+        );
         return "sent";
       } catch (error) {
         if (!(error instanceof HttpError)) throw error;

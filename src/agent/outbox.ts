@@ -91,23 +91,27 @@ export class Outbox {
   }
 
   /**
-   * Sends everything waiting; resolves true once the outbox is empty, false when `timeoutMs`
-   * ran out or sending stopped on an error first.
+   * Sends everything waiting; resolves true once the outbox is empty, false when `timeoutMs` ran
+   * out, `signal` aborted, or sending stopped on an error first.
    */
-  async flush(timeoutMs = Number.POSITIVE_INFINITY): Promise<boolean> {
-    const deadline = Date.now() + timeoutMs;
+  async flush(options: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<boolean> {
+    const deadline = Date.now() + (options.timeoutMs ?? Number.POSITIVE_INFINITY);
     this.kick();
-    while (this.ids.size > 0 && this.sending) {
+    while (this.ids.size > 0 && this.sending && !options.signal?.aborted) {
       const left = deadline - Date.now();
       if (left <= 0) return false;
       let timer: NodeJS.Timeout | undefined;
+      let onAbort: (() => void) | undefined;
       await Promise.race([
         this.sending,
-        new Promise((resolve) => {
+        new Promise<void>((resolve) => {
           timer = setTimeout(resolve, Math.min(left, 2 ** 31 - 1));
+          onAbort = resolve;
+          options.signal?.addEventListener("abort", onAbort, { once: true });
         }),
       ]);
       clearTimeout(timer);
+      if (onAbort) options.signal?.removeEventListener("abort", onAbort);
     }
     return this.ids.size === 0;
   }

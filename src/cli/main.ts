@@ -1,4 +1,6 @@
 import { Command, CommanderError } from "commander";
+import { agentCommand, collect } from "./agent.js";
+import { doctorCommand } from "./doctor.js";
 import { EXIT, reportError } from "./exitCodes.js";
 import { exportCommand } from "./export.js";
 import { planCommand } from "./plan.js";
@@ -80,6 +82,41 @@ export async function main(argv: string[]): Promise<number> {
     .option("--yes", "accept grids over 10 million tasks")
     .action(async (configs: string[], flags) => {
       exitCode = await serveCommand(configs, flags);
+    });
+  program
+    .command("agent")
+    .description("run tasks for a coordinator (labsweep serve) on this machine")
+    .option(
+      "--server <urls>",
+      "the coordinator's URL; several, comma-separated, are tried in turn ($LABSWEEP_SERVER)",
+    )
+    .option("--token <token>", "the coordinator's agent token (default: $LABSWEEP_TOKEN)")
+    .option("--slots <n>", "tasks at once (default: one per GPU with ≥ 4 GB free, else one per CPU core)")
+    .option("--gpus <list>", "only these GPU indices, e.g. 0,2")
+    .option("--tag <tag>", "a tag tasks can ask for (repeatable)", collect)
+    .option("--name <name>", "the name shown by the coordinator (default: the hostname)")
+    .option("--state <dir>", "this agent's state: id, outbox, logs (default: ~/.labsweep/agents/N)")
+    .option("--workdir <dir>", "where tasks run when their config's dir does not exist on this machine")
+    .option("--stay", "keep waiting for new work when the sweep has nothing left for this machine")
+    .option(
+      "--probe <name=command>",
+      "a check reported to the coordinator: passes if it exits 0 (repeatable)",
+      collect,
+    )
+    .option("--probe-timeout <seconds>", "how long a probe may run", "30")
+    .option("--grace <seconds>", "SIGTERM → SIGKILL grace for timeouts and a second Ctrl-C", "10")
+    .action(async (flags) => {
+      exitCode = await agentCommand(flags);
+    });
+  program
+    .command("doctor")
+    .description("what an agent on this machine would report: CPUs, RAM, GPUs, driver, probes")
+    .option("--json", "print one JSON object")
+    .option("--probe <name=command>", "a check to run: passes if it exits 0 (repeatable)", collect)
+    .option("--probe-timeout <seconds>", "how long a probe may run", "30")
+    .option("--tag <tag>", "a tag to include (repeatable)", collect)
+    .action(async (flags) => {
+      exitCode = await doctorCommand(flags);
     });
   program
     .command("token")

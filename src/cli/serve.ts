@@ -28,6 +28,20 @@ export async function serveCommand(configs: string[], flags: ServeFlags): Promis
   const leaseMs = flags.leaseSeconds === undefined ? undefined : Number(flags.leaseSeconds) * 1000;
   if (leaseMs !== undefined && !(leaseMs > 0))
     throw new UsageError(`--lease-seconds must be positive, got "${flags.leaseSeconds}"`);
+  // `||`: an empty LABSWEEP_AGENT_TOKEN= means "not set", not an empty token nobody can present.
+  const agentToken = flags.agentToken || process.env.LABSWEEP_AGENT_TOKEN || undefined;
+  const viewerToken = flags.viewerToken || process.env.LABSWEEP_VIEWER_TOKEN || undefined;
+  for (const [name, token] of [
+    ["agent", agentToken],
+    ["viewer", viewerToken],
+  ] as const) {
+    if (token !== undefined && !/^[\x21-\x7e]+$/.test(token))
+      throw new UsageError(
+        `the ${name} token must be printable ASCII without spaces (it travels in a header)`,
+      );
+  }
+  if (agentToken !== undefined && agentToken === viewerToken)
+    throw new UsageError("the agent and viewer tokens must differ");
   const sweep = openSweep(configs, { defaultCommand: flags.command, yes: flags.yes });
   const stateDir = stateDirFrom(flags, configs);
   const prepared = await prepareLedger(stateDir, sweep);
@@ -38,10 +52,7 @@ export async function serveCommand(configs: string[], flags: ServeFlags): Promis
       host: flags.host,
       port,
       leaseMs,
-      tokens: {
-        agent: flags.agentToken ?? process.env.LABSWEEP_AGENT_TOKEN,
-        viewer: flags.viewerToken ?? process.env.LABSWEEP_VIEWER_TOKEN,
-      },
+      tokens: { agent: agentToken, viewer: viewerToken },
       tls: flags.tlsCert && flags.tlsKey ? { certPath: flags.tlsCert, keyPath: flags.tlsKey } : undefined,
       sweep: { files: sweep.files, load: { defaultCommand: flags.command } },
     });

@@ -119,11 +119,11 @@ export class Coordinator {
   /** True when nothing is running and nothing can be claimed now or later. */
   async isFinished(): Promise<boolean> {
     if (await evaluateGates(this.db, this.now())) this.notifyWork();
-    const counts = await taskCounts(this.db);
-    const waiting = await this.db.one<{ n: number }>(
-      "SELECT count(*) AS n FROM tasks WHERE active = 1 AND state IN ('pending', 'running')",
+    // An index probe, not a count: idle agents ask this on every wake-up.
+    const unfinished = await this.db.one<{ found: number }>(
+      `SELECT EXISTS (SELECT 1 FROM tasks WHERE state IN ('pending', 'running') AND active = 1) AS found`,
     );
-    return counts.running === 0 && (waiting?.n ?? 0) === 0;
+    return !unfinished?.found;
   }
 
   /**

@@ -3,6 +3,7 @@ import type { AgentCapabilities, LeasedTask } from "../api/contract.js";
 import { getAgent, markAgentLost, registerAgent, touchAgent } from "../ledger/agents.js";
 import type { Claim } from "../ledger/claimTask.js";
 import { openAttempts, requeueAttempts } from "../ledger/recoverAbandoned.js";
+import type { AttemptRow } from "../ledger/rows.js";
 import type { RunPolicy } from "../sweep/types.js";
 import type { Coordinator } from "./coordinator.js";
 
@@ -25,6 +26,8 @@ export class RemoteAgents {
   private readonly capabilities = new Map<string, AgentCapabilities>();
   private readonly channels = new Map<string, Set<(event: object) => void>>();
   private readonly graceTimers = new Map<string, NodeJS.Timeout>();
+  private readonly touchedAt = new Map<string, number>();
+  private policyCache: { at: number; rows: Array<{ policy_json: string }> } | null = null;
   private readonly sweeper: NodeJS.Timeout;
   private readonly now: () => number;
   private readonly graceMs: number;
@@ -80,7 +83,7 @@ export class RemoteAgents {
   ): Promise<{ lease: LeasedTask | null; done: boolean }> {
     const info = await this.known(agentId);
     if (!info) throw new UnknownAgentError(agentId);
-    await touchAgent(this.coordinator.db, agentId, this.now());
+    await this.touch(agentId);
     const deadline = this.now() + Math.min(waitMs, 60_000);
     for (;;) {
       if (gone()) return { lease: null, done: false };
@@ -101,9 +104,22 @@ export class RemoteAgents {
     }
   }
 
+  /** Records that an agent was heard from, at most once a second (a write per lease would be waste). */
+  private async touch(agentId: string): Promise<void> {
+    const now = this.now();
+    if (now - (this.touchedAt.get(agentId) ?? 0) < 1000) return;
+    this.touchedAt.set(agentId, now);
+    await touchAgent(this.coordinator.db, agentId, now);
+  }
+
   async heartbeat(agentId: string, attemptIds: number[]): Promise<number[]> {
     if (!(await touchAgent(this.coordinator.db, agentId, this.now()))) throw new UnknownAgentError(agentId);
-    return this.coordinator.heartbeat(attemptIds);
+    // Only the agent's own attempts are renewed: an id it names that is another agent's (a
+    // coordinator that started over with a fresh ledger reuses ids) is stale for this agent.
+    const own = new Set((await openAttempts(this.coordinator.db, { worker: agentId })).map((a) => a.id));
+    const foreign = attemptIds.filter((id) => !own.has(id));
+    const stale = await this.coordinator.heartbeat(attemptIds.filter((id) => own.has(id)));
+    return [...foreign, ...stale];
   }
 
   /** A persistent connection opened; `send` pushes events to it. Returns the close handler. */
@@ -150,26 +166,60 @@ export class RemoteAgents {
 
   /** Leases not renewed in time: the host vanished silently (power loss, partition). */
   private async expireLeases(): Promise<void> {
-    const expired = await openAttempts(this.coordinator.db, { expiredBy: this.now() });
-    const agents = new Set(expired.map((attempt) => attempt.worker));
-    for (const agentId of agents) {
-      if (!this.capabilities.has(agentId) && !(await getAgent(this.coordinator.db, agentId))) continue;
+    const now = this.now();
+    const expired = await openAttempts(this.coordinator.db, { expiredBy: now });
+    const byAgent = new Map<string, AttemptRow[]>();
+    for (const attempt of expired)
+      byAgent.set(attempt.worker, [...(byAgent.get(attempt.worker) ?? []), attempt]);
+    for (const [agentId, attempts] of byAgent) {
+      const agent = await getAgent(this.coordinator.db, agentId);
+      if (!agent) continue;
+      if (agent.state !== "lost" && now - agent.last_seen < this.coordinator.leaseMs) {
+        // The agent is still heard from (it heartbeats) but did not renew these: it never got
+        // them (a lease answer lost on the way) or their tasks were cancelled. Requeue just these;
+        // its other tasks run on.
+        const requeued = await requeueAttempts(
+          this.coordinator.db,
+          attempts,
+          "lease expired: its agent did not renew it",
+          now,
+        );
+        if (requeued > 0) {
+          this.options.onEvent?.(`agent ${agentId} did not renew ${requeued} lease(s): requeued`);
+          this.coordinator.notifyWork();
+        }
+        continue;
+      }
       await this.agentLost(agentId, "lease expired");
     }
+  }
+
+  /** Run policies of unfinished tasks; a scan, so reused for a second across idle agents. */
+  private async unfinishedPolicies(): Promise<Array<{ policy_json: string }>> {
+    const now = this.now();
+    if (this.policyCache && now - this.policyCache.at < 1000) return this.policyCache.rows;
+    const rows = await this.coordinator.db.all<{ policy_json: string }>(
+      `SELECT DISTINCT f.policy_json FROM tasks t JOIN phases f ON f.name = t.phase
+        WHERE t.active = 1 AND t.state IN ('pending', 'running')`,
+    );
+    this.policyCache = { at: now, rows };
+    return rows;
   }
 
   /** True when no unfinished task could ever fit this agent, even idle. */
   private async nothingLeftFor(info: AgentCapabilities): Promise<boolean> {
     if (await this.coordinator.isFinished()) return true;
-    const policies = await this.coordinator.db.all<{ policy_json: string }>(
-      `SELECT DISTINCT f.policy_json FROM tasks t JOIN phases f ON f.name = t.phase
-        WHERE t.active = 1 AND t.state IN ('pending', 'running')`,
-    );
+    const policies = await this.unfinishedPolicies();
     const idle: Capacity = {
       freeSlots: info.slots,
       freeCpus: Number.POSITIVE_INFINITY,
       hasGpus: info.gpus.length > 0,
-      gpus: info.gpus.map((gpu) => ({ index: gpu.index, freeShare: 1, freeMemoryMiB: gpu.memoryFreeMiB })),
+      // Total, not free, memory: memory other processes hold now may be free later.
+      gpus: info.gpus.map((gpu) => ({
+        index: gpu.index,
+        freeShare: 1,
+        freeMemoryMiB: gpu.memoryTotalMiB ?? gpu.memoryFreeMiB ?? null,
+      })),
     };
     return policies.every((row) => !couldEverFit((JSON.parse(row.policy_json) as RunPolicy).resources, idle));
   }

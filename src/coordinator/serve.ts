@@ -51,7 +51,15 @@ export async function startServer(db: Db, options: ServeOptions): Promise<Runnin
     ? { cert: readFileSync(options.tls.certPath), key: readFileSync(options.tls.keyPath) }
     : undefined;
   const sweepFiles = [...(options.sweep?.files ?? [])];
-  const addConfigs = async (files: Array<{ path: string; text: string }>): Promise<SyncReport> => {
+  // One `labsweep add` at a time: two interleaved syncs would each miss the other's file and mark
+  // its tasks inactive.
+  let adding: Promise<unknown> = Promise.resolve();
+  const addConfigs = (files: Array<{ path: string; text: string }>): Promise<SyncReport> => {
+    const next = adding.then(() => syncConfigs(files));
+    adding = next.catch(() => undefined);
+    return next;
+  };
+  const syncConfigs = async (files: Array<{ path: string; text: string }>): Promise<SyncReport> => {
     const known = sweepFiles.filter((file) => !files.some((added) => resolve(added.path) === file));
     const inputs = [
       ...known.map((file) => ({ file, text: readFileSync(file, "utf8") })),
@@ -67,12 +75,14 @@ export async function startServer(db: Db, options: ServeOptions): Promise<Runnin
   };
   const app = buildApp({ coordinator, agents, tokens, stateDir: options.stateDir, https, warn, addConfigs });
   const host = options.host ?? "127.0.0.1";
-  if (!https && !isLoopback(host) && host !== "localhost") {
-    warn(
-      `labsweep: warning: serving on ${host} without TLS — tokens travel in clear text; pass --tls-cert/--tls-key`,
-    );
+  const warning = clearTextWarning(host, Boolean(https));
+  if (warning) warn(warning);
+  try {
+    await app.listen({ host, port: options.port ?? 7070 });
+  } catch (error) {
+    agents.close();
+    throw error;
   }
-  await app.listen({ host, port: options.port ?? 7070 });
   const address = app.server.address();
   const port = typeof address === "object" && address ? address.port : options.port;
   const shownHost = host.includes(":") ? `[${host}]` : host;
@@ -90,7 +100,15 @@ export async function startServer(db: Db, options: ServeOptions): Promise<Runnin
     async close() {
       agents.close();
       await app.close();
+      // Lease requests still held find their connection gone and end now, not at their deadline.
+      coordinator.notifyWork();
       await coordinator.drainResults();
     },
   };
+}
+
+/** The warning for serving tokens over plain HTTP beyond this machine; null when there is none. */
+export function clearTextWarning(host: string, tls: boolean): string | null {
+  if (tls || isLoopback(host) || host.toLowerCase() === "localhost") return null;
+  return `labsweep: warning: serving on ${host} without TLS — tokens travel in clear text; pass --tls-cert/--tls-key`;
 }

@@ -9,7 +9,8 @@ const LOG_KEEP_BYTES = 1024 * 1024;
 
 /** Where an attempt's log lives in the coordinator's state dir (the agent's path when local). */
 export function logPathOf(stateDir: string, attempt: AttemptRow): string {
-  return attempt.log_path ?? attemptFiles(stateDir, attempt.task_id, attempt.number).logPath;
+  // `||`: an empty log_path (recorded by older coordinators) means "not recorded" too.
+  return attempt.log_path || attemptFiles(stateDir, attempt.task_id, attempt.number).logPath;
 }
 
 /**

@@ -90,8 +90,8 @@ async function countAttempts(tx: Db, taskId: number): Promise<number> {
 /** When the next task held back by retry backoff becomes claimable, or null if none is. */
 export async function nextBackoffExpiry(db: Db, now: number): Promise<number | null> {
   const row = await db.one<{ at: number | null }>(
-    `SELECT min(not_before) AS at FROM tasks
-      WHERE state = 'pending' AND runnable = 1 AND active = 1 AND not_before > $1`,
+    `SELECT min(not_before) AS at FROM tasks INDEXED BY tasks_backoff
+      WHERE state = 'pending' AND not_before > 0 AND not_before > $1 AND runnable = 1 AND active = 1`,
     [now],
   );
   return row?.at ?? null;

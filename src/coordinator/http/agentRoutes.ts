@@ -10,7 +10,7 @@ import type {
 } from "../../api/contract.js";
 import { recordAttemptProcess } from "../../ledger/recoverAbandoned.js";
 import type { AttemptRow } from "../../ledger/rows.js";
-import { appendLogChunk } from "../taskLogs.js";
+import { appendLogChunk, logPathOf } from "../taskLogs.js";
 import type { AppOptions } from "./app.js";
 import { HttpError } from "./app.js";
 import { schemas } from "./schemas.js";
@@ -40,7 +40,10 @@ export function registerAgentRoutes(api: FastifyInstance, options: AppOptions): 
     async (request, reply) => {
       let gone = false;
       reply.raw.once("close", () => {
-        if (!reply.raw.writableFinished) gone = true;
+        if (reply.raw.writableFinished) return;
+        gone = true;
+        // Wake the held request so it ends now instead of holding its wait to the end.
+        coordinator.notifyWork();
       });
       const capacity = normaliseCapacity(request.body.capacity);
       return agents.lease(request.body.agentId, capacity, request.body.waitMs, () => gone);
@@ -60,7 +63,14 @@ export function registerAgentRoutes(api: FastifyInstance, options: AppOptions): 
     { config: agentOnly, schema: { body: schemas.started, params: schemas.attemptParams } },
     async (request) => {
       const attempt = await attemptOf(options, request.params.id, request.body.agentId);
-      await recordAttemptProcess(coordinator.db, attempt.id, request.body.pid, attempt.log_path ?? "");
+      // The log a remote agent streams lives in this coordinator's state dir (see appendLogChunk):
+      // record that path, never "", or `GET /tasks/:id/log` would read nothing.
+      await recordAttemptProcess(
+        coordinator.db,
+        attempt.id,
+        request.body.pid,
+        logPathOf(options.stateDir, attempt),
+      );
       return { ok: true };
     },
   );
@@ -122,6 +132,16 @@ export function registerAgentRoutes(api: FastifyInstance, options: AppOptions): 
       for (const { worker, attemptId } of cancelled.running)
         agents.push(worker, { type: "cancel", attemptIds: [attemptId] });
       return { cancelled: cancelled.tasks };
+    },
+  );
+
+  api.post<{ Body: { files: Array<{ path: string; text: string }> } }>(
+    "/configs",
+    { config: agentOnly, schema: { body: schemas.configs } },
+    async (request) => {
+      if (!options.addConfigs)
+        throw new HttpError(404, "this coordinator serves no sweep that can be extended");
+      return options.addConfigs(request.body.files);
     },
   );
 

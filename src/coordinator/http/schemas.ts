@@ -73,6 +73,9 @@ export const schemas = {
           signal: { type: ["string", "null"] },
           error: { type: "string", maxLength: 10_000 },
         },
+        // A success carries its metrics and wall time (finishAttempt stores both).
+        if: { properties: { kind: { const: "succeeded" } } },
+        then: { required: ["kind", "metrics", "wallSeconds"] },
       },
     },
   },

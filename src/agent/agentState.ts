@@ -1,0 +1,131 @@
+import { randomUUID } from "node:crypto";
+import {
+  closeSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeSync,
+} from "node:fs";
+import { join, resolve } from "node:path";
+import { takePidLock } from "./gpuLocks.js";
+import { killLeftovers, killTasksOf } from "./leftovers.js";
+
+/** A state dir another live agent holds. */
+export class StateDirInUseError extends Error {
+  override readonly name = "StateDirInUseError";
+  constructor(
+    readonly stateDir: string,
+    readonly owner: number,
+  ) {
+    super(
+      `another labsweep agent (pid ${owner}) uses the state dir ${stateDir}; give each agent on a machine its own --state DIR`,
+    );
+  }
+}
+
+export interface AgentState {
+  stateDir: string;
+  /** Stable across restarts: kept in `<state>/agent.json`. */
+  agentId: string;
+  release(): void;
+}
+
+/**
+ * Takes an agent's state dir (one agent per dir: `agent.lock` holds its pid; a dead owner's
+ * lock is taken over) and reads, or on first use creates, the agent's id.
+ */
+export function openAgentState(stateDir: string): AgentState {
+  const dir = resolve(stateDir);
+  mkdirSync(dir, { recursive: true });
+  const lock = takePidLock(join(dir, "agent.lock"));
+  if (!("held" in lock)) throw new StateDirInUseError(dir, lock.owner);
+  try {
+    return { stateDir: dir, agentId: agentIdOf(dir), release: () => lock.held.release() };
+  } catch (error) {
+    lock.held.release();
+    throw error;
+  }
+}
+
+function agentIdOf(dir: string): string {
+  const path = join(dir, "agent.json");
+  try {
+    const stored = JSON.parse(readFileSync(path, "utf8")) as { agentId?: unknown };
+    if (typeof stored.agentId === "string" && stored.agentId !== "") return stored.agentId;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "ENOENT" && !(error instanceof SyntaxError)) throw error;
+  }
+  const agentId = randomUUID();
+  writeDurably(path, `${JSON.stringify({ agentId }, null, 2)}\n`);
+  return agentId;
+}
+
+/** What `<state>/running/<attemptId>.json` says about a task this agent started. */
+export interface RunningRecord {
+  attemptId: number;
+  pid: number;
+  logPath: string;
+  startedAt: number;
+}
+
+/** Notes a started task's process group, so the next incarnation can kill what it leaves. */
+export function recordRunning(stateDir: string, record: RunningRecord): void {
+  const dir = join(stateDir, "running");
+  mkdirSync(dir, { recursive: true });
+  writeDurably(join(dir, `${record.attemptId}.json`), `${JSON.stringify(record)}\n`);
+}
+
+export function forgetRunning(stateDir: string, attemptId: number): void {
+  rmSync(join(stateDir, "running", `${attemptId}.json`), { force: true });
+}
+
+/**
+ * Kills what a previous incarnation of this agent left running (it died by SIGKILL or power
+ * loss): the process groups it recorded, checked by their attempt marker so a recycled pid is
+ * never hit, and any other process carrying this state dir's marker. Call while holding the
+ * state dir, before any task starts. Returns the attempts it had recorded and how many processes
+ * were killed.
+ */
+export function killPreviousTasks(stateDir: string): { attempts: number[]; killed: number } {
+  const dir = join(stateDir, "running");
+  let names: string[] = [];
+  try {
+    names = readdirSync(dir);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
+  }
+  const attempts: number[] = [];
+  let killed = 0;
+  for (const name of names) {
+    const path = join(dir, name);
+    try {
+      const record = JSON.parse(readFileSync(path, "utf8")) as Partial<RunningRecord>;
+      if (typeof record.pid === "number" && typeof record.attemptId === "number") {
+        killed += killLeftovers(record.pid, record.attemptId);
+        attempts.push(record.attemptId);
+      }
+    } catch (error) {
+      if (!(error instanceof SyntaxError)) throw error; // a torn write: nothing to go on
+    }
+    rmSync(path, { force: true });
+  }
+  killed += killTasksOf(resolve(stateDir));
+  return { attempts, killed };
+}
+
+/** Temp file, fsync, rename: readers see the old content or the new, never half. */
+function writeDurably(path: string, text: string): void {
+  const temp = `${path}.${process.pid}.tmp`;
+  const fd = openSync(temp, "w");
+  try {
+    writeSync(fd, text);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(temp, path);
+}

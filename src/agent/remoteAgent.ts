@@ -1,0 +1,350 @@
+import { statSync } from "node:fs";
+import { availableParallelism } from "node:os";
+import { join } from "node:path";
+import type { AgentCapabilities, ChannelEvent } from "../api/contract.js";
+import type { Claim } from "../ledger/claimTask.js";
+import { Agent, type AgentEvent, type CoordinatorPort } from "./agent.js";
+import { forgetRunning, killPreviousTasks, openAgentState, recordRunning } from "./agentState.js";
+import { describeMachine, type ProbeSpec } from "./capabilities.js";
+import type { Capacity } from "./capacity.js";
+import { holdChannel } from "./channel.js";
+import { type GpuLockResult, lockGpus } from "./gpuLocks.js";
+import { type GpuInfo, probeGpus } from "./gpuProbe.js";
+import { CoordinatorClient, UnauthorizedError } from "./httpClient.js";
+import { HttpPort } from "./httpPort.js";
+import { LogStream } from "./logStream.js";
+import { Outbox } from "./outbox.js";
+import { planSlots, type Slot } from "./slots.js";
+import { attemptFiles } from "./taskFiles.js";
+
+export interface RemoteAgentOptions {
+  /** The coordinator's base URLs; the next one is tried when one cannot be reached. */
+  servers: string[];
+  token: string;
+  /** This agent's own state dir: id, outbox, running tasks, logs. One agent per dir. */
+  stateDir: string;
+  /** Exactly this many slots. (Default: one per GPU with ≥ 4 GB free, else one per CPU core) */
+  slots?: number;
+  /** Only these GPU indices. (Default: all) */
+  gpus?: number[];
+  tags?: string[];
+  /** (Default: the hostname) */
+  name?: string;
+  /** Where tasks run when their cwd (a path on the coordinator's machine) does not exist here. */
+  workdir?: string;
+  /** Keep waiting for work when the coordinator says there is none left. (Default: false) */
+  stay?: boolean;
+  probes?: ProbeSpec[];
+  /** How long a probe may run before it counts as failed. (Default: 30 s) */
+  probeTimeoutMs?: number;
+  /** SIGTERM → SIGKILL grace. (Default: 10 s) */
+  graceMs?: number;
+  /** Environment for nvidia-smi, probes and tasks. (Default: process.env) */
+  env?: NodeJS.ProcessEnv;
+  /** Host-wide GPU lock dir. (Default: gpuLockDir()) */
+  lockDir?: string;
+  /** Progress and notices, one line each. (Default: stderr) */
+  log?: (line: string) => void;
+}
+
+export type RemoteAgentExit = { kind: "done" } | { kind: "stopped" };
+
+/**
+ * An agent serving a coordinator over HTTP: probes and locks this machine's GPUs, registers,
+ * sends what a previous incarnation left in its outbox, then leases and runs tasks — streaming
+ * their logs, renewing their leases, stopping those the coordinator cancels — until the
+ * coordinator says nothing is left for it (`done`) or it is stopped. A rejected token throws
+ * UnauthorizedError.
+ */
+export class RemoteAgent {
+  private agent: Agent | null = null;
+  private readonly stop = new AbortController();
+  private fatal: Error | null = null;
+  private terminating = false;
+  private readonly streams = new Map<number, LogStream>();
+  private readonly log: (line: string) => void;
+
+  constructor(private readonly options: RemoteAgentOptions) {
+    this.log = options.log ?? ((line) => process.stderr.write(`${line}\n`));
+  }
+
+  /** Ctrl-C once: lease nothing new, let running tasks finish, then exit. */
+  stopLeasing(): void {
+    this.stop.abort();
+    this.agent?.stopLeasing();
+  }
+
+  /** Ctrl-C twice, SIGTERM: also terminate running tasks (reported as interrupted). */
+  terminate(): void {
+    this.terminating = true;
+    this.stopLeasing();
+    this.agent?.terminateRunning();
+  }
+
+  async run(): Promise<RemoteAgentExit> {
+    const env = this.options.env ?? process.env;
+    const state = openAgentState(this.options.stateDir);
+    const { stateDir, agentId } = state;
+    let locks: GpuLockResult | null = null;
+    const channelStop = new AbortController();
+    let channel: Promise<void> = Promise.resolve();
+    let outbox: Outbox | null = null;
+    try {
+      const previous = killPreviousTasks(stateDir);
+      if (previous.killed > 0)
+        this.log(`labsweep agent: killed ${previous.killed} leftover process(es) of a previous run`);
+      const allGpus = await probeGpus({ env });
+      const planned = this.planGpus(allGpus);
+      locks = planned.locks;
+      const { slots } = planned;
+      const client = new CoordinatorClient({
+        servers: this.options.servers,
+        token: this.options.token,
+        warn: this.log,
+      });
+      let port: HttpPort | null = null;
+      outbox = new Outbox(
+        join(stateDir, "outbox"),
+        (record, signal) => (port as HttpPort).deliver(record, signal),
+        {
+          warn: this.log,
+          onError: (error) => this.onError(error),
+        },
+      );
+      port = new HttpPort(client, {
+        agentId,
+        slots: slots.length,
+        outbox,
+        stay: this.options.stay,
+        onFatal: (error) => this.onError(error),
+      });
+      const capabilities = await describeMachine({
+        agentId,
+        name: this.options.name,
+        slots: slots.length,
+        gpus: locks.locked,
+        allGpus,
+        tags: this.options.tags,
+        probes: this.options.probes,
+        probeOptions: { env, timeoutMs: this.options.probeTimeoutMs },
+      });
+      const registration = await this.unlessStopped(() => port.register(capabilities, this.stop.signal));
+      if (!registration) return { kind: "stopped" };
+      this.log(`labsweep agent: registered with ${client.server} as ${describe(capabilities)}`);
+      await this.settlePrevious(port, outbox, registration.openAttempts, previous.attempts);
+      if (this.stop.signal.aborted) return this.finish(outbox, "stopped");
+      channel = holdChannel(client, {
+        agentId,
+        signal: channelStop.signal,
+        warn: this.log,
+        onEvent: (event) => this.onChannelEvent(event, port),
+        onFatal: (error) => this.onError(error),
+      });
+      this.agent = new Agent(this.agentPort(port, stateDir), {
+        worker: agentId,
+        host: capabilities.host,
+        stateDir,
+        slots,
+        gpuFreeMiB: new Map(allGpus.map((gpu) => [gpu.index, gpu.memoryFreeMiB])),
+        cpuCount: availableParallelism(),
+        heartbeatMs: registration.heartbeatMs,
+        graceMs: this.options.graceMs,
+        env: this.options.env,
+        onEvent: (event) => this.onAgentEvent(event, port, stateDir),
+      });
+      if (this.terminating) this.agent.terminateRunning();
+      else if (this.stop.signal.aborted) this.agent.stopLeasing();
+      const agent = this.agent;
+      const exit = await agent.run().catch((error: unknown) => {
+        agent.terminateRunning(); // their reports wait in the outbox for the next start
+        throw error;
+      });
+      if (this.fatal) throw this.fatal;
+      return this.finish(outbox, exit.kind === "done" ? "done" : "stopped");
+    } finally {
+      channelStop.abort();
+      await channel;
+      await outbox?.close();
+      for (const stream of this.streams.values()) await stream.finish();
+      locks?.release();
+      state.release();
+    }
+  }
+
+  /** GPUs this agent may use: `--gpus`, enough free memory, and not locked by another agent. */
+  private planGpus(allGpus: GpuInfo[]): { slots: Slot[]; locks: GpuLockResult } {
+    const cpuCount = availableParallelism();
+    const qualifying = new Set(
+      planSlots({ gpus: allGpus, cpuCount, gpuFilter: this.options.gpus }).flatMap((slot) => slot.gpuIndices),
+    );
+    const candidates = allGpus.filter((gpu) => qualifying.has(gpu.index));
+    const want = Math.min(this.options.slots ?? candidates.length, candidates.length);
+    const locks = lockGpus(candidates, { dir: this.options.lockDir, want });
+    for (const { gpu, owner } of locks.busy)
+      this.log(
+        `labsweep agent: GPU ${gpu.index} (${gpu.uuid}) is in use by another agent (pid ${owner}); skipping it`,
+      );
+    if (candidates.length > 0 && locks.locked.length === 0 && this.options.gpus !== undefined) {
+      locks.release();
+      throw new Error(
+        `every GPU asked for (--gpus ${this.options.gpus.join(",")}) is in use by another labsweep agent on this machine`,
+      );
+    }
+    if (candidates.length > 0 && locks.locked.length === 0)
+      this.log("labsweep agent: every GPU is in use by other agents; running CPU slots only");
+    const slots = planSlots({ gpus: locks.locked, cpuCount, slotsOverride: this.options.slots });
+    return { slots, locks };
+  }
+
+  /**
+   * Sends the reports a previous incarnation left in the outbox, then reports as interrupted the
+   * attempts the coordinator still thinks this agent runs (they died with it): back to pending,
+   * no retry spent.
+   */
+  private async settlePrevious(
+    port: HttpPort,
+    outbox: Outbox,
+    openAttempts: number[],
+    recorded: number[],
+  ): Promise<void> {
+    const reported = new Set(outbox.pending());
+    if (reported.size > 0)
+      this.log(`labsweep agent: sending ${reported.size} report(s) left from a previous run`);
+    for (const attemptId of openAttempts) {
+      if (reported.has(attemptId)) continue;
+      const known = recorded.includes(attemptId) ? "" : " (or before it started)";
+      await port.finish(attemptId, {
+        outcome: { kind: "interrupted", error: `the agent stopped while it ran${known}; requeued` },
+      });
+    }
+    await outbox.flush({ signal: this.stop.signal });
+  }
+
+  /** The port the dispatch loop sees: HTTP, plus local cwd checks, running files and logs. */
+  private agentPort(port: HttpPort, stateDir: string): CoordinatorPort {
+    return {
+      lease: (request) => this.leaseRunnable(port, request),
+      awaitWork: (maxWaitMs) => port.awaitWork(maxWaitMs),
+      heartbeat: (attemptIds) => port.heartbeat(attemptIds),
+      started: async (attemptId, pid, logPath) => {
+        recordRunning(stateDir, { attemptId, pid, logPath, startedAt: Date.now() });
+        await port.started(attemptId, pid, logPath);
+      },
+      finish: async (attemptId, report) => {
+        const stream = this.streams.get(attemptId);
+        this.streams.delete(attemptId);
+        await port.finish(attemptId, report, await stream?.finish());
+      },
+      isFinished: () => port.isFinished(),
+      claimableCount: () => port.claimableCount(),
+    };
+  }
+
+  /**
+   * A lease whose cwd exists here: the task's own (its config's dir on the coordinator's
+   * machine), else --workdir. A task with neither fails at once, with a message saying what to do.
+   */
+  private async leaseRunnable(
+    port: HttpPort,
+    request: { capacity: Capacity; signal?: AbortSignal },
+  ): Promise<Claim | null> {
+    for (;;) {
+      const claim = await port.lease(request);
+      if (!claim) return null;
+      const cwd = isDirectory(claim.task.cwd) ? claim.task.cwd : this.options.workdir;
+      if (cwd !== undefined) return { ...claim, task: { ...claim.task, cwd } };
+      const error = `cwd ${claim.task.cwd} does not exist on this machine: start the agent with --workdir DIR or check out the project at the same path`;
+      this.log(`labsweep agent: task ${claim.task.id} failed: ${error}`);
+      await port.finish(claim.attemptId, {
+        outcome: { kind: "failed", exitCode: null, signal: null, error, wallSeconds: 0 },
+      });
+      if (request.signal?.aborted) return null;
+    }
+  }
+
+  private onAgentEvent(event: AgentEvent, port: HttpPort, stateDir: string): void {
+    const { claim } = event;
+    const what = `task ${claim.task.id} (attempt ${claim.attemptId})`;
+    if (event.kind === "started") {
+      const gpus = claim.gpuIds.length > 0 ? ` on GPU ${claim.gpuIds.join(",")}` : "";
+      this.log(`labsweep agent: ${what} started${gpus}: ${claim.task.command}`);
+      const stream = new LogStream({
+        logPath: attemptFiles(stateDir, claim.task.id, claim.attemptNumber).logPath,
+        send: (offset, text) => port.sendLog(claim.attemptId, offset, text),
+      });
+      this.streams.set(claim.attemptId, stream);
+      stream.start();
+      return;
+    }
+    forgetRunning(stateDir, claim.attemptId);
+    // A reported attempt's stream ended in `finish`; one still here was abandoned (cancelled,
+    // or its lease lost): it is not reported, and its stream just stops.
+    const abandoned = this.streams.get(claim.attemptId);
+    this.streams.delete(claim.attemptId);
+    if (abandoned) {
+      void abandoned.finish();
+      this.log(`labsweep agent: ${what} stopped: the coordinator no longer assigns it here`);
+      return;
+    }
+    const outcome = event.outcome;
+    this.log(`labsweep agent: ${what} ${outcome.kind}${"error" in outcome ? `: ${outcome.error}` : ""}`);
+  }
+
+  private onChannelEvent(event: ChannelEvent, port: HttpPort): void {
+    if (event.type === "work") port.notifyWork();
+    else if (event.type === "cancel") {
+      this.log(`labsweep agent: the coordinator cancelled attempt(s) ${event.attemptIds.join(", ")}`);
+      this.agent?.abandon(event.attemptIds);
+    }
+  }
+
+  private onError(error: unknown): void {
+    if (error instanceof UnauthorizedError) {
+      if (this.fatal) return;
+      this.fatal = error;
+      this.terminate();
+      return;
+    }
+    this.log(`labsweep agent: ${error instanceof Error ? error.message : String(error)}`);
+  }
+
+  /** Waits for reports still on their way, then exits as asked. */
+  private async finish(outbox: Outbox, kind: RemoteAgentExit["kind"]): Promise<RemoteAgentExit> {
+    if (this.fatal) throw this.fatal;
+    const sent = await outbox.flush({ timeoutMs: kind === "done" ? 60_000 : 10_000 });
+    if (this.fatal) throw this.fatal;
+    if (!sent)
+      this.log(
+        `labsweep agent: ${outbox.pending().length} report(s) not sent yet; kept in ${outbox.dir} and sent at the next start`,
+      );
+    return { kind };
+  }
+
+  /** Runs `call`; null if the agent was stopped (Ctrl-C) meanwhile. */
+  private async unlessStopped<T>(call: () => Promise<T>): Promise<T | null> {
+    try {
+      return await call();
+    } catch (error) {
+      if (this.stop.signal.aborted && !(error instanceof UnauthorizedError)) return null;
+      throw error;
+    }
+  }
+}
+
+function isDirectory(path: string): boolean {
+  try {
+    return statSync(path).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+function describe(capabilities: AgentCapabilities): string {
+  const gpus =
+    capabilities.gpus.length > 0 ? `GPU ${capabilities.gpus.map((gpu) => gpu.index).join(",")}` : "CPU";
+  const tags = capabilities.tags.length > 0 ? `; tags ${capabilities.tags.join(", ")}` : "";
+  const probes = Object.entries(capabilities.probes)
+    .map(([name, ok]) => `${name} ${ok ? "ok" : "failed"}`)
+    .join(", ");
+  return `${capabilities.name} (id ${capabilities.agentId}): ${capabilities.slots} slot(s) on ${gpus}${tags}${probes ? `; probes: ${probes}` : ""}`;
+}

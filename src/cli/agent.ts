@@ -1,0 +1,180 @@
+import { statSync } from "node:fs";
+import { homedir } from "node:os";
+import { join, resolve } from "node:path";
+import { StateDirInUseError } from "../agent/agentState.js";
+import { type ProbeSpec, parseProbe } from "../agent/capabilities.js";
+import { UnauthorizedError } from "../agent/httpClient.js";
+import { RemoteAgent } from "../agent/remoteAgent.js";
+import { EXIT, UsageError } from "./exitCodes.js";
+
+export interface AgentFlags {
+  server?: string;
+  token?: string;
+  slots?: string;
+  gpus?: string;
+  tag?: string[];
+  name?: string;
+  state?: string;
+  workdir?: string;
+  stay?: boolean;
+  probe?: string[];
+  probeTimeout?: string;
+  grace?: string;
+}
+
+/** How many default state dirs (`~/.labsweep/agents/1`, `2`, …) one host may use. */
+const MAX_DEFAULT_STATE_DIRS = 64;
+
+/**
+ * `labsweep agent`: runs tasks for a coordinator (`labsweep serve`) until it says nothing is left
+ * for this machine (or forever with --stay). Exit codes: 0 done, 2 bad flags or a rejected token,
+ * 130 stopped by Ctrl-C or SIGTERM, 1 anything else.
+ */
+export async function agentCommand(flags: AgentFlags): Promise<number> {
+  const servers = serverList(flags.server ?? process.env.LABSWEEP_SERVER);
+  const token = flags.token ?? process.env.LABSWEEP_TOKEN;
+  if (!token)
+    throw new UsageError("labsweep agent needs the coordinator's agent token: --token T or LABSWEEP_TOKEN");
+  const workdir = flags.workdir === undefined ? undefined : existingDir("--workdir", flags.workdir);
+  const base = {
+    servers,
+    token,
+    slots: flags.slots === undefined ? undefined : positiveInteger("--slots", flags.slots),
+    gpus: flags.gpus === undefined ? undefined : gpuList(flags.gpus),
+    tags: (flags.tag ?? [])
+      .flatMap((tag) => tag.split(","))
+      .map((tag) => tag.trim())
+      .filter(Boolean),
+    name: flags.name,
+    workdir,
+    stay: flags.stay ?? false,
+    probes: probeList(flags.probe),
+    probeTimeoutMs:
+      flags.probeTimeout === undefined ? undefined : seconds("--probe-timeout", flags.probeTimeout) * 1000,
+    graceMs: flags.grace === undefined ? undefined : seconds("--grace", flags.grace) * 1000,
+  };
+  let agent: RemoteAgent | null = null;
+  let interrupts = 0;
+  const onSignal = (signal: NodeJS.Signals): void => {
+    interrupts++;
+    if (signal === "SIGINT" && interrupts === 1) {
+      process.stderr.write(
+        "labsweep agent: stopping — no new tasks; running ones finish (Ctrl-C again to terminate them)\n",
+      );
+      agent?.stopLeasing();
+    } else {
+      process.stderr.write(
+        "labsweep agent: terminating running tasks (SIGTERM, then SIGKILL after the grace period)\n",
+      );
+      agent?.terminate();
+    }
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+  try {
+    for (let candidate = 1; ; candidate++) {
+      const stateDir = flags.state ? resolve(flags.state) : defaultStateDir(candidate);
+      agent = new RemoteAgent({ ...base, stateDir });
+      if (interrupts > 1) agent.terminate();
+      else if (interrupts === 1) agent.stopLeasing();
+      try {
+        const exit = await agent.run();
+        if (exit.kind === "stopped") {
+          process.stderr.write("labsweep agent: stopped\n");
+          return EXIT.interrupted;
+        }
+        process.stderr.write("labsweep agent: the coordinator has nothing left for this machine; exiting\n");
+        return EXIT.ok;
+      } catch (error) {
+        // Another agent on this host has this default dir: take the next one.
+        if (error instanceof StateDirInUseError && !flags.state && candidate < MAX_DEFAULT_STATE_DIRS)
+          continue;
+        if (error instanceof StateDirInUseError || error instanceof UnauthorizedError)
+          throw new UsageError(error.message);
+        throw error;
+      }
+    }
+  } finally {
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+  }
+}
+
+/** `~/.labsweep/agents/N`: each agent on a host needs its own outbox and running files. */
+function defaultStateDir(candidate: number): string {
+  return join(process.env.LABSWEEP_HOME || join(homedir(), ".labsweep"), "agents", String(candidate));
+}
+
+/** `--server URL[,URL…]`; a bare host:port means http://host:port. */
+export function serverList(text: string | undefined): string[] {
+  if (!text)
+    throw new UsageError(
+      "labsweep agent needs the coordinator's URL: --server URL[,URL…] or LABSWEEP_SERVER",
+    );
+  return text
+    .split(",")
+    .map((part) => part.trim())
+    .filter(Boolean)
+    .map((part) => {
+      const withScheme = /^[a-z][a-z0-9+.-]*:\/\//i.test(part) ? part : `http://${part}`;
+      let url: URL;
+      try {
+        url = new URL(withScheme);
+      } catch {
+        throw new UsageError(`--server takes URLs like http://head-node:7070 — got "${part}"`);
+      }
+      if (url.protocol !== "http:" && url.protocol !== "https:")
+        throw new UsageError(`--server URLs are http:// or https:// — got "${part}"`);
+      return `${url.origin}${url.pathname.replace(/\/+$/, "")}`;
+    });
+}
+
+export function probeList(texts: string[] | undefined): ProbeSpec[] {
+  const probes = (texts ?? []).map((text) => {
+    try {
+      return parseProbe(text);
+    } catch (error) {
+      throw new UsageError(`--probe: ${(error as Error).message}`);
+    }
+  });
+  const names = probes.map((probe) => probe.name);
+  const twice = names.find((name, index) => names.indexOf(name) !== index);
+  if (twice) throw new UsageError(`--probe ${twice} is given twice`);
+  return probes;
+}
+
+/** Collects a repeatable option's values. */
+export function collect(value: string, previous: string[] = []): string[] {
+  return [...previous, value];
+}
+
+function existingDir(flag: string, path: string): string {
+  const dir = resolve(path);
+  try {
+    if (statSync(dir).isDirectory()) return dir;
+  } catch {
+    // reported below
+  }
+  throw new UsageError(`${flag} ${path} is not a directory`);
+}
+
+function positiveInteger(flag: string, text: string): number {
+  const value = Number(text);
+  if (!Number.isInteger(value) || value < 1)
+    throw new UsageError(`${flag} must be a positive whole number, got "${text}"`);
+  return value;
+}
+
+export function seconds(flag: string, text: string): number {
+  const value = Number(text);
+  if (!Number.isFinite(value) || value < 0)
+    throw new UsageError(`${flag} must be a number of seconds, got "${text}"`);
+  return value;
+}
+
+function gpuList(text: string): number[] {
+  const indices = text.split(",").map((part) => Number(part.trim()));
+  if (indices.some((index) => !Number.isInteger(index) || index < 0))
+    throw new UsageError(`--gpus takes GPU indices like 0,2 — got "${text}"`);
+  return indices;
+}
