@@ -142,21 +142,61 @@ describe("TaskSampler: GPUs", () => {
     expect(summary.gpu_mem_peak_mb).toBe(4000);
   });
 
-  it("follows readings that change over time: trapezoids, the mean, and the peak", async () => {
-    const file = fakeFile([{ powerW: 100, utilization: 0, memoryUsedMiB: 1000 }]);
-    const during = async () => {
-      await sleep(1000);
-      file.write([{ powerW: 300, utilization: 100, memoryUsedMiB: 5000 }]);
-      await sleep(600);
-      file.write([{ powerW: 300, utilization: 100, memoryUsedMiB: 2000 }]);
+  it("follows readings that change over time: trapezoids with the ends held, the mean, the peak", async () => {
+    // Readings from a script rather than the fake nvidia-smi, so the expected values can be
+    // computed from exactly the readings the sampler took, whatever the machine's load.
+    const script = [
+      { watts: 100, util: 0, mem: 1000 },
+      { watts: 100, util: 0, mem: 1000 },
+      { watts: 300, util: 100, mem: 5000 },
+      { watts: 300, util: 100, mem: 2000 },
+      { watts: 50, util: 20, mem: 2000 },
+      { watts: 50, util: 20, mem: 2000 },
+    ];
+    const taken: Array<{ at: number; watts: number; util: number; mem: number }> = [];
+    const reader: GpuReader = {
+      async read() {
+        await sleep(30);
+        const step = script[Math.min(taken.length, script.length - 1)] as (typeof script)[number];
+        const at = performance.now();
+        taken.push({ at, ...step });
+        return {
+          at,
+          gpus: [
+            {
+              index: 0,
+              uuid: "GPU-a",
+              utilizationPercent: step.util,
+              memoryUsedMiB: step.mem,
+              powerW: step.watts,
+            },
+          ],
+          processes: [],
+        };
+      },
     };
-    const { summary, elapsedMs } = await sampleFor(2000, { gpuIndices: [0], env: file.env, during });
-    // 100 W for 1 s, then 300 W: the step is smeared over about one interval either way.
-    const expected = (100 * 1 + 300 * (elapsedMs / 1000 - 1)) / 3600;
-    expect(summary.energy_wh as number).toBeGreaterThan(expected - 0.02);
-    expect(summary.energy_wh as number).toBeLessThan(expected + 0.02);
-    expect(summary.gpu_util_mean as number).toBeGreaterThan(25);
-    expect(summary.gpu_util_mean as number).toBeLessThan(75);
+    const { pid } = startGroup("exec sleep 30");
+    const before = performance.now();
+    const sampler = new TaskSampler({ processGroup: pid, gpuIndices: [0], intervalMs: 100, gpus: reader });
+    const after = performance.now();
+    while (taken.length < script.length) await sleep(10);
+    const stopping = performance.now();
+    const summary = sampler.stop();
+    const stopped = performance.now();
+
+    let joules = 0;
+    for (let i = 1; i < taken.length; i++) {
+      const [a, b] = [taken[i - 1], taken[i]] as [(typeof taken)[number], (typeof taken)[number]];
+      joules += ((a.watts + b.watts) / 2) * ((b.at - a.at) / 1000);
+    }
+    const first = taken[0] as (typeof taken)[number];
+    const last = taken.at(-1) as (typeof taken)[number];
+    const wattHours = (start: number, end: number) =>
+      (joules + (first.watts * (first.at - start) + last.watts * (end - last.at)) / 1000) / 3600;
+    expect(summary.energy_wh as number).toBeGreaterThanOrEqual(wattHours(after, stopping) - 1e-6);
+    expect(summary.energy_wh as number).toBeLessThanOrEqual(wattHours(before, stopped) + 1e-6);
+    const utilMean = taken.reduce((total, step) => total + step.util, 0) / taken.length;
+    expect(summary.gpu_util_mean).toBeCloseTo(utilMean, 1);
     expect(summary.gpu_mem_peak_mb).toBe(5000);
   });
 
@@ -259,6 +299,19 @@ describe("gpuReader", () => {
       "--query-compute-apps=gpu_uuid,pid,used_memory",
       "--query-gpu=index,uuid,utilization.gpu,memory.used,power.draw",
       "--query-gpu=index,uuid,utilization.gpu,memory.used,power.draw",
+    ]);
+  });
+
+  it("lists every GPU's compute processes, memory it cannot report as null", async () => {
+    const env = fakeGpuEnv([
+      { processes: [{ pid: 41, usedMemoryMiB: 900 }] },
+      { processes: [{ pid: 42, usedMemoryMiB: null }] },
+    ]);
+    const reading = await gpuReader({ env }).read(0);
+    const [first, second] = reading.gpus.map((gpu) => gpu.uuid);
+    expect(reading.processes).toEqual([
+      { gpuUuid: first, pid: 41, usedMemoryMiB: 900 },
+      { gpuUuid: second, pid: 42, usedMemoryMiB: null },
     ]);
   });
 

@@ -21,7 +21,7 @@ export interface CoordinatorPort {
     signal?: AbortSignal;
   }): Promise<Claim | null>;
   awaitWork(maxWaitMs: number): Promise<void>;
-  /** Renews leases; returns the attempts that are no longer this agent's: they are stopped, unreported. */
+  /** Renews leases; returns the attempts that are no longer this agent's: the agent stops them. */
   heartbeat(attemptIds: number[]): Promise<number[]>;
   started(attemptId: number, pid: number, logPath: string): Promise<void>;
   finish(attemptId: number, report: { outcome: AttemptOutcome; logTail?: string }): Promise<unknown>;
@@ -61,7 +61,7 @@ interface Running {
   cpus: number;
   /** Samples its resources from the moment its pid is known (sampler.ts). */
   sampler?: TaskSampler;
-  /** No longer this agent's (stale lease, cancelled): stopped, and not reported. */
+  /** No longer this agent's (stale lease, cancelled): stopped, and reported as interrupted. */
   abandoned?: boolean;
 }
 
@@ -162,7 +162,8 @@ export class Agent {
   /**
    * Stops attempts that are no longer this agent's (the coordinator cancelled them, or requeued
    * them after a lost lease): SIGTERM to their process groups, SIGKILL after the grace period.
-   * They are not reported: the coordinator has already moved their tasks on.
+   * They are reported as interrupted, never as failed — which closes the attempt and changes
+   * nothing else, as the coordinator has moved their tasks on — unless they succeeded first.
    */
   abandon(attemptIds: number[]): void {
     for (const id of attemptIds) {
@@ -278,12 +279,16 @@ export class Agent {
     resultPath: string,
     logPath: string,
   ): Promise<void> {
-    const outcome = outcomeOf(exit, resultPath, task.claim.task.policy.timeoutMs);
+    let outcome = outcomeOf(exit, resultPath, task.claim.task.policy.timeoutMs);
+    if (task.abandoned && outcome.kind !== "succeeded") {
+      const error = "stopped: the coordinator no longer assigns it to this agent";
+      outcome = { kind: "interrupted", error, exitCode: exit.exitCode, signal: exit.signal };
+    }
     const usage = task.sampler?.stop();
     if (outcome.kind === "succeeded" && usage) outcome.usage = usage;
     const tail = outcome.kind === "succeeded" ? undefined : logTail(logPath, 20);
     try {
-      if (!task.abandoned) await this.port.finish(task.claim.attemptId, { outcome, logTail: tail });
+      await this.port.finish(task.claim.attemptId, { outcome, logTail: tail });
     } finally {
       for (const index of task.claim.gpuIds) {
         const gpu = this.gpus.find((offer) => offer.index === index);

@@ -72,8 +72,11 @@ export class HttpPort implements CoordinatorPort {
         : (this.options.idleWaitMs ?? 25_000);
     // JSON has no Infinity: "no CPU limit" travels as null (the coordinator reads it so).
     const body = { agentId: this.options.agentId, capacity: request.capacity, waitMs };
-    const started = Date.now();
     this.lastWaited = false;
+    // After an outage, the coordinator hears what finished before it is asked for more: a task
+    // it requeued meanwhile is then marked done instead of being handed out again.
+    if (this.options.outbox.pending().length > 0) await this.options.outbox.flush({ signal: request.signal });
+    const started = Date.now();
     try {
       const response = await this.withRegistration(() =>
         this.client.call<LeaseResponse>("POST", "/lease", body, {

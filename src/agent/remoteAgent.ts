@@ -132,7 +132,8 @@ export class RemoteAgent {
       if (!registration) return { kind: "stopped" };
       this.log(`labsweep agent: registered with ${client.server} as ${describe(capabilities)}`);
       await this.settlePrevious(port, outbox, registration.openAttempts, previous.attempts);
-      if (this.stop.signal.aborted) return this.finish(outbox, "stopped");
+      // Awaited here, so the outbox is flushed before `finally` closes it.
+      if (this.stop.signal.aborted) return await this.finish(outbox, "stopped");
       channel = holdChannel(client, {
         agentId,
         signal: channelStop.signal,
@@ -160,7 +161,7 @@ export class RemoteAgent {
         throw error;
       });
       if (this.fatal) throw this.fatal;
-      return this.finish(outbox, exit.kind === "done" ? "done" : "stopped");
+      return await this.finish(outbox, exit.kind === "done" ? "done" : "stopped");
     } finally {
       channelStop.abort();
       await channel;
@@ -277,15 +278,6 @@ export class RemoteAgent {
       return;
     }
     forgetRunning(stateDir, claim.attemptId);
-    // A reported attempt's stream ended in `finish`; one still here was abandoned (cancelled,
-    // or its lease lost): it is not reported, and its stream just stops.
-    const abandoned = this.streams.get(claim.attemptId);
-    this.streams.delete(claim.attemptId);
-    if (abandoned) {
-      void abandoned.finish();
-      this.log(`labsweep agent: ${what} stopped: the coordinator no longer assigns it here`);
-      return;
-    }
     const outcome = event.outcome;
     this.log(`labsweep agent: ${what} ${outcome.kind}${"error" in outcome ? `: ${outcome.error}` : ""}`);
   }

@@ -31,6 +31,9 @@ export class RemoteAgents {
   private readonly sweeper: NodeJS.Timeout;
   private readonly now: () => number;
   private readonly graceMs: number;
+  /** Background work (lease sweeps, lost agents), awaited by close() so none outlives the ledger. */
+  private readonly inflight = new Set<Promise<void>>();
+  private closed = false;
 
   constructor(
     private readonly coordinator: Coordinator,
@@ -38,14 +41,32 @@ export class RemoteAgents {
   ) {
     this.now = options.now ?? Date.now;
     this.graceMs = options.disconnectGraceMs ?? 2000;
-    this.sweeper = setInterval(() => void this.expireLeases(), options.sweepEveryMs ?? 1000);
+    this.sweeper = setInterval(() => this.background(() => this.expireLeases()), options.sweepEveryMs ?? 1000);
     this.sweeper.unref();
   }
 
-  close(): void {
+  /** Stops the timers and waits for background work still running. */
+  async close(): Promise<void> {
+    this.closed = true;
     clearInterval(this.sweeper);
     for (const timer of this.graceTimers.values()) clearTimeout(timer);
     this.graceTimers.clear();
+    await Promise.all(this.inflight);
+  }
+
+  /**
+   * Runs work off the request path. A failure (a busy or closed ledger) is reported, never left
+   * as an unhandled rejection, which would end the coordinator's process.
+   */
+  private background(work: () => Promise<unknown>): void {
+    if (this.closed) return;
+    const running: Promise<void> = work()
+      .then(() => undefined)
+      .catch((error: unknown) => {
+        this.options.onEvent?.(`background work failed: ${error instanceof Error ? error.message : String(error)}`);
+      })
+      .finally(() => this.inflight.delete(running));
+    this.inflight.add(running);
   }
 
   async register(info: AgentCapabilities): Promise<number[]> {
@@ -132,18 +153,19 @@ export class RemoteAgents {
     const listeners = this.channels.get(agentId) ?? new Set();
     listeners.add(send);
     this.channels.set(agentId, listeners);
-    void touchAgent(this.coordinator.db, agentId, this.now());
+    this.background(() => touchAgent(this.coordinator.db, agentId, this.now()));
     return () => {
       listeners.delete(send);
       if (listeners.size > 0) return;
       this.channels.delete(agentId);
-      void touchAgent(this.coordinator.db, agentId, this.now(), "disconnected");
+      if (this.closed) return; // the coordinator is shutting down: its agents are not lost
+      this.background(() => touchAgent(this.coordinator.db, agentId, this.now(), "disconnected"));
       // A blip gets a grace period to reconnect; after it the agent's tasks run elsewhere.
       this.graceTimers.set(
         agentId,
         setTimeout(() => {
           this.graceTimers.delete(agentId);
-          void this.agentLost(agentId, "connection closed");
+          this.background(() => this.agentLost(agentId, "connection closed"));
         }, this.graceMs),
       );
     };

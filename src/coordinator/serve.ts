@@ -50,7 +50,11 @@ export async function startServer(db: Db, options: ServeOptions): Promise<Runnin
   const https = options.tls
     ? { cert: readFileSync(options.tls.certPath), key: readFileSync(options.tls.keyPath) }
     : undefined;
-  const sweepFiles = [...(options.sweep?.files ?? [])];
+  // The text of every config the sweep is made of, in declaration order. Files added over HTTP
+  // need not exist on this machine (`labsweep add` runs anywhere), so texts are kept, not paths.
+  const sweepTexts = new Map<string, string>(
+    (options.sweep?.files ?? []).map((file) => [file, readFileSync(file, "utf8")]),
+  );
   // One `labsweep add` at a time: two interleaved syncs would each miss the other's file and mark
   // its tasks inactive.
   let adding: Promise<unknown> = Promise.resolve();
@@ -60,16 +64,13 @@ export async function startServer(db: Db, options: ServeOptions): Promise<Runnin
     return next;
   };
   const syncConfigs = async (files: Array<{ path: string; text: string }>): Promise<SyncReport> => {
-    const known = sweepFiles.filter((file) => !files.some((added) => resolve(added.path) === file));
-    const inputs = [
-      ...known.map((file) => ({ file, text: readFileSync(file, "utf8") })),
-      ...files.map((added) => ({ file: resolve(added.path), text: added.text })),
-    ];
+    const texts = new Map(sweepTexts);
+    for (const added of files) texts.set(resolve(added.path), added.text);
+    const inputs = [...texts].map(([file, text]) => ({ file, text }));
     const sweep = loadSweep(inputs, options.sweep?.load ?? {});
     const report = await syncSweep(db, sweep, Date.now());
     await evaluateGates(db, Date.now());
-    for (const added of files)
-      if (!sweepFiles.includes(resolve(added.path))) sweepFiles.push(resolve(added.path));
+    for (const [file, text] of texts) sweepTexts.set(file, text);
     coordinator.notifyWork();
     return report;
   };
@@ -80,7 +81,7 @@ export async function startServer(db: Db, options: ServeOptions): Promise<Runnin
   try {
     await app.listen({ host, port: options.port ?? 7070 });
   } catch (error) {
-    agents.close();
+    await agents.close();
     throw error;
   }
   const address = app.server.address();
@@ -98,7 +99,7 @@ export async function startServer(db: Db, options: ServeOptions): Promise<Runnin
       await coordinator.drainResults();
     },
     async close() {
-      agents.close();
+      await agents.close();
       await app.close();
       // Lease requests still held find their connection gone and end now, not at their deadline.
       coordinator.notifyWork();
