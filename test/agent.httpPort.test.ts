@@ -90,9 +90,9 @@ describe("the HTTP client", () => {
     expect(await client([peer.url], warnings).call("GET", "/status")).toEqual({ ok: true });
     const [first, second, third] = peer.requests.map((request) => request.at) as [number, number, number];
     expect(second - first).toBeGreaterThanOrEqual(450);
-    expect(second - first).toBeLessThan(900);
+    expect(second - first).toBeLessThan(1200);
     expect(third - second).toBeGreaterThanOrEqual(950);
-    expect(third - second).toBeLessThan(1600);
+    expect(third - second).toBeLessThan(2000);
     expect(warnings[0]).toMatch(
       /cannot reach the coordinator at http:\/\/127\.0\.0\.1:\d+ \(HTTP 503: busy\); retrying/,
     );
@@ -183,7 +183,7 @@ describe("the HTTP port", () => {
     const madeAt = Date.now();
     (release as () => void)();
     const claim = await leasing;
-    expect(Date.now() - madeAt).toBeLessThan(100);
+    expect(Date.now() - madeAt).toBeLessThan(250);
     expect(claim).toMatchObject({
       attemptId: 7,
       attemptNumber: 1,

@@ -168,6 +168,25 @@ describe("the outbox", () => {
     ]);
   });
 
+  it("sends a large log end in pieces a request may carry, at contiguous offsets", async () => {
+    const peer = await startPeer(accepting());
+    const { outbox } = outboxTo([peer.url]);
+    const text = `${"é".repeat(100 * 1024)}${"z".repeat(100 * 1024)}`; // 300 KiB
+    await outbox.put(record(2, { log: { offset: 1000, text } }));
+    expect(await outbox.flush({ timeoutMs: 5000 })).toBe(true);
+    const logs = peer.requests.filter((request) => request.url.endsWith("/log")).map((request) => request.body);
+    const pieces = logs as Array<{ offset: number; text: string }>;
+    expect(pieces.length).toBe(3);
+    expect(pieces.map((piece) => piece.text).join("")).toBe(text);
+    let offset = 1000;
+    for (const piece of pieces) {
+      expect(piece.offset).toBe(offset);
+      expect(Buffer.byteLength(piece.text)).toBeLessThanOrEqual(128 * 1024);
+      offset += Buffer.byteLength(piece.text);
+    }
+    expect(peer.requests.at(-1)?.url).toBe("/api/v1/attempts/2/finish");
+  });
+
   it("still sends the report when the coordinator refuses the log chunk", async () => {
     const peer = await startPeer((request, response) => {
       if (request.url.endsWith("/log")) return json(response, 413, { error: "request body too large" });

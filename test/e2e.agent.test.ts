@@ -88,7 +88,6 @@ function agent(
   cwd?: string,
 ): Watched {
   return watch(
-    // `--token=T`: a generated token may start with "-", which would read as an option.
     startCli(
       [
         "agent",

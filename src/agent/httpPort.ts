@@ -12,10 +12,13 @@ import type { Params, RunPolicy } from "../sweep/types.js";
 import type { CoordinatorPort } from "./agent.js";
 import type { Capacity } from "./capacity.js";
 import { type CoordinatorClient, HttpError, isAbort, UnauthorizedError } from "./httpClient.js";
-import type { ChunkVerdict } from "./logStream.js";
+import { type ChunkVerdict, logPieces } from "./logStream.js";
 import type { Outbox, OutboxRecord } from "./outbox.js";
 
 export { CoordinatorClient, HttpError, UnauthorizedError } from "./httpClient.js";
+
+/** The final log goes in pieces of at most this many bytes (the coordinator caps request bodies). */
+const FINAL_LOG_PIECE_BYTES = 128 * 1024;
 
 export interface HttpPortOptions {
   agentId: string;
@@ -75,7 +78,9 @@ export class HttpPort implements CoordinatorPort {
     this.lastWaited = false;
     // After an outage, the coordinator hears what finished before it is asked for more: a task
     // it requeued meanwhile is then marked done instead of being handed out again.
-    if (this.options.outbox.pending().length > 0) await this.options.outbox.flush({ signal: request.signal });
+    // A report the coordinator keeps failing (5xx) holds leasing up for a while, not for ever.
+    if (this.options.outbox.pending().length > 0)
+      await this.options.outbox.flush({ signal: request.signal, timeoutMs: 30_000 });
     const started = Date.now();
     try {
       const response = await this.withRegistration(() =>
@@ -196,13 +201,14 @@ export class HttpPort implements CoordinatorPort {
    */
   async deliver(record: OutboxRecord, signal: AbortSignal): Promise<"sent" | { refused: string }> {
     const path = `/attempts/${record.attemptId}`;
-    if (record.log && record.log.text !== "") {
-      const chunk = { agentId: record.request.agentId, offset: record.log.offset, text: record.log.text };
+    // The log's end first, in pieces a request may carry; it is a courtesy, the report matters.
+    for (const piece of record.log ? logPieces(record.log, FINAL_LOG_PIECE_BYTES) : []) {
+      const chunk = { agentId: record.request.agentId, ...piece };
       try {
         await this.guard(() => this.client.call("POST", `${path}/log`, chunk, { signal }));
       } catch (error) {
-        // The log is a courtesy; the report is what matters.
         if (!(error instanceof HttpError)) throw error;
+        break;
       }
     }
     let request = record.request;

@@ -122,6 +122,26 @@ async function readRange(path: string, from: number, to: number): Promise<Buffer
   }
 }
 
+/**
+ * Splits a log chunk into pieces of at most `maxBytes` UTF-8 bytes, each at its own byte offset,
+ * cut between characters.
+ */
+export function logPieces(
+  log: { offset: number; text: string },
+  maxBytes: number,
+): Array<{ offset: number; text: string }> {
+  const bytes = Buffer.from(log.text, "utf8");
+  const pieces: Array<{ offset: number; text: string }> = [];
+  for (let start = 0; start < bytes.length; ) {
+    let piece = bytes.subarray(start, Math.min(bytes.length, start + maxBytes));
+    const cut = start + piece.length < bytes.length ? incompleteTail(piece) : 0;
+    if (cut < piece.length) piece = piece.subarray(0, piece.length - cut);
+    pieces.push({ offset: log.offset + start, text: piece.toString("utf8") });
+    start += piece.length;
+  }
+  return pieces;
+}
+
 /** UTF-8 continuation bytes (10xxxxxx) at the start: the rest of a character begun earlier. */
 function leadingContinuationBytes(bytes: Buffer): number {
   let count = 0;

@@ -3,7 +3,7 @@ import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import type { AgentCapabilities, ChannelEvent } from "../api/contract.js";
 import type { Claim } from "../ledger/claimTask.js";
-import { Agent, type AgentEvent, type CoordinatorPort } from "./agent.js";
+import { Agent, type AgentEvent, type AgentExit, type CoordinatorPort } from "./agent.js";
 import { forgetRunning, killPreviousTasks, openAgentState, recordRunning } from "./agentState.js";
 import { describeMachine, type ProbeSpec } from "./capabilities.js";
 import type { Capacity } from "./capacity.js";
@@ -49,6 +49,15 @@ export interface RemoteAgentOptions {
 
 export type RemoteAgentExit = { kind: "done" } | { kind: "stopped" };
 
+interface Machine {
+  /** Every GPU nvidia-smi reports (tasks on CPU slots get none of them). */
+  allGpus: GpuInfo[];
+  slots: Slot[];
+  /** The GPUs this agent holds. */
+  locks: GpuLockResult;
+  capabilities: AgentCapabilities;
+}
+
 /**
  * An agent serving a coordinator over HTTP: probes and locks this machine's GPUs, registers,
  * sends what a previous incarnation left in its outbox, then leases and runs tasks — streaming
@@ -82,42 +91,28 @@ export class RemoteAgent {
   }
 
   async run(): Promise<RemoteAgentExit> {
-    const env = this.options.env ?? process.env;
     const state = openAgentState(this.options.stateDir);
-    const { stateDir, agentId } = state;
-    let locks: GpuLockResult | null = null;
-    const channelStop = new AbortController();
-    let channel: Promise<void> = Promise.resolve();
-    let outbox: Outbox | null = null;
     try {
-      const previous = killPreviousTasks(stateDir);
+      const previous = killPreviousTasks(state.stateDir);
       if (previous.killed > 0)
         this.log(`labsweep agent: killed ${previous.killed} leftover process(es) of a previous run`);
-      const allGpus = await probeGpus({ env });
-      const planned = this.planGpus(allGpus);
-      locks = planned.locks;
-      const { slots } = planned;
-      const client = new CoordinatorClient({
-        servers: this.options.servers,
-        token: this.options.token,
-        warn: this.log,
-      });
-      let port: HttpPort | null = null;
-      outbox = new Outbox(
-        join(stateDir, "outbox"),
-        (record, signal) => (port as HttpPort).deliver(record, signal),
-        {
-          warn: this.log,
-          onError: (error) => this.onError(error),
-        },
-      );
-      port = new HttpPort(client, {
-        agentId,
-        slots: slots.length,
-        outbox,
-        stay: this.options.stay,
-        onFatal: (error) => this.onError(error),
-      });
+      const machine = await this.probeMachine(state.agentId);
+      try {
+        return await this.connectAndRun(state.stateDir, machine);
+      } finally {
+        machine.locks.release();
+      }
+    } finally {
+      state.release();
+    }
+  }
+
+  /** This machine's GPUs (those it could lock), slots and capability record. */
+  private async probeMachine(agentId: string): Promise<Machine> {
+    const env = this.options.env ?? process.env;
+    const allGpus = await probeGpus({ env });
+    const { slots, locks } = this.planGpus(allGpus);
+    try {
       const capabilities = await describeMachine({
         agentId,
         name: this.options.name,
@@ -128,48 +123,94 @@ export class RemoteAgent {
         probes: this.options.probes,
         probeOptions: { env, timeoutMs: this.options.probeTimeoutMs },
       });
-      const registration = await this.unlessStopped(() => port.register(capabilities, this.stop.signal));
+      return { allGpus, slots, locks, capabilities };
+    } catch (error) {
+      locks.release();
+      throw error;
+    }
+  }
+
+  /** Registers, settles what a previous run left, holds the channel, and runs tasks. */
+  private async connectAndRun(stateDir: string, machine: Machine): Promise<RemoteAgentExit> {
+    const { agentId } = machine.capabilities;
+    const client = new CoordinatorClient({
+      servers: this.options.servers,
+      token: this.options.token,
+      warn: this.log,
+    });
+    let port: HttpPort | null = null;
+    const outbox = new Outbox(
+      join(stateDir, "outbox"),
+      (record, signal) => (port as HttpPort).deliver(record, signal),
+      {
+        warn: this.log,
+        onError: (error) => this.onError(error),
+      },
+    );
+    port = new HttpPort(client, {
+      agentId,
+      slots: machine.slots.length,
+      outbox,
+      stay: this.options.stay,
+      onFatal: (error) => this.onError(error),
+    });
+    const http = port;
+    const channelStop = new AbortController();
+    let channel: Promise<void> = Promise.resolve();
+    try {
+      const registration = await this.unlessStopped(() =>
+        http.register(machine.capabilities, this.stop.signal),
+      );
       if (!registration) return { kind: "stopped" };
-      this.log(`labsweep agent: registered with ${client.server} as ${describe(capabilities)}`);
-      await this.settlePrevious(port, outbox, registration.openAttempts, previous.attempts);
-      // Awaited here, so the outbox is flushed before `finally` closes it.
+      this.log(`labsweep agent: registered with ${client.server} as ${describe(machine.capabilities)}`);
+      await this.settlePrevious(http, outbox, registration.openAttempts);
+      // Awaited in here, so the outbox is flushed before `finally` closes it.
       if (this.stop.signal.aborted) return await this.finish(outbox, "stopped");
       channel = holdChannel(client, {
         agentId,
         signal: channelStop.signal,
         warn: this.log,
-        onEvent: (event) => this.onChannelEvent(event, port),
+        onEvent: (event) => this.onChannelEvent(event, http),
         onFatal: (error) => this.onError(error),
       });
-      this.agent = new Agent(this.agentPort(port, stateDir), {
-        worker: agentId,
-        host: capabilities.host,
-        stateDir,
-        slots,
-        gpuFreeMiB: new Map(allGpus.map((gpu) => [gpu.index, gpu.memoryFreeMiB])),
-        cpuCount: availableParallelism(),
-        heartbeatMs: registration.heartbeatMs,
-        graceMs: this.options.graceMs,
-        env: this.options.env,
-        onEvent: (event) => this.onAgentEvent(event, port, stateDir),
-      });
-      if (this.terminating) this.agent.terminateRunning();
-      else if (this.stop.signal.aborted) this.agent.stopLeasing();
-      const agent = this.agent;
-      const exit = await agent.run().catch((error: unknown) => {
-        agent.terminateRunning(); // their reports wait in the outbox for the next start
-        throw error;
-      });
-      if (this.fatal) throw this.fatal;
+      const exit = await this.runTasks(http, stateDir, machine, registration.heartbeatMs);
       return await this.finish(outbox, exit.kind === "done" ? "done" : "stopped");
     } finally {
       channelStop.abort();
       await channel;
-      await outbox?.close();
+      await outbox.close();
       for (const stream of this.streams.values()) await stream.finish();
-      locks?.release();
-      state.release();
     }
+  }
+
+  /** The dispatch loop (agent.ts) over this port, until done or stopped. */
+  private async runTasks(
+    port: HttpPort,
+    stateDir: string,
+    machine: Machine,
+    heartbeatMs: number,
+  ): Promise<AgentExit> {
+    const agent = new Agent(this.agentPort(port, stateDir), {
+      worker: machine.capabilities.agentId,
+      host: machine.capabilities.host,
+      stateDir,
+      slots: machine.slots,
+      gpuFreeMiB: new Map(machine.allGpus.map((gpu) => [gpu.index, gpu.memoryFreeMiB])),
+      cpuCount: availableParallelism(),
+      heartbeatMs,
+      graceMs: this.options.graceMs,
+      env: this.options.env,
+      onEvent: (event) => this.onAgentEvent(event, port, stateDir),
+    });
+    this.agent = agent;
+    if (this.terminating) agent.terminateRunning();
+    else if (this.stop.signal.aborted) agent.stopLeasing();
+    const exit = await agent.run().catch((error: unknown) => {
+      agent.terminateRunning(); // their reports wait in the outbox for the next start
+      throw error;
+    });
+    if (this.fatal) throw this.fatal;
+    return exit;
   }
 
   /** GPUs this agent may use: `--gpus`, enough free memory, and not locked by another agent. */
@@ -202,22 +243,13 @@ export class RemoteAgent {
    * attempts the coordinator still thinks this agent runs (they died with it): back to pending,
    * no retry spent.
    */
-  private async settlePrevious(
-    port: HttpPort,
-    outbox: Outbox,
-    openAttempts: number[],
-    recorded: number[],
-  ): Promise<void> {
+  private async settlePrevious(port: HttpPort, outbox: Outbox, openAttempts: number[]): Promise<void> {
     const reported = new Set(outbox.pending());
     if (reported.size > 0)
       this.log(`labsweep agent: sending ${reported.size} report(s) left from a previous run`);
-    for (const attemptId of openAttempts) {
-      if (reported.has(attemptId)) continue;
-      const known = recorded.includes(attemptId) ? "" : " (or before it started)";
-      await port.finish(attemptId, {
-        outcome: { kind: "interrupted", error: `the agent stopped while it ran${known}; requeued` },
-      });
-    }
+    const error = "the agent restarted while this attempt was open; requeued";
+    for (const attemptId of openAttempts)
+      if (!reported.has(attemptId)) await port.finish(attemptId, { outcome: { kind: "interrupted", error } });
     await outbox.flush({ signal: this.stop.signal });
   }
 

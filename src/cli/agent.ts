@@ -102,7 +102,7 @@ export async function agentCommand(flags: AgentFlags): Promise<number> {
 
 /** `~/.labsweep/agents/N`: each agent on a host needs its own outbox and running files. */
 function defaultStateDir(candidate: number): string {
-  return join(process.env.LABSWEEP_HOME || join(homedir(), ".labsweep"), "agents", String(candidate));
+  return join(homedir(), ".labsweep", "agents", String(candidate));
 }
 
 /** `--server URL[,URL…]`; a bare host:port means http://host:port. */

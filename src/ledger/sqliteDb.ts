@@ -10,7 +10,9 @@ import type { Db } from "./db.js";
 export function openSqliteDb(path: string, options: { readonly?: boolean } = {}): Db {
   const connection = new Database(path, { readonly: options.readonly ?? false, timeout: 10_000 });
   if (!options.readonly) {
-    connection.pragma("journal_mode = WAL");
+    // Switching a fresh file to WAL needs an exclusive lock that the busy timeout does not wait
+    // for: two processes opening a new ledger at once retry rather than fail.
+    retryWhileBusy(() => connection.pragma("journal_mode = WAL"));
     // NORMAL in WAL mode: a committed transaction survives any process crash (kill -9); only a
     // power loss can drop the last few, and then result rows already fsynced to the CSVs are
     // found again by the resume scan. FULL would cost an fsync per commit, several per task.
@@ -90,4 +92,17 @@ export function openSqliteDb(path: string, options: { readonly?: boolean } = {})
 
 function bindable(value: unknown): unknown {
   return value === undefined ? null : typeof value === "boolean" ? Number(value) : value;
+}
+
+function retryWhileBusy(work: () => unknown): void {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      work();
+      return;
+    } catch (error) {
+      const code = (error as { code?: string }).code;
+      if ((code !== "SQLITE_BUSY" && code !== "SQLITE_LOCKED") || attempt >= 200) throw error;
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 25);
+    }
+  }
 }
