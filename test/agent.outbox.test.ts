@@ -174,7 +174,9 @@ describe("the outbox", () => {
     const text = `${"é".repeat(100 * 1024)}${"z".repeat(100 * 1024)}`; // 300 KiB
     await outbox.put(record(2, { log: { offset: 1000, text } }));
     expect(await outbox.flush({ timeoutMs: 5000 })).toBe(true);
-    const logs = peer.requests.filter((request) => request.url.endsWith("/log")).map((request) => request.body);
+    const logs = peer.requests
+      .filter((request) => request.url.endsWith("/log"))
+      .map((request) => request.body);
     const pieces = logs as Array<{ offset: number; text: string }>;
     expect(pieces.length).toBe(3);
     expect(pieces.map((piece) => piece.text).join("")).toBe(text);

@@ -60,7 +60,11 @@ async function register(fixture: Fixture, agentId: string, options?: Parameters<
 }
 
 interface LeaseBody {
-  lease: { attemptId: number; gpuIds: number[]; task: { id: number; params: Record<string, unknown> } } | null;
+  lease: {
+    attemptId: number;
+    gpuIds: number[];
+    task: { id: number; params: Record<string, unknown> };
+  } | null;
   done: boolean;
 }
 
@@ -86,7 +90,9 @@ async function count(fixture: Fixture, table: "agents" | "attempts"): Promise<nu
 }
 
 async function taskStates(fixture: Fixture): Promise<string[]> {
-  return (await fixture.db.all<{ state: string }>("SELECT state FROM tasks ORDER BY id")).map((row) => row.state);
+  return (await fixture.db.all<{ state: string }>("SELECT state FROM tasks ORDER BY id")).map(
+    (row) => row.state,
+  );
 }
 
 function expectError(response: LightMyRequestResponse, status: number, context = ""): string {
@@ -273,12 +279,18 @@ describe("attempts are fenced", () => {
 
     expectError(await finish(fixture, "a1", 9999, success), 404);
     expectError(await call(fixture, "POST", "/attempts/9999/started", { agentId: "a1", pid: 5 }), 404);
-    expectError(await call(fixture, "POST", "/attempts/9999/log", { agentId: "a1", offset: 0, text: "x" }), 404);
+    expectError(
+      await call(fixture, "POST", "/attempts/9999/log", { agentId: "a1", offset: 0, text: "x" }),
+      404,
+    );
 
     expect(await finish(fixture, "a2", attemptId, success).then((r) => expectError(r, 409))).toMatch(
       /another agent/,
     );
-    expectError(await call(fixture, "POST", `/attempts/${attemptId}/started`, { agentId: "a2", pid: 5 }), 409);
+    expectError(
+      await call(fixture, "POST", `/attempts/${attemptId}/started`, { agentId: "a2", pid: 5 }),
+      409,
+    );
     expectError(
       await call(fixture, "POST", `/attempts/${attemptId}/log`, { agentId: "a2", offset: 0, text: "x" }),
       409,
@@ -286,7 +298,10 @@ describe("attempts are fenced", () => {
 
     const ghost = { agentId: "ghost", capacity: capacityOf(), waitMs: 0 };
     expect(expectError(await call(fixture, "POST", "/lease", ghost), 409)).toMatch(/register/);
-    expectError(await call(fixture, "POST", "/heartbeat", { agentId: "ghost", attemptIds: [attemptId] }), 409);
+    expectError(
+      await call(fixture, "POST", "/heartbeat", { agentId: "ghost", attemptIds: [attemptId] }),
+      409,
+    );
     expectError(await call(fixture, "GET", "/channel?agentId=ghost"), 409);
 
     // The rightful holder's attempt is untouched, and a heartbeat naming someone else's attempt
@@ -348,7 +363,12 @@ describe("leases", () => {
     await new Promise((resolve) => setTimeout(resolve, 150));
     const extra = join(fixture.dir, "extra.yaml");
     const added = await call(fixture, "POST", "/configs", {
-      files: [{ path: extra, text: "command: echo {y}\nextra:\n  output_dir: out2\n  combinations:\n    - y: [7]\n" }],
+      files: [
+        {
+          path: extra,
+          text: "command: echo {y}\nextra:\n  output_dir: out2\n  combinations:\n    - y: [7]\n",
+        },
+      ],
     });
     expect(added.statusCode, added.body).toBe(200);
     const addedAt = Date.now();
@@ -457,9 +477,9 @@ describe("cancel", () => {
     expect(await call(fixture, "POST", "/cancel", { phase: "main" }).then((r) => r.json())).toEqual({
       cancelled: 0,
     });
-    expect(
-      (await finish(fixture, "a1", third.lease?.attemptId as number, success)).json(),
-    ).toMatchObject({ accepted: false });
+    expect((await finish(fixture, "a1", third.lease?.attemptId as number, success)).json()).toMatchObject({
+      accepted: false,
+    });
     expect(await lease(fixture, "a1", 5000)).toEqual({ lease: null, done: true });
     await fixture.server.coordinator.drainResults();
     expect(csvRows(fixture.dir)).toEqual([]);
@@ -514,7 +534,9 @@ describe("POST /configs", () => {
       text: `command: echo {v}\n${name}:\n  output_dir: out_${name}\n  combinations:\n    - v: [${name}1, ${name}2]\n`,
     }));
     for (const file of files) writeFileSync(file.path, file.text);
-    const answers = await Promise.all(files.map((file) => call(fixture, "POST", "/configs", { files: [file] })));
+    const answers = await Promise.all(
+      files.map((file) => call(fixture, "POST", "/configs", { files: [file] })),
+    );
     for (const answer of answers) expect(answer.statusCode, answer.body).toBe(200);
     expect((await call(fixture, "GET", "/status")).json()).toMatchObject({ unique: 7, pending: 7 });
   });
@@ -525,7 +547,9 @@ describe("task logs", () => {
     const fixture = await serve(simpleSweep(1));
     await register(fixture, "a1");
     const attemptId = (await lease(fixture, "a1")).lease?.attemptId as number;
-    expect((await call(fixture, "POST", `/attempts/${attemptId}/started`, { agentId: "a1", pid: 4321 })).json()).toEqual({
+    expect(
+      (await call(fixture, "POST", `/attempts/${attemptId}/started`, { agentId: "a1", pid: 4321 })).json(),
+    ).toEqual({
       ok: true,
     });
     const chunk = (offset: number, text: string) =>
@@ -535,7 +559,9 @@ describe("task logs", () => {
     await chunk(0, "hello\n"); // re-sent
     await chunk(6, "world\n"); // re-sent
     await chunk(3, "lo\nworld\nagain\n"); // overlaps what arrived
-    const log = await call(fixture, "GET", "/tasks/1/log", undefined, viewerAuth, { remoteAddress: "10.9.9.9" });
+    const log = await call(fixture, "GET", "/tasks/1/log", undefined, viewerAuth, {
+      remoteAddress: "10.9.9.9",
+    });
     expect(log.statusCode).toBe(200);
     expect(log.headers["content-type"]).toMatch(/^text\/plain/);
     expect(log.body).toBe("hello\nworld\nagain\n");
@@ -599,7 +625,17 @@ describe("robustness", () => {
       if (kind === 3) return random() < 0.5;
       if (kind === 4) return Math.floor(random() * 10);
       if (kind === 5) return Array.from({ length: Math.floor(random() * 4) }, () => values(depth + 1));
-      const keys = ["agentId", "capacity", "waitMs", "attemptIds", "outcome", "kind", "files", "path", "text"];
+      const keys = [
+        "agentId",
+        "capacity",
+        "waitMs",
+        "attemptIds",
+        "outcome",
+        "kind",
+        "files",
+        "path",
+        "text",
+      ];
       return Object.fromEntries(
         Array.from({ length: Math.floor(random() * 5) }, () => [pick(keys), values(depth + 1)]),
       );
@@ -639,9 +675,22 @@ describe("robustness", () => {
       if (auth) headers.authorization = auth;
       const type = pick(contentTypes);
       if (type) headers["content-type"] = type;
-      if (random() < 0.2) headers[`x-${Math.floor(random() * 1000)}`] = "v".repeat(Math.floor(random() * 100));
+      if (random() < 0.2)
+        headers[`x-${Math.floor(random() * 1000)}`] = "v".repeat(Math.floor(random() * 100));
       if (random() < 0.1) headers["content-encoding"] = pick(["gzip", "br", "identity"]);
-      const method = pick(["POST", "POST", "POST", "POST", "POST", "GET", "GET", "GET", "PUT", "DELETE", "HEAD"] as const);
+      const method = pick([
+        "POST",
+        "POST",
+        "POST",
+        "POST",
+        "POST",
+        "GET",
+        "GET",
+        "GET",
+        "PUT",
+        "DELETE",
+        "HEAD",
+      ] as const);
       const body = method === "GET" || method === "HEAD" ? undefined : bodies();
       const prefix = random() < 0.9 ? API_PREFIX : pick(["", "/api", "/api/v2", "/api/v1/"]);
       const response = await fixture.server.app.inject({
@@ -653,7 +702,8 @@ describe("robustness", () => {
       });
       statuses.set(response.statusCode, (statuses.get(response.statusCode) ?? 0) + 1);
       expect(response.statusCode, `${method} ${prefix} → ${response.body}`).toBeLessThan(500);
-      if (response.statusCode >= 400 && method !== "HEAD") expect(typeof response.json().error).toBe("string");
+      if (response.statusCode >= 400 && method !== "HEAD")
+        expect(typeof response.json().error).toBe("string");
     }
     // The barrage reached the handlers and validators, not just the router.
     expect(statuses.get(400)).toBeGreaterThan(5);
@@ -663,7 +713,11 @@ describe("robustness", () => {
     await register(fixture, "a2");
     const answer = await lease(fixture, "a2");
     expect(answer.lease?.task.id).toBe(2);
-    expect((await call(fixture, "GET", "/status")).json()).toMatchObject({ unique: 3, running: 2, pending: 1 });
+    expect((await call(fixture, "GET", "/status")).json()).toMatchObject({
+      unique: 3,
+      running: 2,
+      pending: 1,
+    });
   });
 });
 

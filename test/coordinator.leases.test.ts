@@ -184,7 +184,11 @@ describe("agents whose connection drops", () => {
     const again = await openChannel(fixture, "a1");
     await sleep(600);
     expect(await taskState(fixture, first.taskId)).toBe("running");
-    expect(await agentView(fixture, "a1")).toMatchObject({ state: "connected", lost_reason: null, running: 1 });
+    expect(await agentView(fixture, "a1")).toMatchObject({
+      state: "connected",
+      lost_reason: null,
+      running: 1,
+    });
     expect(await heartbeat(fixture, "a1", [first.attemptId])).toEqual({ stale: [] });
 
     // The open channel carries cancels of the agent's running tasks.
@@ -207,8 +211,13 @@ describe("leases that run out", () => {
     const alive = await leaseTask(fixture, "alive");
     const beat = setInterval(() => void heartbeat(fixture, "alive", [alive.attemptId]), 150);
     try {
-      expect(await waitFor(async () => (await taskState(fixture, silent.taskId)) === "pending", 4000)).toBe(true);
-      expect(await agentView(fixture, "silent")).toMatchObject({ state: "lost", lost_reason: "lease expired" });
+      expect(await waitFor(async () => (await taskState(fixture, silent.taskId)) === "pending", 4000)).toBe(
+        true,
+      );
+      expect(await agentView(fixture, "silent")).toMatchObject({
+        state: "lost",
+        lost_reason: "lease expired",
+      });
       // The heartbeating agent keeps its lease well past leaseMs.
       await sleep(700);
       expect(await taskState(fixture, alive.taskId)).toBe("running");
@@ -226,7 +235,9 @@ describe("leases that run out", () => {
     await register(fixture, "other");
     // Task 1: the requeued attempt's success comes first and is kept; the new attempt's is not.
     const stale1 = await leaseTask(fixture, "slow");
-    expect(await waitFor(async () => (await taskState(fixture, stale1.taskId)) === "pending", 4000)).toBe(true);
+    expect(await waitFor(async () => (await taskState(fixture, stale1.taskId)) === "pending", 4000)).toBe(
+      true,
+    );
     const fresh1 = await leaseTask(fixture, "other");
     expect(fresh1.taskId).toBe(stale1.taskId);
     expect(await finish(fixture, "slow", stale1.attemptId, 0.11)).toEqual({
@@ -239,7 +250,9 @@ describe("leases that run out", () => {
 
     // Task 2: the new attempt finishes first; the requeued attempt's late success is ignored.
     const stale2 = await leaseTask(fixture, "slow");
-    expect(await waitFor(async () => (await taskState(fixture, stale2.taskId)) === "pending", 4000)).toBe(true);
+    expect(await waitFor(async () => (await taskState(fixture, stale2.taskId)) === "pending", 4000)).toBe(
+      true,
+    );
     const fresh2 = await leaseTask(fixture, "other");
     expect(await finish(fixture, "other", fresh2.attemptId, 0.44)).toEqual({
       accepted: true,
@@ -269,7 +282,9 @@ describe("leases that run out", () => {
       named = named.filter((id) => !stale.includes(id)); // the agent stops what is stale
     }, 150);
     try {
-      expect(await waitFor(async () => (await taskState(fixture, orphan.taskId)) === "pending", 4000)).toBe(true);
+      expect(await waitFor(async () => (await taskState(fixture, orphan.taskId)) === "pending", 4000)).toBe(
+        true,
+      );
       await sleep(1200); // more sweeps of expired leases
       expect(named).toEqual([running.attemptId]);
       expect(await taskState(fixture, running.taskId)).toBe("running");

@@ -127,8 +127,16 @@ describe("labsweep serve", () => {
     const attemptId = first.lease?.attemptId as number;
     expect(first.lease?.task.params).toEqual({ x: 1 });
     await api(served, "POST", `/attempts/${attemptId}/started`, { agentId: "hand-1", pid: process.pid });
-    await api(served, "POST", `/attempts/${attemptId}/log`, { agentId: "hand-1", offset: 0, text: "epoch 1\n" });
-    await api(served, "POST", `/attempts/${attemptId}/log`, { agentId: "hand-1", offset: 8, text: "epoch 2\n" });
+    await api(served, "POST", `/attempts/${attemptId}/log`, {
+      agentId: "hand-1",
+      offset: 0,
+      text: "epoch 1\n",
+    });
+    await api(served, "POST", `/attempts/${attemptId}/log`, {
+      agentId: "hand-1",
+      offset: 8,
+      text: "epoch 2\n",
+    });
 
     const [agents, agentsText, logs] = await Promise.all([
       cli(["agents", "--server", served.url, "--json"]),
@@ -136,8 +144,12 @@ describe("labsweep serve", () => {
       cli(["logs", "1", "--server", served.url]),
     ]);
     expectOk(agents);
-    const listed = JSON.parse(agents.stdout) as { agents: Array<{ id: string; state: string; running: number }> };
-    expect(listed.agents).toEqual([expect.objectContaining({ id: "hand-1", state: "connected", running: 1 })]);
+    const listed = JSON.parse(agents.stdout) as {
+      agents: Array<{ id: string; state: string; running: number }>;
+    };
+    expect(listed.agents).toEqual([
+      expect.objectContaining({ id: "hand-1", state: "connected", running: 1 }),
+    ]);
     expect(agentsText.stdout).toContain("hand-1 on test-host: connected, 1 running, 4 slots");
 
     expectOk(logs);
@@ -151,11 +163,17 @@ describe("labsweep serve", () => {
     expect(anonymous.code).toBe(2);
     expect(anonymous.stderr).toContain("rejected the token");
     expect(asViewer.code).toBe(2);
-    const cancel = await cli(["cancel", "--phase", "side", "--server", served.url], { LABSWEEP_TOKEN: TOKEN });
+    const cancel = await cli(["cancel", "--phase", "side", "--server", served.url], {
+      LABSWEEP_TOKEN: TOKEN,
+    });
     expectOk(cancel);
     expect(cancel.stdout).toBe("3 task(s) cancelled\n");
 
-    writeFile(dir, "extra.yaml", "extra:\n  command: echo extra {y}\n  output_dir: extra\n  combinations:\n    - y: [9]\n");
+    writeFile(
+      dir,
+      "extra.yaml",
+      "extra:\n  command: echo extra {y}\n  output_dir: extra\n  combinations:\n    - y: [9]\n",
+    );
     writeFile(dir, "bad.yaml", "broken:\n  combinations:\n    - y: []\n");
     const [add, bad] = await Promise.all([
       cli(["add", join(dir, "extra.yaml"), "--server", served.url, "--token", TOKEN]),
@@ -179,7 +197,10 @@ describe("labsweep serve", () => {
       if (next.done) break;
       if (!next.lease) continue;
       ran.push(next.lease.task.params);
-      await api(served, "POST", `/attempts/${next.lease.attemptId}/finish`, { agentId: "hand-1", outcome: done });
+      await api(served, "POST", `/attempts/${next.lease.attemptId}/finish`, {
+        agentId: "hand-1",
+        outcome: done,
+      });
     }
     expect(ran).toEqual([{ x: 1 }, { x: 2 }, { y: 9 }]);
 
@@ -192,8 +213,49 @@ describe("labsweep serve", () => {
       expect(result.stdout).not.toContain(secret);
     }
     expect(result.stderr).not.toContain("without TLS");
-    expect(readFileSync(join(dir, "out", "final_results.csv"), "utf8").trim().split("\n")).toHaveLength(3);
-    expect(readFileSync(join(dir, "extra", "final_results.csv"), "utf8").trim().split("\n")).toHaveLength(2);
+    expect(
+      readFileSync(join(dir, "out", "final_results.csv"), "utf8")
+        .trim()
+        .split("\n"),
+    ).toHaveLength(3);
+    expect(
+      readFileSync(join(dir, "extra", "final_results.csv"), "utf8")
+        .trim()
+        .split("\n"),
+    ).toHaveLength(2);
+  });
+
+  it("runs a sweep with the real `labsweep agent`; the streamed logs are served afterwards", async () => {
+    const dir = tempDir();
+    writeFile(dir, "sweep.yaml", SWEEP.replace("z: [1, 2, 3]", "z: [4]"));
+    const served = await serve(dir, ["--agent-token", TOKEN]);
+    const agent = await cli(
+      ["agent", "--server", served.url, "--slots", "2", "--state", join(dir, "agent-state")],
+      { LABSWEEP_TOKEN: TOKEN },
+    );
+    expectOk(agent);
+    const [status, logs] = await Promise.all([
+      cli(["status", "--server", served.url, "--json"]),
+      cli(["logs", "3", "--server", served.url]),
+    ]);
+    expect(JSON.parse(status.stdout)).toMatchObject({ unique: 3, succeeded: 3 });
+    expectOk(logs);
+    expect(logs.stdout).toContain("side 4\n");
+    served.child.kill("SIGINT");
+    const result = await served.exit;
+    expect(result.code).toBe(130);
+    expect(result.stderr).not.toContain(TOKEN);
+    expect(agent.stderr).not.toContain(TOKEN);
+    expect(
+      readFileSync(join(dir, "out", "final_results.csv"), "utf8")
+        .trim()
+        .split("\n"),
+    ).toHaveLength(3);
+    expect(
+      readFileSync(join(dir, "side", "final_results.csv"), "utf8")
+        .trim()
+        .split("\n"),
+    ).toHaveLength(2);
   });
 
   it("takes its agent token from LABSWEEP_AGENT_TOKEN, keeps it, and stops on SIGINT", async () => {
@@ -289,7 +351,21 @@ describe("HTTPS", () => {
     const key = join(dir, "key.pem");
     const made = spawnSync(
       "openssl",
-      ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-days", "1", "-keyout", key, "-out", cert],
+      [
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=localhost",
+        "-days",
+        "1",
+        "-keyout",
+        key,
+        "-out",
+        cert,
+      ],
       { encoding: "utf8" },
     );
     expect(made.status, made.stderr).toBe(0);
@@ -303,12 +379,14 @@ describe("HTTPS", () => {
     expect(JSON.parse(status.body)).toMatchObject({ unique: 5 });
 
     // The CLI's fetch over TLS, trusting the self-signed certificate for this test only.
-    const remote = await cli(["status", "--server", served.url, "--json"], { NODE_TLS_REJECT_UNAUTHORIZED: "0" });
+    const remote = await cli(["status", "--server", served.url, "--json"], {
+      NODE_TLS_REJECT_UNAUTHORIZED: "0",
+    });
     expectOk(remote);
     expect(JSON.parse(remote.stdout)).toMatchObject({ unique: 5 });
 
     // Plain HTTP to the TLS port gets no API answer.
-    const plain = await fetch(served.url.replace("https:", "http:") + `${API_PREFIX}/health`).then(
+    const plain = await fetch(`${served.url.replace("https:", "http:")}${API_PREFIX}/health`).then(
       (response) => response.status,
       () => "refused",
     );
@@ -322,7 +400,10 @@ describe("HTTPS", () => {
 });
 
 /** GET over HTTPS accepting a self-signed certificate. */
-function httpsGet(url: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
+function httpsGet(
+  url: string,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
     const req = request(url, { method: "GET", headers, rejectUnauthorized: false }, (response) => {
       let body = "";

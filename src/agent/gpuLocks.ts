@@ -68,9 +68,10 @@ export function lockGpus(
   candidates: GpuInfo[],
   options: { dir?: string; want?: number } = {},
 ): GpuLockResult {
+  const want = options.want ?? candidates.length;
+  if (candidates.length === 0 || want <= 0) return { locked: [], busy: [], release: () => undefined };
   const dir = options.dir ?? gpuLockDir();
   ensureSharedDir(dir);
-  const want = options.want ?? candidates.length;
   const held: HeldLock[] = [];
   const locked: GpuInfo[] = [];
   const busy: GpuLockResult["busy"] = [];

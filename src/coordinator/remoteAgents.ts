@@ -41,7 +41,10 @@ export class RemoteAgents {
   ) {
     this.now = options.now ?? Date.now;
     this.graceMs = options.disconnectGraceMs ?? 2000;
-    this.sweeper = setInterval(() => this.background(() => this.expireLeases()), options.sweepEveryMs ?? 1000);
+    this.sweeper = setInterval(
+      () => this.background(() => this.expireLeases()),
+      options.sweepEveryMs ?? 1000,
+    );
     this.sweeper.unref();
   }
 
@@ -63,7 +66,9 @@ export class RemoteAgents {
     const running: Promise<void> = work()
       .then(() => undefined)
       .catch((error: unknown) => {
-        this.options.onEvent?.(`background work failed: ${error instanceof Error ? error.message : String(error)}`);
+        this.options.onEvent?.(
+          `background work failed: ${error instanceof Error ? error.message : String(error)}`,
+        );
       })
       .finally(() => this.inflight.delete(running));
     this.inflight.add(running);

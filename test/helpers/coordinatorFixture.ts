@@ -33,10 +33,7 @@ export function simpleSweep(count: number, extra = ""): string {
   return `command: echo {x}\nretries: 0\n${extra}main:\n  output_dir: out\n  combinations:\n    - x: [${values}]\n`;
 }
 
-export async function startFixture(
-  yaml: string,
-  options: Partial<ServeOptions> = {},
-): Promise<Fixture> {
+export async function startFixture(yaml: string, options: Partial<ServeOptions> = {}): Promise<Fixture> {
   const dir = mkdtempSync(join(tmpdir(), "labsweep-http-"));
   const configPath = join(dir, "sweep.yaml");
   writeFileSync(configPath, yaml);
@@ -127,7 +124,9 @@ export const viewerAuth = { authorization: `Bearer ${VIEWER_TOKEN}` };
 /** Rows of `<dir>/out/final_results.csv` (header excluded); [] when there is no file. */
 export function csvRows(dir: string, outputDir = "out"): string[] {
   try {
-    const lines = readFileSync(join(dir, outputDir, "final_results.csv"), "utf8").split("\n").filter(Boolean);
+    const lines = readFileSync(join(dir, outputDir, "final_results.csv"), "utf8")
+      .split("\n")
+      .filter(Boolean);
     return lines.slice(1);
   } catch {
     return [];
@@ -139,7 +138,10 @@ export function sleep(ms: number): Promise<void> {
 }
 
 /** Polls until `condition` holds or `timeoutMs` passes; returns whether it held. */
-export async function waitFor(condition: () => boolean | Promise<boolean>, timeoutMs = 5000): Promise<boolean> {
+export async function waitFor(
+  condition: () => boolean | Promise<boolean>,
+  timeoutMs = 5000,
+): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     if (await condition()) return true;

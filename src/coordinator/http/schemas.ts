@@ -74,8 +74,10 @@ export const schemas = {
           error: { type: "string", maxLength: 10_000 },
         },
         // A success carries its metrics and wall time (finishAttempt stores both).
-        if: { properties: { kind: { const: "succeeded" } } },
-        then: { required: ["kind", "metrics", "wallSeconds"] },
+        anyOf: [
+          { properties: { kind: { not: { const: "succeeded" } } } },
+          { required: ["metrics", "wallSeconds"] },
+        ],
       },
     },
   },
