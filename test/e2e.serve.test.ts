@@ -6,7 +6,7 @@
  * Run `npm run build` first: these tests run bin/labsweep.js, which runs dist/.
  */
 import { spawnSync } from "node:child_process";
-import { readFileSync, statSync } from "node:fs";
+import { existsSync, readFileSync, statSync } from "node:fs";
 import { request } from "node:https";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -309,6 +309,7 @@ describe("labsweep serve", () => {
     expect(half.code).toBe(2);
     expect(half.stderr).toContain("--tls-cert and --tls-key go together");
     for (const result of [spaced, same, half]) expect(result.stderr).not.toContain("serving");
+    expect(existsSync(join(dir, ".labsweep"))).toBe(false);
   });
 });
 
