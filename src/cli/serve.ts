@@ -44,7 +44,9 @@ export async function serveCommand(configs: string[], flags: ServeFlags): Promis
     throw new UsageError("the agent and viewer tokens must differ");
   const sweep = openSweep(configs, { defaultCommand: flags.command, yes: flags.yes });
   const stateDir = stateDirFrom(flags, configs);
-  const prepared = await prepareLedger(stateDir, sweep);
+  // Remote agents keep running through a coordinator restart: their attempts get a lease's
+  // time to reconnect and report instead of being requeued at once.
+  const prepared = await prepareLedger(stateDir, sweep, Date.now(), { remoteGraceMs: leaseMs ?? 12_000 });
   let server: Awaited<ReturnType<typeof startServer>> | null = null;
   try {
     server = await startServer(prepared.db, {

@@ -7,7 +7,7 @@ import { planSlots, type Slot } from "../agent/slots.js";
 import type { Db } from "../ledger/db.js";
 import { evaluateGates } from "../ledger/evaluateGates.js";
 import { openLedger } from "../ledger/openLedger.js";
-import { openAttempts, requeueAttempts } from "../ledger/recoverAbandoned.js";
+import { extendLeases, openAttempts, requeueAttempts } from "../ledger/recoverAbandoned.js";
 import { type SyncReport, syncSweep } from "../ledger/syncSweep.js";
 import { writeOwedResults } from "../results/resultsWriter.js";
 import { type ResumeReport, resumeFromResults } from "../results/resumeScan.js";
@@ -15,6 +15,9 @@ import type { Sweep } from "../sweep/loadSweep.js";
 import { Coordinator } from "./coordinator.js";
 import { localPort } from "./localPort.js";
 import { acquireStateLock } from "./stateLock.js";
+
+/** Workers of `labsweep run`'s in-process agent are named so; remote agents never are. */
+export const LOCAL_WORKER_PREFIX = "local-";
 
 export interface PreparedLedger {
   db: Db;
@@ -34,12 +37,30 @@ export async function prepareLedger(
   stateDir: string,
   sweep: Sweep,
   now = Date.now(),
+  options: {
+    /**
+     * Attempts of remote agents outlive a coordinator restart: give them a fresh lease to
+     * reconnect and report (outbox) instead of requeueing them. (Default: 0, requeue all)
+     */
+    remoteGraceMs?: number;
+  } = {},
 ): Promise<PreparedLedger> {
   const release = acquireStateLock(stateDir);
   let db: Db | null = null;
   try {
     db = await openLedger(stateDir);
-    const abandoned = await openAttempts(db);
+    const open = await openAttempts(db);
+    // Attempts of the in-process agent died with the previous process; remote agents' did not.
+    const remote = options.remoteGraceMs
+      ? open.filter((attempt) => !attempt.worker.startsWith(LOCAL_WORKER_PREFIX))
+      : [];
+    const abandoned = open.filter((attempt) => !remote.includes(attempt));
+    if (remote.length > 0)
+      await extendLeases(
+        db,
+        remote.map((attempt) => attempt.id),
+        now + (options.remoteGraceMs ?? 0),
+      );
     killTasksOf(resolve(stateDir));
     const requeued = await requeueAttempts(db, abandoned, "its labsweep process ended while it ran", now);
     const sync = await syncSweep(db, sweep, now);
@@ -86,7 +107,7 @@ export async function runLocally(db: Db, options: LocalRunOptions): Promise<Loca
     gpuFilter: options.gpus,
   });
   const agent = new Agent(localPort(coordinator), {
-    worker: `local-${hostname()}-${process.pid}`,
+    worker: `${LOCAL_WORKER_PREFIX}${hostname()}-${process.pid}`,
     host: hostname(),
     stateDir: options.stateDir,
     slots,

@@ -15,8 +15,7 @@ export function logPathOf(stateDir: string, attempt: AttemptRow): string {
 
 /**
  * Appends a chunk an agent streamed. `offset` is the chunk's position in the agent's file, so a
- * re-sent chunk is not appended twice; the file is capped, keeping the tail. Offsets count
- * characters of the text the agent sent — good enough to de-duplicate re-sends.
+ * re-sent chunk is not appended twice; the file is capped, keeping the tail.
  */
 export async function appendLogChunk(
   stateDir: string,
@@ -28,10 +27,12 @@ export async function appendLogChunk(
   await mkdir(files.dir, { recursive: true });
   const progressPath = `${files.logPath}.received`;
   const received = Number((await readFile(progressPath, "utf8").catch(() => "0")) || 0);
-  if (offset + text.length <= received) return;
-  const fresh = offset >= received ? text : text.slice(received - offset);
+  // Offsets are bytes of the agent's log file, so compare and cut in bytes, not UTF-16 units.
+  const bytes = Buffer.from(text, "utf8");
+  if (offset + bytes.length <= received) return;
+  const fresh = offset >= received ? bytes : bytes.subarray(received - offset);
   await appendFile(files.logPath, fresh);
-  await writeFile(progressPath, String(Math.max(received, offset + text.length)));
+  await writeFile(progressPath, String(Math.max(received, offset + bytes.length)));
   const size = (await stat(files.logPath)).size;
   if (size > LOG_CAP_BYTES) {
     const content = await readFile(files.logPath);

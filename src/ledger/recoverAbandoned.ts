@@ -61,3 +61,12 @@ export async function renewLeases(db: Db, attemptIds: number[], until: number): 
   }
   return stale;
 }
+
+/** Sets the leases of open attempts to run until `until` (a coordinator restart's grace). */
+export async function extendLeases(db: Db, attemptIds: number[], until: number): Promise<void> {
+  await db.transaction(async (tx) => {
+    for (const id of attemptIds) {
+      await tx.run("UPDATE attempts SET lease_expires = $2 WHERE id = $1 AND ended_at IS NULL", [id, until]);
+    }
+  });
+}
