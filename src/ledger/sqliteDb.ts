@@ -18,9 +18,9 @@ export function openSqliteDb(path: string, options: { readonly?: boolean } = {})
     // found again by the resume scan. FULL would cost an fsync per commit, several per task.
     connection.pragma("synchronous = NORMAL");
     connection.pragma("foreign_keys = ON");
-    // Signatures are random, so the unique index is written all over: a 64 MB page cache keeps a
-    // million-task sync from thrashing (the default is 2 MB).
-    connection.pragma("cache_size = -65536");
+    // A 32 MB page cache (the default is 2 MB) keeps a million-task sync's index writes in
+    // memory without pushing the process past its memory budget.
+    connection.pragma("cache_size = -32768");
   }
   // better-sqlite3 binds only plain `?` positionally: each `$n` becomes a `?`, and `order`
   // says which argument goes where (a `$n` may repeat or appear out of order).

@@ -70,15 +70,19 @@ export async function syncSweep(db: Db, sweep: Sweep, now: number): Promise<Sync
       await writeBatch(tx, batch, phase.name, runnable);
       phases.push(report);
     }
-    await tx.run(
-      `UPDATE tasks SET active = 0 WHERE active = 1
-         AND NOT EXISTS (SELECT 1 FROM placements p WHERE p.task_id = tasks.id AND p.active = 1)`,
-    );
-    const dropped = await tx.one<{ n: number }>("SELECT count(*) AS n FROM tasks WHERE active = 0");
+    // Only tasks the ledger had before can have dropped out; a first sync skips both scans.
+    let dropped = 0;
+    if (before > 0) {
+      await tx.run(
+        `UPDATE tasks SET active = 0 WHERE active = 1
+           AND NOT EXISTS (SELECT 1 FROM placements p WHERE p.task_id = tasks.id AND p.active = 1)`,
+      );
+      dropped = (await tx.one<{ n: number }>("SELECT count(*) AS n FROM tasks WHERE active = 0"))?.n ?? 0;
+    }
     const newTasks = idOf.size - before;
     const merged = phases.reduce((sum, phase) => sum + phase.merged, 0);
     await recordEvent(tx, now, "sweep_synced", null, { files: sweep.files, unique, added: newTasks });
-    return { unique, merged, added: newTasks, dropped: dropped?.n ?? 0, phases };
+    return { unique, merged, added: newTasks, dropped, phases };
   });
 }
 

@@ -6,6 +6,7 @@ import {
   type QuoteContext,
   renderTemplate,
   shellQuoteText,
+  type TemplatePart,
   valueText,
 } from "./template.js";
 import type { Params, ParamValue, PhaseSpec, TaskSpec } from "./types.js";
@@ -34,10 +35,14 @@ export function* expandPhase(phase: PhaseSpec): Generator<TaskSpec> {
   };
   const sign = memoisedSigner(phase.commandTemplate);
   const digits = new Array<number>(phase.axes.length).fill(0);
+  const axes = phase.axes;
   for (let n = 0; n < total; n++) {
     const params: Params = { ...phase.defaults };
-    for (const [i, axis] of phase.axes.entries())
+    // Indexed loops: this runs once per task, and iterator objects per task add up at a million.
+    for (let i = 0; i < axes.length; i++) {
+      const axis = axes[i] as (typeof axes)[number];
       params[axis.name] = axis.values[digits[i] as number] as ParamValue;
+    }
     yield taskFor(phase, params, outputDirs, render, sign);
     advance(digits, phase);
   }
@@ -54,7 +59,8 @@ function memoisedRenderer(template: string, quote: Quote, fixed: Params = {}): (
   const memo = parts.map(() => new Map<ParamValue, string>());
   return (values) => {
     let out = "";
-    for (const [index, part] of parts.entries()) {
+    for (let index = 0; index < parts.length; index++) {
+      const part = parts[index] as TemplatePart;
       if (typeof part === "string") {
         out += part;
         continue;
