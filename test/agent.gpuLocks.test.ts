@@ -45,28 +45,42 @@ const LOCKS_MODULE = join(REPO_ROOT, "dist", "agent", "gpuLocks.js");
  * A process that waits until `startAt` (so racers start together), tries to lock `uuid`, prints
  * what it got, holds the lock for `holdMs`, and exits (releasing it).
  */
-function racer(
+/**
+ * Two processes race for one GPU lock, starting together at `startAt`. Each prints what it got
+ * and keeps its lock until both have answered (the test then closes their stdin), so a racer
+ * slowed down by a busy machine can never find the lock already released by the other.
+ */
+async function raceTwo(
   dir: string,
   uuid: string,
   startAt: number,
-  holdMs: number,
-): Promise<{ pid: number; got: string }> {
+): Promise<Array<{ pid: number; got: string }>> {
   const script = `
     const { lockGpus } = await import(${JSON.stringify(LOCKS_MODULE)});
     while (Date.now() < ${startAt}) {}
     const gpu = { index: 0, uuid: ${JSON.stringify(uuid)}, name: "x", memoryTotalMiB: 1, memoryFreeMiB: 1, memoryUsedMiB: 0, utilizationPercent: null, powerW: null, driverVersion: null };
     const result = lockGpus([gpu], { dir: ${JSON.stringify(dir)} });
     process.stdout.write(result.locked.length === 1 ? "locked" : "busy:" + result.busy[0].owner);
-    setTimeout(() => {}, ${holdMs});
+    process.stdin.resume();
+    process.stdin.on("end", () => process.exit(0));
   `;
-  const child = spawn(process.execPath, ["--input-type=module", "-e", script], {
-    stdio: ["ignore", "pipe", "inherit"],
+  const racers = [0, 1].map(() => {
+    const child = spawn(process.execPath, ["--input-type=module", "-e", script], {
+      stdio: ["pipe", "pipe", "inherit"],
+    });
+    const racer = { child, out: "" };
+    child.stdout?.on("data", (chunk: Buffer) => {
+      racer.out += chunk.toString();
+    });
+    return racer;
   });
-  let out = "";
-  child.stdout?.on("data", (chunk: Buffer) => {
-    out += chunk.toString();
-  });
-  return exited(child).then(() => ({ pid: child.pid as number, got: out }));
+  const deadline = Date.now() + 30_000;
+  while (racers.some((racer) => racer.out === "") && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  for (const racer of racers) racer.child.stdin?.end();
+  await Promise.all(racers.map((racer) => exited(racer.child)));
+  return racers.map((racer) => ({ pid: racer.child.pid as number, got: racer.out }));
 }
 
 describe("GPU locks in one process", () => {
@@ -142,7 +156,7 @@ describe("GPU locks across processes", () => {
     for (let round = 0; round < 5; round++) {
       const uuid = `GPU-race-${round}`;
       const startAt = Date.now() + 600;
-      const results = await Promise.all([racer(dir, uuid, startAt, 300), racer(dir, uuid, startAt, 300)]);
+      const results = await raceTwo(dir, uuid, startAt);
       const winners = results.filter((result) => result.got === "locked");
       expect(winners, JSON.stringify(results)).toHaveLength(1);
       const loser = results.find((result) => result.got !== "locked");
@@ -158,7 +172,7 @@ describe("GPU locks across processes", () => {
       const uuid = `GPU-stale-${round}`;
       writeFileSync(join(dir, `${uuid}.lock`), `${dead}\n`);
       const startAt = Date.now() + 600;
-      const results = await Promise.all([racer(dir, uuid, startAt, 300), racer(dir, uuid, startAt, 300)]);
+      const results = await raceTwo(dir, uuid, startAt);
       expect(
         results.filter((result) => result.got === "locked"),
         JSON.stringify(results),

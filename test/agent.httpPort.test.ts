@@ -26,7 +26,13 @@ function port(coordinator: CoordinatorClient, options: { slots?: number } = {}):
   return new HttpPort(coordinator, { agentId: "agent-1", slots: options.slots ?? 1, outbox });
 }
 
-const idle: Capacity = { freeSlots: 1, freeCpus: Number.POSITIVE_INFINITY, gpus: [], hasGpus: false };
+const idle: Capacity = {
+  freeSlots: 1,
+  freeCpus: Number.POSITIVE_INFINITY,
+  gpus: [],
+  hasGpus: false,
+  tags: [],
+};
 
 const leased: LeasedTask = {
   attemptId: 7,
@@ -44,7 +50,7 @@ const leased: LeasedTask = {
       retries: 0,
       timeoutMs: null,
       backoffMs: 1000,
-      resources: { gpus: 0, gpuMemoryGb: 0, cpus: 1 },
+      resources: { gpus: 0, gpuMemoryGb: 0, cpus: 1, tags: [] },
       launcher: null,
     },
   },
@@ -192,7 +198,7 @@ describe("the HTTP port", () => {
     // Idle (every slot free): it may wait long. "No CPU limit" travels as null.
     expect(peer.requests[0]?.body).toEqual({
       agentId: "agent-1",
-      capacity: { freeSlots: 1, freeCpus: null, gpus: [], hasGpus: false },
+      capacity: { freeSlots: 1, freeCpus: null, gpus: [], hasGpus: false, tags: [] },
       waitMs: 25_000,
     });
   });

@@ -20,6 +20,7 @@ import {
   startFixture,
   VIEWER_TOKEN,
   viewerAuth,
+  waitFor,
 } from "./helpers/coordinatorFixture.js";
 
 const fixtures: Fixture[] = [];
@@ -455,6 +456,51 @@ describe("leases", () => {
     expect(answer.lease?.gpuIds).toEqual([0]);
     const attempts = await fixture.db.all<{ worker: string }>("SELECT worker FROM attempts");
     expect(attempts).toEqual([{ worker: "big" }]);
+  });
+
+  it("leases a task with resources.tags only to an agent offering its tags; others get done", async () => {
+    const fixture = await serve(
+      "command: echo {x}\nretries: 0\nlarge:\n  output_dir: out_large\n  resources: {tags: [big]}\n  combinations:\n    - x: [1]\nsmall:\n  output_dir: out\n  combinations:\n    - x: [2]\n",
+    );
+    await register(fixture, "plain");
+    await register(fixture, "other", { tags: ["spot"] });
+    await register(fixture, "tagged", { tags: ["big"] });
+    // The tagged task comes first, but the plain agent is handed the untagged one.
+    const plain = await lease(fixture, "plain", 0, capacityOf());
+    expect(plain.lease?.task.params).toEqual({ x: 2 });
+    await finish(fixture, "plain", plain.lease?.attemptId as number, success);
+    // Only the tagged task is left: agents without the tag are done (old agents send no tags).
+    const noTags = { freeSlots: 2, freeCpus: null, hasGpus: false, gpus: [] };
+    const doneFor = async (agentId: string, capacity: object): Promise<boolean> => {
+      const response = await call(fixture, "POST", "/lease", { agentId, capacity, waitMs: 0 });
+      expect(response.statusCode, response.body).toBe(200);
+      const body = response.json() as LeaseBody;
+      expect(body.lease).toBeNull();
+      return body.done;
+    };
+    expect(await waitFor(() => doneFor("plain", capacityOf()), 3000)).toBe(true);
+    expect(await doneFor("plain", noTags)).toBe(true);
+    expect(await doneFor("other", capacityOf({ tags: ["spot"] }))).toBe(true);
+    expect(await count(fixture, "attempts")).toBe(1);
+    const started = Date.now();
+    expect(await lease(fixture, "plain", 20_000)).toEqual({ lease: null, done: true });
+    expect(Date.now() - started).toBeLessThan(1000);
+    // The agent offering the tag gets it.
+    const tagged = await lease(fixture, "tagged", 0, capacityOf({ tags: ["big"] }));
+    expect(tagged.lease?.task.params).toEqual({ x: 1 });
+    const attempts = await fixture.db.all<{ worker: string }>("SELECT worker FROM attempts ORDER BY id");
+    expect(attempts).toEqual([{ worker: "plain" }, { worker: "tagged" }]);
+  });
+
+  it("rejects a lease whose capacity tags are not a list of strings", async () => {
+    const fixture = await serve(simpleSweep(1));
+    await register(fixture, "a1");
+    for (const tags of [[{}], { big: true }, ["x".repeat(101)]]) {
+      const capacity = { ...capacityOf(), tags };
+      const response = await call(fixture, "POST", "/lease", { agentId: "a1", capacity, waitMs: 0 });
+      expectError(response, 400, JSON.stringify(tags));
+    }
+    expect(await count(fixture, "attempts")).toBe(0);
   });
 });
 

@@ -39,6 +39,8 @@ export interface AgentOptions {
   /** Free memory per GPU index, as probed at start. */
   gpuFreeMiB: Map<number, number | null>;
   cpuCount: number;
+  /** Tags this agent offers: tasks whose resources.tags it lacks are not leased to it. (Default: []) */
+  tags?: string[];
   /** Heartbeat period. (Default: 3 s) */
   heartbeatMs?: number;
   /** SIGTERM → SIGKILL grace on timeouts and a second Ctrl-C. (Default: 10 s) */
@@ -202,6 +204,7 @@ export class Agent {
       freeCpus: this.running.size === 0 ? Number.POSITIVE_INFINITY : totalCpus - cpusInUse,
       gpus: this.gpus.map((gpu) => ({ ...gpu })),
       hasGpus: this.gpus.length > 0,
+      tags: [...(this.options.tags ?? [])],
     };
   }
 

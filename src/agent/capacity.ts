@@ -16,6 +16,15 @@ export interface Capacity {
   gpus: GpuOffer[];
   /** Whether the machine has GPUs at all (decides the default of resources.gpus). */
   hasGpus: boolean;
+  /** Tags the agent offers (`--tag`): a task runs only where all of its resources.tags are offered. */
+  tags: string[];
+}
+
+/** Whether an agent offering `offered` tags may run a task asking for these resources' tags. */
+export function tagsFit(resources: Resources, offered: readonly string[]): boolean {
+  // Policies stored before tags existed lack the field.
+  const wanted = resources.tags ?? [];
+  return wanted.every((tag) => offered.includes(tag));
 }
 
 /** How many GPUs a task asks for, after defaults: one on GPU machines, none elsewhere. */
@@ -27,10 +36,12 @@ export function gpusWanted(resources: Resources, hasGpus: boolean): number {
  * Picks GPUs for a task from what is free, or null if it does not fit now. Fractions (0.5) go to
  * the GPU that fits them most tightly, so halves pair up on one GPU; whole GPUs go to those with
  * the most free memory. `gpu_memory_gb` is checked against each GPU's measured free memory, so
- * GPUs busy with other users' processes are skipped.
+ * GPUs busy with other users' processes are skipped. A task with `tags` fits only an agent
+ * offering every one of them.
  */
 export function allocate(resources: Resources, capacity: Capacity): { gpuIds: number[] } | null {
   if (capacity.freeSlots < 1 || resources.cpus > capacity.freeCpus) return null;
+  if (!tagsFit(resources, capacity.tags ?? [])) return null;
   const wanted = gpusWanted(resources, capacity.hasGpus);
   if (wanted === 0) return { gpuIds: [] };
   const needMiB = resources.gpuMemoryGb * 1024;

@@ -197,6 +197,7 @@ export class RemoteAgent {
       slots: machine.slots,
       gpuFreeMiB: new Map(machine.allGpus.map((gpu) => [gpu.index, gpu.memoryFreeMiB])),
       cpuCount: availableParallelism(),
+      tags: machine.capabilities.tags,
       heartbeatMs,
       graceMs: this.options.graceMs,
       env: this.options.env,

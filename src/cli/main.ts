@@ -56,6 +56,7 @@ export async function main(argv: string[]): Promise<number> {
     .option(...command)
     .option("--slots <n>", "tasks at once (default: one per GPU with ≥ 4 GB free, else one per CPU core)")
     .option("--gpus <list>", "only these GPU indices, e.g. 0,2")
+    .option("--tag <tag>", "a tag tasks can ask for in resources.tags (repeatable)", collect)
     .option("--grace <seconds>", "SIGTERM → SIGKILL grace for timeouts and a second Ctrl-C", "10")
     .option("--progress-every <seconds>", "period of plain progress lines when not on a terminal", "10")
     .option("--yes", "accept grids over 10 million tasks")

@@ -11,6 +11,8 @@ export interface RunFlags {
   state?: string;
   slots?: string;
   gpus?: string;
+  /** Tags this machine offers to tasks' resources.tags (repeatable, comma-separated allowed). */
+  tag?: string[];
   command?: string;
   yes?: boolean;
   grace?: string;
@@ -20,6 +22,14 @@ export interface RunFlags {
 export async function runCommand(configs: string[], flags: RunFlags): Promise<number> {
   const slots = flags.slots === undefined ? undefined : positiveInteger("--slots", flags.slots);
   const gpus = flags.gpus === undefined ? undefined : gpuList(flags.gpus);
+  const tags = [
+    ...new Set(
+      (flags.tag ?? [])
+        .flatMap((tag) => tag.split(","))
+        .map((tag) => tag.trim())
+        .filter(Boolean),
+    ),
+  ];
   const graceMs = flags.grace === undefined ? undefined : positiveNumber("--grace", flags.grace) * 1000;
   const sweep = openSweep(configs, { defaultCommand: flags.command, yes: flags.yes });
   const stateDir = stateDirFrom(flags, configs);
@@ -70,6 +80,7 @@ export async function runCommand(configs: string[], flags: RunFlags): Promise<nu
       stateDir,
       slots,
       gpus,
+      tags,
       graceMs,
       onAgent: (started) => {
         agent = started;
@@ -99,7 +110,7 @@ export async function runCommand(configs: string[], flags: RunFlags): Promise<nu
     }
     if (result.exit.kind === "stuck") {
       process.stderr.write(
-        `labsweep: ${result.exit.claimable} tasks need more than this machine offers (${result.slots.length} slots; GPUs: ${result.slots.flatMap((slot) => slot.gpuIndices).join(",") || "none"}); see their resources in the config\n`,
+        `labsweep: ${result.exit.claimable} tasks need more than this machine offers (${result.slots.length} slots; GPUs: ${result.slots.flatMap((slot) => slot.gpuIndices).join(",") || "none"}; tags: ${tags.join(",") || "none"}); see their resources in the config${tags.length === 0 ? " (tasks with resources.tags need --tag)" : ""}\n`,
       );
       return EXIT.failed;
     }

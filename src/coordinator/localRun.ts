@@ -83,6 +83,8 @@ export interface LocalRunOptions {
   slots?: number;
   /** Only these GPU indices. (Default: all) */
   gpus?: number[];
+  /** Tags this machine offers: tasks with resources.tags run only if it offers them all. (Default: none) */
+  tags?: string[];
   /** SIGTERM → SIGKILL grace. (Default: 10 s) */
   graceMs?: number;
   env?: NodeJS.ProcessEnv;
@@ -113,6 +115,7 @@ export async function runLocally(db: Db, options: LocalRunOptions): Promise<Loca
     slots,
     gpuFreeMiB: new Map(gpus.map((gpu) => [gpu.index, gpu.memoryFreeMiB])),
     cpuCount: availableParallelism(),
+    tags: options.tags ?? [],
     graceMs: options.graceMs,
     env: options.env,
     onEvent: options.onEvent,

@@ -241,6 +241,7 @@ export class RemoteAgents {
       freeSlots: info.slots,
       freeCpus: Number.POSITIVE_INFINITY,
       hasGpus: info.gpus.length > 0,
+      tags: info.tags ?? [],
       // Total, not free, memory: memory other processes hold now may be free later.
       gpus: info.gpus.map((gpu) => ({
         index: gpu.index,

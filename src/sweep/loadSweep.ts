@@ -384,6 +384,7 @@ function toPolicy(phase: PhaseInput, file: FileSettingsInput): RunPolicy {
       gpus: resources.gpus ?? null,
       gpuMemoryGb: resources.gpu_memory_gb ?? 0,
       cpus: resources.cpus ?? 1,
+      tags: [...new Set(resources.tags ?? [])],
     },
     // The phase's launcher replaces the file's as a whole (`none` turns it off).
     launcher: toLauncher(phase.launcher ?? file.launcher),

@@ -13,7 +13,7 @@ export const PHASE_KEYS: Record<string, string> = {
   retries: "3",
   timeout: "none",
   backoff: "1s",
-  resources: "{gpus: 1 per task on GPU machines, gpu_memory_gb: 0, cpus: 1}",
+  resources: "{gpus: 1 per task on GPU machines, gpu_memory_gb: 0, cpus: 1, tags: []}",
   launcher: "the file-level launcher, else none",
 };
 
@@ -34,6 +34,7 @@ export const RESOURCE_KEYS: Record<string, string> = {
   gpus: "1 on GPU machines, else 0",
   gpu_memory_gb: "0",
   cpus: "1",
+  tags: "[] (any agent)",
 };
 
 /** `launcher: NAME`; the mapping form `{name: NAME, …}` takes the keys below. */
@@ -70,6 +71,7 @@ const resources = z.strictObject({
   gpus: z.number().min(0).optional(),
   gpu_memory_gb: z.number().min(0).optional(),
   cpus: z.number().positive().optional(),
+  tags: z.array(z.string().min(1, "is empty").max(100, "is longer than 100 characters")).optional(),
 });
 
 const gate = z.union([z.literal("all_succeeded"), z.strictObject({ min_success: z.number().gt(0).max(1) })]);

@@ -12,6 +12,11 @@ export interface Resources {
   gpuMemoryGb: number;
   /** CPU cores per task. (Default: 1) */
   cpus: number;
+  /**
+   * Tags an agent must offer (`--tag`) to run the task. (Default: [])
+   * Ledgers written before tags existed lack the field: read it as `tags ?? []`.
+   */
+  tags: string[];
 }
 
 /** When a phase listed in `after` counts as good enough for its dependents to run. */

@@ -80,7 +80,7 @@ export async function startFixture(yaml: string, options: Partial<ServeOptions> 
 /** A registration body; GPUs as [totalMiB, freeMiB] pairs. */
 export function agentInfo(
   agentId: string,
-  options: { slots?: number; gpus?: Array<[number, number]> } = {},
+  options: { slots?: number; gpus?: Array<[number, number]>; tags?: string[] } = {},
 ): AgentCapabilities {
   const gpus = (options.gpus ?? []).map(([total, free], index) => ({
     index,
@@ -100,14 +100,14 @@ export function agentInfo(
     gpus,
     driverVersion: null,
     cudaVersion: null,
-    tags: [],
+    tags: options.tags ?? [],
     probes: {},
   };
 }
 
 /** What an idle agent offers: free slots, no CPU limit (null in JSON), GPUs with free MiB. */
 export function capacityOf(
-  options: { slots?: number; gpusFreeMiB?: number[] } = {},
+  options: { slots?: number; gpusFreeMiB?: number[]; tags?: string[] } = {},
 ): Omit<Capacity, "freeCpus"> & { freeCpus: null } {
   const gpus = options.gpusFreeMiB ?? [];
   return {
@@ -115,6 +115,7 @@ export function capacityOf(
     freeCpus: null,
     hasGpus: gpus.length > 0,
     gpus: gpus.map((free, index) => ({ index, freeShare: 1, freeMemoryMiB: free })),
+    tags: options.tags ?? [],
   };
 }
 

@@ -164,7 +164,7 @@ async function attemptOf(options: AppOptions, id: string, agentId: string): Prom
   return attempt;
 }
 
-/** JSON has no Infinity: an agent with no CPU limit sends null. */
+/** JSON has no Infinity: an agent with no CPU limit sends null. Agents older than tags send none. */
 function normaliseCapacity(capacity: LeaseRequest["capacity"]): Capacity {
-  return { ...capacity, freeCpus: capacity.freeCpus ?? Number.POSITIVE_INFINITY };
+  return { ...capacity, freeCpus: capacity.freeCpus ?? Number.POSITIVE_INFINITY, tags: capacity.tags ?? [] };
 }

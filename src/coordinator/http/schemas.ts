@@ -8,6 +8,7 @@ const capacity = {
     freeSlots: { type: "integer", minimum: 0, maximum: 4096 },
     freeCpus: { type: ["number", "null"] },
     hasGpus: { type: "boolean" },
+    tags: { type: "array", maxItems: 100, items: { type: "string", maxLength: 100 }, default: [] },
     gpus: {
       type: "array",
       maxItems: 256,
