@@ -12,7 +12,16 @@ import { join } from "node:path";
 import Database from "better-sqlite3";
 import { parse } from "csv-parse/sync";
 import { describe, expect, it } from "vitest";
-import { type CliResult, collect, runCli, startCli, tempDir, writeFile } from "./helpers/cli.js";
+import {
+  type CliResult,
+  collect,
+  runCli,
+  startCli,
+  tempDir,
+  type Watched,
+  watch,
+  writeFile,
+} from "./helpers/cli.js";
 import { type FakeGpu, fakeGpuEnv } from "./helpers/fakeGpus.js";
 
 /** A task: prints, sleeps `sleep` seconds, writes its params, GPU and agent as metrics. */
@@ -32,41 +41,6 @@ function sweepYaml(count: number, sleep: number, extra = ""): string {
 }
 
 /** A child whose output is kept, with a way to wait for a line. */
-interface Watched {
-  child: ChildProcess;
-  result: Promise<CliResult>;
-  output(): string;
-  waitFor(pattern: RegExp, timeoutMs?: number): Promise<void>;
-}
-
-function watch(child: ChildProcess, timeoutMs = 90_000): Watched {
-  let text = "";
-  child.stdout?.on("data", (chunk: Buffer) => {
-    text += chunk.toString();
-  });
-  child.stderr?.on("data", (chunk: Buffer) => {
-    text += chunk.toString();
-  });
-  const result = collect(child, timeoutMs);
-  let ended = false;
-  void result.then(() => {
-    ended = true;
-  });
-  return {
-    child,
-    result,
-    output: () => text,
-    async waitFor(pattern, wait = 20_000) {
-      const deadline = Date.now() + wait;
-      while (!pattern.test(text)) {
-        if (ended || Date.now() > deadline)
-          throw new Error(`${ended ? "ended" : "timed out"} waiting for ${pattern}:\n${text}`);
-        await new Promise((resolve) => setTimeout(resolve, 25));
-      }
-    },
-  };
-}
-
 interface Served extends Watched {
   url: string;
   token: string;

@@ -11,7 +11,7 @@ import { createServer } from "node:net";
 import { join } from "node:path";
 import { parse } from "csv-parse/sync";
 import { describe, expect, it } from "vitest";
-import { type CliResult, collect, startCli, tempDir, writeFile } from "./helpers/cli.js";
+import { type CliResult, collect, startCli, tempDir, type Watched, watch, writeFile } from "./helpers/cli.js";
 import { fakeGpuEnv } from "./helpers/fakeGpus.js";
 import { startTcpProxy, type TcpProxy } from "./helpers/tcpProxy.js";
 
@@ -28,40 +28,6 @@ function sweepYaml(count: number, seconds: number): string {
     `    - x: [${xs}]`,
     "",
   ].join("\n");
-}
-
-interface Watched {
-  child: ChildProcess;
-  result: Promise<CliResult>;
-  output(): string;
-  waitFor(pattern: RegExp, timeoutMs?: number): Promise<void>;
-}
-
-function watch(child: ChildProcess, timeoutMs = 50_000): Watched {
-  let text = "";
-  const append = (chunk: Buffer) => {
-    text += chunk.toString();
-  };
-  child.stdout?.on("data", append);
-  child.stderr?.on("data", append);
-  const result = collect(child, timeoutMs);
-  let ended = false;
-  void result.then(() => {
-    ended = true;
-  });
-  return {
-    child,
-    result,
-    output: () => text,
-    async waitFor(pattern, wait = 15_000) {
-      const deadline = Date.now() + wait;
-      while (!pattern.test(text)) {
-        if (ended || Date.now() > deadline)
-          throw new Error(`${ended ? "ended" : "timed out"} waiting for ${pattern}:\n${text}`);
-        await sleep(25);
-      }
-    },
-  };
 }
 
 interface Served extends Watched {

@@ -63,6 +63,42 @@ export function collect(child: ChildProcess, timeoutMs = 60_000): Promise<CliRes
   });
 }
 
+/** A running labsweep process whose combined output a test can wait on. */
+export interface Watched {
+  child: ChildProcess;
+  result: Promise<CliResult>;
+  output(): string;
+  waitFor(pattern: RegExp, timeoutMs?: number): Promise<void>;
+}
+
+/** Collects a child's stdout and stderr together, for tests that wait for a line. */
+export function watch(child: ChildProcess, timeoutMs = 90_000): Watched {
+  let text = "";
+  const append = (chunk: Buffer): void => {
+    text += chunk.toString();
+  };
+  child.stdout?.on("data", append);
+  child.stderr?.on("data", append);
+  const result = collect(child, timeoutMs);
+  let ended = false;
+  void result.then(() => {
+    ended = true;
+  });
+  return {
+    child,
+    result,
+    output: () => text,
+    async waitFor(pattern, wait = 20_000) {
+      const deadline = Date.now() + wait;
+      while (!pattern.test(text)) {
+        if (ended || Date.now() > deadline)
+          throw new Error(`${ended ? "ended" : "timed out"} waiting for ${pattern}:\n${text}`);
+        await new Promise((resolveWait) => setTimeout(resolveWait, 25));
+      }
+    },
+  };
+}
+
 const liveChildren = new Set<ChildProcess>();
 const tempDirs: string[] = [];
 
