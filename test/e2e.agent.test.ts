@@ -1,27 +1,10 @@
-/**
- * End to end over loopback: `labsweep serve` and `labsweep agent` processes. Every task runs
- * exactly once across agents, agents on one host never share a GPU, reports survive a
- * coordinator that goes away, logs stream to the coordinator, cancels stop tasks, a task whose
- * cwd is missing fails clearly, and SIGTERM releases everything.
- * Run `npm run build` first: these tests run bin/labsweep.js, which runs dist/.
- */
-import type { ChildProcess } from "node:child_process";
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { parse } from "csv-parse/sync";
 import { describe, expect, it } from "vitest";
-import {
-  type CliResult,
-  collect,
-  runCli,
-  startCli,
-  tempDir,
-  type Watched,
-  watch,
-  writeFile,
-} from "./helpers/cli.js";
+import { type CliResult, runCli, startCli, tempDir, type Watched, watch, writeFile } from "./helpers/cli.js";
 import { type FakeGpu, fakeGpuEnv } from "./helpers/fakeGpus.js";
 
 /** A task: prints, sleeps `sleep` seconds, writes its params, GPU and agent as metrics. */

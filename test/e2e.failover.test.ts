@@ -1,17 +1,9 @@
-/**
- * Failover end to end, over loopback with real `labsweep serve` and `labsweep agent` processes:
- * a SIGKILLed agent's task moves to another agent within the disconnect grace, a silent
- * partition (a paused TCP proxy) loses no result, a short connection blip requeues nothing, and
- * a coordinator killed and restarted on the same port and state dir requeues nothing.
- * Run `npm run build` first: these tests run bin/labsweep.js, which runs dist/.
- */
-import type { ChildProcess } from "node:child_process";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { parse } from "csv-parse/sync";
 import { describe, expect, it } from "vitest";
-import { type CliResult, collect, startCli, tempDir, type Watched, watch, writeFile } from "./helpers/cli.js";
+import { type CliResult, startCli, tempDir, type Watched, watch, writeFile } from "./helpers/cli.js";
 import { fakeGpuEnv } from "./helpers/fakeGpus.js";
 import { startTcpProxy, type TcpProxy } from "./helpers/tcpProxy.js";
 
