@@ -38,6 +38,14 @@ export interface AgentOptions {
   slots: Slot[];
   /** Free memory per GPU index, as probed at start. */
   gpuFreeMiB: Map<number, number | null>;
+  /**
+   * Measures free GPU memory again (nvidia-smi), so `gpu_memory_gb` is checked against what is
+   * free at lease time: a GPU that another user's process filled is skipped until it frees up.
+   * Called before leasing, at most every `gpuRefreshMs`. (Default: the start-up figures only)
+   */
+  readGpuFreeMiB?: () => Promise<Map<number, number | null>>;
+  /** (Default: 1 s) */
+  gpuRefreshMs?: number;
   cpuCount: number;
   /** Tags this agent offers: tasks whose resources.tags it lacks are not leased to it. (Default: []) */
   tags?: string[];
@@ -107,6 +115,7 @@ export class Agent {
     try {
       for (;;) {
         if (this.stopping) break;
+        if (this.running.size < this.options.slots.length) await this.refreshGpuMemory();
         const capacity = this.capacity();
         if (capacity.freeSlots > 0) {
           this.leaseAbort = new AbortController();
@@ -192,6 +201,21 @@ export class Agent {
       .catch(() => undefined)
       .finally(() => this.releasing.delete(released));
     this.releasing.add(released);
+  }
+
+  private gpuMeasuredAt = 0;
+
+  private async refreshGpuMemory(): Promise<void> {
+    const read = this.options.readGpuFreeMiB;
+    if (!read || this.gpus.length === 0) return;
+    if (Date.now() - this.gpuMeasuredAt < (this.options.gpuRefreshMs ?? 1000)) return;
+    this.gpuMeasuredAt = Date.now();
+    try {
+      const free = await read();
+      for (const gpu of this.gpus) gpu.freeMemoryMiB = free.get(gpu.index) ?? gpu.freeMemoryMiB;
+    } catch {
+      // nvidia-smi failing now and then must not stop leasing: keep the last figures.
+    }
   }
 
   private capacity(): Capacity {

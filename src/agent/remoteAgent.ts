@@ -196,6 +196,13 @@ export class RemoteAgent {
       stateDir,
       slots: machine.slots,
       gpuFreeMiB: new Map(machine.allGpus.map((gpu) => [gpu.index, gpu.memoryFreeMiB])),
+      readGpuFreeMiB: async () =>
+        new Map(
+          (await probeGpus({ env: this.options.env ?? process.env })).map((gpu) => [
+            gpu.index,
+            gpu.memoryFreeMiB,
+          ]),
+        ),
       cpuCount: availableParallelism(),
       tags: machine.capabilities.tags,
       heartbeatMs,

@@ -114,6 +114,10 @@ export async function runLocally(db: Db, options: LocalRunOptions): Promise<Loca
     stateDir: options.stateDir,
     slots,
     gpuFreeMiB: new Map(gpus.map((gpu) => [gpu.index, gpu.memoryFreeMiB])),
+    readGpuFreeMiB: async () =>
+      new Map(
+        (await probeGpus({ env: options.env ?? process.env })).map((gpu) => [gpu.index, gpu.memoryFreeMiB]),
+      ),
     cpuCount: availableParallelism(),
     tags: options.tags ?? [],
     graceMs: options.graceMs,
