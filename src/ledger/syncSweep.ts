@@ -51,20 +51,24 @@ export async function syncSweep(db: Db, sweep: Sweep, now: number): Promise<Sync
       const batch: Batch = { fresh: [], revived: [], placed: [] };
       for (const task of expandPhase(phase)) {
         report.tasks++;
-        const id = idOf.get(task.signature);
-        if (id !== undefined && id > 0) {
+        const known = idOf.get(task.signature);
+        let id: number;
+        if (known !== undefined && known > 0) {
+          id = known;
           report.merged++;
           if (runnable) batch.revived.push(id);
-        } else if (id !== undefined) {
-          idOf.set(task.signature, -id);
-          batch.revived.push(-id);
+        } else if (known !== undefined) {
+          id = -known;
+          idOf.set(task.signature, id);
+          batch.revived.push(id);
           unique++;
         } else {
-          idOf.set(task.signature, nextId);
-          batch.fresh.push({ id: nextId++, task });
+          id = nextId++;
+          idOf.set(task.signature, id);
+          batch.fresh.push({ id, task });
           unique++;
         }
-        batch.placed.push({ id: idOf.get(task.signature) as number, task });
+        batch.placed.push({ id, task });
         if (batch.placed.length >= BATCH) await writeBatch(tx, batch, phase.name, runnable);
       }
       await writeBatch(tx, batch, phase.name, runnable);
