@@ -188,7 +188,7 @@ describe("the HTTP port", () => {
     while (!release) await new Promise((resolve) => setTimeout(resolve, 10));
     const madeAt = Date.now();
     (release as () => void)();
-    const claim = await leasing;
+    const [claim] = await leasing;
     expect(Date.now() - madeAt).toBeLessThan(250);
     expect(claim).toMatchObject({
       attemptId: 7,
@@ -200,6 +200,8 @@ describe("the HTTP port", () => {
       agentId: "agent-1",
       capacity: { freeSlots: 1, freeCpus: null, gpus: [], hasGpus: false, tags: [] },
       waitMs: 25_000,
+      max: 1,
+      reports: [],
     });
   });
 
@@ -216,14 +218,14 @@ describe("the HTTP port", () => {
     await new Promise((resolve) => setTimeout(resolve, 100));
     const stoppedAt = Date.now();
     stop.abort();
-    expect(await leasing).toBeNull();
+    expect(await leasing).toEqual([]);
     expect(Date.now() - stoppedAt).toBeLessThan(200);
   });
 
   it("says done when the coordinator does, unless told to stay", async () => {
     const peer = await startPeer((_request, response) => json(response, 200, { lease: null, done: true }));
     const leaving = port(client([peer.url]));
-    expect(await leaving.lease({ capacity: idle })).toBeNull();
+    expect(await leaving.lease({ capacity: idle })).toEqual([]);
     expect(await leaving.isFinished()).toBe(true);
     const outbox = new Outbox(join(tempDir(), "outbox"), async () => "sent");
     const staying = new HttpPort(client([peer.url]), { agentId: "a", slots: 1, outbox, stay: true });
@@ -267,7 +269,7 @@ describe("the HTTP port", () => {
       tags: [],
       probes: {},
     });
-    expect(await agentPort.lease({ capacity: idle })).toMatchObject({ attemptId: 7 });
+    expect(await agentPort.lease({ capacity: idle })).toMatchObject([{ attemptId: 7 }]);
     expect(peer.requests.map((request) => request.url)).toEqual([
       "/api/v1/agents",
       "/api/v1/lease",

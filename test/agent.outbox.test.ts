@@ -221,3 +221,90 @@ describe("the outbox", () => {
     expect(readdirSync(dir)).toEqual(["1.json"]);
   });
 });
+
+describe("reports carried by a lease", () => {
+  /** An outbox whose sender blocks on each report until the test lets it go. */
+  function heldOutbox() {
+    const delivered: number[] = [];
+    const gates = new Map<number, () => void>();
+    const outbox = new Outbox(join(tempDir(), "outbox"), async (item) => {
+      await new Promise<void>((resolve) => gates.set(item.attemptId, resolve));
+      delivered.push(item.attemptId);
+      return "sent";
+    });
+    const letGo = async (attemptId: number) => {
+      while (!gates.has(attemptId)) await new Promise((resolve) => setTimeout(resolve, 5));
+      gates.get(attemptId)?.();
+    };
+    return { outbox, delivered, letGo };
+  }
+
+  it("hands out only reports the sender is not sending; settled ones are deleted, released ones sent", async () => {
+    const { outbox, delivered, letGo } = heldOutbox();
+    await outbox.put(record(1)); // the sender takes it at once, and holds
+    await outbox.put(record(2));
+    await outbox.put(record(3));
+    expect(outbox.carry(10).map((item) => item.attemptId)).toEqual([2, 3]);
+    expect(outbox.carry(10)).toEqual([]); // carried already
+    await outbox.settle([{ attemptId: 2 }]);
+    expect(existsSync(join(outbox.dir, "2.json"))).toBe(false);
+    outbox.release([3]);
+    await letGo(1);
+    await letGo(3);
+    expect(await outbox.flush({ timeoutMs: 5000 })).toBe(true);
+    expect(delivered).toEqual([1, 3]); // 2 went with the lease, never through the sender
+    expect(readdirSync(outbox.dir)).toEqual([]);
+  });
+
+  it("sets aside a carried report the coordinator refused", async () => {
+    const { outbox } = heldOutbox();
+    await outbox.put(record(1));
+    await outbox.put(record(2));
+    expect(outbox.carry(1).map((item) => item.attemptId)).toEqual([2]);
+    await outbox.settle([{ attemptId: 2, refused: "409: attempt 2 belongs to another agent" }]);
+    expect(existsSync(join(outbox.dir, "refused", "2.json"))).toBe(true);
+    expect(outbox.pending()).toEqual([1]);
+  });
+
+  it("a lease in sound contact carries waiting reports; after trouble it waits for the outbox first", async () => {
+    const leases: Array<{ at: number; reports: Array<{ attemptId: number }> }> = [];
+    const peer = await startPeer((request, response) => {
+      if (request.url === "/api/v1/agents")
+        return json(response, 200, { leaseMs: 12_000, heartbeatMs: 3000, openAttempts: [] });
+      if (request.url !== "/api/v1/lease") return json(response, 404, { error: "no such endpoint" });
+      const body = request.body as { reports: Array<{ attemptId: number }> };
+      leases.push({ at: Date.now(), reports: body.reports });
+      json(response, 200, {
+        lease: null,
+        leases: [],
+        done: false,
+        reports: body.reports.map(({ attemptId }) => ({ attemptId, accepted: true })),
+      });
+    });
+    const { outbox, delivered, letGo } = heldOutbox();
+    const client = new CoordinatorClient({ servers: [peer.url], token: "t", warn: () => undefined });
+    const port = new HttpPort(client, { agentId: "agent-1", slots: 1, outbox, idleWaitMs: 0 });
+    await port.register({ agentId: "agent-1" } as Parameters<HttpPort["register"]>[0]);
+    await outbox.put(record(1)); // being sent by the sender, held
+    await outbox.put(record(2));
+    await port.lease({ capacity: { freeSlots: 1, freeCpus: 1, gpus: [], hasGpus: false, tags: [] } });
+    expect(leases[0]?.reports.map((report) => report.attemptId)).toEqual([2]);
+    for (let i = 0; i < 100 && outbox.pending().includes(2); i++)
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(outbox.pending()).toEqual([1]);
+
+    // A port that has not heard the coordinator lately (here: never) doubts the contact, so its
+    // lease waits until the sender has delivered report 1, and carries nothing.
+    const sentAt = new Promise<number>((resolve) =>
+      setTimeout(async () => {
+        await letGo(1);
+        resolve(Date.now());
+      }, 300),
+    );
+    const troubled = new HttpPort(client, { agentId: "agent-1", slots: 1, outbox, idleWaitMs: 0 });
+    await troubled.lease({ capacity: { freeSlots: 1, freeCpus: 1, gpus: [], hasGpus: false, tags: [] } });
+    expect(delivered).toEqual([1]);
+    expect(leases[1]?.at).toBeGreaterThanOrEqual(await sentAt);
+    expect(leases[1]?.reports).toEqual([]);
+  });
+});

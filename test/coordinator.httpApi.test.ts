@@ -349,7 +349,7 @@ describe("leases", () => {
     const started = Date.now();
     const answer = await lease(fixture, "a2", 600);
     const took = Date.now() - started;
-    expect(answer).toEqual({ lease: null, done: false });
+    expect(answer).toMatchObject({ lease: null, leases: [], done: false });
     expect(took).toBeGreaterThanOrEqual(550);
     expect(took).toBeLessThan(2000);
   });
@@ -420,16 +420,16 @@ describe("leases", () => {
     await new Promise((resolve) => setTimeout(resolve, 100));
     await finish(fixture, "a1", attemptId, success);
     const started = Date.now();
-    expect(await waiting).toEqual({ lease: null, done: true });
+    expect(await waiting).toMatchObject({ lease: null, leases: [], done: true });
     expect(Date.now() - started).toBeLessThan(1000);
-    expect(await lease(fixture, "a1", 20_000)).toEqual({ lease: null, done: true });
+    expect(await lease(fixture, "a1", 20_000)).toMatchObject({ lease: null, leases: [], done: true });
   });
 
   it("says done at once when no remaining task could ever fit the agent", async () => {
     const fixture = await serve(simpleSweep(2, "resources: {gpus: 1}\n"));
     await register(fixture, "cpu-only");
     const started = Date.now();
-    expect(await lease(fixture, "cpu-only", 20_000)).toEqual({ lease: null, done: true });
+    expect(await lease(fixture, "cpu-only", 20_000)).toMatchObject({ lease: null, leases: [], done: true });
     expect(Date.now() - started).toBeLessThan(1000);
     await register(fixture, "gpu", { gpus: [[16_384, 16_384]] });
     const answer = await lease(fixture, "gpu", 0, capacityOf({ gpusFreeMiB: [16_384] }));
@@ -442,12 +442,12 @@ describe("leases", () => {
     await register(fixture, "busy", { gpus: [[24_576, 8192]] });
     await register(fixture, "big", { gpus: [[24_576, 24_576]] });
     // An 8 GB card can never run it: done.
-    expect(await lease(fixture, "small", 5000, capacityOf({ gpusFreeMiB: [8192] }))).toEqual({
+    expect(await lease(fixture, "small", 5000, capacityOf({ gpusFreeMiB: [8192] }))).toMatchObject({
       lease: null,
       done: true,
     });
     // A 24 GB card with 8 GB free now cannot run it yet, but may later: not done.
-    expect(await lease(fixture, "busy", 300, capacityOf({ gpusFreeMiB: [8192] }))).toEqual({
+    expect(await lease(fixture, "busy", 300, capacityOf({ gpusFreeMiB: [8192] }))).toMatchObject({
       lease: null,
       done: false,
     });
@@ -483,7 +483,7 @@ describe("leases", () => {
     expect(await doneFor("other", capacityOf({ tags: ["spot"] }))).toBe(true);
     expect(await count(fixture, "attempts")).toBe(1);
     const started = Date.now();
-    expect(await lease(fixture, "plain", 20_000)).toEqual({ lease: null, done: true });
+    expect(await lease(fixture, "plain", 20_000)).toMatchObject({ lease: null, leases: [], done: true });
     expect(Date.now() - started).toBeLessThan(1000);
     // The agent offering the tag gets it.
     const tagged = await lease(fixture, "tagged", 0, capacityOf({ tags: ["big"] }));
@@ -501,6 +501,89 @@ describe("leases", () => {
       expectError(response, 400, JSON.stringify(tags));
     }
     expect(await count(fixture, "attempts")).toBe(0);
+  });
+});
+
+describe("batched leases and carried reports", () => {
+  interface BatchBody {
+    leases: Array<{ attemptId: number; gpuIds: number[]; task: { id: number } }>;
+    reports: Array<{ attemptId: number; accepted?: boolean; error?: string }>;
+    done: boolean;
+  }
+  async function batch(fixture: Fixture, agentId: string, body: object): Promise<BatchBody> {
+    const response = await call(fixture, "POST", "/lease", { agentId, waitMs: 0, ...body });
+    expect(response.statusCode, response.body).toBe(200);
+    return response.json() as BatchBody;
+  }
+
+  it("leases up to max tasks, each fitting what the ones before it left", async () => {
+    const fixture = await serve(simpleSweep(6, "resources: {gpus: 1}\n"));
+    await register(fixture, "a1", {
+      gpus: [
+        [8192, 8192],
+        [8192, 8192],
+      ],
+    });
+    // Two whole GPUs and four slots: only two one-GPU tasks fit together, on different GPUs.
+    const capacity = { ...capacityOf({ slots: 4, gpusFreeMiB: [8192, 8192] }) };
+    const answer = await batch(fixture, "a1", { capacity, max: 4 });
+    expect(answer.leases.map((lease) => lease.gpuIds)).toEqual([[0], [1]]);
+    expect(answer.leases.map((lease) => lease.task.id)).toEqual([1, 2]);
+    expect(await count(fixture, "attempts")).toBe(2);
+  });
+
+  it("records carried reports before leasing, with one verdict per report in order", async () => {
+    const fixture = await serve(simpleSweep(4));
+    await register(fixture, "a1");
+    await register(fixture, "a2");
+    const first = await batch(fixture, "a1", { capacity: capacityOf({ slots: 2 }), max: 2 });
+    const theirs = await batch(fixture, "a2", { capacity: capacityOf({ slots: 1 }), max: 1 });
+    const [one, two] = first.leases.map((lease) => lease.attemptId) as [number, number];
+    const foreign = theirs.leases[0]?.attemptId as number;
+    const answer = await batch(fixture, "a1", {
+      capacity: capacityOf({ slots: 2 }),
+      max: 2,
+      reports: [
+        { attemptId: one, outcome: success },
+        { attemptId: 999, outcome: success },
+        { attemptId: foreign, outcome: success },
+        {
+          attemptId: two,
+          outcome: { kind: "failed", exitCode: 1, signal: null, error: "boom", wallSeconds: 1 },
+        },
+      ],
+    });
+    expect(answer.reports).toEqual([
+      { attemptId: one, accepted: true },
+      { attemptId: 999, error: expect.stringMatching(/^404: unknown attempt/) },
+      { attemptId: foreign, error: expect.stringMatching(/^409: .*another agent/) },
+      { attemptId: two, accepted: true },
+    ]);
+    // The reported tasks were settled first: neither comes back, the fourth task is leased.
+    expect(answer.leases.map((lease) => lease.task.id)).toEqual([4]);
+    expect(await taskStates(fixture)).toEqual(["succeeded", "failed", "running", "running"]);
+    // A re-sent report is recorded once.
+    const again = await batch(fixture, "a1", {
+      capacity: capacityOf({ slots: 1 }),
+      max: 0,
+      reports: [{ attemptId: one, outcome: success }],
+    });
+    expect(again.reports).toEqual([{ attemptId: one, accepted: false }]);
+    expect(again.leases).toEqual([]);
+  });
+
+  it("rejects a malformed carried report with 400 and records nothing", async () => {
+    const fixture = await serve(simpleSweep(1));
+    await register(fixture, "a1");
+    const attemptId = (await lease(fixture, "a1")).lease?.attemptId as number;
+    const response = await call(fixture, "POST", "/lease", {
+      agentId: "a1",
+      capacity: capacityOf(),
+      waitMs: 0,
+      reports: [{ attemptId, outcome: { kind: "succeeded" } }],
+    });
+    expectError(response, 400);
+    expect(await taskStates(fixture)).toEqual(["running"]);
   });
 });
 
@@ -526,7 +609,7 @@ describe("cancel", () => {
     expect((await finish(fixture, "a1", third.lease?.attemptId as number, success)).json()).toMatchObject({
       accepted: false,
     });
-    expect(await lease(fixture, "a1", 5000)).toEqual({ lease: null, done: true });
+    expect(await lease(fixture, "a1", 5000)).toMatchObject({ lease: null, leases: [], done: true });
     await fixture.server.coordinator.drainResults();
     expect(csvRows(fixture.dir)).toEqual([]);
     const status = (await call(fixture, "GET", "/status")).json();

@@ -143,7 +143,7 @@ async function stopServe(served: Served): Promise<void> {
 }
 
 describe("failover: agents and coordinators that die or get cut off", () => {
-  it("a SIGKILLed agent's task runs on the idle agent within 3 s, and its process is gone", async () => {
+  it("a SIGKILLed agent's task runs on the idle agent well before its 12 s lease runs out, and its process is gone", async () => {
     const { dir, pids } = project(1, 60);
     const served = await serve(dir);
     const a = agent(served.url, dir, "a", pids);
@@ -158,11 +158,11 @@ describe("failover: agents and coordinators that die or get cut off", () => {
     a.child.kill("SIGKILL");
     const killedAt = Date.now();
     await a.result;
-    await until("attempt 2's pid file", () => readdirSync(pids).length === 2, 3000);
+    await until("attempt 2's pid file", () => readdirSync(pids).length === 2, 6000);
     const secondAfterMs = Date.now() - killedAt;
-    expect(secondAfterMs).toBeLessThan(3000);
+    expect(secondAfterMs).toBeLessThan(6000);
     await b.waitFor(/task 1 \(attempt 2\) started/, 1000);
-    await until(`the first sleep (pid ${firstPid}) to die`, () => !isAlive(firstPid), 3000 - secondAfterMs);
+    await until(`the first sleep (pid ${firstPid}) to die`, () => !isAlive(firstPid), Math.max(1000, 6000 - secondAfterMs));
 
     const view = await getTask(served.url, 1);
     expect(view.task.state).toBe("running");

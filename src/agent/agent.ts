@@ -14,12 +14,14 @@ import { attemptFiles, prepareAttempt, readResult } from "./taskFiles.js";
 /** What an agent needs from a coordinator: in-process for `labsweep run`, over HTTP otherwise. */
 export interface CoordinatorPort {
   /** `signal` aborts a lease still waiting (long-poll) when the agent stops: it resolves null. */
+  /** Up to `max` tasks that fit `capacity` together; [] when none fits now. */
   lease(request: {
     worker: string;
     host: string;
     capacity: Capacity;
+    max: number;
     signal?: AbortSignal;
-  }): Promise<Claim | null>;
+  }): Promise<Claim[]>;
   awaitWork(maxWaitMs: number): Promise<void>;
   /** Renews leases; returns the attempts that are no longer this agent's: the agent stops them. */
   heartbeat(attemptIds: number[]): Promise<number[]>;
@@ -88,6 +90,10 @@ export class Agent {
   private wakeLoop: (() => void) | null = null;
   /** Aborts the lease request in flight, so a stop need not wait out a long-poll. */
   private leaseAbort: AbortController | null = null;
+  /** Reports of finished tasks on their way to the port (written durably, for remote agents). */
+  private readonly reporting = new Set<Promise<void>>();
+  /** A report the port could not take: the loop stops with it. */
+  private failure: Error | null = null;
   /** GPU readings shared by the samplers of all running tasks. */
   private gpuReadings: GpuReader | null = null;
 
@@ -117,32 +123,38 @@ export class Agent {
         if (this.stopping) break;
         if (this.running.size < this.options.slots.length) await this.refreshGpuMemory();
         const capacity = this.capacity();
+        if (this.failure) throw this.failure;
         if (capacity.freeSlots > 0) {
           this.leaseAbort = new AbortController();
-          const claim = await this.port.lease({
+          const claims = await this.port.lease({
             worker: this.options.worker,
             host: this.options.host,
             capacity,
+            max: capacity.freeSlots,
             signal: this.leaseAbort.signal,
           });
           this.leaseAbort = null;
-          if (claim) {
-            this.startOrRelease(claim);
+          if (claims.length > 0) {
+            for (const claim of claims) this.startOrRelease(claim);
             continue;
           }
         }
         if (this.running.size === 0) {
+          // Reports still being written may be what the sweep waits for.
+          await this.reportsWritten();
           if (await this.port.isFinished()) return { kind: "done" };
           // Idle, yet a task is claimable and was not given to us: nothing left fits this machine.
           const claimable = await this.port.claimableCount();
           if (claimable > 0) {
+            const idle = this.capacity();
             const retry = await this.port.lease({
               worker: this.options.worker,
               host: this.options.host,
-              capacity: this.capacity(),
+              capacity: idle,
+              max: idle.freeSlots,
             });
-            if (retry) {
-              this.startOrRelease(retry);
+            if (retry.length > 0) {
+              for (const claim of retry) this.startOrRelease(claim);
               continue;
             }
             return { kind: "stuck", claimable };
@@ -280,7 +292,7 @@ export class Agent {
       prepare: async () => {
         const port = needsFreePort(launcher, claim.gpuIds) ? await freePort() : undefined;
         command = launchCommand(task.command, launcher, claim.gpuIds, { port });
-        await prepareAttempt(files, task, claim.attemptId, claim.placements);
+        prepareAttempt(files, task, claim.attemptId, claim.placements);
       },
     });
     const running: Running = { claim, process: child, gpuShare: share, cpus: task.policy.resources.cpus };
@@ -314,17 +326,33 @@ export class Agent {
     const usage = task.sampler?.stop();
     if (outcome.kind === "succeeded" && usage) outcome.usage = usage;
     const tail = outcome.kind === "succeeded" ? undefined : logTail(logPath, 20);
-    try {
-      await this.port.finish(task.claim.attemptId, { outcome, logTail: tail });
-    } finally {
-      for (const index of task.claim.gpuIds) {
-        const gpu = this.gpus.find((offer) => offer.index === index);
-        if (gpu) gpu.freeShare += task.gpuShare;
-      }
-      this.running.delete(task.claim.attemptId);
-      this.options.onEvent?.({ kind: "finished", claim: task.claim, outcome });
-      this.wakeLoop?.();
+    // The slot is free the moment the process is gone: leasing its next task need not wait for
+    // this report to be written and sent (the port decides whether the coordinator must hear it
+    // first), so the slot idles for one round trip, not three.
+    for (const index of task.claim.gpuIds) {
+      const gpu = this.gpus.find((offer) => offer.index === index);
+      if (gpu) gpu.freeShare += task.gpuShare;
     }
+    this.running.delete(task.claim.attemptId);
+    const report: Promise<void> = this.port
+      .finish(task.claim.attemptId, { outcome, logTail: tail })
+      .then(
+        () => this.options.onEvent?.({ kind: "finished", claim: task.claim, outcome }),
+        (error: unknown) => {
+          this.failure ??= error instanceof Error ? error : new Error(String(error));
+        },
+      )
+      .finally(() => {
+        this.reporting.delete(report);
+        this.wakeLoop?.();
+      });
+    this.reporting.add(report);
+    this.wakeLoop?.();
+  }
+
+  /** Waits until every finished task's report is in the port's hands. */
+  private async reportsWritten(): Promise<void> {
+    while (this.reporting.size > 0) await Promise.allSettled([...this.reporting]);
   }
 
   private async renewLeases(): Promise<void> {
@@ -348,7 +376,9 @@ export class Agent {
 
   private async allFinished(): Promise<void> {
     while (this.running.size > 0) await this.waitForChange();
+    await this.reportsWritten();
     await Promise.allSettled([...this.releasing]);
+    if (this.failure) throw this.failure;
   }
 }
 

@@ -75,3 +75,26 @@ export function shareOf(resources: Resources, hasGpus: boolean): number {
   const wanted = gpusWanted(resources, hasGpus);
   return Math.min(wanted, 1);
 }
+
+/**
+ * What is left of `capacity` once a task with these resources holds `gpuIds`: the next task of
+ * a multi-task lease must fit the remainder, not the whole.
+ */
+export function consume(capacity: Capacity, resources: Resources, gpuIds: readonly number[]): Capacity {
+  const share = shareOf(resources, capacity.hasGpus);
+  const needMiB = resources.gpuMemoryGb * 1024;
+  return {
+    ...capacity,
+    freeSlots: capacity.freeSlots - 1,
+    freeCpus: capacity.freeCpus - resources.cpus,
+    gpus: capacity.gpus.map((gpu) =>
+      gpuIds.includes(gpu.index)
+        ? {
+            ...gpu,
+            freeShare: gpu.freeShare - share,
+            freeMemoryMiB: gpu.freeMemoryMiB === null ? null : gpu.freeMemoryMiB - needMiB,
+          }
+        : gpu,
+    ),
+  };
+}

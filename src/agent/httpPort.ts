@@ -3,8 +3,10 @@ import type {
   FinishResponse,
   HeartbeatResponse,
   LeasedTask,
+  LeaseRequest,
   LeaseResponse,
   RegisterResponse,
+  ReportVerdict,
 } from "../api/contract.js";
 import type { Claim } from "../ledger/claimTask.js";
 import type { AttemptOutcome } from "../ledger/finishAttempt.js";
@@ -19,6 +21,14 @@ export { CoordinatorClient, HttpError, UnauthorizedError } from "./httpClient.js
 
 /** The final log goes in pieces of at most this many bytes (the coordinator caps request bodies). */
 const FINAL_LOG_PIECE_BYTES = 128 * 1024;
+/** Reports one lease request carries at most. */
+const MAX_CARRIED_REPORTS = 64;
+/**
+ * Contact older than this (or half the lease, if shorter) is in doubt: heartbeats (every 3 s by
+ * default) would have refreshed it. Well inside the 12 s lease, so no lease of this agent can have
+ * run out unnoticed.
+ */
+const CONTACT_FRESH_MS = 5000;
 
 export interface HttpPortOptions {
   agentId: string;
@@ -56,6 +66,10 @@ export class HttpPort implements CoordinatorPort {
   private heartbeating = false;
   private wake: (() => void) | null = null;
   private fatal = false;
+  /** When the coordinator last answered, and whether a request has failed since. */
+  private lastContactAt = 0;
+  private troubled = false;
+  private contactFreshMs = CONTACT_FRESH_MS;
 
   constructor(
     private readonly client: CoordinatorClient,
@@ -65,38 +79,92 @@ export class HttpPort implements CoordinatorPort {
   /** `POST /agents`, retried until the coordinator answers; returns its lease settings. */
   async register(capabilities: AgentCapabilities, signal?: AbortSignal): Promise<RegisterResponse> {
     this.capabilities = capabilities;
-    return this.guard(() => this.client.call<RegisterResponse>("POST", "/agents", capabilities, { signal }));
+    const answer = await this.guard(() =>
+      this.client.call<RegisterResponse>("POST", "/agents", capabilities, { signal }),
+    );
+    this.contactFreshMs = Math.min(CONTACT_FRESH_MS, answer.leaseMs / 2);
+    return answer;
   }
 
-  async lease(request: { capacity: Capacity; signal?: AbortSignal }): Promise<Claim | null> {
+  /**
+   * Leases up to `max` tasks (long-poll), carrying the outbox's waiting reports. While contact
+   * with the coordinator is sound, the slot a task freed is leased again at once, its report
+   * following on its own. After trouble (a failed request, or silence longer than a heartbeat or
+   * two), every report is delivered first: the coordinator may have requeued those tasks while
+   * it could not hear the agent, and must learn they are done before handing them out again.
+   */
+  async lease(request: { capacity: Capacity; signal?: AbortSignal; max?: number }): Promise<Claim[]> {
     const waitMs =
       request.capacity.freeSlots < this.options.slots
         ? (this.options.busyWaitMs ?? 2000)
         : (this.options.idleWaitMs ?? 25_000);
-    // JSON has no Infinity: "no CPU limit" travels as null (the coordinator reads it so).
-    const body = { agentId: this.options.agentId, capacity: request.capacity, waitMs };
     this.lastWaited = false;
-    // After an outage, the coordinator hears what finished before it is asked for more: a task
-    // it requeued meanwhile is then marked done instead of being handed out again.
+    const outbox = this.options.outbox;
     // A report the coordinator keeps failing (5xx) holds leasing up for a while, not for ever.
-    if (this.options.outbox.pending().length > 0)
-      await this.options.outbox.flush({ signal: request.signal, timeoutMs: 30_000 });
+    if (outbox.pending().length > 0 && !this.inContact())
+      await outbox.flush({ signal: request.signal, timeoutMs: 30_000 });
+    const carried = outbox.carry(MAX_CARRIED_REPORTS);
+    // JSON has no Infinity: "no CPU limit" travels as null (the coordinator reads it so).
+    const body: LeaseRequest = {
+      agentId: this.options.agentId,
+      capacity: request.capacity,
+      waitMs,
+      max: request.max ?? 1,
+      reports: carried.map(({ attemptId, request: report }) => ({
+        attemptId,
+        outcome: report.outcome,
+        logTail: report.logTail,
+      })),
+    };
     const started = Date.now();
+    let response: LeaseResponse;
     try {
-      const response = await this.withRegistration(() =>
+      response = await this.withRegistration(() =>
         this.client.call<LeaseResponse>("POST", "/lease", body, {
           timeoutMs: waitMs + 15_000,
           signal: request.signal,
         }),
       );
-      this.lastDone = response.done === true;
-      // A lease answered "nothing" early is not a wait; polling again at once would spin.
-      this.lastWaited = !response.lease && !response.done && Date.now() - started >= waitMs / 2;
-      return response.lease ? toClaim(response.lease) : null;
     } catch (error) {
-      if (request.signal?.aborted && isAbort(error)) return null;
+      outbox.release(carried.map((record) => record.attemptId));
+      if (request.signal?.aborted && isAbort(error)) return [];
       throw error;
     }
+    this.settleCarried(carried, response.reports ?? []);
+    this.lastDone = response.done === true;
+    const leases = response.leases ?? (response.lease ? [response.lease] : []);
+    // A lease answered "nothing" early is not a wait; polling again at once would spin.
+    this.lastWaited = leases.length === 0 && !response.done && Date.now() - started >= waitMs / 2;
+    return leases.map(toClaim);
+  }
+
+  /**
+   * Carried reports the coordinator recorded leave the outbox — after the unsent end of their
+   * log, which a lease does not carry; refused ones are set aside; any it did not answer go back
+   * to the sender.
+   */
+  private settleCarried(carried: OutboxRecord[], verdicts: ReportVerdict[]): void {
+    if (carried.length === 0) return;
+    const byAttempt = new Map(verdicts.map((verdict) => [verdict.attemptId, verdict]));
+    const outbox = this.options.outbox;
+    outbox.release(carried.filter((record) => !byAttempt.has(record.attemptId)).map((r) => r.attemptId));
+    void (async () => {
+      for (const record of carried) {
+        const verdict = byAttempt.get(record.attemptId);
+        if (!verdict) continue;
+        if ("error" in verdict) {
+          await outbox.settle([{ attemptId: record.attemptId, refused: verdict.error }]);
+          continue;
+        }
+        if (record.log) await this.sendFinalLog(record, AbortSignal.timeout(30_000)).catch(() => undefined);
+        await outbox.settle([{ attemptId: record.attemptId }]);
+      }
+    })().catch((error: unknown) => this.noteFatal(error));
+  }
+
+  /** Whether the coordinator has been heard from lately, with nothing failing since. */
+  private inContact(): boolean {
+    return !this.troubled && Date.now() - this.lastContactAt < this.contactFreshMs;
   }
 
   /**
@@ -201,16 +269,8 @@ export class HttpPort implements CoordinatorPort {
    */
   async deliver(record: OutboxRecord, signal: AbortSignal): Promise<"sent" | { refused: string }> {
     const path = `/attempts/${record.attemptId}`;
-    // The log's end first, in pieces a request may carry; it is a courtesy, the report matters.
-    for (const piece of record.log ? logPieces(record.log, FINAL_LOG_PIECE_BYTES) : []) {
-      const chunk = { agentId: record.request.agentId, ...piece };
-      try {
-        await this.guard(() => this.client.call("POST", `${path}/log`, chunk, { signal }));
-      } catch (error) {
-        if (!(error instanceof HttpError)) throw error;
-        break;
-      }
-    }
+    // The log's end first; it is a courtesy, the report matters.
+    await this.sendFinalLog(record, signal);
     let request = record.request;
     for (;;) {
       try {
@@ -231,6 +291,20 @@ export class HttpPort implements CoordinatorPort {
     }
   }
 
+  /** The unsent end of an attempt's log, in pieces a request may carry; stops at a refusal. */
+  private async sendFinalLog(record: OutboxRecord, signal: AbortSignal): Promise<void> {
+    const path = `/attempts/${record.attemptId}/log`;
+    for (const piece of record.log ? logPieces(record.log, FINAL_LOG_PIECE_BYTES) : []) {
+      const chunk = { agentId: record.request.agentId, ...piece };
+      try {
+        await this.guard(() => this.client.call("POST", path, chunk, { signal }));
+      } catch (error) {
+        if (!(error instanceof HttpError)) throw error;
+        return;
+      }
+    }
+  }
+
   /** Runs a request; a coordinator that forgot this agent (it restarted) gets it registered again. */
   private async withRegistration<T>(call: () => Promise<T>): Promise<T> {
     try {
@@ -244,11 +318,24 @@ export class HttpPort implements CoordinatorPort {
 
   private async guard<T>(call: () => Promise<T>): Promise<T> {
     try {
-      return await call();
+      const answer = await call();
+      this.heard();
+      return answer;
     } catch (error) {
-      this.noteFatal(error);
+      this.noteTrouble(error);
       throw error;
     }
+  }
+
+  private heard(): void {
+    this.lastContactAt = Date.now();
+    this.troubled = false;
+  }
+
+  /** A request that failed for want of the coordinator (not one it answered with a 4xx). */
+  private noteTrouble(error: unknown): void {
+    this.noteFatal(error);
+    if (!(error instanceof HttpError && error.status < 500) && !isAbort(error)) this.troubled = true;
   }
 
   private noteFatal(error: unknown): void {

@@ -34,6 +34,12 @@ export interface OutboxOptions {
  */
 export class Outbox {
   private readonly ids = new Set<number>();
+  /** Records put by this incarnation, kept so a lease can carry them without reading files. */
+  private readonly records = new Map<number, OutboxRecord>();
+  /** Reports a lease request is carrying (carry()): the sender leaves them alone. */
+  private readonly carried = new Set<number>();
+  /** The report the sender is sending right now. */
+  private sendingId: number | null = null;
   private readonly controller = new AbortController();
   private sending: Promise<void> | null = null;
   private stopped: unknown = null;
@@ -76,12 +82,48 @@ export class Outbox {
     await rename(temp, path);
     await syncDir(this.dir);
     this.ids.add(record.attemptId);
+    this.records.set(record.attemptId, record);
+    this.kick();
+  }
+
+  /**
+   * Hands up to `max` reports to a caller that sends them some other way (a lease request
+   * carries them): the sender skips them until `settle` or `release`.
+   */
+  carry(max: number): OutboxRecord[] {
+    const taken: OutboxRecord[] = [];
+    for (const id of this.ids) {
+      if (taken.length >= max) break;
+      const record = this.records.get(id);
+      if (!record || this.carried.has(id) || this.sendingId === id) continue;
+      this.carried.add(id);
+      taken.push(record);
+    }
+    return taken;
+  }
+
+  /** Carried reports the coordinator answered: recorded ones are deleted, refused ones set aside. */
+  async settle(verdicts: Array<{ attemptId: number; refused?: string }>): Promise<void> {
+    for (const { attemptId, refused } of verdicts) {
+      if (!this.carried.has(attemptId)) continue;
+      if (refused === undefined) await unlink(this.pathOf(attemptId)).catch(ignoreMissing);
+      else await this.setAside(attemptId, refused);
+      this.carried.delete(attemptId);
+      this.ids.delete(attemptId);
+      this.records.delete(attemptId);
+    }
+    this.kick();
+  }
+
+  /** Carried reports that did not get there: the sender takes them back. */
+  release(attemptIds: number[]): void {
+    for (const id of attemptIds) this.carried.delete(id);
     this.kick();
   }
 
   /** Starts sending what is waiting, unless a sender is already at it or the outbox is closed. */
   kick(): void {
-    if (this.sending || this.controller.signal.aborted || this.ids.size === 0) return;
+    if (this.sending || this.controller.signal.aborted || this.nextToSend() === undefined) return;
     this.stopped = null;
     this.sending = this.sendAll().finally(() => {
       this.sending = null;
@@ -130,24 +172,37 @@ export class Outbox {
   private async sendAll(): Promise<void> {
     const signal = this.controller.signal;
     for (;;) {
-      const [id] = this.ids;
+      const id = this.nextToSend();
       if (id === undefined || signal.aborted) return;
-      const record = await this.read(id);
-      if (!record) continue;
-      let verdict: Awaited<ReturnType<Deliver>>;
+      // Until its file is gone the report is this sender's: a lease must not carry it meanwhile.
+      this.sendingId = id;
       try {
-        verdict = await this.deliver(record, signal);
-      } catch (error) {
-        if (!signal.aborted) {
-          this.stopped = error;
-          this.options.onError?.(error);
+        const record = this.records.get(id) ?? (await this.read(id));
+        if (!record) continue;
+        let verdict: Awaited<ReturnType<Deliver>>;
+        try {
+          verdict = await this.deliver(record, signal);
+        } catch (error) {
+          if (!signal.aborted) {
+            this.stopped = error;
+            this.options.onError?.(error);
+          }
+          return;
         }
-        return;
+        if (verdict === "sent") await unlink(this.pathOf(id)).catch(ignoreMissing);
+        else await this.setAside(id, verdict.refused);
+        this.ids.delete(id);
+        this.records.delete(id);
+      } finally {
+        this.sendingId = null;
       }
-      if (verdict === "sent") await unlink(this.pathOf(id)).catch(ignoreMissing);
-      else await this.setAside(id, verdict.refused);
-      this.ids.delete(id);
     }
+  }
+
+  /** The oldest report neither sent nor carried by a lease. */
+  private nextToSend(): number | undefined {
+    for (const id of this.ids) if (!this.carried.has(id)) return id;
+    return undefined;
   }
 
   /** The record in a file; a file that cannot be read as one is set aside. */

@@ -287,19 +287,24 @@ export class RemoteAgent {
    */
   private async leaseRunnable(
     port: HttpPort,
-    request: { capacity: Capacity; signal?: AbortSignal },
-  ): Promise<Claim | null> {
+    request: { capacity: Capacity; max: number; signal?: AbortSignal },
+  ): Promise<Claim[]> {
     for (;;) {
-      const claim = await port.lease(request);
-      if (!claim) return null;
-      const cwd = isDirectory(claim.task.cwd) ? claim.task.cwd : this.options.workdir;
-      if (cwd !== undefined) return { ...claim, task: { ...claim.task, cwd } };
-      const error = `cwd ${claim.task.cwd} does not exist on this machine: start the agent with --workdir DIR or check out the project at the same path`;
-      this.log(`labsweep agent: task ${claim.task.id} failed: ${error}`);
-      await port.finish(claim.attemptId, {
-        outcome: { kind: "failed", exitCode: null, signal: null, error, wallSeconds: 0 },
-      });
-      if (request.signal?.aborted) return null;
+      const claims = await port.lease(request);
+      const runnable: Claim[] = [];
+      for (const claim of claims) {
+        const cwd = isDirectory(claim.task.cwd) ? claim.task.cwd : this.options.workdir;
+        if (cwd !== undefined) {
+          runnable.push({ ...claim, task: { ...claim.task, cwd } });
+          continue;
+        }
+        const error = `cwd ${claim.task.cwd} does not exist on this machine: start the agent with --workdir DIR or check out the project at the same path`;
+        this.log(`labsweep agent: task ${claim.task.id} failed: ${error}`);
+        await port.finish(claim.attemptId, {
+          outcome: { kind: "failed", exitCode: null, signal: null, error, wallSeconds: 0 },
+        });
+      }
+      if (runnable.length > 0 || claims.length === 0 || request.signal?.aborted) return runnable;
     }
   }
 

@@ -1,5 +1,4 @@
-import { readFileSync } from "node:fs";
-import { mkdir, writeFile } from "node:fs/promises";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Task } from "../ledger/rows.js";
 import type { Placement } from "../sweep/types.js";
@@ -26,13 +25,15 @@ export function attemptFiles(stateDir: string, taskId: number, attemptNumber: nu
  * Writes the task's full config for LABSWEEP_CONFIG_FILE. Asynchronous on purpose: file
  * creation can stall behind the filesystem journal, and the agent's event loop must not.
  */
-export async function prepareAttempt(
+export function prepareAttempt(
   files: AttemptFiles,
   task: Task,
   attemptId: number,
   placements: Placement[] = [],
-): Promise<void> {
-  await mkdir(files.dir, { recursive: true });
+): void {
+  // Synchronous: two small writes cost less than two trips through the thread pool, and this
+  // sits between a slot freeing up and its next task starting.
+  mkdirSync(files.dir, { recursive: true });
   const config = {
     task_id: task.id,
     signature: task.signature,
@@ -51,7 +52,7 @@ export async function prepareAttempt(
     resources: task.policy.resources,
   };
   // The result path is new for every attempt, so no stale result can be mistaken for this one's.
-  await writeFile(files.configPath, `${JSON.stringify(config, null, 2)}\n`);
+  writeFileSync(files.configPath, `${JSON.stringify(config, null, 2)}\n`);
 }
 
 /**

@@ -44,13 +44,32 @@ export interface RegisterResponse {
   openAttempts: number[];
 }
 
-/** POST /lease — held open up to waitMs until a task fits (long-poll). */
+/**
+ * POST /lease — held open up to waitMs until a task fits (long-poll). It may carry finish reports
+ * from the agent's outbox: they are recorded first (as POST /attempts/:id/finish would), so one
+ * round trip both reports finished tasks and fills the slots they freed, and a task whose report
+ * arrives here is never handed out again.
+ */
 export interface LeaseRequest {
   agentId: string;
   capacity: Capacity;
   /** How long the coordinator may hold the request when nothing fits yet. */
   waitMs: number;
+  /** Lease up to this many tasks at once, each fitting what the previous ones left. (Default: 1) */
+  max?: number;
+  /** Finish reports, recorded before leasing. (Default: none) */
+  reports?: AttemptReport[];
 }
+
+/** A finish report travelling in a batch: the attempt it is about, and the report itself. */
+export interface AttemptReport {
+  attemptId: number;
+  outcome: AttemptOutcome;
+  logTail?: string;
+}
+
+/** What became of one report of a batch: recorded (or already recorded), or refused for good. */
+export type ReportVerdict = { attemptId: number; accepted: boolean } | { attemptId: number; error: string };
 
 export interface LeasedTask {
   attemptId: number;
@@ -69,7 +88,11 @@ export interface LeasedTask {
 }
 
 export interface LeaseResponse {
+  /** The first of `leases` when the request had no `max` (one task at a time); else null. */
   lease: LeasedTask | null;
+  leases: LeasedTask[];
+  /** One verdict per report the request carried, in order. */
+  reports: ReportVerdict[];
   /** True when nothing left in the sweep could ever run on this agent: it may exit. */
   done: boolean;
 }

@@ -1,5 +1,5 @@
 import { EventEmitter } from "node:events";
-import { allocate, type Capacity } from "../agent/capacity.js";
+import { allocate, type Capacity, consume } from "../agent/capacity.js";
 import { cancelTasks } from "../ledger/cancelTasks.js";
 import { type Claim, claimTask, nextBackoffExpiry } from "../ledger/claimTask.js";
 import type { Db } from "../ledger/db.js";
@@ -63,12 +63,32 @@ export class Coordinator {
 
   /** A task that fits, with a fresh attempt, or null if nothing fits right now. */
   async lease(request: LeaseRequest): Promise<Claim | null> {
-    return claimTask(this.db, {
-      worker: request.worker,
-      host: request.host,
-      now: this.now(),
-      leaseMs: this.leaseMs,
-      fits: (policy) => allocate(policy.resources, request.capacity),
+    return (await this.leaseMany(request, 1))[0] ?? null;
+  }
+
+  /**
+   * Up to `max` tasks that fit together: each is matched against the capacity the previous ones
+   * left. Empty if nothing fits right now.
+   */
+  async leaseMany(request: LeaseRequest, max: number): Promise<Claim[]> {
+    if (max < 1) return [];
+    // One transaction for the batch: its claims share index pages, so one commit writes them once.
+    return this.db.transaction(async (tx) => {
+      const claims: Claim[] = [];
+      let capacity = request.capacity;
+      while (claims.length < max) {
+        const claim = await claimTask(tx, {
+          worker: request.worker,
+          host: request.host,
+          now: this.now(),
+          leaseMs: this.leaseMs,
+          fits: (policy) => allocate(policy.resources, capacity),
+        });
+        if (!claim) break;
+        claims.push(claim);
+        capacity = consume(capacity, claim.task.policy.resources, claim.gpuIds);
+      }
+      return claims;
     });
   }
 
@@ -102,13 +122,35 @@ export class Coordinator {
   }
 
   async finish(attemptId: number, report: FinishReport): Promise<FinishResult> {
-    const result = await finishAttempt(this.db, attemptId, report.outcome, this.now());
-    if (result.finalFailure) await this.logFailure(attemptId, report);
-    if (result.taskState === "succeeded") this.flushResults();
-    if (result.taskState === "succeeded" || result.taskState === "failed")
-      await evaluateGates(this.db, this.now());
-    this.notifyWork();
-    return result;
+    const [result] = await this.finishMany([{ attemptId, report }]);
+    return result as FinishResult;
+  }
+
+  /**
+   * Records several attempts' ends (a batch from one agent) in one transaction; gates, result
+   * files and waiting agents are seen to once for the batch.
+   */
+  async finishMany(items: Array<{ attemptId: number; report: FinishReport }>): Promise<FinishResult[]> {
+    if (items.length === 0) return [];
+    // One transaction for the batch (one commit), as for leases.
+    const results = await this.db.transaction(async (tx) => {
+      const recorded: FinishResult[] = [];
+      for (const { attemptId, report } of items)
+        recorded.push(await finishAttempt(tx, attemptId, report.outcome, this.now()));
+      return recorded;
+    });
+    try {
+      for (const [i, result] of results.entries()) {
+        const item = items[i] as (typeof items)[number];
+        if (result.finalFailure) await this.logFailure(item.attemptId, item.report);
+      }
+      if (results.some((result) => result.taskState === "succeeded")) this.flushResults();
+      if (results.some((result) => result.taskState === "succeeded" || result.taskState === "failed"))
+        await evaluateGates(this.db, this.now());
+    } finally {
+      this.notifyWork();
+    }
+    return results;
   }
 
   /** Counts by state, after letting gates catch up. */

@@ -5,7 +5,7 @@ import type { Coordinator } from "./coordinator.js";
 /** The in-process path from an agent to its coordinator, used by `labsweep run`. */
 export function localPort(coordinator: Coordinator): CoordinatorPort {
   return {
-    lease: (request) => coordinator.lease(request),
+    lease: (request) => coordinator.leaseMany(request, request.max),
     awaitWork: (maxWaitMs) => coordinator.awaitWork(maxWaitMs),
     heartbeat: (attemptIds) => coordinator.heartbeat(attemptIds),
     started: (attemptId, pid, logPath) => recordAttemptProcess(coordinator.db, attemptId, pid, logPath),

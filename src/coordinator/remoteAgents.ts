@@ -97,35 +97,40 @@ export class RemoteAgents {
   }
 
   /**
-   * Holds the request until a task fits the agent's capacity, the sweep has nothing left for it,
-   * or `waitMs` passes. `gone()` says the agent hung up: a task claimed after that is handed
-   * straight back.
+   * Holds the request until tasks fit the agent's capacity (up to `max` of them), the sweep has
+   * nothing left for it, or `waitMs` passes. `gone()` says the agent hung up: tasks claimed after
+   * that are handed straight back.
    */
   async lease(
     agentId: string,
     capacity: Capacity,
     waitMs: number,
     gone: () => boolean,
-  ): Promise<{ lease: LeasedTask | null; done: boolean }> {
+    max = 1,
+  ): Promise<{ leases: LeasedTask[]; done: boolean }> {
     const info = await this.known(agentId);
     if (!info) throw new UnknownAgentError(agentId);
     await this.touch(agentId);
     const deadline = this.now() + Math.min(waitMs, 60_000);
     for (;;) {
-      if (gone()) return { lease: null, done: false };
-      const claim = await this.coordinator.lease({ worker: agentId, host: info.host, capacity });
-      if (claim) {
+      if (gone() || max < 1) return { leases: [], done: false };
+      const claims = await this.coordinator.leaseMany({ worker: agentId, host: info.host, capacity }, max);
+      if (claims.length > 0) {
         if (gone()) {
-          await this.coordinator.finish(claim.attemptId, {
-            outcome: { kind: "interrupted", error: "the agent hung up before the lease reached it" },
-          });
-          return { lease: null, done: false };
+          const outcome = {
+            kind: "interrupted" as const,
+            error: "the agent hung up before the lease reached it",
+          };
+          await this.coordinator.finishMany(
+            claims.map(({ attemptId }) => ({ attemptId, report: { outcome } })),
+          );
+          return { leases: [], done: false };
         }
-        return { lease: toLeasedTask(claim), done: false };
+        return { leases: claims.map(toLeasedTask), done: false };
       }
-      if (await this.nothingLeftFor(info)) return { lease: null, done: true };
+      if (await this.nothingLeftFor(info)) return { leases: [], done: true };
       const remaining = deadline - this.now();
-      if (remaining <= 0) return { lease: null, done: false };
+      if (remaining <= 0) return { leases: [], done: false };
       await this.coordinator.awaitWork(remaining);
     }
   }

@@ -21,6 +21,9 @@ export function openSqliteDb(path: string, options: { readonly?: boolean } = {})
     // A 32 MB page cache (the default is 2 MB) keeps a million-task sync's index writes in
     // memory without pushing the process past its memory budget.
     connection.pragma("cache_size = -32768");
+    // Checkpoints are where WAL mode fsyncs: at the default 1,000 pages a busy coordinator spent
+    // a third of its time in them. 16,000 pages (64 MB of WAL at most) makes them rare.
+    connection.pragma("wal_autocheckpoint = 16000");
   }
   // better-sqlite3 binds only plain `?` positionally: each `$n` becomes a `?`, and `order`
   // says which argument goes where (a `$n` may repeat or appear out of order).
@@ -63,6 +66,10 @@ export function openSqliteDb(path: string, options: { readonly?: boolean } = {})
       connection.close();
     },
   };
+  // Prepared once: preparing BEGIN and COMMIT anew for every transaction was measurable.
+  const begin = connection.prepare("BEGIN IMMEDIATE");
+  const commit = connection.prepare("COMMIT");
+  const rollback = connection.prepare("ROLLBACK");
   let queue: Promise<unknown> = Promise.resolve();
   const locked = <T>(work: () => Promise<T>): Promise<T> => {
     const result = queue.then(work);
@@ -76,13 +83,13 @@ export function openSqliteDb(path: string, options: { readonly?: boolean } = {})
     run: (sql, params) => locked(() => direct.run(sql, params)),
     transaction: (work) =>
       locked(async () => {
-        connection.prepare("BEGIN IMMEDIATE").run();
+        begin.run();
         try {
           const result = await work(direct);
-          connection.prepare("COMMIT").run();
+          commit.run();
           return result;
         } catch (error) {
-          if (connection.inTransaction) connection.prepare("ROLLBACK").run();
+          if (connection.inTransaction) rollback.run();
           throw error;
         }
       }),

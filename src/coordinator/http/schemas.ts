@@ -25,6 +25,27 @@ const capacity = {
   },
 } as const;
 
+/** How an attempt ended (finishAttempt.ts AttemptOutcome). */
+const outcome = {
+  type: "object",
+  required: ["kind"],
+  properties: {
+    kind: { enum: ["succeeded", "failed", "timeout", "interrupted", "lost"] },
+    metrics: { type: "object" },
+    wallSeconds: { type: "number" },
+    exitCode: { type: ["integer", "null"] },
+    signal: { type: ["string", "null"] },
+    error: { type: "string", maxLength: 10_000 },
+  },
+  // A success carries its metrics and wall time (finishAttempt stores both).
+  anyOf: [
+    { properties: { kind: { not: { const: "succeeded" } } } },
+    { required: ["metrics", "wallSeconds"] },
+  ],
+} as const;
+
+const logTail = { type: "string", maxLength: 65_536 } as const;
+
 export const schemas = {
   register: {
     type: "object",
@@ -45,7 +66,21 @@ export const schemas = {
   lease: {
     type: "object",
     required: ["agentId", "capacity", "waitMs"],
-    properties: { agentId: id, capacity, waitMs: { type: "integer", minimum: 0, maximum: 600_000 } },
+    properties: {
+      agentId: id,
+      capacity,
+      waitMs: { type: "integer", minimum: 0, maximum: 600_000 },
+      max: { type: "integer", minimum: 0, maximum: 256 },
+      reports: {
+        type: "array",
+        maxItems: 256,
+        items: {
+          type: "object",
+          required: ["attemptId", "outcome"],
+          properties: { attemptId: { type: "integer", minimum: 1 }, outcome, logTail },
+        },
+      },
+    },
   },
   heartbeat: {
     type: "object",
@@ -62,24 +97,8 @@ export const schemas = {
     required: ["agentId", "outcome"],
     properties: {
       agentId: id,
-      logTail: { type: "string", maxLength: 65_536 },
-      outcome: {
-        type: "object",
-        required: ["kind"],
-        properties: {
-          kind: { enum: ["succeeded", "failed", "timeout", "interrupted", "lost"] },
-          metrics: { type: "object" },
-          wallSeconds: { type: "number" },
-          exitCode: { type: ["integer", "null"] },
-          signal: { type: ["string", "null"] },
-          error: { type: "string", maxLength: 10_000 },
-        },
-        // A success carries its metrics and wall time (finishAttempt stores both).
-        anyOf: [
-          { properties: { kind: { not: { const: "succeeded" } } } },
-          { required: ["metrics", "wallSeconds"] },
-        ],
-      },
+      logTail,
+      outcome,
     },
   },
   log: {
