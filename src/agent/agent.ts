@@ -20,6 +20,8 @@ export interface CoordinatorPort {
     host: string;
     capacity: Capacity;
     max: number;
+    /** How long the coordinator may hold the request for work. (Default: the port decides) */
+    waitMs?: number;
     signal?: AbortSignal;
   }): Promise<Claim[]>;
   awaitWork(maxWaitMs: number): Promise<void>;
@@ -57,6 +59,12 @@ export interface AgentOptions {
   graceMs?: number;
   /** Extra environment for every task. */
   env?: NodeJS.ProcessEnv;
+  /**
+   * Lease one task ahead while every slot is busy, when recent tasks ran shorter than this, so a
+   * slot that frees up starts its next task without a round trip to the coordinator. 0 turns it
+   * off. (Default: 2 s)
+   */
+  leaseAheadBelowMs?: number;
   onEvent?: (event: AgentEvent) => void;
 }
 
@@ -92,6 +100,10 @@ export class Agent {
   private leaseAbort: AbortController | null = null;
   /** Reports of finished tasks on their way to the port (written durably, for remote agents). */
   private readonly reporting = new Set<Promise<void>>();
+  /** A task leased ahead, to start the moment a slot frees up (leaseAhead). */
+  private ahead: Claim | null = null;
+  /** Wall times of the last few finished tasks, in ms: lease ahead only for short tasks. */
+  private readonly recentWallMs: number[] = [];
   /** A report the port could not take: the loop stops with it. */
   private failure: Error | null = null;
   /** GPU readings shared by the samplers of all running tasks. */
@@ -121,9 +133,16 @@ export class Agent {
     try {
       for (;;) {
         if (this.stopping) break;
+        if (this.failure) throw this.failure;
+        const ahead = this.ahead;
+        if (ahead && this.fitsNow(ahead)) {
+          this.ahead = null;
+          this.start(ahead);
+          continue;
+        }
         if (this.running.size < this.options.slots.length) await this.refreshGpuMemory();
         const capacity = this.capacity();
-        if (this.failure) throw this.failure;
+        if (capacity.freeSlots === 0 && (await this.leaseAhead())) continue;
         if (capacity.freeSlots > 0) {
           this.leaseAbort = new AbortController();
           const claims = await this.port.lease({
@@ -173,6 +192,9 @@ export class Agent {
   stopLeasing(): void {
     this.stopping = true;
     this.leaseAbort?.abort();
+    const ahead = this.ahead;
+    this.ahead = null;
+    if (ahead) this.startOrRelease(ahead);
     this.wakeLoop?.();
   }
 
@@ -189,6 +211,11 @@ export class Agent {
    * nothing else, as the coordinator has moved their tasks on — unless they succeeded first.
    */
   abandon(attemptIds: number[]): void {
+    if (this.ahead && attemptIds.includes(this.ahead.attemptId)) {
+      // Not started: there is nothing to stop, only the attempt to close.
+      this.release(this.ahead, "the coordinator no longer assigns it to this agent");
+      this.ahead = null;
+    }
     for (const id of attemptIds) {
       const task = this.running.get(id);
       if (!task) continue;
@@ -206,7 +233,12 @@ export class Agent {
       this.start(claim);
       return;
     }
-    const outcome: AttemptOutcome = { kind: "interrupted", error: "stopped before it started" };
+    this.release(claim, "stopped before it started");
+  }
+
+  /** Hands a leased task that never started back: pending again, no retry spent. */
+  private release(claim: Claim, error: string): void {
+    const outcome: AttemptOutcome = { kind: "interrupted", error };
     // Should this fail, the attempt stays open and the next run requeues it like a lost one.
     const released: Promise<unknown> = this.port
       .finish(claim.attemptId, { outcome })
@@ -334,6 +366,10 @@ export class Agent {
       if (gpu) gpu.freeShare += task.gpuShare;
     }
     this.running.delete(task.claim.attemptId);
+    if ("wallSeconds" in outcome) {
+      this.recentWallMs.push(outcome.wallSeconds * 1000);
+      if (this.recentWallMs.length > 5) this.recentWallMs.shift();
+    }
     const report: Promise<void> = this.port
       .finish(task.claim.attemptId, { outcome, logTail: tail })
       .then(
@@ -356,8 +392,63 @@ export class Agent {
   }
 
   private async renewLeases(): Promise<void> {
-    if (this.running.size === 0) return;
-    this.abandon(await this.port.heartbeat([...this.running.keys()]));
+    const held = [...this.running.keys(), ...(this.ahead ? [this.ahead.attemptId] : [])];
+    if (held.length === 0) return;
+    this.abandon(await this.port.heartbeat(held));
+  }
+
+  /**
+   * With every slot busy running short tasks, leases the next task now, for the capacity the
+   * longest-running task will free: when a slot frees up, its next task starts at once. Only for
+   * short tasks, where a round trip is a noticeable share of a slot's time; a task held ahead
+   * waits at most about one such task's length, so no other agent starves for it. True if a task
+   * was leased.
+   */
+  private async leaseAhead(): Promise<boolean> {
+    const belowMs = this.options.leaseAheadBelowMs ?? 2000;
+    if (this.ahead || belowMs <= 0 || this.recentWallMs.length < 2) return false;
+    if (median(this.recentWallMs) >= belowMs) return false;
+    const oldest = [...this.running.values()][0];
+    if (!oldest) return false;
+    const claims = await this.port.lease({
+      worker: this.options.worker,
+      host: this.options.host,
+      capacity: this.capacityWithout(oldest),
+      max: 1,
+      // Answered at once: this request must not hold up the loop while a slot frees up.
+      waitMs: 0,
+    });
+    const [claim] = claims;
+    if (!claim) return false;
+    if (this.stopping) this.release(claim, "stopped before it started");
+    else this.ahead = claim;
+    return true;
+  }
+
+  /** Whether a task leased ahead fits what is free now: a slot, its CPUs, its GPUs' shares. */
+  private fitsNow(claim: Claim): boolean {
+    const capacity = this.capacity();
+    const resources = claim.task.policy.resources;
+    if (capacity.freeSlots < 1 || resources.cpus > capacity.freeCpus) return false;
+    const share = shareOf(resources, this.gpus.length > 0);
+    return claim.gpuIds.every((index) => {
+      const gpu = capacity.gpus.find((offer) => offer.index === index);
+      return gpu !== undefined && gpu.freeShare >= share - 1e-9;
+    });
+  }
+
+  /** What would be free once `task` ends. */
+  private capacityWithout(task: Running): Capacity {
+    const capacity = this.capacity();
+    const freeCpus = this.running.size === 1 ? Number.POSITIVE_INFINITY : capacity.freeCpus + task.cpus;
+    return {
+      ...capacity,
+      freeSlots: capacity.freeSlots + 1,
+      freeCpus,
+      gpus: capacity.gpus.map((gpu) =>
+        task.claim.gpuIds.includes(gpu.index) ? { ...gpu, freeShare: gpu.freeShare + task.gpuShare } : gpu,
+      ),
+    };
   }
 
   private waitForChange(): Promise<void> {
@@ -375,6 +466,9 @@ export class Agent {
   }
 
   private async allFinished(): Promise<void> {
+    const ahead = this.ahead;
+    this.ahead = null;
+    if (ahead) this.release(ahead, "stopped before it started");
     while (this.running.size > 0) await this.waitForChange();
     await this.reportsWritten();
     await Promise.allSettled([...this.releasing]);
@@ -408,4 +502,9 @@ function outcomeOf(exit: ProcessExit, resultPath: string, timeoutMs: number | nu
   }
   const error = exit.signal ? `killed by ${exit.signal}` : `exit code ${exit.exitCode}`;
   return { kind: "failed", exitCode: exit.exitCode, signal: exit.signal, error, wallSeconds };
+}
+
+function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)] ?? 0;
 }

@@ -93,11 +93,17 @@ export class HttpPort implements CoordinatorPort {
    * two), every report is delivered first: the coordinator may have requeued those tasks while
    * it could not hear the agent, and must learn they are done before handing them out again.
    */
-  async lease(request: { capacity: Capacity; signal?: AbortSignal; max?: number }): Promise<Claim[]> {
+  async lease(request: {
+    capacity: Capacity;
+    signal?: AbortSignal;
+    max?: number;
+    waitMs?: number;
+  }): Promise<Claim[]> {
     const waitMs =
-      request.capacity.freeSlots < this.options.slots
+      request.waitMs ??
+      (request.capacity.freeSlots < this.options.slots
         ? (this.options.busyWaitMs ?? 2000)
-        : (this.options.idleWaitMs ?? 25_000);
+        : (this.options.idleWaitMs ?? 25_000));
     this.lastWaited = false;
     const outbox = this.options.outbox;
     // A report the coordinator keeps failing (5xx) holds leasing up for a while, not for ever.
@@ -134,7 +140,8 @@ export class HttpPort implements CoordinatorPort {
     this.lastDone = response.done === true;
     const leases = response.leases ?? (response.lease ? [response.lease] : []);
     // A lease answered "nothing" early is not a wait; polling again at once would spin.
-    this.lastWaited = leases.length === 0 && !response.done && Date.now() - started >= waitMs / 2;
+    this.lastWaited =
+      waitMs > 0 && leases.length === 0 && !response.done && Date.now() - started >= waitMs / 2;
     return leases.map(toClaim);
   }
 

@@ -1,0 +1,114 @@
+/**
+ * Leasing ahead: with every slot busy running short tasks, the agent leases the next task
+ * before a slot frees up, so the slot starts it without a round trip. Real ledger, real
+ * coordinator, real processes; the agent talks to the coordinator in-process (localPort).
+ */
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { Agent, type AgentOptions } from "../src/agent/agent.js";
+import { Coordinator } from "../src/coordinator/coordinator.js";
+import { localPort } from "../src/coordinator/localPort.js";
+import { prepareLedger } from "../src/coordinator/localRun.js";
+import { openSweep } from "../src/coordinator/openSweep.js";
+import type { Db } from "../src/ledger/db.js";
+
+const cleanups: Array<() => Promise<void>> = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0)) await cleanup();
+});
+
+interface Setup {
+  db: Db;
+  agent: Agent;
+  attempts(): Promise<
+    Array<{ task_id: number; started_at: number; ended_at: number | null; outcome: string }>
+  >;
+}
+
+async function setup(count: number, command: string, options: Partial<AgentOptions> = {}): Promise<Setup> {
+  const dir = mkdtempSync(join(tmpdir(), "labsweep-ahead-"));
+  const config = join(dir, "sweep.yaml");
+  const values = Array.from({ length: count }, (_, i) => i + 1).join(", ");
+  writeFileSync(
+    config,
+    `command: ${command}\nretries: 0\nmain:\n  output_dir: out\n  combinations:\n    - x: [${values}]\n`,
+  );
+  const stateDir = join(dir, ".labsweep");
+  const prepared = await prepareLedger(stateDir, openSweep([config]));
+  const coordinator = new Coordinator(prepared.db, { stateDir });
+  const agent = new Agent(localPort(coordinator), {
+    worker: "local-test",
+    host: "test",
+    stateDir,
+    slots: [{ index: 0, gpuIndices: [] }],
+    gpuFreeMiB: new Map(),
+    cpuCount: 1,
+    ...options,
+  });
+  cleanups.push(async () => {
+    await coordinator.drainResults();
+    await prepared.db.close();
+    prepared.release();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  return {
+    db: prepared.db,
+    agent,
+    attempts: () =>
+      prepared.db.all("SELECT task_id, started_at, ended_at, outcome FROM attempts ORDER BY id"),
+  };
+}
+
+/** Attempts leased while the one before them still ran. */
+function leasedAhead(attempts: Array<{ started_at: number; ended_at: number | null }>): number {
+  let ahead = 0;
+  for (let i = 1; i < attempts.length; i++) {
+    const previousEnd = attempts[i - 1]?.ended_at ?? Number.POSITIVE_INFINITY;
+    if ((attempts[i]?.started_at ?? 0) < previousEnd) ahead++;
+  }
+  return ahead;
+}
+
+describe("leasing ahead", () => {
+  it("leases the next short task while the only slot is busy; every task still runs once", async () => {
+    const { agent, attempts, db } = await setup(12, "sleep 0.05");
+    expect(await agent.run()).toEqual({ kind: "done" });
+    const all = await attempts();
+    expect(all.map((attempt) => attempt.task_id)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
+    expect(all.every((attempt) => attempt.outcome === "succeeded")).toBe(true);
+    // The first two tasks teach the agent that tasks are short; most after that were leased ahead.
+    expect(leasedAhead(all)).toBeGreaterThanOrEqual(6);
+    expect(await db.one("SELECT count(*) AS n FROM tasks WHERE state = 'succeeded'")).toEqual({ n: 12 });
+  });
+
+  it("never leases ahead when it is turned off, or when tasks are long", async () => {
+    const off = await setup(6, "sleep 0.01", { leaseAheadBelowMs: 0 });
+    expect(await off.agent.run()).toEqual({ kind: "done" });
+    expect(leasedAhead(await off.attempts())).toBe(0);
+    const long = await setup(4, "sleep 0.2", { leaseAheadBelowMs: 100 });
+    expect(await long.agent.run()).toEqual({ kind: "done" });
+    expect(leasedAhead(await long.attempts())).toBe(0);
+  });
+
+  it("hands a task held ahead back when stopped: pending again, no retry spent", async () => {
+    const { agent, attempts, db } = await setup(6, "sleep 0.3");
+    const running = agent.run();
+    // Two tasks finish (the agent learns they are short), then one is held ahead of the third.
+    for (let i = 0; i < 200 && leasedAhead(await attempts()) === 0; i++)
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(leasedAhead(await attempts())).toBeGreaterThan(0);
+    agent.stopLeasing();
+    expect(await running).toEqual({ kind: "stopped" });
+    const all = await attempts();
+    const interrupted = all.filter((attempt) => attempt.outcome === "interrupted");
+    expect(interrupted).toHaveLength(1);
+    const task = await db.one<{ state: string; attempts: number }>(
+      "SELECT state, attempts FROM tasks WHERE id = $1",
+      [interrupted[0]?.task_id],
+    );
+    expect(task).toEqual({ state: "pending", attempts: 0 });
+    expect(all.filter((attempt) => attempt.ended_at === null)).toEqual([]);
+  });
+});
