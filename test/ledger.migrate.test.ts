@@ -118,6 +118,7 @@ describe("migrate", () => {
       "labsweep_migrations",
       "phases",
       "placements",
+      "result_files",
       "result_rows",
       "tasks",
     ]);

@@ -1,23 +1,19 @@
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { afterEach, describe, expect, it } from "vitest";
+import { beforeEach, describe, expect, it } from "vitest";
 import { type Claim, claimTask } from "../src/ledger/claimTask.js";
 import type { Db } from "../src/ledger/db.js";
 import { evaluateGates } from "../src/ledger/evaluateGates.js";
 import { finishAttempt } from "../src/ledger/finishAttempt.js";
-import { openLedger } from "../src/ledger/openLedger.js";
 import { syncSweep } from "../src/ledger/syncSweep.js";
 import { droppedTaskCount, meanTaskSeconds, phaseProgress, taskCounts } from "../src/ledger/taskCounts.js";
 import { loadSweep } from "../src/sweep/loadSweep.js";
+import { type LedgerBackend, useLedgerBackends } from "./helpers/postgres.js";
 
 const NOW = 13_000_000;
 const FILE = "/tmp/x/sweep.yaml";
 
-const cleanup: Array<() => Promise<void> | void> = [];
-afterEach(async () => {
-  for (const step of cleanup.splice(0).reverse()) await step();
-});
+// Every case runs on SQLite and on PostgreSQL (a server started for this file).
+const backends = useLedgerBackends();
+let backend: LedgerBackend;
 
 // a: x 1..4; b (after a): x 4 (shared with a), 11, 12; c (after b): x 21.
 const SWEEP = `
@@ -37,10 +33,7 @@ c:
 `;
 
 async function ledger(text = SWEEP): Promise<Db> {
-  const dir = mkdtempSync(join(tmpdir(), "labsweep-counts-"));
-  cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
-  const db = await openLedger(dir);
-  cleanup.push(() => db.close());
+  const { db } = await backend.open();
   await syncSweep(db, loadSweep([{ file: FILE, text }]), NOW);
   await evaluateGates(db, NOW);
   return db;
@@ -66,176 +59,179 @@ async function progress(db: Db) {
   return (await phaseProgress(db)).map(({ configFile, reason, ...rest }) => rest);
 }
 
-describe("taskCounts / phaseProgress", () => {
-  it("counts pending tasks of waiting phases as blocked", async () => {
-    const db = await ledger();
-    expect(await taskCounts(db)).toEqual({
-      unique: 7,
-      succeeded: 0,
-      failed: 0,
-      running: 0,
-      pending: 4, // a's tasks, x 4 included: it is in open phase a too
-      blocked: 3, // 11, 12 (b waits) and 21 (c waits)
-      cancelled: 0,
-    });
-    const phases = await phaseProgress(db);
-    expect(phases.map((phase) => [phase.name, phase.state, phase.configFile])).toEqual([
-      ["a", "open", FILE],
-      ["b", "waiting", FILE],
-      ["c", "waiting", FILE],
-    ]);
-    expect(phases[1]?.reason).toBe("waiting for a (0/4 settled)");
-    expect(await progress(db)).toEqual([
-      {
-        name: "a",
-        state: "open",
-        unique: 4,
-        succeeded: 0,
-        failed: 0,
-        running: 0,
-        pending: 4,
-        blocked: 0,
-        cancelled: 0,
-      },
-      {
-        name: "b",
-        state: "waiting",
-        unique: 3,
-        succeeded: 0,
-        failed: 0,
-        running: 0,
-        pending: 1,
-        blocked: 2,
-        cancelled: 0,
-      },
-      {
-        name: "c",
-        state: "waiting",
-        unique: 1,
-        succeeded: 0,
-        failed: 0,
-        running: 0,
-        pending: 0,
-        blocked: 1,
-        cancelled: 0,
-      },
-    ]);
+describe.each(backends)("on $name", (each) => {
+  beforeEach(() => {
+    backend = each;
   });
 
-  it("follows tasks through running, succeeded and failed, and gates that block", async () => {
-    const db = await ledger();
-    const one = await claim(db);
-    const two = await claim(db);
-    const three = await claim(db);
-    expect(await taskCounts(db)).toMatchObject({ running: 3, pending: 1, blocked: 3 });
-    await finishAttempt(db, one.attemptId, ok(10), NOW);
-    await finishAttempt(db, two.attemptId, bad, NOW);
-    expect(await taskCounts(db)).toEqual({
-      unique: 7,
-      succeeded: 1,
-      failed: 1,
-      running: 1,
-      pending: 1,
-      blocked: 3,
-      cancelled: 0,
+  describe("taskCounts / phaseProgress", () => {
+    it("counts pending tasks of waiting phases as blocked", async () => {
+      const db = await ledger();
+      expect(await taskCounts(db)).toEqual({
+        unique: 7,
+        succeeded: 0,
+        failed: 0,
+        running: 0,
+        pending: 4, // a's tasks, x 4 included: it is in open phase a too
+        blocked: 3, // 11, 12 (b waits) and 21 (c waits)
+        cancelled: 0,
+      });
+      const phases = await phaseProgress(db);
+      expect(phases.map((phase) => [phase.name, phase.state, phase.configFile])).toEqual([
+        ["a", "open", FILE],
+        ["b", "waiting", FILE],
+        ["c", "waiting", FILE],
+      ]);
+      expect(phases[1]?.reason).toBe("waiting for a (0/4 settled)");
+      expect(await progress(db)).toEqual([
+        {
+          name: "a",
+          state: "open",
+          unique: 4,
+          succeeded: 0,
+          failed: 0,
+          running: 0,
+          pending: 4,
+          blocked: 0,
+          cancelled: 0,
+        },
+        {
+          name: "b",
+          state: "waiting",
+          unique: 3,
+          succeeded: 0,
+          failed: 0,
+          running: 0,
+          pending: 1,
+          blocked: 2,
+          cancelled: 0,
+        },
+        {
+          name: "c",
+          state: "waiting",
+          unique: 1,
+          succeeded: 0,
+          failed: 0,
+          running: 0,
+          pending: 0,
+          blocked: 1,
+          cancelled: 0,
+        },
+      ]);
     });
-    await finishAttempt(db, three.attemptId, ok(20), NOW);
-    await finishAttempt(db, (await claim(db)).attemptId, ok(30), NOW);
-    await evaluateGates(db, NOW);
-    // a's gate failed (x 2): b and c are blocked; x 4 succeeded before that.
-    expect(await taskCounts(db)).toEqual({
-      unique: 7,
-      succeeded: 3,
-      failed: 1,
-      running: 0,
-      pending: 0,
-      blocked: 3,
-      cancelled: 0,
-    });
-    expect(await progress(db)).toEqual([
-      {
-        name: "a",
-        state: "open",
-        unique: 4,
+
+    it("follows tasks through running, succeeded and failed, and gates that block", async () => {
+      const db = await ledger();
+      const one = await claim(db);
+      const two = await claim(db);
+      const three = await claim(db);
+      expect(await taskCounts(db)).toMatchObject({ running: 3, pending: 1, blocked: 3 });
+      await finishAttempt(db, one.attemptId, ok(10), NOW);
+      await finishAttempt(db, two.attemptId, bad, NOW);
+      expect(await taskCounts(db)).toEqual({
+        unique: 7,
+        succeeded: 1,
+        failed: 1,
+        running: 1,
+        pending: 1,
+        blocked: 3,
+        cancelled: 0,
+      });
+      await finishAttempt(db, three.attemptId, ok(20), NOW);
+      await finishAttempt(db, (await claim(db)).attemptId, ok(30), NOW);
+      await evaluateGates(db, NOW);
+      // a's gate failed (x 2): b and c are blocked; x 4 succeeded before that.
+      expect(await taskCounts(db)).toEqual({
+        unique: 7,
         succeeded: 3,
         failed: 1,
         running: 0,
         pending: 0,
-        blocked: 0,
+        blocked: 3,
         cancelled: 0,
-      },
-      {
-        name: "b",
-        state: "blocked",
-        unique: 3,
-        succeeded: 1,
+      });
+      expect(await progress(db)).toEqual([
+        {
+          name: "a",
+          state: "open",
+          unique: 4,
+          succeeded: 3,
+          failed: 1,
+          running: 0,
+          pending: 0,
+          blocked: 0,
+          cancelled: 0,
+        },
+        {
+          name: "b",
+          state: "blocked",
+          unique: 3,
+          succeeded: 1,
+          failed: 0,
+          running: 0,
+          pending: 0,
+          blocked: 2,
+          cancelled: 0,
+        },
+        {
+          name: "c",
+          state: "blocked",
+          unique: 1,
+          succeeded: 0,
+          failed: 0,
+          running: 0,
+          pending: 0,
+          blocked: 1,
+          cancelled: 0,
+        },
+      ]);
+      expect(await db.one("SELECT count(*) AS n FROM tasks WHERE state = 'blocked'")).toEqual({ n: 3 });
+      expect(await meanTaskSeconds(db)).toBe(20);
+    });
+
+    it("counts a pending task held back by backoff as pending, not blocked", async () => {
+      const db = await ledger(SWEEP.replace("retries: 0", "retries: 2\nbackoff: 1h"));
+      await finishAttempt(db, (await claim(db)).attemptId, bad, NOW);
+      expect(await taskCounts(db)).toMatchObject({ pending: 4, failed: 0, blocked: 3 });
+    });
+
+    it("leaves out tasks and phases no config lists any more", async () => {
+      const db = await ledger();
+      await finishAttempt(db, (await claim(db)).attemptId, ok(5), NOW);
+      expect(await droppedTaskCount(db)).toBe(0);
+      await syncSweep(
+        db,
+        loadSweep([
+          { file: FILE, text: "command: run {x}\nretries: 0\na:\n  combinations:\n    - x: [2, 3]\n" },
+        ]),
+        NOW,
+      );
+      expect(await droppedTaskCount(db)).toBe(5);
+      expect(await taskCounts(db)).toEqual({
+        unique: 2,
+        succeeded: 0,
         failed: 0,
         running: 0,
-        pending: 0,
-        blocked: 2,
+        pending: 2,
+        blocked: 0,
         cancelled: 0,
-      },
-      {
-        name: "c",
-        state: "blocked",
-        unique: 1,
+      });
+      expect((await phaseProgress(db)).map((phase) => [phase.name, phase.unique])).toEqual([["a", 2]]);
+    });
+
+    it("is all zeros for an empty ledger", async () => {
+      const { db } = await backend.open();
+      expect(await taskCounts(db)).toEqual({
+        unique: 0,
         succeeded: 0,
         failed: 0,
         running: 0,
         pending: 0,
-        blocked: 1,
+        blocked: 0,
         cancelled: 0,
-      },
-    ]);
-    expect(await db.one("SELECT count(*) AS n FROM tasks WHERE state = 'blocked'")).toEqual({ n: 3 });
-    expect(await meanTaskSeconds(db)).toBe(20);
-  });
-
-  it("counts a pending task held back by backoff as pending, not blocked", async () => {
-    const db = await ledger(SWEEP.replace("retries: 0", "retries: 2\nbackoff: 1h"));
-    await finishAttempt(db, (await claim(db)).attemptId, bad, NOW);
-    expect(await taskCounts(db)).toMatchObject({ pending: 4, failed: 0, blocked: 3 });
-  });
-
-  it("leaves out tasks and phases no config lists any more", async () => {
-    const db = await ledger();
-    await finishAttempt(db, (await claim(db)).attemptId, ok(5), NOW);
-    expect(await droppedTaskCount(db)).toBe(0);
-    await syncSweep(
-      db,
-      loadSweep([
-        { file: FILE, text: "command: run {x}\nretries: 0\na:\n  combinations:\n    - x: [2, 3]\n" },
-      ]),
-      NOW,
-    );
-    expect(await droppedTaskCount(db)).toBe(5);
-    expect(await taskCounts(db)).toEqual({
-      unique: 2,
-      succeeded: 0,
-      failed: 0,
-      running: 0,
-      pending: 2,
-      blocked: 0,
-      cancelled: 0,
+      });
+      expect(await phaseProgress(db)).toEqual([]);
+      expect(await meanTaskSeconds(db)).toBeNull();
     });
-    expect((await phaseProgress(db)).map((phase) => [phase.name, phase.unique])).toEqual([["a", 2]]);
-  });
-
-  it("is all zeros for an empty ledger", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "labsweep-counts-"));
-    cleanup.push(() => rmSync(dir, { recursive: true, force: true }));
-    const db = await openLedger(dir);
-    cleanup.push(() => db.close());
-    expect(await taskCounts(db)).toEqual({
-      unique: 0,
-      succeeded: 0,
-      failed: 0,
-      running: 0,
-      pending: 0,
-      blocked: 0,
-      cancelled: 0,
-    });
-    expect(await phaseProgress(db)).toEqual([]);
-    expect(await meanTaskSeconds(db)).toBeNull();
   });
 });

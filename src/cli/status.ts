@@ -5,13 +5,15 @@ import { stateDirFrom } from "./stateDir.js";
 
 export interface StatusFlags {
   state?: string;
+  /** The ledger's store (Default: $LABSWEEP_STORE, else the state dir's SQLite file). */
+  store?: string;
   json?: boolean;
 }
 
 /** Reads the ledger only, so it works from another terminal while a run is going. */
 export async function statusCommand(configs: string[], flags: StatusFlags): Promise<number> {
   const stateDir = stateDirFrom(flags, configs);
-  const db = openLedgerReadOnly(stateDir);
+  const db = openLedgerReadOnly(stateDir, { store: flags.store });
   if (!db)
     throw new UsageError(
       `no ledger in ${stateDir}: start one with \`labsweep run CONFIG…\` (or pass --state DIR)`,

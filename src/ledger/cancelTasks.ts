@@ -1,4 +1,5 @@
 import type { Db } from "./db.js";
+import { forUpdate } from "./dialect.js";
 import { recordEvent } from "./recordEvent.js";
 
 /**
@@ -24,7 +25,8 @@ export async function cancelTasks(
     let tasks = 0;
     for (const id of ids) {
       const attempt = await tx.one<{ id: number; worker: string }>(
-        "SELECT a.id, a.worker FROM tasks t JOIN attempts a ON a.id = t.attempt_id WHERE t.id = $1 AND t.state = 'running'",
+        `SELECT a.id, a.worker FROM tasks t JOIN attempts a ON a.id = t.attempt_id
+          WHERE t.id = $1 AND t.state = 'running'${forUpdate(tx, "t")}`,
         [id],
       );
       const updated = await tx.run(

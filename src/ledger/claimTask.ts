@@ -1,5 +1,6 @@
 import type { Placement, RunPolicy } from "../sweep/types.js";
 import type { Db } from "./db.js";
+import { forUpdate, sql } from "./dialect.js";
 import { recordEvent } from "./recordEvent.js";
 import { TASK_ROW_SQL, type Task, type TaskRow, toTask } from "./rows.js";
 
@@ -28,17 +29,23 @@ export interface Claim {
  * coordinator's time), then further.
  */
 const CANDIDATES = [4, 64];
+/**
+ * Passes of 64 more while fitting candidates keep being taken by concurrent claimers (other
+ * coordinators on one PostgreSQL database): their claims are no reason to give up.
+ */
+const RACE_PASSES = 16;
 
 /**
  * Hands the lowest-numbered claimable task that fits to a worker and opens an attempt for it,
- * in one transaction, so a task is never handed out twice.
+ * in one transaction, so a task is never handed out twice. On PostgreSQL the chosen task is
+ * locked with `FOR UPDATE … SKIP LOCKED`: concurrent claimers skip it rather than wait.
  */
 export async function claimTask(db: Db, request: ClaimRequest): Promise<Claim | null> {
   return db.transaction(async (tx) => {
     const found = await firstFitting(tx, request);
     if (!found) return null;
-    const { id, placement } = found;
-    const task = toTask((await tx.one<TaskRow>(`${TASK_ROW_SQL} WHERE t.id = $1`, [id])) as TaskRow);
+    const { row, placement } = found;
+    const task = toTask(row);
     const attemptNumber = (await countAttempts(tx, task.id)) + 1;
     const attempt = await tx.one<{ id: number }>(
       `INSERT INTO attempts (task_id, number, worker, host, gpu_ids, started_at, lease_expires)
@@ -75,24 +82,40 @@ export async function claimTask(db: Db, request: ClaimRequest): Promise<Claim | 
   });
 }
 
-/** The lowest-numbered claimable task that fits the request, and where it would run. */
+/**
+ * The lowest-numbered claimable task that fits the request, locked for this transaction, and
+ * where it would run.
+ */
 async function firstFitting(
   tx: Db,
   request: ClaimRequest,
-): Promise<{ id: number; placement: { gpuIds: number[] } } | null> {
-  for (const limit of CANDIDATES) {
-    const rows = await tx.all<{ id: number; policy_json: string }>(
+): Promise<{ row: TaskRow; placement: { gpuIds: number[] } } | null> {
+  let after = 0;
+  let taken = 0;
+  for (let pass = 0; pass < CANDIDATES.length || (taken > 0 && pass < RACE_PASSES); pass++) {
+    const limit = CANDIDATES[Math.min(pass, CANDIDATES.length - 1)] as number;
+    const candidates = await tx.all<{ id: number; policy_json: string }>(
       `SELECT t.id, f.policy_json FROM tasks t JOIN phases f ON f.name = t.phase
-        WHERE t.state = 'pending' AND t.runnable = 1 AND t.active = 1 AND t.not_before <= $1
+        WHERE t.state = 'pending' AND t.runnable = 1 AND t.active = 1 AND t.not_before <= $1 AND t.id > $2
         ORDER BY t.id LIMIT ${limit}`,
-      [request.now],
+      [request.now, after],
     );
-    for (const row of rows) {
-      const placement = request.fits(policyOf(row.policy_json));
-      if (placement) return { id: row.id, placement };
+    for (const candidate of candidates) {
+      const placement = request.fits(policyOf(candidate.policy_json));
+      if (!placement) continue;
+      // SQLite: the transaction holds the database's write lock, so the candidate is still
+      // pending. PostgreSQL: another coordinator may be claiming it right now — lock it, or skip
+      // it if it is locked or was claimed since the candidates were read.
+      const row = await tx.one<TaskRow>(
+        `${TASK_ROW_SQL} WHERE t.id = $1 AND t.state = 'pending'${forUpdate(tx, "t", { skipLocked: true })}`,
+        [candidate.id],
+      );
+      if (row) return { row, placement };
+      taken++;
     }
     // Fewer rows than asked for: there are no more to look at.
-    if (rows.length < limit) return null;
+    if (candidates.length < limit) return null;
+    after = (candidates.at(-1) as { id: number }).id;
   }
   return null;
 }
@@ -105,7 +128,7 @@ async function countAttempts(tx: Db, taskId: number): Promise<number> {
 /** When the next task held back by retry backoff becomes claimable, or null if none is. */
 export async function nextBackoffExpiry(db: Db, now: number): Promise<number | null> {
   const row = await db.one<{ at: number | null }>(
-    `SELECT min(not_before) AS at FROM tasks INDEXED BY tasks_backoff
+    `SELECT min(not_before) AS at FROM tasks ${sql(db, { sqlite: "INDEXED BY tasks_backoff", postgres: "" })}
       WHERE state = 'pending' AND not_before > 0 AND not_before > $1 AND runnable = 1 AND active = 1`,
     [now],
   );

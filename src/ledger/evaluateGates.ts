@@ -1,5 +1,6 @@
 import type { Gate } from "../sweep/types.js";
 import type { Db } from "./db.js";
+import { LEDGER_LOCKS, lockLedger } from "./dialect.js";
 import { recordEvent } from "./recordEvent.js";
 
 export type PhaseState = "waiting" | "open" | "blocked";
@@ -33,6 +34,8 @@ export async function evaluateGates(db: Db, now: number): Promise<boolean> {
   );
   if (!waiting?.n) return false;
   return db.transaction(async (tx) => {
+    // Replicas on one PostgreSQL database judge gates one at a time, each on the other's result.
+    await lockLedger(tx, LEDGER_LOCKS.gates);
     const phases = await tx.all<PhaseRow>(
       "SELECT name, after_json, gate_json, state, reason FROM phases WHERE active = 1 ORDER BY position",
     );
@@ -43,8 +46,8 @@ export async function evaluateGates(db: Db, now: number): Promise<boolean> {
       if (!found) {
         const row = await tx.one<PhaseCounts>(
           `SELECT count(*) AS total,
-                  coalesce(sum(t.state = 'succeeded'), 0) AS succeeded,
-                  coalesce(sum(t.state IN ('succeeded', 'failed', 'blocked', 'cancelled')), 0) AS settled
+                  count(CASE WHEN t.state = 'succeeded' THEN 1 END) AS succeeded,
+                  count(CASE WHEN t.state IN ('succeeded', 'failed', 'blocked', 'cancelled') THEN 1 END) AS settled
              FROM placements p JOIN tasks t ON t.id = p.task_id
             WHERE p.phase = $1 AND p.active = 1`,
           [name],
@@ -127,8 +130,9 @@ async function applyVerdict(
   // A task runs if any of its phases is open; it is blocked only if all of its phases are.
   await tx.run(
     `UPDATE tasks SET
-       runnable = EXISTS (SELECT 1 FROM placements p JOIN phases f ON f.name = p.phase
-                           WHERE p.task_id = tasks.id AND p.active = 1 AND f.state = 'open'),
+       runnable = CASE WHEN EXISTS (SELECT 1 FROM placements p JOIN phases f ON f.name = p.phase
+                                     WHERE p.task_id = tasks.id AND p.active = 1 AND f.state = 'open')
+                       THEN 1 ELSE 0 END,
        state = CASE
          WHEN state IN ('pending', 'blocked') AND NOT EXISTS (
                 SELECT 1 FROM placements p JOIN phases f ON f.name = p.phase

@@ -1,5 +1,7 @@
 import type { Db } from "./db.js";
+import { forUpdate } from "./dialect.js";
 import { recordEvent } from "./recordEvent.js";
+import { oweRowsSql } from "./resultRows.js";
 import { type AttemptRow, TASK_ROW_SQL, type TaskRow } from "./rows.js";
 
 /** What a successful attempt used, as the agent sampled it (see agent/sampler.ts); tasks.usage_json. */
@@ -50,9 +52,16 @@ export async function finishAttempt(
   now: number,
 ): Promise<FinishResult> {
   return db.transaction(async (tx) => {
-    const attempt = await tx.one<AttemptRow>("SELECT * FROM attempts WHERE id = $1", [attemptId]);
+    let attempt = await tx.one<AttemptRow>("SELECT * FROM attempts WHERE id = $1", [attemptId]);
     if (!attempt) throw new Error(`unknown attempt ${attemptId}`);
-    const task = (await tx.one<TaskRow>(`${TASK_ROW_SQL} WHERE t.id = $1`, [attempt.task_id])) as TaskRow;
+    const task = (await tx.one<TaskRow>(`${TASK_ROW_SQL} WHERE t.id = $1${forUpdate(tx, "t")}`, [
+      attempt.task_id,
+    ])) as TaskRow;
+    // PostgreSQL: a concurrent report of this attempt (an agent's resend, a lease sweeper) may
+    // have ended it while this one waited for the task's lock: read it again under the lock.
+    // Everything that ends an attempt locks its task first. (SQLite: nothing ran in between.)
+    if (tx.dialect === "postgres")
+      attempt = (await tx.one<AttemptRow>("SELECT * FROM attempts WHERE id = $1", [attemptId])) as AttemptRow;
     const ignored: FinishResult = { taskState: "ignored", finalFailure: false, retryAt: null };
     if (attempt.ended_at !== null && attempt.outcome !== "lost") return ignored;
     const current = task.attempt_id === attemptId && task.state === "running";
@@ -129,16 +138,5 @@ export async function finishAttempt(
  * first phase in declaration order.
  */
 export async function oweResultRows(tx: Db, taskId: number): Promise<void> {
-  await tx.run(
-    `INSERT INTO result_rows (task_id, output_dir, phase, written)
-     SELECT task_id, output_dir, phase, 0 FROM (
-         -- SQLite takes the bare column phase from the row with min(position): the first phase.
-         SELECT p.task_id, p.output_dir, p.phase, min(f.position)
-         FROM placements p JOIN phases f ON f.name = p.phase
-        WHERE p.task_id = $1 AND p.active = 1
-        GROUP BY p.task_id, p.output_dir
-       ) WHERE true
-     ON CONFLICT (task_id, output_dir) DO NOTHING`,
-    [taskId],
-  );
+  await tx.run(oweRowsSql("p.task_id = $1"), [taskId]);
 }

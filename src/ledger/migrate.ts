@@ -1,17 +1,25 @@
 import { readdir, readFile } from "node:fs/promises";
 import type { Db } from "./db.js";
+import { LEDGER_LOCKS, lockLedger } from "./dialect.js";
 
 const MIGRATIONS_ROOT = new URL("../../migrations/", import.meta.url);
 
 /**
  * Applies the numbered SQL files of the adapter's dialect that the database has not seen. Each
  * runs in a transaction that records its version first, so two processes starting together
- * cannot both apply it: the second blocks on the first's write lock, then sees the version.
+ * cannot both apply it. On SQLite the second blocks on the first's write lock, then sees the
+ * version; on PostgreSQL (several coordinator replicas may start at once) each transaction
+ * first takes an advisory lock, so migrators run one after the other and skip applied versions.
+ * Returns the versions this call applied.
  */
 export async function migrate(db: Db): Promise<number[]> {
-  await db.run(
-    "CREATE TABLE IF NOT EXISTS labsweep_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)",
-  );
+  await db.transaction(async (tx) => {
+    await lockLedger(tx, LEDGER_LOCKS.migrate);
+    // Concurrent CREATE TABLE IF NOT EXISTS can still collide on PostgreSQL: hence the lock first.
+    await tx.run(
+      "CREATE TABLE IF NOT EXISTS labsweep_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)",
+    );
+  });
   const directory = new URL(`${db.dialect}/`, MIGRATIONS_ROOT);
   const files = (await readdir(directory)).filter((name) => /^\d{6}\.sql$/.test(name)).sort();
   const applied: number[] = [];
@@ -19,6 +27,7 @@ export async function migrate(db: Db): Promise<number[]> {
     const version = Number(name.slice(0, 6));
     const sql = await readFile(new URL(name, directory), "utf8");
     const didApply = await db.transaction(async (tx) => {
+      await lockLedger(tx, LEDGER_LOCKS.migrate);
       const inserted = await tx.run(
         "INSERT INTO labsweep_migrations (version, applied_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
         [version, new Date().toISOString()],

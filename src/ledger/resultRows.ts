@@ -1,5 +1,6 @@
 import type { Params } from "../sweep/types.js";
 import type { Db } from "./db.js";
+import { sql } from "./dialect.js";
 import type { TaskUsage } from "./finishAttempt.js";
 import { recordEvent } from "./recordEvent.js";
 
@@ -94,12 +95,18 @@ export async function importCompletedTasks(
 ): Promise<number> {
   if (found.length === 0) return 0;
   return db.transaction(async (tx) => {
+    // Keyed by (task, dir): a task found in two dirs' CSVs has both rows on disk already.
+    const columns =
+      "(task_id BIGINT NOT NULL, output_dir TEXT NOT NULL, metrics TEXT, PRIMARY KEY (task_id, output_dir))";
     await tx.run(
-      // Keyed by (task, dir): a task found in two dirs' CSVs has both rows on disk already.
-      `CREATE TEMP TABLE IF NOT EXISTS found_rows (task_id INTEGER NOT NULL, output_dir TEXT NOT NULL, metrics TEXT,
-         PRIMARY KEY (task_id, output_dir))`,
+      sql(tx, {
+        // One connection: the table outlives the transaction, emptied before each use.
+        sqlite: `CREATE TEMP TABLE IF NOT EXISTS found_rows ${columns}`,
+        // A pooled connection: the table lives exactly as long as this transaction.
+        postgres: `CREATE TEMP TABLE found_rows ${columns} ON COMMIT DROP`,
+      }),
     );
-    await tx.run("DELETE FROM found_rows");
+    if (tx.dialect === "sqlite") await tx.run("DELETE FROM found_rows");
     for (let start = 0; start < found.length; start += IMPORT_BATCH) {
       const slice = found.slice(start, start + IMPORT_BATCH);
       const values: unknown[] = [];
@@ -108,7 +115,7 @@ export async function importCompletedTasks(
         return `($${values.length - 2}, $${values.length - 1}, $${values.length})`;
       });
       await tx.run(
-        `INSERT OR IGNORE INTO found_rows (task_id, output_dir, metrics) VALUES ${rows.join(", ")}`,
+        `INSERT INTO found_rows (task_id, output_dir, metrics) VALUES ${rows.join(", ")} ON CONFLICT DO NOTHING`,
         values,
       );
     }
@@ -122,17 +129,7 @@ export async function importCompletedTasks(
         WHERE ended_at IS NULL AND task_id IN (SELECT task_id FROM found_rows)`,
       [now],
     );
-    await tx.run(
-      `INSERT INTO result_rows (task_id, output_dir, phase, written)
-       SELECT task_id, output_dir, phase, 0 FROM (
-           -- SQLite takes the bare column phase from the row with min(position): the first phase.
-           SELECT p.task_id, p.output_dir, p.phase, min(f.position)
-           FROM placements p JOIN phases f ON f.name = p.phase JOIN found_rows r ON r.task_id = p.task_id
-          WHERE p.active = 1
-          GROUP BY p.task_id, p.output_dir
-         ) WHERE true
-       ON CONFLICT (task_id, output_dir) DO NOTHING`,
-    );
+    await tx.run(oweRowsSql("p.task_id IN (SELECT task_id FROM found_rows)"));
     await tx.run(
       `INSERT INTO result_rows (task_id, output_dir, phase, written)
        SELECT task_id, output_dir, '', 1 FROM found_rows WHERE true
@@ -147,7 +144,37 @@ export async function importCompletedTasks(
   });
 }
 
+/** 3 values a row: 900 parameters, far below either dialect's limit. */
 const IMPORT_BATCH = 300;
+
+/**
+ * The statement that owes result rows: one per (task, output dir) of the active placements that
+ * `where` selects (over `p` placements and `f` their phases), carrying the dir's first-declared
+ * phase; rows already owed or written stay as they are. Portable: no bare column beside min().
+ */
+export function oweRowsSql(where: string): string {
+  return `INSERT INTO result_rows (task_id, output_dir, phase, written)
+     SELECT p.task_id, p.output_dir, p.phase, 0
+       FROM placements p JOIN phases f ON f.name = p.phase
+      WHERE p.active = 1 AND (${where})
+        AND NOT EXISTS (SELECT 1 FROM placements q JOIN phases g ON g.name = q.phase
+                         WHERE q.task_id = p.task_id AND q.output_dir = p.output_dir AND q.active = 1
+                           AND g.position < f.position)
+     ON CONFLICT (task_id, output_dir) DO NOTHING`;
+}
+
+/**
+ * A task that had already succeeded when a config gave it a new placement (a phase added later
+ * that shares it, or a changed output_dir) is owed a row there too: rows are otherwise owed only
+ * when a task succeeds. Run before the resume scan, so a row already in that dir's CSV is marked
+ * written rather than written twice.
+ */
+export async function oweRowsToNewPlacements(db: Db): Promise<void> {
+  await db.run(
+    oweRowsSql(`p.task_id IN (SELECT id FROM tasks WHERE state = 'succeeded')
+      AND NOT EXISTS (SELECT 1 FROM result_rows r WHERE r.task_id = p.task_id AND r.output_dir = p.output_dir)`),
+  );
+}
 
 /** How many result rows are still owed to CSV files (0 once every file caught up). */
 export async function owedRowCount(db: Db): Promise<number> {

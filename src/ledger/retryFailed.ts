@@ -5,14 +5,12 @@ import { recordEvent } from "./recordEvent.js";
 export async function retryFailed(db: Db, now: number, filter: { phase?: string } = {}): Promise<number> {
   return db.transaction(async (tx) => {
     const scope = filter.phase
-      ? "AND id IN (SELECT task_id FROM placements WHERE phase = $2 AND active = 1)"
+      ? "AND id IN (SELECT task_id FROM placements WHERE phase = $1 AND active = 1)"
       : "";
-    const params: unknown[] = [now];
-    if (filter.phase) params.push(filter.phase);
     const result = await tx.run(
       `UPDATE tasks SET state = 'pending', attempts = 0, not_before = 0, finished_at = NULL
-        WHERE state = 'failed' AND active = 1 AND $1 >= 0 ${scope}`,
-      params,
+        WHERE state = 'failed' AND active = 1 ${scope}`,
+      filter.phase ? [filter.phase] : [],
     );
     // Dependents blocked by the failures get judged again.
     await tx.run("UPDATE phases SET state = 'waiting' WHERE state = 'blocked'");

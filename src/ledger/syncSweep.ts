@@ -2,6 +2,7 @@ import { expandPhase } from "../sweep/expand.js";
 import type { Sweep } from "../sweep/loadSweep.js";
 import type { TaskSpec } from "../sweep/types.js";
 import type { Db } from "./db.js";
+import { LEDGER_LOCKS, lockLedger } from "./dialect.js";
 import { recordEvent } from "./recordEvent.js";
 
 export interface PhaseSync {
@@ -22,7 +23,11 @@ export interface SyncReport {
   phases: PhaseSync[];
 }
 
-/** Rows per multi-row INSERT: a million-task grid is a few thousand statements, not two million. */
+/**
+ * Rows per multi-row INSERT: a million-task grid is a few thousand statements, not two million.
+ * The widest statement binds 4 values a row (1,602 in all): far below SQLite's 32,766 and
+ * PostgreSQL's 65,535 parameters per statement.
+ */
 const BATCH = 400;
 
 /**
@@ -33,6 +38,12 @@ const BATCH = 400;
  */
 export async function syncSweep(db: Db, sweep: Sweep, now: number): Promise<SyncReport> {
   return db.transaction(async (tx) => {
+    // On PostgreSQL another coordinator may sync at the same moment: ids are max(id) + 1 and
+    // duplicates are found in memory, so syncs take turns (SQLite's write lock does this there).
+    // Gate evaluation waits too: it would judge phases by the states this sync is rewriting.
+    // Always in this order (sync, then gates), so the two never wait for each other in a cycle.
+    await lockLedger(tx, LEDGER_LOCKS.sync);
+    await lockLedger(tx, LEDGER_LOCKS.gates);
     // Known signatures → ids; negative until this sync meets the task, so a second meeting is a merge.
     const idOf = new Map<string, number>();
     for (const row of await tx.all<{ id: number; signature: string }>("SELECT id, signature FROM tasks")) {

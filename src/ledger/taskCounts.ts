@@ -1,4 +1,5 @@
 import type { Db } from "./db.js";
+import { sql } from "./dialect.js";
 
 export interface Counts {
   unique: number;
@@ -19,14 +20,16 @@ export interface PhaseProgress extends Counts {
   configFile: string;
 }
 
+// count(CASE …) rather than sum(condition): PostgreSQL has no sum of booleans. count(t.id), not
+// count(*): a phase without tasks (LEFT JOIN) counts 0.
 const COUNT_COLUMNS = `
-  count(*) AS "unique",
-  coalesce(sum(t.state = 'succeeded'), 0) AS succeeded,
-  coalesce(sum(t.state = 'failed'), 0) AS failed,
-  coalesce(sum(t.state = 'running'), 0) AS running,
-  coalesce(sum(t.state = 'pending' AND t.runnable = 1), 0) AS pending,
-  coalesce(sum(t.state = 'blocked' OR (t.state = 'pending' AND t.runnable = 0)), 0) AS blocked,
-  coalesce(sum(t.state = 'cancelled'), 0) AS cancelled`;
+  count(t.id) AS "unique",
+  count(CASE WHEN t.state = 'succeeded' THEN 1 END) AS succeeded,
+  count(CASE WHEN t.state = 'failed' THEN 1 END) AS failed,
+  count(CASE WHEN t.state = 'running' THEN 1 END) AS running,
+  count(CASE WHEN t.state = 'pending' AND t.runnable = 1 THEN 1 END) AS pending,
+  count(CASE WHEN t.state = 'blocked' OR (t.state = 'pending' AND t.runnable = 0) THEN 1 END) AS blocked,
+  count(CASE WHEN t.state = 'cancelled' THEN 1 END) AS cancelled`;
 
 /** Counts of the sweep's tasks (those some loaded config still lists) by state. */
 export async function taskCounts(db: Db): Promise<Counts> {
@@ -71,12 +74,21 @@ export interface UsageTotals {
 
 /** Usage over the sweep's succeeded tasks (tasks.usage_json, written by finishAttempt). */
 export async function usageTotals(db: Db): Promise<UsageTotals> {
-  // `status` reads without migrating: a ledger from before migration 2 has no usage_json.
-  const hasColumn = await db.one("SELECT 1 AS yes FROM pragma_table_info('tasks') WHERE name = 'usage_json'");
-  if (!hasColumn) return { energy_wh: null, peak_rss_mb_max: null };
+  // `status` reads without migrating: a SQLite ledger from before migration 2 has no usage_json
+  // (PostgreSQL ledgers start at the current schema).
+  if (db.dialect === "sqlite") {
+    const hasColumn = await db.one(
+      "SELECT 1 AS yes FROM pragma_table_info('tasks') WHERE name = 'usage_json'",
+    );
+    if (!hasColumn) return { energy_wh: null, peak_rss_mb_max: null };
+  }
+  const field = (name: string) =>
+    sql(db, {
+      sqlite: `json_extract(usage_json, '$.${name}')`,
+      postgres: `(usage_json::jsonb ->> '${name}')::double precision`,
+    });
   const row = await db.one<UsageTotals>(
-    `SELECT sum(json_extract(usage_json, '$.energy_wh')) AS energy_wh,
-            max(json_extract(usage_json, '$.peak_rss_mb')) AS peak_rss_mb_max
+    `SELECT sum(${field("energy_wh")}) AS energy_wh, max(${field("peak_rss_mb")}) AS peak_rss_mb_max
        FROM tasks WHERE active = 1 AND usage_json IS NOT NULL`,
   );
   const energy = row?.energy_wh ?? null;

@@ -1,6 +1,6 @@
 import { join } from "node:path";
 import type { Db } from "../ledger/db.js";
-import { importCompletedTasks, writtenRowTasks } from "../ledger/resultRows.js";
+import { importCompletedTasks, oweRowsToNewPlacements, writtenRowTasks } from "../ledger/resultRows.js";
 import type { Params } from "../sweep/types.js";
 import { readCsvFile } from "./csvFile.js";
 import { matchCsvRows } from "./rowMatcher.js";
@@ -29,49 +29,45 @@ export async function resumeFromResults(db: Db, now: number): Promise<ResumeRepo
   );
   const report: ResumeReport = { found: 0, files: 0, unmatchedRows: 0, ambiguousTasks: 0 };
   for (const { output_dir: outputDir } of dirs) {
-    const csv = await readCsvFile(join(outputDir, RESULTS_FILE));
-    if (!csv) continue;
+    const scanned = await rescanOutputDir(db, outputDir, now);
+    if (!scanned) continue;
     report.files++;
-    const tasks = await db.all<{ id: number; params_json: string }>(
-      `SELECT t.id, t.params_json FROM placements p JOIN tasks t ON t.id = p.task_id
-        WHERE p.output_dir = $1 AND p.active = 1 GROUP BY t.id`,
-      [outputDir],
-    );
-    const match = matchCsvRows(
-      tasks.map((task) => ({ id: task.id, params: JSON.parse(task.params_json) as Params })),
-      csv.header,
-      csv.rows,
-    );
-    report.unmatchedRows += match.unmatched;
-    report.ambiguousTasks += match.ambiguous;
-    const alreadyWritten = await writtenRowTasks(db, outputDir);
-    const fresh = match.matched.filter((row) => !alreadyWritten.has(row.taskId));
-    report.found += await importCompletedTasks(
-      db,
-      fresh.map((row) => ({ ...row, outputDir })),
-      now,
-    );
+    report.found += scanned.found;
+    report.unmatchedRows += scanned.unmatchedRows;
+    report.ambiguousTasks += scanned.ambiguousTasks;
   }
   return report;
 }
 
 /**
- * A task that had already succeeded when a config gave it a new placement (a phase added later
- * that shares it, or a changed output_dir) is owed a row there too: rows are otherwise owed only
- * when a task succeeds. Runs before the scan, so a row already in that dir's CSV is marked
- * written rather than written twice.
+ * Reads one output dir's final_results.csv and records the rows it holds that the ledger does
+ * not know are there: their tasks are complete, their rows written. Null when there is no file.
+ * The results writer calls it for a file that changed behind its back (a writer that crashed
+ * between its append and its commit), so such rows are never written twice.
  */
-async function oweRowsToNewPlacements(db: Db): Promise<void> {
-  await db.run(
-    `INSERT INTO result_rows (task_id, output_dir, phase, written)
-     SELECT task_id, output_dir, phase, 0 FROM (
-         -- SQLite takes the bare column phase from the row with min(position): the first phase.
-         SELECT p.task_id, p.output_dir, p.phase, min(f.position)
-           FROM placements p JOIN phases f ON f.name = p.phase JOIN tasks t ON t.id = p.task_id
-          WHERE p.active = 1 AND t.state = 'succeeded'
-            AND NOT EXISTS (SELECT 1 FROM result_rows r WHERE r.task_id = p.task_id AND r.output_dir = p.output_dir)
-          GROUP BY p.task_id, p.output_dir
-       ) WHERE true
-     ON CONFLICT (task_id, output_dir) DO NOTHING`,
+export async function rescanOutputDir(
+  db: Db,
+  outputDir: string,
+  now: number,
+): Promise<Omit<ResumeReport, "files"> | null> {
+  const csv = await readCsvFile(join(outputDir, RESULTS_FILE));
+  if (!csv) return null;
+  const tasks = await db.all<{ id: number; params_json: string }>(
+    `SELECT t.id, t.params_json FROM placements p JOIN tasks t ON t.id = p.task_id
+      WHERE p.output_dir = $1 AND p.active = 1 GROUP BY t.id, t.params_json`,
+    [outputDir],
   );
+  const match = matchCsvRows(
+    tasks.map((task) => ({ id: task.id, params: JSON.parse(task.params_json) as Params })),
+    csv.header,
+    csv.rows,
+  );
+  const alreadyWritten = await writtenRowTasks(db, outputDir);
+  const fresh = match.matched.filter((row) => !alreadyWritten.has(row.taskId));
+  const found = await importCompletedTasks(
+    db,
+    fresh.map((row) => ({ ...row, outputDir })),
+    now,
+  );
+  return { found, unmatchedRows: match.unmatched, ambiguousTasks: match.ambiguous };
 }

@@ -1,0 +1,118 @@
+import pg from "pg";
+import type { Db } from "./db.js";
+
+const INT8_OID = 20;
+const NUMERIC_OID = 1700;
+
+/**
+ * Ids, epoch-ms columns and count(*) are BIGINT, sum()/avg() of integers NUMERIC: pg returns
+ * both as strings by default, because they can exceed 2^53. Ours never do, and the ledger's
+ * operations expect JS numbers as SQLite gives them. Set on this pool only, not globally.
+ */
+const types: pg.CustomTypesConfig = {
+  getTypeParser: ((oid: number, format?: "text" | "binary") =>
+    oid === INT8_OID || oid === NUMERIC_OID
+      ? (value: string) => Number(value)
+      : pg.types.getTypeParser(oid, format)) as pg.CustomTypesConfig["getTypeParser"],
+};
+
+/** Deadlock and serialization failures: the transaction did nothing and may simply run again. */
+const RETRYABLE = new Set(["40P01", "40001"]);
+const TRANSACTION_TRIES = 5;
+
+/** Statements longer than this, or past this many distinct texts, are not prepared. */
+const NAMED_MAX_LENGTH = 2000;
+const NAMED_MAX = 300;
+
+export interface PostgresDbOptions {
+  /** Connections in the pool. (Default: 10) */
+  max?: number;
+  /**
+   * How long to wait for a connection (a new one, or a pooled one when all are busy) before the
+   * statement fails rather than hangs on an unreachable server. (Default: 30 s)
+   */
+  connectTimeoutMs?: number;
+}
+
+/**
+ * PostgreSQL adapter for the Db port, on a `pg` Pool. A transaction takes a client of its own
+ * (BEGIN/COMMIT, ROLLBACK on a throw) and nested `transaction` calls on it reuse it; statements
+ * outside a transaction each take any free client. The pool connects lazily: opening never
+ * fails, the first statement does if the server cannot be reached.
+ */
+export function openPostgresDb(url: string, options: PostgresDbOptions = {}): Db {
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: options.max ?? 10,
+    connectionTimeoutMillis: options.connectTimeoutMs ?? 30_000,
+    types,
+  });
+  // An idle client whose server went away is dropped by the pool; the next statement reconnects
+  // or fails with its own error. Without a listener the event would kill the process.
+  pool.on("error", () => undefined);
+  // The ledger's statements are a few dozen fixed texts run thousands of times: each gets a name,
+  // so every connection parses and plans it once (a prepared statement). Long texts are the
+  // variable-width batches of a sync and stay unnamed, as do statements without parameters
+  // (migrations' DDL).
+  const names = new Map<string, string>();
+  const query = (sql: string, params: readonly unknown[]): pg.QueryConfig => {
+    let name = names.get(sql);
+    if (name === undefined && params.length > 0 && sql.length <= NAMED_MAX_LENGTH && names.size < NAMED_MAX) {
+      name = `labsweep_${names.size + 1}`;
+      names.set(sql, name);
+    }
+    return { text: sql, values: params.map(bindable), name };
+  };
+  const on = (client: pg.Pool | pg.PoolClient): Omit<Db, "transaction" | "close"> => ({
+    dialect: "postgres",
+    async all<Row>(sql: string, params: readonly unknown[] = []) {
+      return (await client.query(query(sql, params))).rows as Row[];
+    },
+    async one<Row>(sql: string, params: readonly unknown[] = []) {
+      return (await client.query(query(sql, params))).rows[0] as Row | undefined;
+    },
+    async run(sql: string, params: readonly unknown[] = []) {
+      return { changes: (await client.query(query(sql, params))).rowCount ?? 0 };
+    },
+  });
+  const transaction = async <T>(work: (tx: Db) => Promise<T>): Promise<T> => {
+    for (let attempt = 1; ; attempt++) {
+      const client = await pool.connect();
+      const tx: Db = {
+        ...on(client),
+        transaction: (inner) => inner(tx),
+        close: async () => undefined,
+      };
+      let broken: Error | undefined;
+      try {
+        await client.query("BEGIN");
+        const result = await work(tx);
+        await client.query("COMMIT");
+        return result;
+      } catch (error) {
+        try {
+          await client.query("ROLLBACK");
+        } catch (rollbackError) {
+          // The connection itself failed: the pool must not hand it out again.
+          broken = rollbackError as Error;
+        }
+        const code = (error as { code?: string }).code;
+        if (!broken && code && RETRYABLE.has(code) && attempt < TRANSACTION_TRIES) continue;
+        throw error;
+      } finally {
+        client.release(broken);
+      }
+    }
+  };
+  return {
+    ...on(pool),
+    transaction,
+    async close() {
+      await pool.end();
+    },
+  };
+}
+
+function bindable(value: unknown): unknown {
+  return value === undefined ? null : typeof value === "boolean" ? Number(value) : value;
+}
