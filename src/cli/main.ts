@@ -3,6 +3,7 @@ import { agentCommand, collect } from "./agent.js";
 import { doctorCommand } from "./doctor.js";
 import { EXIT, reportError } from "./exitCodes.js";
 import { exportCommand } from "./export.js";
+import { applyStoreOption, migrateCommand, STORE_OPTION } from "./migrate.js";
 import { planCommand } from "./plan.js";
 import {
   addCommand,
@@ -15,6 +16,7 @@ import {
 import { retryCommand } from "./retry.js";
 import { runCommand } from "./run.js";
 import { serveCommand } from "./serve.js";
+import { slurmCommand } from "./slurm.js";
 import { statusCommand } from "./status.js";
 import { tokenCommand } from "./token.js";
 
@@ -42,6 +44,7 @@ export async function main(argv: string[]): Promise<number> {
     .description("show tasks per phase, merged duplicates, what is complete and what remains")
     .argument("<configs...>", "sweep config files (YAML)")
     .option(...state)
+    .option(...STORE_OPTION)
     .option(...command)
     .option("--json", "print one JSON object")
     .option("--yes", "accept grids over 10 million tasks")
@@ -53,12 +56,16 @@ export async function main(argv: string[]): Promise<number> {
     .description("run the sweep on this machine; run again to resume")
     .argument("<configs...>", "sweep config files (YAML)")
     .option(...state)
+    .option(...STORE_OPTION)
     .option(...command)
     .option("--slots <n>", "tasks at once (default: one per GPU with ≥ 4 GB free, else one per CPU core)")
     .option("--gpus <list>", "only these GPU indices, e.g. 0,2")
     .option("--tag <tag>", "a tag tasks can ask for in resources.tags (repeatable)", collect)
     .option("--grace <seconds>", "SIGTERM → SIGKILL grace for timeouts and a second Ctrl-C", "10")
     .option("--progress-every <seconds>", "period of plain progress lines when not on a terminal", "10")
+    .option("--host <address>", "address the live dashboard listens on", "127.0.0.1")
+    .option("--port <port>", "the dashboard's port (0: any free port)", "0")
+    .option("--no-dashboard", "serve no dashboard")
     .option("--yes", "accept grids over 10 million tasks")
     .action(async (configs: string[], flags) => {
       exitCode = await runCommand(configs, flags);
@@ -68,6 +75,7 @@ export async function main(argv: string[]): Promise<number> {
     .description("serve the sweep to remote agents over HTTP (the coordinator)")
     .argument("<configs...>", "sweep config files (YAML)")
     .option(...state)
+    .option(...STORE_OPTION)
     .option(...command)
     .option("--host <address>", "address to listen on", "127.0.0.1")
     .option("--port <port>", "port to listen on (0: any free port)", "7070")
@@ -110,6 +118,30 @@ export async function main(argv: string[]): Promise<number> {
       exitCode = await agentCommand(flags);
     });
   program
+    .command("slurm")
+    .description("submit labsweep agents to SLURM as one job array (--dry-run prints the sbatch script)")
+    .option("--server <urls>", "the coordinator's URL(s) as compute nodes reach it ($LABSWEEP_SERVER)")
+    .option(
+      "--token <token>",
+      "the agent token, given to the jobs in their environment (default: $LABSWEEP_TOKEN)",
+    )
+    .option("--agents <n>", "how many agents: the job array's size")
+    .option("--gres <gres>", "generic resources per agent, name[:type]:count, e.g. gpu:1")
+    .option("--partition <p>", "the partition (several comma-separated)")
+    .option("--time <t>", "time limit per agent, [D-]HH:MM:SS or minutes")
+    .option("--cpus-per-task <c>", "CPUs per agent")
+    .option("--mem <m>", "memory per agent, e.g. 16G")
+    .option(
+      "--slots <s>",
+      "tasks at once per agent (default: the GPUs of --gres gpu:N, else --cpus-per-task, else 1)",
+    )
+    .option("--job-name <name>", "the job's name (default: labsweep-agents)")
+    .option("--output <dir>", "the script, job logs and agent state dirs (default: ./labsweep-slurm)")
+    .option("--dry-run", "print the sbatch script instead of submitting it")
+    .action(async (flags) => {
+      exitCode = await slurmCommand(flags);
+    });
+  program
     .command("doctor")
     .description("what an agent on this machine would report: CPUs, RAM, GPUs, driver, probes")
     .option("--json", "print one JSON object")
@@ -133,6 +165,7 @@ export async function main(argv: string[]): Promise<number> {
     .description("progress of the sweep (works while a run is going)")
     .argument("[configs...]", "config files, to find the default state dir")
     .option(...state)
+    .option(...STORE_OPTION)
     .option(...server)
     .option(...token)
     .option("--json", "print one JSON object")
@@ -144,6 +177,7 @@ export async function main(argv: string[]): Promise<number> {
     .description("the agents that registered, their GPUs and running tasks; lost ones and why")
     .argument("[configs...]", "config files, to find the default state dir")
     .option(...state)
+    .option(...STORE_OPTION)
     .option(...server)
     .option(...token)
     .option("--json", "print one JSON object")
@@ -185,6 +219,7 @@ export async function main(argv: string[]): Promise<number> {
     .description("give failed tasks a fresh set of retries")
     .argument("[configs...]", "config files, to find the default state dir")
     .option(...state)
+    .option(...STORE_OPTION)
     .option("--failed", "retry every failed task")
     .option("--phase <name>", "only this phase's failed tasks")
     .option(...server)
@@ -197,11 +232,27 @@ export async function main(argv: string[]): Promise<number> {
     .description("write all results from the ledger")
     .argument("[configs...]", "config files, to find the default state dir")
     .option(...state)
+    .option(...STORE_OPTION)
     .option("--format <format>", "csv or jsonl", "csv")
     .option("--output <file>", "write here instead of stdout")
     .action(async (configs: string[], flags) => {
       exitCode = await exportCommand(configs, flags);
     });
+
+  program
+    .command("migrate")
+    .description("apply the ledger's pending migrations (also done on every run/serve) and print them")
+    .argument("[configs...]", "config files, to find the default state dir")
+    .option(...state)
+    .option(...STORE_OPTION)
+    .option("--json", "print one JSON object")
+    .action(async (configs: string[], flags) => {
+      exitCode = await migrateCommand(configs, flags);
+    });
+  // Commands with --store check the store it (or $LABSWEEP_STORE) names before doing anything.
+  program.hook("preAction", async (_program, action) => {
+    if (action.options.some((option) => option.long === "--store")) await applyStoreOption(action.opts());
+  });
 
   try {
     await program.parseAsync(argv);

@@ -1,6 +1,11 @@
 import type { Agent } from "../agent/agent.js";
+import { Coordinator } from "../coordinator/coordinator.js";
+import { GpuTelemetry } from "../coordinator/gpuTelemetry.js";
 import { prepareLedger, runLocally } from "../coordinator/localRun.js";
 import { openSweep } from "../coordinator/openSweep.js";
+import { type RunningServer, startServer } from "../coordinator/serve.js";
+import { isLoopback } from "../coordinator/tokens.js";
+import type { LocalMachine } from "../dashboard/machines.js";
 import { owedRowCount } from "../ledger/resultRows.js";
 import { taskCounts } from "../ledger/taskCounts.js";
 import { EXIT, UsageError } from "./exitCodes.js";
@@ -17,6 +22,12 @@ export interface RunFlags {
   yes?: boolean;
   grace?: string;
   progressEvery?: string;
+  /** Address the dashboard listens on. (Default: 127.0.0.1) */
+  host?: string;
+  /** The dashboard's port; 0 picks a free one. (Default: 0) */
+  port?: string;
+  /** false with --no-dashboard. (Default: true) */
+  dashboard?: boolean;
 }
 
 export async function runCommand(configs: string[], flags: RunFlags): Promise<number> {
@@ -31,6 +42,9 @@ export async function runCommand(configs: string[], flags: RunFlags): Promise<nu
     ),
   ];
   const graceMs = flags.grace === undefined ? undefined : positiveNumber("--grace", flags.grace) * 1000;
+  const port = flags.port === undefined ? 0 : Number(flags.port);
+  if (!Number.isInteger(port) || port < 0 || port > 65_535)
+    throw new UsageError(`--port must be 0–65535, got "${flags.port}"`);
   const sweep = openSweep(configs, { defaultCommand: flags.command, yes: flags.yes });
   const stateDir = stateDirFrom(flags, configs);
   const prepared = await prepareLedger(stateDir, sweep);
@@ -64,6 +78,21 @@ export async function runCommand(configs: string[], flags: RunFlags): Promise<nu
   };
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
+  const coordinator = new Coordinator(db, { stateDir, warn: (message) => view.note(message) });
+  const telemetry = new GpuTelemetry();
+  const machines: LocalMachine[] = [];
+  const server =
+    flags.dashboard === false
+      ? null
+      : await startDashboard(db, {
+          stateDir,
+          host: flags.host ?? "127.0.0.1",
+          port,
+          coordinator,
+          telemetry,
+          machines,
+          note: (message) => view.note(message),
+        });
   let refreshing = false;
   const refresh = async (force = false): Promise<void> => {
     if (refreshing && !force) return;
@@ -82,6 +111,9 @@ export async function runCommand(configs: string[], flags: RunFlags): Promise<nu
       gpus,
       tags,
       graceMs,
+      coordinator,
+      telemetry,
+      onMachine: (machine) => machines.push(machine),
       onAgent: (started) => {
         agent = started;
         // Ctrl-C while the machine was being probed, before there was an agent to tell.
@@ -126,8 +158,49 @@ export async function runCommand(configs: string[], flags: RunFlags): Promise<nu
     clearInterval(ticker);
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
+    await server?.close();
     await db.close();
     prepared.release();
+  }
+}
+
+/**
+ * Serves the dashboard for this run. It is a view, not the run: when it cannot start (the port
+ * is taken) the run goes on without it.
+ */
+async function startDashboard(
+  db: Awaited<ReturnType<typeof prepareLedger>>["db"],
+  options: {
+    stateDir: string;
+    host: string;
+    port: number;
+    coordinator: Coordinator;
+    telemetry: GpuTelemetry;
+    machines: LocalMachine[];
+    note: (message: string) => void;
+  },
+): Promise<RunningServer | null> {
+  try {
+    const server = await startServer(db, {
+      stateDir: options.stateDir,
+      host: options.host,
+      port: options.port,
+      coordinator: options.coordinator,
+      telemetry: options.telemetry,
+      localMachines: () => options.machines,
+      agentApi: false,
+      warn: options.note,
+    });
+    const remote = !(isLoopback(options.host) || options.host.toLowerCase() === "localhost");
+    options.note(
+      `labsweep: dashboard at ${server.url}/${remote ? ` (from other machines add ?token= and the output of \`labsweep token --viewer --state ${options.stateDir}\`)` : ""}`,
+    );
+    return server;
+  } catch (error) {
+    options.note(
+      `labsweep: dashboard not started: ${error instanceof Error ? error.message : String(error)}`,
+    );
+    return null;
   }
 }
 

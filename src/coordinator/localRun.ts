@@ -1,9 +1,10 @@
 import { availableParallelism, hostname } from "node:os";
 import { resolve } from "node:path";
 import { Agent, type AgentEvent, type AgentExit } from "../agent/agent.js";
-import { probeGpus } from "../agent/gpuProbe.js";
+import { type GpuInfo, probeGpus } from "../agent/gpuProbe.js";
 import { killTasksOf } from "../agent/leftovers.js";
 import { planSlots, type Slot } from "../agent/slots.js";
+import type { LocalMachine } from "../dashboard/machines.js";
 import type { Db } from "../ledger/db.js";
 import { evaluateGates } from "../ledger/evaluateGates.js";
 import { openLedger } from "../ledger/openLedger.js";
@@ -13,6 +14,7 @@ import { writeOwedResults } from "../results/resultsWriter.js";
 import { type ResumeReport, resumeFromResults } from "../results/resumeScan.js";
 import type { Sweep } from "../sweep/loadSweep.js";
 import { Coordinator } from "./coordinator.js";
+import type { GpuSample, GpuTelemetry } from "./gpuTelemetry.js";
 import { localPort } from "./localPort.js";
 import { acquireStateLock } from "./stateLock.js";
 
@@ -91,6 +93,14 @@ export interface LocalRunOptions {
   onEvent?: (event: AgentEvent) => void;
   /** Called with the agent once it runs, so signal handlers can stop it. */
   onAgent?: (agent: Agent) => void;
+  /** The coordinator to run against, when the caller also serves it (the dashboard). (Default: a new one) */
+  coordinator?: Coordinator;
+  /** Where this machine's GPU readings go, under the local worker's name. (Default: not sampled) */
+  telemetry?: GpuTelemetry;
+  /** How often GPUs are read for `telemetry`. (Default: 3 s) */
+  telemetryEveryMs?: number;
+  /** Called with this machine's description once its slots are planned (for the dashboard). */
+  onMachine?: (machine: LocalMachine) => void;
 }
 
 export interface LocalRunResult {
@@ -100,8 +110,9 @@ export interface LocalRunResult {
 
 /** Runs the sweep's tasks on this machine: an in-process coordinator and one local agent. */
 export async function runLocally(db: Db, options: LocalRunOptions): Promise<LocalRunResult> {
-  const coordinator = new Coordinator(db, { stateDir: options.stateDir });
+  const coordinator = options.coordinator ?? new Coordinator(db, { stateDir: options.stateDir });
   const gpus = await probeGpus({ env: options.env ?? process.env });
+  const worker = `${LOCAL_WORKER_PREFIX}${hostname()}-${process.pid}`;
   const slots = planSlots({
     gpus,
     cpuCount: availableParallelism(),
@@ -109,7 +120,7 @@ export async function runLocally(db: Db, options: LocalRunOptions): Promise<Loca
     gpuFilter: options.gpus,
   });
   const agent = new Agent(localPort(coordinator), {
-    worker: `${LOCAL_WORKER_PREFIX}${hostname()}-${process.pid}`,
+    worker,
     host: hostname(),
     stateDir: options.stateDir,
     slots,
@@ -124,9 +135,70 @@ export async function runLocally(db: Db, options: LocalRunOptions): Promise<Loca
     env: options.env,
     onEvent: options.onEvent,
   });
+  options.onMachine?.({
+    id: worker,
+    name: hostname(),
+    host: hostname(),
+    slots: slots.length,
+    gpus: gpus.map((gpu) => ({ index: gpu.index, name: gpu.name, memoryTotalMiB: gpu.memoryTotalMiB })),
+    since: Date.now(),
+  });
+  const stopSampling = options.telemetry
+    ? sampleGpus(
+        worker,
+        gpus,
+        options.telemetry,
+        options.telemetryEveryMs ?? 3000,
+        options.env ?? process.env,
+      )
+    : async () => undefined;
   options.onAgent?.(agent);
-  const exit = await agent.run();
+  let exit: AgentExit;
+  try {
+    exit = await agent.run();
+  } finally {
+    await stopSampling();
+  }
   await coordinator.drainResults();
   await evaluateGates(db, Date.now());
   return { exit, slots };
+}
+
+/** Reads this machine's GPUs into `telemetry` every `everyMs`; returns the function that stops it. */
+function sampleGpus(
+  worker: string,
+  first: GpuInfo[],
+  telemetry: GpuTelemetry,
+  everyMs: number,
+  env: NodeJS.ProcessEnv,
+): () => Promise<void> {
+  if (first.length === 0) return async () => undefined;
+  const record = (gpus: GpuInfo[]): void => telemetry.record(worker, Date.now(), gpus.map(toSample));
+  record(first);
+  let reading: Promise<void> | null = null;
+  const timer = setInterval(() => {
+    if (reading) return;
+    reading = probeGpus({ env })
+      .then(record)
+      // A reading that fails (a busy driver) is a gap in the dashboard's plot, not a failure of the run.
+      .catch(() => undefined)
+      .finally(() => {
+        reading = null;
+      });
+  }, everyMs);
+  timer.unref();
+  return async () => {
+    clearInterval(timer);
+    await reading;
+  };
+}
+
+function toSample(gpu: GpuInfo): GpuSample {
+  return {
+    index: gpu.index,
+    // NaN (JSON null) when the GPU does not report utilisation.
+    utilizationPct: gpu.utilizationPercent ?? Number.NaN,
+    memoryUsedMiB: gpu.memoryUsedMiB,
+    memoryTotalMiB: gpu.memoryTotalMiB,
+  };
 }

@@ -1,9 +1,12 @@
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
 import { API_PREFIX } from "../../api/contract.js";
+import type { LocalMachine } from "../../dashboard/machines.js";
 import type { Coordinator } from "../coordinator.js";
+import type { GpuTelemetry } from "../gpuTelemetry.js";
 import type { RemoteAgents } from "../remoteAgents.js";
 import { bearerToken, isLoopback, type Tokens, tokenMatches } from "../tokens.js";
 import { registerAgentRoutes } from "./agentRoutes.js";
+import { registerDashboardRoutes } from "./dashboardRoutes.js";
 import { registerReadRoutes } from "./readRoutes.js";
 
 export interface AppOptions {
@@ -19,10 +22,22 @@ export interface AppOptions {
   addConfigs?: (files: Array<{ path: string; text: string }>) => Promise<unknown>;
   /** Server-side errors (never sent to clients in detail). (Default: stderr) */
   warn?: (message: string) => void;
+  /** Recent GPU readings per agent, which the dashboard plots. */
+  telemetry: GpuTelemetry;
+  /** Serve the dashboard at `/` and its API under /api/v1/dashboard. (Default: true) */
+  dashboard?: boolean;
+  /** Machines working in this process (`labsweep run`'s), shown beside registered agents. (Default: none) */
+  localMachines?: () => LocalMachine[];
+  /** Offer the agents' routes (lease, report, cancel, add, retry). (Default: true) */
+  agentApi?: boolean;
 }
 
-/** Who may call a route: agents (the agent token), or readers (the viewer token, or loopback). */
-export type Access = "agent" | "viewer";
+/**
+ * Who may call a route: agents (the agent token), or readers (the viewer token, or loopback).
+ * The dashboard's routes also take the viewer token from its HttpOnly cookie, and exempt loopback
+ * only when the Host header names this machine too (a DNS-rebinding page names its own host).
+ */
+export type Access = "agent" | "viewer" | "dashboard";
 
 declare module "fastify" {
   interface FastifyContextConfig {
@@ -68,19 +83,53 @@ export function buildApp(options: AppOptions): FastifyInstance {
 
   app.register(
     async (api) => {
-      registerAgentRoutes(api, options);
+      if (options.agentApi ?? true) registerAgentRoutes(api, options);
       registerReadRoutes(api, options);
     },
     { prefix: API_PREFIX },
   );
+  if (options.dashboard ?? true) registerDashboardRoutes(app, options);
   return app;
 }
 
-function allowed(access: Access, request: FastifyRequest, tokens: Tokens): boolean {
+/** The cookie that carries the viewer token for browsers (HttpOnly, SameSite=Strict). */
+export const VIEWER_COOKIE = "labsweep_viewer";
+
+/** Whether a request may call a route of this access kind. */
+export function allowed(access: Access, request: FastifyRequest, tokens: Tokens): boolean {
   const token = bearerToken(request.headers.authorization);
   if (tokenMatches(token, tokens.agent)) return true;
   if (access === "agent") return false;
-  return tokenMatches(token, tokens.viewer) || isLoopback(request.socket.remoteAddress);
+  if (tokenMatches(token, tokens.viewer)) return true;
+  if (access === "viewer") return isLoopback(request.socket.remoteAddress);
+  return (
+    tokenMatches(cookieValue(request.headers.cookie, VIEWER_COOKIE), tokens.viewer) ||
+    (isLoopback(request.socket.remoteAddress) && isLoopbackHost(request.headers.host))
+  );
+}
+
+/** A cookie's (URI-decoded) value from a Cookie header. */
+export function cookieValue(header: string | undefined, name: string): string | undefined {
+  for (const part of (header ?? "").split(";")) {
+    const at = part.indexOf("=");
+    if (at < 0 || part.slice(0, at).trim() !== name) continue;
+    try {
+      return decodeURIComponent(part.slice(at + 1).trim());
+    } catch (error) {
+      // A malformed %-escape (URIError) is no token; anything else is a bug.
+      if (error instanceof URIError) return undefined;
+      throw error;
+    }
+  }
+  return undefined;
+}
+
+/** Whether a Host header names this machine's loopback (localhost, 127.x.x.x, [::1]). */
+export function isLoopbackHost(host: string | undefined): boolean {
+  if (!host) return false;
+  const name = host.startsWith("[") ? host.slice(1, host.indexOf("]")) : host.replace(/:\d+$/, "");
+  const lower = name.toLowerCase();
+  return lower === "localhost" || lower.endsWith(".localhost") || isLoopback(lower);
 }
 
 /** Errors the coordinator raises on purpose, mapped to HTTP statuses. */
@@ -95,7 +144,7 @@ export class HttpError extends Error {
 
 function statusOf(error: { name?: string }): number {
   if (error.name === "UnknownAgentError") return 409;
-  if (error.name === "ConfigError") return 400;
+  if (error.name === "ConfigError" || error.name === "DashboardQueryError") return 400;
   return 500;
 }
 

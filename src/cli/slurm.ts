@@ -1,0 +1,90 @@
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import {
+  agentBinary,
+  findOnPath,
+  LOG_PATTERN,
+  parseSlurmOptions,
+  SCRIPT_NAME,
+  type SlurmFlagValues,
+  type SlurmJobSpec,
+  SlurmOptionError,
+  sbatchScript,
+  submitSbatch,
+  writeFileAtomically,
+} from "../slurm/index.js";
+import { serverList } from "./agent.js";
+import { EXIT, UsageError } from "./exitCodes.js";
+
+export interface SlurmFlags extends SlurmFlagValues {
+  server?: string;
+  token?: string;
+  dryRun?: boolean;
+}
+
+/**
+ * `labsweep slurm`: submits `--agents N` labsweep agents as one SLURM job array, or with
+ * --dry-run prints the sbatch script. Exit codes: 0 submitted (or printed), 2 a bad option, no
+ * token or no sbatch (nothing written), 1 sbatch refused the job.
+ */
+export async function slurmCommand(flags: SlurmFlags): Promise<number> {
+  const spec = jobSpec(flags);
+  const script = sbatchScript(spec, agentBinary());
+  warnIfLoopback(spec.servers);
+  if (flags.dryRun) {
+    process.stdout.write(script);
+    return EXIT.ok;
+  }
+  const token = flags.token ?? process.env.LABSWEEP_TOKEN;
+  if (!token)
+    throw new UsageError(
+      "labsweep slurm needs the coordinator's agent token: --token T or LABSWEEP_TOKEN (the jobs get it through their environment; it is never written to the script)",
+    );
+  const sbatch = findOnPath("sbatch");
+  if (!sbatch)
+    throw new UsageError(
+      "sbatch is not on PATH: run labsweep slurm where SLURM's commands are (a login node), or print the script with --dry-run and submit it there",
+    );
+  mkdirSync(spec.outputDir, { recursive: true });
+  const file = join(spec.outputDir, SCRIPT_NAME);
+  writeFileAtomically(file, script, 0o644);
+  const submitted = await submitSbatch(sbatch, file, { ...process.env, LABSWEEP_TOKEN: token });
+  if (submitted.warnings) process.stderr.write(`${submitted.warnings}\n`);
+  const on = submitted.cluster ? ` on cluster ${submitted.cluster}` : "";
+  process.stdout.write(
+    [
+      `submitted job array ${submitted.jobId}${on}: ${spec.agents} labsweep agent(s), elements 0-${spec.agents - 1}`,
+      `script: ${file}`,
+      `logs:   ${join(spec.outputDir, LOG_PATTERN.replace("%A", submitted.jobId).replace("%a", "N"))}`,
+      `watch:  labsweep agents --server ${spec.servers[0]}`,
+      `stop:   scancel ${submitted.jobId}`,
+      "",
+    ].join("\n"),
+  );
+  return EXIT.ok;
+}
+
+function jobSpec(flags: SlurmFlags): SlurmJobSpec {
+  const servers = flags.server ?? process.env.LABSWEEP_SERVER;
+  if (!servers)
+    throw new UsageError(
+      "labsweep slurm needs the coordinator's URL as compute nodes reach it: --server URL[,URL…] or LABSWEEP_SERVER",
+    );
+  try {
+    return parseSlurmOptions(serverList(servers), flags);
+  } catch (error) {
+    if (error instanceof SlurmOptionError) throw new UsageError(error.message);
+    throw error;
+  }
+}
+
+/** A loopback URL works only if the agents run on this machine: say so, but go on. */
+function warnIfLoopback(servers: string[]): void {
+  const loopback = servers.filter((server) =>
+    /^https?:\/\/(localhost|127\.[0-9.]+|\[::1\])(:|\/|$)/.test(server),
+  );
+  if (loopback.length > 0)
+    process.stderr.write(
+      `labsweep slurm: note: ${loopback.join(", ")} is this machine; agents on other nodes need its hostname or address\n`,
+    );
+}

@@ -1,0 +1,300 @@
+import type { ServerResponse } from "node:http";
+import { Readable } from "node:stream";
+import { stringify } from "csv-stringify/sync";
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import { API_PREFIX } from "../../api/contract.js";
+import { loadAssets } from "../../dashboard/assets.js";
+import { DashboardQueryError } from "../../dashboard/cursor.js";
+import { LiveOverview } from "../../dashboard/liveOverview.js";
+import { listMachines, workingSlots } from "../../dashboard/machines.js";
+import { PlotCache, type PlotQuery, plotRows } from "../../dashboard/plot.js";
+import { resultFields, resultsPage } from "../../dashboard/results.js";
+import { taskDetail } from "../../dashboard/taskDetail.js";
+import { TASK_SORTS, type TaskQuery, type TaskSort, taskPage } from "../../dashboard/tasks.js";
+import type { TaskState } from "../../ledger/rows.js";
+import { formatCell } from "../../results/csvFile.js";
+import { tokenMatches } from "../tokens.js";
+import { type AppOptions, allowed, HttpError, VIEWER_COOKIE } from "./app.js";
+
+const dashboard = { access: "dashboard" as const };
+
+/** The page's own policy: nothing from elsewhere, no inline script, no framing. */
+const SECURITY_HEADERS = {
+  "content-security-policy":
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+  "x-content-type-options": "nosniff",
+  "referrer-policy": "no-referrer",
+  "x-frame-options": "DENY",
+};
+
+type Query = Record<string, string | string[] | undefined>;
+
+/**
+ * The dashboard: the page at `/` with its assets, and its JSON under /api/v1/dashboard — an
+ * overview, machines, the task table and a task's page, results and plots (with CSV export), and
+ * a server-sent event stream that pushes a new overview whenever the ledger changes.
+ */
+export function registerDashboardRoutes(app: FastifyInstance, options: AppOptions): void {
+  const { db } = options.coordinator;
+  const { page, assets } = loadAssets();
+  const local = options.localMachines ?? (() => []);
+  const warn = options.warn ?? ((message: string) => process.stderr.write(`${message}\n`));
+  const plots = new PlotCache(db);
+  const live = new LiveOverview(db, { slots: () => workingSlots(db, local()), warn });
+  const streams = new Set<ServerResponse>();
+  let machinesTimer: NodeJS.Timeout | null = null;
+  let closing = false;
+  const machines = async () => ({
+    at: Date.now(),
+    machines: await listMachines(db, options.telemetry, local()),
+  });
+  // Machines go to every stream every 2 s (heartbeats and GPU readings are no ledger events),
+  // and at once after each new overview (a task started or ended somewhere): one query for all.
+  let broadcasting = false;
+  const broadcastMachines = (): void => {
+    if (broadcasting || streams.size === 0) return;
+    broadcasting = true;
+    void machines()
+      .then((data) => {
+        const text = `event: machines\ndata: ${JSON.stringify(data)}\n\n`;
+        for (const stream of streams) if (!stream.destroyed && !stream.writableEnded) stream.write(text);
+      })
+      .catch((error: Error) => warn(`labsweep: dashboard: ${error.message}`))
+      .finally(() => {
+        broadcasting = false;
+      });
+  };
+
+  // The first overview of a large ledger costs a scan: do it before the first visitor asks.
+  app.addHook("onReady", async () => {
+    setImmediate(() => {
+      if (closing) return;
+      void live.refresh().catch((error: Error) => warn(`labsweep: dashboard: ${error.message}`));
+    });
+  });
+  app.addHook("preClose", async () => {
+    closing = true;
+    if (machinesTimer) clearInterval(machinesTimer);
+    machinesTimer = null;
+    for (const stream of streams) stream.end();
+    streams.clear();
+    await live.close();
+  });
+
+  app.get<{ Querystring: { token?: string } }>("/", async (request, reply) => {
+    reply.headers(SECURITY_HEADERS).header("cache-control", "no-store");
+    const given = request.query.token;
+    if (given !== undefined) {
+      // A link with the token sets it as an HttpOnly cookie, then leaves the URL at once, so
+      // the token is in no page, script, history entry or Referer.
+      if (!tokenMatches(given, options.tokens.viewer))
+        return denied(request, reply, "the link's token is not this coordinator's viewer token");
+      const secure = options.https ? "; Secure" : "";
+      return reply
+        .code(303)
+        .header(
+          "set-cookie",
+          `${VIEWER_COOKIE}=${encodeURIComponent(given)}; HttpOnly; SameSite=Strict; Path=/${secure}`,
+        )
+        .header("location", "/")
+        .send();
+    }
+    if (!allowed("dashboard", request, options.tokens))
+      return denied(request, reply, "this dashboard needs the viewer token");
+    return reply.type(page.type).send(page.body);
+  });
+
+  app.get<{ Params: { "*": string } }>("/assets/*", { config: dashboard }, async (request, reply) => {
+    const asset = assets.get(request.params["*"]);
+    if (!asset) throw new HttpError(404, `no such asset: ${request.params["*"]}`);
+    return reply
+      .headers(SECURITY_HEADERS)
+      .header("cache-control", "no-cache")
+      .type(asset.type)
+      .send(asset.body);
+  });
+
+  app.register(
+    async (api) => {
+      api.get("/overview", { config: dashboard }, async () => live.current());
+
+      api.get("/machines", { config: dashboard }, async () => machines());
+
+      api.get<{ Querystring: Query }>("/tasks", { config: dashboard }, async (request) => {
+        const { overview, fresh } = await live.peek();
+        return taskPage(db, taskQuery(request.query), overview, fresh);
+      });
+
+      api.get<{ Params: { id: string } }>("/tasks/:id", { config: dashboard }, async (request) => {
+        const id = Number(request.params.id);
+        if (!Number.isSafeInteger(id) || id < 1)
+          throw new HttpError(400, "a task id is a positive whole number");
+        const detail = await taskDetail(db, id);
+        if (!detail) throw new HttpError(404, `unknown task ${id}`);
+        return detail;
+      });
+
+      api.get("/fields", { config: dashboard }, async () => resultFields(db));
+
+      api.get<{ Querystring: Query }>("/results", { config: dashboard }, async (request) =>
+        resultsPage(db, {
+          phase: text(request.query, "phase"),
+          after: text(request.query, "after"),
+          limit: number(request.query, "limit"),
+        }),
+      );
+
+      api.get<{ Querystring: Query }>("/plot", { config: dashboard }, async (request) =>
+        plots.plot(plotQuery(request.query)),
+      );
+
+      api.get<{ Querystring: Query }>("/plot.csv", { config: dashboard }, async (request, reply) => {
+        const query = plotQuery(request.query);
+        const { header, rows } = plotRows(await plots.plot(query));
+        return csvReply(
+          reply,
+          `${query.y}-by-${query.x}.csv`,
+          stringify([header, ...rows.map((row) => row.map(formatCell))]),
+        );
+      });
+
+      api.get<{ Querystring: Query }>("/results.csv", { config: dashboard }, async (request, reply) => {
+        const phase = text(request.query, "phase");
+        const fields = await resultFields(db);
+        const params = fields.params.map((param) => param.name);
+        // Streamed a thousand rows at a time: a million results never sit in memory as one text.
+        async function* csv(): AsyncGenerator<string> {
+          yield stringify([["task_id", "phase", ...params, ...fields.metrics, "wall_seconds"]]);
+          for (let after: string | undefined; ; ) {
+            const chunk = await resultsPage(db, { phase, after, limit: 1000 });
+            yield stringify(
+              chunk.rows.map((row) => [
+                row.id,
+                row.phase,
+                ...params.map((name) => formatCell(row.params[name])),
+                ...fields.metrics.map((name) => formatCell(row.metrics[name])),
+                formatCell(row.wallSeconds),
+              ]),
+            );
+            if (!chunk.next) return;
+            after = chunk.next;
+          }
+        }
+        return csvReply(reply, "results.csv", Readable.from(csv()));
+      });
+
+      api.get("/events", { config: dashboard }, async (_request, reply) => {
+        reply.hijack();
+        const raw = reply.raw;
+        raw.writeHead(200, {
+          "content-type": "text/event-stream",
+          "cache-control": "no-store",
+          connection: "keep-alive",
+          "x-accel-buffering": "no",
+        });
+        const send = (event: string, data: unknown): void => {
+          if (!raw.destroyed && !raw.writableEnded)
+            raw.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
+        };
+        raw.write("retry: 2000\n\n");
+        streams.add(raw);
+        const unsubscribe = live.subscribe((overview) => {
+          send("overview", overview);
+          broadcastMachines();
+        });
+        const keepAlive = setInterval(() => {
+          if (!raw.destroyed && !raw.writableEnded) raw.write(": keep-alive\n\n");
+        }, 15_000);
+        raw.once("close", () => {
+          streams.delete(raw);
+          unsubscribe();
+          clearInterval(keepAlive);
+          if (streams.size === 0 && machinesTimer) {
+            clearInterval(machinesTimer);
+            machinesTimer = null;
+          }
+        });
+        if (!machinesTimer) {
+          machinesTimer = setInterval(broadcastMachines, 2000);
+          machinesTimer.unref();
+        }
+        try {
+          send("overview", await live.current());
+          send("machines", await machines());
+        } catch (error) {
+          warn(`labsweep: dashboard: ${error instanceof Error ? error.message : String(error)}`);
+        }
+      });
+    },
+    { prefix: `${API_PREFIX}/dashboard` },
+  );
+}
+
+function csvReply(reply: FastifyReply, filename: string, body: string | Readable): FastifyReply {
+  const safe = filename.replace(/[^\w.-]+/g, "_");
+  return reply
+    .type("text/csv; charset=utf-8")
+    .header("content-disposition", `attachment; filename="${safe}"`)
+    .send(body);
+}
+
+function text(query: Query, name: string): string | undefined {
+  const value = query[name];
+  const first = Array.isArray(value) ? value[0] : value;
+  return first === undefined || first === "" ? undefined : first;
+}
+
+function number(query: Query, name: string): number | undefined {
+  const value = text(query, name);
+  if (value === undefined) return undefined;
+  const parsed = Number(value);
+  if (!Number.isFinite(parsed)) throw new DashboardQueryError(`${name} must be a number, got "${value}"`);
+  return parsed;
+}
+
+/** `state`, `phase`, `q` (text), `p.<param>=<value>` (repeatable), `sort`, `dir`, `limit`, `after`. */
+function taskQuery(query: Query): TaskQuery {
+  const sort = text(query, "sort") ?? "id";
+  if (!(TASK_SORTS as readonly string[]).includes(sort))
+    throw new DashboardQueryError(`sort must be one of ${TASK_SORTS.join(", ")}`);
+  const dir = text(query, "dir") ?? "asc";
+  if (dir !== "asc" && dir !== "desc") throw new DashboardQueryError("dir must be asc or desc");
+  const params: Array<{ key: string; value: string }> = [];
+  for (const [name, value] of Object.entries(query)) {
+    if (!name.startsWith("p.") || value === undefined) continue;
+    for (const one of Array.isArray(value) ? value : [value]) params.push({ key: name.slice(2), value: one });
+  }
+  return {
+    state: text(query, "state") as TaskState | undefined,
+    phase: text(query, "phase"),
+    text: text(query, "q"),
+    params,
+    sort: sort as TaskSort,
+    dir,
+    limit: number(query, "limit"),
+    after: text(query, "after"),
+  };
+}
+
+function plotQuery(query: Query): PlotQuery {
+  const x = text(query, "x");
+  const y = text(query, "y");
+  if (!x || !y) throw new DashboardQueryError("a plot needs x (a parameter) and y (a metric)");
+  return { x, y, series: text(query, "series"), facet: text(query, "facet"), phase: text(query, "phase") };
+}
+
+/** 401: for a browser, a page saying how to get in (nothing secret); for anything else, `{error}`. */
+function denied(request: FastifyRequest, reply: FastifyReply, why: string): FastifyReply {
+  reply.code(401);
+  if (!(request.headers.accept ?? "").includes("text/html")) return reply.send({ error: why });
+  return reply.type("text/html; charset=utf-8").send(deniedPage(`${why[0]?.toUpperCase()}${why.slice(1)}.`));
+}
+
+/** The page a browser gets without the token: how to get in, and nothing secret. */
+function deniedPage(why: string): string {
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>labsweep dashboard — token needed</title></head>
+<body><main><h1>Token needed</h1><p>${why}</p>
+<p>On the coordinator's machine, run <code>labsweep token --viewer</code>, then open this page's address followed by <code>/?token=</code> and that token. It is kept in a cookie for this browser session and taken off the address at once.</p>
+<p>Pages opened on the coordinator's own machine (via 127.0.0.1 or localhost) need no token.</p></main></body></html>`;
+}

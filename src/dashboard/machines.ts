@@ -1,0 +1,150 @@
+import type { AgentCapabilities } from "../api/contract.js";
+import type { GpuReading, GpuTelemetry } from "../coordinator/gpuTelemetry.js";
+import type { AgentState } from "../ledger/agents.js";
+import type { Db } from "../ledger/db.js";
+
+/** The machine `labsweep run` works on (it registers no agent row). */
+export interface LocalMachine {
+  /** The in-process agent's worker name, as recorded in its attempts. */
+  id: string;
+  name: string;
+  host: string;
+  slots: number;
+  gpus: Array<{ index: number; name: string; memoryTotalMiB: number }>;
+  since: number;
+}
+
+export interface MachineTask {
+  taskId: number;
+  attemptId: number;
+  attempt: number;
+  startedAt: number;
+  gpuIds: number[];
+  params: Record<string, unknown>;
+  /**
+   * False while the task waits on its machine for a slot: agents running short tasks lease the
+   * next one ahead (agent.ts), so it holds no slot yet.
+   */
+  started: boolean;
+}
+
+export interface Machine {
+  id: string;
+  name: string;
+  host: string;
+  kind: "agent" | "local";
+  state: AgentState;
+  /** Why it was lost, when it was. */
+  lostReason: string | null;
+  lostAt: number | null;
+  /** Last heartbeat or request (epoch ms). */
+  lastSeen: number;
+  slots: number;
+  gpus: Array<{ index: number; name: string; memoryTotalMiB: number }>;
+  running: MachineTask[];
+  /** Recent GPU readings, oldest first. */
+  telemetry: GpuReading[];
+}
+
+/** Every machine: registered agents (lost ones too) and the local one, with what runs where. */
+export async function listMachines(
+  db: Db,
+  telemetry: GpuTelemetry,
+  local: LocalMachine[],
+  now = Date.now(),
+): Promise<Machine[]> {
+  const agents = await db.all<{
+    id: string;
+    name: string;
+    host: string;
+    info_json: string;
+    last_seen: number;
+    state: AgentState;
+    lost_at: number | null;
+    lost_reason: string | null;
+  }>(
+    "SELECT id, name, host, info_json, last_seen, state, lost_at, lost_reason FROM agents ORDER BY registered_at",
+  );
+  const open = await db.all<{
+    id: number;
+    task_id: number;
+    number: number;
+    worker: string;
+    started_at: number;
+    gpu_ids: string | null;
+    params_json: string;
+    pid: number | null;
+  }>(
+    `SELECT a.id, a.task_id, a.number, a.worker, a.started_at, a.gpu_ids, t.params_json, a.pid
+       FROM attempts a JOIN tasks t ON t.id = a.task_id
+      WHERE a.ended_at IS NULL ORDER BY a.started_at`,
+  );
+  const running = new Map<string, MachineTask[]>();
+  for (const attempt of open) {
+    const list = running.get(attempt.worker) ?? [];
+    list.push({
+      taskId: Number(attempt.task_id),
+      attemptId: Number(attempt.id),
+      attempt: Number(attempt.number),
+      startedAt: Number(attempt.started_at),
+      gpuIds: gpuIdsOf(attempt.gpu_ids),
+      params: JSON.parse(attempt.params_json) as Record<string, unknown>,
+      started: attempt.pid !== null,
+    });
+    running.set(attempt.worker, list);
+  }
+  const machines: Machine[] = local.map((machine) => ({
+    id: machine.id,
+    name: machine.name,
+    host: machine.host,
+    kind: "local",
+    state: "connected",
+    lostReason: null,
+    lostAt: null,
+    lastSeen: now,
+    slots: machine.slots,
+    gpus: machine.gpus,
+    running: running.get(machine.id) ?? [],
+    telemetry: telemetry.series(machine.id),
+  }));
+  for (const agent of agents) {
+    const info = JSON.parse(agent.info_json) as Partial<AgentCapabilities>;
+    machines.push({
+      id: agent.id,
+      name: agent.name,
+      host: agent.host,
+      kind: "agent",
+      state: agent.state,
+      lostReason: agent.lost_reason,
+      lostAt: agent.lost_at === null ? null : Number(agent.lost_at),
+      lastSeen: Number(agent.last_seen),
+      slots: Number(info.slots ?? 0),
+      gpus: (info.gpus ?? []).map((gpu) => ({
+        index: gpu.index,
+        name: gpu.name,
+        memoryTotalMiB: gpu.memoryTotalMiB,
+      })),
+      running: running.get(agent.id) ?? [],
+      telemetry: telemetry.series(agent.id),
+    });
+  }
+  return machines;
+}
+
+/** Slots of the machines that can take work now: connected agents and the local machine. */
+export async function workingSlots(db: Db, local: LocalMachine[]): Promise<number> {
+  const agents = await db.all<{ info_json: string }>(
+    "SELECT info_json FROM agents WHERE state = 'connected'",
+  );
+  let slots = local.reduce((sum, machine) => sum + machine.slots, 0);
+  for (const agent of agents) slots += Number((JSON.parse(agent.info_json) as { slots?: number }).slots ?? 0);
+  return slots;
+}
+
+function gpuIdsOf(text: string | null): number[] {
+  if (!text) return [];
+  return text
+    .split(",")
+    .map((part) => Number(part.trim()))
+    .filter((value) => Number.isInteger(value));
+}

@@ -1,0 +1,13 @@
+export { agentBinary } from "./agentBinary.js";
+export {
+  DEFAULT_JOB_NAME,
+  DEFAULT_OUTPUT_DIR,
+  type Gres,
+  parseSlurmOptions,
+  type SlurmFlagValues,
+  type SlurmJobSpec,
+  SlurmOptionError,
+} from "./options.js";
+export { type AgentBinary, LOG_PATTERN, SCRIPT_NAME, sbatchScript } from "./sbatchScript.js";
+export { sbatchLineProblem, sbatchQuote, shellQuote } from "./shellQuote.js";
+export { findOnPath, type Submitted, submitSbatch, writeFileAtomically } from "./submit.js";

@@ -1,0 +1,170 @@
+import { isAbsolute, resolve } from "node:path";
+import { sbatchLineProblem } from "./shellQuote.js";
+
+/** A `labsweep slurm` option with a value it cannot use; the CLI maps it to exit code 2. */
+export class SlurmOptionError extends Error {
+  override readonly name = "SlurmOptionError";
+}
+
+/** `labsweep slurm`'s options as typed on the command line (strings, unvalidated). */
+export interface SlurmFlagValues {
+  /** How many agents: the job array's size, `--array=0-(N-1)`. Required. */
+  agents?: string;
+  /** Generic resources per agent, `name[:type]:count`, e.g. `gpu:1`. (Default: none) */
+  gres?: string;
+  /** Partition, or several comma-separated. (Default: the cluster's default partition) */
+  partition?: string;
+  /** Time limit per agent, `[D-]HH:MM:SS` or minutes. (Default: the partition's limit) */
+  time?: string;
+  /** CPUs per agent. (Default: the cluster's default, usually 1) */
+  cpusPerTask?: string;
+  /** Memory per agent, e.g. `16G` (K, M, G, T; megabytes without a unit). (Default: the cluster's) */
+  mem?: string;
+  /** Tasks at once per agent. (Default: the GPU count of `--gres gpu:…`, else `--cpus-per-task`, else 1) */
+  slots?: string;
+  /** The job's name in squeue. (Default: labsweep-agents) */
+  jobName?: string;
+  /** Where the script, the job logs and the agents' state dirs go. (Default: ./labsweep-slurm) */
+  output?: string;
+}
+
+/** A `--gres` value: `gpu:1` is `{name: "gpu", type: null, count: 1}`. */
+export interface Gres {
+  name: string;
+  type: string | null;
+  count: number;
+}
+
+/** A validated job array of agents: every value is safe to write into an sbatch script. */
+export interface SlurmJobSpec {
+  /** The coordinator URLs the agents try in turn (validated and normalised by the caller). */
+  servers: string[];
+  agents: number;
+  gres: Gres | null;
+  partition: string | null;
+  time: string | null;
+  cpusPerTask: number | null;
+  mem: string | null;
+  slots: number;
+  jobName: string;
+  /** Absolute. */
+  outputDir: string;
+}
+
+export const DEFAULT_JOB_NAME = "labsweep-agents";
+export const DEFAULT_OUTPUT_DIR = "labsweep-slurm";
+
+const NAME = /^[A-Za-z0-9_.-]+$/;
+const GRES = /^([A-Za-z0-9_.-]+)(?::([A-Za-z0-9_.-]+))?:([1-9][0-9]*)$/;
+const TIME_CLOCK = /^(?:([0-9]+)-)?([0-9]{1,2}):([0-5][0-9]):([0-5][0-9])$/;
+const MINUTES = /^[0-9]+$/;
+const MEM = /^[0-9]+[KMGT]?$/;
+
+/**
+ * Validates every option of `labsweep slurm` (the servers are validated by the caller). Throws a
+ * `SlurmOptionError` naming the option, its allowed forms and the value it got.
+ */
+export function parseSlurmOptions(
+  servers: string[],
+  flags: SlurmFlagValues,
+  cwd: string = process.cwd(),
+): SlurmJobSpec {
+  if (servers.length === 0) throw new SlurmOptionError("--server needs at least one coordinator URL");
+  if (flags.agents === undefined)
+    throw new SlurmOptionError(
+      "labsweep slurm needs --agents N: how many agents (job array elements) to run",
+    );
+  const agents = positiveInteger("--agents", flags.agents);
+  const gres = flags.gres === undefined ? null : parseGres(flags.gres);
+  const cpusPerTask =
+    flags.cpusPerTask === undefined ? null : positiveInteger("--cpus-per-task", flags.cpusPerTask);
+  const gpus = gres?.name === "gpu" ? gres.count : null;
+  return {
+    servers,
+    agents,
+    gres,
+    partition: flags.partition === undefined ? null : parsePartition(flags.partition),
+    time: flags.time === undefined ? null : parseTime(flags.time),
+    cpusPerTask,
+    mem: flags.mem === undefined ? null : parseMem(flags.mem),
+    slots: flags.slots === undefined ? (gpus ?? cpusPerTask ?? 1) : positiveInteger("--slots", flags.slots),
+    jobName: parseJobName(flags.jobName ?? DEFAULT_JOB_NAME),
+    outputDir: parseOutputDir(flags.output ?? DEFAULT_OUTPUT_DIR, cwd),
+  };
+}
+
+function positiveInteger(flag: string, text: string): number {
+  if (!/^[0-9]+$/.test(text) || Number(text) < 1 || !Number.isSafeInteger(Number(text)))
+    throw new SlurmOptionError(`${flag} must be a positive whole number, got ${show(text)}`);
+  return Number(text);
+}
+
+export function parseGres(text: string): Gres {
+  const match = GRES.exec(text);
+  if (!match)
+    throw new SlurmOptionError(
+      `--gres takes name[:type]:count of letters, digits, "_", "." or "-", e.g. gpu:1 or gpu:a100:2 — got ${show(text)}`,
+    );
+  return { name: match[1] as string, type: match[2] ?? null, count: Number(match[3]) };
+}
+
+export function parseTime(text: string): string {
+  const clock = TIME_CLOCK.exec(text);
+  const validClock = clock !== null && (clock[1] === undefined || Number(clock[2]) < 24);
+  if (!validClock && !MINUTES.test(text))
+    throw new SlurmOptionError(
+      `--time takes [D-]HH:MM:SS or whole minutes, e.g. 2-00:00:00, 04:30:00 or 90 — got ${show(text)}`,
+    );
+  return text;
+}
+
+export function parseMem(text: string): string {
+  if (!MEM.test(text))
+    throw new SlurmOptionError(
+      `--mem takes a whole number with an optional unit K, M, G or T (megabytes without one), e.g. 16G — got ${show(text)}`,
+    );
+  return text;
+}
+
+export function parsePartition(text: string): string {
+  if (!text.split(",").every((part) => NAME.test(part)))
+    throw new SlurmOptionError(
+      `--partition takes partition names of letters, digits, "_", "." or "-", several comma-separated — got ${show(text)}`,
+    );
+  return checkLine("--partition", text);
+}
+
+export function parseJobName(text: string): string {
+  if (!NAME.test(text))
+    throw new SlurmOptionError(
+      `--job-name takes letters, digits, "_", "." or "-", e.g. ${DEFAULT_JOB_NAME} — got ${show(text)}`,
+    );
+  return checkLine("--job-name", text);
+}
+
+/**
+ * The output dir becomes `#SBATCH --output=DIR/labsweep-%A_%a.log`, so on top of what an `#SBATCH`
+ * line cannot hold, a backslash is refused: in a SLURM file name it turns off the `%A`/`%a`
+ * patterns. (`%` itself is fine: it is written as `%%`.)
+ */
+export function parseOutputDir(text: string, cwd: string): string {
+  if (text === "") throw new SlurmOptionError("--output needs a directory, got an empty string");
+  const dir = isAbsolute(text) ? resolve(text) : resolve(cwd, text);
+  if (dir.includes("\\"))
+    throw new SlurmOptionError(
+      `--output ${show(text)} holds a backslash, which turns off the %A/%a patterns of SLURM log file names: pick another directory`,
+    );
+  checkLine("--output", dir, text);
+  return dir;
+}
+
+function checkLine(flag: string, value: string, shown: string = value): string {
+  const problem = sbatchLineProblem(value);
+  if (problem) throw new SlurmOptionError(`${flag} ${show(shown)} cannot be used: ${problem}`);
+  return value;
+}
+
+/** A value as it appears in an error: JSON quotes make spaces, line breaks and quotes visible. */
+function show(text: string): string {
+  return JSON.stringify(text);
+}

@@ -1,0 +1,80 @@
+import type { SlurmJobSpec } from "./options.js";
+import { sbatchQuote, shellQuote } from "./shellQuote.js";
+
+/** How a compute node starts `labsweep agent`: absolute paths, the same on every node. */
+export interface AgentBinary {
+  /** The Node.js executable. */
+  node: string;
+  /** labsweep's `bin/labsweep.js`. */
+  cli: string;
+}
+
+/** The name of the script `labsweep slurm` writes in the output dir. */
+export const SCRIPT_NAME = "labsweep-agents.sbatch";
+
+/** The job log pattern: one file per array element (`%A` the array's job id, `%a` the index). */
+export const LOG_PATTERN = "labsweep-%A_%a.log";
+
+/**
+ * The sbatch script for a job array of agents. Pure: the same spec gives the same bytes (golden
+ * tests pin them). Values on `#SBATCH` lines are validated or sbatch-quoted; every path and URL in
+ * the body is one single-quoted bash word. The token is never written: the job reads it from
+ * `LABSWEEP_TOKEN` in the environment sbatch was called in.
+ */
+export function sbatchScript(spec: SlurmJobSpec, binary: AgentBinary): string {
+  const directives = [
+    `--job-name=${spec.jobName}`,
+    `--array=0-${spec.agents - 1}`,
+    "--nodes=1",
+    "--ntasks=1",
+    spec.cpusPerTask === null ? null : `--cpus-per-task=${spec.cpusPerTask}`,
+    spec.gres === null ? null : `--gres=${gresText(spec.gres)}`,
+    spec.partition === null ? null : `--partition=${spec.partition}`,
+    spec.time === null ? null : `--time=${spec.time}`,
+    spec.mem === null ? null : `--mem=${spec.mem}`,
+    `--output=${sbatchQuote(`${spec.outputDir.replaceAll("%", "%%")}/${LOG_PATTERN}`)}`,
+    "--no-requeue",
+    "--export=ALL",
+  ].filter((line): line is string => line !== null);
+  return `#!/bin/bash
+# labsweep agents as a SLURM job array, written by \`labsweep slurm\`. Each array element runs one
+# \`labsweep agent\`, which exits 0 once the sweep has nothing left for it, so its allocation is
+# released. The agent token is not in this file: each job reads LABSWEEP_TOKEN from the
+# environment sbatch was called in (--export=ALL). To submit it yourself:
+#   export LABSWEEP_TOKEN=…   # \`labsweep token\` on the coordinator's machine
+#   sbatch THIS_FILE
+${directives.map((directive) => `#SBATCH ${directive}`).join("\n")}
+set -euo pipefail
+
+node=${shellQuote(binary.node)}
+labsweep=${shellQuote(binary.cli)}
+output=${shellQuote(spec.outputDir)}
+
+if [ -z "\${LABSWEEP_TOKEN:-}" ]; then
+  echo "labsweep: LABSWEEP_TOKEN is not set: submit with the agent token in the environment (sbatch --export=ALL, the default)" >&2
+  exit 2
+fi
+if [ -z "\${SLURM_ARRAY_JOB_ID:-}" ] || [ -z "\${SLURM_ARRAY_TASK_ID:-}" ]; then
+  echo "labsweep: not an element of a job array: submit this script with sbatch" >&2
+  exit 2
+fi
+if [ ! -x "$node" ] || [ ! -f "$labsweep" ]; then
+  echo "labsweep: $node or $labsweep is missing on \${HOSTNAME:-this node}: labsweep must be at the same path on every compute node (a shared filesystem)" >&2
+  exit 2
+fi
+
+# Each element has its own agent state dir (id, outbox, task logs), named after the element.
+args=(agent --server ${shellQuote(spec.servers.join(","))} --slots ${spec.slots}
+  --state "$output/agents/\${SLURM_ARRAY_JOB_ID}_\${SLURM_ARRAY_TASK_ID}")
+# SLURM names the GPUs it allocated in CUDA_VISIBLE_DEVICES: use only those.
+if [[ "\${CUDA_VISIBLE_DEVICES:-}" =~ ^[0-9]+(,[0-9]+)*$ ]]; then
+  args+=(--gpus "$CUDA_VISIBLE_DEVICES")
+fi
+# exec: SLURM's signals (scancel, the time limit) reach the agent, which stops its tasks.
+exec "$node" "$labsweep" "\${args[@]}"
+`;
+}
+
+function gresText(gres: NonNullable<SlurmJobSpec["gres"]>): string {
+  return [gres.name, gres.type, String(gres.count)].filter((part) => part !== null).join(":");
+}

@@ -1,0 +1,144 @@
+/**
+ * The script `labsweep slurm --dry-run` prints, run by bash as SLURM would run one array element
+ * (SLURM_ARRAY_JOB_ID=42, SLURM_ARRAY_TASK_ID=3, LABSWEEP_TOKEN in the environment) against a real
+ * `labsweep serve` on loopback: the agent registers as element 42_3 and exits 0 when the sweep is
+ * done, which is what releases a SLURM allocation. Run `npm run build` first.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { CLI, collect, runCli, startCli, tempDir, watch, writeFile } from "./helpers/cli.js";
+import { fakeGpuEnv } from "./helpers/fakeGpus.js";
+
+const TASK_PY = `import json, os, sys, time
+time.sleep(1.5)
+json.dump({"x2": int(sys.argv[1]) * 2}, open(os.environ["LABSWEEP_RESULT_FILE"], "w"))
+`;
+
+const SWEEP = "command: python3 task.py {x}\np1:\n  output_dir: out\n  combinations:\n    - x: [1, 2]\n";
+
+interface AgentView {
+  host: string;
+  info: { slots?: number; slurm?: { jobId: string; arrayTaskId: string | null } | null };
+}
+
+const jobs = new Set<ChildProcess>();
+afterEach(() => {
+  const leaked = [...jobs].filter((job) => job.exitCode === null && job.signalCode === null);
+  for (const job of leaked) job.kill("SIGKILL");
+  jobs.clear();
+  if (leaked.length > 0) throw new Error(`test left ${leaked.length} job script(s) running`);
+});
+
+async function agentsOf(url: string): Promise<AgentView[]> {
+  const result = await runCli(["agents", "--server", url, "--json"]);
+  if (result.code !== 0) throw new Error(`labsweep agents exited ${result.code}: ${result.stderr}`);
+  return (JSON.parse(result.stdout) as { agents: AgentView[] }).agents;
+}
+
+describe("the generated sbatch script, run by bash as one array element", () => {
+  it("starts an agent that registers as 42_3, runs the sweep and exits 0 when it is done", async () => {
+    const dir = tempDir("labsweep-slurm-run-");
+    writeFile(dir, "task.py", TASK_PY);
+    writeFile(dir, "sweep.yaml", SWEEP);
+    const served = watch(
+      startCli(["serve", join(dir, "sweep.yaml"), "--exit-when-done", "--port", "0"], { cwd: dir }),
+    );
+    await served.waitFor(/^http:\/\/127\.0\.0\.1:\d+$/m);
+    const url = (/^(http:\/\/127\.0\.0\.1:\d+)$/m.exec(served.output()) as RegExpExecArray)[1] as string;
+    const token = (await runCli(["token", "--state", join(dir, ".labsweep")])).stdout.trim();
+    expect(token).not.toBe("");
+
+    // A hostile output dir: the agent's state dir inside it must reach the agent intact.
+    const output = join(dir, `job's "out" $(touch PWNED) ✓`);
+    const dry = await runCli(
+      ["slurm", "--server", url, "--agents", "4", "--slots", "1", "--output", output, "--dry-run"],
+      { cwd: dir },
+    );
+    expect(dry.code, dry.stderr).toBe(0);
+    expect(dry.stdout).not.toContain(token);
+    const script = writeFile(dir, "labsweep-agents.sbatch", dry.stdout);
+
+    const job = spawn("bash", [script], {
+      cwd: dir,
+      env: {
+        ...fakeGpuEnv([]),
+        LABSWEEP_GPU_LOCK_DIR: tempDir(),
+        SLURM_ARRAY_JOB_ID: "42",
+        SLURM_ARRAY_TASK_ID: "3",
+        LABSWEEP_TOKEN: token,
+      },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    jobs.add(job);
+    const jobResult = collect(job, 60_000);
+
+    // While it runs, the coordinator lists it with its array element.
+    let listed: AgentView[] = [];
+    const deadline = Date.now() + 20_000;
+    while (listed.length === 0 && Date.now() < deadline) {
+      listed = await agentsOf(url);
+      if (listed.length === 0) await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    expect(listed).toHaveLength(1);
+    expect(listed[0]?.info.slurm).toEqual({ jobId: "42", arrayTaskId: "3" });
+    expect(listed[0]?.info.slots).toBe(1);
+
+    const [rj, rs] = await Promise.all([jobResult, served.result]);
+    expect(rj.code, rj.stderr).toBe(0);
+    expect(rj.stderr).toContain("the coordinator has nothing left for this machine; exiting");
+    expect(rs.code, rs.stderr).toBe(0);
+
+    // The ledger keeps the element too (`labsweep agents` without a server reads it).
+    const after = await runCli(["agents", "--state", join(dir, ".labsweep")]);
+    expect(after.stdout).toMatch(/ slurm 42_3/);
+    expect(existsSync(join(output, "agents", "42_3", "agent.json"))).toBe(true);
+    expect(existsSync(join(dir, "PWNED"))).toBe(false);
+    const csv = readFileSync(join(dir, "out", "final_results.csv"), "utf8");
+    expect(csv.trim().split("\n")).toHaveLength(3); // header + both tasks
+  });
+
+  it("is the agent after exec: SIGTERM (scancel, the time limit) stops it and its tasks, exit 130", async () => {
+    const dir = tempDir("labsweep-slurm-run-");
+    writeFile(dir, "task.py", "import os, time\nopen('pid', 'w').write(str(os.getpid()))\ntime.sleep(60)\n");
+    writeFile(dir, "sweep.yaml", "command: python3 task.py {x}\np1:\n  combinations:\n    - x: [1]\n");
+    const served = watch(startCli(["serve", join(dir, "sweep.yaml"), "--port", "0"], { cwd: dir }));
+    await served.waitFor(/^http:\/\/127\.0\.0\.1:\d+$/m);
+    const url = (/^(http:\/\/127\.0\.0\.1:\d+)$/m.exec(served.output()) as RegExpExecArray)[1] as string;
+    const token = (await runCli(["token", "--state", join(dir, ".labsweep")])).stdout.trim();
+    const dry = await runCli(["slurm", "--server", url, "--agents", "1", "--output", dir, "--dry-run"], {
+      cwd: dir,
+    });
+    const job = watch(
+      spawn("bash", [writeFile(dir, "job.sbatch", dry.stdout)], {
+        cwd: dir,
+        env: {
+          ...fakeGpuEnv([]),
+          LABSWEEP_GPU_LOCK_DIR: tempDir(),
+          SLURM_ARRAY_JOB_ID: "43",
+          SLURM_ARRAY_TASK_ID: "0",
+          LABSWEEP_TOKEN: token,
+        },
+        stdio: ["ignore", "pipe", "pipe"],
+      }),
+    );
+    jobs.add(job.child);
+    await job.waitFor(/task 1 \(attempt \d+\) started/);
+    while (!existsSync(join(dir, "pid"))) await new Promise((resolve) => setTimeout(resolve, 25));
+    const taskPid = Number(readFileSync(join(dir, "pid"), "utf8"));
+    // The bash process became the agent: its command line is node running labsweep.
+    const cmdline = readFileSync(`/proc/${job.child.pid}/cmdline`, "utf8").split("\0");
+    expect(cmdline.slice(0, 3)).toEqual([process.execPath, CLI, "agent"]);
+    job.child.kill("SIGTERM");
+    const result = await job.result;
+    expect(result.code, result.stderr).toBe(130);
+    expect(result.stderr).toContain("terminating running tasks");
+    const deadline = Date.now() + 5000;
+    while (existsSync(`/proc/${taskPid}`) && Date.now() < deadline)
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(existsSync(`/proc/${taskPid}`), `task process ${taskPid}`).toBe(false);
+    served.child.kill("SIGINT");
+    await served.result;
+  });
+});
