@@ -1,6 +1,6 @@
 // Shared helpers for benchmarks: timing, child-process runs with peak RSS, temp dirs.
-import { spawnSync } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { spawn, spawnSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -35,4 +35,64 @@ export function report(name, fields) {
     .map(([key, value]) => `${key}=${typeof value === "number" ? Number(value.toFixed(3)) : value}`)
     .join(" ");
   console.log(`${name}: ${text}`);
+}
+
+/**
+ * Runs the simulated agents (simulated-agents.mjs) in a process of their own, as real agents
+ * would be: mode "work" or "health", agents spread over `urls`. Resolves {done, seconds}.
+ */
+export function runSimulatedAgents(mode, urls, agents, slots, token) {
+  return new Promise((resolve, reject) => {
+    const script = new URL("./simulated-agents.mjs", import.meta.url).pathname;
+    const child = spawn(
+      process.execPath,
+      [script, mode, urls.join(","), String(agents), String(slots), token],
+      {
+        stdio: ["ignore", "pipe", "inherit"],
+      },
+    );
+    let out = "";
+    child.stdout.on("data", (chunk) => {
+      out += chunk;
+    });
+    child.once("exit", (code) =>
+      code === 0
+        ? resolve(JSON.parse(out.trim().split("\n").at(-1)))
+        : reject(new Error(`simulated agents exited ${code}`)),
+    );
+  });
+}
+
+/** CPU seconds (user + system) a process has used so far, from /proc. */
+export function cpuSeconds(pid) {
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (100/s)
+}
+
+/**
+ * Starts `labsweep serve CONFIG` in `cwd` with extra args; resolves {child, url} once it printed
+ * its URL. Its stderr goes to ours.
+ */
+export function startServe(cwd, config, args) {
+  const child = spawn(process.execPath, [CLI, "serve", config, "--port", "0", ...args], {
+    cwd,
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  return new Promise((resolve, reject) => {
+    let out = "";
+    child.stdout.on("data", (chunk) => {
+      out += chunk;
+      const url = /^(https?:\/\/\S+)$/m.exec(out)?.[1];
+      if (url) resolve({ child, url });
+    });
+    child.once("exit", (code) => reject(new Error(`serve exited ${code}`)));
+  });
+}
+
+/** Stops a child with SIGTERM and waits for it. */
+export async function stopChild(child) {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((resolve) => child.once("exit", resolve));
+  child.kill("SIGTERM");
+  await exited;
 }

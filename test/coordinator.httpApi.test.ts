@@ -504,6 +504,33 @@ describe("leases", () => {
   });
 });
 
+describe("health", () => {
+  it("answers 200 while the ledger answers, 503 once it cannot be reached", async () => {
+    const fixture = await serve(simpleSweep(1));
+    const ok = await call(fixture, "GET", "/health", undefined, {});
+    expect(ok.statusCode).toBe(200);
+    expect(ok.json()).toMatchObject({ ok: true, store: "sqlite" });
+    await fixture.db.close();
+    const down = await call(fixture, "GET", "/health", undefined, {});
+    expect(down.statusCode).toBe(503);
+    expect(down.json()).toMatchObject({ ok: false, error: expect.stringContaining("ledger") });
+  });
+});
+
+describe("heartbeats", () => {
+  it("keep the GPU readings they carry for the dashboard, and refuse malformed ones", async () => {
+    const fixture = await serve(simpleSweep(1));
+    await register(fixture, "a1", { gpus: [[8192, 8192]] });
+    const gpus = [{ index: 0, utilizationPct: 87, memoryUsedMiB: 5000, memoryTotalMiB: 8192 }];
+    const response = await call(fixture, "POST", "/heartbeat", { agentId: "a1", attemptIds: [], gpus });
+    expect(response.statusCode, response.body).toBe(200);
+    expect(fixture.server.telemetry.series("a1").map((reading) => reading.gpus)).toEqual([gpus]);
+    const bad = [{ index: 0, utilizationPct: 150, memoryUsedMiB: 1, memoryTotalMiB: 2 }];
+    expectError(await call(fixture, "POST", "/heartbeat", { agentId: "a1", attemptIds: [], gpus: bad }), 400);
+    expect(fixture.server.telemetry.series("a1")).toHaveLength(1);
+  });
+});
+
 describe("batched leases and carried reports", () => {
   interface BatchBody {
     leases: Array<{ attemptId: number; gpuIds: number[]; task: { id: number } }>;

@@ -237,6 +237,31 @@ describe("labsweep serve + labsweep agent", () => {
     );
   });
 
+  it("sends its GPUs' utilisation and memory with its heartbeats, for the dashboard's Machines", async () => {
+    const dir = project(1, 3);
+    // A 2 s lease: heartbeats every 0.5 s.
+    const served = await serve(dir, ["--port", "0", "--lease-seconds", "2"]);
+    const gpu = { memoryTotalMiB: 16_384, memoryFreeMiB: 10_000, utilization: 63 };
+    const worker = agent(served, join(dir, "agent"), [], {
+      ...fakeGpuEnv([gpu]),
+      LABSWEEP_GPU_LOCK_DIR: tempDir(),
+    });
+    await worker.waitFor(/task 1 \(attempt \d+\) started/);
+    type Machines = { machines: Array<{ kind: string; telemetry: Array<{ gpus: unknown[] }> }> };
+    let readings: unknown[] = [];
+    for (let i = 0; i < 40 && readings.length === 0; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      const answer = (await (await fetch(`${served.url}/api/v1/dashboard/machines`)).json()) as Machines;
+      readings = answer.machines.find((machine) => machine.kind === "agent")?.telemetry ?? [];
+    }
+    expect(readings[0]).toMatchObject({
+      gpus: [{ index: 0, utilizationPct: 63, memoryUsedMiB: 6384, memoryTotalMiB: 16_384 }],
+    });
+    const [rw, rs] = await Promise.all([worker.result, served.result]);
+    expectCode(rw, 0);
+    expectCode(rs, 0);
+  });
+
   it("a cancelled task's process group is terminated and reported interrupted, not failed", async () => {
     const dir = project(1, 60);
     const pids = tempDir();

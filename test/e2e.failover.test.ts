@@ -162,7 +162,11 @@ describe("failover: agents and coordinators that die or get cut off", () => {
     const secondAfterMs = Date.now() - killedAt;
     expect(secondAfterMs).toBeLessThan(6000);
     await b.waitFor(/task 1 \(attempt 2\) started/, 1000);
-    await until(`the first sleep (pid ${firstPid}) to die`, () => !isAlive(firstPid), Math.max(1000, 6000 - secondAfterMs));
+    await until(
+      `the first sleep (pid ${firstPid}) to die`,
+      () => !isAlive(firstPid),
+      Math.max(1000, 6000 - secondAfterMs),
+    );
 
     const view = await getTask(served.url, 1);
     expect(view.task.state).toBe("running");

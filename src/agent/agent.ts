@@ -393,7 +393,8 @@ export class Agent {
 
   private async renewLeases(): Promise<void> {
     const held = [...this.running.keys(), ...(this.ahead ? [this.ahead.attemptId] : [])];
-    if (held.length === 0) return;
+    // An idle agent with GPUs still beats: its heartbeats carry the GPUs' readings.
+    if (held.length === 0 && this.gpus.length === 0) return;
     this.abandon(await this.port.heartbeat(held));
   }
 

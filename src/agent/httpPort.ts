@@ -8,6 +8,7 @@ import type {
   RegisterResponse,
   ReportVerdict,
 } from "../api/contract.js";
+import type { GpuSample } from "../coordinator/gpuTelemetry.js";
 import type { Claim } from "../ledger/claimTask.js";
 import type { AttemptOutcome } from "../ledger/finishAttempt.js";
 import type { Params, RunPolicy } from "../sweep/types.js";
@@ -70,6 +71,8 @@ export class HttpPort implements CoordinatorPort {
   private lastContactAt = 0;
   private troubled = false;
   private contactFreshMs = CONTACT_FRESH_MS;
+  /** Ends the lease request in flight, if any (see sweepDone). */
+  private endLease: (() => void) | null = null;
 
   constructor(
     private readonly client: CoordinatorClient,
@@ -123,21 +126,24 @@ export class HttpPort implements CoordinatorPort {
       })),
     };
     const started = Date.now();
+    // A "done" on the channel ends a lease still held: the coordinator is about to exit.
+    const sweepOver = new AbortController();
+    this.endLease = () => sweepOver.abort();
+    const signal = request.signal ? AbortSignal.any([request.signal, sweepOver.signal]) : sweepOver.signal;
     let response: LeaseResponse;
     try {
       response = await this.withRegistration(() =>
-        this.client.call<LeaseResponse>("POST", "/lease", body, {
-          timeoutMs: waitMs + 15_000,
-          signal: request.signal,
-        }),
+        this.client.call<LeaseResponse>("POST", "/lease", body, { timeoutMs: waitMs + 15_000, signal }),
       );
     } catch (error) {
       outbox.release(carried.map((record) => record.attemptId));
-      if (request.signal?.aborted && isAbort(error)) return [];
+      if (signal.aborted && isAbort(error)) return [];
       throw error;
+    } finally {
+      this.endLease = null;
     }
     this.settleCarried(carried, response.reports ?? []);
-    this.lastDone = response.done === true;
+    this.lastDone ||= response.done === true;
     const leases = response.leases ?? (response.lease ? [response.lease] : []);
     // A lease answered "nothing" early is not a wait; polling again at once would spin.
     this.lastWaited =
@@ -199,12 +205,20 @@ export class HttpPort implements CoordinatorPort {
     this.wake?.();
   }
 
+  /** The channel said the sweep has finished: nothing will be leased again. */
+  sweepDone(): void {
+    if (this.options.stay) return;
+    this.lastDone = true;
+    this.endLease?.();
+    this.wake?.();
+  }
+
   /**
    * Renews the leases of running tasks and of finished ones whose reports are still in the
    * outbox, so the coordinator does not requeue a task whose report is on its way. Returns the
    * stale attempts among `attemptIds`; [] when the coordinator cannot be reached.
    */
-  async heartbeat(attemptIds: number[]): Promise<number[]> {
+  async heartbeat(attemptIds: number[], gpus?: GpuSample[]): Promise<number[]> {
     if (this.heartbeating) return [];
     this.heartbeating = true;
     const asked = new Set(attemptIds);
@@ -214,7 +228,7 @@ export class HttpPort implements CoordinatorPort {
         this.client.call<HeartbeatResponse>(
           "POST",
           "/heartbeat",
-          { agentId: this.options.agentId, attemptIds: ids },
+          { agentId: this.options.agentId, attemptIds: ids, ...(gpus ? { gpus } : {}) },
           { retries: 0, timeoutMs: this.options.heartbeatTimeoutMs ?? 3000 },
         ),
       );

@@ -19,15 +19,18 @@ export interface Launched {
 }
 
 interface Pending {
+  /** Known once the launcher said the task started. */
+  pid?: number;
   started: (pid: number) => void;
   failed: (error: Error) => void;
   exited: (exit: { code: number | null; signal: NodeJS.Signals | null }) => void;
 }
 
 /**
- * Starts task processes through `launcher.py`, a small helper that forks and execs so the
- * agent's event loop never blocks on a spawn, and that SIGKILLs every task's process group when
- * the agent dies (its stdin closes). One launcher per agent process, started on first use.
+ * Starts task processes through `launcher.py`, a small helper that spawns them so the agent's
+ * event loop never blocks on a spawn, and that SIGKILLs every task's process group when the
+ * agent dies (its stdin closes); should the launcher die instead, this kills the groups. One
+ * launcher per agent process, started on first use.
  */
 export class Launcher {
   private child: ChildProcess | null = null;
@@ -39,7 +42,7 @@ export class Launcher {
     if (availability === null) {
       availability =
         process.platform === "linux" &&
-        spawnSync("python3", ["-c", "import ctypes, json"], { stdio: "ignore" }).status === 0;
+        spawnSync("python3", ["-c", "import json, subprocess"], { stdio: "ignore" }).status === 0;
     }
     return availability;
   }
@@ -85,9 +88,11 @@ export class Launcher {
     );
     child.once("exit", (code, signal) => {
       if (this.child === child) this.child = null;
-      // Its tasks died with it (parent-death signal); report them as killed so they are requeued.
+      // Its tasks must not outlive it unwatched: kill their groups, and report them as killed so
+      // they are requeued.
       const error = new Error(`the task launcher exited (code ${code}, signal ${signal})`);
       for (const [id, entry] of this.pending) {
+        if (entry.pid !== undefined) killGroup(entry.pid);
         entry.failed(error);
         entry.exited({ code: null, signal: "SIGKILL" });
         this.pending.delete(id);
@@ -108,8 +113,10 @@ export class Launcher {
     };
     const entry = this.pending.get(message.id);
     if (!entry) return;
-    if (message.ev === "started") entry.started(message.pid as number);
-    else if (message.ev === "error") {
+    if (message.ev === "started") {
+      entry.pid = message.pid as number;
+      entry.started(entry.pid);
+    } else if (message.ev === "error") {
       entry.failed(new Error(message.message));
       entry.exited({ code: 127, signal: null });
       this.pending.delete(message.id);
@@ -148,4 +155,12 @@ function definedOnly(env: NodeJS.ProcessEnv): Record<string, string> {
   const result: Record<string, string> = {};
   for (const [key, value] of Object.entries(env)) if (value !== undefined) result[key] = value;
   return result;
+}
+
+function killGroup(pid: number): void {
+  try {
+    process.kill(-pid, "SIGKILL");
+  } catch {
+    // Gone already.
+  }
 }

@@ -2,6 +2,7 @@ import { statSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import type { AgentCapabilities, ChannelEvent } from "../api/contract.js";
+import type { GpuSample } from "../coordinator/gpuTelemetry.js";
 import type { Claim } from "../ledger/claimTask.js";
 import { Agent, type AgentEvent, type AgentExit, type CoordinatorPort } from "./agent.js";
 import { forgetRunning, killPreviousTasks, openAgentState, recordRunning } from "./agentState.js";
@@ -9,7 +10,7 @@ import { describeMachine, type ProbeSpec } from "./capabilities.js";
 import type { Capacity } from "./capacity.js";
 import { holdChannel } from "./channel.js";
 import { type GpuLockResult, lockGpus } from "./gpuLocks.js";
-import { type GpuInfo, probeGpus } from "./gpuProbe.js";
+import { type GpuInfo, probeGpus, readGpuUsage } from "./gpuProbe.js";
 import { CoordinatorClient, UnauthorizedError } from "./httpClient.js";
 import { HttpPort } from "./httpPort.js";
 import { LogStream } from "./logStream.js";
@@ -72,6 +73,7 @@ export class RemoteAgent {
   private terminating = false;
   private readonly streams = new Map<number, LogStream>();
   private readonly log: (line: string) => void;
+  private machine: Machine | null = null;
 
   constructor(private readonly options: RemoteAgentOptions) {
     this.log = options.log ?? ((line) => process.stderr.write(`${line}\n`));
@@ -97,6 +99,7 @@ export class RemoteAgent {
       if (previous.killed > 0)
         this.log(`labsweep agent: killed ${previous.killed} leftover process(es) of a previous run`);
       const machine = await this.probeMachine(state.agentId);
+      this.machine = machine;
       try {
         return await this.connectAndRun(state.stateDir, machine);
       } finally {
@@ -266,7 +269,7 @@ export class RemoteAgent {
     return {
       lease: (request) => this.leaseRunnable(port, request),
       awaitWork: (maxWaitMs) => port.awaitWork(maxWaitMs),
-      heartbeat: (attemptIds) => port.heartbeat(attemptIds),
+      heartbeat: async (attemptIds) => port.heartbeat(attemptIds, await this.gpuSamples()),
       started: async (attemptId, pid, logPath) => {
         recordRunning(stateDir, { attemptId, pid, logPath, startedAt: Date.now() });
         await port.started(attemptId, pid, logPath);
@@ -308,6 +311,27 @@ export class RemoteAgent {
     }
   }
 
+  /** This agent's GPUs now (utilisation, memory), for the dashboard; none if nvidia-smi fails. */
+  private async gpuSamples(): Promise<GpuSample[] | undefined> {
+    const machine = this.machine;
+    if (!machine || machine.capabilities.gpus.length === 0) return undefined;
+    try {
+      const usage = await readGpuUsage({ env: this.options.env ?? process.env });
+      const totals = new Map(machine.allGpus.map((gpu) => [gpu.index, gpu.memoryTotalMiB]));
+      const mine = new Set(machine.capabilities.gpus.map((gpu) => gpu.index));
+      return usage
+        .filter((gpu) => mine.has(gpu.index))
+        .map((gpu) => ({
+          index: gpu.index,
+          utilizationPct: gpu.utilizationPercent ?? 0,
+          memoryUsedMiB: gpu.memoryUsedMiB ?? 0,
+          memoryTotalMiB: totals.get(gpu.index) ?? 0,
+        }));
+    } catch {
+      return undefined;
+    }
+  }
+
   private onAgentEvent(event: AgentEvent, port: HttpPort, stateDir: string): void {
     const { claim } = event;
     const what = `task ${claim.task.id} (attempt ${claim.attemptId})`;
@@ -329,6 +353,7 @@ export class RemoteAgent {
 
   private onChannelEvent(event: ChannelEvent, port: HttpPort): void {
     if (event.type === "work") port.notifyWork();
+    else if (event.type === "done") port.sweepDone();
     else if (event.type === "cancel") {
       this.log(`labsweep agent: the coordinator cancelled attempt(s) ${event.attemptIds.join(", ")}`);
       this.agent?.abandon(event.attemptIds);

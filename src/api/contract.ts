@@ -4,6 +4,7 @@
  * state, the viewer token (or the agent token, or a loopback request) for reads.
  */
 import type { Capacity } from "../agent/capacity.js";
+import type { GpuSample } from "../coordinator/gpuTelemetry.js";
 import type { AttemptOutcome } from "../ledger/finishAttempt.js";
 import type { Params, Placement, RunPolicy } from "../sweep/types.js";
 
@@ -101,6 +102,8 @@ export interface LeaseResponse {
 export interface HeartbeatRequest {
   agentId: string;
   attemptIds: number[];
+  /** The agent's GPUs now, for the dashboard's time series. (Default: none sent) */
+  gpus?: GpuSample[];
 }
 export interface HeartbeatResponse {
   /** Attempts that are no longer this agent's (cancelled, or requeued after a lost lease): stop them. */
@@ -137,7 +140,9 @@ export interface LogChunkRequest {
 export type ChannelEvent =
   | { type: "hello"; serverTime: number }
   | { type: "cancel"; attemptIds: number[] }
-  | { type: "work" };
+  | { type: "work" }
+  /** The sweep has finished: nothing will ever be leased again (agents without --stay exit). */
+  | { type: "done" };
 
 /** Errors are always `{ error: "one clear sentence" }` with a 4xx/5xx status. */
 export interface ErrorBody {

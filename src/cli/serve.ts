@@ -1,6 +1,8 @@
 import { prepareLedger } from "../coordinator/localRun.js";
 import { openSweep } from "../coordinator/openSweep.js";
 import { startServer } from "../coordinator/serve.js";
+import { ledgerStore } from "../ledger/openLedger.js";
+import { postgresWakeBus } from "../ledger/wakeBus.js";
 import { EXIT, UsageError } from "./exitCodes.js";
 import { stateDirFrom } from "./stateDir.js";
 
@@ -48,6 +50,12 @@ export async function serveCommand(configs: string[], flags: ServeFlags): Promis
   // time to reconnect and report instead of being requeued at once.
   const prepared = await prepareLedger(stateDir, sweep, Date.now(), { remoteGraceMs: leaseMs ?? 12_000 });
   let server: Awaited<ReturnType<typeof startServer>> | null = null;
+  // Replicas on one PostgreSQL ledger wake each other's waiting agents (LISTEN/NOTIFY).
+  const store = ledgerStore(stateDir);
+  const wakeBus =
+    store.kind === "postgres"
+      ? postgresWakeBus(store.url, (message) => process.stderr.write(`${message}\n`))
+      : undefined;
   try {
     server = await startServer(prepared.db, {
       stateDir,
@@ -57,11 +65,13 @@ export async function serveCommand(configs: string[], flags: ServeFlags): Promis
       tokens: { agent: agentToken, viewer: viewerToken },
       tls: flags.tlsCert && flags.tlsKey ? { certPath: flags.tlsCert, keyPath: flags.tlsKey } : undefined,
       sweep: { files: sweep.files, load: { defaultCommand: flags.command } },
+      wakeBus,
     });
     const { sync } = prepared;
     process.stderr.write(
       `labsweep: ${sync.unique} unique tasks (${sync.merged} merged); serving ${server.url}\n` +
-        `labsweep: start agents with: labsweep agent --server ${server.url} --token "$(labsweep token --state ${stateDir})"\n`,
+        `labsweep: start agents with: labsweep agent --server ${server.url} --token "$(labsweep token --state ${stateDir})"\n` +
+        `labsweep: dashboard at ${server.url}/\n`,
     );
     process.stdout.write(`${server.url}\n`);
     const stopped = new Promise<number>((resolve) => {
@@ -74,7 +84,8 @@ export async function serveCommand(configs: string[], flags: ServeFlags): Promis
     if (code === EXIT.ok) process.stderr.write("labsweep: every task has finished\n");
     return code;
   } finally {
-    await server?.close();
+    if (server) await server.close();
+    else await wakeBus?.close();
     await prepared.db.close();
     prepared.release();
   }

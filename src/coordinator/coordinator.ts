@@ -6,10 +6,12 @@ import type { Db } from "../ledger/db.js";
 import { evaluateGates } from "../ledger/evaluateGates.js";
 import { type AttemptOutcome, type FinishResult, finishAttempt } from "../ledger/finishAttempt.js";
 import { renewLeases } from "../ledger/recoverAbandoned.js";
+import { owedRowCount } from "../ledger/resultRows.js";
 import { retryFailed } from "../ledger/retryFailed.js";
 import { type Counts, taskCounts } from "../ledger/taskCounts.js";
+import type { WakeBus } from "../ledger/wakeBus.js";
 import { logFailedTask } from "../results/failedLog.js";
-import { writeOwedResults } from "../results/resultsWriter.js";
+import { writeOwedResultsOnce } from "../results/resultsWriter.js";
 
 /** How long finished rows may wait to be batched into one append per results file. */
 const RESULTS_BATCH_MS = 200;
@@ -22,6 +24,11 @@ export interface CoordinatorOptions {
   now?: () => number;
   /** Where background failures are reported. (Default: stderr) */
   warn?: (message: string) => void;
+  /**
+   * Carries "work may be claimable" to and from the other coordinators on this ledger (replicas
+   * on one PostgreSQL database). (Default: none; this coordinator is alone)
+   */
+  wakeBus?: WakeBus;
 }
 
 export interface LeaseRequest {
@@ -59,6 +66,7 @@ export class Coordinator {
     this.now = options.now ?? Date.now;
     this.warn = options.warn ?? ((message) => process.stderr.write(`${message}\n`));
     this.wake.setMaxListeners(0);
+    options.wakeBus?.subscribe(() => this.wake.emit("work"));
   }
 
   /** A task that fits, with a fresh attempt, or null if nothing fits right now. */
@@ -111,9 +119,10 @@ export class Coordinator {
     });
   }
 
-  /** Tells waiting agents that work may be claimable. */
+  /** Tells waiting agents — this coordinator's and the other replicas' — that work may be claimable. */
   notifyWork(): void {
     this.wake.emit("work");
+    this.options.wakeBus?.publish();
   }
 
   /** Renews leases; returns attempts that are no longer current (their tasks moved on). */
@@ -211,7 +220,12 @@ export class Coordinator {
       do {
         this.flushAgain = false;
         try {
-          await writeOwedResults(this.db);
+          // Another replica holding the writer's duty may have missed rows committed just now:
+          // look again shortly rather than leave them for the next finish.
+          if ((await writeOwedResultsOnce(this.db)) === null) {
+            await new Promise((resolve) => setTimeout(resolve, RESULTS_BATCH_MS));
+            this.flushAgain = (await owedRowCount(this.db)) > 0;
+          }
         } catch (error) {
           // The rows stay owed in the ledger and are retried on the next flush and at the next start.
           this.warn(`labsweep: could not write results: ${describe(error)}`);

@@ -181,6 +181,18 @@ export class RemoteAgents {
     };
   }
 
+  /**
+   * Tells every connected agent the sweep is done, then waits until they have hung up or
+   * `graceMs` passed: a coordinator about to exit (`--exit-when-done`) lets its agents hear it
+   * rather than find it gone and wait for it to come back.
+   */
+  async sayDone(graceMs: number): Promise<void> {
+    for (const agentId of this.channels.keys()) this.push(agentId, { type: "done" });
+    const deadline = Date.now() + graceMs;
+    while (this.channels.size > 0 && Date.now() < deadline)
+      await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+
   /** Pushes an event to an agent's open connections, if it has any. */
   push(agentId: string, event: object): void {
     for (const send of this.channels.get(agentId) ?? []) send(event);

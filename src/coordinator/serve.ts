@@ -1,11 +1,14 @@
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import type { FastifyInstance } from "fastify";
+import type { LocalMachine } from "../dashboard/machines.js";
 import type { Db } from "../ledger/db.js";
 import { evaluateGates } from "../ledger/evaluateGates.js";
 import { type SyncReport, syncSweep } from "../ledger/syncSweep.js";
+import type { WakeBus } from "../ledger/wakeBus.js";
 import { type LoadOptions, loadSweep } from "../sweep/loadSweep.js";
 import { Coordinator } from "./coordinator.js";
+import { GpuTelemetry } from "./gpuTelemetry.js";
 import { buildApp } from "./http/app.js";
 import { RemoteAgents } from "./remoteAgents.js";
 import { isLoopback, loadOrCreateTokens, type Tokens } from "./tokens.js";
@@ -25,6 +28,24 @@ export interface ServeOptions {
   warn?: (message: string) => void;
   /** The sweep being served, so `labsweep add` can extend it. */
   sweep?: { files: string[]; load: LoadOptions };
+  /**
+   * The coordinator to serve, when this process already has one for the ledger (`labsweep run`
+   * shares its own with the dashboard: one ledger, one coordinator). (Default: a new one)
+   */
+  coordinator?: Coordinator;
+  /** GPU readings of the agents, for the dashboard. (Default: a new, empty one) */
+  telemetry?: GpuTelemetry;
+  /** Serve the dashboard at `/`. (Default: true) */
+  dashboard?: boolean;
+  /** Machines working in this process, shown on the dashboard. (Default: none) */
+  localMachines?: () => LocalMachine[];
+  /** Offer the agents' routes; `labsweep run` serves only reads and the dashboard. (Default: true) */
+  agentApi?: boolean;
+  /**
+   * How this coordinator and the other replicas on one PostgreSQL ledger wake each other's
+   * waiting agents; closed with the server. (Default: none, a lone coordinator)
+   */
+  wakeBus?: WakeBus;
 }
 
 export interface RunningServer {
@@ -32,17 +53,29 @@ export interface RunningServer {
   tokens: Tokens;
   coordinator: Coordinator;
   agents: RemoteAgents;
+  telemetry: GpuTelemetry;
   app: FastifyInstance;
   /** Resolves once every task of the sweep has finished. */
   finished(): Promise<void>;
   close(): Promise<void>;
 }
 
+/** How long a finished sweep's coordinator waits for its agents to hear "done" and hang up. */
+const DONE_GRACE_MS = 3000;
+
 /** Serves a prepared ledger to agents over HTTP(S). */
 export async function startServer(db: Db, options: ServeOptions): Promise<RunningServer> {
   const warn = options.warn ?? ((message: string) => process.stderr.write(`${message}\n`));
   const tokens = loadOrCreateTokens(options.stateDir, options.tokens);
-  const coordinator = new Coordinator(db, { stateDir: options.stateDir, leaseMs: options.leaseMs, warn });
+  const coordinator =
+    options.coordinator ??
+    new Coordinator(db, {
+      stateDir: options.stateDir,
+      leaseMs: options.leaseMs,
+      warn,
+      wakeBus: options.wakeBus,
+    });
+  const telemetry = options.telemetry ?? new GpuTelemetry();
   const agents = new RemoteAgents(coordinator, {
     disconnectGraceMs: options.disconnectGraceMs,
     onEvent: (message) => warn(`labsweep: ${message}`),
@@ -74,7 +107,19 @@ export async function startServer(db: Db, options: ServeOptions): Promise<Runnin
     coordinator.notifyWork();
     return report;
   };
-  const app = buildApp({ coordinator, agents, tokens, stateDir: options.stateDir, https, warn, addConfigs });
+  const app = buildApp({
+    coordinator,
+    agents,
+    tokens,
+    stateDir: options.stateDir,
+    https,
+    warn,
+    addConfigs,
+    telemetry,
+    dashboard: options.dashboard,
+    localMachines: options.localMachines,
+    agentApi: options.agentApi,
+  });
   const host = options.host ?? "127.0.0.1";
   const warning = clearTextWarning(host, Boolean(https));
   if (warning) warn(warning);
@@ -93,10 +138,12 @@ export async function startServer(db: Db, options: ServeOptions): Promise<Runnin
     tokens,
     coordinator,
     agents,
+    telemetry,
     app,
     async finished() {
       while (!(await coordinator.isFinished())) await coordinator.awaitWork(1000);
       await coordinator.drainResults();
+      await agents.sayDone(DONE_GRACE_MS);
     },
     async close() {
       await agents.close();
@@ -104,6 +151,7 @@ export async function startServer(db: Db, options: ServeOptions): Promise<Runnin
       // Lease requests still held find their connection gone and end now, not at their deadline.
       coordinator.notifyWork();
       await coordinator.drainResults();
+      await options.wakeBus?.close();
     },
   };
 }

@@ -1,31 +1,95 @@
+import { stat } from "node:fs/promises";
 import { join } from "node:path";
 import type { Db } from "../ledger/db.js";
+import { LEDGER_LOCKS, tryLockLedger } from "../ledger/dialect.js";
 import { markRowsWritten, type OwedRow, owedResultRows } from "../ledger/resultRows.js";
 import { appendCsvRows, formatCell } from "./csvFile.js";
-import { RESULTS_FILE } from "./resumeScan.js";
+import { RESULTS_FILE, rescanOutputDir } from "./resumeScan.js";
 import { METADATA_COLUMNS } from "./rowMatcher.js";
 
 /**
  * Drains the ledger's outbox of result rows into `{output_dir}/final_results.csv`. A row is
- * appended and fsynced before it is marked written; a crash in between leaves it owed, and the
- * resume scan at the next start finds it in the file, so it is never written twice.
+ * appended and fsynced before it is marked written. Exactly once, across crashes and replicas:
+ * - one writer per ledger at a time: on PostgreSQL the writer holds an advisory lock for the
+ *   whole drain (its transaction), and a replica that finds it held leaves the rows to the holder
+ *   (returns null: try again shortly);
+ * - the ledger records each file's size and modification time after every write; a file that
+ *   differs was changed behind the writer's back — a writer that died between its append and its
+ *   commit — so it is read for the rows it already holds (rescanOutputDir) before anything is
+ *   appended.
  * Columns: `phase`, the parameters, the metrics, then run metadata.
  */
 export async function writeOwedResults(db: Db): Promise<number> {
+  return (await writeOwedResultsOnce(db)) ?? 0;
+}
+
+/** writeOwedResults, or null when another replica is writing right now (it will take these rows too). */
+export async function writeOwedResultsOnce(db: Db): Promise<number | null> {
+  // On SQLite the ledger has one coordinator: no lock, and no transaction held across file I/O.
+  if (db.dialect === "sqlite") return drain(db);
+  return db.transaction(async (tx) => ((await tryLockLedger(tx, LEDGER_LOCKS.results)) ? drain(tx) : null));
+}
+
+async function drain(db: Db): Promise<number> {
   let written = 0;
   for (;;) {
     const owed = await owedResultRows(db);
     if (owed.length === 0) return written;
-    for (const [outputDir, rows] of groupByDir(owed)) {
-      const header = headerFor(rows);
-      await appendCsvRows(
-        join(outputDir, RESULTS_FILE),
-        header,
-        rows.map((row) => cellsFor(row, header)),
-      );
-      await markRowsWritten(db, rows);
+    for (const [outputDir, group] of groupByDir(owed)) {
+      const path = join(outputDir, RESULTS_FILE);
+      let rows = group;
+      if (await changedBehindOurBack(db, path)) {
+        await rescanOutputDir(db, outputDir, Date.now());
+        const stillOwed = new Set(
+          (await owedResultRows(db)).filter((row) => row.outputDir === outputDir).map((row) => row.taskId),
+        );
+        rows = group.filter((row) => stillOwed.has(row.taskId));
+      }
+      if (rows.length > 0) {
+        const header = headerFor(rows);
+        await appendCsvRows(
+          path,
+          header,
+          rows.map((row) => cellsFor(row, header)),
+        );
+      }
+      await db.transaction(async (tx) => {
+        await recordFile(tx, path);
+        await markRowsWritten(tx, rows);
+      });
       written += rows.length;
     }
+  }
+}
+
+/** Whether the file is not as the last recorded write left it (a missing file never is). */
+async function changedBehindOurBack(db: Db, path: string): Promise<boolean> {
+  const now = await identityOf(path);
+  if (!now) return false;
+  const recorded = await db.one<{ size: number; mtime_ns: string }>(
+    "SELECT size, mtime_ns FROM result_files WHERE path = $1",
+    [path],
+  );
+  return !recorded || Number(recorded.size) !== now.size || recorded.mtime_ns !== now.mtimeNs;
+}
+
+async function recordFile(db: Db, path: string): Promise<void> {
+  const identity = await identityOf(path);
+  if (!identity) return;
+  await db.run(
+    `INSERT INTO result_files (path, size, mtime_ns) VALUES ($1, $2, $3)
+     ON CONFLICT (path) DO UPDATE SET size = excluded.size, mtime_ns = excluded.mtime_ns`,
+    [path, identity.size, identity.mtimeNs],
+  );
+}
+
+async function identityOf(path: string): Promise<{ size: number; mtimeNs: string } | null> {
+  try {
+    const stats = await stat(path, { bigint: true });
+    return { size: Number(stats.size), mtimeNs: stats.mtimeNs.toString() };
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return null;
+    throw error;
   }
 }
 

@@ -63,7 +63,10 @@ export function registerAgentRoutes(api: FastifyInstance, options: AppOptions): 
     "/heartbeat",
     { config: agentOnly, schema: { body: schemas.heartbeat } },
     async (request) => {
-      return { stale: await agents.heartbeat(request.body.agentId, request.body.attemptIds) };
+      const { agentId, attemptIds, gpus } = request.body;
+      const stale = await agents.heartbeat(agentId, attemptIds);
+      if (gpus) options.telemetry.record(agentId, Date.now(), gpus);
+      return { stale };
     },
   );
 

@@ -8,12 +8,32 @@ import { HttpError } from "./app.js";
 import { schemas } from "./schemas.js";
 
 const viewer = { access: "viewer" as const };
+/** A ledger slower than this to answer `SELECT 1` makes the replica unhealthy. */
+const HEALTH_TIMEOUT_MS = 2000;
+
+function withTimeout<T>(work: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer in ${ms} ms`)), ms);
+  });
+  return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
+}
 
 /** Read-only routes: the viewer token (or the agent token) is needed, except from loopback. */
 export function registerReadRoutes(api: FastifyInstance, options: AppOptions): void {
   const { db } = options.coordinator;
 
-  api.get("/health", async () => ({ ok: true, time: Date.now() }));
+  // For load balancers in front of replicas: 200 only while this replica can reach its ledger.
+  api.get("/health", async (_request, reply) => {
+    try {
+      await withTimeout(db.one("SELECT 1 AS ok"), HEALTH_TIMEOUT_MS);
+      return { ok: true, time: Date.now(), store: db.dialect };
+    } catch (error) {
+      return reply
+        .code(503)
+        .send({ ok: false, error: `the ledger cannot be reached: ${(error as Error).message}` });
+    }
+  });
 
   api.get("/status", { config: viewer }, async () => ({
     ...(await taskCounts(db)),

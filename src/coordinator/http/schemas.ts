@@ -85,7 +85,24 @@ export const schemas = {
   heartbeat: {
     type: "object",
     required: ["agentId", "attemptIds"],
-    properties: { agentId: id, attemptIds: { type: "array", maxItems: 4096, items: { type: "integer" } } },
+    properties: {
+      agentId: id,
+      attemptIds: { type: "array", maxItems: 4096, items: { type: "integer" } },
+      gpus: {
+        type: "array",
+        maxItems: 256,
+        items: {
+          type: "object",
+          required: ["index", "utilizationPct", "memoryUsedMiB", "memoryTotalMiB"],
+          properties: {
+            index: { type: "integer", minimum: 0 },
+            utilizationPct: { type: "number", minimum: 0, maximum: 100 },
+            memoryUsedMiB: { type: "number", minimum: 0 },
+            memoryTotalMiB: { type: "number", minimum: 0 },
+          },
+        },
+      },
+    },
   },
   started: {
     type: "object",
