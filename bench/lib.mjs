@@ -74,7 +74,9 @@ export function cpuSeconds(pid) {
  * its URL. Its stderr goes to ours.
  */
 export function startServe(cwd, config, args) {
-  const child = spawn(process.execPath, [CLI, "serve", config, "--port", "0", ...args], {
+  // BENCH_NODE_ARGS, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof", to profile the coordinators.
+  const nodeArgs = (process.env.BENCH_NODE_ARGS ?? "").split(" ").filter(Boolean);
+  const child = spawn(process.execPath, [...nodeArgs, CLI, "serve", config, "--port", "0", ...args], {
     cwd,
     stdio: ["ignore", "pipe", "inherit"],
   });

@@ -129,23 +129,29 @@ async function measure(label, replicas, store) {
 
 const postgres = await startPostgres();
 try {
-  const sqlite = await measure("sqlite", 1, null);
-  const single = await measure("postgres×1", 1, await postgres.createDatabase());
-  const pair = await measure("postgres×2", 2, await postgres.createDatabase());
-  report("replicas", {
-    agents: AGENTS,
-    slots: SLOTS,
-    tasks: TASKS,
-    sqlite_per_s: sqlite.perSecond,
-    postgres_1_per_s: single.perSecond,
-    postgres_2_per_s: pair.perSecond,
-    postgres_1_vs_sqlite: single.perSecond / sqlite.perSecond,
-    two_replicas_vs_one: pair.perSecond / single.perSecond,
-    coordinator_cpu_ms_per_completion_sqlite: sqlite.cpuMsPerCompletion,
-    coordinator_cpu_ms_per_completion_pg1: single.cpuMsPerCompletion,
-    coordinator_cpu_ms_per_completion_pg2: pair.cpuMsPerCompletion,
-    target: "postgres single ≥2000/s; 2 replicas ≥1.5× one",
-  });
+  // BENCH_ONLY=pg1 measures one PostgreSQL coordinator alone (for profiling).
+  if (process.env.BENCH_ONLY === "pg1") {
+    const only = await measure("postgres×1", 1, await postgres.createDatabase());
+    report("replicas", { postgres_1_per_s: only.perSecond, cpu_ms: only.cpuMsPerCompletion });
+  } else {
+    const sqlite = await measure("sqlite", 1, null);
+    const single = await measure("postgres×1", 1, await postgres.createDatabase());
+    const pair = await measure("postgres×2", 2, await postgres.createDatabase());
+    report("replicas", {
+      agents: AGENTS,
+      slots: SLOTS,
+      tasks: TASKS,
+      sqlite_per_s: sqlite.perSecond,
+      postgres_1_per_s: single.perSecond,
+      postgres_2_per_s: pair.perSecond,
+      postgres_1_vs_sqlite: single.perSecond / sqlite.perSecond,
+      two_replicas_vs_one: pair.perSecond / single.perSecond,
+      coordinator_cpu_ms_per_completion_sqlite: sqlite.cpuMsPerCompletion,
+      coordinator_cpu_ms_per_completion_pg1: single.cpuMsPerCompletion,
+      coordinator_cpu_ms_per_completion_pg2: pair.cpuMsPerCompletion,
+      target: "postgres single ≥2000/s; 2 replicas ≥1.5× one",
+    });
+  }
 } finally {
   postgres.stop();
 }

@@ -28,12 +28,7 @@ export interface Claim {
  * (in a uniform sweep the first fits, and reading 64 rows per claim was a tenth of a busy
  * coordinator's time), then further.
  */
-const CANDIDATES = [4, 64];
-/**
- * Passes of 64 more while fitting candidates keep being taken by concurrent claimers (other
- * coordinators on one PostgreSQL database): their claims are no reason to give up.
- */
-const RACE_PASSES = 16;
+const CANDIDATES = { sqlite: [4, 64], postgres: [1, 64] };
 
 /**
  * Hands the lowest-numbered claimable task that fits to a worker and opens an attempt for it,
@@ -46,21 +41,22 @@ export async function claimTask(db: Db, request: ClaimRequest): Promise<Claim | 
     if (!found) return null;
     const { row, placement } = found;
     const task = toTask(row);
-    const attemptNumber = (await countAttempts(tx, task.id)) + 1;
-    const attempt = await tx.one<{ id: number }>(
+    // The attempt's number is counted in the INSERT itself: one round trip fewer per claim.
+    const attempt = (await tx.one<{ id: number; number: number }>(
       `INSERT INTO attempts (task_id, number, worker, host, gpu_ids, started_at, lease_expires)
-       VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id`,
+       SELECT $1, count(*) + 1, $2, $3, $4, $5, $6 FROM attempts WHERE task_id = $1
+       RETURNING id, number`,
       [
         task.id,
-        attemptNumber,
         request.worker,
         request.host,
         placement.gpuIds.join(","),
         request.now,
         request.now + request.leaseMs,
       ],
-    );
-    const attemptId = attempt?.id as number;
+    )) as { id: number; number: number };
+    const attemptId = attempt.id;
+    const attemptNumber = Number(attempt.number);
     await tx.run("UPDATE tasks SET state = 'running', attempt_id = $2 WHERE id = $1", [task.id, attemptId]);
     await recordEvent(tx, request.now, "task_started", task.id, {
       attempt: attemptId,
@@ -84,45 +80,34 @@ export async function claimTask(db: Db, request: ClaimRequest): Promise<Claim | 
 
 /**
  * The lowest-numbered claimable task that fits the request, locked for this transaction, and
- * where it would run.
+ * where it would run. On PostgreSQL the candidates are read and locked in one statement that
+ * skips rows other claimers hold, so concurrent claimers (requests of one coordinator, or
+ * replicas) take disjoint tasks instead of all reaching for the first few; on SQLite the
+ * transaction holds the database's write lock already.
  */
 async function firstFitting(
   tx: Db,
   request: ClaimRequest,
 ): Promise<{ row: TaskRow; placement: { gpuIds: number[] } } | null> {
   let after = 0;
-  let taken = 0;
-  for (let pass = 0; pass < CANDIDATES.length || (taken > 0 && pass < RACE_PASSES); pass++) {
-    const limit = CANDIDATES[Math.min(pass, CANDIDATES.length - 1)] as number;
-    const candidates = await tx.all<{ id: number; policy_json: string }>(
-      `SELECT t.id, f.policy_json FROM tasks t JOIN phases f ON f.name = t.phase
+  // PostgreSQL locks every candidate it reads: one at a time first, so a claimer holds no more
+  // than it takes and concurrent claimers each get the next free task.
+  for (const limit of CANDIDATES[tx.dialect]) {
+    const rows = await tx.all<TaskRow>(
+      `${TASK_ROW_SQL}
         WHERE t.state = 'pending' AND t.runnable = 1 AND t.active = 1 AND t.not_before <= $1 AND t.id > $2
-        ORDER BY t.id LIMIT ${limit}`,
+        ORDER BY t.id LIMIT ${limit}${forUpdate(tx, "t", { skipLocked: true })}`,
       [request.now, after],
     );
-    for (const candidate of candidates) {
-      const placement = request.fits(policyOf(candidate.policy_json));
-      if (!placement) continue;
-      // SQLite: the transaction holds the database's write lock, so the candidate is still
-      // pending. PostgreSQL: another coordinator may be claiming it right now — lock it, or skip
-      // it if it is locked or was claimed since the candidates were read.
-      const row = await tx.one<TaskRow>(
-        `${TASK_ROW_SQL} WHERE t.id = $1 AND t.state = 'pending'${forUpdate(tx, "t", { skipLocked: true })}`,
-        [candidate.id],
-      );
-      if (row) return { row, placement };
-      taken++;
+    for (const row of rows) {
+      const placement = request.fits(policyOf(row.policy_json));
+      if (placement) return { row, placement };
     }
     // Fewer rows than asked for: there are no more to look at.
-    if (candidates.length < limit) return null;
-    after = (candidates.at(-1) as { id: number }).id;
+    if (rows.length < limit) return null;
+    after = (rows.at(-1) as TaskRow).id;
   }
   return null;
-}
-
-async function countAttempts(tx: Db, taskId: number): Promise<number> {
-  const row = await tx.one<{ n: number }>("SELECT count(*) AS n FROM attempts WHERE task_id = $1", [taskId]);
-  return row?.n ?? 0;
 }
 
 /** When the next task held back by retry backoff becomes claimable, or null if none is. */
