@@ -56,7 +56,10 @@ export async function prepareLedger(
     const remote = options.remoteGraceMs
       ? open.filter((attempt) => !attempt.worker.startsWith(LOCAL_WORKER_PREFIX))
       : [];
-    const abandoned = open.filter((attempt) => !remote.includes(attempt));
+    const abandoned = open.filter(
+      (attempt) =>
+        !remote.includes(attempt) && !runsInAnotherLiveRun(attempt.worker, attempt.lease_expires, now),
+    );
     if (remote.length > 0)
       await extendLeases(
         db,
@@ -201,4 +204,26 @@ function toSample(gpu: GpuInfo): GpuSample {
     memoryUsedMiB: gpu.memoryUsedMiB,
     memoryTotalMiB: gpu.memoryTotalMiB,
   };
+}
+
+/**
+ * Whether an attempt belongs to another `labsweep run` that is still alive — one sharing this
+ * ledger through --store (a PostgreSQL database, or one SQLite file from two state dirs): on this
+ * host, its process is still there; elsewhere, its lease is still being renewed. Those are not
+ * this start's to requeue.
+ */
+function runsInAnotherLiveRun(worker: string, leaseExpires: number | null, now: number): boolean {
+  const match = /^local-(.*)-(\d+)$/.exec(worker);
+  if (!match) return false;
+  const [, host, pidText] = match;
+  const pid = Number(pidText);
+  if (leaseExpires !== null && Number(leaseExpires) < now) return false;
+  if (host !== hostname()) return true;
+  if (pid === process.pid) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EPERM";
+  }
 }
