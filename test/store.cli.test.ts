@@ -215,6 +215,15 @@ printf '{"score": %s}' "$(($1 * 10))" > "$LABSWEEP_RESULT_FILE"
     expect(existsSync(join(dir, ".labsweep"))).toBe(false);
   });
 
+  it("says plainly that an empty database holds no ledger yet", async () => {
+    const dir = project();
+    const url = await postgres().createDatabase();
+    const empty = await runCli(["status", join(dir, "sweep.yaml"), "--store", url], { cwd: dir });
+    expectCode(empty, 2);
+    expect(empty.stderr).toMatch(/^labsweep: no ledger in this database yet: start one with `labsweep run/);
+    expect(empty.stderr.trim().split("\n")).toHaveLength(1);
+  });
+
   it("treats a bad or unreachable store as bad input: exit 2, the option named, no password, nothing written", async () => {
     const dir = project();
     const sweep = join(dir, "sweep.yaml");

@@ -10,6 +10,9 @@ export interface StatusFlags {
   json?: boolean;
 }
 
+/** PostgreSQL's error code for a table that does not exist. */
+const UNDEFINED_TABLE = "42P01";
+
 /** Reads the ledger only, so it works from another terminal while a run is going. */
 export async function statusCommand(configs: string[], flags: StatusFlags): Promise<number> {
   const stateDir = stateDirFrom(flags, configs);
@@ -19,7 +22,14 @@ export async function statusCommand(configs: string[], flags: StatusFlags): Prom
       `no ledger in ${stateDir}: start one with \`labsweep run CONFIG…\` (or pass --state DIR)`,
     );
   try {
-    const counts = await taskCounts(db);
+    const counts = await taskCounts(db).catch((error: unknown) => {
+      // A PostgreSQL database nobody has run or migrated yet has no tables: say so plainly.
+      if ((error as { code?: string }).code === UNDEFINED_TABLE)
+        throw new UsageError(
+          "no ledger in this database yet: start one with `labsweep run CONFIG… --store URL` (or `labsweep migrate --store URL`)",
+        );
+      throw error;
+    });
     const phases = await phaseProgress(db);
     const dropped = await droppedTaskCount(db);
     const usage = await usageTotals(db);
