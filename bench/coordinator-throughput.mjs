@@ -5,19 +5,23 @@
 // asks for as many tasks as it has free slots. Baseline in the same script: the same clients
 // doing bare GET /health round trips — the HTTP floor of this machine. Also printed: the
 // coordinator's own CPU per completion, which machine noise moves less than the rate.
-import { writeFileSync } from "node:fs";
-import { join } from "node:path";
-import { cleanup, cpuSeconds, report, runSimulatedAgents, startServe, stopChild, tempDir } from "./lib.mjs";
+import {
+  cleanup,
+  cpuSeconds,
+  report,
+  runSimulatedAgents,
+  startServe,
+  stopChild,
+  tempDir,
+  writeNoopSweep,
+} from "./lib.mjs";
 
 const TASKS = Number(process.env.BENCH_TASKS ?? 20_000);
 const AGENTS = Number(process.env.BENCH_AGENTS ?? 32);
 const SLOTS = Number(process.env.BENCH_SLOTS ?? 4);
 const TOKEN = "bench-token-0123456789";
 const dir = tempDir("throughput");
-writeFileSync(
-  join(dir, "sweep.yaml"),
-  `command: "true"\nnoop:\n  output_dir: out\n  combinations:\n    - i: [${Array.from({ length: TASKS }, (_, i) => i).join(", ")}]\n`,
-);
+writeNoopSweep(dir, TASKS);
 
 const profile = process.env.BENCH_PROFILE;
 const { child: server, url } = await startServe(dir, "sweep.yaml", ["--agent-token", TOKEN]);

@@ -1,6 +1,6 @@
 // Shared helpers for benchmarks: timing, child-process runs with peak RSS, temp dirs.
 import { spawn, spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -97,4 +97,13 @@ export async function stopChild(child) {
   const exited = new Promise((resolve) => child.once("exit", resolve));
   child.kill("SIGTERM");
   await exited;
+}
+
+/** Writes `dir/sweep.yaml`: one phase of `count` no-op tasks (`command: "true"`), results in `out/`. */
+export function writeNoopSweep(dir, count) {
+  const values = Array.from({ length: count }, (_, i) => i).join(", ");
+  writeFileSync(
+    join(dir, "sweep.yaml"),
+    `command: "true"\nnoop:\n  output_dir: out\n  combinations:\n    - i: [${values}]\n`,
+  );
 }

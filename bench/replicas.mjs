@@ -6,12 +6,21 @@
 // as the postgres user when root) in a temp dir, with synchronous_commit=off: a commit survives
 // the server process's crash, as SQLite's WAL with synchronous=NORMAL does.
 import { execFileSync } from "node:child_process";
-import { chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { chownSync, existsSync, mkdtempSync, readdirSync, readFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
-import { cleanup, cpuSeconds, report, runSimulatedAgents, startServe, stopChild, tempDir } from "./lib.mjs";
+import {
+  cleanup,
+  cpuSeconds,
+  report,
+  runSimulatedAgents,
+  startServe,
+  stopChild,
+  tempDir,
+  writeNoopSweep,
+} from "./lib.mjs";
 
 const TASKS = Number(process.env.BENCH_TASKS ?? 20_000);
 const AGENTS = Number(process.env.BENCH_AGENTS ?? 32);
@@ -99,10 +108,7 @@ async function startPostgres() {
 /** Serves a fresh copy of the sweep from `replicas` coordinators on `store` and runs the agents. */
 async function measure(label, replicas, store) {
   const dir = tempDir("replicas");
-  writeFileSync(
-    join(dir, "sweep.yaml"),
-    `command: "true"\nnoop:\n  output_dir: out\n  combinations:\n    - i: [${Array.from({ length: TASKS }, (_, i) => i).join(", ")}]\n`,
-  );
+  writeNoopSweep(dir, TASKS);
   const servers = [];
   try {
     for (let i = 0; i < replicas; i++) {

@@ -22,6 +22,7 @@ import {
   viewerAuth,
   waitFor,
 } from "./helpers/coordinatorFixture.js";
+import { mulberry32 } from "./helpers/random.js";
 
 const fixtures: Fixture[] = [];
 afterEach(async () => {
@@ -876,15 +877,3 @@ describe("robustness", () => {
     });
   });
 });
-
-/** A small seeded PRNG, so a failing garbage run can be replayed. */
-function mulberry32(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}

@@ -13,6 +13,7 @@ import { freePort } from "../src/agent/freePort.js";
 import { openPostgresDb } from "../src/ledger/postgresDb.js";
 import { runCli, startCli, tempDir, type Watched, watch, writeFile } from "./helpers/cli.js";
 import { type PgServer, startPostgres } from "./helpers/postgres.js";
+import { mulberry32 } from "./helpers/random.js";
 
 const TOKEN = "replicas-agent-token-0123456789";
 let postgres: PgServer;
@@ -23,18 +24,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await postgres?.stop();
 });
-
-/** Seeded, so a failing run can be replayed. */
-function random(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function project(count: number): string {
   const dir = tempDir("labsweep-replicas-");
@@ -112,7 +101,7 @@ describe("replicated coordinators on PostgreSQL", () => {
     const count = 1000;
     const dir = project(count);
     const store = await postgres.createDatabase();
-    const rand = random(Number(process.env.CHAOS_SEED ?? 7));
+    const rand = mulberry32(Number(process.env.CHAOS_SEED ?? 7));
     const ports = [await freePort(), await freePort()];
     const replicas: Replica[] = [];
     for (const [i, port] of ports.entries()) replicas.push(await replica(dir, store, `r${i}`, port));

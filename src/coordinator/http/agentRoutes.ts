@@ -15,6 +15,7 @@ import type { AttemptRow } from "../../ledger/rows.js";
 import { appendLogChunk, logPathOf } from "../taskLogs.js";
 import type { AppOptions } from "./app.js";
 import { HttpError } from "./app.js";
+import { openEventStream } from "./eventStream.js";
 import { schemas } from "./schemas.js";
 
 const agentOnly = { access: "agent" as const };
@@ -116,13 +117,7 @@ export function registerAgentRoutes(api: FastifyInstance, options: AppOptions): 
     async (request, reply) => {
       if (!(await agents.known(request.query.agentId)))
         throw new HttpError(409, "unknown agent: register first");
-      reply.hijack();
-      const raw = reply.raw;
-      raw.writeHead(200, {
-        "content-type": "text/event-stream",
-        "cache-control": "no-store",
-        connection: "keep-alive",
-      });
+      const raw = openEventStream(reply);
       const send = (event: object): void => {
         raw.write(`data: ${JSON.stringify(event)}\n\n`);
       };

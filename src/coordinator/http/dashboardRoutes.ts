@@ -15,6 +15,7 @@ import type { TaskState } from "../../ledger/rows.js";
 import { formatCell } from "../../results/csvFile.js";
 import { tokenMatches } from "../tokens.js";
 import { type AppOptions, allowed, HttpError, VIEWER_COOKIE } from "./app.js";
+import { openEventStream } from "./eventStream.js";
 
 const dashboard = { access: "dashboard" as const };
 
@@ -184,14 +185,7 @@ export function registerDashboardRoutes(app: FastifyInstance, options: AppOption
       });
 
       api.get("/events", { config: dashboard }, async (_request, reply) => {
-        reply.hijack();
-        const raw = reply.raw;
-        raw.writeHead(200, {
-          "content-type": "text/event-stream",
-          "cache-control": "no-store",
-          connection: "keep-alive",
-          "x-accel-buffering": "no",
-        });
+        const raw = openEventStream(reply);
         const send = (event: string, data: unknown): void => {
           if (!raw.destroyed && !raw.writableEnded)
             raw.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
