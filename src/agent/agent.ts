@@ -74,6 +74,32 @@ export type AgentEvent =
 
 export type AgentExit = { kind: "done" } | { kind: "stopped" } | { kind: "stuck"; claimable: number };
 
+/** A task's process, launched (or chained to start after another's) but not yet counted as running. */
+interface Launch {
+  claim: Claim;
+  process: RunningProcess;
+  files: ReturnType<typeof attemptFiles>;
+}
+
+/**
+ * A task leased ahead of a free slot. Where the launcher can chain, its process is already
+ * queued there to start the moment the task before it exits (`launch`); otherwise it starts
+ * from the loop. The first one held follows a running task (`follows`), a second one the first.
+ */
+interface Ahead {
+  claim: Claim;
+  launch?: Launch;
+  follows?: Running;
+}
+
+/**
+ * How many tasks an agent holds ahead when their processes can be chained. Several, so that
+ * tasks shorter than a lease round trip still find their successors queued: the lease that
+ * refills the chain has the length of the tasks still queued to come back, and brings as many
+ * as have started meanwhile.
+ */
+const CHAIN_DEPTH = 3;
+
 interface Running {
   claim: Claim;
   process: RunningProcess;
@@ -100,8 +126,10 @@ export class Agent {
   private leaseAbort: AbortController | null = null;
   /** Reports of finished tasks on their way to the port (written durably, for remote agents). */
   private readonly reporting = new Set<Promise<void>>();
-  /** A task leased ahead, to start the moment a slot frees up (leaseAhead). */
-  private ahead: Claim | null = null;
+  /** Tasks leased ahead, in the order they will start, each the moment a slot frees up (leaseAhead). */
+  private aheads: Ahead[] = [];
+  /** A chained task being taken back from the launcher (giveBackAhead). */
+  private withdrawing: Promise<void> | null = null;
   /** Wall times of the last few finished tasks, in ms: lease ahead only for short tasks. */
   private readonly recentWallMs: number[] = [];
   /** A report the port could not take: the loop stops with it. */
@@ -134,14 +162,20 @@ export class Agent {
       for (;;) {
         if (this.stopping) break;
         if (this.failure) throw this.failure;
-        const ahead = this.ahead;
-        if (ahead && this.fitsNow(ahead)) {
-          this.ahead = null;
-          this.start(ahead);
+        const ahead = this.aheads[0];
+        if (ahead && this.fitsNow(ahead.claim)) {
+          this.aheads.shift();
+          if (ahead.launch) {
+            // Usually started by the launcher already, when the task it follows exited.
+            ahead.launch.process.startNow();
+            const running = this.adopt(ahead.launch);
+            const next = this.aheads[0];
+            if (next) next.follows = running;
+          } else this.start(ahead.claim);
           continue;
         }
         if (this.running.size < this.options.slots.length) await this.refreshGpuMemory();
-        const capacity = this.capacity();
+        const capacity = this.besideChained(this.capacity());
         if (capacity.freeSlots === 0 && (await this.leaseAhead())) continue;
         if (capacity.freeSlots > 0) {
           this.leaseAbort = new AbortController();
@@ -185,6 +219,8 @@ export class Agent {
       return { kind: "stopped" };
     } finally {
       clearInterval(heartbeat);
+      // Leaving on a failure: a chained task must not start unwatched when its predecessor exits.
+      this.giveBackAheads("the agent stopped before it started", true);
     }
   }
 
@@ -192,9 +228,7 @@ export class Agent {
   stopLeasing(): void {
     this.stopping = true;
     this.leaseAbort?.abort();
-    const ahead = this.ahead;
-    this.ahead = null;
-    if (ahead) this.startOrRelease(ahead);
+    this.giveBackAheads("stopped before it started", false);
     this.wakeLoop?.();
   }
 
@@ -211,11 +245,9 @@ export class Agent {
    * nothing else, as the coordinator has moved their tasks on — unless they succeeded first.
    */
   abandon(attemptIds: number[]): void {
-    if (this.ahead && attemptIds.includes(this.ahead.attemptId)) {
-      // Not started: there is nothing to stop, only the attempt to close.
-      this.release(this.ahead, "the coordinator no longer assigns it to this agent");
-      this.ahead = null;
-    }
+    // Those after an abandoned one in the chain go back too: they were leased for its capacity.
+    const first = this.aheads.findIndex((ahead) => attemptIds.includes(ahead.claim.attemptId));
+    if (first >= 0) this.giveBackAheads("the coordinator no longer assigns it to this agent", true, first);
     for (const id of attemptIds) {
       const task = this.running.get(id);
       if (!task) continue;
@@ -234,6 +266,36 @@ export class Agent {
       return;
     }
     this.release(claim, "stopped before it started");
+  }
+
+  /**
+   * Hands the tasks held ahead (from the `from`th on) back: pending again, no retry spent.
+   * Chained ones are first taken back from the launcher, the last first, so none is left waiting
+   * for one taken back; one that started meanwhile is adopted as running, and stopped too when
+   * `stop` (abandoned: the coordinator moved it on, or the agent is leaving).
+   */
+  private giveBackAheads(error: string, stop: boolean, from = 0): void {
+    const given = this.aheads.splice(from);
+    if (given.length === 0) return;
+    const settled = (async () => {
+      for (const ahead of given.reverse()) {
+        const launch = ahead.launch;
+        if (!launch || (await launch.process.withdraw())) {
+          this.release(ahead.claim, error);
+          continue;
+        }
+        const running = this.adopt(launch);
+        if (stop) {
+          running.abandoned = true;
+          running.process.terminate();
+        }
+      }
+    })();
+    const previous = this.withdrawing;
+    const both = Promise.all([previous, settled]).then(() => {
+      if (this.withdrawing === both) this.withdrawing = null;
+    });
+    this.withdrawing = both;
   }
 
   /** Hands a leased task that never started back: pending again, no retry spent. */
@@ -277,13 +339,16 @@ export class Agent {
   }
 
   private start(claim: Claim): void {
+    this.adopt(this.launch(claim));
+  }
+
+  /**
+   * Writes a task's files and launches its process: at once, or with `after`, chained to start
+   * the moment that task's process exits. The slot, GPUs and CPUs are taken by `adopt`.
+   */
+  private launch(claim: Claim, after?: RunningProcess): Launch {
     const task = claim.task;
     const files = attemptFiles(this.options.stateDir, task.id, claim.attemptNumber);
-    const share = shareOf(task.policy.resources, this.gpus.length > 0);
-    for (const index of claim.gpuIds) {
-      const gpu = this.gpus.find((offer) => offer.index === index);
-      if (gpu) gpu.freeShare -= share;
-    }
     const env: NodeJS.ProcessEnv = {
       ...process.env,
       ...this.options.env,
@@ -326,7 +391,20 @@ export class Agent {
         command = launchCommand(task.command, launcher, claim.gpuIds, { port });
         prepareAttempt(files, task, claim.attemptId, claim.placements);
       },
+      after,
     });
+    return { claim, process: child, files };
+  }
+
+  /** Counts a launched task as running: it takes its slot, CPUs and GPU shares, and is watched. */
+  private adopt(launch: Launch): Running {
+    const { claim, process: child, files } = launch;
+    const task = claim.task;
+    const share = shareOf(task.policy.resources, this.gpus.length > 0);
+    for (const index of claim.gpuIds) {
+      const gpu = this.gpus.find((offer) => offer.index === index);
+      if (gpu) gpu.freeShare -= share;
+    }
     const running: Running = { claim, process: child, gpuShare: share, cpus: task.policy.resources.cpus };
     this.running.set(claim.attemptId, running);
     this.options.onEvent?.({ kind: "started", claim });
@@ -342,6 +420,7 @@ export class Agent {
       return started;
     });
     void child.exited.then((exit) => this.finished(running, exit, files.resultPath, files.logPath));
+    return running;
   }
 
   private async finished(
@@ -392,7 +471,7 @@ export class Agent {
   }
 
   private async renewLeases(): Promise<void> {
-    const held = [...this.running.keys(), ...(this.ahead ? [this.ahead.attemptId] : [])];
+    const held = [...this.running.keys(), ...this.aheads.map((ahead) => ahead.claim.attemptId)];
     // An idle agent with GPUs still beats: its heartbeats carry the GPUs' readings.
     if (held.length === 0 && this.gpus.length === 0) return;
     this.abandon(await this.port.heartbeat(held));
@@ -400,42 +479,104 @@ export class Agent {
 
   /**
    * With every slot busy running short tasks, leases the next task now, for the capacity the
-   * longest-running task will free: when a slot frees up, its next task starts at once. Only for
-   * short tasks, where a round trip is a noticeable share of a slot's time; a task held ahead
-   * waits at most about one such task's length, so no other agent starves for it. True if a task
-   * was leased.
+   * longest-running task will free: when a slot frees up, its next task starts at once. Where
+   * the launcher chains processes, the task is queued there behind that one, and more are held
+   * behind it (CHAIN_DEPTH), each leased for exactly what the one before will free. Only for
+   * short tasks, where a round trip is a noticeable share of a slot's time; tasks held ahead
+   * wait at most about CHAIN_DEPTH such tasks' length, so no other agent starves for them. True
+   * if a task was leased.
    */
   private async leaseAhead(): Promise<boolean> {
     const belowMs = this.options.leaseAheadBelowMs ?? 2000;
-    if (this.ahead || belowMs <= 0 || this.recentWallMs.length < 2) return false;
+    if (belowMs <= 0 || this.recentWallMs.length < 2) return false;
     if (median(this.recentWallMs) >= belowMs) return false;
     const oldest = [...this.running.values()][0];
     if (!oldest) return false;
+    const last = this.aheads.at(-1);
+    if (last && !last.launch) return false;
+    const want = last ? CHAIN_DEPTH - this.aheads.length : 1;
+    if (want <= 0) return false;
     const claims = await this.port.lease({
       worker: this.options.worker,
       host: this.options.host,
-      capacity: this.capacityWithout(oldest),
-      max: 1,
+      // Several chained tasks run one after another in what the last held one frees: asked for
+      // together, they get that much capacity each (each one is checked against it below).
+      capacity: last ? times(this.capacityFreedBy(last.claim), want) : this.capacityWithout(oldest),
+      max: want,
       // Answered at once: this request must not hold up the loop while a slot frees up.
       waitMs: 0,
     });
-    const [claim] = claims;
-    if (!claim) return false;
-    if (this.stopping) this.release(claim, "stopped before it started");
-    else this.ahead = claim;
+    if (claims.length === 0) return false;
+    let previous = last;
+    for (const claim of claims) {
+      if (this.stopping || this.aheads.at(-1) !== previous) {
+        // Stopped, or the chain was given back while the lease was on its way.
+        this.release(claim, "stopped before it started");
+        continue;
+      }
+      let ahead: Ahead | null = { claim };
+      if (previous?.launch)
+        ahead = fitsWithin(claim, this.capacityFreedBy(previous.claim), this.gpus.length > 0)
+          ? { claim, launch: this.launch(claim, previous.launch.process) }
+          : null;
+      // Queued in the launcher behind the task whose capacity it was leased for: it starts the
+      // moment that one exits, without waiting for the exit to reach this loop.
+      else if (oldest.process.chainable)
+        ahead = { claim, launch: this.launch(claim, oldest.process), follows: oldest };
+      if (!ahead) {
+        this.release(claim, "it does not fit where the task before it in the chain runs");
+        continue;
+      }
+      this.aheads.push(ahead);
+      previous = ahead;
+    }
     return true;
+  }
+
+  /** Exactly what a task held ahead will free when it ends: its slot, CPUs and GPU shares. */
+  private capacityFreedBy(claim: Claim): Capacity {
+    const resources = claim.task.policy.resources;
+    const share = shareOf(resources, this.gpus.length > 0);
+    return {
+      freeSlots: 1,
+      // Replacing the only running task, it runs alone: any CPU count fits, as on an idle agent.
+      freeCpus: this.running.size === 1 ? Number.POSITIVE_INFINITY : resources.cpus,
+      gpus: this.gpus
+        .filter((gpu) => claim.gpuIds.includes(gpu.index))
+        .map((gpu) => ({ ...gpu, freeShare: share })),
+      hasGpus: this.gpus.length > 0,
+      tags: [...(this.options.tags ?? [])],
+    };
   }
 
   /** Whether a task leased ahead fits what is free now: a slot, its CPUs, its GPUs' shares. */
   private fitsNow(claim: Claim): boolean {
-    const capacity = this.capacity();
-    const resources = claim.task.policy.resources;
-    if (capacity.freeSlots < 1 || resources.cpus > capacity.freeCpus) return false;
-    const share = shareOf(resources, this.gpus.length > 0);
-    return claim.gpuIds.every((index) => {
-      const gpu = capacity.gpus.find((offer) => offer.index === index);
-      return gpu !== undefined && gpu.freeShare >= share - 1e-9;
-    });
+    return fitsWithin(claim, this.capacity(), this.gpus.length > 0);
+  }
+
+  /**
+   * What a lease for the free slots may take while a chained task waits to replace the task it
+   * follows: no more than is free now, nor than will be free once it has replaced it.
+   */
+  private besideChained(capacity: Capacity): Capacity {
+    // Tasks chained behind the first take no more than it frees: only the first can need more.
+    const first = this.aheads[0];
+    const follows = first?.follows;
+    if (!first?.launch || !follows) return capacity;
+    const next = first.claim;
+    const nextShare = shareOf(next.task.policy.resources, this.gpus.length > 0);
+    return {
+      ...capacity,
+      freeCpus: Math.min(
+        capacity.freeCpus,
+        capacity.freeCpus + follows.cpus - next.task.policy.resources.cpus,
+      ),
+      gpus: capacity.gpus.map((gpu) => {
+        const freed = follows.claim.gpuIds.includes(gpu.index) ? follows.gpuShare : 0;
+        const taken = next.gpuIds.includes(gpu.index) ? nextShare : 0;
+        return { ...gpu, freeShare: Math.min(gpu.freeShare, gpu.freeShare + freed - taken) };
+      }),
+    };
   }
 
   /** What would be free once `task` ends. */
@@ -467,9 +608,9 @@ export class Agent {
   }
 
   private async allFinished(): Promise<void> {
-    const ahead = this.ahead;
-    this.ahead = null;
-    if (ahead) this.release(ahead, "stopped before it started");
+    this.giveBackAheads("stopped before it started", false);
+    // A chained task that started before it could be taken back is running: wait for it too.
+    while (this.withdrawing) await this.withdrawing;
     while (this.running.size > 0) await this.waitForChange();
     await this.reportsWritten();
     await Promise.allSettled([...this.releasing]);
@@ -503,6 +644,27 @@ function outcomeOf(exit: ProcessExit, resultPath: string, timeoutMs: number | nu
   }
   const error = exit.signal ? `killed by ${exit.signal}` : `exit code ${exit.exitCode}`;
   return { kind: "failed", exitCode: exit.exitCode, signal: exit.signal, error, wallSeconds };
+}
+
+/** Whether a leased task, on the GPUs it was given, fits `capacity`: a slot, its CPUs, its GPU shares. */
+function fitsWithin(claim: Claim, capacity: Capacity, hasGpus: boolean): boolean {
+  const resources = claim.task.policy.resources;
+  if (capacity.freeSlots < 1 || resources.cpus > capacity.freeCpus) return false;
+  const share = shareOf(resources, hasGpus);
+  return claim.gpuIds.every((index) => {
+    const gpu = capacity.gpus.find((offer) => offer.index === index);
+    return gpu !== undefined && gpu.freeShare >= share - 1e-9;
+  });
+}
+
+/** `count` times `capacity`'s slots, CPUs and GPU shares. */
+function times(capacity: Capacity, count: number): Capacity {
+  return {
+    ...capacity,
+    freeSlots: capacity.freeSlots * count,
+    freeCpus: capacity.freeCpus * count,
+    gpus: capacity.gpus.map((gpu) => ({ ...gpu, freeShare: gpu.freeShare * count })),
+  };
 }
 
 function median(values: readonly number[]): number {

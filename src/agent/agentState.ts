@@ -60,7 +60,7 @@ function agentIdOf(dir: string): string {
     if ((error as NodeJS.ErrnoException).code !== "ENOENT" && !(error instanceof SyntaxError)) throw error;
   }
   const agentId = randomUUID();
-  writeDurably(path, `${JSON.stringify({ agentId }, null, 2)}\n`);
+  writeWhole(path, `${JSON.stringify({ agentId }, null, 2)}\n`, true);
   return agentId;
 }
 
@@ -72,11 +72,16 @@ export interface RunningRecord {
   startedAt: number;
 }
 
-/** Notes a started task's process group, so the next incarnation can kill what it leaves. */
+/**
+ * Notes a started task's process group, so the next incarnation can kill what it leaves. Whole
+ * (temp file and rename) but not fsynced: it must survive the agent's death, not the machine's,
+ * as no process outlives a power loss; and an fsync here, on the event loop, held up every
+ * task start by milliseconds.
+ */
 export function recordRunning(stateDir: string, record: RunningRecord): void {
   const dir = join(stateDir, "running");
   mkdirSync(dir, { recursive: true });
-  writeDurably(join(dir, `${record.attemptId}.json`), `${JSON.stringify(record)}\n`);
+  writeWhole(join(dir, `${record.attemptId}.json`), `${JSON.stringify(record)}\n`, false);
 }
 
 export function forgetRunning(stateDir: string, attemptId: number): void {
@@ -117,13 +122,13 @@ export function killPreviousTasks(stateDir: string): { attempts: number[]; kille
   return { attempts, killed };
 }
 
-/** Temp file, fsync, rename: readers see the old content or the new, never half. */
-function writeDurably(path: string, text: string): void {
+/** Temp file, fsync if `durably`, rename: readers see the old content or the new, never half. */
+function writeWhole(path: string, text: string, durably: boolean): void {
   const temp = `${path}.${process.pid}.tmp`;
   const fd = openSync(temp, "w");
   try {
     writeSync(fd, text);
-    fsyncSync(fd);
+    if (durably) fsyncSync(fd);
   } finally {
     closeSync(fd);
   }

@@ -8,10 +8,20 @@ agent never waits. It also keeps tasks from outliving their agent: when the agen
 SIGKILL, the launcher sees its stdin close and SIGKILLs every task's whole process group
 (grandchildren included). Should the launcher itself die, the agent kills the groups.
 
-Protocol, one JSON object per line. In:  {"id", "cmd", "cwd", "env", "log"} to start a task;
-{"forget": pid} once the agent has finished with a task's process group.
+Chaining: a start request with "after": ID is for a slot's next task, leased ahead by the agent.
+Its process is spawned at once but held at a gate (a shell waiting to read a line on its stdin)
+until task ID has exited; the thread that reaps ID then opens the gate, and the shell execs the
+task's own `/bin/sh -c CMD` in the same process. So the next task starts without waiting for the
+exit to travel to the agent, a start request to travel back, or a spawn, which on a busy machine
+takes milliseconds. The agent can still start it early ("release") or take it back while it
+waits ("drop"). Chains may be several deep: ID may itself be waiting.
+
+Protocol, one JSON object per line. In:  {"id", "cmd", "cwd", "env", "log", "after"?} to start a
+task; {"release": id} / {"drop": id} for a chained task still waiting; {"forget": pid} once the
+agent has finished with a task's process group.
 Out: {"ev": "started", "id", "pid"} | {"ev": "exit", "id", "code", "signal"} |
-     {"ev": "error", "id", "message"}.
+     {"ev": "error", "id", "message"} | {"ev": "dropped", "id"}.
+"started" comes when the task really starts (a gate opens), never before.
 """
 import json
 import os
@@ -26,7 +36,13 @@ import threading
 signal.signal(signal.SIGINT, lambda _signal, _frame: None)
 devnull = os.open(os.devnull, os.O_RDONLY)
 
+# The gate: wait for the go line, give the task /dev/null as stdin as an unchained one gets, and
+# become `/bin/sh -c CMD` (CMD is $0). End of input (taken back, or the launcher died) means
+# never run.
+GATE = 'IFS= read -r go || exit 125; exec </dev/null; exec /bin/sh -c "$0"'
+
 out_lock = threading.Lock()
+# Guards every table below.
 table_lock = threading.Lock()
 task_of_pid = {}
 # The Popen of each running task, kept until the reaper has reaped it: a Popen collected while
@@ -36,6 +52,23 @@ popen_of_pid = {}
 # Groups whose leader exited but which the agent has not yet finished with (it may still be
 # waiting out a grace period): killed too if the agent dies now.
 lingering = set()
+# Chained requests waiting for a task to exit: the awaited task's id -> requests, and each
+# waiting request's id -> the id it awaits.
+chained_after = {}
+awaits = {}
+# Chained requests being started by another thread right now: still waited for.
+starting = set()
+# Processes held at their gate: request id -> (pid, the gate pipe's write end).
+gates = {}
+# Gated processes taken back: their exit is no news to the agent.
+withdrawn = set()
+# Chained requests whose gated process is being spawned (outside the lock), and those of them
+# whose turn came meanwhile: the spawning thread opens their gate when it is done.
+holding = set()
+open_when_held = set()
+# Exits of processes reaped before their spawner recorded them (only a gated process, killed
+# the instant it was spawned, can be reaped so early).
+early_exits = {}
 have_children = threading.Event()
 
 
@@ -46,30 +79,133 @@ def send(message):
         sys.stdout.flush()
 
 
-def start(request):
+def spawn(request, argv, stdin):
+    """Starts a process in its own session and process group, output to the task's log. SIGPIPE
+    and SIGXFSZ (which Python ignores) go back to their defaults. A cwd or exec failure raises."""
     log_fd = os.open(request["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        # "started" is sent under the lock the reaper takes before it reports an exit, so the
-        # agent always hears of a task's start before its end.
-        with table_lock:
-            # Own session and process group; SIGPIPE and SIGXFSZ (which Python ignores) back to
-            # their defaults. A cwd or exec failure raises here: the agent hears "error".
-            popen = subprocess.Popen(
-                ["/bin/sh", "-c", request["cmd"]],
-                cwd=request["cwd"],
-                env=request["env"],
-                stdin=devnull,
-                stdout=log_fd,
-                stderr=log_fd,
-                start_new_session=True,
-                restore_signals=True,
-            )
-            task_of_pid[popen.pid] = request["id"]
-            popen_of_pid[popen.pid] = popen
-            send({"ev": "started", "id": request["id"], "pid": popen.pid})
+        return subprocess.Popen(
+            argv,
+            cwd=request["cwd"],
+            env=request["env"],
+            stdin=stdin,
+            stdout=log_fd,
+            stderr=log_fd,
+            start_new_session=True,
+            restore_signals=True,
+        )
     finally:
         os.close(log_fd)
-    have_children.set()
+        have_children.set()
+
+
+def record(request, popen):
+    """Under table_lock: the reaper may report this process from now on."""
+    task_of_pid[popen.pid] = request["id"]
+    popen_of_pid[popen.pid] = popen
+    starting.discard(request["id"])
+
+
+def start(request):
+    """Starts a task now; the agent hears "started", or "error" if it could not start."""
+    with table_lock:
+        if request["id"] in holding:
+            open_when_held.add(request["id"])
+            return
+        gate = gates.pop(request["id"], None)
+        if gate is not None:
+            starting.discard(request["id"])
+    if gate is not None:
+        pid, go = gate
+        # "started" goes out before the gate opens, so it always precedes the task's exit.
+        send({"ev": "started", "id": request["id"], "pid": pid})
+        try:
+            os.write(go, b"go\n")
+        except OSError:
+            pass  # the gate process died: the reaper reports it
+        os.close(go)
+        return
+    try:
+        # Spawned under the lock the reaper takes before it reports an exit: the process is
+        # recorded before it can be reaped, and the agent hears of its start before its end.
+        with table_lock:
+            popen = spawn(request, ["/bin/sh", "-c", request["cmd"]], devnull)
+            record(request, popen)
+            send({"ev": "started", "id": request["id"], "pid": popen.pid})
+    except OSError as error:
+        failed(request["id"], str(error))
+
+
+def failed(request_id, message):
+    """A task that could not start: those chained behind it need not wait."""
+    send({"ev": "error", "id": request_id, "message": message})
+    start_all(take_successors(request_id))
+
+
+def take_successors(task):
+    """The requests chained behind a task that ended (or never ran), now being started."""
+    with table_lock:
+        starting.discard(task)
+        successors = chained_after.pop(task, [])
+        for request in successors:
+            awaits.pop(request["id"], None)
+            starting.add(request["id"])
+    return successors
+
+
+def start_all(requests):
+    for request in requests:
+        start(request)
+
+
+def hold(request):
+    """Spawns a chained task's process now, held at its gate, outside the lock (a spawn takes
+    milliseconds on a busy machine; the reaper must not wait for it). If it cannot be spawned
+    now, it is spawned plainly when its turn comes, and fails then."""
+    request_id = request["id"]
+    with table_lock:
+        if request_id not in awaits:
+            return  # its turn came already: it is being started plainly
+        holding.add(request_id)
+    go_read, go = os.pipe()
+    try:
+        popen = spawn(request, ["/bin/sh", "-c", GATE, request["cmd"]], go_read)
+    except OSError:
+        popen = None
+        os.close(go)
+    finally:
+        os.close(go_read)
+    with table_lock:
+        holding.discard(request_id)
+        turn_came = request_id in open_when_held
+        open_when_held.discard(request_id)
+        # Killed the instant it was spawned: no gate; it is spawned plainly when its turn comes.
+        if popen is not None and early_exits.pop(popen.pid, None) is None:
+            record(request, popen)
+            gates[request_id] = (popen.pid, go)
+        elif popen is not None:
+            os.close(go)
+    if turn_came:
+        start(request)
+
+
+def unchain(request_id, dropping):
+    """Takes a waiting chained request off its queue (under table_lock); None if not waiting.
+    When it is dropped, the requests chained behind it wait for what it waited for instead."""
+    after = awaits.pop(request_id, None)
+    if after is None:
+        return None
+    waiting = chained_after.get(after, [])
+    for request in waiting:
+        if request["id"] == request_id:
+            waiting.remove(request)
+            for successor in chained_after.pop(request_id, []) if dropping else []:
+                waiting.append(successor)
+                awaits[successor["id"]] = after
+            if not waiting:
+                del chained_after[after]
+            return request
+    return None
 
 
 def reap():
@@ -86,12 +222,23 @@ def reap():
             if popen is not None:
                 popen.returncode = status  # reaped: subprocess must not wait for it again
             if task is None:
+                early_exits[pid] = status
+                continue
+            if task in withdrawn:
+                withdrawn.discard(task)
+                continue
+            gate = gates.pop(task, None)
+            if gate is not None:
+                # Killed while held at its gate: it never ran, and is spawned plainly when its
+                # turn comes.
+                os.close(gate[1])
                 continue
             lingering.add(pid)
             if os.WIFSIGNALED(status):
                 send({"ev": "exit", "id": task, "code": None, "signal": signal.Signals(os.WTERMSIG(status)).name})
             else:
                 send({"ev": "exit", "id": task, "code": os.WEXITSTATUS(status), "signal": None})
+        start_all(take_successors(task))
 
 
 threading.Thread(target=reap, daemon=True).start()
@@ -103,11 +250,40 @@ for line in sys.stdin:
         with table_lock:
             lingering.discard(request["forget"])
         continue
-    try:
-        start(request)
-    except OSError as error:
-        send({"ev": "error", "id": request.get("id"), "message": str(error)})
-# stdin closed: the agent exited or was killed. No task may outlive it.
+    if "release" in request:
+        with table_lock:
+            waiting = unchain(request["release"], False)
+            if waiting is not None:
+                starting.add(waiting["id"])
+        # Not waiting any more: it has started (or failed to), and the agent hears that instead.
+        if waiting is not None:
+            start(waiting)
+        continue
+    if "drop" in request:
+        with table_lock:
+            waiting = unchain(request["drop"], True)
+            gate = gates.pop(request["drop"], None) if waiting is not None else None
+            if gate is not None:
+                withdrawn.add(request["drop"])
+        if gate is not None:
+            os.close(gate[1])  # end of input at the gate: the shell exits without running
+        if waiting is not None:
+            send({"ev": "dropped", "id": waiting["id"]})
+        continue
+    after = request.get("after")
+    if after is not None:
+        with table_lock:
+            # Only a task running, starting, or itself waiting can be waited for: one that has
+            # exited (or never started) already freed its slot.
+            chained = after in awaits or after in starting or after in task_of_pid.values()
+            if chained:
+                chained_after.setdefault(after, []).append(request)
+                awaits[request["id"]] = after
+        if chained:
+            hold(request)
+            continue
+    start(request)
+# stdin closed: the agent exited or was killed. No task may outlive it, nor start after it.
 with table_lock:
     orphans = list(task_of_pid) + list(lingering)
 for pid in orphans:

@@ -13,10 +13,15 @@ export interface LaunchSpec {
 }
 
 export interface Launched {
+  /** This launch's id, which a chained launch names as the task it follows. */
+  id: number;
   /** The task's pid, which is also its process group id. */
   pid: Promise<number>;
   exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
+
+/** Thrown (as the pid's rejection) for a chained launch taken back before it started. */
+export class DroppedLaunch extends Error {}
 
 interface Pending {
   /** Known once the launcher said the task started. */
@@ -24,6 +29,8 @@ interface Pending {
   started: (pid: number) => void;
   failed: (error: Error) => void;
   exited: (exit: { code: number | null; signal: NodeJS.Signals | null }) => void;
+  /** Set by `drop`: told whether the launch was taken back (true) or had started (false). */
+  dropAnswer?: (dropped: boolean) => void;
 }
 
 /**
@@ -47,7 +54,11 @@ export class Launcher {
     return availability;
   }
 
-  launch(spec: LaunchSpec): Launched {
+  /**
+   * Starts a task; with `after`, the launcher starts it the moment that launch's process exits
+   * (at once if it has exited already), without waiting for the agent.
+   */
+  launch(spec: LaunchSpec, after?: number): Launched {
     const id = this.nextId++;
     let started!: (pid: number) => void;
     let failed!: (error: Error) => void;
@@ -62,9 +73,35 @@ export class Launcher {
     this.pending.set(id, { started, failed, exited });
     const child = this.ensureRunning();
     this.holdLoop(true);
-    const request = { id, cmd: spec.command, cwd: spec.cwd, env: definedOnly(spec.env), log: spec.logPath };
+    const request = {
+      id,
+      cmd: spec.command,
+      cwd: spec.cwd,
+      env: definedOnly(spec.env),
+      log: spec.logPath,
+      ...(after === undefined ? {} : { after }),
+    };
     child.stdin?.write(`${JSON.stringify(request)}\n`);
-    return { pid, exit };
+    return { id, pid, exit };
+  }
+
+  /** Starts a chained launch now if it is still waiting for the task it follows. */
+  release(id: number): void {
+    if (this.pending.get(id)?.pid === undefined)
+      this.child?.stdin?.write(`${JSON.stringify({ release: id })}\n`);
+  }
+
+  /**
+   * Takes back a chained launch still waiting for the task it follows. True if it never started
+   * (its pid then rejects with DroppedLaunch); false if it started (or failed to) first.
+   */
+  drop(id: number): Promise<boolean> {
+    const entry = this.pending.get(id);
+    if (!entry || entry.pid !== undefined || !this.child) return Promise.resolve(false);
+    return new Promise<boolean>((resolve) => {
+      entry.dropAnswer = resolve;
+      this.child?.stdin?.write(`${JSON.stringify({ drop: id })}\n`);
+    });
   }
 
   /** The agent is done with this process group (its last SIGKILL was sent). */
@@ -93,6 +130,7 @@ export class Launcher {
       const error = new Error(`the task launcher exited (code ${code}, signal ${signal})`);
       for (const [id, entry] of this.pending) {
         if (entry.pid !== undefined) killGroup(entry.pid);
+        entry.dropAnswer?.(false);
         entry.failed(error);
         entry.exited({ code: null, signal: "SIGKILL" });
         this.pending.delete(id);
@@ -104,7 +142,7 @@ export class Launcher {
 
   private onMessage(line: string): void {
     const message = JSON.parse(line) as {
-      ev: "started" | "exit" | "error";
+      ev: "started" | "exit" | "error" | "dropped";
       id: number;
       pid?: number;
       code?: number | null;
@@ -116,7 +154,14 @@ export class Launcher {
     if (message.ev === "started") {
       entry.pid = message.pid as number;
       entry.started(entry.pid);
+      entry.dropAnswer?.(false);
+    } else if (message.ev === "dropped") {
+      entry.dropAnswer?.(true);
+      entry.failed(new DroppedLaunch("taken back before it started"));
+      entry.exited({ code: null, signal: null });
+      this.pending.delete(message.id);
     } else if (message.ev === "error") {
+      entry.dropAnswer?.(false);
       entry.failed(new Error(message.message));
       entry.exited({ code: 127, signal: null });
       this.pending.delete(message.id);

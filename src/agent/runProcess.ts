@@ -1,6 +1,6 @@
 import { spawn, spawnSync } from "node:child_process";
 import { appendFileSync, closeSync, openSync, readdirSync, readFileSync, readSync, statSync } from "node:fs";
-import { Launcher, sharedLauncher } from "./launcher.js";
+import { DroppedLaunch, Launcher, sharedLauncher } from "./launcher.js";
 
 export interface ProcessSpec {
   command: string;
@@ -13,6 +13,11 @@ export interface ProcessSpec {
   graceMs?: number;
   /** Runs before the launch (writing the task's files) off the event loop; a failure fails the start. */
   prepare?: () => Promise<void>;
+  /**
+   * Start the moment this process exits (chaining, through the launcher; see `chainable`), not
+   * now. The wall time and the timeout count from the real start.
+   */
+  after?: RunningProcess;
 }
 
 export interface ProcessExit {
@@ -30,6 +35,17 @@ export interface RunningProcess {
   exited: Promise<ProcessExit>;
   /** SIGTERM to the whole process group, SIGKILL after the grace period. */
   terminate(): void;
+  /** Whether another launch can be chained to start when this one exits (the launcher is used). */
+  chainable: boolean;
+  /** The launcher's id for this launch, which a chained launch follows (null without launcher). */
+  launchId: Promise<number | null>;
+  /** A chained process still waiting for the one it follows: start it now. */
+  startNow(): void;
+  /**
+   * A chained process still waiting: take it back. True if it never started (`exited` then
+   * resolves as stopped); false if it started first and runs.
+   */
+  withdraw(): Promise<boolean>;
 }
 
 const HAS_SETPRIV = spawnSync("setpriv", ["--version"], { stdio: "ignore" }).status === 0;
@@ -43,7 +59,8 @@ const HAS_SETPRIV = spawnSync("setpriv", ["--version"], { stdio: "ignore" }).sta
  */
 export function startProcess(spec: ProcessSpec): RunningProcess {
   const graceMs = spec.graceMs ?? 10_000;
-  const started = performance.now();
+  // Counted again from the real start once the pid is known (a chained launch waits first).
+  let started = performance.now();
   let pid = -1;
   let timedOut = false;
   let stopped = false;
@@ -60,16 +77,29 @@ export function startProcess(spec: ProcessSpec): RunningProcess {
       if ((error as NodeJS.ErrnoException).code !== "ESRCH") throw error;
     }
   };
-  const launch = (): Launched => (Launcher.available() ? viaLauncher(spec) : viaSpawn(spec));
-  const launched: Launched = spec.prepare ? afterPreparing(spec.prepare(), launch) : launch();
+  let dropped = false;
+  const after = spec.after;
+  const launch = (): Launched | Promise<Launched> => {
+    if (!Launcher.available()) return viaSpawn(spec);
+    if (!after) return viaLauncher(spec);
+    return after.launchId.then((id) => viaLauncher(spec, id ?? undefined));
+  };
+  const launched: Launched = spec.prepare
+    ? afterPreparing(spec.prepare(), launch)
+    : after
+      ? afterPreparing(Promise.resolve(), launch)
+      : (launch() as Launched);
   const pidKnown = launched.pid.then(
     (known) => {
       pid = known;
+      started = performance.now();
+      armTimeout();
       if (deferred) signalGroup(deferred);
       return known;
     },
     (error: Error) => {
-      appendNote(spec.logPath, `labsweep: could not start the command: ${error.message}`);
+      if (error instanceof DroppedLaunch) dropped = true;
+      else appendNote(spec.logPath, `labsweep: could not start the command: ${error.message}`);
       return -1;
     },
   );
@@ -82,13 +112,14 @@ export function startProcess(spec: ProcessSpec): RunningProcess {
     graceDeadline = performance.now() + graceMs;
     killTimer = setTimeout(() => signalGroup("SIGKILL"), graceMs);
   };
-  const timeout =
-    spec.timeoutMs === null
-      ? undefined
-      : setTimeout(() => {
-          timedOut = true;
-          terminate();
-        }, spec.timeoutMs);
+  let timeout: NodeJS.Timeout | undefined;
+  const armTimeout = (): void => {
+    if (spec.timeoutMs === null || leaderExited) return;
+    timeout = setTimeout(() => {
+      timedOut = true;
+      terminate();
+    }, spec.timeoutMs);
+  };
   const exited = launched.exit.then(async ({ code: exitCode, signal }) => {
     await pidKnown;
     leaderExited = true;
@@ -102,8 +133,10 @@ export function startProcess(spec: ProcessSpec): RunningProcess {
     // Whatever the task left running in its group (a data loader, a stray server) goes too.
     if (pid > 0) signalGroup("SIGKILL");
     if (pid > 0 && Launcher.available()) sharedLauncher().forget(pid);
+    if (dropped) stopped = true;
     return { exitCode, signal, timedOut, stopped, wallSeconds: (performance.now() - started) / 1000 };
   });
+  const launchId = launched.id;
   return {
     pid: pidKnown,
     exited,
@@ -112,16 +145,32 @@ export function startProcess(spec: ProcessSpec): RunningProcess {
       stopped = true;
       terminate();
     },
+    chainable: Launcher.available(),
+    launchId,
+    startNow() {
+      void launchId.then((id) => {
+        if (id !== null) sharedLauncher().release(id);
+      });
+    },
+    async withdraw() {
+      const id = await launchId;
+      return id !== null && (await sharedLauncher().drop(id));
+    },
   };
 }
 
 type Exit = { code: number | null; signal: NodeJS.Signals | null };
-type Launched = { pid: Promise<number>; exit: Promise<Exit> };
+/** A launch in progress; `id` is the launcher's (null when spawned directly or not launched). */
+type Launched = { id: Promise<number | null>; pid: Promise<number>; exit: Promise<Exit> };
 
 /** Launches once `prepared` settles; if it fails, the task fails to start (exit 127). */
-function afterPreparing(prepared: Promise<void>, launch: () => Launched): Launched {
+function afterPreparing(prepared: Promise<void>, launch: () => Launched | Promise<Launched>): Launched {
   const launched = prepared.then(launch);
   return {
+    id: launched.then(
+      (started) => started.id,
+      () => null,
+    ),
     pid: launched.then((started) => started.pid),
     exit: launched.then(
       (started) => started.exit,
@@ -130,13 +179,12 @@ function afterPreparing(prepared: Promise<void>, launch: () => Launched): Launch
   };
 }
 
-function viaLauncher(spec: ProcessSpec): Launched {
-  return sharedLauncher().launch({
-    command: spec.command,
-    cwd: spec.cwd,
-    env: spec.env,
-    logPath: spec.logPath,
-  });
+function viaLauncher(spec: ProcessSpec, after?: number): Launched {
+  const launched = sharedLauncher().launch(
+    { command: spec.command, cwd: spec.cwd, env: spec.env, logPath: spec.logPath },
+    after,
+  );
+  return { ...launched, id: Promise.resolve(launched.id) };
 }
 
 function viaSpawn(spec: ProcessSpec): Launched {
@@ -166,7 +214,7 @@ function viaSpawn(spec: ProcessSpec): Launched {
     child.pid === undefined
       ? exit.then(() => Promise.reject(failure ?? new Error("could not spawn /bin/sh")))
       : Promise.resolve(child.pid);
-  return { pid, exit };
+  return { id: Promise.resolve(null), pid, exit };
 }
 
 /** Calls `then` once no live process is left in the group, or at `deadline` (performance.now()). */
