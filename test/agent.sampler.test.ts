@@ -115,6 +115,20 @@ describe("TaskSampler: memory of the process tree", () => {
     expect(samples).toBe(1); // the first sample is taken at once
     expect(sampler.stop().samples).toBe(1);
   });
+
+  it("takes the first sample only after firstAfterMs: a task shorter than that costs no scan", async () => {
+    const { pid } = startGroup("exec sleep 30");
+    const short = new TaskSampler({ processGroup: pid, gpuIndices: [], intervalMs: 50, firstAfterMs: 100 });
+    await sleep(30);
+    expect(short.stop().samples).toBe(0);
+    await sleep(200);
+    expect(short.stop().samples).toBe(0);
+    const longer = new TaskSampler({ processGroup: pid, gpuIndices: [], intervalMs: 50, firstAfterMs: 100 });
+    await sleep(300);
+    const summary = longer.stop();
+    expect(summary.samples).toBeGreaterThanOrEqual(2);
+    expect(summary.peak_rss_mb).toBeGreaterThan(0);
+  });
 });
 
 describe("TaskSampler: GPUs", () => {

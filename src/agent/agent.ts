@@ -79,6 +79,8 @@ interface Launch {
   claim: Claim;
   process: RunningProcess;
   files: ReturnType<typeof attemptFiles>;
+  /** Its process has started (a chained one: the launcher opened its gate). */
+  started: boolean;
 }
 
 /**
@@ -93,12 +95,14 @@ interface Ahead {
 }
 
 /**
- * How many tasks an agent holds ahead when their processes can be chained. Several, so that
- * tasks shorter than a lease round trip still find their successors queued: the lease that
- * refills the chain has the length of the tasks still queued to come back, and brings as many
- * as have started meanwhile.
+ * Tasks held ahead, when their processes can be chained, cover this much of the slots' work:
+ * the lease that refills the chain has that long to come back (a round trip is a few ms, tens
+ * on a loaded machine), and brings as many as have started meanwhile. At most MAX_CHAIN.
  */
-const CHAIN_DEPTH = 3;
+const CHAIN_COVER_MS = 50;
+/** When a task's resources are first sampled (sampler.ts). */
+const FIRST_SAMPLE_MS = 50;
+const MAX_CHAIN = 8;
 
 interface Running {
   claim: Claim;
@@ -122,6 +126,11 @@ export class Agent {
   /** Leases given back because Ctrl-C came while they were on their way. */
   private readonly releasing = new Set<Promise<unknown>>();
   private wakeLoop: (() => void) | null = null;
+  /**
+   * Set when something the loop waits for happens (a task ends, a report is written, a stop):
+   * a change between the loop's look and its wait must not be slept through.
+   */
+  private changed = false;
   /** Aborts the lease request in flight, so a stop need not wait out a long-poll. */
   private leaseAbort: AbortController | null = null;
   /** Reports of finished tasks on their way to the port (written durably, for remote agents). */
@@ -160,6 +169,8 @@ export class Agent {
     const heartbeat = setInterval(() => void this.renewLeases(), this.options.heartbeatMs ?? 3000);
     try {
       for (;;) {
+        // What happens from here on wakes the wait at the end of this round.
+        this.changed = false;
         if (this.stopping) break;
         if (this.failure) throw this.failure;
         const ahead = this.aheads[0];
@@ -229,7 +240,7 @@ export class Agent {
     this.stopping = true;
     this.leaseAbort?.abort();
     this.giveBackAheads("stopped before it started", false);
-    this.wakeLoop?.();
+    this.wake();
   }
 
   /** Ctrl-C twice: SIGTERM every running task's process group, SIGKILL after the grace period. */
@@ -393,7 +404,11 @@ export class Agent {
       },
       after,
     });
-    return { claim, process: child, files };
+    const launch: Launch = { claim, process: child, files, started: false };
+    void child.pid.then(() => {
+      launch.started = true;
+    });
+    return launch;
   }
 
   /** Counts a launched task as running: it takes its slot, CPUs and GPU shares, and is watched. */
@@ -416,6 +431,8 @@ export class Agent {
         processGroup: pid,
         gpuIndices: claim.gpuIds,
         gpus: this.gpuReadings,
+        // Tasks of a few ms (the agent's busiest case) are not worth a scan of every process.
+        firstAfterMs: FIRST_SAMPLE_MS,
       });
       return started;
     });
@@ -459,10 +476,10 @@ export class Agent {
       )
       .finally(() => {
         this.reporting.delete(report);
-        this.wakeLoop?.();
+        this.wake();
       });
     this.reporting.add(report);
-    this.wakeLoop?.();
+    this.wake();
   }
 
   /** Waits until every finished task's report is in the port's hands. */
@@ -481,20 +498,28 @@ export class Agent {
    * With every slot busy running short tasks, leases the next task now, for the capacity the
    * longest-running task will free: when a slot frees up, its next task starts at once. Where
    * the launcher chains processes, the task is queued there behind that one, and more are held
-   * behind it (CHAIN_DEPTH), each leased for exactly what the one before will free. Only for
-   * short tasks, where a round trip is a noticeable share of a slot's time; tasks held ahead
-   * wait at most about CHAIN_DEPTH such tasks' length, so no other agent starves for them. True
-   * if a task was leased.
+   * behind it (CHAIN_COVER_MS of work), each leased for exactly what the one before will free; a
+   * slot that frees up first takes the head of the chain. Only for short tasks, where a round
+   * trip is a noticeable share of a slot's time; tasks held ahead wait at most about
+   * CHAIN_COVER_MS (or one task's length), so no other agent starves for them. True if a task
+   * was leased.
    */
   private async leaseAhead(): Promise<boolean> {
     const belowMs = this.options.leaseAheadBelowMs ?? 2000;
     if (belowMs <= 0 || this.recentWallMs.length < 2) return false;
-    if (median(this.recentWallMs) >= belowMs) return false;
+    const taskMs = median(this.recentWallMs);
+    if (taskMs >= belowMs) return false;
     const oldest = [...this.running.values()][0];
     if (!oldest) return false;
     const last = this.aheads.at(-1);
     if (last && !last.launch) return false;
-    const want = last ? CHAIN_DEPTH - this.aheads.length : 1;
+    const depth = Math.min(
+      MAX_CHAIN,
+      Math.max(1, Math.ceil((CHAIN_COVER_MS * this.options.slots.length) / Math.max(taskMs, 0.1))),
+    );
+    // Held tasks the launcher has started already (the loop adopts them next) cover nothing.
+    const queued = this.aheads.filter((ahead) => !ahead.launch?.started).length;
+    const want = last ? depth - queued : 1;
     if (want <= 0) return false;
     const claims = await this.port.lease({
       worker: this.options.worker,
@@ -593,7 +618,16 @@ export class Agent {
     };
   }
 
+  private wake(): void {
+    this.changed = true;
+    this.wakeLoop?.();
+  }
+
   private waitForChange(): Promise<void> {
+    if (this.changed) {
+      this.changed = false;
+      return Promise.resolve();
+    }
     return new Promise<void>((resolve) => {
       let settled = false;
       const done = (): void => {

@@ -115,14 +115,15 @@ def start(request):
         gate = gates.pop(request["id"], None)
         if gate is not None:
             starting.discard(request["id"])
+            pid, go = gate
+            # The gate opens first, "started" goes out at once; both under the lock the reaper
+            # takes before it reports an exit, so the agent hears of the start first.
+            try:
+                os.write(go, b"go\n")
+            except OSError:
+                pass  # the gate process died: the reaper reports it
+            send({"ev": "started", "id": request["id"], "pid": pid})
     if gate is not None:
-        pid, go = gate
-        # "started" goes out before the gate opens, so it always precedes the task's exit.
-        send({"ev": "started", "id": request["id"], "pid": pid})
-        try:
-            os.write(go, b"go\n")
-        except OSError:
-            pass  # the gate process died: the reaper reports it
         os.close(go)
         return
     try:
@@ -234,11 +235,12 @@ def reap():
                 os.close(gate[1])
                 continue
             lingering.add(pid)
-            if os.WIFSIGNALED(status):
-                send({"ev": "exit", "id": task, "code": None, "signal": signal.Signals(os.WTERMSIG(status)).name})
-            else:
-                send({"ev": "exit", "id": task, "code": os.WEXITSTATUS(status), "signal": None})
+        # The next task first: it is what the slot waits for; the agent can hear of this exit after.
         start_all(take_successors(task))
+        if os.WIFSIGNALED(status):
+            send({"ev": "exit", "id": task, "code": None, "signal": signal.Signals(os.WTERMSIG(status)).name})
+        else:
+            send({"ev": "exit", "id": task, "code": os.WEXITSTATUS(status), "signal": None})
 
 
 threading.Thread(target=reap, daemon=True).start()

@@ -79,8 +79,15 @@ export interface SamplerOptions {
   processGroup: number;
   /** The GPUs the task was given; none for a CPU task (nvidia-smi is then never run). */
   gpuIndices: readonly number[];
-  /** Time between samples; the first is taken at once. (Default: 1000) */
+  /** Time between samples. (Default: 1000) */
   intervalMs?: number;
+  /**
+   * When the first sample is taken. A sample reads every process of the machine (over a
+   * millisecond on the agent's event loop), which a task of a few milliseconds cannot afford at
+   * its start; the peak memory of a task shorter than this is not worth knowing. (Default: 0, at
+   * once)
+   */
+  firstAfterMs?: number;
   /** Where GPU readings come from. (Default: gpuReader() of its own) */
   gpus?: GpuReader;
 }
@@ -100,7 +107,7 @@ export class TaskSampler {
   private readonly intervalMs: number;
   private readonly gpus: GpuReader | null;
   private readonly startedAt = performance.now();
-  private readonly timer: NodeJS.Timeout;
+  private timer: NodeJS.Timeout;
   private summary: SampleSummary | null = null;
   private samples = 0;
   private peakRssKiB = 0;
@@ -119,14 +126,29 @@ export class TaskSampler {
     this.gpuIndices = [...options.gpuIndices];
     this.intervalMs = options.intervalMs ?? 1000;
     this.gpus = this.gpuIndices.length > 0 ? (options.gpus ?? gpuReader()) : null;
-    this.sample(true);
-    this.timer = setInterval(() => this.sample(false), this.intervalMs);
-    this.timer.unref();
+    const firstAfterMs = options.firstAfterMs ?? 0;
+    if (firstAfterMs <= 0) {
+      this.sample(true);
+      this.timer = this.every();
+    } else {
+      this.timer = setTimeout(() => {
+        this.sample(true);
+        this.timer = this.every();
+      }, firstAfterMs);
+      this.timer.unref();
+    }
+  }
+
+  private every(): NodeJS.Timeout {
+    const timer = setInterval(() => this.sample(false), this.intervalMs);
+    timer.unref();
+    return timer;
   }
 
   /** Ends sampling (a GPU reading still on its way is dropped) and sums up. Idempotent. */
   stop(): SampleSummary {
     if (this.summary) return this.summary;
+    clearTimeout(this.timer);
     clearInterval(this.timer);
     const now = performance.now();
     let energyWh: number | null = null;
