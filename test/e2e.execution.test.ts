@@ -170,6 +170,29 @@ train:
       expect(Number(rows[0]?.acc)).toBeCloseTo(0.5 + params.x / 10);
     }
   });
+
+  it("counts tasks held ahead of a slot as pending in its progress lines, never as running", async () => {
+    const dir = tempDir();
+    const values = Array.from({ length: 200 }, (_, i) => i).join(", ");
+    writeFile(
+      dir,
+      "sweep.yaml",
+      `command: sleep 0.01\nshort:\n  output_dir: out\n  combinations:\n    - x: [${values}]\n`,
+    );
+    const result = await runCli(["run", "sweep.yaml", "--slots", "1", "--progress-every", "0.01"], {
+      cwd: dir,
+    });
+    expectCode(result, 0);
+    const lines = result.stderr.split("\n").filter((line) => / running · /.test(line));
+    expect(lines.length).toBeGreaterThan(3);
+    for (const line of lines) expect(Number(/(\d+) running/.exec(line)?.[1])).toBeLessThanOrEqual(1);
+    // The agent did hold tasks ahead (chained in the launcher) while they ran.
+    const { attempts } = ledger(dir);
+    const ahead = attempts.filter(
+      (attempt, i) => i > 0 && attempt.started_at < (attempts[i - 1]?.ended_at ?? 0),
+    );
+    expect(ahead.length).toBeGreaterThan(50);
+  });
 });
 
 describe("retries and failures", () => {

@@ -164,6 +164,11 @@ export class Agent {
     return this.running.size;
   }
 
+  /** Tasks leased ahead that have not started: running in the ledger, waiting here. */
+  get heldCount(): number {
+    return this.aheads.filter((ahead) => !ahead.launch?.started).length;
+  }
+
   /** Leases and runs tasks until the sweep is done, `stopLeasing` is called, or nothing left fits. */
   async run(): Promise<AgentExit> {
     const heartbeat = setInterval(() => void this.renewLeases(), this.options.heartbeatMs ?? 3000);

@@ -98,7 +98,17 @@ export async function runCommand(configs: string[], flags: RunFlags): Promise<nu
     if (refreshing && !force) return;
     refreshing = true;
     try {
-      view.update({ counts: await taskCounts(db), running: [...running.values()], at: Date.now() }, force);
+      // Tasks the agent holds ahead are running in the ledger but wait here: show them as pending.
+      const counts = await taskCounts(db);
+      const held = Math.min(agent?.heldCount ?? 0, counts.running);
+      view.update(
+        {
+          counts: { ...counts, running: counts.running - held, pending: counts.pending + held },
+          running: [...running.values()],
+          at: Date.now(),
+        },
+        force,
+      );
     } finally {
       refreshing = false;
     }
