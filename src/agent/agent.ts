@@ -137,7 +137,9 @@ export class Agent {
   private readonly reporting = new Set<Promise<void>>();
   /** Tasks leased ahead, in the order they will start, each the moment a slot frees up (leaseAhead). */
   private aheads: Ahead[] = [];
-  /** A chained task being taken back from the launcher (giveBackAhead). */
+  /** Counts give-backs: a lease for the chain that comes back after one is given back too. */
+  private chainEpoch = 0;
+  /** Chained tasks being taken back from the launcher (giveBackAheads). */
   private withdrawing: Promise<void> | null = null;
   /** Wall times of the last few finished tasks, in ms: lease ahead only for short tasks. */
   private readonly recentWallMs: number[] = [];
@@ -291,6 +293,7 @@ export class Agent {
    * `stop` (abandoned: the coordinator moved it on, or the agent is leaving).
    */
   private giveBackAheads(error: string, stop: boolean, from = 0): void {
+    this.chainEpoch++;
     const given = this.aheads.splice(from);
     if (given.length === 0) return;
     const settled = (async () => {
@@ -410,10 +413,26 @@ export class Agent {
       after,
     });
     const launch: Launch = { claim, process: child, files, started: false };
-    void child.pid.then(() => {
+    void child.pid.then((pid) => {
       launch.started = true;
+      if (pid > 0 && after) this.chainedStarted(launch);
     });
     return launch;
+  }
+
+  /**
+   * The launcher started the head of the chain (the task before it exited): it runs from now on,
+   * whatever the loop is waiting for (a long-polled lease for another slot, say), so it is
+   * adopted at once and its end reported on time. Not found: the loop adopted it already, or it
+   * is being given back (giveBackAheads adopts it then).
+   */
+  private chainedStarted(launch: Launch): void {
+    if (this.aheads[0]?.launch !== launch) return;
+    this.aheads.shift();
+    const running = this.adopt(launch);
+    const next = this.aheads[0];
+    if (next) next.follows = running;
+    this.wake();
   }
 
   /** Counts a launched task as running: it takes its slot, CPUs and GPU shares, and is watched. */
@@ -526,6 +545,7 @@ export class Agent {
     const queued = this.aheads.filter((ahead) => !ahead.launch?.started).length;
     const want = last ? depth - queued : 1;
     if (want <= 0) return false;
+    const epoch = this.chainEpoch;
     const claims = await this.port.lease({
       worker: this.options.worker,
       host: this.options.host,
@@ -539,7 +559,7 @@ export class Agent {
     if (claims.length === 0) return false;
     let previous = last;
     for (const claim of claims) {
-      if (this.stopping || this.aheads.at(-1) !== previous) {
+      if (this.stopping || this.chainEpoch !== epoch) {
         // Stopped, or the chain was given back while the lease was on its way.
         this.release(claim, "stopped before it started");
         continue;
@@ -557,6 +577,8 @@ export class Agent {
         this.release(claim, "it does not fit where the task before it in the chain runs");
         continue;
       }
+      // The task it follows started while the lease was on its way: it follows that one running.
+      if (this.aheads.length === 0 && previous) ahead.follows ??= this.running.get(previous.claim.attemptId);
       this.aheads.push(ahead);
       previous = ahead;
     }

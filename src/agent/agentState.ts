@@ -80,8 +80,17 @@ export interface RunningRecord {
  */
 export function recordRunning(stateDir: string, record: RunningRecord): void {
   const dir = join(stateDir, "running");
-  mkdirSync(dir, { recursive: true });
-  writeWhole(join(dir, `${record.attemptId}.json`), `${JSON.stringify(record)}\n`, false);
+  const write = (): void =>
+    writeWhole(join(dir, `${record.attemptId}.json`), `${JSON.stringify(record)}\n`, false);
+  // The dir is made once per agent, not per task (a syscall costs up to a millisecond on a busy
+  // machine), and again should it have gone.
+  try {
+    write();
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
+    mkdirSync(dir, { recursive: true });
+    write();
+  }
 }
 
 export function forgetRunning(stateDir: string, attemptId: number): void {

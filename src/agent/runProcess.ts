@@ -82,7 +82,11 @@ export function startProcess(spec: ProcessSpec): RunningProcess {
   const launch = (): Launched | Promise<Launched> => {
     if (!Launcher.available()) return viaSpawn(spec);
     if (!after) return viaLauncher(spec);
-    return after.launchId.then((id) => viaLauncher(spec, id ?? undefined));
+    // A predecessor that never reached the launcher (its files could not be written) is chained
+    // to nothing there: start once it is over, as the launcher would have.
+    return after.launchId.then((id) =>
+      id === null ? after.exited.then(() => viaLauncher(spec)) : viaLauncher(spec, id),
+    );
   };
   const launched: Launched = spec.prepare
     ? afterPreparing(spec.prepare(), launch)

@@ -22,8 +22,7 @@ export function attemptFiles(stateDir: string, taskId: number, attemptNumber: nu
 }
 
 /**
- * Writes the task's full config for LABSWEEP_CONFIG_FILE. Asynchronous on purpose: file
- * creation can stall behind the filesystem journal, and the agent's event loop must not.
+ * Writes the task's full config for LABSWEEP_CONFIG_FILE.
  */
 export function prepareAttempt(
   files: AttemptFiles,
