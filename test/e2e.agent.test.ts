@@ -184,6 +184,32 @@ describe("labsweep serve + labsweep agent", () => {
     expect(readdirSync(outbox)).toEqual([]);
   });
 
+  it("--give-up-after: an idle agent with no coordinator exits 1; running tasks finish first, their reports kept", async () => {
+    // Never reachable (a SLURM element that started after its sweep's coordinator exited).
+    const nobody = { url: `http://127.0.0.1:${await freePort()}`, token: "t0123456789abcdef" };
+    const env = { ...fakeGpuEnv([]), LABSWEEP_GPU_LOCK_DIR: tempDir() };
+    const alone = agent(nobody, join(tempDir(), "agent"), ["--give-up-after", "1"], env);
+    const gaveUp = await alone.result;
+    expectCode(gaveUp, 1);
+    expect(gaveUp.stderr).toMatch(/no coordinator has answered for \d+ s \(--give-up-after\); giving up/);
+
+    // Lost mid-run: the running tasks finish, and only then does the agent give up.
+    const dir = project(2, 2);
+    const served = await serve(dir);
+    const worker = agent(served, join(dir, "agent"), ["--slots", "2", "--give-up-after", "1"], env);
+    await worker.waitFor(/task 2 \(attempt \d+\) started/);
+    served.child.kill("SIGKILL");
+    await served.result;
+    const result = await worker.result;
+    expectCode(result, 1);
+    expect(result.stderr).toMatch(/task 1 \(attempt \d+\) succeeded[\s\S]*giving up/);
+    expect(result.stderr).toMatch(/task 2 \(attempt \d+\) succeeded[\s\S]*giving up/);
+    expect(result.stderr).toMatch(/2 report\(s\) not sent yet; kept in/);
+    expect(readdirSync(join(dir, "agent", "outbox")).filter((name) => name.endsWith(".json"))).toHaveLength(
+      2,
+    );
+  });
+
   it("an agent killed with SIGKILL is replaced by its next start: leftovers killed, every task once", async () => {
     const dir = project(4, 30, "  retries: 0\n");
     const pids = tempDir();

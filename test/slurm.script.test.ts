@@ -161,6 +161,8 @@ describe("option validation", () => {
     ["--output with a carriage return", { output: "/tmp/a\rb" }, /^--output .* cannot be used: a line break/],
     ["--output with a backslash", { output: "/tmp/a\\b" }, /^--output "\/tmp\/a\\\\b" holds a backslash/],
     ["--output empty", { output: "" }, /^--output needs a directory/],
+    ["--give-up-after 0", { giveUpAfter: "0" }, /^--give-up-after must be a positive whole number, got "0"$/],
+    ["--give-up-after 10m", { giveUpAfter: "10m" }, /^--give-up-after must be a positive whole number/],
   ];
 
   it.each(BAD)("%s", (_name, flags, message) => {
@@ -326,6 +328,8 @@ describe("the hostile script under bash", () => {
       HOSTILE_SERVERS.join(","),
       "--slots",
       "2",
+      "--give-up-after",
+      "600",
       "--state",
       join(output, "agents", "42_3"),
       "--gpus",

@@ -67,6 +67,11 @@ export class CoordinatorClient {
     this.servers = options.servers.map((server) => server.replace(/\/+$/, ""));
   }
 
+  /** How long the coordinator has been unreachable (no answer from any URL), in ms; 0 if it answers. */
+  outageMs(): number {
+    return this.outage ? Date.now() - this.outage.since : 0;
+  }
+
   /** The server requests go to now. */
   get server(): string {
     return this.servers[this.current] as string;

@@ -46,9 +46,16 @@ export interface RemoteAgentOptions {
   lockDir?: string;
   /** Progress and notices, one line each. (Default: stderr) */
   log?: (line: string) => void;
+  /**
+   * Give up once no coordinator URL has answered for this long while no task runs here: a late
+   * SLURM array element whose coordinator has exited must not hold its allocation forever.
+   * Running tasks are always finished first. (Default: never; wait and retry)
+   */
+  giveUpAfterMs?: number;
 }
 
-export type RemoteAgentExit = { kind: "done" } | { kind: "stopped" };
+/** `unreachable`: gave up waiting for the coordinator (giveUpAfterMs). */
+export type RemoteAgentExit = { kind: "done" } | { kind: "stopped" } | { kind: "unreachable" };
 
 interface Machine {
   /** Every GPU nvidia-smi reports (tasks on CPU slots get none of them). */
@@ -74,6 +81,7 @@ export class RemoteAgent {
   private readonly streams = new Map<number, LogStream>();
   private readonly log: (line: string) => void;
   private machine: Machine | null = null;
+  private gaveUp = false;
 
   constructor(private readonly options: RemoteAgentOptions) {
     this.log = options.log ?? ((line) => process.stderr.write(`${line}\n`));
@@ -160,11 +168,28 @@ export class RemoteAgent {
     const http = port;
     const channelStop = new AbortController();
     let channel: Promise<void> = Promise.resolve();
+    const giveUpAfterMs = this.options.giveUpAfterMs;
+    const watchdog =
+      giveUpAfterMs === undefined
+        ? undefined
+        : setInterval(
+            () => {
+              if (this.gaveUp || client.outageMs() < giveUpAfterMs) return;
+              if (this.agent && (this.agent.runningCount > 0 || this.agent.heldCount > 0)) return;
+              this.gaveUp = true;
+              this.log(
+                `labsweep agent: no coordinator has answered for ${Math.round(client.outageMs() / 1000)} s (--give-up-after); giving up`,
+              );
+              this.stopLeasing();
+            },
+            Math.min(1000, giveUpAfterMs),
+          );
+    watchdog?.unref();
     try {
       const registration = await this.unlessStopped(() =>
         http.register(machine.capabilities, this.stop.signal),
       );
-      if (!registration) return { kind: "stopped" };
+      if (!registration) return { kind: this.gaveUp ? "unreachable" : "stopped" };
       this.log(`labsweep agent: registered with ${client.server} as ${describe(machine.capabilities)}`);
       await this.settlePrevious(http, outbox, registration.openAttempts);
       // Awaited in here, so the outbox is flushed before `finally` closes it.
@@ -177,8 +202,12 @@ export class RemoteAgent {
         onFatal: (error) => this.onError(error),
       });
       const exit = await this.runTasks(http, stateDir, machine, registration.heartbeatMs);
-      return await this.finish(outbox, exit.kind === "done" ? "done" : "stopped");
+      return await this.finish(
+        outbox,
+        exit.kind === "done" ? "done" : this.gaveUp ? "unreachable" : "stopped",
+      );
     } finally {
+      clearInterval(watchdog);
       channelStop.abort();
       await channel;
       await outbox.close();

@@ -20,6 +20,7 @@ export interface AgentFlags {
   probe?: string[];
   probeTimeout?: string;
   grace?: string;
+  giveUpAfter?: string;
 }
 
 /** How many default state dirs (`~/.labsweep/agents/1`, `2`, …) one host may use. */
@@ -52,6 +53,8 @@ export async function agentCommand(flags: AgentFlags): Promise<number> {
     probeTimeoutMs:
       flags.probeTimeout === undefined ? undefined : seconds("--probe-timeout", flags.probeTimeout) * 1000,
     graceMs: flags.grace === undefined ? undefined : seconds("--grace", flags.grace) * 1000,
+    giveUpAfterMs:
+      flags.giveUpAfter === undefined ? undefined : seconds("--give-up-after", flags.giveUpAfter) * 1000,
   };
   let agent: RemoteAgent | null = null;
   let interrupts = 0;
@@ -83,6 +86,7 @@ export async function agentCommand(flags: AgentFlags): Promise<number> {
           process.stderr.write("labsweep agent: stopped\n");
           return EXIT.interrupted;
         }
+        if (exit.kind === "unreachable") return EXIT.failed;
         process.stderr.write("labsweep agent: the coordinator has nothing left for this machine; exiting\n");
         return EXIT.ok;
       } catch (error) {

@@ -114,6 +114,10 @@ export async function main(argv: string[]): Promise<number> {
     )
     .option("--probe-timeout <seconds>", "how long a probe may run", "30")
     .option("--grace <seconds>", "SIGTERM → SIGKILL grace for timeouts and a second Ctrl-C", "10")
+    .option(
+      "--give-up-after <seconds>",
+      "exit 1 once no coordinator has answered for this long and no task runs here (default: retry forever)",
+    )
     .action(async (flags) => {
       exitCode = await agentCommand(flags);
     });
@@ -137,6 +141,10 @@ export async function main(argv: string[]): Promise<number> {
     )
     .option("--job-name <name>", "the job's name (default: labsweep-agents)")
     .option("--output <dir>", "the script, job logs and agent state dirs (default: ./labsweep-slurm)")
+    .option(
+      "--give-up-after <seconds>",
+      "an idle agent exits after this long without an answer from the coordinator (default: 600)",
+    )
     .option("--dry-run", "print the sbatch script instead of submitting it")
     .action(async (flags) => {
       exitCode = await slurmCommand(flags);

@@ -26,6 +26,8 @@ export interface SlurmFlagValues {
   jobName?: string;
   /** Where the script, the job logs and the agents' state dirs go. (Default: ./labsweep-slurm) */
   output?: string;
+  /** Seconds an idle agent waits for an unreachable coordinator before it exits. (Default: 600) */
+  giveUpAfter?: string;
 }
 
 /** A `--gres` value: `gpu:1` is `{name: "gpu", type: null, count: 1}`. */
@@ -46,6 +48,11 @@ export interface SlurmJobSpec {
   cpusPerTask: number | null;
   mem: string | null;
   slots: number;
+  /**
+   * An idle agent exits after this many seconds without an answer from any coordinator URL: an
+   * element that starts after the sweep's coordinator has exited releases its allocation.
+   */
+  giveUpAfterSeconds: number;
   jobName: string;
   /** Absolute. */
   outputDir: string;
@@ -58,6 +65,7 @@ const NAME = /^[A-Za-z0-9_.-]+$/;
 const GRES = /^([A-Za-z0-9_.-]+)(?::([A-Za-z0-9_.-]+))?:([1-9][0-9]*)$/;
 const TIME_CLOCK = /^(?:([0-9]+)-)?([0-9]{1,2}):([0-5][0-9]):([0-5][0-9])$/;
 const MINUTES = /^[0-9]+$/;
+const DEFAULT_GIVE_UP_AFTER_SECONDS = 600;
 const MEM = /^[0-9]+[KMGT]?$/;
 
 /**
@@ -88,6 +96,10 @@ export function parseSlurmOptions(
     cpusPerTask,
     mem: flags.mem === undefined ? null : parseMem(flags.mem),
     slots: flags.slots === undefined ? (gpus ?? cpusPerTask ?? 1) : positiveInteger("--slots", flags.slots),
+    giveUpAfterSeconds:
+      flags.giveUpAfter === undefined
+        ? DEFAULT_GIVE_UP_AFTER_SECONDS
+        : positiveInteger("--give-up-after", flags.giveUpAfter),
     jobName: parseJobName(flags.jobName ?? DEFAULT_JOB_NAME),
     outputDir: parseOutputDir(flags.output ?? DEFAULT_OUTPUT_DIR, cwd),
   };

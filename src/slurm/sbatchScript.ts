@@ -63,8 +63,10 @@ if [ ! -x "$node" ] || [ ! -f "$labsweep" ]; then
   exit 2
 fi
 
-# Each element has its own agent state dir (id, outbox, task logs), named after the element.
+# Each element has its own agent state dir (id, outbox, task logs), named after the element. An
+# element that finds no coordinator for ${spec.giveUpAfterSeconds} s while idle (it started after the sweep ended) exits.
 args=(agent --server ${shellQuote(spec.servers.join(","))} --slots ${spec.slots}
+  --give-up-after ${spec.giveUpAfterSeconds}
   --state "$output/agents/\${SLURM_ARRAY_JOB_ID}_\${SLURM_ARRAY_TASK_ID}")
 # SLURM names the GPUs it allocated in CUDA_VISIBLE_DEVICES: use only those.
 if [[ "\${CUDA_VISIBLE_DEVICES:-}" =~ ^[0-9]+(,[0-9]+)*$ ]]; then
