@@ -256,6 +256,35 @@ describe("reports carried by a lease", () => {
     expect(readdirSync(outbox.dir)).toEqual([]);
   });
 
+  it("with a send delay, a report waits for a lease to carry it; one no lease takes is sent on its own", async () => {
+    const delivered: Array<{ id: number; at: number }> = [];
+    const start = Date.now();
+    const outbox = new Outbox(
+      join(tempDir(), "outbox"),
+      async (item) => {
+        delivered.push({ id: item.attemptId, at: Date.now() - start });
+        return "sent";
+      },
+      { sendDelayMs: () => 300 },
+    );
+    await outbox.put(record(1));
+    await outbox.put(record(2));
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(delivered).toEqual([]); // still waiting for a lease
+    expect(outbox.carry(1).map((item) => item.attemptId)).toEqual([1]);
+    await outbox.settle([{ attemptId: 1 }]);
+    const sent = Date.now();
+    while (delivered.length === 0 && Date.now() - sent < 2000)
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(delivered.map((item) => item.id)).toEqual([2]); // only the one no lease took
+    // flush() does not wait out a delay.
+    await outbox.put(record(3));
+    const flushing = Date.now();
+    expect(await outbox.flush({ timeoutMs: 5000 })).toBe(true);
+    expect(Date.now() - flushing).toBeLessThan(250);
+    expect(delivered.map((item) => item.id)).toEqual([2, 3]);
+  });
+
   it("sets aside a carried report the coordinator refused", async () => {
     const { outbox } = heldOutbox();
     await outbox.put(record(1));

@@ -23,6 +23,12 @@ export interface OutboxOptions {
   warn?: (message: string) => void;
   /** Called when sending stopped on an error other than the abort of `close()`. */
   onError?: (error: unknown) => void;
+  /**
+   * How long a new report waits before the sender takes it, in ms (asked at each put): while
+   * leases go out every few milliseconds they carry the reports, one request for many instead of
+   * one each. (Default: 0, at once)
+   */
+  sendDelayMs?: () => number;
 }
 
 /**
@@ -42,6 +48,8 @@ export class Outbox {
   private sendingId: number | null = null;
   private readonly controller = new AbortController();
   private sending: Promise<void> | null = null;
+  /** A sender start put off by sendDelayMs. */
+  private delayed: NodeJS.Timeout | null = null;
   private stopped: unknown = null;
   private readonly warn: (message: string) => void;
 
@@ -83,7 +91,13 @@ export class Outbox {
     await syncDir(this.dir);
     this.ids.add(record.attemptId);
     this.records.set(record.attemptId, record);
-    this.kick();
+    const delayMs = this.options.sendDelayMs?.() ?? 0;
+    if (delayMs <= 0) this.kick();
+    else
+      this.delayed ??= setTimeout(() => {
+        this.delayed = null;
+        this.kick();
+      }, delayMs);
   }
 
   /**
@@ -160,6 +174,7 @@ export class Outbox {
 
   /** Stops sending (requests in flight are aborted); what is left is sent by the next incarnation. */
   async close(): Promise<void> {
+    if (this.delayed) clearTimeout(this.delayed);
     this.controller.abort();
     await this.sending;
   }

@@ -55,6 +55,9 @@ export interface RemoteAgentOptions {
 }
 
 /** `unreachable`: gave up waiting for the coordinator (giveUpAfterMs). */
+/** How long a report may wait for a lease to carry it while tasks are held ahead (Outbox). */
+const REPORT_DELAY_MS = 50;
+
 export type RemoteAgentExit = { kind: "done" } | { kind: "stopped" } | { kind: "unreachable" };
 
 interface Machine {
@@ -156,6 +159,9 @@ export class RemoteAgent {
       {
         warn: this.log,
         onError: (error) => this.onError(error),
+        // While tasks are held ahead (short tasks, a lease every task or two), a report waits a
+        // moment for the next lease to carry it: one request then settles several.
+        sendDelayMs: () => ((this.agent?.heldCount ?? 0) > 0 ? REPORT_DELAY_MS : 0),
       },
     );
     port = new HttpPort(client, {
