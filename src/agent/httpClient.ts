@@ -1,3 +1,5 @@
+import http from "node:http";
+import https from "node:https";
 import { API_PREFIX } from "../api/contract.js";
 
 /** The coordinator rejected the token (401). Not retried: a wrong token stays wrong. */
@@ -89,7 +91,7 @@ export class CoordinatorClient {
 
   /** Opens a long-lived GET (server-sent events): the 2xx response, its body still streaming. */
   async open(path: string, options: CallOptions = {}): Promise<Response> {
-    return (await this.send("GET", path, undefined, options, true)).response;
+    return (await this.send("GET", path, undefined, options, true)).response as Response;
   }
 
   private async send(
@@ -105,10 +107,12 @@ export class CoordinatorClient {
       const server = this.servers[index] as string;
       let failure: string;
       try {
-        const answer = await this.fetchOnce(server, method, path, body, options, streaming);
-        const status = answer.response.status;
+        const answer = streaming
+          ? await this.fetchOnce(server, method, path, body, options, streaming)
+          : await this.requestOnce(server, method, path, body, options);
+        const status = answer.status;
         if (status < 500) this.reachable(server);
-        if (answer.response.ok) return answer;
+        if (status >= 200 && status < 300) return answer;
         const detail = errorDetail(answer.text);
         if (status === 401) throw new UnauthorizedError(server, detail);
         if (status < 500) throw new HttpError(status, server, `${method} ${path}`, detail);
@@ -124,7 +128,87 @@ export class CoordinatorClient {
     }
   }
 
-  /** One request; the body is read within the timeout, except a 2xx stream's. */
+  /**
+   * One JSON request over node:http with keep-alive, the body read within the timeout. Not fetch:
+   * an agent running short tasks sends a request or two per task, and fetch costs several
+   * times the CPU of node:http for each.
+   */
+  private async requestOnce(
+    server: string,
+    method: string,
+    path: string,
+    body: unknown,
+    options: CallOptions,
+  ): Promise<Answer> {
+    try {
+      return await this.requestOn(server, method, path, body, options);
+    } catch (error) {
+      // A kept-alive connection the coordinator closed as it was reused: not an outage, so
+      // once more on a new connection.
+      if (!(error instanceof StaleConnection)) throw error;
+      return this.requestOn(server, method, path, body, options);
+    }
+  }
+
+  private requestOn(
+    server: string,
+    method: string,
+    path: string,
+    body: unknown,
+    options: CallOptions,
+  ): Promise<Answer> {
+    const url = new URL(`${server}${API_PREFIX}${path}`);
+    const payload = body === undefined ? undefined : JSON.stringify(body);
+    const secure = url.protocol === "https:";
+    const timeoutMs = options.timeoutMs ?? this.options.timeoutMs ?? 15_000;
+    return new Promise<Answer>((resolve, reject) => {
+      if (options.signal?.aborted) return reject(abortError(options.signal));
+      const request = (secure ? https : http).request(url, {
+        method,
+        agent: secure ? httpsAgent : httpAgent,
+        headers: {
+          authorization: `Bearer ${this.options.token}`,
+          ...(payload === undefined
+            ? {}
+            : { "content-type": "application/json", "content-length": Buffer.byteLength(payload) }),
+        },
+      });
+      let settled = false;
+      const fail = (error: Error): void => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        options.signal?.removeEventListener("abort", onAbort);
+        request.destroy();
+        reject(error);
+      };
+      const onAbort = (): void => fail(abortError(options.signal as AbortSignal));
+      const timer = setTimeout(() => fail(new TimeoutError()), timeoutMs);
+      options.signal?.addEventListener("abort", onAbort, { once: true });
+      request.once("error", (error: Error & { code?: string }) =>
+        fail(
+          request.reusedSocket && (error.code === "ECONNRESET" || error.code === "EPIPE")
+            ? new StaleConnection(error.message)
+            : error,
+        ),
+      );
+      request.once("response", (response) => {
+        const chunks: Buffer[] = [];
+        response.on("data", (chunk: Buffer) => chunks.push(chunk));
+        response.once("error", fail);
+        response.once("end", () => {
+          if (settled) return;
+          settled = true;
+          clearTimeout(timer);
+          options.signal?.removeEventListener("abort", onAbort);
+          resolve({ status: response.statusCode ?? 0, text: Buffer.concat(chunks).toString("utf8") });
+        });
+      });
+      request.end(payload);
+    });
+  }
+
+  /** One request through fetch: the event stream, whose 2xx body keeps streaming. */
   private async fetchOnce(
     server: string,
     method: string,
@@ -157,9 +241,9 @@ export class CoordinatorClient {
       // A stream stays open for the agent's lifetime: only the caller's signal ends it.
       if (streaming && response.ok) {
         keepListening = true;
-        return { response, text: "" };
+        return { status: response.status, response, text: "" };
       }
-      return { response, text: await response.text() };
+      return { status: response.status, response, text: await response.text() };
     } finally {
       clearTimeout(timer);
       if (!keepListening) outer?.removeEventListener("abort", abort);
@@ -204,6 +288,10 @@ class TimeoutError extends Error {
   override readonly name = "TimeoutError";
 }
 
+class StaleConnection extends Error {
+  override readonly name = "StaleConnection";
+}
+
 /** Whether an error is the abort of a request or a wait by its caller's signal. */
 export function isAbort(error: unknown): boolean {
   return error instanceof Error && error.name === "AbortError";
@@ -215,8 +303,14 @@ function abortError(signal: AbortSignal): Error {
   return new DOMException("the request was aborted", "AbortError");
 }
 
+/** Connections to the coordinator are kept open between requests. */
+const httpAgent = new http.Agent({ keepAlive: true });
+const httpsAgent = new https.Agent({ keepAlive: true });
+
 interface Answer {
-  response: Response;
+  status: number;
+  /** fetch's response, for an event stream. */
+  response?: Response;
   /** The body, read in full (empty for a 2xx stream). */
   text: string;
 }
@@ -236,6 +330,9 @@ function networkFailure(error: unknown, timeoutMs: number): string {
   if (error instanceof TimeoutError || (error instanceof Error && error.cause instanceof TimeoutError))
     return `no answer within ${seconds(timeoutMs)}`;
   if (!(error instanceof Error)) return String(error);
+  // node:http's errors carry the code themselves; fetch's in their cause.
+  const code = (error as Error & { code?: string }).code;
+  if (code) return code;
   const cause = error.cause as (Error & { code?: string }) | undefined;
   if (cause?.code) return cause.code;
   return cause?.message ?? error.message;

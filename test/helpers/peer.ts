@@ -35,11 +35,13 @@ const open = new Set<Server>();
 export async function startPeer(handler: PeerHandler, port = 0): Promise<Peer> {
   const requests: PeerRequest[] = [];
   const server = createServer((raw, response) => {
-    let text = "";
+    // Decoded whole at the end: a chunk may end inside a multi-byte character.
+    const chunks: Buffer[] = [];
     raw.on("data", (chunk: Buffer) => {
-      text += chunk.toString();
+      chunks.push(chunk);
     });
     raw.on("end", () => {
+      const text = Buffer.concat(chunks).toString("utf8");
       const request: PeerRequest = {
         method: raw.method ?? "",
         url: raw.url ?? "",
