@@ -243,6 +243,24 @@ describe("the HTTP port", () => {
     expect(Date.now() - started).toBeLessThan(1000);
   });
 
+  it("reports a task's pid once it has run a quarter second; a shorter task costs no request", async () => {
+    const peer = await startPeer((_request, response) => json(response, 200, { ok: true }));
+    const agentPort = port(client([peer.url]));
+    await agentPort.started(1, 4321, "/tmp/log");
+    await agentPort.started(2, 4322, "/tmp/log");
+    await agentPort.finish(2, { outcome: { kind: "succeeded", metrics: {}, wallSeconds: 0.05 } });
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(peer.requests.filter((request) => request.url.endsWith("/started"))).toEqual([]);
+    const deadline = Date.now() + 2000;
+    while (peer.requests.length === 0 && Date.now() < deadline)
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const notices = peer.requests.filter((request) => request.url.endsWith("/started"));
+    expect(notices.map((request) => [request.url, request.body])).toEqual([
+      ["/api/v1/attempts/1/started", { agentId: "agent-1", pid: 4321 }],
+    ]);
+  });
+
   it("registers again when the coordinator has forgotten the agent", async () => {
     let registered = 0;
     const peer = await startPeer((request, response) => {

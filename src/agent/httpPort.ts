@@ -30,6 +30,8 @@ const MAX_CARRIED_REPORTS = 64;
  * run out unnoticed.
  */
 const CONTACT_FRESH_MS = 5000;
+/** A task is reported started once it has run this long (see HttpPort.started). */
+const STARTED_NOTICE_MS = 250;
 
 export interface HttpPortOptions {
   agentId: string;
@@ -73,6 +75,8 @@ export class HttpPort implements CoordinatorPort {
   private contactFreshMs = CONTACT_FRESH_MS;
   /** Ends the lease request in flight, if any (see sweepDone). */
   private endLease: (() => void) | null = null;
+  /** Start notices not sent yet (see started). */
+  private readonly startNotices = new Map<number, NodeJS.Timeout>();
 
   constructor(
     private readonly client: CoordinatorClient,
@@ -241,11 +245,25 @@ export class HttpPort implements CoordinatorPort {
     }
   }
 
-  /** Tells the coordinator the task's pid (for display); a few tries, never fails the task. */
+  /**
+   * Tells the coordinator the task's pid, which only the dashboard shows (a task is running, not
+   * "next up"): a few tries, never fails the task. Told once the task has run STARTED_NOTICE_MS,
+   * so tasks shorter than that (many per second on an agent) cost no request of their own.
+   */
   async started(attemptId: number, pid: number, _logPath: string): Promise<void> {
-    void this.client
-      .call("POST", `/attempts/${attemptId}/started`, { agentId: this.options.agentId, pid }, { retries: 3 })
-      .catch((error) => this.noteFatal(error));
+    const notice = setTimeout(() => {
+      this.startNotices.delete(attemptId);
+      void this.client
+        .call(
+          "POST",
+          `/attempts/${attemptId}/started`,
+          { agentId: this.options.agentId, pid },
+          { retries: 3 },
+        )
+        .catch((error) => this.noteFatal(error));
+    }, STARTED_NOTICE_MS);
+    notice.unref();
+    this.startNotices.set(attemptId, notice);
   }
 
   /** Writes the report to the outbox (durably) and returns; it is sent from there. */
@@ -254,6 +272,8 @@ export class HttpPort implements CoordinatorPort {
     report: { outcome: AttemptOutcome; logTail?: string },
     log?: OutboxRecord["log"],
   ): Promise<void> {
+    clearTimeout(this.startNotices.get(attemptId));
+    this.startNotices.delete(attemptId);
     const request = { agentId: this.options.agentId, outcome: report.outcome, logTail: report.logTail };
     await this.options.outbox.put({ attemptId, request, ...(log ? { log } : {}) });
   }
