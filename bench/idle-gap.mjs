@@ -1,6 +1,8 @@
 // Idle-slot gap over loopback: one agent with one slot runs 200 no-op tasks back to back; each
 // task records when it started and when it ended (ns clock), and the gap is the time from one
-// task's end to the next task's start on that slot — process exit, report, lease, launch.
+// task's end to the next task's start on that slot. Tasks this short make the agent hold the
+// next ones ahead, chained in its launcher behind the running one (agent.ts leaseAhead,
+// launcher.py): the gap is the launcher seeing the exit and opening the next one's gate.
 // Targets: p50 ≤ 5 ms, p99 ≤ 50 ms. Baseline in the same script: the same task run back to
 // back by a plain shell loop (the process-spawn floor no scheduler can beat).
 import { spawn, spawnSync } from "node:child_process";
