@@ -39,7 +39,8 @@ export function report(name, fields) {
 
 /**
  * Runs the simulated agents (simulated-agents.mjs) in a process of their own, as real agents
- * would be: mode "work" or "health", agents spread over `urls`. Resolves {done, seconds}.
+ * would be: mode "work" or "health", agents spread over `urls`. Resolves {done, seconds,
+ * cpuSeconds} (the agents' own CPU).
  */
 export function runSimulatedAgents(mode, urls, agents, slots, token) {
   return new Promise((resolve, reject) => {

@@ -4,7 +4,9 @@
 // Targets: PostgreSQL single ≥ 2,000/s; two replicas ≥ 1.5× one replica. The baseline in the same
 // script is the SQLite coordinator. PostgreSQL runs from this machine's binaries (initdb/pg_ctl,
 // as the postgres user when root) in a temp dir, with synchronous_commit=off: a commit survives
-// the server process's crash, as SQLite's WAL with synchronous=NORMAL does.
+// the server process's crash, as SQLite's WAL with synchronous=NORMAL does. Also printed, per
+// completion: the CPU of the coordinators, of PostgreSQL's processes and of the simulated agents —
+// on a two-core machine all three share the cores, and replicas can only scale if they are free.
 import { execFileSync } from "node:child_process";
 import { chownSync, existsSync, mkdtempSync, readdirSync, readFileSync } from "node:fs";
 import { createServer } from "node:net";
@@ -88,8 +90,22 @@ async function startPostgres() {
     "start",
   ]);
   const admin = `postgres://labsweep@127.0.0.1:${port}/postgres`;
+  const postmaster = Number(readFileSync(join(data, "postmaster.pid"), "utf8").split("\n")[0]);
   let databases = 0;
   return {
+    /** CPU seconds so far of the server and each of its processes (backends, WAL writer…), by pid. */
+    cpu() {
+      const seconds = new Map();
+      for (const pid of readdirSync("/proc").filter((name) => /^\d+$/.test(name))) {
+        try {
+          const parent = Number(readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ")[1]);
+          if (Number(pid) === postmaster || parent === postmaster) seconds.set(pid, cpuSeconds(Number(pid)));
+        } catch {
+          // The process ended between the listing and the read.
+        }
+      }
+      return seconds;
+    },
     async createDatabase() {
       const name = `bench${++databases}`;
       const client = new pg.Client({ connectionString: admin });
@@ -117,6 +133,7 @@ async function measure(label, replicas, store) {
       servers.push(await startServe(dir, "sweep.yaml", store ? [...args, "--store", store] : args));
     }
     const before = servers.map(({ child }) => cpuSeconds(child.pid));
+    const postgresBefore = store ? postgres.cpu() : new Map();
     const work = await runSimulatedAgents(
       "work",
       servers.map(({ url }) => url),
@@ -125,8 +142,18 @@ async function measure(label, replicas, store) {
       TOKEN,
     );
     const cpu = servers.reduce((sum, { child }, i) => sum + cpuSeconds(child.pid) - before[i], 0);
+    // The box's CPU split: on two cores PostgreSQL, the agents and the coordinators share it.
+    let postgresCpu = 0;
+    if (store)
+      for (const [pid, seconds] of postgres.cpu()) postgresCpu += seconds - (postgresBefore.get(pid) ?? 0);
     if (work.done !== TASKS) throw new Error(`${label}: ${work.done} of ${TASKS} tasks completed`);
-    return { perSecond: work.done / work.seconds, cpuMsPerCompletion: (cpu / work.done) * 1000 };
+    const perCompletion = (seconds) => (seconds / work.done) * 1000;
+    return {
+      perSecond: work.done / work.seconds,
+      cpuMsPerCompletion: perCompletion(cpu),
+      postgresCpuMsPerCompletion: perCompletion(postgresCpu),
+      agentsCpuMsPerCompletion: perCompletion(work.cpuSeconds),
+    };
   } finally {
     for (const { child } of servers) await stopChild(child);
     cleanup(dir);
@@ -138,7 +165,12 @@ try {
   // BENCH_ONLY=pg1 measures one PostgreSQL coordinator alone (for profiling).
   if (process.env.BENCH_ONLY === "pg1") {
     const only = await measure("postgres×1", 1, await postgres.createDatabase());
-    report("replicas", { postgres_1_per_s: only.perSecond, cpu_ms: only.cpuMsPerCompletion });
+    report("replicas", {
+      postgres_1_per_s: only.perSecond,
+      cpu_ms: only.cpuMsPerCompletion,
+      postgres_cpu_ms: only.postgresCpuMsPerCompletion,
+      agents_cpu_ms: only.agentsCpuMsPerCompletion,
+    });
   } else {
     const sqlite = await measure("sqlite", 1, null);
     const single = await measure("postgres×1", 1, await postgres.createDatabase());
@@ -155,6 +187,10 @@ try {
       coordinator_cpu_ms_per_completion_sqlite: sqlite.cpuMsPerCompletion,
       coordinator_cpu_ms_per_completion_pg1: single.cpuMsPerCompletion,
       coordinator_cpu_ms_per_completion_pg2: pair.cpuMsPerCompletion,
+      postgres_cpu_ms_per_completion_pg1: single.postgresCpuMsPerCompletion,
+      postgres_cpu_ms_per_completion_pg2: pair.postgresCpuMsPerCompletion,
+      agents_cpu_ms_per_completion_pg1: single.agentsCpuMsPerCompletion,
+      agents_cpu_ms_per_completion_pg2: pair.agentsCpuMsPerCompletion,
       target: "postgres single ≥2000/s; 2 replicas ≥1.5× one",
     });
   }

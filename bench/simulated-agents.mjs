@@ -3,7 +3,7 @@
 // (src/agent/httpPort.ts): one POST /lease per round trip carries the finish reports of the tasks
 // just completed and asks for as many tasks as there are free slots. Agents are spread round-robin
 // over the given coordinator URLs (replicas). Mode "health" does bare GET /health round trips for
-// 3 s instead: the HTTP floor. Prints {done, seconds} as JSON.
+// 3 s instead: the HTTP floor. Prints {done, seconds, cpuSeconds} as JSON.
 //   node bench/simulated-agents.mjs MODE URL[,URL…] AGENTS SLOTS TOKEN
 // node:http with keep-alive: on two cores the simulated agents' own CPU competes with the
 // coordinators', and fetch costs several times as much.
@@ -87,4 +87,8 @@ for (let a = 0; a < AGENTS; a++) {
   else work.push(agent(url, `bench-${a}`));
 }
 await Promise.all(work);
-console.log(JSON.stringify({ done, seconds: (performance.now() - started) / 1000 }));
+// The agents' own CPU, for the benchmarks' CPU split (on two cores they compete with the servers).
+const { user, system } = process.cpuUsage();
+console.log(
+  JSON.stringify({ done, seconds: (performance.now() - started) / 1000, cpuSeconds: (user + system) / 1e6 }),
+);

@@ -1,10 +1,12 @@
 import { EventEmitter } from "node:events";
 import { allocate, type Capacity, consume } from "../agent/capacity.js";
 import { cancelTasks } from "../ledger/cancelTasks.js";
-import { type Claim, claimTask, nextBackoffExpiry } from "../ledger/claimTask.js";
+import { type Claim, type ClaimRequest, nextBackoffExpiry } from "../ledger/claimTask.js";
+import { claimTasks } from "../ledger/claimTasks.js";
 import type { Db } from "../ledger/db.js";
-import { evaluateGates } from "../ledger/evaluateGates.js";
-import { type AttemptOutcome, type FinishResult, finishAttempt } from "../ledger/finishAttempt.js";
+import { evaluateGates, judgeGates } from "../ledger/evaluateGates.js";
+import type { AttemptOutcome, FinishResult } from "../ledger/finishAttempt.js";
+import { type FinishRefusal, finishAttempts } from "../ledger/finishAttempts.js";
 import { renewLeases } from "../ledger/recoverAbandoned.js";
 import { owedRowCount } from "../ledger/resultRows.js";
 import { retryFailed } from "../ledger/retryFailed.js";
@@ -15,6 +17,14 @@ import { writeOwedResultsOnce } from "../results/resultsWriter.js";
 
 /** How long finished rows may wait to be batched into one append per results file. */
 const RESULTS_BATCH_MS = 200;
+
+/**
+ * How long finishes trust "no phase is waiting" before asking the ledger again. Only a sync or
+ * `retry` puts a phase back to waiting: those made through this coordinator say so at once
+ * (phasesChanged); those of another process or replica are seen this late at most, or as soon
+ * as agents run out of work (isFinished always judges gates).
+ */
+const NO_WAITING_PHASES_MS = 1000;
 
 export interface CoordinatorOptions {
   stateDir: string;
@@ -37,6 +47,13 @@ export interface LeaseRequest {
   capacity: Capacity;
 }
 
+/** A report in a batch; with `worker`, refused unless the attempt is that worker's. */
+export interface ReportItem {
+  attemptId: number;
+  report: FinishReport;
+  worker?: string;
+}
+
 /** What an agent reports when an attempt ends, beyond the outcome itself. */
 export interface FinishReport {
   outcome: AttemptOutcome;
@@ -57,6 +74,8 @@ export class Coordinator {
   private readonly wake = new EventEmitter();
   private flushing: Promise<void> | null = null;
   private flushAgain = false;
+  /** Until when (performance.now()) finishes may skip judging gates: none was waiting. */
+  private noWaitingPhasesUntil = 0;
 
   constructor(
     readonly db: Db,
@@ -79,25 +98,61 @@ export class Coordinator {
    * left. Empty if nothing fits right now.
    */
   async leaseMany(request: LeaseRequest, max: number): Promise<Claim[]> {
-    if (max < 1) return [];
-    // One transaction for the batch: its claims share index pages, so one commit writes them once.
-    return this.db.transaction(async (tx) => {
-      const claims: Claim[] = [];
-      let capacity = request.capacity;
-      while (claims.length < max) {
-        const claim = await claimTask(tx, {
-          worker: request.worker,
-          host: request.host,
-          now: this.now(),
-          leaseMs: this.leaseMs,
-          fits: (policy) => allocate(policy.resources, capacity),
-        });
-        if (!claim) break;
-        claims.push(claim);
-        capacity = consume(capacity, claim.task.policy.resources, claim.gpuIds);
-      }
-      return claims;
-    });
+    return (await this.reportAndLease([], request, max)).claims;
+  }
+
+  /**
+   * One agent's round trip: records its reports, then leases up to `max` tasks that fit (as
+   * leaseMany), in one transaction: on PostgreSQL the pair costs one BEGIN and one COMMIT, and
+   * one commit writes the index pages its statements share once. Reports come first: a task
+   * reported here is settled before anything is leased. A report naming a `worker` is refused
+   * unless its attempt is that worker's. Gates, result files and waiting agents are seen to once
+   * for the batch, after the commit.
+   */
+  async reportAndLease(
+    items: ReportItem[],
+    request: LeaseRequest | null,
+    max: number,
+  ): Promise<{ results: Array<FinishResult | FinishRefusal>; claims: Claim[] }> {
+    const leasing = request !== null && max >= 1;
+    if (items.length === 0 && !leasing) return { results: [], claims: [] };
+    // Counted down as tasks are placed; each run of the transaction starts from the full capacity.
+    let capacity = request?.capacity;
+    const fits: ClaimRequest["fits"] = (policy) => {
+      const placement = capacity ? allocate(policy.resources, capacity) : null;
+      if (capacity && placement) capacity = consume(capacity, policy.resources, placement.gpuIds);
+      return placement;
+    };
+    // Reports and claims reach their rows by id and through the claimable index: keyed.
+    const { results, claims } = await this.db.transaction(
+      async (tx) => {
+        capacity = request?.capacity;
+        const now = this.now();
+        const reports = items.map(({ attemptId, report, worker }) => ({
+          attemptId,
+          outcome: report.outcome,
+          worker,
+        }));
+        return {
+          results: items.length > 0 ? await finishAttempts(tx, reports, now) : [],
+          claims:
+            request && leasing
+              ? await claimTasks(
+                  tx,
+                  { worker: request.worker, host: request.host, now, leaseMs: this.leaseMs, fits },
+                  max,
+                )
+              : [],
+        };
+      },
+      { keyed: true },
+    );
+    if (items.length > 0 && (await this.afterFinish(items, results)) && request && claims.length < max) {
+      // A finish opened a phase: its tasks were not claimable yet inside the transaction.
+      const rest = { ...request, capacity: capacity ?? request.capacity };
+      claims.push(...(await this.leaseMany(rest, max - claims.length)));
+    }
+    return { results, claims };
   }
 
   /**
@@ -140,26 +195,45 @@ export class Coordinator {
    * files and waiting agents are seen to once for the batch.
    */
   async finishMany(items: Array<{ attemptId: number; report: FinishReport }>): Promise<FinishResult[]> {
-    if (items.length === 0) return [];
-    // One transaction for the batch (one commit), as for leases.
-    const results = await this.db.transaction(async (tx) => {
-      const recorded: FinishResult[] = [];
-      for (const { attemptId, report } of items)
-        recorded.push(await finishAttempt(tx, attemptId, report.outcome, this.now()));
-      return recorded;
-    });
+    // Items without a worker are never refused: an unknown attempt throws.
+    return (await this.reportAndLease(items, null, 0)).results as FinishResult[];
+  }
+
+  /** After a batch of reports committed; true when gates changed (new work may be claimable). */
+  private async afterFinish(
+    items: ReportItem[],
+    results: Array<FinishResult | FinishRefusal>,
+  ): Promise<boolean> {
     try {
+      const recorded = results.filter((result): result is FinishResult => "taskState" in result);
       for (const [i, result] of results.entries()) {
-        const item = items[i] as (typeof items)[number];
-        if (result.finalFailure) await this.logFailure(item.attemptId, item.report);
+        const item = items[i] as ReportItem;
+        if ("finalFailure" in result && result.finalFailure)
+          await this.logFailure(item.attemptId, item.report);
       }
-      if (results.some((result) => result.taskState === "succeeded")) this.flushResults();
-      if (results.some((result) => result.taskState === "succeeded" || result.taskState === "failed"))
-        await evaluateGates(this.db, this.now());
+      if (recorded.some((result) => result.taskState === "succeeded")) this.flushResults();
+      if (recorded.some((result) => result.taskState === "succeeded" || result.taskState === "failed"))
+        return await this.judgeGatesAfterFinish();
+      return false;
     } finally {
       this.notifyWork();
     }
-    return results;
+  }
+
+  /**
+   * Gates after tasks settled. Most sweeps have no phase waiting, and then asking the ledger on
+   * every finish was a round trip per batch for nothing: that answer is remembered a while.
+   */
+  private async judgeGatesAfterFinish(): Promise<boolean> {
+    if (performance.now() < this.noWaitingPhasesUntil) return false;
+    const { changed, waiting } = await judgeGates(this.db, this.now());
+    if (waiting === 0) this.noWaitingPhasesUntil = performance.now() + NO_WAITING_PHASES_MS;
+    return changed;
+  }
+
+  /** A sync or `retry` may have put phases back to waiting: judge gates on the next finish. */
+  phasesChanged(): void {
+    this.noWaitingPhasesUntil = 0;
   }
 
   /** Counts by state, after letting gates catch up. */
@@ -194,6 +268,7 @@ export class Coordinator {
   /** Gives failed tasks a fresh set of retries (all, or one phase's). */
   async retryFailed(phase?: string): Promise<number> {
     const count = await retryFailed(this.db, this.now(), { phase });
+    this.phasesChanged();
     await evaluateGates(this.db, this.now());
     this.notifyWork();
     return count;

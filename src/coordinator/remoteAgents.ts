@@ -2,10 +2,12 @@ import { type Capacity, couldEverFit } from "../agent/capacity.js";
 import type { AgentCapabilities, LeasedTask } from "../api/contract.js";
 import { getAgent, markAgentLost, registerAgent, touchAgent } from "../ledger/agents.js";
 import type { Claim } from "../ledger/claimTask.js";
+import type { FinishResult } from "../ledger/finishAttempt.js";
+import type { FinishRefusal } from "../ledger/finishAttempts.js";
 import { openAttempts, requeueAttempts } from "../ledger/recoverAbandoned.js";
 import type { AttemptRow } from "../ledger/rows.js";
 import type { RunPolicy } from "../sweep/types.js";
-import type { Coordinator } from "./coordinator.js";
+import type { Coordinator, ReportItem } from "./coordinator.js";
 
 export interface RemoteAgentsOptions {
   /** Running tasks of an agent whose connection dropped wait this long for it to come back. (Default: 2 s) */
@@ -99,7 +101,8 @@ export class RemoteAgents {
   /**
    * Holds the request until tasks fit the agent's capacity (up to `max` of them), the sweep has
    * nothing left for it, or `waitMs` passes. `gone()` says the agent hung up: tasks claimed after
-   * that are handed straight back.
+   * that are handed straight back. The agent's `reports` are recorded first, in the transaction
+   * of the first lease (Coordinator.reportAndLease); `results` are theirs, in order.
    */
   async lease(
     agentId: string,
@@ -107,14 +110,32 @@ export class RemoteAgents {
     waitMs: number,
     gone: () => boolean,
     max = 1,
-  ): Promise<{ leases: LeasedTask[]; done: boolean }> {
+    reports: ReportItem[] = [],
+  ): Promise<{ leases: LeasedTask[]; done: boolean; results: Array<FinishResult | FinishRefusal> }> {
     const info = await this.known(agentId);
-    if (!info) throw new UnknownAgentError(agentId);
+    if (!info) {
+      // Recorded all the same: the agent's attempts may be in the ledger though it is not known.
+      if (reports.length > 0) await this.coordinator.reportAndLease(reports, null, 0);
+      throw new UnknownAgentError(agentId);
+    }
     await this.touch(agentId);
     const deadline = this.now() + Math.min(waitMs, 60_000);
+    let unreported = reports;
+    let results: Array<FinishResult | FinishRefusal> = [];
     for (;;) {
-      if (gone() || max < 1) return { leases: [], done: false };
-      const claims = await this.coordinator.leaseMany({ worker: agentId, host: info.host, capacity }, max);
+      const leasing = !gone() && max >= 1;
+      if (!leasing && unreported.length === 0) return { leases: [], done: false, results };
+      const round = await this.coordinator.reportAndLease(
+        unreported,
+        leasing ? { worker: agentId, host: info.host, capacity } : null,
+        max,
+      );
+      if (unreported.length > 0) {
+        results = round.results;
+        unreported = [];
+      }
+      if (!leasing) return { leases: [], done: false, results };
+      const claims = round.claims;
       if (claims.length > 0) {
         if (gone()) {
           const outcome = {
@@ -124,13 +145,13 @@ export class RemoteAgents {
           await this.coordinator.finishMany(
             claims.map(({ attemptId }) => ({ attemptId, report: { outcome } })),
           );
-          return { leases: [], done: false };
+          return { leases: [], done: false, results };
         }
-        return { leases: claims.map(toLeasedTask), done: false };
+        return { leases: claims.map(toLeasedTask), done: false, results };
       }
-      if (await this.nothingLeftFor(info)) return { leases: [], done: true };
+      if (await this.nothingLeftFor(info)) return { leases: [], done: true, results };
       const remaining = deadline - this.now();
-      if (remaining <= 0) return { leases: [], done: false };
+      if (remaining <= 0) return { leases: [], done: false, results };
       await this.coordinator.awaitWork(remaining);
     }
   }

@@ -102,6 +102,7 @@ export async function startServer(db: Db, options: ServeOptions): Promise<Runnin
     const inputs = [...texts].map(([file, text]) => ({ file, text }));
     const sweep = loadSweep(inputs, options.sweep?.load ?? {});
     const report = await syncSweep(db, sweep, Date.now());
+    coordinator.phasesChanged();
     await evaluateGates(db, Date.now());
     for (const [file, text] of texts) sweepTexts.set(file, text);
     coordinator.notifyWork();

@@ -28,7 +28,7 @@ export interface Claim {
  * (in a uniform sweep the first fits, and reading 64 rows per claim was a tenth of a busy
  * coordinator's time), then further.
  */
-const CANDIDATES = { sqlite: [4, 64], postgres: [1, 64] };
+export const CANDIDATES = { sqlite: [4, 64], postgres: [1, 64] };
 
 /**
  * Hands the lowest-numbered claimable task that fits to a worker and opens an attempt for it,
@@ -122,7 +122,7 @@ export async function nextBackoffExpiry(db: Db, now: number): Promise<number | n
 
 /** Tasks of a phase share one policy text: parse each distinct text once. */
 const policies = new Map<string, RunPolicy>();
-function policyOf(text: string): RunPolicy {
+export function policyOf(text: string): RunPolicy {
   let policy = policies.get(text);
   if (!policy) {
     if (policies.size > 10_000) policies.clear();

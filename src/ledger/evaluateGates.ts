@@ -27,12 +27,20 @@ interface PhaseCounts {
  * Returns true when something changed (new work may be claimable).
  */
 export async function evaluateGates(db: Db, now: number): Promise<boolean> {
+  return (await judgeGates(db, now)).changed;
+}
+
+/**
+ * evaluateGates, also saying how many phases are still waiting afterwards. Once none is, none
+ * will be until a sync or `retry` puts one back: a caller may skip evaluating until then.
+ */
+export async function judgeGates(db: Db, now: number): Promise<{ changed: boolean; waiting: number }> {
   // Open phases stay open and blocked ones wait for `retry`: only waiting phases can change,
   // and most sweeps have none, so this read is all the common case costs.
   const waiting = await db.one<{ n: number }>(
     "SELECT count(*) AS n FROM phases WHERE active = 1 AND state = 'waiting'",
   );
-  if (!waiting?.n) return false;
+  if (!waiting?.n) return { changed: false, waiting: 0 };
   return db.transaction(async (tx) => {
     // Replicas on one PostgreSQL database judge gates one at a time, each on the other's result.
     await lockLedger(tx, LEDGER_LOCKS.gates);
@@ -77,7 +85,7 @@ export async function evaluateGates(db: Db, now: number): Promise<boolean> {
       }
       if (!passChanged) break;
     }
-    return changed;
+    return { changed, waiting: phases.filter((phase) => phase.state === "waiting").length };
   });
 }
 

@@ -2,7 +2,7 @@ import type { Db } from "./db.js";
 import { forUpdate } from "./dialect.js";
 import { recordEvent } from "./recordEvent.js";
 import { oweRowsSql } from "./resultRows.js";
-import { type AttemptRow, TASK_ROW_SQL, type TaskRow } from "./rows.js";
+import { type AttemptRow, TASK_ROW_SQL, type TaskRow, type TaskState } from "./rows.js";
 
 /** What a successful attempt used, as the agent sampled it (see agent/sampler.ts); tasks.usage_json. */
 export interface TaskUsage {
@@ -39,11 +39,129 @@ export interface FinishResult {
 
 const MAX_BACKOFF_MS = 10 * 60_000;
 
+/** The attempt columns a decision reads. */
+export type EndingAttempt = Pick<AttemptRow, "id" | "host" | "gpu_ids" | "ended_at" | "outcome">;
+/** The task columns a decision reads (with its declaring phase's policy). */
+export type EndingTask = Pick<TaskRow, "id" | "state" | "attempt_id" | "attempts" | "policy_json">;
+
+/** The task columns an attempt's end may change, with their new values. */
+export interface TaskChange {
+  state: TaskState;
+  attempt_id: null;
+  attempts?: number;
+  not_before?: number;
+  result_json?: string;
+  wall_seconds?: number;
+  host?: string | null;
+  gpu_ids?: string | null;
+  finished_at?: number;
+  origin?: string;
+  usage_json?: string | null;
+}
+
+/** How an attempt's end is recorded on the attempt. */
+export interface AttemptEnd {
+  outcome: AttemptOutcome["kind"];
+  exit_code: number | null;
+  signal: string | null;
+  error: string | null;
+}
+
+/**
+ * What one report does to the ledger, decided from the attempt's and task's rows alone: the one
+ * place finishing rules live, whether reports are applied one at a time (finishAttempt) or a
+ * batch in one statement (finishAttempts on PostgreSQL).
+ */
+export interface FinishDecision {
+  result: FinishResult;
+  /** Null when the attempt had ended already: the report changes nothing at all. */
+  attempt: AttemptEnd | null;
+  task: TaskChange | null;
+  /** A success: the task owes its result rows. */
+  oweRows: boolean;
+  event: { kind: string; detail: unknown } | null;
+}
+
+const ignored = (): FinishResult => ({ taskState: "ignored", finalFailure: false, retryAt: null });
+
+/**
+ * Fencing: only the task's current attempt may change it, except that a late success is still
+ * accepted while the task has no result. A stale report still records how its attempt ended.
+ */
+export function decideFinish(
+  attempt: EndingAttempt,
+  task: EndingTask,
+  outcome: AttemptOutcome,
+  now: number,
+): FinishDecision {
+  if (attempt.ended_at !== null && attempt.outcome !== "lost")
+    return { result: ignored(), attempt: null, task: null, oweRows: false, event: null };
+  const current = task.attempt_id === attempt.id && task.state === "running";
+  // A cancelled task wants no result: its late success is ignored like any stale report.
+  const lateSuccess =
+    outcome.kind === "succeeded" && task.state !== "succeeded" && task.state !== "cancelled";
+  const end: AttemptEnd = {
+    outcome: outcome.kind,
+    exit_code: ("exitCode" in outcome ? outcome.exitCode : null) ?? null,
+    signal: ("signal" in outcome ? outcome.signal : null) ?? null,
+    error: "error" in outcome ? outcome.error : null,
+  };
+  if (!current && !lateSuccess)
+    return { result: ignored(), attempt: end, task: null, oweRows: false, event: null };
+
+  if (outcome.kind === "succeeded") {
+    return {
+      result: { taskState: "succeeded", finalFailure: false, retryAt: null },
+      attempt: end,
+      task: {
+        state: "succeeded",
+        attempt_id: null,
+        result_json: JSON.stringify(outcome.metrics),
+        wall_seconds: outcome.wallSeconds,
+        host: attempt.host,
+        gpu_ids: attempt.gpu_ids,
+        finished_at: now,
+        origin: "run",
+        usage_json: outcome.usage ? JSON.stringify(outcome.usage) : null,
+      },
+      oweRows: true,
+      event: { kind: "task_succeeded", detail: { attempt: attempt.id } },
+    };
+  }
+  if (outcome.kind === "interrupted" || outcome.kind === "lost") {
+    return {
+      result: { taskState: "pending", finalFailure: false, retryAt: null },
+      attempt: end,
+      task: { state: "pending", attempt_id: null, not_before: 0 },
+      oweRows: false,
+      event: { kind: `task_${outcome.kind}`, detail: { attempt: attempt.id, why: outcome.error } },
+    };
+  }
+  const { retries, backoffMs } = JSON.parse(task.policy_json) as { retries: number; backoffMs: number };
+  const spent = task.attempts + 1;
+  if (spent <= retries) {
+    const retryAt = now + Math.min(MAX_BACKOFF_MS, backoffMs * 2 ** (spent - 1));
+    return {
+      result: { taskState: "pending", finalFailure: false, retryAt },
+      attempt: end,
+      task: { state: "pending", attempt_id: null, attempts: spent, not_before: retryAt },
+      oweRows: false,
+      event: { kind: "task_retry", detail: { attempt: attempt.id, retryAt, error: outcome.error } },
+    };
+  }
+  return {
+    result: { taskState: "failed", finalFailure: true, retryAt: null },
+    attempt: end,
+    task: { state: "failed", attempt_id: null, attempts: spent, finished_at: now },
+    oweRows: false,
+    event: { kind: "task_failed", detail: { attempt: attempt.id, error: outcome.error } },
+  };
+}
+
 /**
  * Records how an attempt ended and moves its task on: success stores the metrics and owes one
  * result row per output dir (the outbox the results writer drains); failure retries with
- * exponential backoff until `retries` is spent. Fencing: only the task's current attempt may
- * change it, except that a late success is still accepted while the task has no result.
+ * exponential backoff until `retries` is spent. See decideFinish for the fencing rules.
  */
 export async function finishAttempt(
   db: Db,
@@ -62,74 +180,26 @@ export async function finishAttempt(
     // Everything that ends an attempt locks its task first. (SQLite: nothing ran in between.)
     if (tx.dialect === "postgres")
       attempt = (await tx.one<AttemptRow>("SELECT * FROM attempts WHERE id = $1", [attemptId])) as AttemptRow;
-    const ignored: FinishResult = { taskState: "ignored", finalFailure: false, retryAt: null };
-    if (attempt.ended_at !== null && attempt.outcome !== "lost") return ignored;
-    const current = task.attempt_id === attemptId && task.state === "running";
-    // A cancelled task wants no result: its late success is ignored like any stale report.
-    const lateSuccess =
-      outcome.kind === "succeeded" && task.state !== "succeeded" && task.state !== "cancelled";
-    await tx.run(
-      `UPDATE attempts SET ended_at = $2, outcome = $3, exit_code = $4, signal = $5, error = $6
-        WHERE id = $1`,
-      [
-        attemptId,
-        now,
-        outcome.kind,
-        ("exitCode" in outcome ? outcome.exitCode : null) ?? null,
-        ("signal" in outcome ? outcome.signal : null) ?? null,
-        "error" in outcome ? outcome.error : null,
-      ],
-    );
-    if (!current && !lateSuccess) return ignored;
-
-    if (outcome.kind === "succeeded") {
+    const decision = decideFinish(attempt, task, outcome, now);
+    if (decision.attempt) {
+      const end = decision.attempt;
       await tx.run(
-        `UPDATE tasks SET state = 'succeeded', attempt_id = NULL, result_json = $2, wall_seconds = $3,
-                host = $4, gpu_ids = $5, finished_at = $6, origin = 'run', usage_json = $7
+        `UPDATE attempts SET ended_at = $2, outcome = $3, exit_code = $4, signal = $5, error = $6
           WHERE id = $1`,
-        [
-          task.id,
-          JSON.stringify(outcome.metrics),
-          outcome.wallSeconds,
-          attempt.host,
-          attempt.gpu_ids,
-          now,
-          outcome.usage ? JSON.stringify(outcome.usage) : null,
-        ],
+        [attemptId, now, end.outcome, end.exit_code, end.signal, end.error],
       );
-      await oweResultRows(tx, task.id);
-      await recordEvent(tx, now, "task_succeeded", task.id, { attempt: attemptId });
-      return { taskState: "succeeded", finalFailure: false, retryAt: null };
     }
-    if (outcome.kind === "interrupted" || outcome.kind === "lost") {
-      await tx.run("UPDATE tasks SET state = 'pending', attempt_id = NULL, not_before = 0 WHERE id = $1", [
-        task.id,
-      ]);
-      await recordEvent(tx, now, `task_${outcome.kind}`, task.id, { attempt: attemptId, why: outcome.error });
-      return { taskState: "pending", finalFailure: false, retryAt: null };
-    }
-    const retries = (JSON.parse(task.policy_json) as { retries: number; backoffMs: number }).retries;
-    const backoffMs = (JSON.parse(task.policy_json) as { backoffMs: number }).backoffMs;
-    const spent = task.attempts + 1;
-    if (spent <= retries) {
-      const retryAt = now + Math.min(MAX_BACKOFF_MS, backoffMs * 2 ** (spent - 1));
+    if (decision.task) {
+      // One text per kind of change (its set of columns), so each is prepared once.
+      const columns = Object.keys(decision.task);
       await tx.run(
-        "UPDATE tasks SET state = 'pending', attempt_id = NULL, attempts = $2, not_before = $3 WHERE id = $1",
-        [task.id, spent, retryAt],
+        `UPDATE tasks SET ${columns.map((column, i) => `${column} = $${i + 2}`).join(", ")} WHERE id = $1`,
+        [task.id, ...Object.values(decision.task)],
       );
-      await recordEvent(tx, now, "task_retry", task.id, {
-        attempt: attemptId,
-        retryAt,
-        error: outcome.error,
-      });
-      return { taskState: "pending", finalFailure: false, retryAt };
     }
-    await tx.run(
-      "UPDATE tasks SET state = 'failed', attempt_id = NULL, attempts = $2, finished_at = $3 WHERE id = $1",
-      [task.id, spent, now],
-    );
-    await recordEvent(tx, now, "task_failed", task.id, { attempt: attemptId, error: outcome.error });
-    return { taskState: "failed", finalFailure: true, retryAt: null };
+    if (decision.oweRows) await oweResultRows(tx, task.id);
+    if (decision.event) await recordEvent(tx, now, decision.event.kind, task.id, decision.event.detail);
+    return decision.result;
   });
 }
 

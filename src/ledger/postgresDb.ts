@@ -1,5 +1,5 @@
 import pg from "pg";
-import type { Db } from "./db.js";
+import type { Db, TransactionOptions } from "./db.js";
 
 const INT8_OID = 20;
 const NUMERIC_OID = 1700;
@@ -25,7 +25,10 @@ const NAMED_MAX_LENGTH = 2000;
 const NAMED_MAX = 300;
 
 export interface PostgresDbOptions {
-  /** Connections in the pool. (Default: 10) */
+  /**
+   * Connections in the pool; keyed transactions, if any run, get a second pool of this size.
+   * (Default: 10)
+   */
   max?: number;
   /**
    * How long to wait for a connection (a new one, or a pooled one when all are busy) before the
@@ -37,49 +40,72 @@ export interface PostgresDbOptions {
 /**
  * PostgreSQL adapter for the Db port, on a `pg` Pool. A transaction takes a client of its own
  * (BEGIN/COMMIT, ROLLBACK on a throw) and nested `transaction` calls on it reuse it; statements
- * outside a transaction each take any free client. The pool connects lazily: opening never
- * fails, the first statement does if the server cannot be reached.
+ * outside a transaction each take any free client. Keyed transactions take theirs from a pool
+ * of their own (see below). Pools connect lazily: opening never fails, the first statement does
+ * if the server cannot be reached.
  */
 export function openPostgresDb(url: string, options: PostgresDbOptions = {}): Db {
-  const pool = new pg.Pool({
-    connectionString: url,
-    max: options.max ?? 10,
-    connectionTimeoutMillis: options.connectTimeoutMs ?? 30_000,
-    types,
-  });
-  // An idle client whose server went away is dropped by the pool; the next statement reconnects
-  // or fails with its own error. Without a listener the event would kill the process.
-  pool.on("error", () => undefined);
+  const poolOf = (settings?: string): pg.Pool => {
+    const created = new pg.Pool({
+      connectionString: url,
+      max: options.max ?? 10,
+      connectionTimeoutMillis: options.connectTimeoutMs ?? 30_000,
+      types,
+      options: settings,
+    });
+    // An idle client whose server went away is dropped by the pool; the next statement reconnects
+    // or fails with its own error. Without a listener the event would kill the process.
+    created.on("error", () => undefined);
+    return created;
+  };
+  const pool = poolOf();
+  // Keyed transactions (see TransactionOptions) run on connections of their own, whose planner
+  // may use nothing but index lookups and plans each statement once, however small the tables
+  // were then: the coordinator's hot path spent half of the server's time parsing and planning.
+  let keyedPool: pg.Pool | null = null;
+  const keyed = (): pg.Pool => {
+    keyedPool ??= poolOf(
+      "-c plan_cache_mode=force_generic_plan -c enable_seqscan=off -c enable_hashjoin=off -c enable_mergejoin=off",
+    );
+    return keyedPool;
+  };
   // The ledger's statements are a few dozen fixed texts run thousands of times: each gets a name,
   // so every connection parses and plans it once (a prepared statement). Long texts are the
   // variable-width batches of a sync and stay unnamed, as do statements without parameters
-  // (migrations' DDL).
+  // (migrations' DDL). Outside keyed transactions, so are statements that bind arrays (batches
+  // of ids): a generic plan assumes ten elements and the table sizes of its first runs, and a
+  // sequential scan chosen while `attempts` was still empty stayed for the connection's life.
+  // Planned with their actual arrays, they use the indexes.
   const names = new Map<string, string>();
-  const query = (sql: string, params: readonly unknown[]): pg.QueryConfig => {
-    let name = names.get(sql);
-    if (name === undefined && params.length > 0 && sql.length <= NAMED_MAX_LENGTH && names.size < NAMED_MAX) {
-      name = `labsweep_${names.size + 1}`;
-      names.set(sql, name);
+  const query = (sql: string, params: readonly unknown[], indexOnly: boolean): pg.QueryConfig => {
+    let name: string | undefined;
+    if (params.length > 0 && sql.length <= NAMED_MAX_LENGTH && (indexOnly || !params.some(Array.isArray))) {
+      name = names.get(sql);
+      if (name === undefined && names.size < NAMED_MAX) {
+        name = `labsweep_${names.size + 1}`;
+        names.set(sql, name);
+      }
     }
     return { text: sql, values: params.map(bindable), name };
   };
-  const on = (client: pg.Pool | pg.PoolClient): Omit<Db, "transaction" | "close"> => ({
+  const on = (client: pg.Pool | pg.PoolClient, indexOnly = false): Omit<Db, "transaction" | "close"> => ({
     dialect: "postgres",
     async all<Row>(sql: string, params: readonly unknown[] = []) {
-      return (await client.query(query(sql, params))).rows as Row[];
+      return (await client.query(query(sql, params, indexOnly))).rows as Row[];
     },
     async one<Row>(sql: string, params: readonly unknown[] = []) {
-      return (await client.query(query(sql, params))).rows[0] as Row | undefined;
+      return (await client.query(query(sql, params, indexOnly))).rows[0] as Row | undefined;
     },
     async run(sql: string, params: readonly unknown[] = []) {
-      return { changes: (await client.query(query(sql, params))).rowCount ?? 0 };
+      return { changes: (await client.query(query(sql, params, indexOnly))).rowCount ?? 0 };
     },
   });
-  const transaction = async <T>(work: (tx: Db) => Promise<T>): Promise<T> => {
+  const transaction = async <T>(work: (tx: Db) => Promise<T>, settings?: TransactionOptions): Promise<T> => {
+    const indexOnly = settings?.keyed === true;
     for (let attempt = 1; ; attempt++) {
-      const client = await pool.connect();
+      const client = await (indexOnly ? keyed() : pool).connect();
       const tx: Db = {
-        ...on(client),
+        ...on(client, indexOnly),
         transaction: (inner) => inner(tx),
         close: async () => undefined,
       };
@@ -108,7 +134,7 @@ export function openPostgresDb(url: string, options: PostgresDbOptions = {}): Db
     ...on(pool),
     transaction,
     async close() {
-      await pool.end();
+      await Promise.all([pool.end(), keyedPool?.end()]);
     },
   };
 }

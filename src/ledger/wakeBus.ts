@@ -37,6 +37,8 @@ export function postgresWakeBus(url: string, warn: (message: string) => void = (
   let connecting: Promise<pg.Client | null> | null = null;
   let closed = false;
   let pending: NodeJS.Timeout | null = null;
+  let sending = false;
+  let again = false;
   let retry: NodeJS.Timeout | null = null;
 
   const connect = (): Promise<pg.Client | null> => {
@@ -82,14 +84,30 @@ export function postgresWakeBus(url: string, warn: (message: string) => void = (
   };
   void connect();
 
-  return {
+  const bus: WakeBus = {
     publish() {
       if (closed || pending) return;
+      // One NOTIFY at a time: publishes while one is on its way send one more after it, rather
+      // than queue a query per publish on the connection (pg warns of that, and under load it
+      // was a NOTIFY per few completions).
+      if (sending) {
+        again = true;
+        return;
+      }
       pending = setTimeout(() => {
         pending = null;
+        sending = true;
         void (async () => {
-          const target = client ?? (await connect());
-          await target?.query("SELECT pg_notify($1, $2)", [CHANNEL, self]).catch(() => undefined);
+          try {
+            const target = client ?? (await connect());
+            await target?.query("SELECT pg_notify($1, $2)", [CHANNEL, self]).catch(() => undefined);
+          } finally {
+            sending = false;
+            if (again) {
+              again = false;
+              bus.publish();
+            }
+          }
         })();
       }, COALESCE_MS);
     },
@@ -105,4 +123,5 @@ export function postgresWakeBus(url: string, warn: (message: string) => void = (
       client = null;
     },
   };
+  return bus;
 }

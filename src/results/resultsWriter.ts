@@ -10,9 +10,9 @@ import { METADATA_COLUMNS } from "./rowMatcher.js";
 /**
  * Drains the ledger's outbox of result rows into `{output_dir}/final_results.csv`. A row is
  * appended and fsynced before it is marked written. Exactly once, across crashes and replicas:
- * - one writer per ledger at a time: on PostgreSQL the writer holds an advisory lock for the
- *   whole drain (its transaction), and a replica that finds it held leaves the rows to the holder
- *   (returns null: try again shortly);
+ * - one writer per ledger at a time: on PostgreSQL the writer holds an advisory lock for each
+ *   pass of a drain (its transaction: read owed rows, append, mark them written), and a replica
+ *   that finds it held leaves the rows to the holder (returns null: try again shortly);
  * - the ledger records each file's size and modification time after every write; a file that
  *   differs was changed behind the writer's back — a writer that died between its append and its
  *   commit — so it is read for the rows it already holds (rescanOutputDir) before anything is
@@ -26,40 +26,55 @@ export async function writeOwedResults(db: Db): Promise<number> {
 /** writeOwedResults, or null when another replica is writing right now (it will take these rows too). */
 export async function writeOwedResultsOnce(db: Db): Promise<number | null> {
   // On SQLite the ledger has one coordinator: no lock, and no transaction held across file I/O.
-  if (db.dialect === "sqlite") return drain(db);
-  return db.transaction(async (tx) => ((await tryLockLedger(tx, LEDGER_LOCKS.results)) ? drain(tx) : null));
-}
-
-async function drain(db: Db): Promise<number> {
+  if (db.dialect === "sqlite") {
+    let written = 0;
+    for (let pass = await drainPass(db); pass.owed > 0; pass = await drainPass(db)) written += pass.written;
+    return written;
+  }
+  // One transaction per pass, not one for the whole drain: under load rows keep arriving and a
+  // drain may not end for the whole run, and while a transaction that wrote is open PostgreSQL
+  // can clean up no row version that died after it began (claimers then wade through them all).
   let written = 0;
   for (;;) {
-    const owed = await owedResultRows(db);
-    if (owed.length === 0) return written;
-    for (const [outputDir, group] of groupByDir(owed)) {
-      const path = join(outputDir, RESULTS_FILE);
-      let rows = group;
-      if (await changedBehindOurBack(db, path)) {
-        await rescanOutputDir(db, outputDir, Date.now());
-        const stillOwed = new Set(
-          (await owedResultRows(db)).filter((row) => row.outputDir === outputDir).map((row) => row.taskId),
-        );
-        rows = group.filter((row) => stillOwed.has(row.taskId));
-      }
-      if (rows.length > 0) {
-        const header = headerFor(rows);
-        await appendCsvRows(
-          path,
-          header,
-          rows.map((row) => cellsFor(row, header)),
-        );
-      }
-      await db.transaction(async (tx) => {
-        await recordFile(tx, path);
-        await markRowsWritten(tx, rows);
-      });
-      written += rows.length;
-    }
+    const pass = await db.transaction(async (tx) =>
+      (await tryLockLedger(tx, LEDGER_LOCKS.results)) ? drainPass(tx) : null,
+    );
+    // Another replica took the duty between passes: it drains what is left.
+    if (pass === null) return written > 0 ? written : null;
+    if (pass.owed === 0) return written;
+    written += pass.written;
   }
+}
+
+/** Writes the rows owed now (up to owedResultRows' limit): how many were owed, how many written. */
+async function drainPass(db: Db): Promise<{ owed: number; written: number }> {
+  let written = 0;
+  const owed = await owedResultRows(db);
+  for (const [outputDir, group] of groupByDir(owed)) {
+    const path = join(outputDir, RESULTS_FILE);
+    let rows = group;
+    if (await changedBehindOurBack(db, path)) {
+      await rescanOutputDir(db, outputDir, Date.now());
+      const stillOwed = new Set(
+        (await owedResultRows(db)).filter((row) => row.outputDir === outputDir).map((row) => row.taskId),
+      );
+      rows = group.filter((row) => stillOwed.has(row.taskId));
+    }
+    if (rows.length > 0) {
+      const header = headerFor(rows);
+      await appendCsvRows(
+        path,
+        header,
+        rows.map((row) => cellsFor(row, header)),
+      );
+    }
+    await db.transaction(async (tx) => {
+      await recordFile(tx, path);
+      await markRowsWritten(tx, rows);
+    });
+    written += rows.length;
+  }
+  return { owed: owed.length, written };
 }
 
 /** Whether the file is not as the last recorded write left it (a missing file never is). */

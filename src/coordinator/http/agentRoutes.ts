@@ -1,7 +1,6 @@
 import type { FastifyInstance } from "fastify";
 import type { Capacity } from "../../agent/capacity.js";
 import type {
-  AttemptReport,
   FinishRequest,
   HeartbeatRequest,
   LeaseRequest,
@@ -10,6 +9,8 @@ import type {
   ReportVerdict,
   StartedRequest,
 } from "../../api/contract.js";
+import type { FinishResult } from "../../ledger/finishAttempt.js";
+import type { FinishRefusal } from "../../ledger/finishAttempts.js";
 import { recordAttemptProcess } from "../../ledger/recoverAbandoned.js";
 import type { AttemptRow } from "../../ledger/rows.js";
 import { appendLogChunk, logPathOf } from "../taskLogs.js";
@@ -49,10 +50,23 @@ export function registerAgentRoutes(api: FastifyInstance, options: AppOptions): 
         coordinator.notifyWork();
       });
       const { agentId, reports = [], max = 1 } = request.body;
-      // Reports first: a task whose report arrives here is settled before anything is leased.
-      const verdicts = await recordReports(options, agentId, reports);
       const capacity = normaliseCapacity(request.body.capacity);
-      const answer = await agents.lease(agentId, capacity, request.body.waitMs, () => gone, max);
+      // Reports first, in the transaction of the first lease: a task whose report arrives here is
+      // settled before anything is leased. A report about an unknown attempt or another agent's
+      // is refused (as POST /attempts/:id/finish would refuse it) without stopping the others.
+      const answer = await agents.lease(
+        agentId,
+        capacity,
+        request.body.waitMs,
+        () => gone,
+        max,
+        reports.map(({ attemptId, outcome, logTail }) => ({
+          attemptId,
+          report: { outcome, logTail },
+          worker: agentId,
+        })),
+      );
+      const verdicts = reports.map(({ attemptId }, i) => verdictOf(attemptId, answer.results[i]));
       // `lease` is for callers that lease one at a time; a batch caller reads `leases` only, and
       // sending its first task twice would cost every batch a task's worth of JSON.
       const first = request.body.max === undefined ? (answer.leases[0] ?? null) : null;
@@ -161,40 +175,20 @@ export function registerAgentRoutes(api: FastifyInstance, options: AppOptions): 
   );
 }
 
-/** The attempt an agent names, which must be its own. */
-/**
- * Records a batch of finish reports. A report about an unknown attempt or another agent's is
- * refused (as POST /attempts/:id/finish would refuse it) without stopping the others.
- */
-async function recordReports(
-  options: AppOptions,
-  agentId: string,
-  reports: AttemptReport[],
-): Promise<ReportVerdict[]> {
-  if (reports.length === 0) return [];
-  const refused = new Map<AttemptReport, string>();
-  for (const report of reports) {
-    try {
-      await attemptOf(options, String(report.attemptId), agentId);
-    } catch (error) {
-      if (!(error instanceof HttpError)) throw error;
-      refused.set(report, `${error.statusCode}: ${error.message}`);
-    }
-  }
-  const valid = reports.filter((report) => !refused.has(report));
-  const results = await options.coordinator.finishMany(
-    valid.map(({ attemptId, outcome, logTail }) => ({ attemptId, report: { outcome, logTail } })),
-  );
-  const accepted = new Map(valid.map((report, i) => [report, results[i]?.taskState !== "ignored"]));
-  const verdicts: ReportVerdict[] = reports.map((report) => {
-    const error = refused.get(report);
-    return error === undefined
-      ? { attemptId: report.attemptId, accepted: accepted.get(report) ?? false }
-      : { attemptId: report.attemptId, error };
-  });
-  return verdicts;
+/** What the agent hears of one carried report: the errors attemptOf gives POST /attempts/:id/finish. */
+function verdictOf(attemptId: number, result: FinishResult | FinishRefusal | undefined): ReportVerdict {
+  if (result && "refused" in result)
+    return {
+      attemptId,
+      error:
+        result.refused === "unknown"
+          ? `404: unknown attempt ${attemptId}`
+          : `409: attempt ${attemptId} belongs to another agent`,
+    };
+  return { attemptId, accepted: result !== undefined && result.taskState !== "ignored" };
 }
 
+/** The attempt an agent names, which must be its own. */
 async function attemptOf(options: AppOptions, id: string, agentId: string): Promise<AttemptRow> {
   const attempt = await options.coordinator.db.one<AttemptRow>("SELECT * FROM attempts WHERE id = $1", [
     Number(id),

@@ -1,0 +1,106 @@
+import type { Placement } from "../sweep/types.js";
+import { CANDIDATES, type Claim, type ClaimRequest, claimTask, policyOf } from "./claimTask.js";
+import type { Db } from "./db.js";
+import { TASK_ROW_SQL, type TaskRow, toTask } from "./rows.js";
+
+/**
+ * Up to `max` claimable tasks, lowest-numbered first, each one that `fits` accepts, with fresh
+ * attempts, in one transaction. `fits` is asked about candidates in order and every placement it
+ * returns is taken, so it may count each against the capacity left (leaseMany does).
+ * On PostgreSQL this is two statements whatever `max` is, not five per task: one reads and
+ * locks candidates (`FOR UPDATE … SKIP LOCKED`, so concurrent claimers take disjoint tasks), one
+ * opens the attempts, marks the tasks running, logs the events and returns the placements. On
+ * SQLite, claimTask in a loop: statements there are function calls, not round trips.
+ */
+export async function claimTasks(db: Db, request: ClaimRequest, max: number): Promise<Claim[]> {
+  if (max < 1) return [];
+  if (db.dialect !== "postgres") {
+    return db.transaction(async (tx) => {
+      const claims: Claim[] = [];
+      while (claims.length < max) {
+        const claim = await claimTask(tx, request);
+        if (!claim) break;
+        claims.push(claim);
+      }
+      return claims;
+    });
+  }
+  return db.transaction(async (tx) => {
+    const chosen: Array<{ row: TaskRow; placement: { gpuIds: number[] } }> = [];
+    let after = 0;
+    // As many candidates as wanted first (in a uniform sweep they all fit, and no claimer holds
+    // more than it takes), then a further few past any that did not fit.
+    for (const limit of [max, CANDIDATES.postgres[1] as number]) {
+      const rows = await tx.all<TaskRow>(
+        `${TASK_ROW_SQL}
+          WHERE t.state = 'pending' AND t.runnable = 1 AND t.active = 1 AND t.not_before <= $1 AND t.id > $2
+          ORDER BY t.id LIMIT $3 FOR UPDATE OF t SKIP LOCKED`,
+        [request.now, after, limit],
+      );
+      for (const row of rows) {
+        if (chosen.length >= max) break;
+        const placement = request.fits(policyOf(row.policy_json));
+        if (placement) chosen.push({ row, placement });
+      }
+      if (chosen.length >= max || rows.length < limit) break;
+      after = (rows.at(-1) as TaskRow).id;
+    }
+    if (chosen.length === 0) return [];
+    const opened = await tx.all<{ id: number; task_id: number; number: number } & Placement>(
+      CLAIM_BATCH_SQL,
+      [
+        chosen.map(({ row }) => row.id),
+        chosen.map(({ placement }) => placement.gpuIds.join(",")),
+        // Each event's detail but its first key, the attempt id the statement assigns.
+        chosen.map(({ placement }) =>
+          JSON.stringify({ worker: request.worker, gpus: placement.gpuIds }).slice(1),
+        ),
+        request.worker,
+        request.host,
+        request.now,
+        request.now + request.leaseMs,
+      ],
+    );
+    return chosen.map(({ row, placement }) => {
+      const mine = opened.filter((found) => found.task_id === row.id);
+      const first = mine[0] as (typeof mine)[number];
+      return {
+        task: { ...toTask(row), state: "running" },
+        attemptId: first.id,
+        attemptNumber: Number(first.number),
+        gpuIds: placement.gpuIds,
+        placements: mine
+          .filter((found) => found.phase !== null)
+          .map(({ phase, outputDir }) => ({ phase, outputDir })),
+      };
+    });
+  });
+}
+
+/**
+ * claimTasks' write on PostgreSQL, from parallel arrays of task ids, GPU lists and event
+ * details: one attempt per task (numbered by the attempts before it), the task running under
+ * it, a task_started event, and one row per placement (first-declared phase first) to return.
+ * The placements are read per task (LATERAL, kept from being flattened into a join by OFFSET 0):
+ * joined as a whole, a plan made before the table's statistics existed scanned every placement
+ * for each batch.
+ */
+const CLAIM_BATCH_SQL = `WITH chosen AS (
+  SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[]) WITH ORDINALITY AS c(task_id, gpu_ids, detail, n)
+), opened AS (
+  INSERT INTO attempts (task_id, number, worker, host, gpu_ids, started_at, lease_expires)
+  SELECT c.task_id, (SELECT count(*) FROM attempts a WHERE a.task_id = c.task_id) + 1, $4, $5, c.gpu_ids, $6, $7
+    FROM chosen c ORDER BY c.n
+  RETURNING id, task_id, number
+), started AS (
+  UPDATE tasks SET state = 'running', attempt_id = o.id FROM opened o WHERE tasks.id = o.task_id
+), logged AS (
+  INSERT INTO events (at, kind, task_id, detail)
+  SELECT $6, 'task_started', o.task_id, '{"attempt":' || o.id || ',' || c.detail
+    FROM opened o JOIN chosen c ON c.task_id = o.task_id ORDER BY c.n
+)
+SELECT o.id, o.task_id, o.number, p.phase, p."outputDir"
+  FROM opened o LEFT JOIN LATERAL (
+         SELECT p.phase, p.output_dir AS "outputDir", f.position FROM placements p JOIN phases f ON f.name = p.phase
+          WHERE p.task_id = o.task_id AND p.active = 1 OFFSET 0) p ON true
+ ORDER BY o.task_id, p.position, p."outputDir"`;

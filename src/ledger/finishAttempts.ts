@@ -1,0 +1,185 @@
+import type { Db } from "./db.js";
+import {
+  type AttemptEnd,
+  type AttemptOutcome,
+  decideFinish,
+  type EndingAttempt,
+  type FinishResult,
+  finishAttempt,
+  type TaskChange,
+} from "./finishAttempt.js";
+import { oweRowsSql } from "./resultRows.js";
+import type { TaskRow } from "./rows.js";
+
+/** Columns finishAttempts writes back to a task: every one a TaskChange may hold. */
+const WRITTEN_TASK_COLUMNS = [
+  "state",
+  "attempt_id",
+  "attempts",
+  "not_before",
+  "result_json",
+  "wall_seconds",
+  "host",
+  "gpu_ids",
+  "finished_at",
+  "origin",
+  "usage_json",
+] as const;
+// A column added to TaskChange but not written back here fails to compile.
+const everyColumnWritten: [Exclude<keyof TaskChange, (typeof WRITTEN_TASK_COLUMNS)[number]>] extends [never]
+  ? true
+  : never = true;
+void everyColumnWritten;
+
+type BatchRow = TaskRow & {
+  usage_json: string | null;
+  a_id: number;
+  a_host: string | null;
+  a_gpu_ids: string | null;
+  a_ended_at: number | null;
+  a_outcome: string | null;
+  a_worker: string;
+};
+
+/** A report in a batch. With `worker`, it is refused unless the attempt is that worker's. */
+export interface FinishItem {
+  attemptId: number;
+  outcome: AttemptOutcome;
+  worker?: string;
+}
+
+/** A report refused without effect: no such attempt, or another worker's. */
+export interface FinishRefusal {
+  refused: "unknown" | "foreign";
+}
+
+/**
+ * finishAttempt for a batch of reports (one agent's), in one transaction, with the same results
+ * as finishing them one by one in order. On PostgreSQL that is two statements whatever the
+ * batch's size, not seven per report: one reads every attempt with its task, locking both (in
+ * task id order, so two batches never wait for each other in a cycle); the decisions are made
+ * here, each on the rows as the reports before it left them; one statement writes them all.
+ * An unknown attempt throws, unless the item names a worker: then it is refused, like another
+ * worker's attempt.
+ */
+export async function finishAttempts(
+  db: Db,
+  items: readonly FinishItem[],
+  now: number,
+): Promise<Array<FinishResult | FinishRefusal>> {
+  if (db.dialect !== "postgres") {
+    return db.transaction(async (tx) => {
+      const results: Array<FinishResult | FinishRefusal> = [];
+      for (const { attemptId, outcome, worker } of items) {
+        if (worker !== undefined) {
+          const owner = await tx.one<{ worker: string }>("SELECT worker FROM attempts WHERE id = $1", [
+            attemptId,
+          ]);
+          if (owner?.worker !== worker) {
+            results.push({ refused: owner ? "foreign" : "unknown" });
+            continue;
+          }
+        }
+        results.push(await finishAttempt(tx, attemptId, outcome, now));
+      }
+      return results;
+    });
+  }
+  return db.transaction(async (tx) => {
+    // Locking the attempt rows too makes a wait for a task's lock end with both rows as the
+    // other transaction left them, as finishAttempt's second read does.
+    const rows = await tx.all<BatchRow>(
+      `SELECT t.*, f.policy_json, a.id AS a_id, a.host AS a_host, a.gpu_ids AS a_gpu_ids,
+              a.ended_at AS a_ended_at, a.outcome AS a_outcome, a.worker AS a_worker
+         FROM attempts a JOIN tasks t ON t.id = a.task_id JOIN phases f ON f.name = t.phase
+        WHERE a.id = ANY($1::bigint[])
+        ORDER BY t.id, a.id FOR UPDATE OF t, a`,
+      [items.map((item) => item.attemptId)],
+    );
+    // Attempts of one task share one row object, so a decision sees what an earlier one changed.
+    const tasks = new Map<number, BatchRow>();
+    const attempts = new Map<number, EndingAttempt & { worker: string; task: BatchRow }>();
+    for (const row of rows) {
+      if (!tasks.has(row.id)) tasks.set(row.id, row);
+      attempts.set(row.a_id, {
+        id: row.a_id,
+        host: row.a_host,
+        gpu_ids: row.a_gpu_ids,
+        ended_at: row.a_ended_at,
+        outcome: row.a_outcome,
+        worker: row.a_worker,
+        task: tasks.get(row.id) as BatchRow,
+      });
+    }
+    const ended = new Map<number, AttemptEnd>();
+    const moved = new Set<BatchRow>();
+    const owing = new Set<number>();
+    const events: Array<{ kind: string; taskId: number; detail: string }> = [];
+    const results = items.map(({ attemptId, outcome, worker }): FinishResult | FinishRefusal => {
+      const attempt = attempts.get(attemptId);
+      if (worker !== undefined && attempt?.worker !== worker)
+        return { refused: attempt ? "foreign" : "unknown" };
+      if (!attempt) throw new Error(`unknown attempt ${attemptId}`);
+      const decision = decideFinish(attempt, attempt.task, outcome, now);
+      if (decision.attempt) {
+        ended.set(attemptId, decision.attempt);
+        attempt.ended_at = now;
+        attempt.outcome = decision.attempt.outcome;
+      }
+      if (decision.task) {
+        Object.assign(attempt.task, decision.task);
+        moved.add(attempt.task);
+      }
+      if (decision.oweRows) owing.add(attempt.task.id);
+      if (decision.event)
+        events.push({
+          kind: decision.event.kind,
+          taskId: attempt.task.id,
+          detail: JSON.stringify(decision.event.detail),
+        });
+      return decision.result;
+    });
+    if (ended.size === 0) return results;
+    const written = [...moved];
+    await tx.run(FINISH_BATCH_SQL, [
+      now,
+      [...ended.keys()],
+      [...ended.values()].map((end) => end.outcome),
+      [...ended.values()].map((end) => end.exit_code),
+      [...ended.values()].map((end) => end.signal),
+      [...ended.values()].map((end) => end.error),
+      written.map((task) => task.id),
+      ...WRITTEN_TASK_COLUMNS.map((column) => written.map((task) => task[column])),
+      [...owing],
+      events.map((event) => event.kind),
+      events.map((event) => event.taskId),
+      events.map((event) => event.detail),
+    ]);
+    return results;
+  });
+}
+
+/**
+ * finishAttempts' write on PostgreSQL: attempts' ends, tasks' new columns (whole, as decided),
+ * owed result rows and events, each from parallel arrays. Data-modifying CTEs all run, in one
+ * statement that is its own round trip.
+ */
+const FINISH_BATCH_SQL = `WITH ended AS (
+  UPDATE attempts SET ended_at = $1, outcome = e.outcome, exit_code = e.exit_code, signal = e.signal, error = e.error
+    FROM unnest($2::bigint[], $3::text[], $4::integer[], $5::text[], $6::text[]) AS e(id, outcome, exit_code, signal, error)
+   WHERE attempts.id = e.id
+), moved AS (
+  UPDATE tasks SET state = m.state, attempt_id = m.attempt_id, attempts = m.attempts, not_before = m.not_before,
+         result_json = m.result_json, wall_seconds = m.wall_seconds, host = m.host, gpu_ids = m.gpu_ids,
+         finished_at = m.finished_at, origin = m.origin, usage_json = m.usage_json
+    FROM unnest($7::bigint[], $8::text[], $9::bigint[], $10::integer[], $11::bigint[], $12::text[],
+                $13::float8[], $14::text[], $15::text[], $16::bigint[], $17::text[], $18::text[])
+      AS m(id, state, attempt_id, attempts, not_before, result_json, wall_seconds, host, gpu_ids, finished_at, origin, usage_json)
+   WHERE tasks.id = m.id
+), owed AS (
+  ${oweRowsSql("p.task_id = ANY($19::bigint[])")}
+)
+INSERT INTO events (at, kind, task_id, detail)
+SELECT $1, v.kind, v.task_id, v.detail
+  FROM unnest($20::text[], $21::bigint[], $22::text[]) WITH ORDINALITY AS v(kind, task_id, detail, n)
+ ORDER BY v.n`;
