@@ -86,10 +86,18 @@ describe("the launcher chains a slot's next task", () => {
   it("gives a chained task /dev/null as stdin and its own command line, as an unchained one gets", async () => {
     const { dir, launch } = setUp();
     const first = launch("sleep 0.2");
-    const next = launch(`cat > stdin.txt; echo "$0" > zero.txt; echo "args:$#" >> zero.txt`, first);
+    const next = launch(
+      `cat > stdin.txt; echo "$0" > zero.txt; echo "args:$#" >> zero.txt; echo "gate:\${labsweep_gate-unset}" >> zero.txt`,
+      first,
+    );
     expect(await next.exit).toEqual({ code: 0, signal: null });
     expect(readFileSync(join(dir, "stdin.txt"), "utf8")).toBe("");
-    expect(readFileSync(join(dir, "zero.txt"), "utf8")).toBe("/bin/sh\nargs:0\n");
+    expect(readFileSync(join(dir, "zero.txt"), "utf8")).toBe("/bin/sh\nargs:0\ngate:unset\n");
+    // A command that does not parse fails as it would unchained: exit 2, the shell's message in the log.
+    const broken = launch(`echo "unterminated`, next);
+    expect(await broken.exit).toEqual({ code: 2, signal: null });
+    expect(readFileSync(join(dir, "log"), "utf8")).toMatch(/Syntax error/);
+    expect(readFileSync(join(dir, "log"), "utf8")).not.toMatch(/labsweep_gate/);
   });
 
   it("takes back a chained task that has not started: it never runs", async () => {

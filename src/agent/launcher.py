@@ -36,10 +36,12 @@ import threading
 signal.signal(signal.SIGINT, lambda _signal, _frame: None)
 devnull = os.open(os.devnull, os.O_RDONLY)
 
-# The gate: wait for the go line, give the task /dev/null as stdin as an unchained one gets, and
-# become `/bin/sh -c CMD` (CMD is $0). End of input (taken back, or the launcher died) means
-# never run.
-GATE = 'IFS= read -r go || exit 125; exec </dev/null; exec /bin/sh -c "$0"'
+# The gate, put before the task's own command in the one `sh -c` string: wait for the go line,
+# give the task /dev/null as stdin as an unchained one gets, forget the line, and carry on into
+# the command, in the same shell ($0 is /bin/sh, and the shell execs the last command itself, as
+# for an unchained task; one line, so the command's own line numbers stay as they were). End of
+# input (taken back, or the launcher died) means never run.
+GATE = "IFS= read -r labsweep_gate || exit 125; exec </dev/null; unset labsweep_gate; "
 
 out_lock = threading.Lock()
 # Guards every table below.
@@ -170,7 +172,7 @@ def hold(request):
         holding.add(request_id)
     go_read, go = os.pipe()
     try:
-        popen = spawn(request, ["/bin/sh", "-c", GATE, request["cmd"]], go_read)
+        popen = spawn(request, ["/bin/sh", "-c", GATE + request["cmd"]], go_read)
     except OSError:
         popen = None
         os.close(go)
