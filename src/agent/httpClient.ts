@@ -139,24 +139,19 @@ export class CoordinatorClient {
     path: string,
     body: unknown,
     options: CallOptions,
+    firstTry = true,
   ): Promise<Answer> {
     try {
       return await this.requestOn(server, method, path, body, options);
     } catch (error) {
       // A kept-alive connection the coordinator closed as it was reused: not an outage, so
       // once more on a new connection.
-      if (!(error instanceof StaleConnection)) throw error;
-      return this.requestOn(server, method, path, body, options);
+      if (!(error instanceof StaleConnection) || !firstTry) throw error;
+      return this.requestOnce(server, method, path, body, options, false);
     }
   }
 
-  private requestOn(
-    server: string,
-    method: string,
-    path: string,
-    body: unknown,
-    options: CallOptions,
-  ): Promise<Answer> {
+  private requestOn(...[server, method, path, body, options]: RequestArgs): Promise<Answer> {
     const url = new URL(`${server}${API_PREFIX}${path}`);
     const payload = body === undefined ? undefined : JSON.stringify(body);
     const secure = url.protocol === "https:";
@@ -287,6 +282,8 @@ export class CoordinatorClient {
 class TimeoutError extends Error {
   override readonly name = "TimeoutError";
 }
+
+type RequestArgs = [server: string, method: string, path: string, body: unknown, options: CallOptions];
 
 class StaleConnection extends Error {
   override readonly name = "StaleConnection";
