@@ -185,7 +185,9 @@ train:
     expectCode(result, 0);
     const lines = result.stderr.split("\n").filter((line) => / running · /.test(line));
     expect(lines.length).toBeGreaterThan(3);
-    for (const line of lines) expect(Number(/(\d+) running/.exec(line)?.[1])).toBeLessThanOrEqual(1);
+    // One slot: one running, and for a moment two while a finished task's report is on its way.
+    // Without counting held tasks as pending, up to five (the agent holds 50 ms of 10 ms tasks).
+    for (const line of lines) expect(Number(/(\d+) running/.exec(line)?.[1])).toBeLessThanOrEqual(2);
     // The agent did hold tasks ahead (chained in the launcher) while they ran.
     const { attempts } = ledger(dir);
     const ahead = attempts.filter(

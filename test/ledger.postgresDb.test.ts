@@ -46,7 +46,9 @@ describe("postgresDb", () => {
         await tx.run("UPDATE pair SET n = n + 1 WHERE id = $1", [second]);
       });
     await Promise.all([crosswise(1, 2), crosswise(2, 1)]);
-    expect(runs.length).toBe(3); // one side ran twice
+    // One side lost and ran again (a retry can meet the other side crosswise once more under
+    // load, and lose again); in the end each side committed once.
+    expect(runs.length).toBeGreaterThanOrEqual(3);
     expect(await db.all("SELECT id, n FROM pair ORDER BY id")).toEqual([
       { id: 1, n: 2 },
       { id: 2, n: 2 },
