@@ -261,6 +261,27 @@ describe("the HTTP port", () => {
     ]);
   });
 
+  it("fsyncs the report of a task that ran a second or more; a shorter one's is written whole, not fsynced", async () => {
+    const puts: Array<{ attemptId: number; durable: boolean | undefined }> = [];
+    class Recording extends Outbox {
+      override async put(record: Parameters<Outbox["put"]>[0], options: { durable?: boolean } = {}) {
+        puts.push({ attemptId: record.attemptId, durable: options.durable });
+        await super.put(record, options);
+      }
+    }
+    const outbox = new Recording(join(tempDir(), "outbox"), async () => "sent");
+    const agentPort = new HttpPort(client(["http://127.0.0.1:1"]), { agentId: "agent-1", slots: 1, outbox });
+    await agentPort.finish(1, { outcome: { kind: "succeeded", metrics: {}, wallSeconds: 0.01 } });
+    await agentPort.finish(2, { outcome: { kind: "succeeded", metrics: { x: 1 }, wallSeconds: 30 } });
+    await agentPort.finish(3, { outcome: { kind: "interrupted", error: "stopped" } });
+    expect(puts).toEqual([
+      { attemptId: 1, durable: false },
+      { attemptId: 2, durable: true },
+      { attemptId: 3, durable: true },
+    ]);
+    expect(await outbox.flush({ timeoutMs: 5000 })).toBe(true);
+  });
+
   it("registers again when the coordinator has forgotten the agent", async () => {
     let registered = 0;
     const peer = await startPeer((request, response) => {

@@ -74,6 +74,25 @@ describe("the outbox", () => {
     expect(readdirSync(dir)).toEqual([]);
   });
 
+  it("writes a report that need not be durable whole too: no temp file left, the same record read back", async () => {
+    const dir = join(tempDir(), "outbox");
+    const sent: OutboxRecord[] = [];
+    // Held back from sending, so the file is what a next incarnation would find.
+    const writer = new Outbox(
+      dir,
+      async (item) => {
+        sent.push(item);
+        return "sent";
+      },
+      { sendDelayMs: () => 60_000 },
+    );
+    await writer.put(record(5), { durable: false });
+    expect(readdirSync(dir)).toEqual(["5.json"]);
+    expect(JSON.parse(readFileSync(join(dir, "5.json"), "utf8"))).toEqual(record(5));
+    await writer.close();
+    expect(sent).toEqual([]);
+  });
+
   it("keeps reports while the coordinator is unreachable and sends them when it is back", async () => {
     const dead = await deadUrl();
     const { outbox, dir, warnings } = outboxTo([dead.url]);

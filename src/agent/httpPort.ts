@@ -30,6 +30,8 @@ const MAX_CARRIED_REPORTS = 64;
  * run out unnoticed.
  */
 const CONTACT_FRESH_MS = 5000;
+/** Reports of tasks that ran at least this long are fsynced in the outbox (see HttpPort.finish). */
+const DURABLE_REPORT_SECONDS = 1;
 /** A task is reported started once it has run this long (see HttpPort.started). */
 const STARTED_NOTICE_MS = 250;
 
@@ -275,7 +277,15 @@ export class HttpPort implements CoordinatorPort {
     clearTimeout(this.startNotices.get(attemptId));
     this.startNotices.delete(attemptId);
     const request = { agentId: this.options.agentId, outcome: report.outcome, logTail: report.logTail };
-    await this.options.outbox.put({ attemptId, request, ...(log ? { log } : {}) });
+    // A report lost to a power cut costs its task a rerun (its lease runs out). For a task of
+    // a second or more that is worth two fsyncs; for a task of milliseconds (hundreds a second,
+    // each fsync a journal commit that stalls the machine's other file operations) it is not.
+    const wallSeconds =
+      "wallSeconds" in report.outcome ? report.outcome.wallSeconds : Number.POSITIVE_INFINITY;
+    await this.options.outbox.put(
+      { attemptId, request, ...(log ? { log } : {}) },
+      { durable: wallSeconds >= DURABLE_REPORT_SECONDS },
+    );
   }
 
   async isFinished(): Promise<boolean> {

@@ -76,19 +76,24 @@ export class Outbox {
     return [...this.ids];
   }
 
-  /** Writes the report durably, then starts sending it. */
-  async put(record: OutboxRecord): Promise<void> {
+  /**
+   * Writes the report (whole: temp file and rename, so it survives the agent's death at any
+   * moment), then starts sending it. `durable`: fsynced too, file and dir, so it also survives
+   * the machine's power loss. (Default: true)
+   */
+  async put(record: OutboxRecord, options: { durable?: boolean } = {}): Promise<void> {
+    const durable = options.durable ?? true;
     const path = this.pathOf(record.attemptId);
     const temp = join(this.dir, `.${record.attemptId}.json.${process.pid}.tmp`);
     const file = await open(temp, "w");
     try {
       await file.writeFile(`${JSON.stringify(record)}\n`);
-      await file.sync();
+      if (durable) await file.sync();
     } finally {
       await file.close();
     }
     await rename(temp, path);
-    await syncDir(this.dir);
+    if (durable) await syncDir(this.dir);
     this.ids.add(record.attemptId);
     this.records.set(record.attemptId, record);
     const delayMs = this.options.sendDelayMs?.() ?? 0;
