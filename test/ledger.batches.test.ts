@@ -336,15 +336,24 @@ g:
   const phaseState = async (db: Db) =>
     (await db.one<{ state: string }>("SELECT state FROM phases WHERE name = 'g'"))?.state;
 
-  it("a phase added while none was waiting opens as soon as its dependency settles", async () => {
+  /**
+   * A sweep of phase a alone, one of its tasks finished (so finishes stop asking about waiting
+   * phases for a while), and `addGated` to add gated phase g to it later.
+   */
+  async function withoutGateYet() {
     const { db, stateDir } = await backend.open();
     const file = join(stateDir, "sweep.yaml");
     await syncSweep(db, loadSweep([{ file, text: GATED.slice(0, GATED.indexOf("g:")) }]), NOW);
     const coordinator = new Coordinator(db, { stateDir, now: () => NOW });
-    // A finish finds no phase waiting, and finishes stop asking for a while.
     await finishOne(coordinator);
+    const addGated = () => syncSweep(db, loadSweep([{ file, text: GATED }]), NOW);
+    return { db, coordinator, addGated };
+  }
+
+  it("a phase added while none was waiting opens as soon as its dependency settles", async () => {
+    const { db, coordinator, addGated } = await withoutGateYet();
     // Configs add a gated phase (as `labsweep add` does through the server).
-    await syncSweep(db, loadSweep([{ file, text: GATED }]), NOW);
+    await addGated();
     coordinator.phasesChanged();
     await finishOne(coordinator);
     expect(await phaseState(db)).toBe("waiting");
@@ -354,13 +363,9 @@ g:
   });
 
   it("a phase put back to waiting behind the coordinator's back opens once agents run out of work", async () => {
-    const { db, stateDir } = await backend.open();
-    const file = join(stateDir, "sweep.yaml");
-    await syncSweep(db, loadSweep([{ file, text: GATED.slice(0, GATED.indexOf("g:")) }]), NOW);
-    const coordinator = new Coordinator(db, { stateDir, now: () => NOW });
-    await finishOne(coordinator);
+    const { db, coordinator, addGated } = await withoutGateYet();
     // Another process (or replica) syncs: this coordinator's finishes may not look for a while…
-    await syncSweep(db, loadSweep([{ file, text: GATED }]), NOW);
+    await addGated();
     await finishOne(coordinator);
     await finishOne(coordinator);
     // …but an idle agent's isFinished always judges gates, so the phase's task is not stranded.
