@@ -186,9 +186,7 @@ export class Agent {
           if (ahead.launch) {
             // Usually started by the launcher already, when the task it follows exited.
             ahead.launch.process.startNow();
-            const running = this.adopt(ahead.launch);
-            const next = this.aheads[0];
-            if (next) next.follows = running;
+            this.adoptHead(ahead.launch);
           } else this.start(ahead.claim);
           continue;
         }
@@ -429,10 +427,15 @@ export class Agent {
   private chainedStarted(launch: Launch): void {
     if (this.aheads[0]?.launch !== launch) return;
     this.aheads.shift();
+    this.adoptHead(launch);
+    this.wake();
+  }
+
+  /** Adopts the chain's head, just taken off it: the task behind it now follows it. */
+  private adoptHead(launch: Launch): void {
     const running = this.adopt(launch);
     const next = this.aheads[0];
     if (next) next.follows = running;
-    this.wake();
   }
 
   /** Counts a launched task as running: it takes its slot, CPUs and GPU shares, and is watched. */
@@ -541,9 +544,8 @@ export class Agent {
       MAX_CHAIN,
       Math.max(1, Math.ceil((CHAIN_COVER_MS * this.options.slots.length) / Math.max(taskMs, 0.1))),
     );
-    // Held tasks the launcher has started already (the loop adopts them next) cover nothing.
-    const queued = this.aheads.filter((ahead) => !ahead.launch?.started).length;
-    const want = last ? depth - queued : 1;
+    // Held tasks the launcher has started already cover nothing.
+    const want = last ? depth - this.heldCount : 1;
     if (want <= 0) return false;
     const epoch = this.chainEpoch;
     const claims = await this.port.lease({
