@@ -179,7 +179,7 @@ function authHeader(random: Random): Record<string, string> {
     "a".repeat(10_000),
     "null",
   ]);
-  return pick(random, [
+  return pick<Record<string, string>>(random, [
     { authorization: `Bearer ${token}` },
     { authorization: token },
     { authorization: `Basic ${token}` },
