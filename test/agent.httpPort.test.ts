@@ -80,7 +80,9 @@ describe("the HTTP client", () => {
     const started = Date.now();
     const call = client([peer.url]).call("POST", "/agents", {});
     await expect(call).rejects.toBeInstanceOf(UnauthorizedError);
-    await expect(call).rejects.toThrow(/rejected the token \(401: missing or wrong token\); check --token/);
+    await expect(call).rejects.toThrow(
+      /rejected the token \(401: missing or wrong token\); check LABSWEEP_TOKEN or --token-file/,
+    );
     expect(peer.requests).toHaveLength(1);
     expect(Date.now() - started).toBeLessThan(1000);
   });
@@ -382,7 +384,7 @@ describe("labsweep agent (CLI)", () => {
     });
     expect(result.code, result.stderr).toBe(2);
     expect(result.stderr).toContain(`the coordinator at ${peer.url} rejected the token (401`);
-    expect(result.stderr).toContain("check --token or LABSWEEP_TOKEN");
+    expect(result.stderr).toContain("check LABSWEEP_TOKEN or --token-file");
     expect(Date.now() - started).toBeLessThan(10_000);
   });
 
@@ -397,7 +399,9 @@ describe("labsweep agent (CLI)", () => {
       env: { ...agentEnv(), LABSWEEP_TOKEN: "" },
     });
     expect(none.code).toBe(2);
-    expect(none.stderr).toContain("needs the coordinator's agent token: --token T or LABSWEEP_TOKEN");
+    expect(none.stderr).toContain(
+      "needs the coordinator's agent token: LABSWEEP_TOKEN in the environment, or --token-file FILE",
+    );
   });
 
   it("waits for a coordinator that is down, saying so, and stops on Ctrl-C", async () => {

@@ -13,6 +13,7 @@ import {
   AGENT_TOKEN,
   agentAuth,
   agentInfo,
+  authFor,
   capacityOf,
   csvRows,
   type Fixture,
@@ -37,13 +38,13 @@ async function serve(yaml: string, options: Parameters<typeof startFixture>[1] =
 
 type Headers = Record<string, string>;
 
-/** One request to the API; `headers` default to the agent token. */
+/** One request to the API; `headers` default to the token the route needs (see authFor). */
 function call(
   fixture: Fixture,
   method: "GET" | "POST",
   path: string,
   body?: unknown,
-  headers: Headers = agentAuth,
+  headers: Headers = authFor(path),
   extra: Partial<InjectOptions> = {},
 ): Promise<LightMyRequestResponse> {
   return fixture.server.app.inject({
@@ -164,8 +165,8 @@ describe("tokens", () => {
     expect(status).toMatchObject({ unique: 2, running: 1, pending: 1 });
   });
 
-  it("serves reads to loopback without a token, and to other peers only with one", async () => {
-    const fixture = await serve(simpleSweep(1));
+  it("serves reads to trusted loopback without a token, and to other peers only with one", async () => {
+    const fixture = await serve(simpleSweep(1), { trustLoopback: true });
     for (const remoteAddress of ["127.0.0.1", "::1", "::ffff:127.0.0.1"]) {
       const response = await call(fixture, "GET", "/status", undefined, {}, { remoteAddress });
       expect(response.statusCode, remoteAddress).toBe(200);
@@ -247,7 +248,7 @@ describe("input validation", () => {
     for (const [path, body] of bad) {
       const payload = typeof body === "string" ? body : JSON.stringify(body);
       const response = await call(fixture, "POST", path, payload, {
-        ...agentAuth,
+        ...authFor(path),
         "content-type": "application/json",
       });
       expect(response.statusCode, `${path} ${payload}: ${response.body}`).toBe(400);
@@ -726,15 +727,15 @@ describe("task logs", () => {
     expect(log.headers["x-labsweep-attempt-ended"]).toBe("0");
 
     await finish(fixture, "a1", attemptId, success);
-    const ended = await call(fixture, "GET", "/tasks/1/log", undefined, {});
+    const ended = await call(fixture, "GET", "/tasks/1/log", undefined, viewerAuth);
     expect(ended.body).toBe("hello\nworld\nagain\n");
     expect(ended.headers["x-labsweep-attempt-ended"]).toBe("1");
-    expect((await call(fixture, "GET", "/tasks/1/log?attempt=1", undefined, {})).body).toBe(
+    expect((await call(fixture, "GET", "/tasks/1/log?attempt=1", undefined, viewerAuth)).body).toBe(
       "hello\nworld\nagain\n",
     );
-    expectError(await call(fixture, "GET", "/tasks/1/log?attempt=2", undefined, {}), 404);
-    expectError(await call(fixture, "GET", "/tasks/99/log", undefined, {}), 404);
-    expectError(await call(fixture, "GET", "/tasks/99", undefined, {}), 404);
+    expectError(await call(fixture, "GET", "/tasks/1/log?attempt=2", undefined, viewerAuth), 404);
+    expectError(await call(fixture, "GET", "/tasks/99/log", undefined, viewerAuth), 404);
+    expectError(await call(fixture, "GET", "/tasks/99", undefined, viewerAuth), 404);
   });
 });
 

@@ -9,12 +9,14 @@ import { API_PREFIX } from "../src/api/contract.js";
 import {
   AGENT_TOKEN,
   agentInfo,
+  authFor,
   capacityOf,
   csvRows,
   type Fixture,
   simpleSweep,
   sleep,
   startFixture,
+  viewerAuth,
   waitFor,
 } from "./helpers/coordinatorFixture.js";
 
@@ -35,7 +37,7 @@ async function serve(yaml: string, options: Parameters<typeof startFixture>[1]):
 async function post<T>(fixture: Fixture, path: string, body: unknown): Promise<T> {
   const response = await fetch(`${fixture.server.url}${API_PREFIX}${path}`, {
     method: "POST",
-    headers: { authorization: `Bearer ${AGENT_TOKEN}`, "content-type": "application/json" },
+    headers: { ...authFor(path), "content-type": "application/json" },
     body: JSON.stringify(body),
   });
   const text = await response.text();
@@ -44,7 +46,7 @@ async function post<T>(fixture: Fixture, path: string, body: unknown): Promise<T
 }
 
 async function get<T>(fixture: Fixture, path: string): Promise<T> {
-  const response = await fetch(`${fixture.server.url}${API_PREFIX}${path}`);
+  const response = await fetch(`${fixture.server.url}${API_PREFIX}${path}`, { headers: viewerAuth });
   expect(response.status).toBe(200);
   return (await response.json()) as T;
 }

@@ -101,8 +101,9 @@ async function runAll(fixture: Fixture, worker = "w1", limit = Number.POSITIVE_I
   }
 }
 
+/** As `labsweep run` serves it: loopback (peer and Host) needs no token. */
 async function serve(): Promise<Fixture> {
-  const fixture = await startFixture(SWEEP);
+  const fixture = await startFixture(SWEEP, { trustLoopback: true });
   fixtures.push(fixture);
   return fixture;
 }
@@ -260,6 +261,7 @@ describe("dashboard API", () => {
   it("counts a task shared by two phases in both, like the ledger does", async () => {
     const fixture = await startFixture(
       "retries: 0\ncommand: echo {x}\na:\n  output_dir: outa\n  combinations:\n    - x: [1, 2]\nb:\n  output_dir: outb\n  combinations:\n    - x: [2, 3]\n",
+      { trustLoopback: true },
     );
     fixtures.push(fixture);
     await runAll(fixture);
@@ -443,14 +445,29 @@ describe("dashboard API", () => {
     expect(link.headers["referrer-policy"]).toBe("no-referrer");
     const cookie = String(link.headers["set-cookie"]);
     expect(cookie).toMatch(/^labsweep_viewer=[^;]+; HttpOnly; SameSite=Strict; Path=\//);
+    // The cookie holds a digest, not the token: a stolen cookie is no bearer token.
+    expect(cookie).not.toContain(VIEWER_TOKEN);
+    expect(cookie).not.toContain(encodeURIComponent(VIEWER_TOKEN));
     const jar = { cookie: cookie.split(";")[0] as string };
     const page = await get(fixture, "/", jar, remote);
     expect(page.statusCode).toBe(200);
     expect(page.body).toContain("<main");
     expect((await get(fixture, `${API_PREFIX}/dashboard/overview`, jar, remote)).statusCode).toBe(200);
     expect((await get(fixture, "/assets/app.js", jar, remote)).statusCode).toBe(200);
-    // The cookie opens the dashboard only: not the agents' routes, not the other reads.
-    expect((await get(fixture, `${API_PREFIX}/status`, jar, remote)).statusCode).toBe(401);
+    // The cookie opens the reads — the task log pane included — but never the agents' routes.
+    expect((await get(fixture, `${API_PREFIX}/status`, jar, remote)).statusCode).toBe(200);
+    expect((await get(fixture, `${API_PREFIX}/tasks/1/log`, jar, remote)).statusCode).not.toBe(401);
+    const lease = await fixture.server.app.inject({
+      method: "POST",
+      url: `${API_PREFIX}/lease`,
+      headers: jar,
+      payload: {},
+      ...remote,
+    } as InjectOptions);
+    expect(lease.statusCode).toBe(401);
+    // The raw token as a cookie value is no cookie this server set.
+    const raw = { cookie: `labsweep_viewer=${encodeURIComponent(VIEWER_TOKEN)}` };
+    expect((await get(fixture, "/", raw, remote)).statusCode).toBe(401);
 
     // A wrong token, or the agent token, never becomes a cookie.
     for (const token of ["wrong", AGENT_TOKEN]) {
@@ -466,6 +483,8 @@ describe("dashboard API", () => {
     expect((await get(fixture, "/", { host: "localhost" }, local)).statusCode).toBe(200);
     expect((await get(fixture, "/", { host: "[::1]:7070" }, { remoteAddress: "::1" })).statusCode).toBe(200);
     expect((await get(fixture, "/", { host: "evil.example:7070" }, local)).statusCode).toBe(401);
+    expect((await get(fixture, "/", { host: "127.0.0.1.evil.example" }, local)).statusCode).toBe(401);
+    expect((await get(fixture, "/", { host: "localhost.evil" }, local)).statusCode).toBe(401);
     expect(
       (await get(fixture, `${API_PREFIX}/dashboard/overview`, { host: "evil.example" }, local)).statusCode,
     ).toBe(401);
@@ -475,7 +494,13 @@ describe("dashboard API", () => {
     const fixture = await serve();
     await runAll(fixture);
     const bodies: string[] = [];
-    const jar = { cookie: `labsweep_viewer=${encodeURIComponent(VIEWER_TOKEN)}` };
+    const link = await get(
+      fixture,
+      `/?token=${encodeURIComponent(VIEWER_TOKEN)}`,
+      {},
+      { remoteAddress: REMOTE },
+    );
+    const jar = { cookie: String(link.headers["set-cookie"]).split(";")[0] as string };
     const page = await get(fixture, "/", jar, { remoteAddress: REMOTE });
     bodies.push(page.body, JSON.stringify(page.headers));
     const scripts = [...page.body.matchAll(/(?:src|href)="(assets\/[^"]+)"/g)].map((match) => match[1]);

@@ -10,7 +10,7 @@ import { join } from "node:path";
 import type { Page } from "playwright-core";
 import { describe, expect, it } from "vitest";
 import { laptopPage, launchBrowser, screenshot } from "./helpers/browser.js";
-import { startCli, tempDir, watch, writeFile } from "./helpers/cli.js";
+import { runCli, startCli, tempDir, watch, writeFile } from "./helpers/cli.js";
 import { fakeGpuEnv } from "./helpers/fakeGpus.js";
 
 const TOKEN = "browser-test-agent-token-5d1e";
@@ -63,9 +63,13 @@ describe("dashboard in a browser", () => {
     await served.waitFor(/^http:\/\/127\.0\.0\.1:\d+$/m);
     const url = /^(http:\/\/127\.0\.0\.1:\d+)$/m.exec(served.output())?.[1] as string;
 
+    // As a browser on another machine would: `serve` does not trust loopback, so the page, its
+    // API calls and the task log pane all go by the cookie the `?token=` link sets.
+    const viewer = await runCli(["token", "--viewer", "--state", join(dir, ".labsweep")]);
     const browser = await launchBrowser();
     const { page, errors } = await laptopPage(browser);
-    await page.goto(`${url}/`);
+    await page.goto(`${url}/?token=${encodeURIComponent(viewer.stdout.trim())}`);
+    expect(page.url()).toBe(`${url}/`);
     await page.locator('[data-count="unique"]', { hasText: "24" }).waitFor({ timeout: 10_000 });
     expect(await text(page, '[data-count="succeeded"]')).toBe("0");
     // Landmarks, labels and the keyboard's first stops.
@@ -215,9 +219,13 @@ describe("dashboard in a browser", () => {
     const run = watch(startCli(["run", join(dir, "sweep.yaml")], { cwd: dir, env }), 60_000);
     await run.waitFor(/labsweep: dashboard at http:\/\/127\.0\.0\.1:\d+\/\n/);
     const url = /labsweep: dashboard at (http:\/\/127\.0\.0\.1:\d+)\//.exec(run.output())?.[1] as string;
+    // As a browser on another machine would: `serve` does not trust loopback, so the page, its
+    // API calls and the task log pane all go by the cookie the `?token=` link sets.
+    const viewer = await runCli(["token", "--viewer", "--state", join(dir, ".labsweep")]);
     const browser = await launchBrowser();
     const { page, errors } = await laptopPage(browser);
-    await page.goto(`${url}/`);
+    await page.goto(`${url}/?token=${encodeURIComponent(viewer.stdout.trim())}`);
+    expect(page.url()).toBe(`${url}/`);
     await page.locator('[data-count="unique"]', { hasText: "6" }).waitFor({ timeout: 10_000 });
     const machine = page.locator("[data-machine]").first();
     await machine.waitFor({ timeout: 5000 });

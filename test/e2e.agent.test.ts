@@ -30,7 +30,9 @@ interface Served extends Watched {
 }
 
 async function serve(dir: string, args: string[] = ["--port", "0"], config = "sweep.yaml"): Promise<Served> {
-  const watched = watch(startCli(["serve", join(dir, config), "--exit-when-done", ...args], { cwd: dir }));
+  const watched = watch(
+    startCli(["serve", join(dir, config), "--exit-when-done", "--trust-loopback", ...args], { cwd: dir }),
+  );
   await watched.waitFor(/^http:\/\/127\.0\.0\.1:\d+$/m);
   const url = (/^(http:\/\/127\.0\.0\.1:\d+)$/m.exec(watched.output()) as RegExpExecArray)[1] as string;
   const token = (await runCli(["token", "--state", join(dir, ".labsweep")])).stdout.trim();
@@ -300,7 +302,10 @@ describe("labsweep serve + labsweep agent", () => {
     await worker.waitFor(/task 1 \(attempt \d+\) started/);
     while (!existsSync(join(pids, "pid-1"))) await new Promise((resolve) => setTimeout(resolve, 25));
     const pid = Number(readFileSync(join(pids, "pid-1"), "utf8"));
-    const cancel = await runCli(["cancel", "1", "--server", served.url, `--token=${served.token}`]);
+    const admin = (await runCli(["token", "--state", join(dir, ".labsweep"), "--admin"])).stdout.trim();
+    const cancel = await runCli(["cancel", "1", "--server", served.url], {
+      env: { LABSWEEP_ADMIN_TOKEN: admin },
+    });
     expectCode(cancel, 0);
     const [rw, rs] = await Promise.all([worker.result, served.result]);
     expectCode(rw, 0);

@@ -29,9 +29,12 @@ interface Served extends Watched {
 /** `labsweep serve` on the project's sweep.yaml; resolves once it printed its URL. */
 async function serve(dir: string, args: string[] = []): Promise<Served> {
   const watched = watch(
-    startCli(["serve", join(dir, "sweep.yaml"), "--agent-token", TOKEN, "--port", "0", ...args], {
-      cwd: dir,
-    }),
+    startCli(
+      ["serve", join(dir, "sweep.yaml"), "--agent-token", TOKEN, "--trust-loopback", "--port", "0", ...args],
+      {
+        cwd: dir,
+      },
+    ),
   );
   await watched.waitFor(/^http:\/\/127\.0\.0\.1:\d+$/m);
   const url = (/^(http:\/\/127\.0\.0\.1:\d+)$/m.exec(watched.output()) as RegExpExecArray)[1] as string;

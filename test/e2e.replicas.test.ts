@@ -174,7 +174,9 @@ describe("replicated coordinators on PostgreSQL", () => {
         "SELECT task_id, count(*) AS n FROM result_rows GROUP BY task_id HAVING count(*) <> 1",
       );
       expect(perTask).toEqual([]);
-      const status = await runCli(["status", "--server", urls[0] as string, "--json"]);
+      const status = await runCli(["status", "--server", urls[0] as string, "--json"], {
+        env: { LABSWEEP_TOKEN: TOKEN },
+      });
       expect(status.code, status.stderr).toBe(0);
       expect(JSON.parse(status.stdout)).toMatchObject({ succeeded: count });
     } finally {

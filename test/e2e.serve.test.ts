@@ -6,7 +6,7 @@
  * Run `npm run build` first: these tests run bin/labsweep.js, which runs dist/.
  */
 import { spawnSync } from "node:child_process";
-import { existsSync, readFileSync, statSync } from "node:fs";
+import { existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { request } from "node:https";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -22,6 +22,7 @@ const TOKEN = "e2e-agent-token-4f1c9a7d2b";
 const CLEAN_ENV = {
   LABSWEEP_AGENT_TOKEN: "",
   LABSWEEP_VIEWER_TOKEN: "",
+  LABSWEEP_ADMIN_TOKEN: "",
   LABSWEEP_TOKEN: "",
   LABSWEEP_SERVER: "",
 };
@@ -52,7 +53,7 @@ async function serve(dir: string, args: string[], env: NodeJS.ProcessEnv = {}): 
     cwd: dir,
     env: { ...CLEAN_ENV, ...env },
   });
-  const exit = collect(child, 30_000);
+  const exit = collect(child, 90_000);
   const url = await new Promise<string>((resolve, reject) => {
     let text = "";
     child.stdout?.on("data", (chunk: Buffer) => {
@@ -101,18 +102,27 @@ describe("labsweep serve", () => {
 
     // The token: as given, printed by `labsweep token`, stored readable by its owner only.
     // (CLI calls that do not depend on each other run side by side: each costs a Node start.)
-    const [token, viewer, status] = await Promise.all([
+    const [token, viewer, admin, tokenless] = await Promise.all([
       cli(["token", "--state", served.stateDir]),
       cli(["token", "--state", served.stateDir, "--viewer"]),
+      cli(["token", "--state", served.stateDir, "--admin"]),
       cli(["status", "--server", served.url, "--json"]),
     ]);
     expectOk(token);
     expect(token.stdout).toBe(`${TOKEN}\n`);
     expectOk(viewer);
+    expectOk(admin);
     const viewerToken = viewer.stdout.trim();
+    const adminToken = admin.stdout.trim();
     expect(viewerToken).toMatch(/^\S{20,}$/);
-    expect(viewerToken).not.toBe(TOKEN);
+    expect(adminToken).toMatch(/^\S{20,}$/);
+    expect(new Set([TOKEN, viewerToken, adminToken]).size).toBe(3);
     expect(statSync(join(served.stateDir, "tokens.json")).mode & 0o777).toBe(0o600);
+    // `serve` trusts no one for being on this machine unless --trust-loopback says so.
+    expect(tokenless.code).toBe(2);
+    expect(tokenless.stderr).toContain("rejected the token");
+    const reader = { LABSWEEP_VIEWER_TOKEN: viewerToken };
+    const status = await cli(["status", "--server", served.url, "--json"], reader);
 
     expectOk(status);
     expect(JSON.parse(status.stdout)).toMatchObject({ unique: 5, pending: 5, running: 0 });
@@ -139,9 +149,9 @@ describe("labsweep serve", () => {
     });
 
     const [agents, agentsText, logs] = await Promise.all([
-      cli(["agents", "--server", served.url, "--json"]),
-      cli(["agents", "--server", served.url]),
-      cli(["logs", "1", "--server", served.url]),
+      cli(["agents", "--server", served.url, "--json"], reader),
+      cli(["agents", "--server", served.url], reader),
+      cli(["logs", "1", "--server", served.url], reader),
     ]);
     expectOk(agents);
     const listed = JSON.parse(agents.stdout) as {
@@ -155,17 +165,27 @@ describe("labsweep serve", () => {
     expectOk(logs);
     expect(logs.stdout).toBe("epoch 1\nepoch 2\n");
 
-    // Changes need the agent token.
-    const [anonymous, asViewer] = await Promise.all([
+    // Changes need the admin token: not the viewer's, and not the agent's (a compute node's).
+    const adminFile = join(dir, "admin.token");
+    writeFileSync(adminFile, `${adminToken}\n`, { mode: 0o600 });
+    const [anonymous, asViewer, asAgent] = await Promise.all([
       cli(["cancel", "--phase", "side", "--server", served.url]),
-      cli(["cancel", "--phase", "side", "--server", served.url, "--token", viewerToken]),
+      cli(["cancel", "--phase", "side", "--server", served.url], reader),
+      cli(["cancel", "--phase", "side", "--server", served.url], { LABSWEEP_TOKEN: TOKEN }),
     ]);
-    expect(anonymous.code).toBe(2);
-    expect(anonymous.stderr).toContain("rejected the token");
-    expect(asViewer.code).toBe(2);
-    const cancel = await cli(["cancel", "--phase", "side", "--server", served.url], {
-      LABSWEEP_TOKEN: TOKEN,
-    });
+    for (const refused of [anonymous, asViewer, asAgent]) {
+      expect(refused.code, refused.stderr).toBe(2);
+      expect(refused.stderr).toContain("needs the admin token");
+    }
+    const cancel = await cli([
+      "cancel",
+      "--phase",
+      "side",
+      "--server",
+      served.url,
+      "--token-file",
+      adminFile,
+    ]);
     expectOk(cancel);
     expect(cancel.stdout).toBe("3 task(s) cancelled\n");
 
@@ -176,8 +196,8 @@ describe("labsweep serve", () => {
     );
     writeFile(dir, "bad.yaml", "broken:\n  combinations:\n    - y: []\n");
     const [add, bad] = await Promise.all([
-      cli(["add", join(dir, "extra.yaml"), "--server", served.url, "--token", TOKEN]),
-      cli(["add", join(dir, "bad.yaml"), "--server", served.url, "--token", TOKEN]),
+      cli(["add", join(dir, "extra.yaml"), "--server", served.url], { LABSWEEP_ADMIN_TOKEN: adminToken }),
+      cli(["add", join(dir, "bad.yaml"), "--server", served.url], { LABSWEEP_ADMIN_TOKEN: adminToken }),
     ]);
     expectOk(add);
     expect(add.stdout).toContain("added: 1 new tasks");
@@ -208,7 +228,10 @@ describe("labsweep serve", () => {
     expect(result.code, result.stderr).toBe(0);
     expect(result.stderr).toContain("every task has finished");
     expect(result.stderr).toContain(`serving ${served.url}`);
-    for (const secret of [TOKEN, viewerToken]) {
+    // Agents are told to take the token from the environment, never from their arguments.
+    expect(result.stderr).toContain('LABSWEEP_TOKEN="$(labsweep token --state');
+    expect(result.stderr).not.toContain("--token");
+    for (const secret of [TOKEN, viewerToken, adminToken]) {
       expect(result.stderr).not.toContain(secret);
       expect(result.stdout).not.toContain(secret);
     }
@@ -223,7 +246,7 @@ describe("labsweep serve", () => {
         .trim()
         .split("\n"),
     ).toHaveLength(2);
-  });
+  }, 120_000); // many CLI starts, each a Node start on a shared machine
 
   it("runs a sweep with the real `labsweep agent`; the streamed logs are served afterwards", async () => {
     const dir = tempDir();
@@ -235,8 +258,8 @@ describe("labsweep serve", () => {
     );
     expectOk(agent);
     const [status, logs] = await Promise.all([
-      cli(["status", "--server", served.url, "--json"]),
-      cli(["logs", "3", "--server", served.url]),
+      cli(["status", "--server", served.url, "--json"], { LABSWEEP_TOKEN: TOKEN }),
+      cli(["logs", "3", "--server", served.url], { LABSWEEP_TOKEN: TOKEN }),
     ]);
     expect(JSON.parse(status.stdout)).toMatchObject({ unique: 3, succeeded: 3 });
     expectOk(logs);
@@ -382,6 +405,7 @@ describe("HTTPS", () => {
     // The CLI's fetch over TLS, trusting the self-signed certificate for this test only.
     const remote = await cli(["status", "--server", served.url, "--json"], {
       NODE_TLS_REJECT_UNAUTHORIZED: "0",
+      LABSWEEP_TOKEN: TOKEN,
     });
     expectOk(remote);
     expect(JSON.parse(remote.stdout)).toMatchObject({ unique: 5 });

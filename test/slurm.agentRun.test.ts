@@ -11,7 +11,9 @@ import { afterEach, describe, expect, it } from "vitest";
 import { CLI, collect, runCli, startCli, tempDir, watch, writeFile } from "./helpers/cli.js";
 import { fakeGpuEnv } from "./helpers/fakeGpus.js";
 
+// Each task also writes down the environment it got: no labsweep token may be in it.
 const TASK_PY = `import json, os, sys, time
+json.dump(dict(os.environ), open("env-%s.json" % sys.argv[1], "w"))
 time.sleep(1.5)
 json.dump({"x2": int(sys.argv[1]) * 2}, open(os.environ["LABSWEEP_RESULT_FILE"], "w"))
 `;
@@ -31,8 +33,8 @@ afterEach(() => {
   if (leaked.length > 0) throw new Error(`test left ${leaked.length} job script(s) running`);
 });
 
-async function agentsOf(url: string): Promise<AgentView[]> {
-  const result = await runCli(["agents", "--server", url, "--json"]);
+async function agentsOf(url: string, token: string): Promise<AgentView[]> {
+  const result = await runCli(["agents", "--server", url, "--json"], { env: { LABSWEEP_TOKEN: token } });
   if (result.code !== 0) throw new Error(`labsweep agents exited ${result.code}: ${result.stderr}`);
   return (JSON.parse(result.stdout) as { agents: AgentView[] }).agents;
 }
@@ -68,6 +70,9 @@ describe("the generated sbatch script, run by bash as one array element", () => 
         SLURM_ARRAY_JOB_ID: "42",
         SLURM_ARRAY_TASK_ID: "3",
         LABSWEEP_TOKEN: token,
+        // Whatever else a user exported: no labsweep token reaches a task.
+        LABSWEEP_ADMIN_TOKEN: "admin-secret-in-the-job-env",
+        LABSWEEP_VIEWER_TOKEN: "viewer-secret-in-the-job-env",
       },
       stdio: ["ignore", "pipe", "pipe"],
     });
@@ -78,7 +83,7 @@ describe("the generated sbatch script, run by bash as one array element", () => 
     let listed: AgentView[] = [];
     const deadline = Date.now() + 20_000;
     while (listed.length === 0 && Date.now() < deadline) {
-      listed = await agentsOf(url);
+      listed = await agentsOf(url, token);
       if (listed.length === 0) await new Promise((resolve) => setTimeout(resolve, 100));
     }
     expect(listed).toHaveLength(1);
@@ -97,6 +102,16 @@ describe("the generated sbatch script, run by bash as one array element", () => 
     expect(existsSync(join(dir, "PWNED"))).toBe(false);
     const csv = readFileSync(join(dir, "out", "final_results.csv"), "utf8");
     expect(csv.trim().split("\n")).toHaveLength(3); // header + both tasks
+
+    // The tasks ran with the agent's environment, less every labsweep token.
+    for (const x of [1, 2]) {
+      const env = JSON.parse(readFileSync(join(dir, `env-${x}.json`), "utf8")) as Record<string, string>;
+      expect(env.SLURM_ARRAY_JOB_ID).toBe("42");
+      expect(env.LABSWEEP_TASK_ID).toMatch(/^\d+$/);
+      expect(Object.keys(env).filter((key) => /^LABSWEEP_.*TOKEN/i.test(key))).toEqual([]);
+      for (const secret of [token, "admin-secret-in-the-job-env", "viewer-secret-in-the-job-env"])
+        expect(JSON.stringify(env)).not.toContain(secret);
+    }
   });
 
   it("is the agent after exec: SIGTERM (scancel, the time limit) stops it and its tasks, exit 130", async () => {

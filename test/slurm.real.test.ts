@@ -70,11 +70,15 @@ describe.skipIf(!hasSlurm)(
         await new Promise((resolve) => setTimeout(resolve, 1000));
       expect(inQueue(jobId), "the array still holds its allocation").toBe(false);
 
-      const status = JSON.parse((await runCli(["status", "--server", url, "--json"])).stdout) as {
+      const status = JSON.parse(
+        (await runCli(["status", "--server", url, "--json"], { env: { LABSWEEP_TOKEN: token } })).stdout,
+      ) as {
         succeeded: number;
       };
       expect(status.succeeded).toBe(4);
-      const agents = JSON.parse((await runCli(["agents", "--server", url, "--json"])).stdout) as {
+      const agents = JSON.parse(
+        (await runCli(["agents", "--server", url, "--json"], { env: { LABSWEEP_TOKEN: token } })).stdout,
+      ) as {
         agents: Array<{ info: { slurm?: { jobId: string; arrayTaskId: string | null } | null } }>;
       };
       expect(

@@ -3,7 +3,15 @@
  * records its arguments, LABSWEEP_TOKEN from its environment and the script, then prints a job
  * id), and the bad-input paths, which write nothing. Run `npm run build` first.
  */
-import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync } from "node:fs";
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { delimiter, join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { CLI, type CliResult, runCli, tempDir, writeFile } from "./helpers/cli.js";
@@ -123,6 +131,22 @@ describe("labsweep slurm (submitting)", () => {
     expect(readFileSync(join(dir, "labsweep-agents.sbatch"), "utf8")).not.toContain("tok-3f9a");
   });
 
+  it("reads the token from --token-file into sbatch's environment; never into the script or argv", async () => {
+    const sbatch = fakeSbatch();
+    const dir = tempDir();
+    const tokenFile = join(dir, "agent.token");
+    writeFileSync(tokenFile, `${TOKEN}\n`, { mode: 0o600 });
+    const result = await runCli([...BASE, "--output", dir, "--token-file", tokenFile], {
+      cwd: dir,
+      env: sbatch.env,
+    });
+    expectCode(result, 0);
+    expect(readFileSync(join(sbatch.records, "token"), "utf8")).toBe(TOKEN);
+    expect(readFileSync(join(sbatch.records, "argv"), "utf8")).not.toContain(TOKEN);
+    expect(readFileSync(join(dir, "labsweep-agents.sbatch"), "utf8")).not.toContain(TOKEN);
+    expect(result.stdout).not.toContain(TOKEN);
+  });
+
   it("reports sbatch's refusal with its message, exit 1", async () => {
     const sbatch = fakeSbatch();
     const dir = tempDir();
@@ -154,7 +178,7 @@ describe("labsweep slurm (submitting)", () => {
     const result = await runCli([...BASE, "--output", "runs"], { cwd: dir, env: sbatch.env });
     expectCode(result, 2);
     expect(result.stderr).toMatch(
-      /^labsweep: labsweep slurm needs the coordinator's agent token: --token T or LABSWEEP_TOKEN/,
+      /^labsweep: labsweep slurm needs the coordinator's agent token: LABSWEEP_TOKEN in the environment, or --token-file FILE/,
     );
     expect(readdirSync(dir)).toEqual([]);
     expect(readdirSync(sbatch.records)).toEqual([]);

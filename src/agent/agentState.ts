@@ -11,6 +11,12 @@ import {
   writeSync,
 } from "node:fs";
 import { join, resolve } from "node:path";
+import {
+  ensurePrivateDir,
+  PRIVATE_DIR_MODE,
+  PRIVATE_FILE_MODE,
+  tightenFile,
+} from "../ledger/privateFiles.js";
 import { takePidLock } from "./gpuLocks.js";
 import { killLeftovers, killTasksOf } from "./leftovers.js";
 
@@ -40,9 +46,12 @@ export interface AgentState {
  */
 export function openAgentState(stateDir: string): AgentState {
   const dir = resolve(stateDir);
-  mkdirSync(dir, { recursive: true });
+  // Task logs, results and the outbox live here: the owner's alone (see privateFiles.ts).
+  ensurePrivateDir(dir);
   const lock = takePidLock(join(dir, "agent.lock"));
   if (!("held" in lock)) throw new StateDirInUseError(dir, lock.owner);
+  // takePidLock writes 0644 for the machine-wide GPU locks; this one is in a private dir.
+  tightenFile(join(dir, "agent.lock"));
   try {
     return { stateDir: dir, agentId: agentIdOf(dir), release: () => lock.held.release() };
   } catch (error) {
@@ -88,7 +97,7 @@ export function recordRunning(stateDir: string, record: RunningRecord): void {
     write();
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
-    mkdirSync(dir, { recursive: true });
+    mkdirSync(dir, { recursive: true, mode: PRIVATE_DIR_MODE });
     write();
   }
 }
@@ -134,7 +143,7 @@ export function killPreviousTasks(stateDir: string): { attempts: number[]; kille
 /** Temp file, fsync if `durably`, rename: readers see the old content or the new, never half. */
 function writeWhole(path: string, text: string, durably: boolean): void {
   const temp = `${path}.${process.pid}.tmp`;
-  const fd = openSync(temp, "w");
+  const fd = openSync(temp, "w", PRIVATE_FILE_MODE);
   try {
     writeSync(fd, text);
     if (durably) fsyncSync(fd);

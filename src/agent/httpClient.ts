@@ -10,7 +10,7 @@ export class UnauthorizedError extends Error {
     detail: string,
   ) {
     super(
-      `the coordinator at ${server} rejected the token (401${detail ? `: ${detail}` : ""}); check --token or LABSWEEP_TOKEN`,
+      `the coordinator at ${server} rejected the token (401${detail ? `: ${detail}` : ""}); check LABSWEEP_TOKEN or --token-file`,
     );
   }
 }

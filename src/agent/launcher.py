@@ -84,7 +84,7 @@ def send(message):
 def spawn(request, argv, stdin):
     """Starts a process in its own session and process group, output to the task's log. SIGPIPE
     and SIGXFSZ (which Python ignores) go back to their defaults. A cwd or exec failure raises."""
-    log_fd = os.open(request["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    log_fd = os.open(request["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)  # the owner's alone
     try:
         return subprocess.Popen(
             argv,

@@ -2,6 +2,7 @@ import { mkdirSync, readdirSync, rmSync } from "node:fs";
 import { open, readFile, rename, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import type { FinishRequest } from "../api/contract.js";
+import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from "../ledger/privateFiles.js";
 
 /** One attempt's finish report, as kept on the agent's disk until the coordinator has it. */
 export interface OutboxRecord {
@@ -58,7 +59,7 @@ export class Outbox {
     private readonly deliver: Deliver,
     private readonly options: OutboxOptions = {},
   ) {
-    mkdirSync(dir, { recursive: true });
+    mkdirSync(dir, { recursive: true, mode: PRIVATE_DIR_MODE });
     this.warn = options.warn ?? ((message) => process.stderr.write(`${message}\n`));
     for (const name of readdirSync(dir)) {
       const id = /^(\d+)\.json$/.exec(name)?.[1];
@@ -85,7 +86,7 @@ export class Outbox {
     const durable = options.durable ?? true;
     const path = this.pathOf(record.attemptId);
     const temp = join(this.dir, `.${record.attemptId}.json.${process.pid}.tmp`);
-    const file = await open(temp, "w");
+    const file = await open(temp, "w", PRIVATE_FILE_MODE);
     try {
       await file.writeFile(`${JSON.stringify(record)}\n`);
       if (durable) await file.sync();
@@ -248,7 +249,7 @@ export class Outbox {
 
   private async setAside(id: number, reason: string): Promise<void> {
     const refused = join(this.dir, "refused");
-    mkdirSync(refused, { recursive: true });
+    mkdirSync(refused, { recursive: true, mode: PRIVATE_DIR_MODE });
     await rename(this.pathOf(id), join(refused, `${id}.json`)).catch(ignoreMissing);
     this.warn(
       `labsweep agent: the report of attempt ${id} was refused (${reason}); kept in ${join(refused, `${id}.json`)}`,

@@ -1,5 +1,6 @@
 import { spawn, spawnSync } from "node:child_process";
 import { appendFileSync, closeSync, openSync, readdirSync, readFileSync, readSync, statSync } from "node:fs";
+import { PRIVATE_FILE_MODE } from "../ledger/privateFiles.js";
 import { DroppedLaunch, Launcher, sharedLauncher } from "./launcher.js";
 
 export interface ProcessSpec {
@@ -46,6 +47,20 @@ export interface RunningProcess {
    * resolves as stopped); false if it started first and runs.
    */
   withdraw(): Promise<boolean>;
+}
+
+/** LABSWEEP_TOKEN, LABSWEEP_ADMIN_TOKEN, LABSWEEP_VIEWER_TOKEN, LABSWEEP_AGENT_TOKEN and the like. */
+const TOKEN_VARIABLE = /^LABSWEEP_.*TOKEN/i;
+
+/**
+ * The environment a task gets: the agent's, less every labsweep token. A task runs whatever a
+ * config says; with the agent token it could lease other machines' tasks, with the admin token
+ * queue commands onto them. (A SLURM agent gets its token through its environment.)
+ */
+export function taskEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const result: NodeJS.ProcessEnv = {};
+  for (const [key, value] of Object.entries(env)) if (!TOKEN_VARIABLE.test(key)) result[key] = value;
+  return result;
 }
 
 const HAS_SETPRIV = spawnSync("setpriv", ["--version"], { stdio: "ignore" }).status === 0;
@@ -185,21 +200,21 @@ function afterPreparing(prepared: Promise<void>, launch: () => Launched | Promis
 
 function viaLauncher(spec: ProcessSpec, after?: number): Launched {
   const launched = sharedLauncher().launch(
-    { command: spec.command, cwd: spec.cwd, env: spec.env, logPath: spec.logPath },
+    { command: spec.command, cwd: spec.cwd, env: taskEnv(spec.env), logPath: spec.logPath },
     after,
   );
   return { ...launched, id: Promise.resolve(launched.id) };
 }
 
 function viaSpawn(spec: ProcessSpec): Launched {
-  const log = openSync(spec.logPath, "a");
+  const log = openSync(spec.logPath, "a", PRIVATE_FILE_MODE);
   const argv = ["/bin/sh", "-c", spec.command];
   const [file, ...args] = HAS_SETPRIV ? ["setpriv", "--pdeathsig", "KILL", "--", ...argv] : argv;
   let child: ReturnType<typeof spawn>;
   try {
     child = spawn(file as string, args, {
       cwd: spec.cwd,
-      env: spec.env,
+      env: taskEnv(spec.env),
       detached: true,
       stdio: ["ignore", log, log],
     });
@@ -264,7 +279,7 @@ function groupAlive(processGroup: number): boolean {
 
 function appendNote(path: string, line: string): void {
   try {
-    appendFileSync(path, `${line}\n`);
+    appendFileSync(path, `${line}\n`, { mode: PRIVATE_FILE_MODE });
   } catch (error) {
     // The log's dir could not be made (the same failure being noted): the note has nowhere to go.
     if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;

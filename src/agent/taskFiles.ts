@@ -1,5 +1,6 @@
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, touchPrivateFile } from "../ledger/privateFiles.js";
 import type { Task } from "../ledger/rows.js";
 import type { Placement } from "../sweep/types.js";
 
@@ -32,7 +33,7 @@ export function prepareAttempt(
 ): void {
   // Synchronous: two small writes cost less than two trips through the thread pool, and this
   // sits between a slot freeing up and its next task starting.
-  mkdirSync(files.dir, { recursive: true });
+  mkdirSync(files.dir, { recursive: true, mode: PRIVATE_DIR_MODE });
   const config = {
     task_id: task.id,
     signature: task.signature,
@@ -51,7 +52,9 @@ export function prepareAttempt(
     resources: task.policy.resources,
   };
   // The result path is new for every attempt, so no stale result can be mistaken for this one's.
-  writeFileSync(files.configPath, `${JSON.stringify(config, null, 2)}\n`);
+  writeFileSync(files.configPath, `${JSON.stringify(config, null, 2)}\n`, { mode: PRIVATE_FILE_MODE });
+  // Created empty (no metrics) and private, so a task that writes it in place keeps it 0600.
+  touchPrivateFile(files.resultPath);
 }
 
 /**

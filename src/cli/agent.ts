@@ -5,11 +5,13 @@ import { StateDirInUseError } from "../agent/agentState.js";
 import { type ProbeSpec, parseProbe } from "../agent/capabilities.js";
 import { UnauthorizedError } from "../agent/httpClient.js";
 import { RemoteAgent } from "../agent/remoteAgent.js";
+import { tokenFrom } from "./apiClient.js";
 import { EXIT, UsageError } from "./exitCodes.js";
 
 export interface AgentFlags {
   server?: string;
   token?: string;
+  tokenFile?: string;
   slots?: string;
   gpus?: string;
   tag?: string[];
@@ -33,9 +35,11 @@ const MAX_DEFAULT_STATE_DIRS = 64;
  */
 export async function agentCommand(flags: AgentFlags): Promise<number> {
   const servers = serverList(flags.server ?? process.env.LABSWEEP_SERVER);
-  const token = flags.token ?? process.env.LABSWEEP_TOKEN;
+  const token = tokenFrom(flags, ["LABSWEEP_TOKEN"]);
   if (!token)
-    throw new UsageError("labsweep agent needs the coordinator's agent token: --token T or LABSWEEP_TOKEN");
+    throw new UsageError(
+      "labsweep agent needs the coordinator's agent token: LABSWEEP_TOKEN in the environment, or --token-file FILE",
+    );
   const workdir = flags.workdir === undefined ? undefined : existingDir("--workdir", flags.workdir);
   const base = {
     servers,

@@ -33,7 +33,13 @@ export async function main(argv: string[]): Promise<number> {
     "state dir with the ledger (default: .labsweep/ beside the first config)",
   ] as const;
   const server = ["--server <url>", "a running coordinator (default: $LABSWEEP_SERVER)"] as const;
-  const token = ["--token <token>", "its agent or viewer token (default: $LABSWEEP_TOKEN)"] as const;
+  // Reads take any token; add, cancel and retry the admin token. Prefer the environment or a
+  // file: an argument is visible to every user of the machine in `ps`.
+  const token = [
+    "--token <token>",
+    "its token (default: $LABSWEEP_VIEWER_TOKEN, $LABSWEEP_TOKEN, $LABSWEEP_ADMIN_TOKEN; add/cancel/retry: $LABSWEEP_ADMIN_TOKEN) — other users can see arguments: prefer --token-file",
+  ] as const;
+  const tokenFile = ["--token-file <file>", "read the token from this file's first line"] as const;
   const command = [
     "--command <template>",
     "command for configs that declare none (the original system's configs)",
@@ -84,6 +90,15 @@ export async function main(argv: string[]): Promise<number> {
       "the agents' token (default: $LABSWEEP_AGENT_TOKEN, else generated and stored)",
     )
     .option("--viewer-token <token>", "the read-only token (default: $LABSWEEP_VIEWER_TOKEN, else generated)")
+    .option(
+      "--admin-token <token>",
+      "the token for add, cancel and retry (default: $LABSWEEP_ADMIN_TOKEN, else generated)",
+    )
+    .option(
+      "--tokens-file <file>",
+      'tokens as JSON {"agent","viewer","admin"} in a 0600 file (flags win; default: <state>/tokens.json)',
+    )
+    .option("--trust-loopback", "reads from this machine (127.0.0.1/localhost) need no token")
     .option("--tls-cert <file>", "serve HTTPS with this certificate (PEM)")
     .option("--tls-key <file>", "and this key (PEM)")
     .option("--lease-seconds <s>", "lease length without a heartbeat", "12")
@@ -99,7 +114,11 @@ export async function main(argv: string[]): Promise<number> {
       "--server <urls>",
       "the coordinator's URL; several, comma-separated, are tried in turn ($LABSWEEP_SERVER)",
     )
-    .option("--token <token>", "the coordinator's agent token (default: $LABSWEEP_TOKEN)")
+    .option(
+      "--token <token>",
+      "the coordinator's agent token (default: $LABSWEEP_TOKEN; prefer it or --token-file)",
+    )
+    .option(...tokenFile)
     .option("--slots <n>", "tasks at once (default: one per GPU with ≥ 4 GB free, else one per CPU core)")
     .option("--gpus <list>", "only these GPU indices, e.g. 0,2")
     .option("--tag <tag>", "a tag tasks can ask for (repeatable)", collect)
@@ -127,8 +146,9 @@ export async function main(argv: string[]): Promise<number> {
     .option("--server <urls>", "the coordinator's URL(s) as compute nodes reach it ($LABSWEEP_SERVER)")
     .option(
       "--token <token>",
-      "the agent token, given to the jobs in their environment (default: $LABSWEEP_TOKEN)",
+      "the agent token, given to the jobs in their environment (default: $LABSWEEP_TOKEN; prefer it or --token-file)",
     )
+    .option(...tokenFile)
     .option("--agents <n>", "how many agents: the job array's size")
     .option("--gres <gres>", "generic resources per agent, name[:type]:count, e.g. gpu:1")
     .option("--partition <p>", "the partition (several comma-separated)")
@@ -161,10 +181,11 @@ export async function main(argv: string[]): Promise<number> {
     });
   program
     .command("token")
-    .description("print the agent token (or --viewer token) stored in the state dir")
+    .description("print the agent token (or --viewer, --admin token) stored in the state dir")
     .argument("[configs...]", "config files, to find the default state dir")
     .option(...state)
     .option("--viewer", "print the read-only viewer token")
+    .option("--admin", "print the admin token (add, cancel, retry)")
     .action(async (configs: string[], flags) => {
       exitCode = await tokenCommand(configs, flags);
     });
@@ -176,6 +197,7 @@ export async function main(argv: string[]): Promise<number> {
     .option(...STORE_OPTION)
     .option(...server)
     .option(...token)
+    .option(...tokenFile)
     .option("--json", "print one JSON object")
     .action(async (configs: string[], flags) => {
       exitCode = flags.server ? await remoteStatus(flags) : await statusCommand(configs, flags);
@@ -188,6 +210,7 @@ export async function main(argv: string[]): Promise<number> {
     .option(...STORE_OPTION)
     .option(...server)
     .option(...token)
+    .option(...tokenFile)
     .option("--json", "print one JSON object")
     .action(async (configs: string[], flags) => {
       exitCode = await agentsCommand(configs, flags);
@@ -199,6 +222,7 @@ export async function main(argv: string[]): Promise<number> {
     .option("--phase <name>", "every task of this phase")
     .option(...server)
     .option(...token)
+    .option(...tokenFile)
     .action(async (tasks: string[], flags) => {
       exitCode = await cancelCommand(tasks, flags);
     });
@@ -208,6 +232,7 @@ export async function main(argv: string[]): Promise<number> {
     .argument("<configs...>", "sweep config files (YAML)")
     .option(...server)
     .option(...token)
+    .option(...tokenFile)
     .action(async (configs: string[], flags) => {
       exitCode = await addCommand(configs, flags);
     });
@@ -219,6 +244,7 @@ export async function main(argv: string[]): Promise<number> {
     .option("--attempt <n>", "a given attempt instead of the latest")
     .option(...server)
     .option(...token)
+    .option(...tokenFile)
     .action(async (task: string, flags) => {
       exitCode = await logsCommand(task, flags);
     });
@@ -232,6 +258,7 @@ export async function main(argv: string[]): Promise<number> {
     .option("--phase <name>", "only this phase's failed tasks")
     .option(...server)
     .option(...token)
+    .option(...tokenFile)
     .action(async (configs: string[], flags) => {
       exitCode = flags.server ? await remoteRetry(flags) : await retryCommand(configs, flags);
     });

@@ -2,12 +2,12 @@ import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { listAgents } from "../ledger/agents.js";
 import { openLedgerReadOnly } from "../ledger/openLedger.js";
-import { callApi, type ServerFlags, serverFrom } from "./apiClient.js";
+import { callApi, type Power, type ServerFlags, serverFrom } from "./apiClient.js";
 import { EXIT, UsageError } from "./exitCodes.js";
 import { stateDirFrom } from "./stateDir.js";
 
-function requireServer(flags: ServerFlags, what: string) {
-  const server = serverFrom(flags);
+function requireServer(flags: ServerFlags, what: string, power: Power = "read") {
+  const server = serverFrom(flags, power);
   if (!server)
     throw new UsageError(
       `${what} talks to a running coordinator: pass --server URL (or set LABSWEEP_SERVER)`,
@@ -77,7 +77,7 @@ export async function cancelCommand(
   taskIds: string[],
   flags: ServerFlags & { phase?: string },
 ): Promise<number> {
-  const server = requireServer(flags, "cancel");
+  const server = requireServer(flags, "cancel", "admin");
   if (taskIds.length === 0 && !flags.phase) throw new UsageError("name tasks to cancel, or --phase P");
   const ids = taskIds.map((text) => {
     const id = Number(text);
@@ -90,7 +90,7 @@ export async function cancelCommand(
 }
 
 export async function addCommand(configs: string[], flags: ServerFlags): Promise<number> {
-  const server = requireServer(flags, "add");
+  const server = requireServer(flags, "add", "admin");
   const files = configs.map((path) => {
     try {
       return { path: resolve(path), text: readFileSync(path, "utf8") };
@@ -107,29 +107,47 @@ export async function addCommand(configs: string[], flags: ServerFlags): Promise
 }
 
 export async function remoteRetry(flags: ServerFlags & { phase?: string }): Promise<number> {
-  const server = requireServer(flags, "retry --server");
+  const server = requireServer(flags, "retry --server", "admin");
   const { json } = await callApi(server, "POST", "/retry", { phase: flags.phase });
   process.stdout.write(`${(json as { retried: number }).retried} failed task(s) will run again\n`);
   return EXIT.ok;
 }
 
-/** `labsweep logs TASK [-f]`: the latest attempt's log, followed until the attempt ends. */
+/**
+ * `labsweep logs TASK [-f]`: the latest attempt's log, followed until the attempt ends. Read in
+ * pieces from an offset (the coordinator answers at most 1 MiB at a time), so neither side ever
+ * holds a whole log.
+ */
 export async function logsCommand(
   taskId: string,
   flags: ServerFlags & { follow?: boolean; attempt?: string; state?: string },
 ): Promise<number> {
   const server = requireServer(flags, "logs");
   if (!/^\d+$/.test(taskId)) throw new UsageError(`task ids are whole numbers, got "${taskId}"`);
-  const query = flags.attempt ? `?attempt=${encodeURIComponent(flags.attempt)}` : "";
-  let shown = 0;
+  const attempt = flags.attempt ? `&attempt=${encodeURIComponent(flags.attempt)}` : "";
+  let next = 0;
   for (;;) {
-    const { text, headers } = await callApi(server, "GET", `/tasks/${taskId}/log${query}`);
-    if (text.length < shown) shown = 0; // the coordinator trimmed the log to its tail
-    process.stdout.write(text.slice(shown));
-    shown = text.length;
+    const { bytes, headers } = await callApi(server, "GET", `/tasks/${taskId}/log?offset=${next}${attempt}`);
+    const size = Number(headers.get("x-labsweep-log-size") ?? 0);
+    if (size < next) {
+      // The coordinator trimmed the log to its tail: go on from the start of what it kept.
+      process.stderr.write("labsweep: [… the coordinator dropped earlier output …]\n");
+      next = 0;
+      continue;
+    }
+    await writeOut(bytes);
+    next += bytes.length;
+    if (next < size) continue; // more is there already
     if (!flags.follow || headers.get("x-labsweep-attempt-ended") === "1") return EXIT.ok;
     await new Promise((resolveWait) => setTimeout(resolveWait, 1000));
   }
+}
+
+/** Writes to stdout and waits until it is taken: a slow pipe must not make the pieces pile up. */
+function writeOut(bytes: Buffer): Promise<void> {
+  return new Promise((resolveWrite, reject) =>
+    process.stdout.write(bytes, (error) => (error ? reject(error) : resolveWrite())),
+  );
 }
 
 /** `labsweep status --server URL`. */

@@ -199,6 +199,8 @@ async function startDashboard(
       telemetry: options.telemetry,
       localMachines: () => options.machines,
       agentApi: false,
+      // `run` is one user's sweep on their own machine: its dashboard opens from there with no token.
+      trustLoopback: true,
       warn: options.note,
     });
     const remote = !(isLoopback(options.host) || options.host.toLowerCase() === "localhost");

@@ -1,8 +1,16 @@
 import { prepareLedger } from "../coordinator/localRun.js";
 import { openSweep } from "../coordinator/openSweep.js";
 import { startServer } from "../coordinator/serve.js";
+import {
+  isTokenShaped,
+  readTokensFile,
+  TOKEN_KINDS,
+  TokenError,
+  type Tokens,
+} from "../coordinator/tokens.js";
 import { ledgerStore } from "../ledger/openLedger.js";
 import { postgresWakeBus } from "../ledger/wakeBus.js";
+import { shellQuote } from "../slurm/shellQuote.js";
 import { EXIT, UsageError } from "./exitCodes.js";
 import { stateDirFrom } from "./stateDir.js";
 
@@ -14,6 +22,9 @@ export interface ServeFlags {
   port: string;
   agentToken?: string;
   viewerToken?: string;
+  adminToken?: string;
+  tokensFile?: string;
+  trustLoopback?: boolean;
   tlsCert?: string;
   tlsKey?: string;
   exitWhenDone?: boolean;
@@ -30,20 +41,7 @@ export async function serveCommand(configs: string[], flags: ServeFlags): Promis
   const leaseMs = flags.leaseSeconds === undefined ? undefined : Number(flags.leaseSeconds) * 1000;
   if (leaseMs !== undefined && !(leaseMs > 0))
     throw new UsageError(`--lease-seconds must be positive, got "${flags.leaseSeconds}"`);
-  // `||`: an empty LABSWEEP_AGENT_TOKEN= means "not set", not an empty token nobody can present.
-  const agentToken = flags.agentToken || process.env.LABSWEEP_AGENT_TOKEN || undefined;
-  const viewerToken = flags.viewerToken || process.env.LABSWEEP_VIEWER_TOKEN || undefined;
-  for (const [name, token] of [
-    ["agent", agentToken],
-    ["viewer", viewerToken],
-  ] as const) {
-    if (token !== undefined && !/^[\x21-\x7e]+$/.test(token))
-      throw new UsageError(
-        `the ${name} token must be printable ASCII without spaces (it travels in a header)`,
-      );
-  }
-  if (agentToken !== undefined && agentToken === viewerToken)
-    throw new UsageError("the agent and viewer tokens must differ");
+  const tokens = serveTokens(flags);
   const sweep = openSweep(configs, { defaultCommand: flags.command, yes: flags.yes });
   const stateDir = stateDirFrom(flags, configs);
   // Remote agents keep running through a coordinator restart: their attempts get a lease's
@@ -62,7 +60,8 @@ export async function serveCommand(configs: string[], flags: ServeFlags): Promis
       host: flags.host,
       port,
       leaseMs,
-      tokens: { agent: agentToken, viewer: viewerToken },
+      tokens,
+      trustLoopback: flags.trustLoopback ?? false,
       tls: flags.tlsCert && flags.tlsKey ? { certPath: flags.tlsCert, keyPath: flags.tlsKey } : undefined,
       sweep: { files: sweep.files, load: { defaultCommand: flags.command } },
       wakeBus,
@@ -70,7 +69,8 @@ export async function serveCommand(configs: string[], flags: ServeFlags): Promis
     const { sync } = prepared;
     process.stderr.write(
       `labsweep: ${sync.unique} unique tasks (${sync.merged} merged); serving ${server.url}\n` +
-        `labsweep: start agents with: labsweep agent --server ${server.url} --token "$(labsweep token --state ${stateDir})"\n` +
+        // The token goes in the agent's environment, never its argv (which `ps` shows everyone).
+        `labsweep: start agents with: LABSWEEP_TOKEN="$(labsweep token --state ${shellQuote(stateDir)})" labsweep agent --server ${server.url}\n` +
         `labsweep: dashboard at ${server.url}/\n`,
     );
     process.stdout.write(`${server.url}\n`);
@@ -89,4 +89,38 @@ export async function serveCommand(configs: string[], flags: ServeFlags): Promis
     await prepared.db.close();
     prepared.release();
   }
+}
+
+/**
+ * The tokens given to `serve`, kind by kind: the flag (--agent-token, --viewer-token,
+ * --admin-token), else `--tokens-file`, else LABSWEEP_AGENT_TOKEN / LABSWEEP_VIEWER_TOKEN /
+ * LABSWEEP_ADMIN_TOKEN; a kind given nowhere comes from `<state>/tokens.json` (or is generated).
+ */
+export function serveTokens(flags: ServeFlags): Partial<Tokens> {
+  let file: Partial<Tokens> = {};
+  if (flags.tokensFile) {
+    try {
+      file = readTokensFile(flags.tokensFile);
+    } catch (error) {
+      if (error instanceof TokenError) throw new UsageError(error.message);
+      throw error;
+    }
+  }
+  const fromFlags = { agent: flags.agentToken, viewer: flags.viewerToken, admin: flags.adminToken };
+  const tokens: Partial<Tokens> = {};
+  for (const kind of TOKEN_KINDS) {
+    // `||`: an empty LABSWEEP_AGENT_TOKEN= means "not set", not an empty token nobody can present.
+    const token =
+      fromFlags[kind] || file[kind] || process.env[`LABSWEEP_${kind.toUpperCase()}_TOKEN`] || undefined;
+    if (token === undefined) continue;
+    if (!isTokenShaped(token))
+      throw new UsageError(
+        `the ${kind} token must be printable ASCII without spaces (it travels in a header)`,
+      );
+    tokens[kind] = token;
+  }
+  const given = Object.values(tokens);
+  if (new Set(given).size !== given.length)
+    throw new UsageError("the agent, viewer and admin tokens must all differ");
+  return tokens;
 }

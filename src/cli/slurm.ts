@@ -14,11 +14,13 @@ import {
   writeFileAtomically,
 } from "../slurm/index.js";
 import { serverList } from "./agent.js";
+import { tokenFrom } from "./apiClient.js";
 import { EXIT, UsageError } from "./exitCodes.js";
 
 export interface SlurmFlags extends SlurmFlagValues {
   server?: string;
   token?: string;
+  tokenFile?: string;
   dryRun?: boolean;
 }
 
@@ -35,10 +37,10 @@ export async function slurmCommand(flags: SlurmFlags): Promise<number> {
     process.stdout.write(script);
     return EXIT.ok;
   }
-  const token = flags.token ?? process.env.LABSWEEP_TOKEN;
+  const token = tokenFrom(flags, ["LABSWEEP_TOKEN"]);
   if (!token)
     throw new UsageError(
-      "labsweep slurm needs the coordinator's agent token: --token T or LABSWEEP_TOKEN (the jobs get it through their environment; it is never written to the script)",
+      "labsweep slurm needs the coordinator's agent token: LABSWEEP_TOKEN in the environment, or --token-file FILE (the jobs get it through their environment; it is never written to the script)",
     );
   const sbatch = findOnPath("sbatch");
   if (!sbatch)

@@ -42,6 +42,13 @@ export interface ServeOptions {
   /** Offer the agents' routes; `labsweep run` serves only reads and the dashboard. (Default: true) */
   agentApi?: boolean;
   /**
+   * Reads without a token from this machine (peer and Host both loopback): `labsweep run`, and
+   * `serve --trust-loopback`. (Default: false)
+   */
+  trustLoopback?: boolean;
+  /** Limits on dashboard event streams (see AppOptions). (Default: 64 streams, 1 MiB each) */
+  streams?: { max?: number; bufferLimit?: number };
+  /**
    * How this coordinator and the other replicas on one PostgreSQL ledger wake each other's
    * waiting agents; closed with the server. (Default: none, a lone coordinator)
    */
@@ -120,6 +127,9 @@ export async function startServer(db: Db, options: ServeOptions): Promise<Runnin
     dashboard: options.dashboard,
     localMachines: options.localMachines,
     agentApi: options.agentApi,
+    trustLoopback: options.trustLoopback ?? false,
+    maxEventStreams: options.streams?.max,
+    streamBufferLimit: options.streams?.bufferLimit,
   });
   const host = options.host ?? "127.0.0.1";
   const warning = clearTextWarning(host, Boolean(https));

@@ -1,41 +1,50 @@
-import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from "node:fs";
+import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { ensurePrivateDir, PRIVATE_FILE_MODE } from "../ledger/privateFiles.js";
+import { tryExclusiveLock } from "../ledger/processLock.js";
 
-export const LOCK_FILE = "coordinator.lock";
+/** The lock file: an empty SQLite database whose exclusive lock the running process holds. */
+export const LOCK_FILE = "run.lock";
+/** Beside it, the holder's pid, for the message a second process gets. */
+const PID_FILE = "run.lock.pid";
 
-/**
- * One coordinator per state dir: a second `labsweep run` on the same ledger would hand tasks
- * out twice. The lock file holds the owner's pid; a lock whose pid is gone (kill -9, power loss)
- * is stale and taken over.
- */
-export function acquireStateLock(stateDir: string): () => void {
-  mkdirSync(stateDir, { recursive: true });
-  const path = join(stateDir, LOCK_FILE);
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      const fd = openSync(path, "wx", 0o600);
-      writeSync(fd, `${process.pid}\n`);
-      closeSync(fd);
-      return () => rmSync(path, { force: true });
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
-      const owner = Number(readFileSync(path, "utf8").trim());
-      if (owner > 0 && owner !== process.pid && isAlive(owner)) {
-        throw new Error(
-          `another labsweep (pid ${owner}) is running on ${stateDir}; watch it with \`labsweep status\` or stop it first`,
-        );
-      }
-      rmSync(path, { force: true });
-    }
-  }
-  throw new Error(`could not lock ${path}`);
+/** Another process holds the state dir. */
+export class StateLockedError extends Error {
+  override name = "StateLockedError";
 }
 
-function isAlive(pid: number): boolean {
+/**
+ * One coordinator per state dir: a second `labsweep run` on the same ledger would hand tasks out
+ * twice. A kernel lock (see `tryExclusiveLock`), so two processes starting at once cannot both
+ * take it, and a holder killed by SIGKILL leaves nothing stale behind. Returns the release.
+ */
+export function acquireStateLock(stateDir: string): () => void {
+  ensurePrivateDir(stateDir);
+  const lock = tryExclusiveLock(join(stateDir, LOCK_FILE));
+  const pidPath = join(stateDir, PID_FILE);
+  if (!lock) {
+    const owner = readPid(pidPath);
+    throw new StateLockedError(
+      `another labsweep run holds ${stateDir}${owner ? ` (pid ${owner})` : ""}; watch it with \`labsweep status\` or stop it first`,
+    );
+  }
+  // Written only while holding the lock; a stale one (from a killed holder) is overwritten here.
+  writeFileSync(pidPath, `${process.pid}\n`, { mode: PRIVATE_FILE_MODE });
+  return () => {
+    // The pid file goes first, while the lock still says it is ours to remove. The lock file
+    // stays: unlinking it would let a newcomer lock a new file while a late opener holds the old.
+    rmSync(pidPath, { force: true });
+    lock.release();
+  };
+}
+
+function readPid(path: string): number | null {
   try {
-    process.kill(pid, 0);
-    return true;
+    const pid = Number(readFileSync(path, "utf8").trim());
+    return Number.isSafeInteger(pid) && pid > 0 ? pid : null;
   } catch (error) {
-    return (error as NodeJS.ErrnoException).code === "EPERM";
+    // Absent: the holder has not written it yet, or it is shutting down.
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return null;
+    throw error;
   }
 }

@@ -3,6 +3,7 @@ import { dirname } from "node:path";
 import type { Db } from "./db.js";
 import { migrate } from "./migrate.js";
 import { openPostgresDb } from "./postgresDb.js";
+import { ensurePrivateDir, PRIVATE_DIR_MODE, tightenFile, touchPrivateFile } from "./privateFiles.js";
 import { openSqliteDb } from "./sqliteDb.js";
 import { describeStore, LEDGER_FILE, parseStore, STORE_ENV, type Store, storeText } from "./store.js";
 
@@ -25,7 +26,12 @@ export function ledgerStore(stateDir: string, options: OpenLedgerOptions = {}): 
 /** Opens the store's database without migrating it. */
 export function openStoreDb(store: Store, options: { readonly?: boolean } = {}): Db {
   if (store.kind === "postgres") return openPostgresDb(store.url, { max: options.readonly ? 2 : 10 });
-  if (!options.readonly) mkdirSync(dirname(store.path), { recursive: true });
+  if (!options.readonly) {
+    mkdirSync(dirname(store.path), { recursive: true, mode: PRIVATE_DIR_MODE });
+    // SQLite creates its file 0644 and gives -wal/-shm the file's mode: a 0600 file first.
+    touchPrivateFile(store.path);
+    for (const suffix of ["-wal", "-shm"]) tightenFile(`${store.path}${suffix}`);
+  }
   return openSqliteDb(store.path, options);
 }
 
@@ -35,7 +41,7 @@ export function openStoreDb(store: Store, options: { readonly?: boolean } = {}):
  * (tokens, logs and locks live there).
  */
 export async function openLedger(stateDir: string, options: OpenLedgerOptions = {}): Promise<Db> {
-  mkdirSync(stateDir, { recursive: true });
+  ensurePrivateDir(stateDir);
   const store = ledgerStore(stateDir, options);
   const db = openStoreDb(store);
   try {

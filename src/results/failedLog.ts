@@ -1,4 +1,5 @@
 import { join } from "node:path";
+import { tightenFile } from "../ledger/privateFiles.js";
 import { appendCsvRows } from "./csvFile.js";
 
 export const FAILED_FILE = "failed_experiments.csv";
@@ -42,4 +43,6 @@ export async function logFailedTask(stateDir: string, failed: FailedTask): Promi
       failed.logTail,
     ],
   ]);
+  // In the state dir: the owner's alone, like the ledger (commands and log tails can hold secrets).
+  tightenFile(join(stateDir, FAILED_FILE));
 }

@@ -15,6 +15,7 @@ import type { Db } from "../../src/ledger/db.js";
 
 export const AGENT_TOKEN = "agent-token-for-tests-0123456789";
 export const VIEWER_TOKEN = "viewer-token-for-tests-0123456789";
+export const ADMIN_TOKEN = "admin-token-for-tests-0123456789";
 
 export interface Fixture {
   dir: string;
@@ -47,7 +48,7 @@ export async function startFixture(yaml: string, options: Partial<ServeOptions> 
       stateDir,
       host: "127.0.0.1",
       port: 0,
-      tokens: { agent: AGENT_TOKEN, viewer: VIEWER_TOKEN },
+      tokens: { agent: AGENT_TOKEN, viewer: VIEWER_TOKEN, admin: ADMIN_TOKEN },
       warn: (message) => warnings.push(message),
       sweep: { files: sweep.files, load: {} },
       ...options,
@@ -121,6 +122,12 @@ export function capacityOf(
 
 export const agentAuth = { authorization: `Bearer ${AGENT_TOKEN}` };
 export const viewerAuth = { authorization: `Bearer ${VIEWER_TOKEN}` };
+export const adminAuth = { authorization: `Bearer ${ADMIN_TOKEN}` };
+
+/** The token a route needs: the admin's for changing the sweep, the agent's for the rest. */
+export function authFor(path: string): Record<string, string> {
+  return /^\/(cancel|retry|configs)\b/.test(path) ? adminAuth : agentAuth;
+}
 
 /** Rows of `<dir>/out/final_results.csv` (header excluded); [] when there is no file. */
 export function csvRows(dir: string, outputDir = "out"): string[] {

@@ -20,8 +20,13 @@ import { openEventStream } from "./eventStream.js";
 import { schemas } from "./schemas.js";
 
 const agentOnly = { access: "agent" as const };
+/** Changing the sweep is the admin's: a compute node's agent token must not queue commands. */
+const adminOnly = { access: "admin" as const };
 
-/** Routes agents call: register, lease (long-poll), heartbeat, report, stream logs, hold a channel. */
+/**
+ * Routes agents call: register, lease (long-poll), heartbeat, report, stream logs, hold a channel;
+ * and the admin's: cancel, add configs, retry.
+ */
 export function registerAgentRoutes(api: FastifyInstance, options: AppOptions): void {
   const { coordinator, agents } = options;
 
@@ -147,7 +152,7 @@ export function registerAgentRoutes(api: FastifyInstance, options: AppOptions): 
 
   api.post<{ Body: { taskIds?: number[]; phase?: string } }>(
     "/cancel",
-    { config: agentOnly, schema: { body: schemas.cancel } },
+    { config: adminOnly, schema: { body: schemas.cancel } },
     async (request) => {
       const cancelled = await coordinator.cancel(request.body);
       for (const { worker, attemptId } of cancelled.running)
@@ -158,7 +163,7 @@ export function registerAgentRoutes(api: FastifyInstance, options: AppOptions): 
 
   api.post<{ Body: { files: Array<{ path: string; text: string }> } }>(
     "/configs",
-    { config: agentOnly, schema: { body: schemas.configs } },
+    { config: adminOnly, schema: { body: schemas.configs } },
     async (request) => {
       if (!options.addConfigs)
         throw new HttpError(404, "this coordinator serves no sweep that can be extended");
@@ -168,7 +173,7 @@ export function registerAgentRoutes(api: FastifyInstance, options: AppOptions): 
 
   api.post<{ Body: { phase?: string } }>(
     "/retry",
-    { config: agentOnly, schema: { body: schemas.retry } },
+    { config: adminOnly, schema: { body: schemas.retry } },
     async (request) => {
       return { retried: await coordinator.retryFailed(request.body.phase) };
     },

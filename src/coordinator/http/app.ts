@@ -4,7 +4,7 @@ import type { LocalMachine } from "../../dashboard/machines.js";
 import type { Coordinator } from "../coordinator.js";
 import type { GpuTelemetry } from "../gpuTelemetry.js";
 import type { RemoteAgents } from "../remoteAgents.js";
-import { bearerToken, isLoopback, type Tokens, tokenMatches } from "../tokens.js";
+import { bearerToken, isLoopback, type Tokens, tokenMatches, viewerCookieValue } from "../tokens.js";
 import { registerAgentRoutes } from "./agentRoutes.js";
 import { registerDashboardRoutes } from "./dashboardRoutes.js";
 import { registerReadRoutes } from "./readRoutes.js";
@@ -28,16 +28,25 @@ export interface AppOptions {
   dashboard?: boolean;
   /** Machines working in this process (`labsweep run`'s), shown beside registered agents. (Default: none) */
   localMachines?: () => LocalMachine[];
-  /** Offer the agents' routes (lease, report, cancel, add, retry). (Default: true) */
+  /** Offer the agents' routes (lease, report) and the admin's (cancel, add, retry). (Default: true) */
   agentApi?: boolean;
+  /**
+   * Reads need no token from a loopback peer whose Host header is a loopback literal or
+   * `localhost` (`labsweep run`; `serve --trust-loopback`). (Default: false, a token always)
+   */
+  trustLoopback?: boolean;
+  /** Dashboard event streams open at once; the next one gets 503. (Default: 64) */
+  maxEventStreams?: number;
+  /** Bytes an event stream may have waiting for a client that does not read; past it, dropped. (Default: 1 MiB) */
+  streamBufferLimit?: number;
 }
 
 /**
- * Who may call a route: agents (the agent token), or readers (the viewer token, or loopback).
- * The dashboard's routes also take the viewer token from its HttpOnly cookie, and exempt loopback
- * only when the Host header names this machine too (a DNS-rebinding page names its own host).
+ * Who may call a route: agents (the agent token), the admin (the admin token: add, cancel,
+ * retry), or readers (the viewer token — as a bearer or the dashboard's cookie —, or the agent or
+ * admin token; tokenless from loopback where trusted, see `trustedLoopback`).
  */
-export type Access = "agent" | "viewer" | "dashboard";
+export type Access = "agent" | "admin" | "viewer";
 
 declare module "fastify" {
   interface FastifyContextConfig {
@@ -63,13 +72,17 @@ export function buildApp(options: AppOptions): FastifyInstance {
   app.addHook("onRequest", async (request, reply) => {
     const access = request.routeOptions.config.access;
     if (!access) return;
-    if (!allowed(access, request, options.tokens)) {
-      await reply.code(401).send({ error: "missing or wrong token (Authorization: Bearer <token>)" });
+    if (!allowed(access, request, options)) {
+      await reply.code(401).send({
+        error: `missing or wrong token: this needs the ${access} token (Authorization: Bearer <token>)`,
+      });
     }
   });
   app.setErrorHandler(
     (error: Error & { statusCode?: number; code?: string; validation?: unknown }, _request, reply) => {
       const status = error.statusCode ?? statusOf(error);
+      // A 5xx raised on purpose (503: too many streams) says why; any other is a bug, kept in the log.
+      if (error instanceof HttpError) return reply.code(status).send({ error: error.message });
       if (status >= 500) {
         warn(`labsweep: ${error.stack ?? error.message}`);
         return reply.code(500).send({ error: "internal error in the coordinator (see its log)" });
@@ -92,20 +105,35 @@ export function buildApp(options: AppOptions): FastifyInstance {
   return app;
 }
 
-/** The cookie that carries the viewer token for browsers (HttpOnly, SameSite=Strict). */
+/** The dashboard's cookie (HttpOnly, SameSite=Strict): a digest of the viewer token, not the token. */
 export const VIEWER_COOKIE = "labsweep_viewer";
 
 /** Whether a request may call a route of this access kind. */
-export function allowed(access: Access, request: FastifyRequest, tokens: Tokens): boolean {
+export function allowed(
+  access: Access,
+  request: FastifyRequest,
+  options: Pick<AppOptions, "tokens" | "trustLoopback">,
+): boolean {
+  const { tokens } = options;
   const token = bearerToken(request.headers.authorization);
-  if (tokenMatches(token, tokens.agent)) return true;
-  if (access === "agent") return false;
-  if (tokenMatches(token, tokens.viewer)) return true;
-  if (access === "viewer") return isLoopback(request.socket.remoteAddress);
+  if (access === "agent") return tokenMatches(token, tokens.agent);
+  if (tokenMatches(token, tokens.admin)) return true;
+  if (access === "admin") return false;
   return (
-    tokenMatches(cookieValue(request.headers.cookie, VIEWER_COOKIE), tokens.viewer) ||
-    (isLoopback(request.socket.remoteAddress) && isLoopbackHost(request.headers.host))
+    tokenMatches(token, tokens.viewer) ||
+    tokenMatches(token, tokens.agent) ||
+    tokenMatches(cookieValue(request.headers.cookie, VIEWER_COOKIE), viewerCookieValue(tokens.viewer)) ||
+    (options.trustLoopback === true && trustedLoopback(request))
   );
+}
+
+/**
+ * Loopback trust: the peer is this machine *and* the Host header names it exactly. A page on
+ * another site that re-binds its DNS name to 127.0.0.1 reaches us from loopback, but its
+ * browser sends that name as the Host.
+ */
+export function trustedLoopback(request: FastifyRequest): boolean {
+  return isLoopback(request.socket.remoteAddress) && isLoopbackHost(request.headers.host);
 }
 
 /** A cookie's (URI-decoded) value from a Cookie header. */
@@ -124,12 +152,16 @@ export function cookieValue(header: string | undefined, name: string): string | 
   return undefined;
 }
 
-/** Whether a Host header names this machine's loopback (localhost, 127.x.x.x, [::1]). */
+const IPV4_OCTET = "(?:25[0-5]|2[0-4]\\d|1\\d\\d|[1-9]?\\d)";
+/** `localhost`, `127.a.b.c` or `[::1]`, each with an optional `:port`; nothing else. */
+const LOOPBACK_HOST = new RegExp(
+  `^(?:localhost|127\\.${IPV4_OCTET}\\.${IPV4_OCTET}\\.${IPV4_OCTET}|\\[::1\\])(?::\\d{1,5})?$`,
+  "i",
+);
+
+/** Whether a Host header is exactly a loopback literal or `localhost`, with an optional port. */
 export function isLoopbackHost(host: string | undefined): boolean {
-  if (!host) return false;
-  const name = host.startsWith("[") ? host.slice(1, host.indexOf("]")) : host.replace(/:\d+$/, "");
-  const lower = name.toLowerCase();
-  return lower === "localhost" || lower.endsWith(".localhost") || isLoopback(lower);
+  return host !== undefined && LOOPBACK_HOST.test(host);
 }
 
 /** Errors the coordinator raises on purpose, mapped to HTTP statuses. */

@@ -13,11 +13,11 @@ import { taskDetail } from "../../dashboard/taskDetail.js";
 import { TASK_SORTS, type TaskQuery, type TaskSort, taskPage } from "../../dashboard/tasks.js";
 import type { TaskState } from "../../ledger/rows.js";
 import { formatCell } from "../../results/csvFile.js";
-import { tokenMatches } from "../tokens.js";
+import { tokenMatches, viewerCookieValue } from "../tokens.js";
 import { type AppOptions, allowed, HttpError, VIEWER_COOKIE } from "./app.js";
 import { openEventStream } from "./eventStream.js";
 
-const dashboard = { access: "dashboard" as const };
+const dashboard = { access: "viewer" as const };
 
 /** The page's own policy: nothing from elsewhere, no inline script, no framing. */
 const SECURITY_HEADERS = {
@@ -43,6 +43,22 @@ export function registerDashboardRoutes(app: FastifyInstance, options: AppOption
   const plots = new PlotCache(db);
   const live = new LiveOverview(db, { slots: () => workingSlots(db, local()), warn });
   const streams = new Set<ServerResponse>();
+  const maxStreams = options.maxEventStreams ?? 64;
+  const bufferLimit = options.streamBufferLimit ?? 1024 * 1024;
+  // A client that does not read would make the server buffer every event for it: once more than
+  // `bufferLimit` bytes wait for it, its stream is dropped (the page reconnects if it is alive).
+  const writeOrDrop = (stream: ServerResponse, text: string): void => {
+    if (stream.destroyed || stream.writableEnded) return;
+    // Checked before writing: one large event may wait, but not the next one behind it.
+    if (stream.writableLength > bufferLimit) {
+      warn(
+        `labsweep: dashboard: dropped an event stream whose client does not read (${stream.writableLength} bytes waiting)`,
+      );
+      stream.destroy();
+      return;
+    }
+    stream.write(text);
+  };
   let machinesTimer: NodeJS.Timeout | null = null;
   let closing = false;
   const machines = async () => ({
@@ -58,7 +74,7 @@ export function registerDashboardRoutes(app: FastifyInstance, options: AppOption
     void machines()
       .then((data) => {
         const text = `event: machines\ndata: ${JSON.stringify(data)}\n\n`;
-        for (const stream of streams) if (!stream.destroyed && !stream.writableEnded) stream.write(text);
+        for (const stream of streams) writeOrDrop(stream, text);
       })
       .catch((error: Error) => warn(`labsweep: dashboard: ${error.message}`))
       .finally(() => {
@@ -86,8 +102,8 @@ export function registerDashboardRoutes(app: FastifyInstance, options: AppOption
     reply.headers(SECURITY_HEADERS).header("cache-control", "no-store");
     const given = request.query.token;
     if (given !== undefined) {
-      // A link with the token sets it as an HttpOnly cookie, then leaves the URL at once, so
-      // the token is in no page, script, history entry or Referer.
+      // A link with the token sets an HttpOnly cookie (a digest of the token, not the token),
+      // then leaves the URL at once, so the token is in no page, script, history entry or Referer.
       if (!tokenMatches(given, options.tokens.viewer))
         return denied(request, reply, "the link's token is not this coordinator's viewer token");
       const secure = options.https ? "; Secure" : "";
@@ -95,12 +111,12 @@ export function registerDashboardRoutes(app: FastifyInstance, options: AppOption
         .code(303)
         .header(
           "set-cookie",
-          `${VIEWER_COOKIE}=${encodeURIComponent(given)}; HttpOnly; SameSite=Strict; Path=/${secure}`,
+          `${VIEWER_COOKIE}=${viewerCookieValue(options.tokens.viewer)}; HttpOnly; SameSite=Strict; Path=/${secure}`,
         )
         .header("location", "/")
         .send();
     }
-    if (!allowed("dashboard", request, options.tokens))
+    if (!allowed("viewer", request, options))
       return denied(request, reply, "this dashboard needs the viewer token");
     return reply.type(page.type).send(page.body);
   });
@@ -185,20 +201,23 @@ export function registerDashboardRoutes(app: FastifyInstance, options: AppOption
       });
 
       api.get("/events", { config: dashboard }, async (_request, reply) => {
+        // Each stream holds a socket and a subscription: a bounded number, so viewers cannot
+        // exhaust the server by opening them.
+        if (streams.size >= maxStreams)
+          throw new HttpError(
+            503,
+            `${maxStreams} dashboard event streams are open already: close a tab, or try again later`,
+          );
         const raw = openEventStream(reply);
-        const send = (event: string, data: unknown): void => {
-          if (!raw.destroyed && !raw.writableEnded)
-            raw.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
-        };
+        const send = (event: string, data: unknown): void =>
+          writeOrDrop(raw, `event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
         raw.write("retry: 2000\n\n");
         streams.add(raw);
         const unsubscribe = live.subscribe((overview) => {
           send("overview", overview);
           broadcastMachines();
         });
-        const keepAlive = setInterval(() => {
-          if (!raw.destroyed && !raw.writableEnded) raw.write(": keep-alive\n\n");
-        }, 15_000);
+        const keepAlive = setInterval(() => writeOrDrop(raw, ": keep-alive\n\n"), 15_000);
         raw.once("close", () => {
           streams.delete(raw);
           unsubscribe();
@@ -290,5 +309,5 @@ function deniedPage(why: string): string {
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>labsweep dashboard — token needed</title></head>
 <body><main><h1>Token needed</h1><p>${why}</p>
 <p>On the coordinator's machine, run <code>labsweep token --viewer</code>, then open this page's address followed by <code>/?token=</code> and that token. It is kept in a cookie for this browser session and taken off the address at once.</p>
-<p>Pages opened on the coordinator's own machine (via 127.0.0.1 or localhost) need no token.</p></main></body></html>`;
+<p>Pages opened on the coordinator's own machine (via 127.0.0.1 or localhost) need no token under <code>labsweep run</code> and <code>labsweep serve --trust-loopback</code>.</p></main></body></html>`;
 }

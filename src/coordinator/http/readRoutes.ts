@@ -5,6 +5,7 @@ import { droppedTaskCount, phaseProgress, taskCounts } from "../../ledger/taskCo
 import { readTaskLog } from "../taskLogs.js";
 import type { AppOptions } from "./app.js";
 import { HttpError } from "./app.js";
+import { logRangeOf } from "./logRange.js";
 import { schemas } from "./schemas.js";
 
 const viewer = { access: "viewer" as const };
@@ -67,18 +68,42 @@ export function registerReadRoutes(api: FastifyInstance, options: AppOptions): v
     },
   );
 
-  api.get<{ Params: { id: string }; Querystring: { attempt?: string } }>(
-    "/tasks/:id/log",
-    { config: viewer, schema: { params: schemas.taskParams } },
-    async (request, reply) => {
-      const attempt = request.query.attempt === undefined ? undefined : Number(request.query.attempt);
-      const log = await readTaskLog(db, options.stateDir, Number(request.params.id), attempt);
-      if (!log) throw new HttpError(404, `no attempt of task ${request.params.id} yet`);
-      return reply
-        .header("content-type", "text/plain; charset=utf-8")
-        .header("x-labsweep-attempt", String(log.attempt.number))
-        .header("x-labsweep-attempt-ended", log.attempt.ended_at === null ? "0" : "1")
-        .send(log.text);
-    },
-  );
+  // A log comes in pieces of at most LOG_RANGE_CAP bytes (see logRange.ts): a viewer following
+  // a task must not make the server read a whole log into memory every poll.
+  api.get<{
+    Params: { id: string };
+    Querystring: { attempt?: string; offset?: string; limit?: string };
+  }>("/tasks/:id/log", { config: viewer, schema: { params: schemas.taskParams } }, async (request, reply) => {
+    const { attempt: attemptText, offset, limit } = request.query;
+    if (attemptText !== undefined && !/^\d{1,9}$/.test(attemptText))
+      throw new HttpError(400, `attempt must be a whole number, got "${String(attemptText).slice(0, 40)}"`);
+    const { range, ranged } = logRangeOf({ offset, limit }, request.headers.range);
+    const attempt = attemptText === undefined ? undefined : Number(attemptText);
+    const piece = await readTaskLog(db, options.stateDir, Number(request.params.id), attempt, range);
+    if (!piece) throw new HttpError(404, `no attempt of task ${request.params.id} yet`);
+    reply
+      .header("content-type", "text/plain; charset=utf-8")
+      .header("accept-ranges", "bytes")
+      .header("x-labsweep-attempt", String(piece.attempt.number))
+      .header("x-labsweep-attempt-ended", piece.attempt.ended_at === null ? "0" : "1")
+      .header("x-labsweep-log-offset", String(piece.offset))
+      .header("x-labsweep-log-size", String(piece.size));
+    if (ranged) {
+      if (piece.bytes.length === 0)
+        return reply
+          .code(416)
+          .type("application/json")
+          .header("content-range", `bytes */${piece.size}`)
+          .send({
+            error: `the log has ${piece.size} bytes: nothing in that range`,
+          });
+      reply
+        .code(206)
+        .header(
+          "content-range",
+          `bytes ${piece.offset}-${piece.offset + piece.bytes.length - 1}/${piece.size}`,
+        );
+    }
+    return reply.send(piece.bytes);
+  });
 }

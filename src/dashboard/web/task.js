@@ -113,18 +113,45 @@ export async function showTask(id) {
   );
   root.setAttribute("aria-busy", "false");
   if (!task.attempts.length) return;
+  // The log comes in bounded pieces: first its tail, then, while the attempt runs, only the
+  // bytes after what is shown (?offset=), so a long log is never fetched whole every 2 s.
+  let log = null;
+  const render = () => {
+    const lines = log.text.split("\n");
+    const cut = log.cut || lines.length > TAIL_LINES;
+    const tail = lines.slice(-TAIL_LINES);
+    log.text = tail.join("\n");
+    log.cut = cut;
+    const atBottom = logBox.scrollTop + logBox.clientHeight >= logBox.scrollHeight - 4;
+    logBox.textContent = (cut ? ["[… earlier lines not shown …]", ...tail] : tail).join("\n") || "(empty)";
+    if (atBottom) logBox.scrollTop = logBox.scrollHeight;
+  };
   const load = async () => {
     const attempt = attemptSelect.value;
-    const response = await fetch(`api/v1/tasks/${task.id}/log?attempt=${encodeURIComponent(attempt)}`);
-    const text = response.ok ? await response.text() : `(${response.status}: no log)`;
-    const lines = text.split("\n");
-    const tail =
-      lines.length > TAIL_LINES ? ["[… earlier lines not shown …]", ...lines.slice(-TAIL_LINES)] : lines;
-    const atBottom = logBox.scrollTop + logBox.clientHeight >= logBox.scrollHeight - 4;
-    logBox.textContent = tail.join("\n") || "(empty)";
-    if (atBottom) logBox.scrollTop = logBox.scrollHeight;
-    const ended = response.headers.get("x-labsweep-attempt-ended") === "1";
+    if (!log || log.attempt !== attempt)
+      log = { attempt, next: null, text: "", cut: false, decoder: new TextDecoder() };
+    const from = log.next === null ? "" : `&offset=${log.next}`;
+    const response = await fetch(`api/v1/tasks/${task.id}/log?attempt=${encodeURIComponent(attempt)}${from}`);
+    if (!response.ok) {
+      logBox.textContent = `(${response.status}: no log)`;
+      stopFollowing();
+      return true;
+    }
+    const bytes = new Uint8Array(await response.arrayBuffer());
+    const offset = Number(response.headers.get("x-labsweep-log-offset") ?? 0);
+    const size = Number(response.headers.get("x-labsweep-log-size") ?? 0);
+    if (log.next !== null && size < log.next) {
+      // The log was trimmed to its tail on the coordinator: start again from its tail.
+      log = null;
+      return load();
+    }
+    log.cut ||= offset > 0 && log.next === null;
+    log.text += log.decoder.decode(bytes, { stream: true });
+    log.next = offset + bytes.length;
+    render();
+    const ended = response.headers.get("x-labsweep-attempt-ended") === "1" && log.next >= size;
     if (ended) stopFollowing();
+    else if (log.next < size) return load(); // more than one piece is waiting
     return ended;
   };
   attemptSelect.addEventListener("change", () => {

@@ -1,0 +1,37 @@
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync, statSync } from "node:fs";
+
+/**
+ * Everything labsweep keeps in a state dir — the ledger, tokens, logs, outboxes, results — is its
+ * owner's alone: researchers share machines, and task logs and commands can hold secrets. Modes
+ * are given explicitly at creation (the umask only takes bits away, so even `umask 000` yields
+ * these), and a dir that exists already is tightened.
+ */
+export const PRIVATE_FILE_MODE = 0o600;
+export const PRIVATE_DIR_MODE = 0o700;
+
+/** Creates `dir` (and missing parents, also 0700) and makes it 0700 if it is not already. */
+export function ensurePrivateDir(dir: string): void {
+  mkdirSync(dir, { recursive: true, mode: PRIVATE_DIR_MODE });
+  if ((statSync(dir).mode & 0o777) !== PRIVATE_DIR_MODE) chmodSync(dir, PRIVATE_DIR_MODE);
+}
+
+/**
+ * Creates `path` empty with mode 0600 if it does not exist, so a program that creates files with
+ * its own default mode (SQLite: 0644; a task writing its result) finds it private already; an
+ * existing one is tightened by path. (Never opened when it exists: closing a descriptor of a file
+ * SQLite holds open would drop SQLite's POSIX locks on it.)
+ */
+export function touchPrivateFile(path: string): void {
+  try {
+    closeSync(openSync(path, "wx", PRIVATE_FILE_MODE));
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
+    tightenFile(path);
+  }
+}
+
+/** Makes an existing file 0600 if others may read it; nothing when it does not exist. */
+export function tightenFile(path: string): void {
+  if (!existsSync(path)) return;
+  if (statSync(path).mode & 0o077) chmodSync(path, PRIVATE_FILE_MODE);
+}
