@@ -208,6 +208,7 @@ export async function main(argv: string[]): Promise<number> {
     .argument("<configs...>", "sweep config files (YAML)")
     .option(...server)
     .option(...token)
+    .option("--yes", "accept a sweep over 10 million tasks")
     .action(async (configs: string[], flags) => {
       exitCode = await addCommand(configs, flags);
     });

@@ -19,7 +19,7 @@ export interface AppOptions {
   /** Serve HTTPS with this key and certificate (PEM). (Default: plain HTTP) */
   https?: { key: Buffer; cert: Buffer };
   /** Adds config files to the running sweep (`labsweep add`). (Default: not offered) */
-  addConfigs?: (files: Array<{ path: string; text: string }>) => Promise<unknown>;
+  addConfigs?: (files: Array<{ path: string; text: string }>, options?: AddOptions) => Promise<unknown>;
   /** Server-side errors (never sent to clients in detail). (Default: stderr) */
   warn?: (message: string) => void;
   /** Recent GPU readings per agent, which the dashboard plots. */
@@ -30,6 +30,12 @@ export interface AppOptions {
   localMachines?: () => LocalMachine[];
   /** Offer the agents' routes (lease, report, cancel, add, retry). (Default: true) */
   agentApi?: boolean;
+}
+
+/** What `labsweep add` asks for besides its files. */
+export interface AddOptions {
+  /** Accept a sweep over the large-grid limit (`labsweep add --yes`). (Default: false) */
+  yes?: boolean;
 }
 
 /**
