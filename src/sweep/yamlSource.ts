@@ -22,6 +22,13 @@ export interface YamlSource {
   placeOf(path: ReadonlyArray<string | number>, at?: "key" | "value"): SourcePlace;
   error(path: ReadonlyArray<string | number>, detail: string, at?: "key" | "value"): ConfigError;
   /**
+   * The place of the text `value.slice(offset, offset + length)` inside the string scalar at
+   * `path`: found as the same occurrence of that text in the scalar's source, which holds for
+   * plain, quoted and block scalars alike unless an escape sequence spells it differently; then
+   * (and for a value that is not a string scalar) the scalar's start.
+   */
+  placeWithin(path: ReadonlyArray<string | number>, offset: number, length: number): SourcePlace;
+  /**
    * How the number or boolean at `path` is spelt in the file (`0.0`, `1e-3`, `True`), when it is
    * a plain decimal number or a boolean; undefined for anything else.
    */
@@ -55,6 +62,21 @@ export function parseYamlSource(file: string, text: string): YamlSource {
     error(path, detail, at = "value") {
       return new ConfigError(source.placeOf(path, at), formatKeyPath(path), detail);
     },
+    placeWithin(path, offset, length) {
+      const node = nodeAt(doc, path);
+      const start = locate(doc, path, "value");
+      if (!isScalar(node) || typeof node.value !== "string" || !node.range) return placeAt(start);
+      const needle = node.value.slice(offset, offset + length);
+      if (needle.length === 0) return placeAt(start);
+      const occurrence = occurrencesBefore(node.value, needle, offset);
+      const raw = text.slice(node.range[0], node.range[1]);
+      let at = -1;
+      for (let n = 0; n <= occurrence; n++) {
+        at = raw.indexOf(needle, at + 1);
+        if (at < 0) return placeAt(start);
+      }
+      return placeAt(node.range[0] + at);
+    },
     writtenText(path) {
       const node = nodeAt(doc, path);
       if (!isScalar(node) || typeof node.source !== "string") return undefined;
@@ -65,6 +87,13 @@ export function parseYamlSource(file: string, text: string): YamlSource {
     },
   };
   return source;
+}
+
+/** How many times `needle` starts in `text` before `end`. */
+function occurrencesBefore(text: string, needle: string, end: number): number {
+  let count = 0;
+  for (let at = text.indexOf(needle); at >= 0 && at < end; at = text.indexOf(needle, at + 1)) count++;
+  return count;
 }
 
 /** A YAML syntax error, placed where the user has to look and, where known, with its key path. */
