@@ -406,7 +406,7 @@ function toLauncher(input: LauncherInput | undefined): LauncherSpec | null {
   if (input === undefined || input === "none") return null;
   if (input === "accelerate")
     return { name: "accelerate", mixedPrecision: null, mainProcessPort: "auto", extraArgs: [] };
-  if (input === "torchrun") return { name: "torchrun", masterPort: null, extraArgs: [] };
+  if (input === "torchrun") return { name: "torchrun", masterPort: "auto", extraArgs: [] };
   const extraArgs = (input.extra_args ?? []).map(String);
   if (input.name === "accelerate") {
     return {
@@ -416,7 +416,7 @@ function toLauncher(input: LauncherInput | undefined): LauncherSpec | null {
       extraArgs,
     };
   }
-  return { name: "torchrun", masterPort: input.master_port ?? null, extraArgs };
+  return { name: "torchrun", masterPort: input.master_port ?? "auto", extraArgs };
 }
 
 function toPolicy(phase: PhaseInput, file: FileSettingsInput): RunPolicy {
