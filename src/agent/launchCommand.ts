@@ -3,8 +3,11 @@ import { shellQuoteText } from "../sweep/template.js";
 import type { LauncherSpec } from "../sweep/types.js";
 
 export interface LaunchOptions {
-  /** The port for a launcher whose port is `auto` (see `needsFreePort` and `freePort`). */
-  port?: number | undefined;
+  /**
+   * The port for a launcher whose port is `auto` (see `needsFreePort` and `freePort`); a string
+   * is written as is (`labsweep plan --list` shows `<port>`).
+   */
+  port?: number | string | undefined;
 }
 
 /**
@@ -72,7 +75,7 @@ export function needsFreePort(launcher: LauncherSpec | null, gpuIds: readonly nu
   return launcher.masterPort === "auto";
 }
 
-function portOf(setting: number | "auto", picked: number | undefined): number {
+function portOf(setting: number | "auto", picked: number | string | undefined): number | string {
   if (setting !== "auto") return setting;
   if (picked === undefined) throw new Error("the launcher's port is auto, but no free port was passed");
   return picked;
