@@ -119,10 +119,12 @@ function parseWithSource(
     );
   }
   const record = data as Record<string, unknown>;
-  const settingsInput: Record<string, unknown> = {};
+  // Own keys only, copied as data: a `__proto__` key must stay a key (then a phase the schema
+  // names), never become the prototype of the settings object.
+  const settingsInput: Record<string, unknown> = Object.create(null);
   const phaseNames: string[] = [];
   for (const key of Object.keys(record)) {
-    if (key in FILE_KEYS) settingsInput[key] = record[key];
+    if (Object.hasOwn(FILE_KEYS, key)) settingsInput[key] = record[key];
     else phaseNames.push(key);
   }
   const settings = validate(source, [], fileSettingsSchema, settingsInput, FILE_KEYS);

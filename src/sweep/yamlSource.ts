@@ -9,6 +9,7 @@ import {
   type Node,
   type Pair,
   parseDocument,
+  visit,
   type YAMLError,
   type YAMLMap,
 } from "yaml";
@@ -55,7 +56,7 @@ export function parseYamlSource(file: string, text: string): YamlSource {
   if (firstError) throw yamlError(text, doc, firstError, placeAt);
   const source: YamlSource = {
     file,
-    data: doc.toJS({ maxAliasCount: 10_000 }),
+    data: toData(doc, placeAt),
     placeOf(path, at = "value") {
       return placeAt(locate(doc, path, at));
     },
@@ -87,6 +88,40 @@ export function parseYamlSource(file: string, text: string): YamlSource {
     },
   };
   return source;
+}
+
+/**
+ * The document as plain data. Aliases are capped (a "billion laughs" file would otherwise
+ * expand to gigabytes); a merge key that includes itself recurses without end, and one that
+ * merges a scalar is refused by the parser here: all are the file's fault, so all are
+ * ConfigErrors, placed at the first alias or merge key.
+ */
+function toData(doc: Document, placeAt: (offset: number) => SourcePlace): unknown {
+  try {
+    return doc.toJS({ maxAliasCount: 10_000 });
+  } catch (error) {
+    if (!(error instanceof Error)) throw error;
+    let first = 0;
+    visit(doc, {
+      Alias(_key, node) {
+        first = node.range?.[0] ?? 0;
+        return visit.BREAK;
+      },
+      Pair(_key, pair) {
+        const key = pair.key as Node | null;
+        if (!isScalar(key) || key.source !== "<<") return undefined;
+        first = key.range?.[0] ?? 0;
+        return visit.BREAK;
+      },
+    });
+    const why =
+      error instanceof ReferenceError
+        ? "its aliases expand to too much data (more than 10,000 alias uses; a resource-exhaustion pattern)"
+        : error instanceof RangeError
+          ? "an alias or merge key refers to itself, or the nesting is too deep"
+          : (error.message.split("\n")[0] ?? error.message);
+    throw new ConfigError(placeAt(first), "", `invalid YAML: ${why}`, { cause: error });
+  }
 }
 
 /** How many times `needle` starts in `text` before `end`. */
