@@ -13,7 +13,7 @@ import { freePort } from "../src/agent/freePort.js";
 import { launchCommand, needsFreePort } from "../src/agent/launchCommand.js";
 import { expandPhase } from "../src/sweep/expand.js";
 import { parseSweepFile } from "../src/sweep/loadSweep.js";
-import type { LauncherSpec, TaskSpec } from "../src/sweep/types.js";
+import type { LauncherSpec, TaskSpec, TorchrunLauncher } from "../src/sweep/types.js";
 
 const goldenDir = join(dirname(fileURLToPath(import.meta.url)), "golden", "launch");
 
@@ -86,24 +86,25 @@ const CASES: Case[] = [
     port: 41234,
   },
   { name: "accelerate-hostile-args", config: HOSTILE, gpuIds: [0, 1], port: 41234 },
-  { name: "torchrun-1gpu", config: `launcher: torchrun\n${TRAIN}`, gpuIds: [1] },
-  { name: "torchrun-2gpu", config: `launcher: torchrun\n${TRAIN}`, gpuIds: [0, 1] },
+  { name: "torchrun-1gpu", config: `launcher: torchrun\n${TRAIN}`, gpuIds: [1], port: 41234 },
+  { name: "torchrun-2gpu", config: `launcher: torchrun\n${TRAIN}`, gpuIds: [0, 1], port: 41234 },
   {
-    name: "torchrun-2gpu-auto-port",
-    config: `launcher: {name: torchrun, master_port: auto}\n${TRAIN}`,
+    name: "torchrun-2gpu-fixed-port",
+    config: `launcher: {name: torchrun, master_port: 29700}\n${TRAIN}`,
     gpuIds: [0, 1],
-    port: 41234,
   },
-  { name: "torchrun-cpu", config: `launcher: torchrun\n${TRAIN}`, gpuIds: [] },
+  { name: "torchrun-cpu", config: `launcher: torchrun\n${TRAIN}`, gpuIds: [], port: 41234 },
   {
     name: "torchrun-module-script-form",
     config: "launcher: torchrun\ncommand: -m pkg.train --lr {lr}\nexp:\n  defaults: {lr: 0.001}\n",
     gpuIds: [0, 1],
+    port: 41234,
   },
   {
     name: "torchrun-extra-args",
-    config: `launcher: {name: torchrun, extra_args: [--max-restarts, 0, "--log-dir", "logs/it's here"]}\ncommand: train.py --lr {lr}\nexp:\n  defaults: {lr: 0.001}\n`,
+    config: `launcher: {name: torchrun, extra_args: [--max_restarts, 0, "--log_dir", "logs/it's here"]}\ncommand: train.py --lr {lr}\nexp:\n  defaults: {lr: 0.001}\n`,
     gpuIds: [0, 1],
+    port: 41234,
   },
 ];
 
@@ -179,7 +180,7 @@ describe("launchCommand rules", () => {
     mainProcessPort: "auto",
     extraArgs: [],
   };
-  const torchrun: LauncherSpec = { name: "torchrun", masterPort: null, extraArgs: [] };
+  const torchrun: TorchrunLauncher = { name: "torchrun", masterPort: "auto", extraArgs: [] };
 
   it("returns the command untouched without a launcher", () => {
     expect(launchCommand("cd x && make", null, [0, 1])).toBe("cd x && make");
@@ -191,11 +192,12 @@ describe("launchCommand rules", () => {
   });
 
   it("strips only a bare python or python3, keeping the rest byte for byte", () => {
-    expect(launchCommand("  python3   train.py  --a  1", torchrun, [0])).toBe(
-      "torchrun --nproc_per_node 1 --standalone train.py  --a  1",
+    const fixed = { ...torchrun, masterPort: 29500 };
+    expect(launchCommand("  python3   train.py  --a  1", fixed, [0])).toBe(
+      "torchrun --nnodes 1 --node_rank 0 --nproc_per_node 1 --master_addr 127.0.0.1 --master_port 29500 train.py  --a  1",
     );
-    expect(launchCommand("scripts/train.py --a 1 && echo done", torchrun, [0])).toBe(
-      "torchrun --nproc_per_node 1 --standalone scripts/train.py --a 1 && echo done",
+    expect(launchCommand("scripts/train.py --a 1 && echo done", fixed, [0])).toBe(
+      "torchrun --nnodes 1 --node_rank 0 --nproc_per_node 1 --master_addr 127.0.0.1 --master_port 29500 scripts/train.py --a 1 && echo done",
     );
   });
 
@@ -204,13 +206,15 @@ describe("launchCommand rules", () => {
     expect(needsFreePort(accelerate, [0])).toBe(false);
     expect(needsFreePort(accelerate, [0, 1])).toBe(true);
     expect(needsFreePort({ ...accelerate, mainProcessPort: 29600 }, [0, 1])).toBe(false);
-    expect(needsFreePort(torchrun, [0, 1])).toBe(false);
-    expect(needsFreePort({ ...torchrun, masterPort: "auto" }, [0])).toBe(true);
+    // torchrun meets its processes through a TCP store even with one process or on the CPU.
+    expect(needsFreePort(torchrun, [0, 1])).toBe(true);
+    expect(needsFreePort(torchrun, [])).toBe(true);
     expect(needsFreePort({ ...torchrun, masterPort: 29600 }, [0])).toBe(false);
   });
 
   it("throws when an auto port is needed but none is passed", () => {
     expect(() => launchCommand("train.py", accelerate, [0, 1])).toThrow(/no free port/);
+    expect(() => launchCommand("train.py", torchrun, [0])).toThrow(/no free port/);
   });
 });
 

@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest";
 import { ConfigError } from "../src/sweep/configError.js";
 import { expandPhase } from "../src/sweep/expand.js";
 import { parseSweepFile } from "../src/sweep/loadSweep.js";
-import type { LauncherSpec, PhaseSpec } from "../src/sweep/types.js";
+import type { LauncherSpec, PhaseSpec, TorchrunLauncher } from "../src/sweep/types.js";
 
 const FILE = "/sweeps/exp/sweep.yaml";
 
@@ -49,7 +49,7 @@ const ACCELERATE_DEFAULTS: LauncherSpec = {
   mainProcessPort: "auto",
   extraArgs: [],
 };
-const TORCHRUN_DEFAULTS: LauncherSpec = { name: "torchrun", masterPort: null, extraArgs: [] };
+const TORCHRUN_DEFAULTS: TorchrunLauncher = { name: "torchrun", masterPort: "auto", extraArgs: [] };
 
 describe("launcher forms", () => {
   it("is none without a launcher key", () => {
@@ -78,8 +78,8 @@ describe("launcher forms", () => {
     ],
     [
       "torchrun mapping, auto port",
-      "launcher: {name: torchrun, master_port: auto, extra_args: [--max-restarts, 0]}",
-      { name: "torchrun", masterPort: "auto", extraArgs: ["--max-restarts", "0"] },
+      "launcher: {name: torchrun, master_port: auto, extra_args: [--max_restarts, 0]}",
+      { name: "torchrun", masterPort: "auto", extraArgs: ["--max_restarts", "0"] },
     ],
     [
       "torchrun mapping, fixed port",
@@ -224,7 +224,10 @@ describe("launcher errors", () => {
     ["--num_processes=4", "accelerate", "labsweep sets it from the GPUs a task gets"],
     ["--mixed-precision", "accelerate", "use the mixed_precision key"],
     ["--nproc-per-node", "torchrun", "labsweep sets it from the GPUs a task gets"],
-    ["--standalone", "torchrun", "labsweep uses it when master_port is left out"],
+    ["--standalone", "torchrun", "labsweep pins the rendezvous to 127.0.0.1 with a port per task instead"],
+    ["--master-addr=0.0.0.0", "torchrun", "labsweep pins the rendezvous to 127.0.0.1"],
+    ["--nnodes", "torchrun", "labsweep runs each task on one node"],
+    ["--rdzv_endpoint", "torchrun", "labsweep pins the rendezvous to 127.0.0.1 with a port per task"],
   ])("extra_args may not set %s (%s), which labsweep manages", (flag, name, advice) => {
     expectError(`launcher: {name: ${name}, extra_args: [--foo, "${flag}"]}\n${TRAIN}`, {
       line: 1,

@@ -3,8 +3,11 @@ import { shellQuoteText } from "../sweep/template.js";
 import type { LauncherSpec } from "../sweep/types.js";
 
 export interface LaunchOptions {
-  /** The port for a launcher whose port is `auto` (see `needsFreePort` and `freePort`). */
-  port?: number | undefined;
+  /**
+   * The port for a launcher whose port is `auto` (see `needsFreePort` and `freePort`); a string
+   * is written as is (`labsweep plan --list` shows `<port>`).
+   */
+  port?: number | string | undefined;
 }
 
 /**
@@ -49,11 +52,17 @@ export function launchCommand(
       words.push("--multi_gpu");
     }
   } else {
-    words.push("torchrun", "--nproc_per_node", String(processes));
-    // Tasks run on one machine. --standalone binds a free port itself (and would ignore
-    // --master_port), so a chosen port uses the static rendezvous on 127.0.0.1 instead.
-    if (launcher.masterPort === null) words.push("--standalone");
-    else words.push("--master_port", String(portOf(launcher.masterPort, options.port)));
+    // One node, its rendezvous pinned to 127.0.0.1 on a port of the task's own. Not
+    // --standalone: before torch 2.1 it always binds port 29400, so two tasks on one machine
+    // collide, and it sets MASTER_ADDR to the host name, which need not resolve to loopback.
+    // Underscore spellings: torch 1.13 knows only those, 2.x accepts them beside the dashed ones.
+    words.push("torchrun", "--nnodes", "1", "--node_rank", "0", "--nproc_per_node", String(processes));
+    words.push(
+      "--master_addr",
+      "127.0.0.1",
+      "--master_port",
+      String(portOf(launcher.masterPort, options.port)),
+    );
   }
   for (const arg of launcher.extraArgs) words.push(shellQuoteText(arg));
   return `${words.join(" ")} ${entry}`;
@@ -66,7 +75,7 @@ export function needsFreePort(launcher: LauncherSpec | null, gpuIds: readonly nu
   return launcher.masterPort === "auto";
 }
 
-function portOf(setting: number | "auto", picked: number | undefined): number {
+function portOf(setting: number | "auto", picked: number | string | undefined): number | string {
   if (setting !== "auto") return setting;
   if (picked === undefined) throw new Error("the launcher's port is auto, but no free port was passed");
   return picked;

@@ -52,7 +52,8 @@ export async function main(argv: string[]): Promise<number> {
     .option(...state)
     .option(...STORE_OPTION)
     .option(...command)
-    .option("--json", "print one JSON object")
+    .option("--json", "print one JSON object (with --list: one per task, a line each)")
+    .option("--list", "list every task: its phase, parameters and full command line, launcher included")
     .option("--yes", "accept grids over 10 million tasks")
     .action(async (configs: string[], flags) => {
       exitCode = await planCommand(configs, flags);
@@ -233,6 +234,7 @@ export async function main(argv: string[]): Promise<number> {
     .option(...server)
     .option(...token)
     .option(...tokenFile)
+    .option("--yes", "accept a sweep over 10 million tasks")
     .action(async (configs: string[], flags) => {
       exitCode = await addCommand(configs, flags);
     });

@@ -1,4 +1,5 @@
 import { openSweep } from "../coordinator/openSweep.js";
+import { type ListedTask, listTasks } from "../coordinator/planList.js";
 import { planSweep } from "../coordinator/planSweep.js";
 import { openLedgerReadOnly } from "../ledger/openLedger.js";
 import { EXIT } from "./exitCodes.js";
@@ -9,12 +10,17 @@ export interface PlanFlags {
   json?: boolean;
   command?: string;
   yes?: boolean;
+  list?: boolean;
 }
 
 export async function planCommand(configs: string[], flags: PlanFlags): Promise<number> {
   const sweep = openSweep(configs, { defaultCommand: flags.command, yes: flags.yes });
   const ledger = openLedgerReadOnly(stateDirFrom(flags, configs));
   try {
+    if (flags.list) {
+      await printList(listTasks(sweep, ledger), flags.json ?? false);
+      return EXIT.ok;
+    }
     const plan = await planSweep(sweep, ledger);
     if (flags.json) {
       process.stdout.write(`${JSON.stringify(plan)}\n`);
@@ -37,4 +43,50 @@ export async function planCommand(configs: string[], flags: PlanFlags): Promise<
   } finally {
     await ledger?.close();
   }
+}
+
+/**
+ * `plan --list`: each unique task, with its parameters and its full command line (launcher
+ * included); `--json` prints one JSON object per line, so a huge grid streams.
+ */
+async function printList(tasks: AsyncIterable<ListedTask>, json: boolean): Promise<void> {
+  // `plan --list | head`: a reader that hangs up early ends the listing quietly.
+  let closed = false;
+  const onError = (error: NodeJS.ErrnoException): void => {
+    if (error.code !== "EPIPE") throw error;
+    closed = true;
+    process.stdout.emit("drain");
+  };
+  process.stdout.on("error", onError);
+  try {
+    let chunk = "";
+    for await (const task of tasks) {
+      chunk += json ? `${JSON.stringify(task)}\n` : listing(task);
+      if (chunk.length > 65_536) {
+        await write(chunk);
+        chunk = "";
+      }
+      if (closed) return;
+    }
+    await write(chunk);
+  } finally {
+    process.stdout.off("error", onError);
+  }
+}
+
+/** `#n id (state) phase: k=v …` and the command line below it, indented. */
+function listing(task: ListedTask): string {
+  const id = task.id === null ? "" : ` id ${task.id}${task.state ? ` (${task.state})` : ""}`;
+  const params = Object.entries(task.params)
+    .map(([key, value]) => `${key}=${typeof value === "string" ? value : JSON.stringify(value)}`)
+    .join(" ");
+  return `#${task.n}${id} ${task.phase}: ${params}\n  ${task.command.replaceAll("\n", "\n  ")}\n`;
+}
+
+/** Writes to stdout, waiting when the pipe is full (a million lines must not pile up in memory). */
+function write(text: string): Promise<void> {
+  return new Promise((resolve) => {
+    if (process.stdout.write(text)) resolve();
+    else process.stdout.once("drain", () => resolve());
+  });
 }

@@ -89,7 +89,7 @@ export async function cancelCommand(
   return EXIT.ok;
 }
 
-export async function addCommand(configs: string[], flags: ServerFlags): Promise<number> {
+export async function addCommand(configs: string[], flags: ServerFlags & { yes?: boolean }): Promise<number> {
   const server = requireServer(flags, "add", "admin");
   const files = configs.map((path) => {
     try {
@@ -98,7 +98,9 @@ export async function addCommand(configs: string[], flags: ServerFlags): Promise
       throw new UsageError(`cannot read ${path}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
     }
   });
-  const { json } = await callApi(server, "POST", "/configs", { files });
+  // The coordinator checks them as `serve` checked its own (schema, grid size, writable output
+  // dirs, on its machine, where results are written); a refusal is a 400 → exit 2.
+  const { json } = await callApi(server, "POST", "/configs", { files, yes: Boolean(flags.yes) });
   const report = json as { unique: number; added: number; merged: number };
   process.stdout.write(
     `added: ${report.added} new tasks (${report.unique} unique in the sweep, ${report.merged} merged)\n`,

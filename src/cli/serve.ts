@@ -63,7 +63,7 @@ export async function serveCommand(configs: string[], flags: ServeFlags): Promis
       tokens,
       trustLoopback: flags.trustLoopback ?? false,
       tls: flags.tlsCert && flags.tlsKey ? { certPath: flags.tlsCert, keyPath: flags.tlsKey } : undefined,
-      sweep: { files: sweep.files, load: { defaultCommand: flags.command } },
+      sweep: { files: sweep.files, load: { defaultCommand: flags.command, yes: flags.yes } },
       wakeBus,
     });
     const { sync } = prepared;

@@ -24,6 +24,18 @@ export function defaultStateDir(configPaths: readonly string[]): string {
 export function openSweep(configPaths: readonly string[], options: OpenSweepOptions = {}): Sweep {
   if (configPaths.length === 0) throw new ConfigError(null, "", "no config file given");
   const inputs = configPaths.map((path) => ({ file: resolve(path), text: readConfigText(path) }));
+  return checkSweep(inputs, options);
+}
+
+/**
+ * The one check every way into the ledger goes through (`run`, `serve`, `plan`, and the
+ * coordinator's side of `labsweep add`): schema, grid size over LARGE_GRID without `yes`, and
+ * output dirs this machine can create and write. Throws ConfigError naming the place.
+ */
+export function checkSweep(
+  inputs: ReadonlyArray<{ file: string; text: string }>,
+  options: OpenSweepOptions = {},
+): Sweep {
   const sweep = loadSweep(inputs, options);
   const total = sweep.phases.reduce((sum, phase) => sum + gridSize(phase), 0);
   if (total > LARGE_GRID && !options.yes) {

@@ -6,10 +6,10 @@ import type { Db } from "../ledger/db.js";
 import { evaluateGates } from "../ledger/evaluateGates.js";
 import { type SyncReport, syncSweep } from "../ledger/syncSweep.js";
 import type { WakeBus } from "../ledger/wakeBus.js";
-import { type LoadOptions, loadSweep } from "../sweep/loadSweep.js";
 import { Coordinator } from "./coordinator.js";
 import { GpuTelemetry } from "./gpuTelemetry.js";
-import { buildApp } from "./http/app.js";
+import { type AddOptions, buildApp } from "./http/app.js";
+import { checkSweep, type OpenSweepOptions } from "./openSweep.js";
 import { RemoteAgents } from "./remoteAgents.js";
 import { isLoopback, loadOrCreateTokens, type Tokens } from "./tokens.js";
 
@@ -26,8 +26,11 @@ export interface ServeOptions {
   /** Grace for an agent whose connection dropped. (Default: 2 s) */
   disconnectGraceMs?: number;
   warn?: (message: string) => void;
-  /** The sweep being served, so `labsweep add` can extend it. */
-  sweep?: { files: string[]; load: LoadOptions };
+  /**
+   * The sweep being served, so `labsweep add` can extend it; `load.yes` (serve's `--yes`) lets
+   * the extended sweep stay over the large-grid limit it was started with.
+   */
+  sweep?: { files: string[]; load: OpenSweepOptions };
   /**
    * The coordinator to serve, when this process already has one for the ledger (`labsweep run`
    * shares its own with the dashboard: one ledger, one coordinator). (Default: a new one)
@@ -98,16 +101,25 @@ export async function startServer(db: Db, options: ServeOptions): Promise<Runnin
   // One `labsweep add` at a time: two interleaved syncs would each miss the other's file and mark
   // its tasks inactive.
   let adding: Promise<unknown> = Promise.resolve();
-  const addConfigs = (files: Array<{ path: string; text: string }>): Promise<SyncReport> => {
-    const next = adding.then(() => syncConfigs(files));
+  const addConfigs = (
+    files: Array<{ path: string; text: string }>,
+    addOptions: AddOptions = {},
+  ): Promise<SyncReport> => {
+    const next = adding.then(() => syncConfigs(files, addOptions));
     adding = next.catch(() => undefined);
     return next;
   };
-  const syncConfigs = async (files: Array<{ path: string; text: string }>): Promise<SyncReport> => {
+  const syncConfigs = async (
+    files: Array<{ path: string; text: string }>,
+    addOptions: AddOptions,
+  ): Promise<SyncReport> => {
     const texts = new Map(sweepTexts);
     for (const added of files) texts.set(resolve(added.path), added.text);
     const inputs = [...texts].map(([file, text]) => ({ file, text }));
-    const sweep = loadSweep(inputs, options.sweep?.load ?? {});
+    // The same check `serve` gave its own configs, over the sweep as it would become: a
+    // ConfigError here is a 400 with its message, and nothing reaches the ledger.
+    const load = options.sweep?.load ?? {};
+    const sweep = checkSweep(inputs, { ...load, yes: Boolean(load.yes || addOptions.yes) });
     const report = await syncSweep(db, sweep, Date.now());
     coordinator.phasesChanged();
     await evaluateGates(db, Date.now());

@@ -1,6 +1,7 @@
 import { resolve } from "node:path";
 import { signatureOf, signaturePiece } from "./canonical.js";
 import {
+  commandTemplateProblem,
   compileTemplate,
   placeholderNames,
   type QuoteContext,
@@ -23,6 +24,9 @@ export function gridSize(phase: PhaseSpec): number {
  */
 export function* expandPhase(phase: PhaseSpec): Generator<TaskSpec> {
   const total = gridSize(phase);
+  // loadSweep refuses such templates; a phase built by hand must not slip past that either.
+  const unsafe = commandTemplateProblem(phase.commandTemplate);
+  if (unsafe) throw new Error(`phase "${phase.name}": ${unsafe.detail}`);
   const outputDirs = new Map<string, string>();
   const text = textIn(phase);
   const render = {

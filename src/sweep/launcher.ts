@@ -59,7 +59,13 @@ export const MANAGED_FLAGS: Record<"accelerate" | "torchrun", Record<string, str
   torchrun: {
     nproc_per_node: "labsweep sets it from the GPUs a task gets (resources.gpus)",
     master_port: "use the master_port key",
-    standalone: "labsweep uses it when master_port is left out",
+    master_addr: "labsweep pins the rendezvous to 127.0.0.1 (tasks run on one machine)",
+    nnodes: "labsweep runs each task on one node",
+    node_rank: "labsweep runs each task on one node",
+    standalone:
+      "labsweep pins the rendezvous to 127.0.0.1 with a port per task instead (--standalone binds port 29400 before torch 2.1)",
+    rdzv_backend: "labsweep pins the rendezvous to 127.0.0.1 with a port per task",
+    rdzv_endpoint: "labsweep pins the rendezvous to 127.0.0.1 with a port per task",
     m: "write -m pkg.module at the start of the command",
     module: "write -m pkg.module at the start of the command",
   },

@@ -1,6 +1,7 @@
 import { dirname, resolve } from "node:path";
 import type { z } from "zod";
 import { closest, didYouMean } from "./closest.js";
+import { ConfigError, formatKeyPath } from "./configError.js";
 import { parseDuration } from "./duration.js";
 import { pythonEntryProblem } from "./launcher.js";
 import {
@@ -16,7 +17,7 @@ import {
   phaseSchema,
   RESOURCE_KEYS,
 } from "./schema.js";
-import { formatSpecUse, placeholderNames, unclosedQuote } from "./template.js";
+import { commandTemplateProblem, formatSpecUse, placeholderNames, unclosedQuote } from "./template.js";
 import type { Gate, LauncherSpec, Params, ParamValue, PhaseSpec, RunPolicy, SweepFile } from "./types.js";
 import { parseYamlSource, type YamlSource } from "./yamlSource.js";
 
@@ -118,10 +119,12 @@ function parseWithSource(
     );
   }
   const record = data as Record<string, unknown>;
-  const settingsInput: Record<string, unknown> = {};
+  // Own keys only, copied as data: a `__proto__` key must stay a key (then a phase the schema
+  // names), never become the prototype of the settings object.
+  const settingsInput: Record<string, unknown> = Object.create(null);
   const phaseNames: string[] = [];
   for (const key of Object.keys(record)) {
-    if (key in FILE_KEYS) settingsInput[key] = record[key];
+    if (Object.hasOwn(FILE_KEYS, key)) settingsInput[key] = record[key];
     else phaseNames.push(key);
   }
   const settings = validate(source, [], fileSettingsSchema, settingsInput, FILE_KEYS);
@@ -170,6 +173,7 @@ function buildPhase(
   const seedsAxis = settings.seeds !== undefined && !listsSeed;
   if (seedsAxis) axes.unshift({ name: "seed", values: settings.seeds as ParamValue[] });
   rejectReservedNames(source, name, input, settings);
+  rejectNulValues(source, name, input, settings);
 
   const commandTemplate = input.command ?? settings.command ?? options.defaultCommand;
   if (!commandTemplate) {
@@ -190,14 +194,7 @@ function buildPhase(
     new Set([...known, "phase"]),
     `output_dir of phase "${name}"`,
   );
-  const quote = unclosedQuote(commandTemplate);
-  if (quote) {
-    throw source.error(
-      commandPath,
-      `the command leaves a ${quote.quote} quote open (at character ${quote.offset + 1}); close it, or write it as \\${quote.quote}`,
-      commandPath.length === 1 && commandPath[0] === name ? "key" : "value",
-    );
-  }
+  checkShellSafety(source, name, commandPath, commandTemplate);
   checkLauncherCommand(source, name, input, settings, commandPath, commandTemplate);
   const writtenAs = writtenSpellings(source, name, input, settings, axes, seedsAxis);
   return {
@@ -258,6 +255,58 @@ function writtenSpellings(
   for (const [key, map] of Object.entries(spellings))
     if (Object.keys(map).length === 0) delete spellings[key];
   return Object.keys(spellings).length > 0 ? spellings : undefined;
+}
+
+/**
+ * Refuses a command the shell would read differently from what labsweep quotes for: a quote or
+ * substitution left open, or a placeholder where no quoting keeps a value in its place (after a
+ * backslash, in a comment or here-document, inside backticks, `$'…'`, `${…}`, `$((…))`).
+ */
+function checkShellSafety(
+  source: YamlSource,
+  phase: string,
+  commandPath: Array<string | number>,
+  template: string,
+): void {
+  const fromFile = !(commandPath.length === 1 && commandPath[0] === phase);
+  const quote = unclosedQuote(template);
+  if (quote) {
+    const what = quote.quote === "'" || quote.quote === '"' ? `a ${quote.quote} quote` : `a ${quote.quote}`;
+    const fix = quote.quote.length === 1 ? `close it, or write it as \\${quote.quote}` : "close it";
+    throw source.error(
+      commandPath,
+      `the command leaves ${what} open (at character ${quote.offset + 1}); ${fix}`,
+      fromFile ? "value" : "key",
+    );
+  }
+  const problem = commandTemplateProblem(template);
+  if (!problem) return;
+  const keyPath = formatKeyPath(commandPath);
+  const detail = `${problem.detail}. Put it in an unquoted word or inside '…' or "…" (see docs/config.md, "Command templates")`;
+  if (!fromFile)
+    throw source.error(commandPath, `${detail} (at character ${problem.offset + 1} of --command)`, "key");
+  const place = source.placeWithin(commandPath, problem.offset, problem.length);
+  throw new ConfigError(place, keyPath, detail);
+}
+
+/** A NUL cannot be in a process's arguments: a value holding one could never reach its command. */
+function rejectNulValues(
+  source: YamlSource,
+  phase: string,
+  input: PhaseInput,
+  settings: FileSettingsInput,
+): void {
+  const check = (value: unknown, path: Array<string | number>): void => {
+    if (typeof value === "string" && value.includes("\0"))
+      throw source.error(path, "the value contains a NUL character, which no command argument can hold");
+  };
+  for (const [key, value] of Object.entries(settings.defaults ?? {})) check(value, ["defaults", key]);
+  for (const [position, value] of (settings.seeds ?? []).entries()) check(value, ["seeds", position]);
+  for (const [key, value] of Object.entries(input.defaults ?? {})) check(value, [phase, "defaults", key]);
+  for (const [index, entry] of (input.combinations ?? []).entries())
+    for (const [key, values] of Object.entries(entry))
+      for (const [position, value] of (values as unknown[]).entries())
+        check(value, [phase, "combinations", index, key, position]);
 }
 
 /** `phase` names the phase in output_dir and in the results CSV, so it cannot be a parameter. */
@@ -359,7 +408,7 @@ function toLauncher(input: LauncherInput | undefined): LauncherSpec | null {
   if (input === undefined || input === "none") return null;
   if (input === "accelerate")
     return { name: "accelerate", mixedPrecision: null, mainProcessPort: "auto", extraArgs: [] };
-  if (input === "torchrun") return { name: "torchrun", masterPort: null, extraArgs: [] };
+  if (input === "torchrun") return { name: "torchrun", masterPort: "auto", extraArgs: [] };
   const extraArgs = (input.extra_args ?? []).map(String);
   if (input.name === "accelerate") {
     return {
@@ -369,7 +418,7 @@ function toLauncher(input: LauncherInput | undefined): LauncherSpec | null {
       extraArgs,
     };
   }
-  return { name: "torchrun", masterPort: input.master_port ?? null, extraArgs };
+  return { name: "torchrun", masterPort: input.master_port ?? "auto", extraArgs };
 }
 
 function toPolicy(phase: PhaseInput, file: FileSettingsInput): RunPolicy {

@@ -52,7 +52,7 @@ export const LAUNCHER_KEYS: Record<"accelerate" | "torchrun", Record<string, str
   },
   torchrun: {
     name: "required: torchrun",
-    master_port: "none: --standalone, torchrun picks a free port",
+    master_port: "auto",
     extra_args: "[]",
   },
 };

@@ -1,3 +1,4 @@
+import { MARK, scanShell } from "./shellLexer.js";
 import type { Params, ParamValue } from "./types.js";
 
 /**
@@ -52,104 +53,102 @@ export function renderTemplate(
   return out;
 }
 
-/** A template split once into literal text and placeholders with their quote context. */
-export type TemplatePart = string | { name: string; context: QuoteContext };
+/**
+ * A template split once into literal text and placeholders. A placeholder carries how the
+ * shell reads the text there (see shellLexer.ts) — its quote context, or why no quoting is safe
+ * there — and its offset in the template, for error messages.
+ */
+export type TemplatePart = string | { name: string; context: QuoteContext; offset: number; problem?: string };
 
-const compiledTemplates = new Map<string, TemplatePart[]>();
+interface Compiled {
+  parts: TemplatePart[];
+  unclosed: { opener: string; offset: number } | null;
+  nul: number;
+}
+
+const compiledTemplates = new Map<string, Compiled>();
 
 /** Splits a template (memoised: a million-task grid renders the same few templates). */
 export function compileTemplate(template: string): TemplatePart[] {
+  return compiled(template).parts;
+}
+
+function compiled(template: string): Compiled {
   const cached = compiledTemplates.get(template);
   if (cached) return cached;
   const parts: TemplatePart[] = [];
+  const placeholders: Array<{ name: string; context: QuoteContext; offset: number; problem?: string }> = [];
+  // The text the shell will see, a MARK standing for each placeholder, and where each of its
+  // characters came from in the template.
+  let shellText = "";
+  const origin: number[] = [];
+  const literal = (text: string, offset: number, single = false): void => {
+    parts.push(text);
+    for (let i = 0; i < text.length; i++) origin.push(single ? offset : offset + i);
+    shellText += text.replaceAll(MARK, " ");
+  };
   let last = 0;
-  let state: ShellState = { context: "none", escaped: false, comment: false, wordStart: true };
   for (const match of template.matchAll(PLACEHOLDER)) {
-    const literal = template.slice(last, match.index);
-    state = scanShell(literal, state);
-    parts.push(literal);
+    literal(template.slice(last, match.index), last);
     last = match.index + match[0].length;
     const whole = match[0];
     const name = match[1];
-    if (whole === "{{") parts.push("{");
-    else if (whole === "}}") parts.push("}");
-    else if (!name) parts.push(whole);
-    else parts.push({ name, context: state.comment ? "none" : state.context });
-    state = { ...state, escaped: false, wordStart: false };
+    if (whole === "{{") literal("{", match.index, true);
+    else if (whole === "}}") literal("}", match.index, true);
+    else if (!name) literal(whole, match.index);
+    else {
+      const placeholder = { name, context: "none" as QuoteContext, offset: match.index };
+      placeholders.push(placeholder);
+      parts.push(placeholder);
+      origin.push(match.index);
+      shellText += MARK;
+    }
   }
-  parts.push(template.slice(last));
+  literal(template.slice(last), last);
+  const scan = scanShell(shellText);
+  for (const [index, placeholder] of placeholders.entries()) {
+    const verdict = scan.verdicts[index];
+    if (verdict === undefined) placeholder.problem = "where labsweep lost track of the shell's quoting";
+    else if ("problem" in verdict) placeholder.problem = verdict.problem;
+    else placeholder.context = verdict.context;
+  }
+  const entry: Compiled = {
+    parts,
+    unclosed: scan.unclosed
+      ? { opener: scan.unclosed.opener, offset: origin[scan.unclosed.index] ?? 0 }
+      : null,
+    nul: template.indexOf(MARK),
+  };
   if (compiledTemplates.size > 1000) compiledTemplates.clear();
-  compiledTemplates.set(template, parts);
-  return parts;
+  compiledTemplates.set(template, entry);
+  return entry;
 }
 
-interface ShellState {
-  context: QuoteContext;
-  /** The previous character was an unquoted or double-quoted backslash. */
-  escaped: boolean;
-  /** Inside a `# comment` (until the end of the line). */
-  comment: boolean;
-  /** The next character starts a word (so `#` would start a comment). */
-  wordStart: boolean;
-}
-
-/** Advances a minimal POSIX sh quote tracker over literal template text. */
-function scanShell(text: string, start: ShellState): ShellState {
-  let { context, escaped, comment, wordStart } = start;
-  for (const char of text) {
-    if (comment) {
-      if (char === "\n") {
-        comment = false;
-        wordStart = true;
-      }
-      continue;
-    }
-    if (escaped) {
-      escaped = false;
-      wordStart = false;
-      continue;
-    }
-    if (context === "single") {
-      if (char === "'") context = "none";
-      continue;
-    }
-    if (context === "double") {
-      if (char === "\\") escaped = true;
-      else if (char === '"') context = "none";
-      continue;
-    }
-    if (char === "\\") escaped = true;
-    else if (char === "'") context = "single";
-    else if (char === '"') context = "double";
-    else if (char === "#" && wordStart) comment = true;
-    wordStart = /[\s;&|()<>]/.test(char);
+/** Why a command template cannot be run safely, at which offset and for which placeholder; null when it can. */
+export function commandTemplateProblem(
+  template: string,
+): { offset: number; length: number; name: string | null; detail: string } | null {
+  const { parts, nul } = compiled(template);
+  if (nul >= 0) return { offset: nul, length: 1, name: null, detail: "the command contains a NUL character" };
+  for (const part of parts) {
+    if (typeof part === "string" || part.problem === undefined) continue;
+    return {
+      offset: part.offset,
+      length: part.name.length + 2,
+      name: part.name,
+      detail: `placeholder {${part.name}} is ${part.problem}: no quoting keeps its value from changing the command there`,
+    };
   }
-  return { context, escaped, comment, wordStart };
+  return null;
 }
 
 /**
- * The quote a command template leaves open (`'` or `"`) and its offset, or null when every quote
- * is closed; placeholders and `${…}` count as closed words.
+ * The quote or substitution a command template leaves open (`'`, `"`, `$(`, …) and its offset,
+ * or null when everything is closed.
  */
-export function unclosedQuote(template: string): { quote: "'" | '"'; offset: number } | null {
-  let state: ShellState = { context: "none", escaped: false, comment: false, wordStart: true };
-  let opened = -1;
-  let last = 0;
-  const track = (text: string, base: number): void => {
-    for (let i = 0; i < text.length; i++) {
-      const before = state.context;
-      state = scanShell(text[i] as string, state);
-      if (before === "none" && state.context !== "none") opened = base + i;
-    }
-  };
-  for (const match of template.matchAll(PLACEHOLDER)) {
-    track(template.slice(last, match.index), last);
-    last = match.index + match[0].length;
-    state = { ...state, escaped: false, wordStart: false };
-  }
-  track(template.slice(last), last);
-  if (state.context === "none") return null;
-  return { quote: state.context === "single" ? "'" : '"', offset: opened };
+export function unclosedQuote(template: string): { quote: string; offset: number } | null {
+  const { unclosed } = compiled(template);
+  return unclosed ? { quote: unclosed.opener, offset: unclosed.offset } : null;
 }
 
 /** The plain text of a value: numbers and strings as written, anything structured as JSON. */
@@ -162,6 +161,8 @@ export function valueText(value: ParamValue): string {
 }
 
 const SHELL_SAFE = /^[A-Za-z0-9_@%+=:,./-]+$/;
+/** `NAME=…`: unquoted at a command's start the shell would read it as an assignment. */
+const ASSIGNMENT = /^[A-Za-z_][A-Za-z0-9_]*=/;
 
 /**
  * Quotes a text for POSIX sh so that it arrives intact as exactly one argument (or as exactly its
@@ -172,7 +173,7 @@ const SHELL_SAFE = /^[A-Za-z0-9_@%+=:,./-]+$/;
 export function shellQuoteText(text: string, context: QuoteContext = "none"): string {
   if (context === "double") return text.replace(/[\\"$`]/g, "\\$&");
   if (context === "single") return text.replaceAll("'", `'\\''`);
-  if (SHELL_SAFE.test(text)) return text;
+  if (SHELL_SAFE.test(text) && !ASSIGNMENT.test(text)) return text;
   return `'${text.replaceAll("'", `'\\''`)}'`;
 }
 

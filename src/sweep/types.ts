@@ -60,10 +60,10 @@ export interface AccelerateLauncher {
 export interface TorchrunLauncher {
   name: "torchrun";
   /**
-   * `--master_port`: a port, or "auto" for a port free when the task starts; null runs
-   * `--standalone`, where torchrun binds a free port itself. (Default: null)
+   * `--master_port` of the task's rendezvous on 127.0.0.1: a port, or "auto" for a port free
+   * when the task starts (a fixed one would clash between tasks running side by side). (Default: "auto")
    */
-  masterPort: number | "auto" | null;
+  masterPort: number | "auto";
   /** More `torchrun` arguments, placed before the script. (Default: []) */
   extraArgs: string[];
 }

@@ -9,6 +9,7 @@ import {
   type Node,
   type Pair,
   parseDocument,
+  visit,
   type YAMLError,
   type YAMLMap,
 } from "yaml";
@@ -21,6 +22,13 @@ export interface YamlSource {
   /** The place of the value at `path`, or of its key when `at` is "key"; falls back to the nearest parent. */
   placeOf(path: ReadonlyArray<string | number>, at?: "key" | "value"): SourcePlace;
   error(path: ReadonlyArray<string | number>, detail: string, at?: "key" | "value"): ConfigError;
+  /**
+   * The place of the text `value.slice(offset, offset + length)` inside the string scalar at
+   * `path`: found as the same occurrence of that text in the scalar's source, which holds for
+   * plain, quoted and block scalars alike unless an escape sequence spells it differently; then
+   * (and for a value that is not a string scalar) the scalar's start.
+   */
+  placeWithin(path: ReadonlyArray<string | number>, offset: number, length: number): SourcePlace;
   /**
    * How the number or boolean at `path` is spelt in the file (`0.0`, `1e-3`, `True`), when it is
    * a plain decimal number or a boolean; undefined for anything else.
@@ -48,12 +56,27 @@ export function parseYamlSource(file: string, text: string): YamlSource {
   if (firstError) throw yamlError(text, doc, firstError, placeAt);
   const source: YamlSource = {
     file,
-    data: doc.toJS({ maxAliasCount: 10_000 }),
+    data: toData(doc, placeAt),
     placeOf(path, at = "value") {
       return placeAt(locate(doc, path, at));
     },
     error(path, detail, at = "value") {
       return new ConfigError(source.placeOf(path, at), formatKeyPath(path), detail);
+    },
+    placeWithin(path, offset, length) {
+      const node = nodeAt(doc, path);
+      const start = locate(doc, path, "value");
+      if (!isScalar(node) || typeof node.value !== "string" || !node.range) return placeAt(start);
+      const needle = node.value.slice(offset, offset + length);
+      if (needle.length === 0) return placeAt(start);
+      const occurrence = occurrencesBefore(node.value, needle, offset);
+      const raw = text.slice(node.range[0], node.range[1]);
+      let at = -1;
+      for (let n = 0; n <= occurrence; n++) {
+        at = raw.indexOf(needle, at + 1);
+        if (at < 0) return placeAt(start);
+      }
+      return placeAt(node.range[0] + at);
     },
     writtenText(path) {
       const node = nodeAt(doc, path);
@@ -65,6 +88,47 @@ export function parseYamlSource(file: string, text: string): YamlSource {
     },
   };
   return source;
+}
+
+/**
+ * The document as plain data. Aliases are capped (a "billion laughs" file would otherwise
+ * expand to gigabytes); a merge key that includes itself recurses without end, and one that
+ * merges a scalar is refused by the parser here: all are the file's fault, so all are
+ * ConfigErrors, placed at the first alias or merge key.
+ */
+function toData(doc: Document, placeAt: (offset: number) => SourcePlace): unknown {
+  try {
+    return doc.toJS({ maxAliasCount: 10_000 });
+  } catch (error) {
+    if (!(error instanceof Error)) throw error;
+    let first = 0;
+    visit(doc, {
+      Alias(_key, node) {
+        first = node.range?.[0] ?? 0;
+        return visit.BREAK;
+      },
+      Pair(_key, pair) {
+        const key = pair.key as Node | null;
+        if (!isScalar(key) || key.source !== "<<") return undefined;
+        first = key.range?.[0] ?? 0;
+        return visit.BREAK;
+      },
+    });
+    const why =
+      error instanceof ReferenceError
+        ? "its aliases expand to too much data (more than 10,000 alias uses; a resource-exhaustion pattern)"
+        : error instanceof RangeError
+          ? "an alias or merge key refers to itself, or the nesting is too deep"
+          : (error.message.split("\n")[0] ?? error.message);
+    throw new ConfigError(placeAt(first), "", `invalid YAML: ${why}`, { cause: error });
+  }
+}
+
+/** How many times `needle` starts in `text` before `end`. */
+function occurrencesBefore(text: string, needle: string, end: number): number {
+  let count = 0;
+  for (let at = text.indexOf(needle); at >= 0 && at < end; at = text.indexOf(needle, at + 1)) count++;
+  return count;
 }
 
 /** A YAML syntax error, placed where the user has to look and, where known, with its key path. */

@@ -161,13 +161,13 @@ export function registerAgentRoutes(api: FastifyInstance, options: AppOptions): 
     },
   );
 
-  api.post<{ Body: { files: Array<{ path: string; text: string }> } }>(
+  api.post<{ Body: { files: Array<{ path: string; text: string }>; yes?: boolean } }>(
     "/configs",
     { config: adminOnly, schema: { body: schemas.configs } },
     async (request) => {
       if (!options.addConfigs)
         throw new HttpError(404, "this coordinator serves no sweep that can be extended");
-      return options.addConfigs(request.body.files);
+      return options.addConfigs(request.body.files, { yes: request.body.yes ?? false });
     },
   );
 

@@ -19,7 +19,7 @@ export interface AppOptions {
   /** Serve HTTPS with this key and certificate (PEM). (Default: plain HTTP) */
   https?: { key: Buffer; cert: Buffer };
   /** Adds config files to the running sweep (`labsweep add`). (Default: not offered) */
-  addConfigs?: (files: Array<{ path: string; text: string }>) => Promise<unknown>;
+  addConfigs?: (files: Array<{ path: string; text: string }>, options?: AddOptions) => Promise<unknown>;
   /** Server-side errors (never sent to clients in detail). (Default: stderr) */
   warn?: (message: string) => void;
   /** Recent GPU readings per agent, which the dashboard plots. */
@@ -39,6 +39,12 @@ export interface AppOptions {
   maxEventStreams?: number;
   /** Bytes an event stream may have waiting for a client that does not read; past it, dropped. (Default: 1 MiB) */
   streamBufferLimit?: number;
+}
+
+/** What `labsweep add` asks for besides its files. */
+export interface AddOptions {
+  /** Accept a sweep over the large-grid limit (`labsweep add --yes`). (Default: false) */
+  yes?: boolean;
 }
 
 /**

@@ -149,6 +149,7 @@ export const schemas = {
           properties: { path: { type: "string", minLength: 1, maxLength: 4096 }, text: { type: "string" } },
         },
       },
+      yes: { type: "boolean" },
     },
   },
   attemptParams: { type: "object", properties: { id: { type: "string", pattern: "^[0-9]{1,15}$" } } },
