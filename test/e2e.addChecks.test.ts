@@ -12,8 +12,11 @@ import { API_PREFIX } from "../src/api/contract.js";
 import { type CliResult, collect, runCli, startCli, tempDir, writeFile } from "./helpers/cli.js";
 
 const TOKEN = "e2e-add-token-7c1d2e";
+/** `add` needs the admin token; the agent token no longer allows it. */
+const ADMIN_TOKEN = "e2e-add-admin-token-9f3b5a";
 const CLEAN_ENV = {
   LABSWEEP_AGENT_TOKEN: "",
+  LABSWEEP_ADMIN_TOKEN: "",
   LABSWEEP_VIEWER_TOKEN: "",
   LABSWEEP_TOKEN: "",
   LABSWEEP_SERVER: "",
@@ -28,10 +31,13 @@ const HUGE_AXES = ["a", "b", "c", "d"]
   .join("\n");
 
 async function serve(dir: string): Promise<{ url: string; stop(): Promise<CliResult> }> {
-  const child = startCli(["serve", join(dir, "sweep.yaml"), "--port", "0", "--agent-token", TOKEN], {
-    cwd: dir,
-    env: CLEAN_ENV,
-  });
+  const child = startCli(
+    ["serve", join(dir, "sweep.yaml"), "--port", "0", "--agent-token", TOKEN, "--admin-token", ADMIN_TOKEN],
+    {
+      cwd: dir,
+      env: CLEAN_ENV,
+    },
+  );
   const exit = collect(child, 60_000);
   const url = await new Promise<string>((resolve, reject) => {
     let text = "";
@@ -51,7 +57,7 @@ async function serve(dir: string): Promise<{ url: string; stop(): Promise<CliRes
 }
 
 function add(url: string, files: string[], extra: string[] = []): Promise<CliResult> {
-  return runCli(["add", ...files, "--server", url, "--token", TOKEN, ...extra], {
+  return runCli(["add", ...files, "--server", url, "--token", ADMIN_TOKEN, ...extra], {
     env: CLEAN_ENV,
     timeoutMs: 30_000,
   });
@@ -106,7 +112,7 @@ describe("labsweep add is checked like serve's own configs", () => {
       // The HTTP answer itself: 400 and the same message, for any client.
       const response = await fetch(`${served.url}${API_PREFIX}/configs`, {
         method: "POST",
-        headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" },
+        headers: { authorization: `Bearer ${ADMIN_TOKEN}`, "content-type": "application/json" },
         body: JSON.stringify({
           files: [
             {
