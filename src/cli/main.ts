@@ -58,7 +58,10 @@ export async function main(argv: string[]): Promise<number> {
     .option(...state)
     .option(...STORE_OPTION)
     .option(...command)
-    .option("--slots <n>", "tasks at once (default: one per GPU with ≥ 4 GB free, else one per CPU core)")
+    .option(
+      "--slots <n>",
+      "most tasks at once (default: one per GPU with ≥ 4 GB free, else one per CPU core); on GPU machines a cap only: GPU tasks never exceed their resources.gpus shares",
+    )
     .option("--gpus <list>", "only these GPU indices, e.g. 0,2")
     .option("--tag <tag>", "a tag tasks can ask for in resources.tags (repeatable)", collect)
     .option("--grace <seconds>", "SIGTERM → SIGKILL grace for timeouts and a second Ctrl-C", "10")
@@ -100,7 +103,10 @@ export async function main(argv: string[]): Promise<number> {
       "the coordinator's URL; several, comma-separated, are tried in turn ($LABSWEEP_SERVER)",
     )
     .option("--token <token>", "the coordinator's agent token (default: $LABSWEEP_TOKEN)")
-    .option("--slots <n>", "tasks at once (default: one per GPU with ≥ 4 GB free, else one per CPU core)")
+    .option(
+      "--slots <n>",
+      "most tasks at once (default: one per GPU with ≥ 4 GB free, else one per CPU core); on GPU machines a cap only: GPU tasks never exceed their resources.gpus shares",
+    )
     .option("--gpus <list>", "only these GPU indices, e.g. 0,2")
     .option("--tag <tag>", "a tag tasks can ask for (repeatable)", collect)
     .option("--name <name>", "the name shown by the coordinator (default: the hostname)")
