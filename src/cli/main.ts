@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import { Command, CommanderError } from "commander";
 import { agentCommand, collect } from "./agent.js";
 import { doctorCommand } from "./doctor.js";
@@ -22,9 +23,11 @@ import { tokenCommand } from "./token.js";
 
 /** Parses argv, runs one command, returns the exit code. Errors become one clear line. */
 export async function main(argv: string[]): Promise<number> {
+  quietOnClosedPipe();
   let exitCode: number = EXIT.ok;
   const program = new Command("labsweep")
     .description("Run grids of ML experiments exactly once, from a durable task ledger.")
+    .version(packageVersion(), "-V, --version", "print labsweep's version")
     .exitOverride()
     .configureOutput({ writeErr: (text) => process.stderr.write(text) })
     .showHelpAfterError("(run labsweep --help for usage)");
@@ -278,4 +281,30 @@ export async function main(argv: string[]): Promise<number> {
     }
     return reportError(error);
   }
+}
+
+/** The version in labsweep's package.json (two levels up from both src/cli and dist/cli). */
+function packageVersion(): string {
+  const text = readFileSync(new URL("../../package.json", import.meta.url), "utf8");
+  return (JSON.parse(text) as { version: string }).version;
+}
+
+let pipeHandled = false;
+
+/**
+ * `labsweep status | head -1`: once the reader has gone, a write fails with EPIPE, which Node
+ * raises as an unhandled 'error' event (a stack trace). Nobody is left to read the rest, so the
+ * command ends quietly, as a C tool killed by SIGPIPE would; a closed stderr is ignored, so a run
+ * whose log reader went away keeps running its tasks.
+ */
+function quietOnClosedPipe(): void {
+  if (pipeHandled) return;
+  pipeHandled = true;
+  process.stdout.on("error", (error: NodeJS.ErrnoException) => {
+    if (error.code === "EPIPE") process.exit(EXIT.ok);
+    throw error;
+  });
+  process.stderr.on("error", (error: NodeJS.ErrnoException) => {
+    if (error.code !== "EPIPE") throw error;
+  });
 }
