@@ -3,7 +3,6 @@
  * stack trace. Real CLI (`npm run build` first), real pipe.
  */
 import { spawn } from "node:child_process";
-import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { CLI, runCli, tempDir, writeFile } from "./helpers/cli.js";
 
