@@ -155,6 +155,25 @@ describe("labsweep doctor", () => {
     expect(result.stdout).toMatch(/probes\s+torch FAILED, sh ok/);
     expect(result.stdout).toMatch(/gpus\s+0 {2}NVIDIA GeForce RTX 3090 {2}20000\/24576 MiB free/);
     expect(result.stdout).toMatch(/driver\s+550\.54\.15/);
+    // Why, on stderr, and a last line giving the exit's reason.
+    expect(result.stderr).toMatch(
+      /^labsweep doctor: probe torch failed: exit code 1: ModuleNotFoundError: No module named 'no_such_module_x'$/m,
+    );
+    expect(result.stderr.trim().split("\n").at(-1)).toBe(
+      "labsweep doctor: exit 1 because 1 of 2 probes failed (torch)",
+    );
+  });
+
+  it("says a probe that ran past --probe-timeout timed out, with --json output kept to one object", async () => {
+    const result = await runCli(["doctor", "--json", "--probe", "slow=sleep 5", "--probe-timeout", "0.2"], {
+      env: fakeGpuEnv([]),
+    });
+    expect(result.code).toBe(1);
+    expect(JSON.parse(result.stdout)).toMatchObject({ probes: { slow: false } });
+    expect(result.stderr).toMatch(/^labsweep doctor: probe slow failed: did not finish within 0\.2 s/m);
+    expect(result.stderr.trim().split("\n").at(-1)).toBe(
+      "labsweep doctor: exit 1 because 1 of 1 probe failed (slow)",
+    );
   });
 
   it("rejects a malformed --probe as bad input (exit 2)", async () => {

@@ -1,6 +1,14 @@
 /** Matching a task's resources to what an agent offers: tags, GPU fractions, GPU memory, CPUs. */
 import { describe, expect, it } from "vitest";
-import { allocate, type Capacity, couldEverFit, type GpuOffer, tagsFit } from "../src/agent/capacity.js";
+import {
+  allocate,
+  type Capacity,
+  couldEverFit,
+  type GpuOffer,
+  memoryForNewTask,
+  tagsFit,
+  whyNoFit,
+} from "../src/agent/capacity.js";
 import type { Resources } from "../src/sweep/types.js";
 
 function resources(overrides: Partial<Resources> = {}): Resources {
@@ -84,22 +92,27 @@ describe("GPUs", () => {
     expect(allocate(resources({ gpus: 0 }), capacity({ gpus: [gpu(0)] }))).toEqual({ gpuIds: [] });
   });
 
-  it("packs two 0.5 tasks on one GPU, and a third on the next", () => {
+  it("spreads 0.5 tasks over idle GPUs first, then pairs them up", () => {
     const offer = capacity({ gpus: [gpu(0), gpu(1)] });
     const half = resources({ gpus: 0.5 });
     const first = place(half, offer);
     const second = place(half, offer);
     expect(first).toHaveLength(1);
-    expect(second).toEqual(first);
+    expect(second).toHaveLength(1);
+    expect(second).not.toEqual(first);
     const third = place(half, offer);
-    expect(third).toHaveLength(1);
-    expect(third).not.toEqual(first);
-    expect(place(half, offer)).toEqual(third);
+    const fourth = place(half, offer);
+    expect(new Set([...(third ?? []), ...(fourth ?? [])])).toEqual(new Set([0, 1]));
     expect(place(half, offer)).toBeNull();
   });
 
-  it("a half GPU goes to the GPU already half taken", () => {
+  it("a half GPU goes to an idle GPU rather than one already half taken", () => {
     const offer = capacity({ gpus: [gpu(0), gpu(1, 16_384, 0.5)] });
+    expect(allocate(resources({ gpus: 0.5 }), offer)).toEqual({ gpuIds: [0] });
+  });
+
+  it("a half GPU shares the tightest fit once no GPU is idle", () => {
+    const offer = capacity({ gpus: [gpu(0, 16_384, 0.75), gpu(1, 16_384, 0.5)] });
     expect(allocate(resources({ gpus: 0.5 }), offer)).toEqual({ gpuIds: [1] });
   });
 
@@ -138,5 +151,40 @@ describe("slots and CPUs", () => {
   it("needs the CPUs it asks for", () => {
     expect(allocate(resources({ cpus: 4 }), capacity({ freeCpus: 3 }))).toBeNull();
     expect(allocate(resources({ cpus: 4 }), capacity({ freeCpus: 4 }))).toEqual({ gpuIds: [] });
+  });
+});
+
+describe("GPU memory reservations", () => {
+  it("a running task's reservation counts before it allocates anything", () => {
+    // 19.5 GB free while idle; a 12 GB task started but has not allocated yet.
+    expect(memoryForNewTask(19_968, 19_968, 12_288)).toBe(7680);
+  });
+
+  it("memory a running task already uses is not counted twice", () => {
+    // The task took its 12 GB: the measurement shows it, the reservation too.
+    expect(memoryForNewTask(7680, 19_968, 12_288)).toBe(7680);
+  });
+
+  it("memory someone else took since is seen in the measurement", () => {
+    expect(memoryForNewTask(2000, 19_968, 0)).toBe(2000);
+    expect(memoryForNewTask(null, 19_968, 12_288)).toBeNull();
+  });
+});
+
+describe("why a task fits nowhere", () => {
+  it("names the short resource", () => {
+    const offer = capacity({ gpus: [gpu(0, 24_576), gpu(1, 16_384)] });
+    expect(whyNoFit(resources({ gpus: 1, gpuMemoryGb: 30 }), offer)).toBe(
+      "needs 30 GB of free GPU memory; the largest GPU has 24 GB free",
+    );
+    expect(whyNoFit(resources({ gpus: 3 }), offer)).toBe("needs 3 GPUs; this machine has 2");
+    expect(whyNoFit(resources({ gpus: 1 }), capacity())).toBe("needs 1 GPU; this machine has none usable");
+    expect(whyNoFit(resources({ tags: ["big"] }), offer)).toBe(
+      "needs tag big, which this machine does not offer (--tag)",
+    );
+    expect(whyNoFit(resources({ gpus: 2, gpuMemoryGb: 20 }), offer)).toMatch(
+      /needs 20 GB of free GPU memory on each of its GPUs; only 1 GPU has that much/,
+    );
+    expect(whyNoFit(resources({ gpus: 1, gpuMemoryGb: 8 }), offer)).toBeNull();
   });
 });

@@ -394,9 +394,24 @@ with open(f"ran-{sys.argv[1]}.json", "w") as f:
     expect(maxOverlap(ran)).toBe(2);
   });
 
-  it("runs --slots N tasks at once, still only on the good GPUs", async () => {
+  it("--slots N caps tasks at once, never past one whole-GPU task per good GPU", async () => {
     const dir = tempDir();
     gpuSweep(dir, 6, 0.8);
+    const result = await run(dir, ["--slots", "3"], fakeGpuEnv(gpus));
+    expectCode(result, 0);
+    const ran = runs(dir, 6);
+    for (const task of ran) expect(["0", "2"]).toContain(task.cuda);
+    expect(maxOverlap(ran)).toBe(2);
+  });
+
+  it("runs --slots N fractional tasks at once, on the good GPUs", async () => {
+    const dir = tempDir();
+    gpuSweep(dir, 6, 0.8);
+    writeFile(
+      dir,
+      "sweep.yaml",
+      `${readFileSync(join(dir, "sweep.yaml"), "utf8")}  resources: {gpus: 0.5}\n`,
+    );
     const result = await run(dir, ["--slots", "3"], fakeGpuEnv(gpus));
     expectCode(result, 0);
     const ran = runs(dir, 6);

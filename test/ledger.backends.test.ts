@@ -17,7 +17,7 @@ import {
   oweRowsToNewPlacements,
   writtenRowTasks,
 } from "../src/ledger/resultRows.js";
-import { retryFailed } from "../src/ledger/retryFailed.js";
+import { retryFailed, UnknownPhaseError } from "../src/ledger/retryFailed.js";
 import { syncSweep } from "../src/ledger/syncSweep.js";
 import {
   droppedTaskCount,
@@ -319,7 +319,9 @@ g:
     });
     expect(await nextBackoffExpiry(db, NOW)).toBeNull();
     expect(await taskCounts(db)).toMatchObject({ failed: 1, pending: 0 });
-    expect(await retryFailed(db, NOW + 3000, { phase: "nope" })).toBe(0);
+    // A phase the sweep lacks is named, not "0 retried"; nothing changes.
+    await expect(retryFailed(db, NOW + 3000, { phase: "nope" })).rejects.toThrow(UnknownPhaseError);
+    expect(await taskCounts(db)).toMatchObject({ failed: 1, pending: 0 });
     expect(await retryFailed(db, NOW + 3000, { phase: "a" })).toBe(1);
     expect(await taskCounts(db)).toMatchObject({ failed: 0, pending: 1 });
     const third = await claim(db, { now: NOW + 3000 });

@@ -3,8 +3,16 @@ import { type Claim, claimTask } from "../src/ledger/claimTask.js";
 import type { Db } from "../src/ledger/db.js";
 import { evaluateGates } from "../src/ledger/evaluateGates.js";
 import { finishAttempt } from "../src/ledger/finishAttempt.js";
+import { recordAttemptProcess } from "../src/ledger/recoverAbandoned.js";
 import { syncSweep } from "../src/ledger/syncSweep.js";
-import { droppedTaskCount, meanTaskSeconds, phaseProgress, taskCounts } from "../src/ledger/taskCounts.js";
+import {
+  droppedTaskCount,
+  meanTaskSeconds,
+  phaseProgress,
+  runningTasks,
+  taskCounts,
+  waitingCounts,
+} from "../src/ledger/taskCounts.js";
 import { loadSweep } from "../src/sweep/loadSweep.js";
 import { type LedgerBackend, useLedgerBackends } from "./helpers/postgres.js";
 
@@ -232,6 +240,33 @@ describe.each(backends)("on $name", (each) => {
       });
       expect(await phaseProgress(db)).toEqual([]);
       expect(await meanTaskSeconds(db)).toBeNull();
+      expect(await runningTasks(db)).toEqual([]);
+      expect(await waitingCounts(db)).toEqual({ total: 0, byPhase: new Map() });
+    });
+
+    it("lists running tasks with their worker, phases and whether a process was reported", async () => {
+      const db = await ledger();
+      const one = await claim(db);
+      await claim(db);
+      await claim(db);
+      const four = await claim(db); // x 4: in a and b
+      await recordAttemptProcess(db, one.attemptId, 123, "log");
+      const running = await runningTasks(db);
+      expect(running.map((task) => [task.worker, task.started])).toEqual([
+        ["w", true],
+        ["w", false],
+        ["w", false],
+        ["w", false],
+      ]);
+      expect(running.find((task) => task.taskId === four.task.id)?.phases.sort()).toEqual(["a", "b"]);
+      // Pending tasks of waiting phases: 11, 12 (b), 21 (c); x 4 runs.
+      expect(await waitingCounts(db)).toEqual({
+        total: 3,
+        byPhase: new Map([
+          ["b", 2],
+          ["c", 1],
+        ]),
+      });
     });
   });
 });

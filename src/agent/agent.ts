@@ -2,7 +2,7 @@ import { resolve } from "node:path";
 import type { Claim } from "../ledger/claimTask.js";
 import type { AttemptOutcome } from "../ledger/finishAttempt.js";
 import type { Capacity, GpuOffer } from "./capacity.js";
-import { gpusWanted, shareOf } from "./capacity.js";
+import { gpusWanted, memoryForNewTask, shareOf } from "./capacity.js";
 import { freePort } from "./freePort.js";
 import { launchCommand, needsFreePort } from "./launchCommand.js";
 import { STATE_DIR_MARKER } from "./leftovers.js";
@@ -72,7 +72,11 @@ export type AgentEvent =
   | { kind: "started"; claim: Claim }
   | { kind: "finished"; claim: Claim; outcome: AttemptOutcome };
 
-export type AgentExit = { kind: "done" } | { kind: "stopped" } | { kind: "stuck"; claimable: number };
+export type AgentExit =
+  | { kind: "done" }
+  | { kind: "stopped" }
+  /** Idle while `claimable` tasks wait: none fits `idle`, what this agent offers with nothing running. */
+  | { kind: "stuck"; claimable: number; idle: Capacity };
 
 /** A task's process, launched (or chained to start after another's) but not yet counted as running. */
 interface Launch {
@@ -147,19 +151,24 @@ export class Agent {
   private failure: Error | null = null;
   /** GPU readings shared by the samplers of all running tasks. */
   private gpuReadings: GpuReader | null = null;
+  /** Free memory per GPU last measured while none of this agent's tasks ran there (memoryForNewTask). */
+  private readonly idleFreeMiB = new Map<number, number | null>();
+  /** Tasks started per GPU, so a measurement a start overlapped is not taken as an idle one. */
+  private readonly gpuStarts = new Map<number, number>();
 
   constructor(
     private readonly port: CoordinatorPort,
     private readonly options: AgentOptions,
   ) {
-    const shares = new Map<number, number>();
-    for (const slot of options.slots)
-      for (const gpu of slot.gpuIndices) shares.set(gpu, (shares.get(gpu) ?? 0) + 1);
-    this.gpus = [...shares].map(([index, share]) => ({
+    // Each GPU is one share however many slots are pinned to it: more slots than GPUs let more
+    // tasks run at once only where tasks ask for fractions (`gpus: 0.5`), never two whole ones.
+    const indices = new Set(options.slots.flatMap((slot) => slot.gpuIndices));
+    this.gpus = [...indices].map((index) => ({
       index,
-      freeShare: share,
+      freeShare: 1,
       freeMemoryMiB: options.gpuFreeMiB.get(index) ?? null,
     }));
+    for (const gpu of this.gpus) this.idleFreeMiB.set(gpu.index, gpu.freeMemoryMiB);
   }
 
   get runningCount(): number {
@@ -226,7 +235,7 @@ export class Agent {
               for (const claim of retry) this.startOrRelease(claim);
               continue;
             }
-            return { kind: "stuck", claimable };
+            return { kind: "stuck", claimable, idle };
           }
         }
         await this.waitForChange();
@@ -333,9 +342,18 @@ export class Agent {
     if (!read || this.gpus.length === 0) return;
     if (Date.now() - this.gpuMeasuredAt < (this.options.gpuRefreshMs ?? 1000)) return;
     this.gpuMeasuredAt = Date.now();
+    const idleBefore = this.gpus.filter((gpu) => !this.busyOn(gpu.index)).map((gpu) => gpu.index);
+    const startsBefore = new Map(this.gpuStarts);
     try {
       const free = await read();
-      for (const gpu of this.gpus) gpu.freeMemoryMiB = free.get(gpu.index) ?? gpu.freeMemoryMiB;
+      for (const gpu of this.gpus) {
+        gpu.freeMemoryMiB = free.get(gpu.index) ?? gpu.freeMemoryMiB;
+        const stayedIdle =
+          idleBefore.includes(gpu.index) &&
+          !this.busyOn(gpu.index) &&
+          this.gpuStarts.get(gpu.index) === startsBefore.get(gpu.index);
+        if (stayedIdle) this.idleFreeMiB.set(gpu.index, gpu.freeMemoryMiB);
+      }
     } catch {
       // nvidia-smi failing now and then must not stop leasing: keep the last figures.
     }
@@ -349,10 +367,31 @@ export class Agent {
       freeSlots: this.options.slots.length - this.running.size,
       // A task asking for more CPUs than the machine has still runs, alone.
       freeCpus: this.running.size === 0 ? Number.POSITIVE_INFINITY : totalCpus - cpusInUse,
-      gpus: this.gpus.map((gpu) => ({ ...gpu })),
+      gpus: this.gpus.map((gpu) => ({
+        ...gpu,
+        freeMemoryMiB: memoryForNewTask(
+          gpu.freeMemoryMiB,
+          this.idleFreeMiB.get(gpu.index) ?? null,
+          this.reservedOn(gpu.index),
+        ),
+      })),
       hasGpus: this.gpus.length > 0,
       tags: [...(this.options.tags ?? [])],
     };
+  }
+
+  /** Whether a task of this agent runs on the GPU. */
+  private busyOn(index: number): boolean {
+    for (const task of this.running.values()) if (task.claim.gpuIds.includes(index)) return true;
+    return false;
+  }
+
+  /** GPU memory the tasks running on a GPU reserved (`gpu_memory_gb`), held until they end. */
+  private reservedOn(index: number): number {
+    let reserved = 0;
+    for (const task of this.running.values())
+      if (task.claim.gpuIds.includes(index)) reserved += reservationOf(task.claim);
+    return reserved;
   }
 
   private start(claim: Claim): void {
@@ -446,6 +485,7 @@ export class Agent {
     for (const index of claim.gpuIds) {
       const gpu = this.gpus.find((offer) => offer.index === index);
       if (gpu) gpu.freeShare -= share;
+      this.gpuStarts.set(index, (this.gpuStarts.get(index) ?? 0) + 1);
     }
     const running: Running = { claim, process: child, gpuShare: share, cpus: task.policy.resources.cpus };
     this.running.set(claim.attemptId, running);
@@ -591,13 +631,15 @@ export class Agent {
   private capacityFreedBy(claim: Claim): Capacity {
     const resources = claim.task.policy.resources;
     const share = shareOf(resources, this.gpus.length > 0);
+    // Its memory reservation comes back only once it runs; a held one's is not counted yet.
+    const freedMiB = this.running.has(claim.attemptId) ? reservationOf(claim) : 0;
     return {
       freeSlots: 1,
       // Replacing the only running task, it runs alone: any CPU count fits, as on an idle agent.
       freeCpus: this.running.size === 1 ? Number.POSITIVE_INFINITY : resources.cpus,
-      gpus: this.gpus
-        .filter((gpu) => claim.gpuIds.includes(gpu.index))
-        .map((gpu) => ({ ...gpu, freeShare: share })),
+      gpus: this.capacity()
+        .gpus.filter((gpu) => claim.gpuIds.includes(gpu.index))
+        .map((gpu) => ({ ...gpu, freeShare: share, freeMemoryMiB: plus(gpu.freeMemoryMiB, freedMiB) })),
       hasGpus: this.gpus.length > 0,
       tags: [...(this.options.tags ?? [])],
     };
@@ -628,7 +670,13 @@ export class Agent {
       gpus: capacity.gpus.map((gpu) => {
         const freed = follows.claim.gpuIds.includes(gpu.index) ? follows.gpuShare : 0;
         const taken = next.gpuIds.includes(gpu.index) ? nextShare : 0;
-        return { ...gpu, freeShare: Math.min(gpu.freeShare, gpu.freeShare + freed - taken) };
+        const freedMiB = follows.claim.gpuIds.includes(gpu.index) ? reservationOf(follows.claim) : 0;
+        const takenMiB = next.gpuIds.includes(gpu.index) ? reservationOf(next) : 0;
+        return {
+          ...gpu,
+          freeShare: Math.min(gpu.freeShare, gpu.freeShare + freed - taken),
+          freeMemoryMiB: plus(gpu.freeMemoryMiB, Math.min(0, freedMiB - takenMiB)),
+        };
       }),
     };
   }
@@ -642,7 +690,13 @@ export class Agent {
       freeSlots: capacity.freeSlots + 1,
       freeCpus,
       gpus: capacity.gpus.map((gpu) =>
-        task.claim.gpuIds.includes(gpu.index) ? { ...gpu, freeShare: gpu.freeShare + task.gpuShare } : gpu,
+        task.claim.gpuIds.includes(gpu.index)
+          ? {
+              ...gpu,
+              freeShare: gpu.freeShare + task.gpuShare,
+              freeMemoryMiB: plus(gpu.freeMemoryMiB, reservationOf(task.claim)),
+            }
+          : gpu,
       ),
     };
   }
@@ -718,6 +772,15 @@ function fitsWithin(claim: Claim, capacity: Capacity, hasGpus: boolean): boolean
     const gpu = capacity.gpus.find((offer) => offer.index === index);
     return gpu !== undefined && gpu.freeShare >= share - 1e-9;
   });
+}
+
+/** The GPU memory a task reserves on each of its GPUs while it runs. */
+function reservationOf(claim: Claim): number {
+  return claim.task.policy.resources.gpuMemoryGb * 1024;
+}
+
+function plus(mib: number | null, delta: number): number | null {
+  return mib === null ? null : mib + delta;
 }
 
 /** `count` times `capacity`'s slots, CPUs and GPU shares. */

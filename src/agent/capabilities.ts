@@ -36,34 +36,67 @@ export async function runProbes(
   probes: ProbeSpec[],
   options: ProbeRunOptions = {},
 ): Promise<Record<string, boolean>> {
-  const results = await Promise.all(probes.map((probe) => runProbe(probe.command, options)));
-  return Object.fromEntries(probes.map((probe, index) => [probe.name, results[index] as boolean]));
+  const results = await checkProbes(probes, options);
+  return Object.fromEntries(results.map((result) => [result.name, result.ok]));
 }
 
-function runProbe(command: string, options: ProbeRunOptions): Promise<boolean> {
+/** How one probe went; `why` says what failed (exit code or timeout, and its last stderr line). */
+export interface ProbeResult {
+  name: string;
+  ok: boolean;
+  why: string | null;
+}
+
+/** runProbes, saying why each failed probe failed (`labsweep doctor` prints it). */
+export async function checkProbes(
+  probes: ProbeSpec[],
+  options: ProbeRunOptions = {},
+): Promise<ProbeResult[]> {
+  const results = await Promise.all(probes.map((probe) => runProbe(probe.command, options)));
+  return probes.map((probe, index) => {
+    const why = results[index] ?? null;
+    return { name: probe.name, ok: why === null, why };
+  });
+}
+
+/** Stderr kept of a probe, for the reason it failed. */
+const PROBE_STDERR_BYTES = 4096;
+
+/** Runs one probe: null when it passed, else why it failed. */
+function runProbe(command: string, options: ProbeRunOptions): Promise<string | null> {
+  const timeoutMs = options.timeoutMs ?? 30_000;
   return new Promise((resolve) => {
     // Its own process group, so a timeout takes down whatever the probe started too.
     const child = spawn("/bin/sh", ["-c", command], {
       cwd: options.cwd,
       env: options.env ?? process.env,
-      stdio: "ignore",
+      stdio: ["ignore", "ignore", "pipe"],
       detached: true,
     });
+    let stderr = "";
+    child.stderr?.on("data", (chunk: Buffer) => {
+      stderr = (stderr + chunk.toString()).slice(-PROBE_STDERR_BYTES);
+    });
+    const said = () => {
+      const last = stderr.trim().split("\n").at(-1)?.trim();
+      return last ? `: ${last}` : "";
+    };
     const timer = setTimeout(() => {
       try {
         process.kill(-(child.pid as number), "SIGKILL");
       } catch {
         // already gone
       }
-      resolve(false);
-    }, options.timeoutMs ?? 30_000);
-    child.once("error", () => {
+      resolve(`did not finish within ${timeoutMs / 1000} s (--probe-timeout)${said()}`);
+    }, timeoutMs);
+    child.once("error", (error) => {
       clearTimeout(timer);
-      resolve(false);
+      resolve(`could not start /bin/sh: ${error.message}`);
     });
-    child.once("exit", (code) => {
+    child.once("exit", (code, signal) => {
       clearTimeout(timer);
-      resolve(code === 0);
+      if (code === 0) resolve(null);
+      else resolve(`${signal ? `killed by ${signal}` : `exit code ${code}`}${said()}`);
     });
   });
 }

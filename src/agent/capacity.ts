@@ -33,11 +33,14 @@ export function gpusWanted(resources: Resources, hasGpus: boolean): number {
 }
 
 /**
- * Picks GPUs for a task from what is free, or null if it does not fit now. Fractions (0.5) go to
- * the GPU that fits them most tightly, so halves pair up on one GPU; whole GPUs go to those with
- * the most free memory. `gpu_memory_gb` is checked against each GPU's measured free memory, so
- * GPUs busy with other users' processes are skipped. A task with `tags` fits only an agent
- * offering every one of them.
+ * Picks GPUs for a task from what is free, or null if it does not fit now. A fraction (0.5) goes
+ * to an idle GPU when there is one (sharing costs both tasks speed), else to the GPU it fits most
+ * tightly; whole GPUs go to idle ones with the most free memory. A GPU's share is 1 whatever the
+ * slot count: `--slots` caps how many tasks run, it never lets GPU tasks share past their
+ * `gpus`. `gpu_memory_gb` is checked against each GPU's free memory as the agent offers it
+ * (measured, less what running tasks reserved: `memoryForNewTask`), so GPUs busy with other
+ * users' processes or with this agent's own tasks are skipped. A task with `tags` fits only an
+ * agent offering every one of them.
  */
 export function allocate(resources: Resources, capacity: Capacity): { gpuIds: number[] } | null {
   if (capacity.freeSlots < 1 || resources.cpus > capacity.freeCpus) return null;
@@ -46,15 +49,17 @@ export function allocate(resources: Resources, capacity: Capacity): { gpuIds: nu
   if (wanted === 0) return { gpuIds: [] };
   const needMiB = resources.gpuMemoryGb * 1024;
   const roomy = capacity.gpus.filter((gpu) => gpu.freeMemoryMiB === null || gpu.freeMemoryMiB >= needMiB);
+  const byMemory = (a: GpuOffer, b: GpuOffer) =>
+    (b.freeMemoryMiB ?? 0) - (a.freeMemoryMiB ?? 0) || a.index - b.index;
   if (wanted < 1) {
+    const idle = roomy.filter(isIdle).sort(byMemory)[0];
+    if (idle) return { gpuIds: [idle.index] };
     const tightest = roomy
       .filter((gpu) => gpu.freeShare >= wanted - 1e-9)
       .sort((a, b) => a.freeShare - b.freeShare || a.index - b.index)[0];
     return tightest ? { gpuIds: [tightest.index] } : null;
   }
-  const whole = roomy
-    .filter((gpu) => gpu.freeShare >= 1 - 1e-9)
-    .sort((a, b) => (b.freeMemoryMiB ?? 0) - (a.freeMemoryMiB ?? 0) || a.index - b.index);
+  const whole = roomy.filter(isIdle).sort(byMemory);
   const count = Math.ceil(wanted);
   if (whole.length < count) return null;
   return {
@@ -63,6 +68,61 @@ export function allocate(resources: Resources, capacity: Capacity): { gpuIds: nu
       .map((gpu) => gpu.index)
       .sort((a, b) => a - b),
   };
+}
+
+/** No task holds any share of it. */
+function isIdle(gpu: GpuOffer): boolean {
+  return gpu.freeShare >= 1 - 1e-9;
+}
+
+/**
+ * The GPU memory a new task may count on: what nvidia-smi measures free now, but never more than
+ * was free while none of this agent's tasks ran on the GPU (`idleFreeMiB`) less what the tasks
+ * running there reserved (`gpu_memory_gb` each, held until they end). A task that has not yet
+ * allocated its memory still holds its reservation, and one that uses more than it asked for
+ * shows in the measurement. null when the GPU does not report free memory.
+ */
+export function memoryForNewTask(
+  measuredFreeMiB: number | null,
+  idleFreeMiB: number | null,
+  reservedMiB: number,
+): number | null {
+  if (measuredFreeMiB === null) return null;
+  return Math.max(0, Math.min(measuredFreeMiB, (idleFreeMiB ?? measuredFreeMiB) - reservedMiB));
+}
+
+/**
+ * Why a task can never fit an agent offering `idle` (its capacity with nothing running), in words
+ * that name the short resource; null when it fits.
+ */
+export function whyNoFit(resources: Resources, idle: Capacity): string | null {
+  if (allocate(resources, idle) !== null) return null;
+  const missing = (resources.tags ?? []).filter((tag) => !(idle.tags ?? []).includes(tag));
+  if (missing.length > 0)
+    return `needs tag${missing.length > 1 ? "s" : ""} ${missing.join(", ")}, which this machine does not offer (--tag)`;
+  const wanted = gpusWanted(resources, idle.hasGpus);
+  const count = Math.ceil(wanted);
+  if (idle.gpus.length < count) {
+    const have = idle.gpus.length === 0 ? "none usable" : String(idle.gpus.length);
+    return `needs ${count} GPU${count > 1 ? "s" : ""}; this machine has ${have}`;
+  }
+  const needMiB = resources.gpuMemoryGb * 1024;
+  const memories = idle.gpus.map((gpu) => gpu.freeMemoryMiB ?? Number.POSITIVE_INFINITY);
+  const roomy = memories.filter((free) => free >= needMiB).length;
+  if (roomy < count) {
+    const largest = Math.max(...memories);
+    const which =
+      count > 1
+        ? `only ${roomy} GPU${roomy === 1 ? " has" : "s have"} that much`
+        : `the largest GPU has ${gb(largest)} free`;
+    return `needs ${gb(needMiB)} of free GPU memory${count > 1 ? " on each of its GPUs" : ""}; ${which}`;
+  }
+  return `needs ${resources.cpus} CPUs, ${count} GPU${count === 1 ? "" : "s"} and ${gb(needMiB)} of GPU memory; this machine cannot offer them together`;
+}
+
+function gb(mib: number): string {
+  const value = mib / 1024;
+  return `${Number.isInteger(value) ? value : value.toFixed(1)} GB`;
 }
 
 /** Whether a task could ever run on an agent with this much capacity when idle. */

@@ -292,6 +292,24 @@ export class HttpPort implements CoordinatorPort {
     return !this.options.stay && this.lastDone;
   }
 
+  /**
+   * Tells the coordinator this agent exits cleanly, so it shows `exited`, not lost, once its
+   * channel closes. Best effort: a coordinator that does not hear it marks the agent lost, which
+   * costs nothing but the word.
+   */
+  async goodbye(): Promise<void> {
+    try {
+      await this.client.call(
+        "POST",
+        "/goodbye",
+        { agentId: this.options.agentId },
+        { retries: 0, timeoutMs: 3000 },
+      );
+    } catch (error) {
+      this.noteFatal(error);
+    }
+  }
+
   /** The coordinator judges what fits this agent (`done`), so nothing is ever stuck here. */
   async claimableCount(): Promise<number> {
     return 0;

@@ -199,7 +199,7 @@ export class RemoteAgent {
       this.log(`labsweep agent: registered with ${client.server} as ${describe(machine.capabilities)}`);
       await this.settlePrevious(http, outbox, registration.openAttempts);
       // Awaited in here, so the outbox is flushed before `finally` closes it.
-      if (this.stop.signal.aborted) return await this.finish(outbox, "stopped");
+      if (this.stop.signal.aborted) return await this.finish(outbox, "stopped", http);
       channel = holdChannel(client, {
         agentId,
         signal: channelStop.signal,
@@ -211,6 +211,7 @@ export class RemoteAgent {
       return await this.finish(
         outbox,
         exit.kind === "done" ? "done" : this.gaveUp ? "unreachable" : "stopped",
+        http,
       );
     } finally {
       clearInterval(watchdog);
@@ -406,7 +407,11 @@ export class RemoteAgent {
   }
 
   /** Waits for reports still on their way, then exits as asked. */
-  private async finish(outbox: Outbox, kind: RemoteAgentExit["kind"]): Promise<RemoteAgentExit> {
+  private async finish(
+    outbox: Outbox,
+    kind: RemoteAgentExit["kind"],
+    http: HttpPort,
+  ): Promise<RemoteAgentExit> {
     if (this.fatal) throw this.fatal;
     const sent = await outbox.flush({ timeoutMs: kind === "done" ? 60_000 : 10_000 });
     if (this.fatal) throw this.fatal;
@@ -414,6 +419,8 @@ export class RemoteAgent {
       this.log(
         `labsweep agent: ${outbox.pending().length} report(s) not sent yet; kept in ${outbox.dir} and sent at the next start`,
       );
+    // Said before the channel closes (`finally` above), so the coordinator sees an exit, not a loss.
+    else if (kind !== "unreachable") await http.goodbye();
     return { kind };
   }
 

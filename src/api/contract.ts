@@ -110,6 +110,14 @@ export interface HeartbeatResponse {
   stale: number[];
 }
 
+/**
+ * POST /goodbye — the agent exits cleanly (its reports sent): it is `exited`, not lost, when its
+ * channel closes next.
+ */
+export interface GoodbyeRequest {
+  agentId: string;
+}
+
 /** POST /attempts/:id/started */
 export interface StartedRequest {
   agentId: string;

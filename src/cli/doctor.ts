@@ -1,5 +1,5 @@
 import { availableParallelism } from "node:os";
-import { describeMachine } from "../agent/capabilities.js";
+import { checkProbes, describeMachine } from "../agent/capabilities.js";
 import { probeGpus } from "../agent/gpuProbe.js";
 import { planSlots } from "../agent/slots.js";
 import type { AgentCapabilities } from "../api/contract.js";
@@ -27,20 +27,31 @@ export async function doctorCommand(flags: DoctorFlags): Promise<number> {
     flags.probeTimeout === undefined ? undefined : seconds("--probe-timeout", flags.probeTimeout) * 1000;
   const gpus = await probeGpus();
   const slots = planSlots({ gpus, cpuCount: availableParallelism() });
-  const capabilities = await describeMachine({
-    agentId: "",
-    slots: slots.length,
-    gpus,
-    tags: (flags.tag ?? [])
-      .flatMap((tag) => tag.split(","))
-      .map((tag) => tag.trim())
-      .filter(Boolean),
-    probes,
-    probeOptions: { timeoutMs },
-  });
-  const report: DoctorReport = { ...capabilities, agentId: null };
+  const [capabilities, results] = await Promise.all([
+    describeMachine({
+      agentId: "",
+      slots: slots.length,
+      gpus,
+      tags: (flags.tag ?? [])
+        .flatMap((tag) => tag.split(","))
+        .map((tag) => tag.trim())
+        .filter(Boolean),
+    }),
+    // Run here rather than by describeMachine, to say why a failed one failed.
+    checkProbes(probes, { timeoutMs }),
+  ]);
+  const probeResults = Object.fromEntries(results.map((result) => [result.name, result.ok]));
+  const report: DoctorReport = { ...capabilities, probes: probeResults, agentId: null };
   process.stdout.write(flags.json ? `${JSON.stringify(report)}\n` : humanReport(report));
-  return Object.values(report.probes).every(Boolean) ? EXIT.ok : EXIT.failed;
+  // On stderr, so --json output stays one JSON object.
+  const failed = results.filter((result) => !result.ok);
+  for (const result of failed)
+    process.stderr.write(`labsweep doctor: probe ${result.name} failed: ${result.why}\n`);
+  if (failed.length === 0) return EXIT.ok;
+  process.stderr.write(
+    `labsweep doctor: exit 1 because ${failed.length} of ${results.length} probe${results.length === 1 ? "" : "s"} failed (${failed.map((result) => result.name).join(", ")})\n`,
+  );
+  return EXIT.failed;
 }
 
 function humanReport(report: DoctorReport): string {

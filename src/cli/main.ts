@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import { Command, CommanderError } from "commander";
 import { agentCommand, collect } from "./agent.js";
 import { doctorCommand } from "./doctor.js";
@@ -22,9 +23,11 @@ import { tokenCommand } from "./token.js";
 
 /** Parses argv, runs one command, returns the exit code. Errors become one clear line. */
 export async function main(argv: string[]): Promise<number> {
+  quietOnClosedPipe();
   let exitCode: number = EXIT.ok;
   const program = new Command("labsweep")
     .description("Run grids of ML experiments exactly once, from a durable task ledger.")
+    .version(packageVersion(), "-V, --version", "print labsweep's version")
     .exitOverride()
     .configureOutput({ writeErr: (text) => process.stderr.write(text) })
     .showHelpAfterError("(run labsweep --help for usage)");
@@ -65,7 +68,10 @@ export async function main(argv: string[]): Promise<number> {
     .option(...state)
     .option(...STORE_OPTION)
     .option(...command)
-    .option("--slots <n>", "tasks at once (default: one per GPU with ≥ 4 GB free, else one per CPU core)")
+    .option(
+      "--slots <n>",
+      "most tasks at once (default: one per GPU with ≥ 4 GB free, else one per CPU core); on GPU machines a cap only: GPU tasks never exceed their resources.gpus shares",
+    )
     .option("--gpus <list>", "only these GPU indices, e.g. 0,2")
     .option("--tag <tag>", "a tag tasks can ask for in resources.tags (repeatable)", collect)
     .option("--grace <seconds>", "SIGTERM → SIGKILL grace for timeouts and a second Ctrl-C", "10")
@@ -120,7 +126,10 @@ export async function main(argv: string[]): Promise<number> {
       "the coordinator's agent token (default: $LABSWEEP_TOKEN; prefer it or --token-file)",
     )
     .option(...tokenFile)
-    .option("--slots <n>", "tasks at once (default: one per GPU with ≥ 4 GB free, else one per CPU core)")
+    .option(
+      "--slots <n>",
+      "most tasks at once (default: one per GPU with ≥ 4 GB free, else one per CPU core); on GPU machines a cap only: GPU tasks never exceed their resources.gpus shares",
+    )
     .option("--gpus <list>", "only these GPU indices, e.g. 0,2")
     .option("--tag <tag>", "a tag tasks can ask for (repeatable)", collect)
     .option("--name <name>", "the name shown by the coordinator (default: the hostname)")
@@ -301,4 +310,30 @@ export async function main(argv: string[]): Promise<number> {
     }
     return reportError(error);
   }
+}
+
+/** The version in labsweep's package.json (two levels up from both src/cli and dist/cli). */
+function packageVersion(): string {
+  const text = readFileSync(new URL("../../package.json", import.meta.url), "utf8");
+  return (JSON.parse(text) as { version: string }).version;
+}
+
+let pipeHandled = false;
+
+/**
+ * `labsweep status | head -1`: once the reader has gone, a write fails with EPIPE, which Node
+ * raises as an unhandled 'error' event (a stack trace). Nobody is left to read the rest, so the
+ * command ends quietly, as a C tool killed by SIGPIPE would; a closed stderr is ignored, so a run
+ * whose log reader went away keeps running its tasks.
+ */
+function quietOnClosedPipe(): void {
+  if (pipeHandled) return;
+  pipeHandled = true;
+  process.stdout.on("error", (error: NodeJS.ErrnoException) => {
+    if (error.code === "EPIPE") process.exit(EXIT.ok);
+    throw error;
+  });
+  process.stderr.on("error", (error: NodeJS.ErrnoException) => {
+    if (error.code !== "EPIPE") throw error;
+  });
 }

@@ -17,6 +17,8 @@ function requireServer(flags: ServerFlags, what: string, power: Power = "read") 
 
 interface AgentView {
   id: string;
+  /** Its `--name` (default: the hostname). */
+  name: string;
   host: string;
   state: string;
   last_seen: number;
@@ -63,11 +65,13 @@ export async function agentsCommand(
       agent.state === "lost"
         ? ` — lost ${new Date(agent.lost_at ?? 0).toISOString()} (${agent.lost_reason}); its tasks were requeued`
         : "";
+    // Its --name, with the host beside it when the name is not the host's.
+    const where = agent.name && agent.name !== agent.host ? `${agent.name} on ${agent.host}` : agent.host;
     const slurm = agent.info.slurm
       ? ` slurm ${agent.info.slurm.jobId}${agent.info.slurm.arrayTaskId ? `_${agent.info.slurm.arrayTaskId}` : ""}`
       : "";
     process.stdout.write(
-      `${agent.id} on ${agent.host}: ${agent.state}, ${agent.running} running, ${agent.info.slots ?? "?"} slots, GPUs ${gpus}, seen ${seen}${slurm}${lost}\n`,
+      `${where}: ${agent.state}, ${agent.running} running, ${agent.info.slots ?? "?"} slots, GPUs ${gpus}, seen ${seen}${slurm}${lost}\n`,
     );
   }
   return EXIT.ok;

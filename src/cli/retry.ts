@@ -1,5 +1,6 @@
+import { evaluateGates } from "../ledger/evaluateGates.js";
 import { openLedger, openLedgerReadOnly } from "../ledger/openLedger.js";
-import { retryFailed } from "../ledger/retryFailed.js";
+import { retryFailed, UnknownPhaseError } from "../ledger/retryFailed.js";
 import { EXIT, UsageError } from "./exitCodes.js";
 import { stateDirFrom } from "./stateDir.js";
 
@@ -17,7 +18,12 @@ export async function retryCommand(configs: string[], flags: RetryFlags): Promis
   await existing.close();
   const db = await openLedger(stateDir);
   try {
-    const count = await retryFailed(db, Date.now(), { phase: flags.phase });
+    const count = await retryFailed(db, Date.now(), { phase: flags.phase }).catch((error: unknown) => {
+      if (error instanceof UnknownPhaseError) throw new UsageError(error.message);
+      throw error;
+    });
+    // Phases the failures had blocked are judged again now, so `status` shows why they wait.
+    await evaluateGates(db, Date.now());
     process.stdout.write(
       `${count} failed task${count === 1 ? "" : "s"} will run again (a running \`labsweep run\` picks them up; otherwise start one)\n`,
     );

@@ -1,4 +1,5 @@
 import type { Agent } from "../agent/agent.js";
+import { type Capacity, whyNoFit } from "../agent/capacity.js";
 import { Coordinator } from "../coordinator/coordinator.js";
 import { GpuTelemetry } from "../coordinator/gpuTelemetry.js";
 import { prepareLedger, runLocally } from "../coordinator/localRun.js";
@@ -6,6 +7,7 @@ import { openSweep } from "../coordinator/openSweep.js";
 import { type RunningServer, startServer } from "../coordinator/serve.js";
 import { isLoopback } from "../coordinator/tokens.js";
 import type { LocalMachine } from "../dashboard/machines.js";
+import { pendingResources } from "../ledger/pendingResources.js";
 import { owedRowCount } from "../ledger/resultRows.js";
 import { taskCounts } from "../ledger/taskCounts.js";
 import { EXIT, UsageError } from "./exitCodes.js";
@@ -151,9 +153,11 @@ export async function runCommand(configs: string[], flags: RunFlags): Promise<nu
       );
     }
     if (result.exit.kind === "stuck") {
+      const gpuList = [...new Set(result.slots.flatMap((slot) => slot.gpuIndices))].join(",") || "none";
       process.stderr.write(
-        `labsweep: ${result.exit.claimable} tasks need more than this machine offers (${result.slots.length} slots; GPUs: ${result.slots.flatMap((slot) => slot.gpuIndices).join(",") || "none"}; tags: ${tags.join(",") || "none"}); see their resources in the config${tags.length === 0 ? " (tasks with resources.tags need --tag)" : ""}\n`,
+        `labsweep: ${result.exit.claimable} tasks need more than this machine offers (${result.slots.length} slots; GPUs: ${gpuList}; tags: ${tags.join(",") || "none"}); see their resources in the config${tags.length === 0 ? " (tasks with resources.tags need --tag)" : ""}\n`,
       );
+      for (const line of await whyStuck(db, result.exit.idle)) process.stderr.write(`  ${line}\n`);
       return EXIT.failed;
     }
     if (result.exit.kind === "stopped") {
@@ -236,4 +240,14 @@ function gpuList(text: string): number[] {
     throw new UsageError(`--gpus takes GPU indices like 0,2 — got "${text}"`);
   }
   return indices;
+}
+
+/** Per phase whose claimable tasks fit nowhere on this machine, which resource is short. */
+async function whyStuck(db: Parameters<typeof pendingResources>[0], idle: Capacity): Promise<string[]> {
+  const lines: string[] = [];
+  for (const pending of await pendingResources(db, Date.now())) {
+    const why = whyNoFit(pending.resources, idle);
+    if (why) lines.push(`phase ${pending.phase} (${pending.count} tasks): ${why}`);
+  }
+  return lines;
 }

@@ -1,5 +1,13 @@
+import { liveCounts, statusLines } from "../coordinator/liveCounts.js";
 import { openLedgerReadOnly } from "../ledger/openLedger.js";
-import { droppedTaskCount, phaseProgress, taskCounts, usageTotals } from "../ledger/taskCounts.js";
+import {
+  droppedTaskCount,
+  phaseProgress,
+  runningTasks,
+  taskCounts,
+  usageTotals,
+  waitingCounts,
+} from "../ledger/taskCounts.js";
 import { EXIT, UsageError } from "./exitCodes.js";
 import { stateDirFrom } from "./stateDir.js";
 
@@ -48,22 +56,14 @@ export async function statusCommand(configs: string[], flags: StatusFlags): Prom
       taskId: event.task_id,
       why: (JSON.parse(event.detail) as { why?: string }).why ?? "",
     }));
+    const view = liveCounts(counts, phases, await runningTasks(db), await waitingCounts(db));
     if (flags.json) {
       process.stdout.write(
-        `${JSON.stringify({ ...counts, dropped, stateDir, phases, recentFailures: failures, recentRequeues: requeues, usage })}\n`,
+        `${JSON.stringify({ ...view.counts, dropped, stateDir, phases: view.phases, recentFailures: failures, recentRequeues: requeues, usage })}\n`,
       );
       return EXIT.ok;
     }
-    const done = counts.succeeded + counts.failed;
-    process.stdout.write(
-      `${done}/${counts.unique} done: ${counts.succeeded} succeeded, ${counts.failed} failed, ${counts.running} running, ${counts.pending} pending, ${counts.blocked} blocked\n`,
-    );
-    for (const phase of phases) {
-      const why = phase.reason ? `  — ${phase.reason}` : "";
-      process.stdout.write(
-        `  ${phase.name}: ${phase.succeeded}/${phase.unique} succeeded, ${phase.failed} failed, ${phase.running} running, ${phase.pending} pending [${phase.state}]${why}\n`,
-      );
-    }
+    for (const line of statusLines(view)) process.stdout.write(`${line}\n`);
     if (usage.energy_wh !== null || usage.peak_rss_mb_max !== null) {
       const energy = usage.energy_wh === null ? "" : `${usage.energy_wh} Wh GPU energy, `;
       process.stdout.write(`usage: ${energy}largest peak RSS ${usage.peak_rss_mb_max ?? "?"} MB\n`);

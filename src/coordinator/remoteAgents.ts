@@ -1,6 +1,6 @@
 import { type Capacity, couldEverFit } from "../agent/capacity.js";
 import type { AgentCapabilities, LeasedTask } from "../api/contract.js";
-import { getAgent, markAgentLost, registerAgent, touchAgent } from "../ledger/agents.js";
+import { getAgent, markAgentExited, markAgentLost, registerAgent, touchAgent } from "../ledger/agents.js";
 import type { Claim } from "../ledger/claimTask.js";
 import type { FinishResult } from "../ledger/finishAttempt.js";
 import type { FinishRefusal } from "../ledger/finishAttempts.js";
@@ -29,6 +29,8 @@ export class RemoteAgents {
   private readonly channels = new Map<string, Set<(event: object) => void>>();
   private readonly graceTimers = new Map<string, NodeJS.Timeout>();
   private readonly touchedAt = new Map<string, number>();
+  /** Agents that said goodbye: their channel closing next is their exit, not a loss. */
+  private readonly leaving = new Set<string>();
   private policyCache: { at: number; rows: Array<{ policy_json: string }> } | null = null;
   private readonly sweeper: NodeJS.Timeout;
   private readonly now: () => number;
@@ -78,6 +80,7 @@ export class RemoteAgents {
 
   async register(info: AgentCapabilities): Promise<number[]> {
     this.capabilities.set(info.agentId, info);
+    this.leaving.delete(info.agentId);
     await registerAgent(
       this.coordinator.db,
       { id: info.agentId, name: info.name, host: info.host, info },
@@ -174,6 +177,20 @@ export class RemoteAgents {
     return [...foreign, ...stale];
   }
 
+  /**
+   * The agent exits cleanly: it is `exited` from now on, and its channel closing is no loss. Any
+   * attempt it still holds (a report it could not send stays in its outbox) is requeued when
+   * its lease runs out, as for any silent agent.
+   */
+  async goodbye(agentId: string): Promise<void> {
+    if (!(await markAgentExited(this.coordinator.db, agentId, this.now())))
+      throw new UnknownAgentError(agentId);
+    this.leaving.add(agentId);
+    const timer = this.graceTimers.get(agentId);
+    if (timer) clearTimeout(timer);
+    this.graceTimers.delete(agentId);
+  }
+
   /** A persistent connection opened; `send` pushes events to it. Returns the close handler. */
   connect(agentId: string, send: (event: object) => void): () => void {
     const timer = this.graceTimers.get(agentId);
@@ -190,6 +207,7 @@ export class RemoteAgents {
       if (listeners.size > 0) return;
       this.channels.delete(agentId);
       if (this.closed) return; // the coordinator is shutting down: its agents are not lost
+      if (this.leaving.has(agentId)) return; // it said goodbye: exited, not lost
       this.background(() => touchAgent(this.coordinator.db, agentId, this.now(), "disconnected"));
       // A blip gets a grace period to reconnect; after it the agent's tasks run elsewhere.
       this.graceTimers.set(

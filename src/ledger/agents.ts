@@ -47,6 +47,16 @@ export async function touchAgent(
   return updated.changes > 0;
 }
 
+/** Marks an agent that said goodbye (a clean exit): it is not lost when its connection closes. */
+export async function markAgentExited(db: Db, agentId: string, now: number): Promise<boolean> {
+  const updated = await db.run("UPDATE agents SET state = 'exited', last_seen = $2 WHERE id = $1", [
+    agentId,
+    now,
+  ]);
+  if (updated.changes > 0) await recordEvent(db, now, "agent_exited", null, { agent: agentId });
+  return updated.changes > 0;
+}
+
 /** Marks an agent lost and says why; its running attempts are requeued by the caller. */
 export async function markAgentLost(db: Db, agentId: string, reason: string, now: number): Promise<void> {
   await db.run(

@@ -1,9 +1,35 @@
+import { didYouMean } from "../sweep/closest.js";
 import type { Db } from "./db.js";
 import { recordEvent } from "./recordEvent.js";
 
-/** Gives failed tasks a fresh set of retries; gates are judged again by the caller. */
+/** `retry --phase` named a phase the sweep does not have. */
+export class UnknownPhaseError extends Error {
+  override readonly name = "UnknownPhaseError";
+  constructor(
+    readonly phase: string,
+    readonly phases: string[],
+  ) {
+    super(`unknown phase ${phase} (phases: ${phases.join(", ") || "none"})${didYouMean(phase, phases)}`);
+  }
+}
+
+/**
+ * Gives failed tasks a fresh set of retries; gates are judged again by the caller. Phases a gate
+ * blocked wait again, their reason cleared until they are judged: the old "gate failed" would be
+ * stale. A `phase` the sweep lacks is an UnknownPhaseError, not "0 failed tasks".
+ */
 export async function retryFailed(db: Db, now: number, filter: { phase?: string } = {}): Promise<number> {
   return db.transaction(async (tx) => {
+    if (filter.phase !== undefined) {
+      const phases = await tx.all<{ name: string }>(
+        "SELECT name FROM phases WHERE active = 1 ORDER BY position",
+      );
+      if (!phases.some((row) => row.name === filter.phase))
+        throw new UnknownPhaseError(
+          filter.phase,
+          phases.map((row) => row.name),
+        );
+    }
     const scope = filter.phase
       ? "AND id IN (SELECT task_id FROM placements WHERE phase = $1 AND active = 1)"
       : "";
@@ -13,7 +39,7 @@ export async function retryFailed(db: Db, now: number, filter: { phase?: string 
       filter.phase ? [filter.phase] : [],
     );
     // Dependents blocked by the failures get judged again.
-    await tx.run("UPDATE phases SET state = 'waiting' WHERE state = 'blocked'");
+    await tx.run("UPDATE phases SET state = 'waiting', reason = NULL WHERE state = 'blocked'");
     await recordEvent(tx, now, "retry_failed", null, { tasks: result.changes, phase: filter.phase ?? null });
     return result.changes;
   });

@@ -97,3 +97,48 @@ export async function usageTotals(db: Db): Promise<UsageTotals> {
     peak_rss_mb_max: row?.peak_rss_mb_max ?? null,
   };
 }
+
+/** A running task, by the attempt holding it: for telling started tasks from ones held ahead. */
+export interface RunningTask {
+  taskId: number;
+  worker: string;
+  /** Its process was reported (pid recorded); a task held ahead has none yet. */
+  started: boolean;
+  /** Every active phase it belongs to. */
+  phases: string[];
+}
+
+/** The tasks the ledger calls running (few: at most the slots of every agent, plus held ones). */
+export async function runningTasks(db: Db): Promise<RunningTask[]> {
+  const rows = await db.all<{ id: number; worker: string; pid: number | null }>(
+    `SELECT t.id, a.worker, a.pid FROM tasks t JOIN attempts a ON a.id = t.attempt_id
+      WHERE t.state = 'running' AND t.active = 1 ORDER BY t.id`,
+  );
+  if (rows.length === 0) return [];
+  const placements = await db.all<{ task_id: number; phase: string }>(
+    `SELECT p.task_id, p.phase FROM placements p JOIN tasks t ON t.id = p.task_id
+      WHERE t.state = 'running' AND t.active = 1 AND p.active = 1`,
+  );
+  return rows.map((row) => ({
+    taskId: Number(row.id),
+    worker: row.worker,
+    started: row.pid !== null,
+    phases: [...new Set(placements.filter((p) => Number(p.task_id) === Number(row.id)).map((p) => p.phase))],
+  }));
+}
+
+/** Pending tasks that wait for their phases' `after` phases (not claimable yet), in all and per phase. */
+export async function waitingCounts(db: Db): Promise<{ total: number; byPhase: Map<string, number> }> {
+  const total = await db.one<{ n: number }>(
+    "SELECT count(*) AS n FROM tasks WHERE state = 'pending' AND runnable = 0 AND active = 1",
+  );
+  const rows = await db.all<{ phase: string; n: number }>(
+    `SELECT p.phase, count(*) AS n FROM placements p JOIN tasks t ON t.id = p.task_id
+      WHERE t.state = 'pending' AND t.runnable = 0 AND t.active = 1 AND p.active = 1
+      GROUP BY p.phase`,
+  );
+  return {
+    total: Number(total?.n ?? 0),
+    byPhase: new Map(rows.map((row) => [row.phase, Number(row.n)])),
+  };
+}

@@ -2,6 +2,7 @@ import type { FastifyInstance } from "fastify";
 import type { Capacity } from "../../agent/capacity.js";
 import type {
   FinishRequest,
+  GoodbyeRequest,
   HeartbeatRequest,
   LeaseRequest,
   LogChunkRequest,
@@ -87,6 +88,15 @@ export function registerAgentRoutes(api: FastifyInstance, options: AppOptions): 
       const stale = await agents.heartbeat(agentId, attemptIds);
       if (gpus) options.telemetry.record(agentId, Date.now(), gpus);
       return { stale };
+    },
+  );
+
+  api.post<{ Body: GoodbyeRequest }>(
+    "/goodbye",
+    { config: agentOnly, schema: { body: schemas.goodbye } },
+    async (request) => {
+      await agents.goodbye(request.body.agentId);
+      return { ok: true };
     },
   );
 

@@ -182,6 +182,7 @@ export class HttpError extends Error {
 
 function statusOf(error: { name?: string }): number {
   if (error.name === "UnknownAgentError") return 409;
+  if (error.name === "UnknownPhaseError") return 400;
   if (error.name === "ConfigError" || error.name === "DashboardQueryError") return 400;
   return 500;
 }

@@ -155,4 +155,10 @@ export const schemas = {
   attemptParams: { type: "object", properties: { id: { type: "string", pattern: "^[0-9]{1,15}$" } } },
   taskParams: { type: "object", properties: { id: { type: "string", pattern: "^[0-9]{1,15}$" } } },
   channelQuery: { type: "object", required: ["agentId"], properties: { agentId: id } },
+  goodbye: {
+    type: "object",
+    required: ["agentId"],
+    additionalProperties: false,
+    properties: { agentId: id },
+  },
 } as const;
