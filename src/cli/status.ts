@@ -1,4 +1,5 @@
 import { openLedgerReadOnly } from "../ledger/openLedger.js";
+import { resultDirErrors } from "../ledger/resultDirErrors.js";
 import { droppedTaskCount, phaseProgress, taskCounts, usageTotals } from "../ledger/taskCounts.js";
 import { EXIT, UsageError } from "./exitCodes.js";
 import { stateDirFrom } from "./stateDir.js";
@@ -48,9 +49,10 @@ export async function statusCommand(configs: string[], flags: StatusFlags): Prom
       taskId: event.task_id,
       why: (JSON.parse(event.detail) as { why?: string }).why ?? "",
     }));
+    const resultErrors = await resultDirErrors(db);
     if (flags.json) {
       process.stdout.write(
-        `${JSON.stringify({ ...counts, dropped, stateDir, phases, recentFailures: failures, recentRequeues: requeues, usage })}\n`,
+        `${JSON.stringify({ ...counts, dropped, stateDir, phases, recentFailures: failures, recentRequeues: requeues, usage, resultErrors })}\n`,
       );
       return EXIT.ok;
     }
@@ -77,6 +79,11 @@ export async function statusCommand(configs: string[], flags: StatusFlags): Prom
     }
     for (const requeue of requeues) {
       process.stdout.write(`  requeued task ${requeue.taskId} at ${requeue.at}: ${requeue.why}\n`);
+    }
+    for (const dir of resultErrors) {
+      process.stdout.write(
+        `results not written: ${dir.outputDir} (${dir.owedRows} rows owed, since ${new Date(dir.since).toISOString()}): ${dir.error}\n`,
+      );
     }
     return EXIT.ok;
   } finally {

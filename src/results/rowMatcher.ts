@@ -1,21 +1,25 @@
 import { canonicalText } from "../sweep/canonical.js";
 import type { Params, ParamValue } from "../sweep/types.js";
+import {
+  METADATA_COLUMNS,
+  metricColumns as metricColumnsOf,
+  metricOfColumn,
+  reservedColumns,
+} from "./columns.js";
+import { formatCell } from "./csvFile.js";
 
-/** Columns labsweep adds after the metrics; never parameters or metrics when read back. */
-export const METADATA_COLUMNS = [
-  "wall_seconds",
-  "peak_rss_mb",
-  "gpu_util_mean",
-  "gpu_mem_peak_mb",
-  "energy_wh",
-  "attempts",
-  "host",
-  "gpu_ids",
-] as const;
+export { METADATA_COLUMNS } from "./columns.js";
 
 export interface MatchableTask {
   id: number;
   params: Params;
+  /** The ledger already counts its row in this dir as on disk. (Default: false) */
+  written?: boolean;
+  /**
+   * The task succeeded and its row is owed: a crashed writer may have appended it. Its metrics
+   * tell its row from those of tasks with the same parameters. (Default: not succeeded)
+   */
+  metrics?: Readonly<Record<string, unknown>>;
 }
 
 export interface MatchedRow {
@@ -34,9 +38,17 @@ export interface MatchReport {
 /**
  * Finds which tasks of one output dir a results CSV already holds. Rows match by parameter
  * value (see canonicalValue). A parameter with no column matches when it is constant among the
- * dir's tasks — the original system left such columns out; tasks the columns cannot tell apart
- * are never guessed. Columns that are neither parameters, `phase` nor labsweep's metadata are
- * the row's metrics.
+ * dir's tasks — the original system left such columns out. Columns that are neither parameters,
+ * `phase` nor labsweep's metadata are the row's metrics (a `metric_` column of a clashing name
+ * back under its own name, see columns.ts).
+ *
+ * Tasks the columns cannot tell apart (the same parameters with different commands, or a varying
+ * parameter without a column) share a key, and rows are counted, never guessed: each row accounts
+ * for one task. Rows the ledger already counts as written are set against its written tasks
+ * first; the rest go to tasks whose rows are owed, preferring the one whose metrics the row holds,
+ * then the lowest id (the writer appends in id order). A task that has not succeeded is completed
+ * from such a row only when every such task of the key gets a row: otherwise which one is done is
+ * a guess, and they count as ambiguous.
  */
 export function matchCsvRows(
   tasks: readonly MatchableTask[],
@@ -47,25 +59,25 @@ export function matchCsvRows(
   for (const task of tasks) for (const name of Object.keys(task.params)) paramNames.add(name);
   const columnOf = new Map(header.map((name, index) => [name, index]));
   const keyColumns = [...paramNames].filter((name) => columnOf.has(name));
-  const byKey = new Map<string, number>();
-  const AMBIGUOUS = -1;
+  const groups = new Map<string, MatchableTask[]>();
   for (const task of tasks) {
     const key = keyColumns.map((name) => canonicalText(task.params[name])).join("\u001f");
-    const earlier = byKey.get(key);
-    byKey.set(key, earlier === undefined || earlier === task.id ? task.id : AMBIGUOUS);
+    const group = groups.get(key) ?? [];
+    if (group.length === 0) groups.set(key, group);
+    // A task listed twice (placed by two phases in this dir) is one task.
+    if (!group.some((other) => other.id === task.id)) group.push(task);
   }
-  let ambiguous = 0;
-  for (const id of byKey.values()) if (id === AMBIGUOUS) ambiguous++;
+  const reserved = reservedColumns(paramNames);
   const skip = new Set<string>(["phase", ...METADATA_COLUMNS, ...paramNames]);
   const metricColumns = header
-    .map((name, index) => ({ name, index }))
-    .filter((column) => !skip.has(column.name));
+    .map((name, index) => ({ name: metricOfColumn(name, reserved), column: name, index }))
+    .filter((column) => !skip.has(column.column));
   const keyIndexes = keyColumns.map((name) => columnOf.get(name) as number);
   // An empty cell under a parameter that is constant in this dir is that constant: the row was
   // written before the column existed (labsweep appending to the original system's CSV adds the
   // column and pads older rows with ""), so it must match just as it did without the column.
   const constantKey = keyColumns.map((name) => constantText(tasks, name));
-  const matched: MatchedRow[] = [];
+  const rowsByKey = new Map<string, string[][]>();
   let unmatched = 0;
   for (const row of rows) {
     const key = keyIndexes
@@ -74,16 +86,85 @@ export function matchCsvRows(
         return cell === "" ? (constantKey[i] ?? canonicalText(cell)) : cellKey(cell);
       })
       .join("\u001f");
-    const taskId = byKey.get(key);
-    if (taskId === undefined || taskId === AMBIGUOUS) {
-      if (taskId === undefined) unmatched++;
+    if (!groups.has(key)) {
+      unmatched++;
       continue;
     }
+    const list = rowsByKey.get(key) ?? [];
+    if (list.length === 0) rowsByKey.set(key, list);
+    list.push(row);
+  }
+  const metricsOf = (row: string[]): Record<string, unknown> => {
     const metrics: Record<string, unknown> = {};
     for (const column of metricColumns) metrics[column.name] = cellValue(row[column.index] ?? "");
-    matched.push({ taskId, metrics });
+    return metrics;
+  };
+  const matched: MatchedRow[] = [];
+  let ambiguous = 0;
+  for (const [key, keyRows] of rowsByKey) {
+    const group = groups.get(key) as MatchableTask[];
+    const settled = settleGroup(group, keyRows, metricColumns, reserved);
+    if (settled === null) ambiguous++;
+    else for (const { task, row } of settled) matched.push({ taskId: task.id, metrics: metricsOf(row) });
   }
   return { matched, unmatched, ambiguous };
+}
+
+/**
+ * Which tasks of one key the key's rows are: one row per task. Null when the rows are fewer than
+ * the tasks they might be and some of those never succeeded (which are done cannot be told).
+ */
+function settleGroup(
+  group: readonly MatchableTask[],
+  rows: readonly string[][],
+  metricColumns: ReadonlyArray<{ column: string; index: number }>,
+  reserved: ReadonlySet<string>,
+): Array<{ task: MatchableTask; row: string[] }> | null {
+  // One task: every row is its row (a duplicate row is still that one task's).
+  if (group.length === 1) return [{ task: group[0] as MatchableTask, row: rows[0] as string[] }];
+  const unwritten = group.filter((task) => !task.written).sort((a, b) => a.id - b.id);
+  // Rows the ledger already knows of: one per written task. The rest are rows it still owes.
+  const spare = [...rows];
+  for (const task of group) {
+    if (!task.written) continue;
+    const index = spare.findIndex((row) => holdsMetrics(row, task, metricColumns, reserved));
+    spare.splice(index === -1 ? 0 : index, 1);
+  }
+  if (spare.length === 0) return [];
+  // As many rows as unfinished tasks: every one is done. Fewer: only rows of tasks that
+  // succeeded (a crashed writer's appends) can be told apart; the others' would be a guess.
+  const candidates =
+    spare.length >= unwritten.length ? unwritten : unwritten.filter((task) => task.metrics !== undefined);
+  if (candidates.length === 0) return null;
+  const settled: Array<{ task: MatchableTask; row: string[] }> = [];
+  const pick = (task: MatchableTask, index: number): void => {
+    settled.push({ task, row: spare[index] as string[] });
+    spare.splice(index, 1);
+  };
+  // First the rows that hold a task's own metrics, then the rest in id order.
+  const left: MatchableTask[] = [];
+  for (const task of candidates) {
+    const index = spare.findIndex((row) => holdsMetrics(row, task, metricColumns, reserved));
+    if (index === -1) left.push(task);
+    else pick(task, index);
+  }
+  for (const task of left) if (spare.length > 0) pick(task, 0);
+  return settled;
+}
+
+/** Whether a row's metric cells are exactly what the writer writes for this task's metrics. */
+function holdsMetrics(
+  row: readonly string[],
+  task: MatchableTask,
+  metricColumns: ReadonlyArray<{ column: string; index: number }>,
+  reserved: ReadonlySet<string>,
+): boolean {
+  if (task.metrics === undefined) return false;
+  const columns = metricColumnsOf(Object.keys(task.metrics), reserved);
+  const expected = new Map<string, string>();
+  for (const [name, value] of Object.entries(task.metrics))
+    expected.set(columns.get(name) as string, formatCell(value));
+  return metricColumns.every((column) => (row[column.index] ?? "") === (expected.get(column.column) ?? ""));
 }
 
 /**
