@@ -42,6 +42,7 @@ export interface Success {
 export async function succeedAll(
   db: Db,
   result: (params: Params, taskId: number) => Success = () => ({ metrics: {} }),
+  options: { gpuIds?: number[] } = {},
 ): Promise<number[]> {
   const done: number[] = [];
   for (;;) {
@@ -50,7 +51,7 @@ export async function succeedAll(
       host: "h",
       now: 2000,
       leaseMs: 60_000,
-      fits: () => ({ gpuIds: [] }),
+      fits: () => ({ gpuIds: options.gpuIds ?? [] }),
     });
     if (!claim) return done;
     const { metrics, usage, wallSeconds } = result(claim.task.params, claim.task.id);
