@@ -4,7 +4,7 @@ import { recordDirError } from "../ledger/resultDirErrors.js";
 import { importCompletedTasks, oweRowsToNewPlacements } from "../ledger/resultRows.js";
 import type { Params } from "../sweep/types.js";
 import { CsvFileError, errorText, readCsvFile } from "./csvFile.js";
-import { matchCsvRows } from "./rowMatcher.js";
+import { type MatchableTask, matchCsvRows, tasksSharingKeys } from "./rowMatcher.js";
 
 export const RESULTS_FILE = "final_results.csv";
 
@@ -65,32 +65,21 @@ export async function rescanOutputDir(
 ): Promise<Omit<ResumeReport, "files" | "failedDirs"> | null> {
   const csv = await readCsvFile(join(outputDir, RESULTS_FILE));
   if (!csv) return null;
-  // Owed rows carry their task's metrics: they tell apart rows of tasks with equal parameters.
-  const tasks = await db.all<{
-    id: number;
-    params_json: string;
-    written: number;
-    owed_metrics: string | null;
-  }>(
-    `SELECT t.id, t.params_json, r.written,
-            CASE WHEN r.written = 0 AND t.state = 'succeeded' THEN t.result_json END AS owed_metrics
+  const tasks = await db.all<{ id: number; params_json: string; written: number | null }>(
+    `SELECT t.id, t.params_json, r.written
        FROM tasks t LEFT JOIN result_rows r ON r.task_id = t.id AND r.output_dir = $1
       WHERE t.id IN (SELECT task_id FROM placements WHERE output_dir = $1 AND active = 1)`,
     [outputDir],
   );
-  const match = matchCsvRows(
-    tasks.map((task) => ({
-      id: task.id,
-      params: JSON.parse(task.params_json) as Params,
-      written: Number(task.written) === 1,
-      metrics:
-        task.owed_metrics === null
-          ? undefined
-          : (JSON.parse(task.owed_metrics || "{}") as Record<string, unknown>),
-    })),
-    csv.header,
-    csv.rows,
-  );
+  const matchable: MatchableTask[] = tasks.map((task) => ({
+    id: task.id,
+    params: JSON.parse(task.params_json) as Params,
+    written: Number(task.written) === 1,
+  }));
+  // Tasks with equal parameter values are told apart by their metrics: read those (few) only.
+  const metrics = await succeededMetrics(db, tasksSharingKeys(matchable, csv.header));
+  for (const task of matchable) task.metrics = metrics.get(task.id);
+  const match = matchCsvRows(matchable, csv.header, csv.rows);
   const alreadyWritten = new Set(tasks.filter((task) => Number(task.written) === 1).map((task) => task.id));
   const fresh = match.matched.filter((row) => !alreadyWritten.has(row.taskId));
   const found = await importCompletedTasks(
@@ -99,4 +88,18 @@ export async function rescanOutputDir(
     now,
   );
   return { found, unmatchedRows: match.unmatched, ambiguousTasks: match.ambiguous };
+}
+
+/** The metrics of those of these tasks that succeeded, by task id. */
+async function succeededMetrics(db: Db, taskIds: number[]): Promise<Map<number, Record<string, unknown>>> {
+  const metrics = new Map<number, Record<string, unknown>>();
+  for (let start = 0; start < taskIds.length; start += 500) {
+    const slice = taskIds.slice(start, start + 500);
+    const rows = await db.all<{ id: number; result_json: string | null }>(
+      `SELECT id, result_json FROM tasks WHERE state = 'succeeded' AND id IN (${slice.map((_, i) => `$${i + 1}`).join(", ")})`,
+      slice,
+    );
+    for (const row of rows) metrics.set(Number(row.id), row.result_json ? JSON.parse(row.result_json) : {});
+  }
+  return metrics;
 }

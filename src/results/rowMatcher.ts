@@ -16,8 +16,9 @@ export interface MatchableTask {
   /** The ledger already counts its row in this dir as on disk. (Default: false) */
   written?: boolean;
   /**
-   * The task succeeded and its row is owed: a crashed writer may have appended it. Its metrics
-   * tell its row from those of tasks with the same parameters. (Default: not succeeded)
+   * The ledger's metrics of a task that succeeded, needed only for tasks that share their
+   * parameter values with another (tasksSharingKeys): they tell those tasks' rows apart.
+   * (Default: unknown)
    */
   metrics?: Readonly<Record<string, unknown>>;
 }
@@ -43,30 +44,17 @@ export interface MatchReport {
  * back under its own name, see columns.ts).
  *
  * Tasks the columns cannot tell apart (the same parameters with different commands, or a varying
- * parameter without a column) share a key, and rows are counted, never guessed: each row accounts
- * for one task. Rows the ledger already counts as written are set against its written tasks
- * first; the rest go to tasks whose rows are owed, preferring the one whose metrics the row holds,
- * then the lowest id (the writer appends in id order). A task that has not succeeded is completed
- * from such a row only when every such task of the key gets a row: otherwise which one is done is
- * a guess, and they count as ambiguous.
+ * parameter without a column) share a key, and are never guessed: a row counts for one of them
+ * only when it holds exactly that task's metrics (see settleGroup), so after a crash between
+ * append and commit one row on disk settles one owed row, never two.
  */
 export function matchCsvRows(
   tasks: readonly MatchableTask[],
   header: readonly string[],
   rows: readonly string[][],
 ): MatchReport {
-  const paramNames = new Set<string>();
-  for (const task of tasks) for (const name of Object.keys(task.params)) paramNames.add(name);
+  const { paramNames, keyColumns, groups } = groupByKey(tasks, header);
   const columnOf = new Map(header.map((name, index) => [name, index]));
-  const keyColumns = [...paramNames].filter((name) => columnOf.has(name));
-  const groups = new Map<string, MatchableTask[]>();
-  for (const task of tasks) {
-    const key = keyColumns.map((name) => canonicalText(task.params[name])).join("\u001f");
-    const group = groups.get(key) ?? [];
-    if (group.length === 0) groups.set(key, group);
-    // A task listed twice (placed by two phases in this dir) is one task.
-    if (!group.some((other) => other.id === task.id)) group.push(task);
-  }
   const reserved = reservedColumns(paramNames);
   const skip = new Set<string>(["phase", ...METADATA_COLUMNS, ...paramNames]);
   const metricColumns = header
@@ -103,53 +91,68 @@ export function matchCsvRows(
   let ambiguous = 0;
   for (const [key, keyRows] of rowsByKey) {
     const group = groups.get(key) as MatchableTask[];
-    const settled = settleGroup(group, keyRows, metricColumns, reserved);
-    if (settled === null) ambiguous++;
-    else for (const { task, row } of settled) matched.push({ taskId: task.id, metrics: metricsOf(row) });
+    const { settled, unsure } = settleGroup(group, keyRows, metricColumns, reserved);
+    if (unsure) ambiguous++;
+    for (const { task, row } of settled) matched.push({ taskId: task.id, metrics: metricsOf(row) });
   }
   return { matched, unmatched, ambiguous };
 }
 
+/** The ids of tasks whose parameter columns in `header` equal another task's. */
+export function tasksSharingKeys(tasks: readonly MatchableTask[], header: readonly string[]): number[] {
+  const ids: number[] = [];
+  for (const group of groupByKey(tasks, header).groups.values())
+    if (group.length > 1) for (const task of group) ids.push(task.id);
+  return ids;
+}
+
+/** Tasks by the canonical text of their values under the header's parameter columns. */
+function groupByKey(tasks: readonly MatchableTask[], header: readonly string[]) {
+  const paramNames = new Set<string>();
+  for (const task of tasks) for (const name of Object.keys(task.params)) paramNames.add(name);
+  const present = new Set(header);
+  const keyColumns = [...paramNames].filter((name) => present.has(name));
+  const groups = new Map<string, MatchableTask[]>();
+  for (const task of tasks) {
+    const key = keyColumns.map((name) => canonicalText(task.params[name])).join("\u001f");
+    const group = groups.get(key) ?? [];
+    if (group.length === 0) groups.set(key, group);
+    // A task listed twice (placed by two phases in this dir) is one task.
+    if (!group.some((other) => other.id === task.id)) group.push(task);
+  }
+  return { paramNames, keyColumns, groups };
+}
+
 /**
- * Which tasks of one key the key's rows are: one row per task. Null when the rows are fewer than
- * the tasks they might be and some of those never succeeded (which are done cannot be told).
+ * Which tasks of one key the key's rows are. One task: every row is its row (a duplicate row is
+ * still that one task's). Several (equal parameters, different commands): a row is a task's
+ * only if it holds exactly the metrics the ledger has for it — rows the ledger already counts go
+ * to its written tasks first, the rest to tasks whose rows are owed (a crashed writer's appends),
+ * one row each. A task that never succeeded is never completed from such rows: which one a row
+ * is would be a guess (`unsure`).
  */
 function settleGroup(
   group: readonly MatchableTask[],
   rows: readonly string[][],
   metricColumns: ReadonlyArray<{ column: string; index: number }>,
   reserved: ReadonlySet<string>,
-): Array<{ task: MatchableTask; row: string[] }> | null {
-  // One task: every row is its row (a duplicate row is still that one task's).
-  if (group.length === 1) return [{ task: group[0] as MatchableTask, row: rows[0] as string[] }];
-  const unwritten = group.filter((task) => !task.written).sort((a, b) => a.id - b.id);
-  // Rows the ledger already knows of: one per written task. The rest are rows it still owes.
+): { settled: Array<{ task: MatchableTask; row: string[] }>; unsure: boolean } {
+  if (group.length === 1)
+    return { settled: [{ task: group[0] as MatchableTask, row: rows[0] as string[] }], unsure: false };
   const spare = [...rows];
-  for (const task of group) {
-    if (!task.written) continue;
+  const take = (task: MatchableTask): string[] | null => {
     const index = spare.findIndex((row) => holdsMetrics(row, task, metricColumns, reserved));
-    spare.splice(index === -1 ? 0 : index, 1);
-  }
-  if (spare.length === 0) return [];
-  // As many rows as unfinished tasks: every one is done. Fewer: only rows of tasks that
-  // succeeded (a crashed writer's appends) can be told apart; the others' would be a guess.
-  const candidates =
-    spare.length >= unwritten.length ? unwritten : unwritten.filter((task) => task.metrics !== undefined);
-  if (candidates.length === 0) return null;
-  const settled: Array<{ task: MatchableTask; row: string[] }> = [];
-  const pick = (task: MatchableTask, index: number): void => {
-    settled.push({ task, row: spare[index] as string[] });
-    spare.splice(index, 1);
+    return index === -1 ? null : (spare.splice(index, 1)[0] as string[]);
   };
-  // First the rows that hold a task's own metrics, then the rest in id order.
-  const left: MatchableTask[] = [];
-  for (const task of candidates) {
-    const index = spare.findIndex((row) => holdsMetrics(row, task, metricColumns, reserved));
-    if (index === -1) left.push(task);
-    else pick(task, index);
+  for (const task of group) if (task.written) take(task);
+  const settled: Array<{ task: MatchableTask; row: string[] }> = [];
+  for (const task of [...group].sort((a, b) => a.id - b.id)) {
+    if (task.written || task.metrics === undefined) continue;
+    const row = take(task);
+    if (row !== null) settled.push({ task, row });
   }
-  for (const task of left) if (spare.length > 0) pick(task, 0);
-  return settled;
+  const unsure = spare.length > 0 && group.some((task) => !task.written && task.metrics === undefined);
+  return { settled, unsure };
 }
 
 /** Whether a row's metric cells are exactly what the writer writes for this task's metrics. */
