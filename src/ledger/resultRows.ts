@@ -138,11 +138,12 @@ export async function importCompletedTasks(
       sql(tx, {
         // One connection: the table outlives the transaction, emptied before each use.
         sqlite: `CREATE TEMP TABLE IF NOT EXISTS found_rows ${columns}`,
-        // A pooled connection: the table lives exactly as long as this transaction.
-        postgres: `CREATE TEMP TABLE found_rows ${columns} ON COMMIT DROP`,
+        // A pooled connection: the table lives exactly as long as this transaction, which may be
+        // the results writer's pass importing several dirs' rows: hence IF NOT EXISTS there too.
+        postgres: `CREATE TEMP TABLE IF NOT EXISTS found_rows ${columns} ON COMMIT DROP`,
       }),
     );
-    if (tx.dialect === "sqlite") await tx.run("DELETE FROM found_rows");
+    await tx.run("DELETE FROM found_rows");
     for (let start = 0; start < found.length; start += IMPORT_BATCH) {
       const slice = found.slice(start, start + IMPORT_BATCH);
       const values: unknown[] = [];
