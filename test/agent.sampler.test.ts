@@ -121,6 +121,8 @@ describe("TaskSampler: memory of the process tree", () => {
     const short = new TaskSampler({ processGroup: pid, gpuIndices: [], intervalMs: 50, firstAfterMs: 100 });
     await sleep(30);
     expect(short.stop().samples).toBe(0);
+    // Unmeasured is unknown, not 0 MB: the results CSV shows a blank cell.
+    expect(short.stop().peak_rss_mb).toBeNull();
     await sleep(200);
     expect(short.stop().samples).toBe(0);
     const longer = new TaskSampler({ processGroup: pid, gpuIndices: [], intervalMs: 50, firstAfterMs: 100 });

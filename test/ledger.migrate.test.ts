@@ -118,6 +118,7 @@ describe("migrate", () => {
       "labsweep_migrations",
       "phases",
       "placements",
+      "result_dir_errors",
       "result_files",
       "result_rows",
       "tasks",

@@ -128,7 +128,7 @@ describe.each(backends)("on $name", (each) => {
         usage: null,
       });
       expect(owed[1]).toMatchObject({ taskId: 2, metrics: { acc: 0.2 }, attempts: 1, usage: USAGE });
-      expect(await owedResultRows(db, 2)).toEqual(owed.slice(0, 2));
+      expect(await owedResultRows(db, { limit: 2 })).toEqual(owed.slice(0, 2));
     });
 
     it("markRowsWritten takes exactly the given rows off the list", async () => {

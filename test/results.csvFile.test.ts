@@ -49,7 +49,8 @@ function referenceRead(text: string): CsvContent {
     skip_empty_lines: true,
     record_delimiter: ["\r\n", "\n"],
   });
-  const tornTail = !text.endsWith("\n") && rows.length > 0 && rows.at(-1)?.length !== header.length;
+  // Every row labsweep writes ends in "\n": a last row without one is torn, whatever its width.
+  const tornTail = !text.endsWith("\n") && rows.length > 0;
   if (tornTail) rows.pop();
   return { header, rows, tornTail };
 }
@@ -95,16 +96,12 @@ describe("readCsvFile", () => {
     expect(await readCsvFile(csvPath)).toMatchObject({ rows: [["1", "2"]], tornTail: true });
   });
 
-  it("keeps a complete last row that merely lacks the final newline", async () => {
-    await writeFile(csvPath, "a,b\n1,2\n3,4");
-    expect(await readCsvFile(csvPath)).toEqual({
-      header: ["a", "b"],
-      rows: [
-        ["1", "2"],
-        ["3", "4"],
-      ],
-      tornTail: false,
-    });
+  it("drops a last row cut inside its last cell: right field count, but no final newline", async () => {
+    // `3,0.52\n` cut to `3,0.5`: the cells look whole, only the missing newline tells.
+    await writeFile(csvPath, "a,b\n1,2\n3,0.5");
+    expect(await readCsvFile(csvPath)).toEqual({ header: ["a", "b"], rows: [["1", "2"]], tornTail: true });
+    await writeFile(csvPath, 'a,b\n1,2\n3,"0.5"');
+    expect(await readCsvFile(csvPath)).toEqual({ header: ["a", "b"], rows: [["1", "2"]], tornTail: true });
   });
 
   it("reads quote-free files (fast path) exactly as csv-parse does", async () => {
@@ -223,12 +220,10 @@ describe("appendCsvRows", () => {
     expect(await readFile(csvPath, "utf8")).toBe("a,b,c\n1,2,3\n7,8,9\n");
   });
 
-  it("does not glue a row onto a complete last row that lacks the final newline", async () => {
-    await writeFile(csvPath, "a,b\n1,2");
-    const before = await inode(csvPath);
-    await appendCsvRows(csvPath, ["a", "b"], [["3", "4"]]);
-    expect(await inode(csvPath)).toBe(before);
-    expect(await readFile(csvPath, "utf8")).toBe("a,b\n1,2\n3,4\n");
+  it("drops a last row without its final newline when it appends, rather than keep a cut value", async () => {
+    await writeFile(csvPath, "a,b\n1,2\n3,0.5");
+    await appendCsvRows(csvPath, ["a", "b"], [["3", "0.52"]]);
+    expect(await readFile(csvPath, "utf8")).toBe("a,b\n1,2\n3,0.52\n");
   });
 
   it("appends to a BOM + CRLF file so that both old and new rows read back", async () => {
@@ -297,13 +292,11 @@ describe("appendCsvRows when another tool changes the file between our appends",
     expect(await readFile(csvPath, "utf8")).toBe('run,note\n0,ours\n1,"theirs, quoted"\n2,ours\n');
   });
 
-  it("does not glue its row onto a complete row appended without a final newline", async () => {
+  it("treats a row appended without a final newline as torn, never gluing its row onto it", async () => {
     await appendCsvRows(csvPath, header, [["0", "ours"]]);
-    const before = await inode(csvPath);
     appendFileSync(csvPath, "1,theirs");
     await appendCsvRows(csvPath, header, [["2", "ours"]]);
-    expect(await inode(csvPath)).toBe(before);
-    expect(await readFile(csvPath, "utf8")).toBe("run,note\n0,ours\n1,theirs\n2,ours\n");
+    expect(await readFile(csvPath, "utf8")).toBe("run,note\n0,ours\n2,ours\n");
   });
 
   it("repairs a torn tail left by another writer after our last append", async () => {
@@ -523,9 +516,9 @@ interface CrashStats {
 
 /**
  * Every row must be whole (right width, valid checksum, extra cells empty or its id), ids unique, and
- * each round's rows a gap-free prefix of what it appended (nothing lost or duplicated). Only the
- * very last row may fail the checksum: a write cut inside the last field leaves a row with the
- * right width and no final newline, which by design reads as complete; such ids are recorded.
+ * each round's rows a gap-free prefix of what it appended (nothing lost or duplicated). No row may
+ * fail the checksum, not even the last: a write cut inside the last field leaves a row with the
+ * right width and no final newline, which reads as torn.
  */
 function checkContent(content: CsvContent, stats: CrashStats): void {
   const extraColumns = content.header.flatMap((name, index) => (name.startsWith("extra_") ? [index] : []));
@@ -541,9 +534,9 @@ function checkContent(content: CsvContent, stats: CrashStats): void {
     nextSeqByRound.set(round, Number(seq) + 1);
     const whole =
       sum === checksum(id, payload) && extraColumns.every((at) => row[at] === "" || row[at] === id);
-    if (whole || stats.truncatedButWholeLooking.includes(id)) return;
-    expect(index, `row ${id} is damaged but not the last row`).toBe(content.rows.length - 1);
-    stats.truncatedButWholeLooking.push(id);
+    // A write cut inside the last field leaves the right width but no final newline: read as torn.
+    if (!whole) stats.truncatedButWholeLooking.push(id);
+    expect(whole, `row ${id} (row ${index + 1} of ${content.rows.length}) is damaged`).toBe(true);
   });
 }
 

@@ -92,7 +92,7 @@ describe.each(backends)("the results writer on $name", (backend) => {
       for (let i = 0; i < 40; i++) await succeedNext(db);
       const other = await backend.reopen(store, stateDir);
       const results = await Promise.all([writeOwedResultsOnce(db), writeOwedResultsOnce(other)]);
-      const written = results.reduce<number>((sum, n) => sum + (n ?? 0), 0);
+      const written = results.reduce<number>((sum, n) => sum + (n?.written ?? 0), 0);
       // Either both ran one after the other (the second found nothing owed) or one stood aside.
       expect(written).toBe(40);
       expect(await writeOwedResults(other)).toBe(0);

@@ -158,7 +158,8 @@ export class TaskSampler {
       energyWh = (this.energyWs + (head + tail) / 1000) / 3600;
     }
     this.summary = {
-      peak_rss_mb: round(this.peakRssKiB / 1024, 1),
+      // Not measured is not 0: a task that ended before its first sample gets a blank cell.
+      peak_rss_mb: this.samples > 0 ? round(this.peakRssKiB / 1024, 1) : null,
       gpu_util_mean: this.utilSamples > 0 ? round(this.utilSum / this.utilSamples, 1) : null,
       gpu_mem_peak_mb: this.ownMemPeakMiB ?? this.deviceMemPeakMiB,
       energy_wh: energyWh === null ? null : round(energyWh, 6),

@@ -8,9 +8,9 @@ import { type RunningServer, startServer } from "../coordinator/serve.js";
 import { isLoopback } from "../coordinator/tokens.js";
 import type { LocalMachine } from "../dashboard/machines.js";
 import { pendingResources } from "../ledger/pendingResources.js";
-import { owedRowCount } from "../ledger/resultRows.js";
 import { taskCounts } from "../ledger/taskCounts.js";
 import { EXIT, UsageError } from "./exitCodes.js";
+import { reportOwedRows } from "./owedRows.js";
 import { ProgressView } from "./progress.js";
 import { stateDirFrom } from "./stateDir.js";
 
@@ -61,6 +61,8 @@ export async function runCommand(configs: string[], flags: RunFlags): Promise<nu
   view.note(
     `labsweep: ${sync.unique} unique tasks (${sync.merged} merged, ${sync.added} new${sync.dropped ? `, ${sync.dropped} no longer in the configs` : ""}); ${resume.found} found complete in result CSVs${prepared.requeued ? `; ${prepared.requeued} interrupted tasks requeued` : ""}; state in ${stateDir}`,
   );
+  for (const failed of prepared.results.failed)
+    view.note(`labsweep: cannot write results to ${failed.outputDir}: ${failed.error}`);
   const running = new Map<number, string>();
   let agent: Agent | null = null;
   let interrupts = 0;
@@ -146,12 +148,7 @@ export async function runCommand(configs: string[], flags: RunFlags): Promise<nu
     await refresh(true);
     view.finish();
     const counts = await taskCounts(db);
-    const owed = await owedRowCount(db);
-    if (owed > 0) {
-      process.stderr.write(
-        `labsweep: ${owed} result rows could not be written to their final_results.csv (see the error above); they stay owed in the ledger and are written by the next \`labsweep run\`\n`,
-      );
-    }
+    const owed = await reportOwedRows(db, (text) => process.stderr.write(text));
     if (result.exit.kind === "stuck") {
       const gpuList = [...new Set(result.slots.flatMap((slot) => slot.gpuIndices))].join(",") || "none";
       process.stderr.write(
@@ -173,6 +170,7 @@ export async function runCommand(configs: string[], flags: RunFlags): Promise<nu
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
     await server?.close();
+    coordinator.stopRetryingResults();
     await db.close();
     prepared.release();
   }

@@ -12,6 +12,7 @@ import { ledgerStore } from "../ledger/openLedger.js";
 import { postgresWakeBus } from "../ledger/wakeBus.js";
 import { shellQuote } from "../slurm/shellQuote.js";
 import { EXIT, UsageError } from "./exitCodes.js";
+import { reportOwedRows } from "./owedRows.js";
 import { stateDirFrom } from "./stateDir.js";
 
 export interface ServeFlags {
@@ -79,10 +80,16 @@ export async function serveCommand(configs: string[], flags: ServeFlags): Promis
       process.once("SIGINT", stop);
       process.once("SIGTERM", stop);
     });
-    const done = flags.exitWhenDone ? server.finished().then(() => EXIT.ok) : new Promise<number>(() => {});
-    const code = await Promise.race([stopped, done]);
-    if (code === EXIT.ok) process.stderr.write("labsweep: every task has finished\n");
-    return code;
+    const running = server;
+    // Done with rows still owed (a result dir that cannot be written) is not a success.
+    const done = flags.exitWhenDone
+      ? running.finished().then(async () => {
+          process.stderr.write("labsweep: every task has finished\n");
+          const owed = await reportOwedRows(prepared.db, (text) => process.stderr.write(text));
+          return owed > 0 ? EXIT.failed : EXIT.ok;
+        })
+      : new Promise<number>(() => {});
+    return await Promise.race([stopped, done]);
   } finally {
     if (server) await server.close();
     else await wakeBus?.close();

@@ -8,6 +8,7 @@ import {
   usageTotals,
   waitingCounts,
 } from "../ledger/taskCounts.js";
+import { resultDirErrors } from "../ledger/resultDirErrors.js";
 import { EXIT, UsageError } from "./exitCodes.js";
 import { stateDirFrom } from "./stateDir.js";
 
@@ -57,9 +58,10 @@ export async function statusCommand(configs: string[], flags: StatusFlags): Prom
       why: (JSON.parse(event.detail) as { why?: string }).why ?? "",
     }));
     const view = liveCounts(counts, phases, await runningTasks(db), await waitingCounts(db));
+    const resultErrors = await resultDirErrors(db);
     if (flags.json) {
       process.stdout.write(
-        `${JSON.stringify({ ...view.counts, dropped, stateDir, phases: view.phases, recentFailures: failures, recentRequeues: requeues, usage })}\n`,
+        `${JSON.stringify({ ...view.counts, dropped, stateDir, phases: view.phases, recentFailures: failures, recentRequeues: requeues, usage, resultErrors })}\n`,
       );
       return EXIT.ok;
     }
@@ -77,6 +79,11 @@ export async function statusCommand(configs: string[], flags: StatusFlags): Prom
     }
     for (const requeue of requeues) {
       process.stdout.write(`  requeued task ${requeue.taskId} at ${requeue.at}: ${requeue.why}\n`);
+    }
+    for (const dir of resultErrors) {
+      process.stdout.write(
+        `results not written: ${dir.outputDir} (${dir.owedRows} rows owed, since ${new Date(dir.since).toISOString()}): ${dir.error}\n`,
+      );
     }
     return EXIT.ok;
   } finally {

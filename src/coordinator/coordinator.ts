@@ -18,6 +18,9 @@ import { writeOwedResultsOnce } from "../results/resultsWriter.js";
 /** How long finished rows may wait to be batched into one append per results file. */
 const RESULTS_BATCH_MS = 200;
 
+/** How soon a result dir that could not be written is tried again when no task finishes meanwhile. */
+const RESULTS_RETRY_MS = 5000;
+
 /**
  * How long finishes trust "no phase is waiting" before asking the ledger again. Only a sync or
  * `retry` puts a phase back to waiting: those made through this coordinator say so at once
@@ -74,6 +77,9 @@ export class Coordinator {
   private readonly wake = new EventEmitter();
   private flushing: Promise<void> | null = null;
   private flushAgain = false;
+  /** The pending retry of result dirs that failed (retryResultsLater). */
+  private resultsRetry: NodeJS.Timeout | null = null;
+  private retriesStopped = false;
   /** Until when (performance.now()) finishes may skip judging gates: none was waiting. */
   private noWaitingPhasesUntil = 0;
 
@@ -297,9 +303,15 @@ export class Coordinator {
         try {
           // Another replica holding the writer's duty may have missed rows committed just now:
           // look again shortly rather than leave them for the next finish.
-          if ((await writeOwedResultsOnce(this.db)) === null) {
+          const drained = await writeOwedResultsOnce(this.db);
+          if (drained === null) {
             await new Promise((resolve) => setTimeout(resolve, RESULTS_BATCH_MS));
             this.flushAgain = (await owedRowCount(this.db)) > 0;
+          } else if (drained.failed.length > 0) {
+            // Said once per new error, not on every retry; status and the dashboard show it too.
+            for (const dir of drained.failed)
+              if (dir.news) this.warn(`labsweep: cannot write results to ${dir.outputDir}: ${dir.error}`);
+            this.retryResultsLater();
           }
         } catch (error) {
           // The rows stay owed in the ledger and are retried on the next flush and at the next start.
@@ -311,6 +323,27 @@ export class Coordinator {
       this.flushing = null;
     });
     return this.flushing;
+  }
+
+  /**
+   * A dir that failed is tried again with the next finish, and also after a while when no task
+   * finishes any more (the user may fix it: chmod, a repaired CSV). One timer at a time; it does
+   * not keep the process alive, and stopRetryingResults ends it.
+   */
+  private retryResultsLater(): void {
+    if (this.resultsRetry !== null || this.retriesStopped) return;
+    this.resultsRetry = setTimeout(() => {
+      this.resultsRetry = null;
+      if (!this.retriesStopped) void this.flushResults();
+    }, RESULTS_RETRY_MS);
+    this.resultsRetry.unref();
+  }
+
+  /** Ends the retries of failing result dirs: the ledger is about to close. */
+  stopRetryingResults(): void {
+    this.retriesStopped = true;
+    if (this.resultsRetry !== null) clearTimeout(this.resultsRetry);
+    this.resultsRetry = null;
   }
 
   /** Waits for result files to catch up with the ledger. */

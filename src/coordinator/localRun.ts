@@ -10,7 +10,7 @@ import { evaluateGates } from "../ledger/evaluateGates.js";
 import { openLedger } from "../ledger/openLedger.js";
 import { extendLeases, openAttempts, requeueAttempts } from "../ledger/recoverAbandoned.js";
 import { type SyncReport, syncSweep } from "../ledger/syncSweep.js";
-import { writeOwedResults } from "../results/resultsWriter.js";
+import { type DrainOutcome, drainOwedResults } from "../results/resultsWriter.js";
 import { type ResumeReport, resumeFromResults } from "../results/resumeScan.js";
 import type { Sweep } from "../sweep/loadSweep.js";
 import { Coordinator } from "./coordinator.js";
@@ -27,6 +27,8 @@ export interface PreparedLedger {
   resume: ResumeReport;
   /** Attempts of a previous run that died with it, now back in the queue. */
   requeued: number;
+  /** The first drain of owed result rows: what it wrote, and which dirs failed and why. */
+  results: DrainOutcome;
   release: () => void;
 }
 
@@ -73,8 +75,9 @@ export async function prepareLedger(
     // The scan must precede the writer: it is how a row written just before a crash is recognised.
     const resume = await resumeFromResults(db, now);
     await evaluateGates(db, now);
-    await writeOwedResults(db);
-    return { db, sync, resume, requeued, release };
+    // A dir that cannot be written fails alone (recorded in the ledger), never the start.
+    const results = await drainOwedResults(db);
+    return { db, sync, resume, requeued, results, release };
   } catch (error) {
     await db?.close();
     release();

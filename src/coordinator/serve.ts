@@ -174,6 +174,7 @@ export async function startServer(db: Db, options: ServeOptions): Promise<Runnin
       // Lease requests still held find their connection gone and end now, not at their deadline.
       coordinator.notifyWork();
       await coordinator.drainResults();
+      coordinator.stopRetryingResults();
       await options.wakeBus?.close();
     },
   };

@@ -1,4 +1,5 @@
 import type { Db } from "../ledger/db.js";
+import { type ResultDirError, resultDirErrors } from "../ledger/resultDirErrors.js";
 import type { TaskState } from "../ledger/rows.js";
 import { type Counts, type PhaseProgress, phaseProgress } from "../ledger/taskCounts.js";
 
@@ -32,6 +33,8 @@ export interface Overview {
   };
   /** Phases not open: waiting for their `after` phases or blocked by a gate, and why. */
   gates: Array<{ phase: string; state: string; reason: string | null }>;
+  /** Output dirs whose final_results.csv cannot be written, why, and how many rows wait. */
+  resultErrors: ResultDirError[];
   /** How long computing this took (ms), for throttling. */
   costMs: number;
 }
@@ -147,6 +150,7 @@ export async function computeOverview(db: Db, sources: OverviewSources, simple: 
     gates: phaseRows
       .filter((phase) => phase.state !== "open")
       .map((phase) => ({ phase: phase.name, state: phase.state, reason: phase.reason })),
+    resultErrors: await resultDirErrors(db),
     costMs: performance.now() - started,
   };
 }

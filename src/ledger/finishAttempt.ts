@@ -6,7 +6,8 @@ import { type AttemptRow, TASK_ROW_SQL, type TaskRow, type TaskState } from "./r
 
 /** What a successful attempt used, as the agent sampled it (see agent/sampler.ts); tasks.usage_json. */
 export interface TaskUsage {
-  peak_rss_mb: number;
+  /** Null when no sample was taken (a task shorter than the sampler's first delay). */
+  peak_rss_mb: number | null;
   gpu_util_mean: number | null;
   gpu_mem_peak_mb: number | null;
   energy_wh: number | null;

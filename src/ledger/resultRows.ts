@@ -32,16 +32,38 @@ interface OwedRowRecord {
   usage_json: string | null;
 }
 
+/** Which owed rows to read. */
+export interface OwedRowsQuery {
+  /** At most this many. (Default: 10,000) */
+  limit?: number;
+  /** Only this dir's. (Default: every dir's) */
+  outputDir?: string;
+  /** Not these dirs' (the writer leaves out dirs that failed in this drain). (Default: none) */
+  skipDirs?: ReadonlySet<string>;
+}
+
 /** Rows not yet on disk, grouped by output dir (oldest first). */
-export async function owedResultRows(db: Db, limit = 10_000): Promise<OwedRow[]> {
+export async function owedResultRows(db: Db, query: OwedRowsQuery = {}): Promise<OwedRow[]> {
+  const values: unknown[] = [query.limit ?? 10_000];
+  const where = ["r.written = 0"];
+  if (query.outputDir !== undefined) {
+    values.push(query.outputDir);
+    where.push(`r.output_dir = $${values.length}`);
+  }
+  // Placeholders only when there are dirs to skip: the usual text stays one prepared statement.
+  const skip = [...(query.skipDirs ?? [])].map((dir) => {
+    values.push(dir);
+    return `$${values.length}`;
+  });
+  if (skip.length > 0) where.push(`r.output_dir NOT IN (${skip.join(", ")})`);
   const rows = await db.all<OwedRowRecord>(
     `SELECT r.task_id, r.output_dir, r.phase, t.params_json, t.result_json, t.wall_seconds, t.host, t.gpu_ids, t.usage_json,
             (SELECT count(*) FROM attempts a WHERE a.task_id = t.id AND a.outcome IN ('succeeded', 'failed', 'timeout')) AS attempts
        FROM result_rows r JOIN tasks t ON t.id = r.task_id
-      WHERE r.written = 0
+      WHERE ${where.join(" AND ")}
       ORDER BY r.output_dir, r.task_id
       LIMIT $1`,
-    [limit],
+    values,
   );
   return rows.map((row) => ({
     taskId: row.task_id,
@@ -116,11 +138,12 @@ export async function importCompletedTasks(
       sql(tx, {
         // One connection: the table outlives the transaction, emptied before each use.
         sqlite: `CREATE TEMP TABLE IF NOT EXISTS found_rows ${columns}`,
-        // A pooled connection: the table lives exactly as long as this transaction.
-        postgres: `CREATE TEMP TABLE found_rows ${columns} ON COMMIT DROP`,
+        // A pooled connection: the table lives exactly as long as this transaction, which may be
+        // the results writer's pass importing several dirs' rows: hence IF NOT EXISTS there too.
+        postgres: `CREATE TEMP TABLE IF NOT EXISTS found_rows ${columns} ON COMMIT DROP`,
       }),
     );
-    if (tx.dialect === "sqlite") await tx.run("DELETE FROM found_rows");
+    await tx.run("DELETE FROM found_rows");
     for (let start = 0; start < found.length; start += IMPORT_BATCH) {
       const slice = found.slice(start, start + IMPORT_BATCH);
       const values: unknown[] = [];

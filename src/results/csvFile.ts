@@ -11,12 +11,27 @@ import { stringify } from "csv-stringify/sync";
  * Guarantees, including after kill -9 at any moment:
  * - a reader (pandas, this module) always sees a parseable file: whole-file changes go through
  *   temp file + rename, and appends are one `write` of whole, newline-terminated rows;
- * - a row cut short by a crash mid-append is recognised on read (`tornTail`) and dropped by the
- *   next append, which rewrites the file atomically without it.
+ * - a row cut short by a crash mid-append is recognised on read (`tornTail`: a last row without
+ *   its final newline, whatever its cells) and dropped by the next append, which rewrites the
+ *   file atomically without it.
  * Each append looks at the file and then writes it, so appends to one file must not overlap: this
  * module queues them within a process; separate processes must not append to one file at once.
  * An append costs O(rows appended), not O(file): see `knownFiles` for how it avoids re-reading.
  */
+
+/**
+ * A results file that cannot be read or written: permissions, a full disk, a malformed CSV. It
+ * concerns that file alone, so the results writer fails its dir and goes on with the others.
+ */
+export class CsvFileError extends Error {
+  override readonly name = "CsvFileError";
+}
+
+/** An error and its causes on one line: the file, then the system's reason. */
+export function errorText(error: unknown): string {
+  if (!(error instanceof Error)) return String(error);
+  return error.cause ? `${error.message}: ${errorText(error.cause)}` : error.message;
+}
 
 export interface CsvContent {
   header: string[];
@@ -105,7 +120,7 @@ export async function writeCsvAtomically(path: string, header: string[], rows: s
     // The rename itself only survives a power loss once the directory entry is on disk.
     await syncDirectory(directory);
   } catch (error) {
-    throw new Error(`cannot write CSV file ${path}`, { cause: error });
+    throw new CsvFileError(`cannot write CSV file ${path}`, { cause: error });
   } finally {
     if (!renamed) await rm(tempPath, { force: true });
   }
@@ -263,12 +278,12 @@ async function readParsedCsv(path: string): Promise<ParsedCsv | null> {
     bytes = await readFile(path);
   } catch (error) {
     if (isMissingFile(error)) return null;
-    throw new Error(`cannot read CSV file ${path}`, { cause: error });
+    throw new CsvFileError(`cannot read CSV file ${path}`, { cause: error });
   }
   try {
     return parseCsvBytes(bytes);
   } catch (error) {
-    throw new Error(`malformed CSV file ${path}`, { cause: error });
+    throw new CsvFileError(`malformed CSV file ${path}`, { cause: error });
   }
 }
 
@@ -278,7 +293,12 @@ function parseCsvBytes(bytes: Buffer): ParsedCsv {
     : { records: splitQuoteFreeCsv(bytes), quoteLeftOpen: false };
   const [header = [], ...rows] = records;
   const endsWithNewline = bytes.at(-1) === NEWLINE;
-  const lastRowTorn = !endsWithNewline && rows.length > 0 && rows.at(-1)?.length !== header.length;
+  // Every row this module writes ends in "\n", so a last row without one is an append cut short
+  // — even with the right number of cells, as `…,0.52` cut to `…,0.5` is — and is dropped: its
+  // task's row is still owed and is written again whole. (A tool that leaves its last row
+  // unterminated loses that row to a rerun, never to a wrong value.)
+  // (A quote left open already cost the cut row: the row before it ended in a newline.)
+  const lastRowTorn = !endsWithNewline && !quoteLeftOpen && rows.length > 0;
   if (lastRowTorn) rows.pop();
   return { header, rows, tornTail: quoteLeftOpen || lastRowTorn, endsWithNewline };
 }
@@ -362,7 +382,7 @@ async function appendInOneWrite(
   try {
     written = await writeAndSync(path, constants.O_WRONLY | constants.O_APPEND, Buffer.from(text));
   } catch (error) {
-    throw new Error(`cannot append to CSV file ${path}`, { cause: error });
+    throw new CsvFileError(`cannot append to CSV file ${path}`, { cause: error });
   }
   if (written !== null) remember(path, fileHeader, written);
 }
@@ -407,7 +427,7 @@ async function createDirectoryDurably(directory: string): Promise<void> {
   try {
     firstCreated = await mkdir(directory, { recursive: true });
   } catch (error) {
-    throw new Error(`cannot create directory ${directory}`, { cause: error });
+    throw new CsvFileError(`cannot create directory ${directory}`, { cause: error });
   }
   if (firstCreated === undefined) return;
   let created = firstCreated;
@@ -436,7 +456,7 @@ function reorderRow(row: string[], from: string[], to: string[]): string[] {
  */
 function padRow(path: string, row: string[], index: number, oldHeader: string[], newHeader: string[]) {
   if (row.length > oldHeader.length) {
-    throw new Error(
+    throw new CsvFileError(
       `cannot rewrite CSV file ${path}: data row ${index + 1} has ${row.length} fields but the header has ${oldHeader.length}`,
     );
   }
@@ -444,17 +464,19 @@ function padRow(path: string, row: string[], index: number, oldHeader: string[],
 }
 
 function assertUsableHeader(path: string, header: string[]): void {
-  if (header.length === 0) throw new Error(`cannot append to CSV file ${path}: empty header`);
+  if (header.length === 0) throw new CsvFileError(`cannot append to CSV file ${path}: empty header`);
   const duplicate = header.find((column, index) => header.indexOf(column) !== index);
   if (duplicate !== undefined) {
-    throw new Error(`cannot append to CSV file ${path}: column "${duplicate}" appears twice in the header`);
+    throw new CsvFileError(
+      `cannot append to CSV file ${path}: column "${duplicate}" appears twice in the header`,
+    );
   }
 }
 
 function assertRowWidths(path: string, header: string[], rows: string[][]): void {
   const index = rows.findIndex((row) => row.length !== header.length);
   if (index === -1) return;
-  throw new Error(
+  throw new CsvFileError(
     `cannot write CSV file ${path}: row ${index} has ${rows[index]?.length} fields but the header has ${header.length}`,
   );
 }

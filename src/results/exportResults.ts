@@ -1,6 +1,7 @@
 import type { Db } from "../ledger/db.js";
+import type { TaskUsage } from "../ledger/finishAttempt.js";
 import type { Params } from "../sweep/types.js";
-import { formatCell } from "./csvFile.js";
+import { metadataValues, resultTable } from "./columns.js";
 
 export interface ExportedResult {
   task_id: number;
@@ -8,7 +9,15 @@ export interface ExportedResult {
   output_dirs: string[];
   params: Params;
   metrics: Record<string, unknown>;
+  /** Rounded to the millisecond, as in final_results.csv. */
   wall_seconds: number | null;
+  /** Attempts that ran to an end (succeeded, failed or timed out), as in final_results.csv. */
+  attempts: number;
+  /** As sampled; null fields where nothing was measured (final_results.csv leaves them blank). */
+  peak_rss_mb: number | null;
+  gpu_util_mean: number | null;
+  gpu_mem_peak_mb: number | null;
+  energy_wh: number | null;
   host: string | null;
   gpu_ids: string | null;
   origin: string | null;
@@ -26,10 +35,13 @@ export async function* exportedResults(db: Db): AsyncGenerator<ExportedResult> {
       host: string | null;
       gpu_ids: string | null;
       origin: string | null;
+      usage_json: string | null;
+      attempts: number;
       phases: string | null;
       dirs: string | null;
     }>(
-      `SELECT t.id, t.params_json, t.result_json, t.wall_seconds, t.host, t.gpu_ids, t.origin,
+      `SELECT t.id, t.params_json, t.result_json, t.wall_seconds, t.host, t.gpu_ids, t.origin, t.usage_json,
+              (SELECT count(*) FROM attempts a WHERE a.task_id = t.id AND a.outcome IN ('succeeded', 'failed', 'timeout')) AS attempts,
               (SELECT group_concat(DISTINCT phase) FROM placements WHERE task_id = t.id AND active = 1) AS phases,
               (SELECT group_concat(DISTINCT output_dir) FROM placements WHERE task_id = t.id AND active = 1) AS dirs
          FROM tasks t WHERE t.state = 'succeeded' AND t.active = 1 AND t.id > $1 ORDER BY t.id LIMIT $2`,
@@ -37,13 +49,27 @@ export async function* exportedResults(db: Db): AsyncGenerator<ExportedResult> {
     );
     if (rows.length === 0) return;
     for (const row of rows) {
+      const run = {
+        wallSeconds: row.wall_seconds,
+        attempts: Number(row.attempts),
+        host: row.host,
+        gpuIds: row.gpu_ids,
+        usage: row.usage_json ? (JSON.parse(row.usage_json) as TaskUsage) : null,
+      };
+      // The same rounding and blanks as final_results.csv (metadataValues).
+      const metadata = metadataValues(run);
       yield {
         task_id: row.id,
         phases: row.phases ? row.phases.split(",") : [],
         output_dirs: row.dirs ? row.dirs.split(",") : [],
         params: JSON.parse(row.params_json) as Params,
         metrics: row.result_json ? (JSON.parse(row.result_json) as Record<string, unknown>) : {},
-        wall_seconds: row.wall_seconds,
+        wall_seconds: metadata.wall_seconds as number | null,
+        attempts: run.attempts,
+        peak_rss_mb: metadata.peak_rss_mb as number | null,
+        gpu_util_mean: metadata.gpu_util_mean as number | null,
+        gpu_mem_peak_mb: metadata.gpu_mem_peak_mb as number | null,
+        energy_wh: metadata.energy_wh as number | null,
         host: row.host,
         gpu_ids: row.gpu_ids,
         origin: row.origin,
@@ -53,23 +79,21 @@ export async function* exportedResults(db: Db): AsyncGenerator<ExportedResult> {
   }
 }
 
-/** Flattens results into CSV columns: task_id, phases, parameters, metrics, metadata. */
+/**
+ * Flattens results into CSV columns: task_id, phases, then the columns of final_results.csv in
+ * its order (parameters, metrics, wall_seconds, the usage columns, attempts, host, gpu_ids).
+ * Numbers print in their shortest round-tripping form (String(number)), so a metric reads as the
+ * task wrote it.
+ */
 export function resultsTable(results: readonly ExportedResult[]): { header: string[]; rows: string[][] } {
-  const params = new Set<string>();
-  const metrics = new Set<string>();
-  for (const result of results) {
-    for (const name of Object.keys(result.params)) params.add(name);
-    for (const name of Object.keys(result.metrics)) if (!params.has(name)) metrics.add(name);
-  }
-  const header = ["task_id", "phases", ...params, ...metrics, "wall_seconds", "host", "gpu_ids"];
-  const rows = results.map((result) => [
-    String(result.task_id),
-    result.phases.join(";"),
-    ...[...params].map((name) => formatCell(result.params[name])),
-    ...[...metrics].map((name) => formatCell(result.metrics[name])),
-    formatCell(result.wall_seconds),
-    formatCell(result.host),
-    formatCell(result.gpu_ids),
-  ]);
-  return { header, rows };
+  return resultTable(
+    ["task_id", "phases"],
+    results.map((result) => ({
+      leading: [result.task_id, result.phases.join(";")],
+      params: result.params,
+      metrics: result.metrics,
+      // Already rounded and blanked as in final_results.csv (exportedResults).
+      metadata: { ...result },
+    })),
+  );
 }

@@ -2,10 +2,22 @@ import { stat } from "node:fs/promises";
 import { join } from "node:path";
 import type { Db } from "../ledger/db.js";
 import { LEDGER_LOCKS, tryLockLedger } from "../ledger/dialect.js";
+import { clearDirError, failingDirs, recordDirError } from "../ledger/resultDirErrors.js";
 import { markRowsWritten, type OwedRow, owedResultRows } from "../ledger/resultRows.js";
-import { appendCsvRows, formatCell } from "./csvFile.js";
+import { metadataValues, resultTable } from "./columns.js";
+import { appendCsvRows, CsvFileError, errorText } from "./csvFile.js";
 import { RESULTS_FILE, rescanOutputDir } from "./resumeScan.js";
-import { METADATA_COLUMNS } from "./rowMatcher.js";
+
+/** What one drain did. */
+export interface DrainOutcome {
+  /** Rows appended to results files. */
+  written: number;
+  /**
+   * Dirs whose file could not be written, and why. Their rows stay owed; the next drain tries
+   * them again. `news`: the dir was fine, or failed for another reason, on the try before.
+   */
+  failed: Array<{ outputDir: string; error: string; news: boolean }>;
+}
 
 /**
  * Drains the ledger's outbox of result rows into `{output_dir}/final_results.csv`. A row is
@@ -17,64 +29,95 @@ import { METADATA_COLUMNS } from "./rowMatcher.js";
  *   differs was changed behind the writer's back — a writer that died between its append and its
  *   commit — so it is read for the rows it already holds (rescanOutputDir) before anything is
  *   appended.
- * Columns: `phase`, the parameters, the metrics, then run metadata.
+ * A dir that cannot be written (unwritable, a malformed CSV) fails alone: its error is recorded
+ * in the ledger (result_dir_errors, for `status` and the dashboard), the drain goes on with the
+ * other dirs and leaves it out until the next drain, which tries it again.
+ * Columns: `phase`, the parameters, the metrics, then run metadata (columns.ts).
  */
 export async function writeOwedResults(db: Db): Promise<number> {
-  return (await writeOwedResultsOnce(db)) ?? 0;
+  return (await drainOwedResults(db)).written;
 }
 
-/** writeOwedResults, or null when another replica is writing right now (it will take these rows too). */
-export async function writeOwedResultsOnce(db: Db): Promise<number | null> {
+/** writeOwedResults, telling which dirs failed. */
+export async function drainOwedResults(db: Db): Promise<DrainOutcome> {
+  return (await writeOwedResultsOnce(db)) ?? { written: 0, failed: [] };
+}
+
+/** drainOwedResults, or null when another replica is writing right now (it will take these rows too). */
+export async function writeOwedResultsOnce(db: Db): Promise<DrainOutcome | null> {
+  const outcome: DrainOutcome = { written: 0, failed: [] };
+  // Dirs that failed in this drain: left out of its later passes, else a failing dir with more
+  // owed rows than a pass reads would hide every dir after it, and the drain would never end.
+  const skip = new Set<string>();
   // On SQLite the ledger has one coordinator: no lock, and no transaction held across file I/O.
   if (db.dialect === "sqlite") {
-    let written = 0;
-    for (let pass = await drainPass(db); pass.owed > 0; pass = await drainPass(db)) written += pass.written;
-    return written;
+    while ((await drainPass(db, skip, outcome)) > 0);
+    return outcome;
   }
   // One transaction per pass, not one for the whole drain: under load rows keep arriving and a
   // drain may not end for the whole run, and while a transaction that wrote is open PostgreSQL
   // can clean up no row version that died after it began (claimers then wade through them all).
-  let written = 0;
   for (;;) {
-    const pass = await db.transaction(async (tx) =>
-      (await tryLockLedger(tx, LEDGER_LOCKS.results)) ? drainPass(tx) : null,
+    const owed = await db.transaction(async (tx) =>
+      (await tryLockLedger(tx, LEDGER_LOCKS.results)) ? drainPass(tx, skip, outcome) : null,
     );
     // Another replica took the duty between passes: it drains what is left.
-    if (pass === null) return written > 0 ? written : null;
-    if (pass.owed === 0) return written;
-    written += pass.written;
+    if (owed === null) return outcome.written > 0 || outcome.failed.length > 0 ? outcome : null;
+    if (owed === 0) return outcome;
   }
 }
 
-/** Writes the rows owed now (up to owedResultRows' limit): how many were owed, how many written. */
-async function drainPass(db: Db): Promise<{ owed: number; written: number }> {
-  let written = 0;
-  const owed = await owedResultRows(db);
+/**
+ * Writes the rows owed now (up to owedResultRows' limit) to every dir not in `skip`; a dir that
+ * fails joins `skip` and `outcome.failed`. Returns how many rows were owed.
+ */
+async function drainPass(db: Db, skip: Set<string>, outcome: DrainOutcome): Promise<number> {
+  const owed = await owedResultRows(db, { skipDirs: skip });
+  const failing = owed.length > 0 ? await failingDirs(db) : new Set<string>();
   for (const [outputDir, group] of groupByDir(owed)) {
-    const path = join(outputDir, RESULTS_FILE);
-    let rows = group;
-    if (await changedBehindOurBack(db, path)) {
-      await rescanOutputDir(db, outputDir, Date.now());
-      const stillOwed = new Set(
-        (await owedResultRows(db)).filter((row) => row.outputDir === outputDir).map((row) => row.taskId),
-      );
-      rows = group.filter((row) => stillOwed.has(row.taskId));
+    try {
+      outcome.written += await writeDir(db, outputDir, group, failing.has(outputDir));
+    } catch (error) {
+      // A file's trouble fails its dir alone; the ledger's (a lost connection) ends the drain.
+      if (!(error instanceof CsvFileError)) throw error;
+      const text = errorText(error);
+      const news = await recordDirError(db, outputDir, text, Date.now());
+      skip.add(outputDir);
+      outcome.failed.push({ outputDir, error: text, news });
     }
-    if (rows.length > 0) {
-      const header = headerFor(rows);
-      await appendCsvRows(
-        path,
-        header,
-        rows.map((row) => cellsFor(row, header)),
-      );
-    }
-    await db.transaction(async (tx) => {
-      await recordFile(tx, path);
-      await markRowsWritten(tx, rows);
-    });
-    written += rows.length;
   }
-  return { owed: owed.length, written };
+  return owed.length;
+}
+
+/** Appends one dir's owed rows (those its file does not hold yet) and marks them written. */
+async function writeDir(db: Db, outputDir: string, group: OwedRow[], wasFailing: boolean): Promise<number> {
+  const path = join(outputDir, RESULTS_FILE);
+  let rows = group;
+  if (await changedBehindOurBack(db, path)) {
+    await rescanOutputDir(db, outputDir, Date.now());
+    const stillOwed = new Set(
+      (await owedResultRows(db, { outputDir, limit: group.length })).map((row) => row.taskId),
+    );
+    rows = group.filter((row) => stillOwed.has(row.taskId));
+  }
+  if (rows.length > 0) {
+    const table = resultTable(
+      ["phase"],
+      rows.map((row) => ({
+        leading: [row.phase],
+        params: row.params,
+        metrics: row.metrics,
+        metadata: metadataValues(row),
+      })),
+    );
+    await appendCsvRows(path, table.header, table.rows);
+  }
+  await db.transaction(async (tx) => {
+    await recordFile(tx, path);
+    await markRowsWritten(tx, rows);
+    if (wasFailing) await clearDirError(tx, outputDir, Date.now());
+  });
+  return rows.length;
 }
 
 /** Whether the file is not as the last recorded write left it (a missing file never is). */
@@ -104,7 +147,7 @@ async function identityOf(path: string): Promise<{ size: number; mtimeNs: string
     return { size: Number(stats.size), mtimeNs: stats.mtimeNs.toString() };
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === "ENOENT") return null;
-    throw error;
+    throw new CsvFileError(`cannot read results file ${path}`, { cause: error });
   }
 }
 
@@ -116,34 +159,4 @@ function groupByDir(rows: OwedRow[]): Map<string, OwedRow[]> {
     else groups.set(row.outputDir, [row]);
   }
   return groups;
-}
-
-function headerFor(rows: OwedRow[]): string[] {
-  const params = new Set<string>();
-  const metrics = new Set<string>();
-  for (const row of rows) {
-    for (const name of Object.keys(row.params)) params.add(name);
-    for (const name of Object.keys(row.metrics)) if (!params.has(name)) metrics.add(name);
-  }
-  const reserved = new Set<string>(["phase", ...params, ...metrics]);
-  return ["phase", ...params, ...metrics, ...METADATA_COLUMNS.filter((name) => !reserved.has(name))];
-}
-
-function cellsFor(row: OwedRow, header: string[]): string[] {
-  const metadata: Record<string, unknown> = {
-    wall_seconds: row.wallSeconds === null ? null : Math.round(row.wallSeconds * 1000) / 1000,
-    peak_rss_mb: row.usage?.peak_rss_mb,
-    gpu_util_mean: row.usage?.gpu_util_mean,
-    gpu_mem_peak_mb: row.usage?.gpu_mem_peak_mb,
-    energy_wh: row.usage?.energy_wh,
-    attempts: row.attempts,
-    host: row.host,
-    gpu_ids: row.gpuIds,
-  };
-  return header.map((name) => {
-    if (name === "phase") return row.phase;
-    if (name in row.params) return formatCell(row.params[name]);
-    if (name in row.metrics) return formatCell(row.metrics[name]);
-    return formatCell(metadata[name]);
-  });
 }

@@ -1,21 +1,26 @@
 import { canonicalText } from "../sweep/canonical.js";
 import type { Params, ParamValue } from "../sweep/types.js";
+import {
+  METADATA_COLUMNS,
+  metricColumns as metricColumnsOf,
+  metricOfColumn,
+  reservedColumns,
+} from "./columns.js";
+import { formatCell } from "./csvFile.js";
 
-/** Columns labsweep adds after the metrics; never parameters or metrics when read back. */
-export const METADATA_COLUMNS = [
-  "wall_seconds",
-  "peak_rss_mb",
-  "gpu_util_mean",
-  "gpu_mem_peak_mb",
-  "energy_wh",
-  "attempts",
-  "host",
-  "gpu_ids",
-] as const;
+export { METADATA_COLUMNS } from "./columns.js";
 
 export interface MatchableTask {
   id: number;
   params: Params;
+  /** The ledger already counts its row in this dir as on disk. (Default: false) */
+  written?: boolean;
+  /**
+   * The ledger's metrics of a task that succeeded, needed only for tasks that share their
+   * parameter values with another (tasksSharingKeys): they tell those tasks' rows apart.
+   * (Default: unknown)
+   */
+  metrics?: Readonly<Record<string, unknown>>;
 }
 
 export interface MatchedRow {
@@ -34,38 +39,33 @@ export interface MatchReport {
 /**
  * Finds which tasks of one output dir a results CSV already holds. Rows match by parameter
  * value (see canonicalValue). A parameter with no column matches when it is constant among the
- * dir's tasks — the original system left such columns out; tasks the columns cannot tell apart
- * are never guessed. Columns that are neither parameters, `phase` nor labsweep's metadata are
- * the row's metrics.
+ * dir's tasks — the original system left such columns out. Columns that are neither parameters,
+ * `phase` nor labsweep's metadata are the row's metrics (a `metric_` column of a clashing name
+ * back under its own name, see columns.ts).
+ *
+ * Tasks the columns cannot tell apart (the same parameters with different commands, or a varying
+ * parameter without a column) share a key, and are never guessed: a row counts for one of them
+ * only when it holds exactly that task's metrics (see settleGroup), so after a crash between
+ * append and commit one row on disk settles one owed row, never two.
  */
 export function matchCsvRows(
   tasks: readonly MatchableTask[],
   header: readonly string[],
   rows: readonly string[][],
 ): MatchReport {
-  const paramNames = new Set<string>();
-  for (const task of tasks) for (const name of Object.keys(task.params)) paramNames.add(name);
+  const { paramNames, keyColumns, groups } = groupByKey(tasks, header);
   const columnOf = new Map(header.map((name, index) => [name, index]));
-  const keyColumns = [...paramNames].filter((name) => columnOf.has(name));
-  const byKey = new Map<string, number>();
-  const AMBIGUOUS = -1;
-  for (const task of tasks) {
-    const key = keyColumns.map((name) => canonicalText(task.params[name])).join("\u001f");
-    const earlier = byKey.get(key);
-    byKey.set(key, earlier === undefined || earlier === task.id ? task.id : AMBIGUOUS);
-  }
-  let ambiguous = 0;
-  for (const id of byKey.values()) if (id === AMBIGUOUS) ambiguous++;
+  const reserved = reservedColumns(paramNames);
   const skip = new Set<string>(["phase", ...METADATA_COLUMNS, ...paramNames]);
   const metricColumns = header
-    .map((name, index) => ({ name, index }))
-    .filter((column) => !skip.has(column.name));
+    .map((name, index) => ({ name: metricOfColumn(name, reserved), column: name, index }))
+    .filter((column) => !skip.has(column.column));
   const keyIndexes = keyColumns.map((name) => columnOf.get(name) as number);
   // An empty cell under a parameter that is constant in this dir is that constant: the row was
   // written before the column existed (labsweep appending to the original system's CSV adds the
   // column and pads older rows with ""), so it must match just as it did without the column.
   const constantKey = keyColumns.map((name) => constantText(tasks, name));
-  const matched: MatchedRow[] = [];
+  const rowsByKey = new Map<string, string[][]>();
   let unmatched = 0;
   for (const row of rows) {
     const key = keyIndexes
@@ -74,16 +74,100 @@ export function matchCsvRows(
         return cell === "" ? (constantKey[i] ?? canonicalText(cell)) : cellKey(cell);
       })
       .join("\u001f");
-    const taskId = byKey.get(key);
-    if (taskId === undefined || taskId === AMBIGUOUS) {
-      if (taskId === undefined) unmatched++;
+    if (!groups.has(key)) {
+      unmatched++;
       continue;
     }
+    const list = rowsByKey.get(key) ?? [];
+    if (list.length === 0) rowsByKey.set(key, list);
+    list.push(row);
+  }
+  const metricsOf = (row: string[]): Record<string, unknown> => {
     const metrics: Record<string, unknown> = {};
     for (const column of metricColumns) metrics[column.name] = cellValue(row[column.index] ?? "");
-    matched.push({ taskId, metrics });
+    return metrics;
+  };
+  const matched: MatchedRow[] = [];
+  let ambiguous = 0;
+  for (const [key, keyRows] of rowsByKey) {
+    const group = groups.get(key) as MatchableTask[];
+    const { settled, unsure } = settleGroup(group, keyRows, metricColumns, reserved);
+    if (unsure) ambiguous++;
+    for (const { task, row } of settled) matched.push({ taskId: task.id, metrics: metricsOf(row) });
   }
   return { matched, unmatched, ambiguous };
+}
+
+/** The ids of tasks whose parameter columns in `header` equal another task's. */
+export function tasksSharingKeys(tasks: readonly MatchableTask[], header: readonly string[]): number[] {
+  const ids: number[] = [];
+  for (const group of groupByKey(tasks, header).groups.values())
+    if (group.length > 1) for (const task of group) ids.push(task.id);
+  return ids;
+}
+
+/** Tasks by the canonical text of their values under the header's parameter columns. */
+function groupByKey(tasks: readonly MatchableTask[], header: readonly string[]) {
+  const paramNames = new Set<string>();
+  for (const task of tasks) for (const name of Object.keys(task.params)) paramNames.add(name);
+  const present = new Set(header);
+  const keyColumns = [...paramNames].filter((name) => present.has(name));
+  const groups = new Map<string, MatchableTask[]>();
+  for (const task of tasks) {
+    const key = keyColumns.map((name) => canonicalText(task.params[name])).join("\u001f");
+    const group = groups.get(key) ?? [];
+    if (group.length === 0) groups.set(key, group);
+    // A task listed twice (placed by two phases in this dir) is one task.
+    if (!group.some((other) => other.id === task.id)) group.push(task);
+  }
+  return { paramNames, keyColumns, groups };
+}
+
+/**
+ * Which tasks of one key the key's rows are. One task: every row is its row (a duplicate row is
+ * still that one task's). Several (equal parameters, different commands): a row is a task's
+ * only if it holds exactly the metrics the ledger has for it — rows the ledger already counts go
+ * to its written tasks first, the rest to tasks whose rows are owed (a crashed writer's appends),
+ * one row each. A task that never succeeded is never completed from such rows: which one a row
+ * is would be a guess (`unsure`).
+ */
+function settleGroup(
+  group: readonly MatchableTask[],
+  rows: readonly string[][],
+  metricColumns: ReadonlyArray<{ column: string; index: number }>,
+  reserved: ReadonlySet<string>,
+): { settled: Array<{ task: MatchableTask; row: string[] }>; unsure: boolean } {
+  if (group.length === 1)
+    return { settled: [{ task: group[0] as MatchableTask, row: rows[0] as string[] }], unsure: false };
+  const spare = [...rows];
+  const take = (task: MatchableTask): string[] | null => {
+    const index = spare.findIndex((row) => holdsMetrics(row, task, metricColumns, reserved));
+    return index === -1 ? null : (spare.splice(index, 1)[0] as string[]);
+  };
+  for (const task of group) if (task.written) take(task);
+  const settled: Array<{ task: MatchableTask; row: string[] }> = [];
+  for (const task of [...group].sort((a, b) => a.id - b.id)) {
+    if (task.written || task.metrics === undefined) continue;
+    const row = take(task);
+    if (row !== null) settled.push({ task, row });
+  }
+  const unsure = spare.length > 0 && group.some((task) => !task.written && task.metrics === undefined);
+  return { settled, unsure };
+}
+
+/** Whether a row's metric cells are exactly what the writer writes for this task's metrics. */
+function holdsMetrics(
+  row: readonly string[],
+  task: MatchableTask,
+  metricColumns: ReadonlyArray<{ column: string; index: number }>,
+  reserved: ReadonlySet<string>,
+): boolean {
+  if (task.metrics === undefined) return false;
+  const columns = metricColumnsOf(Object.keys(task.metrics), reserved);
+  const expected = new Map<string, string>();
+  for (const [name, value] of Object.entries(task.metrics))
+    expected.set(columns.get(name) as string, formatCell(value));
+  return metricColumns.every((column) => (row[column.index] ?? "") === (expected.get(column.column) ?? ""));
 }
 
 /**

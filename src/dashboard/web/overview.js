@@ -145,6 +145,7 @@ export function renderOverview(root, overview) {
   keepFocus(root, () =>
     fill(
       root,
+      resultErrors(overview.resultErrors ?? []),
       counters,
       progressBar(totals, "All tasks"),
       facts,
@@ -152,6 +153,29 @@ export function renderOverview(root, overview) {
       gates,
       h("p", { class: "summary" }, `Updated ${new Date(overview.at).toLocaleTimeString()}`),
     ),
+  );
+}
+
+/** Output dirs whose results file cannot be written: first on the page, as rows are waiting. */
+function resultErrors(dirs) {
+  if (!dirs.length) return null;
+  return h(
+    "div",
+    { class: "error", id: "result-errors", role: "alert" },
+    h("strong", {}, "Results not written to disk"),
+    h(
+      "ul",
+      { class: "gates" },
+      dirs.map((dir) =>
+        h(
+          "li",
+          { "data-output-dir": dir.outputDir },
+          h("code", {}, dir.outputDir),
+          `: ${count(dir.owedRows)} row${dir.owedRows === 1 ? "" : "s"} waiting — ${dir.error}`,
+        ),
+      ),
+    ),
+    h("p", { class: "summary" }, "Retried every few seconds: fix the cause and the rows are written."),
   );
 }
 

@@ -1,0 +1,141 @@
+import type { TaskUsage } from "../ledger/finishAttempt.js";
+import { formatCell } from "./csvFile.js";
+
+/**
+ * How a task becomes the columns of a results row: `phase`, its parameters, its metrics, then
+ * the run metadata below. One place decides which column a metric lands in, for the results
+ * writer, `labsweep export` and the resume scan reading a row back.
+ */
+
+/** Columns labsweep adds after the metrics; never parameters or metrics when read back. */
+export const METADATA_COLUMNS = [
+  "wall_seconds",
+  "peak_rss_mb",
+  "gpu_util_mean",
+  "gpu_mem_peak_mb",
+  "energy_wh",
+  "attempts",
+  "host",
+  "gpu_ids",
+] as const;
+
+/** What a metric whose name clashes with a column labsweep writes itself is prefixed with. */
+export const METRIC_PREFIX = "metric_";
+
+/**
+ * The column of each of one row's metrics, in the metrics' order. `reserved` holds the names of
+ * the columns labsweep writes itself (`phase`, the parameters, the metadata). A metric named like
+ * one of them — or like one with `metric_` in front, any number of times — is written under its
+ * name with one more `metric_` in front: `phase` → `metric_phase`, `metric_phase` →
+ * `metric_metric_phase`. Why the second rule: without it a task reporting both `phase` and
+ * `metric_phase` would have two metrics for one column; with it the mapping depends only on the
+ * metric's own name, so one metric lands in one column in every row of a dir. Should a parameter
+ * itself be named like the result, `metric_` is added until the column is free.
+ */
+export function metricColumns(metrics: Iterable<string>, reserved: ReadonlySet<string>): Map<string, string> {
+  const names = [...metrics];
+  const taken = new Set(reserved);
+  for (const name of names) if (!clashes(name, reserved)) taken.add(name);
+  const columns = new Map<string, string>();
+  for (const name of names) {
+    if (!clashes(name, reserved)) {
+      columns.set(name, name);
+      continue;
+    }
+    let column = METRIC_PREFIX + name;
+    while (taken.has(column)) column = METRIC_PREFIX + column;
+    taken.add(column);
+    columns.set(name, column);
+  }
+  return columns;
+}
+
+/** The metric a column read back from a results CSV holds: metricColumns undone. */
+export function metricOfColumn(column: string, reserved: ReadonlySet<string>): string {
+  if (!column.startsWith(METRIC_PREFIX)) return column;
+  const name = column.slice(METRIC_PREFIX.length);
+  return clashes(name, reserved) ? name : column;
+}
+
+/** Whether `name`, less any number of leading `metric_`, is a reserved column. */
+function clashes(name: string, reserved: ReadonlySet<string>): boolean {
+  for (let base = name; ; base = base.slice(METRIC_PREFIX.length)) {
+    if (reserved.has(base)) return true;
+    if (!base.startsWith(METRIC_PREFIX)) return false;
+  }
+}
+
+/** The columns labsweep writes itself for rows with these parameters (the clash set). */
+export function reservedColumns(params: Iterable<string>, extra: readonly string[] = []): Set<string> {
+  return new Set<string>(["phase", ...extra, ...params, ...METADATA_COLUMNS]);
+}
+
+/** What the metadata columns are made of. */
+export interface RunMetadata {
+  wallSeconds: number | null;
+  attempts: number;
+  host: string | null;
+  gpuIds: string | null;
+  /** Null when the task was not sampled (found in a CSV, or run before sampling existed). */
+  usage: TaskUsage | null;
+}
+
+/**
+ * The metadata columns' values. Wall time is rounded to the millisecond: it is computed (ms /
+ * 1000), and unrounded it prints as float noise (0.5045518299999999). What was not measured is
+ * blank, never 0: a task that ended before its first sample has no peak RSS (ledgers from before
+ * peak_rss_mb could be null hold 0 with `samples: 0`).
+ */
+export function metadataValues(run: RunMetadata): Record<(typeof METADATA_COLUMNS)[number], unknown> {
+  const usage = run.usage;
+  const sampled = usage !== null && usage.samples > 0;
+  return {
+    wall_seconds: run.wallSeconds === null ? null : Math.round(run.wallSeconds * 1000) / 1000,
+    peak_rss_mb: sampled ? usage.peak_rss_mb : null,
+    gpu_util_mean: usage?.gpu_util_mean ?? null,
+    gpu_mem_peak_mb: usage?.gpu_mem_peak_mb ?? null,
+    energy_wh: usage?.energy_wh ?? null,
+    attempts: run.attempts,
+    host: run.host,
+    gpu_ids: run.gpuIds,
+  };
+}
+
+/** One task as a row of a results table. */
+export interface TableRow {
+  /** The values of the table's leading columns, in order. */
+  leading: unknown[];
+  params: Readonly<Record<string, unknown>>;
+  metrics: Readonly<Record<string, unknown>>;
+  /** The metadata columns' values, as metadataValues makes them. */
+  metadata: Readonly<Record<string, unknown>>;
+}
+
+/**
+ * Rows of tasks as CSV cells: the leading columns, the parameters (in first-seen order), the
+ * metrics (each under the column metricColumns gives it, so none is dropped or overwrites
+ * another cell), then the metadata columns no parameter is named like. The results writer and
+ * `labsweep export` lay out their tables here, so both have the same columns in the same order.
+ */
+export function resultTable(
+  leading: readonly string[],
+  rows: readonly TableRow[],
+): { header: string[]; rows: string[][] } {
+  const params = new Set<string>();
+  for (const row of rows) for (const name of Object.keys(row.params)) params.add(name);
+  const reserved = reservedColumns(params, leading);
+  const metricsByRow = rows.map((row) => metricColumns(Object.keys(row.metrics), reserved));
+  const metrics = new Set<string>();
+  for (const columns of metricsByRow) for (const column of columns.values()) metrics.add(column);
+  const metadata = METADATA_COLUMNS.filter((name) => !params.has(name));
+  const header = [...leading, ...params, ...metrics, ...metadata];
+  const cells = rows.map((row, index) => {
+    const byColumn = new Map<string, unknown>(leading.map((name, i) => [name, row.leading[i]]));
+    for (const name of metadata) byColumn.set(name, row.metadata[name]);
+    for (const [name, value] of Object.entries(row.params)) byColumn.set(name, value);
+    const columns = metricsByRow[index] as Map<string, string>;
+    for (const [name, value] of Object.entries(row.metrics)) byColumn.set(columns.get(name) as string, value);
+    return header.map((column) => formatCell(byColumn.get(column)));
+  });
+  return { header, rows: cells };
+}
