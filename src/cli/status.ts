@@ -1,5 +1,6 @@
 import { liveCounts, statusLines } from "../coordinator/liveCounts.js";
 import { openLedgerReadOnly } from "../ledger/openLedger.js";
+import { resultDirErrors } from "../ledger/resultDirErrors.js";
 import {
   droppedTaskCount,
   phaseProgress,
@@ -8,7 +9,6 @@ import {
   usageTotals,
   waitingCounts,
 } from "../ledger/taskCounts.js";
-import { resultDirErrors } from "../ledger/resultDirErrors.js";
 import { EXIT, UsageError } from "./exitCodes.js";
 import { stateDirFrom } from "./stateDir.js";
 
