@@ -419,6 +419,7 @@ export class RemoteAgent {
       this.log(
         `labsweep agent: ${outbox.pending().length} report(s) not sent yet; kept in ${outbox.dir} and sent at the next start`,
       );
+    if (kind === "done") for (const why of http.unfit) this.log(`labsweep agent: nothing here fits ${why}`);
     // Said before the channel closes (`finally` above), so the coordinator sees an exit, not a loss.
     else if (kind !== "unreachable") await http.goodbye();
     return { kind };
