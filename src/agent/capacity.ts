@@ -3,9 +3,9 @@ import type { Resources } from "../sweep/types.js";
 /** One GPU as offered to the scheduler. */
 export interface GpuOffer {
   index: number;
-  /** How much of the GPU is not yet given to tasks: slots pinned to it, minus tasks' shares. */
+  /** How much of the GPU is not yet given to tasks: 1 (whatever the slots), minus tasks' shares. */
   freeShare: number;
-  /** Free memory as last measured; null when unknown. */
+  /** Free memory a new task may count on (`memoryForNewTask` on an agent); null when unknown. */
   freeMemoryMiB: number | null;
 }
 
