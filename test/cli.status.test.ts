@@ -16,7 +16,7 @@ import { openLedger } from "../src/ledger/openLedger.js";
 import { recordAttemptProcess } from "../src/ledger/recoverAbandoned.js";
 import { syncSweep } from "../src/ledger/syncSweep.js";
 import { loadSweep } from "../src/sweep/loadSweep.js";
-import { collect, runCli, startCli, tempDir, writeFile } from "./helpers/cli.js";
+import { collect, runCli, startCli, tempDir, watch, writeFile } from "./helpers/cli.js";
 
 // a: x 1..4 (open); b (after a): x 11, 12 (waiting).
 const SWEEP =
@@ -110,5 +110,35 @@ describe("text status", () => {
     expect(result.stdout).toMatch(
       /^2 were running when the run stopped; they will be requeued at the next run$/m,
     );
+  });
+
+  it("status --server tells the same states over HTTP", async () => {
+    const dir = tempDir();
+    const config = writeFile(dir, "sweep.yaml", SWEEP);
+    // Task 4 cancelled before the coordinator starts (cancelling over HTTP needs a token whose
+    // kind is not this test's concern).
+    const db = await openLedger(join(dir, ".labsweep"));
+    try {
+      await syncSweep(db, loadSweep([{ file: config, text: SWEEP }]), Date.now());
+      await cancelTasks(db, { taskIds: [4] }, Date.now());
+    } finally {
+      await db.close();
+    }
+    const served = watch(startCli(["serve", config, "--port", "0"], { cwd: dir }));
+    try {
+      await served.waitFor(/^http:\/\/127\.0\.0\.1:\d+$/m);
+      const url = (/^(http:\/\/127\.0\.0\.1:\d+)$/m.exec(served.output()) as RegExpExecArray)[1] as string;
+      const token = (await runCli(["token", "--state", join(dir, ".labsweep")])).stdout.trim();
+      const result = await runCli(["status", "--server", url, `--token=${token}`]);
+      expect(result.code, result.stderr).toBe(0);
+      expect(result.stdout.split("\n").slice(0, 3)).toEqual([
+        "0/6 done: 0 succeeded, 0 failed, 0 running, 3 pending, 2 waiting, 0 blocked, 1 cancelled",
+        "  a: 0/4 succeeded, 0 failed, 0 running, 3 pending, 1 cancelled [open]",
+        "  b: 0/2 succeeded, 0 failed, 0 running, 0 pending, 2 waiting [waiting]  — waiting for a (1/4 settled)",
+      ]);
+    } finally {
+      served.child.kill("SIGTERM");
+      await served.result;
+    }
   });
 });

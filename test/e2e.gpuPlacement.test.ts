@@ -7,7 +7,7 @@
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { runCli, tempDir, writeFile } from "./helpers/cli.js";
+import { runCli, startCli, tempDir, watch, writeFile } from "./helpers/cli.js";
 import { type FakeGpu, fakeGpuEnv } from "./helpers/fakeGpus.js";
 
 /**
@@ -98,5 +98,30 @@ describe("GPU placement", () => {
     expect(result.stderr).toMatch(
       /phase place \(1 tasks\): needs 30 GB of free GPU memory; the largest GPU has 24 GB free/,
     );
+  });
+
+  it("a remote agent that nothing fits says which resource is short", async () => {
+    const dir = tempDir();
+    const config = sweep(dir, "{gpus: 1, gpu_memory_gb: 30}", 1);
+    const served = watch(startCli(["serve", config, "--port", "0"], { cwd: dir }));
+    try {
+      await served.waitFor(/^http:\/\/127\.0\.0\.1:\d+$/m);
+      const url = (/^(http:\/\/127\.0\.0\.1:\d+)$/m.exec(served.output()) as RegExpExecArray)[1] as string;
+      const token = (await runCli(["token", "--state", join(dir, ".labsweep")])).stdout.trim();
+      const agent = await runCli(
+        ["agent", "--server", url, `--token=${token}`, "--state", join(dir, "agent")],
+        {
+          cwd: dir,
+          env: fakeGpuEnv([{ memoryTotalMiB: 24_576, memoryFreeMiB: 24_576 }]),
+        },
+      );
+      expect(agent.code, agent.stderr).toBe(0);
+      expect(agent.stderr).toMatch(
+        /nothing here fits phase place \(1 tasks\): needs 30 GB of free GPU memory; the largest GPU has 24 GB\n/,
+      );
+    } finally {
+      served.child.kill("SIGTERM");
+      await served.result;
+    }
   });
 });

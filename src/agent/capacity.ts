@@ -3,9 +3,9 @@ import type { Resources } from "../sweep/types.js";
 /** One GPU as offered to the scheduler. */
 export interface GpuOffer {
   index: number;
-  /** How much of the GPU is not yet given to tasks: slots pinned to it, minus tasks' shares. */
+  /** How much of the GPU is not yet given to tasks: 1 (whatever the slots), minus tasks' shares. */
   freeShare: number;
-  /** Free memory as last measured; null when unknown. */
+  /** Free memory a new task may count on (`memoryForNewTask` on an agent); null when unknown. */
   freeMemoryMiB: number | null;
 }
 
@@ -93,9 +93,10 @@ export function memoryForNewTask(
 
 /**
  * Why a task can never fit an agent offering `idle` (its capacity with nothing running), in words
- * that name the short resource; null when it fits.
+ * that name the short resource; null when it fits. `totalMemory`: the offer's GPU memory is each
+ * GPU's size, not what is free now. (Default: false)
  */
-export function whyNoFit(resources: Resources, idle: Capacity): string | null {
+export function whyNoFit(resources: Resources, idle: Capacity, totalMemory = false): string | null {
   if (allocate(resources, idle) !== null) return null;
   const missing = (resources.tags ?? []).filter((tag) => !(idle.tags ?? []).includes(tag));
   if (missing.length > 0)
@@ -114,7 +115,7 @@ export function whyNoFit(resources: Resources, idle: Capacity): string | null {
     const which =
       count > 1
         ? `only ${roomy} GPU${roomy === 1 ? " has" : "s have"} that much`
-        : `the largest GPU has ${gb(largest)} free`;
+        : `the largest GPU has ${gb(largest)}${totalMemory ? "" : " free"}`;
     return `needs ${gb(needMiB)} of free GPU memory${count > 1 ? " on each of its GPUs" : ""}; ${which}`;
   }
   return `needs ${resources.cpus} CPUs, ${count} GPU${count === 1 ? "" : "s"} and ${gb(needMiB)} of GPU memory; this machine cannot offer them together`;

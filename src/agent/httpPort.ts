@@ -66,6 +66,8 @@ export interface HttpPortOptions {
 export class HttpPort implements CoordinatorPort {
   private capabilities: AgentCapabilities | null = null;
   private lastDone = false;
+  /** Why the coordinator's unfinished tasks fit nowhere here, when it said `done` with some left. */
+  unfit: string[] = [];
   /** Whether the last lease waited out its time at the coordinator without a task. */
   private lastWaited = false;
   private heartbeating = false;
@@ -150,6 +152,7 @@ export class HttpPort implements CoordinatorPort {
     }
     this.settleCarried(carried, response.reports ?? []);
     this.lastDone ||= response.done === true;
+    if (response.done && response.unfit) this.unfit = response.unfit;
     const leases = response.leases ?? (response.lease ? [response.lease] : []);
     // A lease answered "nothing" early is not a wait; polling again at once would spin.
     this.lastWaited =

@@ -415,6 +415,7 @@ export class RemoteAgent {
     if (this.fatal) throw this.fatal;
     const sent = await outbox.flush({ timeoutMs: kind === "done" ? 60_000 : 10_000 });
     if (this.fatal) throw this.fatal;
+    if (kind === "done") for (const why of http.unfit) this.log(`labsweep agent: nothing here fits ${why}`);
     if (!sent)
       this.log(
         `labsweep agent: ${outbox.pending().length} report(s) not sent yet; kept in ${outbox.dir} and sent at the next start`,

@@ -96,6 +96,12 @@ export interface LeaseResponse {
   reports: ReportVerdict[];
   /** True when nothing left in the sweep could ever run on this agent: it may exit. */
   done: boolean;
+  /**
+   * With `done` while unfinished tasks remain: per phase, which resource this agent lacks
+   * ("phase big (4 tasks): needs 30 GB of free GPU memory; the largest GPU has 24 GB free").
+   * (Default: absent)
+   */
+  unfit?: string[];
 }
 
 /** POST /heartbeat — renews the leases of the attempts the agent runs. */

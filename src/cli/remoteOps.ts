@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
+import { type LiveCounts, type LivePhase, statusLines } from "../coordinator/liveCounts.js";
 import { listAgents } from "../ledger/agents.js";
 import { openLedgerReadOnly } from "../ledger/openLedger.js";
 import { callApi, type Power, type ServerFlags, serverFrom } from "./apiClient.js";
@@ -160,26 +161,20 @@ function writeOut(bytes: Buffer): Promise<void> {
 export async function remoteStatus(flags: ServerFlags & { json?: boolean }): Promise<number> {
   const server = requireServer(flags, "status --server");
   const { json } = await callApi(server, "GET", "/status");
-  const status = json as {
-    unique: number;
-    succeeded: number;
-    failed: number;
-    running: number;
-    pending: number;
-    blocked: number;
-    phases: Array<Record<string, unknown>>;
-  };
+  const status = json as LiveCounts & { phases: LivePhase[] };
   if (flags.json) {
     process.stdout.write(`${JSON.stringify(status)}\n`);
     return EXIT.ok;
   }
-  process.stdout.write(
-    `${status.succeeded + status.failed}/${status.unique} done: ${status.succeeded} succeeded, ${status.failed} failed, ${status.running} running, ${status.pending} pending, ${status.blocked} blocked\n`,
-  );
-  for (const phase of status.phases) {
-    process.stdout.write(
-      `  ${phase.name}: ${phase.succeeded}/${phase.unique} succeeded [${phase.state}]${phase.reason ? ` — ${phase.reason}` : ""}\n`,
-    );
-  }
+  // A coordinator from before `waiting` and `next up` sends none: count them as 0.
+  const fill = <T extends LiveCounts>(counts: T): T => ({
+    ...counts,
+    waiting: counts.waiting ?? 0,
+    nextUp: counts.nextUp ?? 0,
+    orphaned: counts.orphaned ?? 0,
+    cancelled: counts.cancelled ?? 0,
+  });
+  for (const line of statusLines({ counts: fill(status), phases: status.phases.map(fill) }))
+    process.stdout.write(`${line}\n`);
   return EXIT.ok;
 }

@@ -1,4 +1,4 @@
-import { type Capacity, couldEverFit } from "../agent/capacity.js";
+import { type Capacity, whyNoFit } from "../agent/capacity.js";
 import type { AgentCapabilities, LeasedTask } from "../api/contract.js";
 import { getAgent, markAgentExited, markAgentLost, registerAgent, touchAgent } from "../ledger/agents.js";
 import type { Claim } from "../ledger/claimTask.js";
@@ -31,7 +31,7 @@ export class RemoteAgents {
   private readonly touchedAt = new Map<string, number>();
   /** Agents that said goodbye: their channel closing next is their exit, not a loss. */
   private readonly leaving = new Set<string>();
-  private policyCache: { at: number; rows: Array<{ policy_json: string }> } | null = null;
+  private policyCache: { at: number; rows: UnfinishedPhase[] } | null = null;
   private readonly sweeper: NodeJS.Timeout;
   private readonly now: () => number;
   private readonly graceMs: number;
@@ -114,7 +114,13 @@ export class RemoteAgents {
     gone: () => boolean,
     max = 1,
     reports: ReportItem[] = [],
-  ): Promise<{ leases: LeasedTask[]; done: boolean; results: Array<FinishResult | FinishRefusal> }> {
+  ): Promise<{
+    leases: LeasedTask[];
+    done: boolean;
+    results: Array<FinishResult | FinishRefusal>;
+    /** With `done`: why unfinished tasks fit nowhere on this agent, per phase. */
+    unfit?: string[];
+  }> {
     const info = await this.known(agentId);
     if (!info) {
       // Recorded all the same: the agent's attempts may be in the ledger though it is not known.
@@ -152,7 +158,8 @@ export class RemoteAgents {
         }
         return { leases: claims.map(toLeasedTask), done: false, results };
       }
-      if (await this.nothingLeftFor(info)) return { leases: [], done: true, results };
+      const unfit = await this.nothingLeftFor(info);
+      if (unfit) return { leases: [], done: true, results, unfit };
       const remaining = deadline - this.now();
       if (remaining <= 0) return { leases: [], done: false, results };
       await this.coordinator.awaitWork(remaining);
@@ -277,21 +284,25 @@ export class RemoteAgents {
     }
   }
 
-  /** Run policies of unfinished tasks; a scan, so reused for a second across idle agents. */
-  private async unfinishedPolicies(): Promise<Array<{ policy_json: string }>> {
+  /** Run policies of unfinished tasks, per phase; a scan, so reused for a second across idle agents. */
+  private async unfinishedPolicies(): Promise<UnfinishedPhase[]> {
     const now = this.now();
     if (this.policyCache && now - this.policyCache.at < 1000) return this.policyCache.rows;
-    const rows = await this.coordinator.db.all<{ policy_json: string }>(
-      `SELECT DISTINCT f.policy_json FROM tasks t JOIN phases f ON f.name = t.phase
-        WHERE t.active = 1 AND t.state IN ('pending', 'running')`,
+    const rows = await this.coordinator.db.all<UnfinishedPhase>(
+      `SELECT f.name AS phase, f.policy_json, count(*) AS n FROM tasks t JOIN phases f ON f.name = t.phase
+        WHERE t.active = 1 AND t.state IN ('pending', 'running')
+        GROUP BY f.name, f.policy_json, f.position ORDER BY f.position`,
     );
     this.policyCache = { at: now, rows };
     return rows;
   }
 
-  /** True when no unfinished task could ever fit this agent, even idle. */
-  private async nothingLeftFor(info: AgentCapabilities): Promise<boolean> {
-    if (await this.coordinator.isFinished()) return true;
+  /**
+   * Null while some unfinished task could fit this agent; else why none can, per phase ([] when
+   * the sweep is finished).
+   */
+  private async nothingLeftFor(info: AgentCapabilities): Promise<string[] | null> {
+    if (await this.coordinator.isFinished()) return [];
     const policies = await this.unfinishedPolicies();
     const idle: Capacity = {
       freeSlots: info.slots,
@@ -305,8 +316,21 @@ export class RemoteAgents {
         freeMemoryMiB: gpu.memoryTotalMiB ?? gpu.memoryFreeMiB ?? null,
       })),
     };
-    return policies.every((row) => !couldEverFit((JSON.parse(row.policy_json) as RunPolicy).resources, idle));
+    const unfit: string[] = [];
+    for (const row of policies) {
+      const why = whyNoFit((JSON.parse(row.policy_json) as RunPolicy).resources, idle, true);
+      if (why === null) return null;
+      unfit.push(`phase ${row.phase} (${Number(row.n)} tasks): ${why}`);
+    }
+    return unfit;
   }
+}
+
+/** Unfinished tasks of one phase and their run policy. */
+interface UnfinishedPhase {
+  phase: string;
+  policy_json: string;
+  n: number;
 }
 
 /** A request named an agent that never registered (or a coordinator forgot it): register again. */

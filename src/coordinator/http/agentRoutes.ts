@@ -76,7 +76,8 @@ export function registerAgentRoutes(api: FastifyInstance, options: AppOptions): 
       // `lease` is for callers that lease one at a time; a batch caller reads `leases` only, and
       // sending its first task twice would cost every batch a task's worth of JSON.
       const first = request.body.max === undefined ? (answer.leases[0] ?? null) : null;
-      return { lease: first, leases: answer.leases, done: answer.done, reports: verdicts };
+      const unfit = answer.unfit && answer.unfit.length > 0 ? { unfit: answer.unfit } : {};
+      return { lease: first, leases: answer.leases, done: answer.done, reports: verdicts, ...unfit };
     },
   );
 

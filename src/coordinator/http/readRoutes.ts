@@ -1,7 +1,14 @@
 import type { FastifyInstance } from "fastify";
 import { listAgents } from "../../ledger/agents.js";
 import type { AttemptRow } from "../../ledger/rows.js";
-import { droppedTaskCount, phaseProgress, taskCounts } from "../../ledger/taskCounts.js";
+import {
+  droppedTaskCount,
+  phaseProgress,
+  runningTasks,
+  taskCounts,
+  waitingCounts,
+} from "../../ledger/taskCounts.js";
+import { liveCounts } from "../liveCounts.js";
 import { readTaskLog } from "../taskLogs.js";
 import type { AppOptions } from "./app.js";
 import { HttpError } from "./app.js";
@@ -36,11 +43,16 @@ export function registerReadRoutes(api: FastifyInstance, options: AppOptions): v
     }
   });
 
-  api.get("/status", { config: viewer }, async () => ({
-    ...(await taskCounts(db)),
-    dropped: await droppedTaskCount(db),
-    phases: await phaseProgress(db),
-  }));
+  // Counted as `labsweep status` counts them (liveCounts): waiting apart from blocked, and so on.
+  api.get("/status", { config: viewer }, async () => {
+    const view = liveCounts(
+      await taskCounts(db),
+      await phaseProgress(db),
+      await runningTasks(db),
+      await waitingCounts(db),
+    );
+    return { ...view.counts, dropped: await droppedTaskCount(db), phases: view.phases };
+  });
 
   api.get("/agents", { config: viewer }, async () => ({
     agents: (await listAgents(db)).map(({ info_json, ...agent }) => ({
