@@ -187,6 +187,8 @@ describe("dashboard in a browser", () => {
 
     // Dark mode: the same page, dark.
     const dark = await laptopPage(browser, { colorScheme: "dark" });
+    // A new browser context: it gets its own cookie from the link first.
+    await dark.page.goto(`${url}/?token=${encodeURIComponent(viewer.stdout.trim())}`);
     await dark.page.goto(`${url}/#/results?x=width&y=acc&series=poison`);
     await dark.page.locator("#plots figure .uplot canvas").first().waitFor({ timeout: 10_000 });
     expect(await dark.page.evaluate(() => getComputedStyle(document.body).backgroundColor)).toBe(
