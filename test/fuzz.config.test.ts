@@ -289,6 +289,15 @@ describe(`fuzz: hostile configs (seed ${SEED})`, () => {
     }
     expect(judge(dir, NAMED[0]?.[1] ?? "", "laughs")).toBeNull();
     expect(judge(dir, NAMED[7]?.[1] ?? "", "huge")).toBeNull();
+    const deep = (() => {
+      try {
+        checkSweep([{ file: join(dir, "deep.yaml"), text: NAMED[4]?.[1] ?? "" }]);
+      } catch (error) {
+        return (error as Error).message;
+      }
+      return "accepted";
+    })();
+    expect(deep).toMatch(/deep\.yaml:\d+:\d+: invalid YAML: the nesting is too deep/);
   });
 
   it("random structures, nearly valid configs and mutations never crash", () => {
