@@ -62,6 +62,8 @@ describe("accepted templates keep every value byte-exact and run nothing it says
       "cat <<-END\n\tbody $((1+1))\n\tEND\nprintf '%s|' {x}",
       (v) => `body 2\n${v}|`,
     ],
+    ["a quoted ) inside $(…)", "printf '%s|' \"$(printf '%s' ')' {x})\"", (v) => `)${v}|`],
+    ["on a here-document's first line", "printf '%s|' {x} <<EOF\nignored {{x}}\nEOF", (v) => `${v}|`],
     ["after an escaped quote", "printf '%s|' \\' {x}", (v) => `'|${v}|`],
     // biome-ignore lint/suspicious/noTemplateCurlyInString: shell syntax, not a JS template
     ["after ${VAR}", "A=1; printf '%s|' \"${A}\" {x}", (v) => `1|${v}|`],
@@ -112,6 +114,13 @@ describe("placeholders no quoting can protect are config errors at file:line:col
       "exp:\n  command: |-\n    cat <<'EOF'\n      {x}\n    EOF\n  defaults: {x: 1}\n",
       4,
       7,
+      "here-document's body",
+    ],
+    [
+      "in a here-document inside $(…)",
+      "exp:\n  command: |\n    echo $(cat <<EOF\n    {x}\n    EOF\n    )\n  defaults: {x: 1}\n",
+      4,
+      5,
       "here-document's body",
     ],
     [

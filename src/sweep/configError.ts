@@ -19,7 +19,7 @@ export class ConfigError extends Error {
   ) {
     const where = place ? `${place.file}:${place.line}:${place.column}` : "";
     const key = keyPath ? `${keyPath}: ` : "";
-    super(`${where}${where ? ": " : ""}${key}${detail}`, options);
+    super(oneLine(`${where}${where ? ": " : ""}${key}${detail}`), options);
   }
 }
 
@@ -31,4 +31,19 @@ export function formatKeyPath(path: ReadonlyArray<string | number>): string {
     else text += text ? `.${part}` : part;
   }
   return text;
+}
+
+const ESCAPES: Record<string, string> = { "\n": "\\n", "\r": "\\r", "\t": "\\t" };
+// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it escapes
+const CONTROL = /[\u0000-\u001f\u007f]/g;
+
+/**
+ * The message as one line of plain text: a key or value quoted in it may hold line breaks or
+ * terminal escape sequences, which would split the error or repaint the user's terminal.
+ */
+function oneLine(text: string): string {
+  return text.replace(
+    CONTROL,
+    (char) => ESCAPES[char] ?? `\\u${char.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  );
 }

@@ -1,7 +1,7 @@
 import { dirname, resolve } from "node:path";
 import type { z } from "zod";
 import { closest, didYouMean } from "./closest.js";
-import { ConfigError, formatKeyPath } from "./configError.js";
+import { checkShellSafety, rejectNulValues } from "./commandSafety.js";
 import { parseDuration } from "./duration.js";
 import { pythonEntryProblem } from "./launcher.js";
 import {
@@ -17,7 +17,7 @@ import {
   phaseSchema,
   RESOURCE_KEYS,
 } from "./schema.js";
-import { commandTemplateProblem, formatSpecUse, placeholderNames, unclosedQuote } from "./template.js";
+import { formatSpecUse, placeholderNames } from "./template.js";
 import type { Gate, LauncherSpec, Params, ParamValue, PhaseSpec, RunPolicy, SweepFile } from "./types.js";
 import { parseYamlSource, type YamlSource } from "./yamlSource.js";
 
@@ -255,58 +255,6 @@ function writtenSpellings(
   for (const [key, map] of Object.entries(spellings))
     if (Object.keys(map).length === 0) delete spellings[key];
   return Object.keys(spellings).length > 0 ? spellings : undefined;
-}
-
-/**
- * Refuses a command the shell would read differently from what labsweep quotes for: a quote or
- * substitution left open, or a placeholder where no quoting keeps a value in its place (after a
- * backslash, in a comment or here-document, inside backticks, `$'…'`, `${…}`, `$((…))`).
- */
-function checkShellSafety(
-  source: YamlSource,
-  phase: string,
-  commandPath: Array<string | number>,
-  template: string,
-): void {
-  const fromFile = !(commandPath.length === 1 && commandPath[0] === phase);
-  const quote = unclosedQuote(template);
-  if (quote) {
-    const what = quote.quote === "'" || quote.quote === '"' ? `a ${quote.quote} quote` : `a ${quote.quote}`;
-    const fix = quote.quote.length === 1 ? `close it, or write it as \\${quote.quote}` : "close it";
-    throw source.error(
-      commandPath,
-      `the command leaves ${what} open (at character ${quote.offset + 1}); ${fix}`,
-      fromFile ? "value" : "key",
-    );
-  }
-  const problem = commandTemplateProblem(template);
-  if (!problem) return;
-  const keyPath = formatKeyPath(commandPath);
-  const detail = `${problem.detail}. Put it in an unquoted word or inside '…' or "…" (see docs/config.md, "Command templates")`;
-  if (!fromFile)
-    throw source.error(commandPath, `${detail} (at character ${problem.offset + 1} of --command)`, "key");
-  const place = source.placeWithin(commandPath, problem.offset, problem.length);
-  throw new ConfigError(place, keyPath, detail);
-}
-
-/** A NUL cannot be in a process's arguments: a value holding one could never reach its command. */
-function rejectNulValues(
-  source: YamlSource,
-  phase: string,
-  input: PhaseInput,
-  settings: FileSettingsInput,
-): void {
-  const check = (value: unknown, path: Array<string | number>): void => {
-    if (typeof value === "string" && value.includes("\0"))
-      throw source.error(path, "the value contains a NUL character, which no command argument can hold");
-  };
-  for (const [key, value] of Object.entries(settings.defaults ?? {})) check(value, ["defaults", key]);
-  for (const [position, value] of (settings.seeds ?? []).entries()) check(value, ["seeds", position]);
-  for (const [key, value] of Object.entries(input.defaults ?? {})) check(value, [phase, "defaults", key]);
-  for (const [index, entry] of (input.combinations ?? []).entries())
-    for (const [key, values] of Object.entries(entry))
-      for (const [position, value] of (values as unknown[]).entries())
-        check(value, [phase, "combinations", index, key, position]);
 }
 
 /** `phase` names the phase in output_dir and in the results CSV, so it cannot be a parameter. */

@@ -11,7 +11,9 @@
  * (each re-reads the text by its own rules), and anywhere after a construct this lexer does not
  * follow with certainty (a `case` inside `$(…)`, quotes inside `${…}`).
  */
-import type { QuoteContext } from "./template.js";
+
+/** Where a placeholder sits in a shell command: outside quotes, inside '…' or inside "…". */
+export type QuoteContext = "none" | "single" | "double";
 
 /** What the shell does with the text at one placeholder: a quoting context, or why it is unsafe. */
 export type PlaceholderVerdict = { context: QuoteContext } | { problem: string };

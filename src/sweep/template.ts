@@ -1,4 +1,4 @@
-import { MARK, scanShell } from "./shellLexer.js";
+import { MARK, type QuoteContext, scanShell } from "./shellLexer.js";
 import type { Params, ParamValue } from "./types.js";
 
 /**
@@ -11,8 +11,7 @@ const PLACEHOLDER = /\{\{|\}\}|\$\{[^}]*\}|\{([A-Za-z_][\w.-]*)\}/g;
 /** A Python-style format spec or conversion (`{lr:.3f}`, `{name!r}`), which labsweep does not support. */
 const FORMAT_SPEC = /\{\{|\}\}|\$\{[^}]*\}|\{([A-Za-z_][\w.-]*)[:!][^{}]*\}/g;
 
-/** Where a placeholder sits in a shell command: outside quotes, inside '…' or inside "…". */
-export type QuoteContext = "none" | "single" | "double";
+export type { QuoteContext };
 
 /** The placeholder names a template uses, in order of first use. */
 export function placeholderNames(template: string): string[] {

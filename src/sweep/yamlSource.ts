@@ -167,6 +167,13 @@ function yamlError(
       `invalid YAML: this ${what} (the YAML parser gave up at line ${until.line}: ${detail})`,
     );
   }
+  // The parser recurses per level: thousands of nested [ or indents exhaust its stack.
+  if (/maximum call stack/i.test(detail))
+    return new ConfigError(
+      placeAt(offset),
+      "",
+      "invalid YAML: the nesting is too deep (thousands of levels)",
+    );
   return new ConfigError(placeAt(offset), "", `invalid YAML: ${detail}`);
 }
 
