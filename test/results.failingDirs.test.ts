@@ -105,6 +105,26 @@ describe.each(backends)("result dirs on $name", (backend) => {
     expect(await owedRowCount(db)).toBe(0);
   });
 
+  it("reads a failing dir that is owed nothing again on each drain, and clears it once fixed", async () => {
+    const { db, root } = await sweepLedger(backend, SWEEP);
+    const csvA = join(root, "out", "a", "final_results.csv");
+    mkdirSync(join(root, "out", "a"), { recursive: true });
+    writeFileSync(csvA, 'phase,x,loss\na,"1"x,2\n');
+    expect((await resumeFromResults(db, 1500)).failedDirs).toBe(1);
+    const drained = await drainOwedResults(db);
+    expect(drained).toEqual({
+      written: 0,
+      failed: [expect.objectContaining({ outputDir: join(root, "out", "a") })],
+    });
+    expect(await resultDirErrors(db)).toHaveLength(1);
+    // Fixed by hand, with task x = 1's row: the dir is fine, and that task is complete.
+    writeFileSync(csvA, "phase,x,loss\na,1,0.5\n");
+    expect(await drainOwedResults(db)).toEqual({ written: 0, failed: [] });
+    expect(await resultDirErrors(db)).toEqual([]);
+    const found = await db.one<{ state: string }>("SELECT state FROM tasks WHERE id = 1");
+    expect(found?.state).toBe("succeeded");
+  });
+
   it("fails a dir whose existing CSV is malformed alone, at the resume scan and in the writer", async () => {
     const { db, root } = await sweepLedger(backend, SWEEP);
     const csvA = join(root, "out", "a", "final_results.csv");

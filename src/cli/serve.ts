@@ -75,6 +75,10 @@ export async function serveCommand(configs: string[], flags: ServeFlags): Promis
         `labsweep: dashboard at ${server.url}/\n`,
     );
     process.stdout.write(`${server.url}\n`);
+    for (const failed of prepared.results.failed)
+      process.stderr.write(`labsweep: cannot write results to ${failed.outputDir}: ${failed.error}\n`);
+    // Tried again while serving (every few seconds, and after each success), so a fix is seen.
+    if (prepared.results.failed.length > 0) void server.coordinator.flushResults();
     const stopped = new Promise<number>((resolve) => {
       const stop = (): void => resolve(EXIT.interrupted);
       process.once("SIGINT", stop);
