@@ -2,8 +2,10 @@ import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { listAgents } from "../ledger/agents.js";
 import { openLedgerReadOnly } from "../ledger/openLedger.js";
+import type { ResultDirError } from "../ledger/resultDirErrors.js";
 import { callApi, type ServerFlags, serverFrom } from "./apiClient.js";
 import { EXIT, UsageError } from "./exitCodes.js";
+import { resultErrorLine } from "./owedRows.js";
 import { stateDirFrom } from "./stateDir.js";
 
 function requireServer(flags: ServerFlags, what: string) {
@@ -144,6 +146,8 @@ export async function remoteStatus(flags: ServerFlags & { json?: boolean }): Pro
     pending: number;
     blocked: number;
     phases: Array<Record<string, unknown>>;
+    /** Absent from coordinators older than result_dir_errors. */
+    resultErrors?: ResultDirError[];
   };
   if (flags.json) {
     process.stdout.write(`${JSON.stringify(status)}\n`);
@@ -157,5 +161,6 @@ export async function remoteStatus(flags: ServerFlags & { json?: boolean }): Pro
       `  ${phase.name}: ${phase.succeeded}/${phase.unique} succeeded [${phase.state}]${phase.reason ? ` — ${phase.reason}` : ""}\n`,
     );
   }
+  for (const dir of status.resultErrors ?? []) process.stdout.write(resultErrorLine(dir));
   return EXIT.ok;
 }

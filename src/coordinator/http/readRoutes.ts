@@ -1,5 +1,6 @@
 import type { FastifyInstance } from "fastify";
 import { listAgents } from "../../ledger/agents.js";
+import { resultDirErrors } from "../../ledger/resultDirErrors.js";
 import type { AttemptRow } from "../../ledger/rows.js";
 import { droppedTaskCount, phaseProgress, taskCounts } from "../../ledger/taskCounts.js";
 import { readTaskLog } from "../taskLogs.js";
@@ -39,6 +40,7 @@ export function registerReadRoutes(api: FastifyInstance, options: AppOptions): v
     ...(await taskCounts(db)),
     dropped: await droppedTaskCount(db),
     phases: await phaseProgress(db),
+    resultErrors: await resultDirErrors(db),
   }));
 
   api.get("/agents", { config: viewer }, async () => ({
