@@ -23,5 +23,5 @@ export async function reportOwedRows(db: Db, write: (text: string) => void): Pro
 
 /** `status`'s line for a dir whose results cannot be written (local and --server alike). */
 export function resultErrorLine(dir: ResultDirError): string {
-  return `results not written: ${dir.outputDir} (${dir.owedRows} rows owed, since ${new Date(dir.since).toISOString()}): ${dir.error}\n`;
+  return `cannot write results to ${dir.outputDir} (${dir.owedRows} rows owed; failing since ${new Date(dir.since).toISOString()}): ${dir.error}\n`;
 }
