@@ -63,12 +63,24 @@ describe.each(backends)("result dirs on $name", (backend) => {
         expect(record.loss).toBe(String(Number(record.x) / 10));
       }
     }
-    // Read back (the resume scan), a prefixed column is its metric again.
-    const header = ["phase", "x", "metric_phase", "metric_metric_phase", "metric_x", "loss"];
-    const match = matchCsvRows([{ id: 1, params: { x: 1 } }], header, [["a", "1", "p", "pp", "mx", "0.1"]]);
-    expect(match.matched).toEqual([
-      { taskId: 1, metrics: { phase: "p", metric_phase: "pp", x: "mx", loss: 0.1 } },
+    // Read back (the resume scan), a prefixed column is its metric again; "__proto__" stays a metric.
+    const header = ["phase", "x", "metric_phase", "metric_metric_phase", "metric_x", "loss", "__proto__"];
+    const match = matchCsvRows([{ id: 1, params: { x: 1 } }], header, [
+      ["a", "1", "p", "pp", "mx", "0.1", ""],
     ]);
+    expect(match.matched).toEqual([
+      {
+        taskId: 1,
+        metrics: Object.fromEntries([
+          ["phase", "p"],
+          ["metric_phase", "pp"],
+          ["x", "mx"],
+          ["loss", 0.1],
+          ["__proto__", null],
+        ]),
+      },
+    ]);
+    expect(Object.keys(match.matched[0]?.metrics ?? {})).toContain("__proto__");
   });
 
   it("writes the other dirs when one cannot be written, says why, and recovers once it is fixed", async () => {
