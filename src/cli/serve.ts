@@ -84,10 +84,9 @@ export async function serveCommand(configs: string[], flags: ServeFlags): Promis
       process.once("SIGINT", stop);
       process.once("SIGTERM", stop);
     });
-    const running = server;
     // Done with rows still owed (a result dir that cannot be written) is not a success.
     const done = flags.exitWhenDone
-      ? running.finished().then(async () => {
+      ? server.finished().then(async () => {
           process.stderr.write("labsweep: every task has finished\n");
           const owed = await reportOwedRows(prepared.db, (text) => process.stderr.write(text));
           return owed > 0 ? EXIT.failed : EXIT.ok;
