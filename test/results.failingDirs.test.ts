@@ -63,12 +63,24 @@ describe.each(backends)("result dirs on $name", (backend) => {
         expect(record.loss).toBe(String(Number(record.x) / 10));
       }
     }
-    // Read back (the resume scan), a prefixed column is its metric again.
-    const header = ["phase", "x", "metric_phase", "metric_metric_phase", "metric_x", "loss"];
-    const match = matchCsvRows([{ id: 1, params: { x: 1 } }], header, [["a", "1", "p", "pp", "mx", "0.1"]]);
-    expect(match.matched).toEqual([
-      { taskId: 1, metrics: { phase: "p", metric_phase: "pp", x: "mx", loss: 0.1 } },
+    // Read back (the resume scan), a prefixed column is its metric again; "__proto__" stays a metric.
+    const header = ["phase", "x", "metric_phase", "metric_metric_phase", "metric_x", "loss", "__proto__"];
+    const match = matchCsvRows([{ id: 1, params: { x: 1 } }], header, [
+      ["a", "1", "p", "pp", "mx", "0.1", ""],
     ]);
+    expect(match.matched).toEqual([
+      {
+        taskId: 1,
+        metrics: Object.fromEntries([
+          ["phase", "p"],
+          ["metric_phase", "pp"],
+          ["x", "mx"],
+          ["loss", 0.1],
+          ["__proto__", null],
+        ]),
+      },
+    ]);
+    expect(Object.keys(match.matched[0]?.metrics ?? {})).toContain("__proto__");
   });
 
   it("writes the other dirs when one cannot be written, says why, and recovers once it is fixed", async () => {
@@ -103,6 +115,26 @@ describe.each(backends)("result dirs on $name", (backend) => {
     expect(await resultDirErrors(db)).toEqual([]);
     expect(await events(db, "results_dir_recovered")).toBe(1);
     expect(await owedRowCount(db)).toBe(0);
+  });
+
+  it("reads a failing dir that is owed nothing again on each drain, and clears it once fixed", async () => {
+    const { db, root } = await sweepLedger(backend, SWEEP);
+    const csvA = join(root, "out", "a", "final_results.csv");
+    mkdirSync(join(root, "out", "a"), { recursive: true });
+    writeFileSync(csvA, 'phase,x,loss\na,"1"x,2\n');
+    expect((await resumeFromResults(db, 1500)).failedDirs).toBe(1);
+    const drained = await drainOwedResults(db);
+    expect(drained).toEqual({
+      written: 0,
+      failed: [expect.objectContaining({ outputDir: join(root, "out", "a") })],
+    });
+    expect(await resultDirErrors(db)).toHaveLength(1);
+    // Fixed by hand, with task x = 1's row: the dir is fine, and that task is complete.
+    writeFileSync(csvA, "phase,x,loss\na,1,0.5\n");
+    expect(await drainOwedResults(db)).toEqual({ written: 0, failed: [] });
+    expect(await resultDirErrors(db)).toEqual([]);
+    const found = await db.one<{ state: string }>("SELECT state FROM tasks WHERE id = 1");
+    expect(found?.state).toBe("succeeded");
   });
 
   it("fails a dir whose existing CSV is malformed alone, at the resume scan and in the writer", async () => {

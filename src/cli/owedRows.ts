@@ -1,5 +1,5 @@
 import type { Db } from "../ledger/db.js";
-import { resultDirErrors } from "../ledger/resultDirErrors.js";
+import { type ResultDirError, resultDirErrors } from "../ledger/resultDirErrors.js";
 import { owedRowCount } from "../ledger/resultRows.js";
 
 /**
@@ -19,4 +19,9 @@ export async function reportOwedRows(db: Db, write: (text: string) => void): Pro
     `labsweep: ${owed} result rows are owed to final_results.csv files; they stay in the ledger and are written as soon as their dir can be written (by a running \`labsweep serve\`, or the next \`labsweep run\`)\n`,
   );
   return owed;
+}
+
+/** `status`'s line for a dir whose results cannot be written (local and --server alike). */
+export function resultErrorLine(dir: ResultDirError): string {
+  return `cannot write results to ${dir.outputDir} (${dir.owedRows} rows owed; failing since ${new Date(dir.since).toISOString()}): ${dir.error}\n`;
 }

@@ -3,8 +3,10 @@ import { resolve } from "node:path";
 import { type LiveCounts, type LivePhase, statusLines } from "../coordinator/liveCounts.js";
 import { listAgents } from "../ledger/agents.js";
 import { openLedgerReadOnly } from "../ledger/openLedger.js";
+import type { ResultDirError } from "../ledger/resultDirErrors.js";
 import { callApi, type Power, type ServerFlags, serverFrom } from "./apiClient.js";
 import { EXIT, UsageError } from "./exitCodes.js";
+import { resultErrorLine } from "./owedRows.js";
 import { stateDirFrom } from "./stateDir.js";
 
 function requireServer(flags: ServerFlags, what: string, power: Power = "read") {
@@ -161,7 +163,8 @@ function writeOut(bytes: Buffer): Promise<void> {
 export async function remoteStatus(flags: ServerFlags & { json?: boolean }): Promise<number> {
   const server = requireServer(flags, "status --server");
   const { json } = await callApi(server, "GET", "/status");
-  const status = json as LiveCounts & { phases: LivePhase[] };
+  /** resultErrors is absent from coordinators older than result_dir_errors. */
+  const status = json as LiveCounts & { phases: LivePhase[]; resultErrors?: ResultDirError[] };
   if (flags.json) {
     process.stdout.write(`${JSON.stringify(status)}\n`);
     return EXIT.ok;
@@ -176,5 +179,6 @@ export async function remoteStatus(flags: ServerFlags & { json?: boolean }): Pro
   });
   for (const line of statusLines({ counts: fill(status), phases: status.phases.map(fill) }))
     process.stdout.write(`${line}\n`);
+  for (const dir of status.resultErrors ?? []) process.stdout.write(resultErrorLine(dir));
   return EXIT.ok;
 }

@@ -83,6 +83,8 @@ export async function runCommand(configs: string[], flags: RunFlags): Promise<nu
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
   const coordinator = new Coordinator(db, { stateDir, warn: (message) => view.note(message) });
+  // A dir that failed at start is tried again while the run goes on, not only after a success.
+  if (prepared.results.failed.length > 0) void coordinator.flushResults();
   const telemetry = new GpuTelemetry();
   const machines: LocalMachine[] = [];
   const server =

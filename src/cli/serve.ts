@@ -75,15 +75,18 @@ export async function serveCommand(configs: string[], flags: ServeFlags): Promis
         `labsweep: dashboard at ${server.url}/\n`,
     );
     process.stdout.write(`${server.url}\n`);
+    for (const failed of prepared.results.failed)
+      process.stderr.write(`labsweep: cannot write results to ${failed.outputDir}: ${failed.error}\n`);
+    // Tried again while serving (every few seconds, and after each success), so a fix is seen.
+    if (prepared.results.failed.length > 0) void server.coordinator.flushResults();
     const stopped = new Promise<number>((resolve) => {
       const stop = (): void => resolve(EXIT.interrupted);
       process.once("SIGINT", stop);
       process.once("SIGTERM", stop);
     });
-    const running = server;
     // Done with rows still owed (a result dir that cannot be written) is not a success.
     const done = flags.exitWhenDone
-      ? running.finished().then(async () => {
+      ? server.finished().then(async () => {
           process.stderr.write("labsweep: every task has finished\n");
           const owed = await reportOwedRows(prepared.db, (text) => process.stderr.write(text));
           return owed > 0 ? EXIT.failed : EXIT.ok;

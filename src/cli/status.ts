@@ -10,6 +10,7 @@ import {
   waitingCounts,
 } from "../ledger/taskCounts.js";
 import { EXIT, UsageError } from "./exitCodes.js";
+import { resultErrorLine } from "./owedRows.js";
 import { stateDirFrom } from "./stateDir.js";
 
 export interface StatusFlags {
@@ -80,11 +81,7 @@ export async function statusCommand(configs: string[], flags: StatusFlags): Prom
     for (const requeue of requeues) {
       process.stdout.write(`  requeued task ${requeue.taskId} at ${requeue.at}: ${requeue.why}\n`);
     }
-    for (const dir of resultErrors) {
-      process.stdout.write(
-        `results not written: ${dir.outputDir} (${dir.owedRows} rows owed, since ${new Date(dir.since).toISOString()}): ${dir.error}\n`,
-      );
-    }
+    for (const dir of resultErrors) process.stdout.write(resultErrorLine(dir));
     return EXIT.ok;
   } finally {
     await db.close();

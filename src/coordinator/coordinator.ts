@@ -18,8 +18,9 @@ import { writeOwedResultsOnce } from "../results/resultsWriter.js";
 /** How long finished rows may wait to be batched into one append per results file. */
 const RESULTS_BATCH_MS = 200;
 
-/** How soon a result dir that could not be written is tried again when no task finishes meanwhile. */
+/** Retries of a result dir that could not be written: the first after 5 s, doubling to once a minute. */
 const RESULTS_RETRY_MS = 5000;
+const RESULTS_RETRY_MAX_MS = 60_000;
 
 /**
  * How long finishes trust "no phase is waiting" before asking the ledger again. Only a sync or
@@ -42,6 +43,11 @@ export interface CoordinatorOptions {
    * on one PostgreSQL database). (Default: none; this coordinator is alone)
    */
   wakeBus?: WakeBus;
+  /**
+   * How soon a result dir that could not be written is tried again when no task finishes;
+   * doubled after each failed try, up to 60 s. (Default: 5 s)
+   */
+  resultsRetryMs?: number;
 }
 
 export interface LeaseRequest {
@@ -80,6 +86,7 @@ export class Coordinator {
   /** The pending retry of result dirs that failed (retryResultsLater). */
   private resultsRetry: NodeJS.Timeout | null = null;
   private retriesStopped = false;
+  private resultsRetryMs: number;
   /** Until when (performance.now()) finishes may skip judging gates: none was waiting. */
   private noWaitingPhasesUntil = 0;
 
@@ -88,6 +95,7 @@ export class Coordinator {
     private readonly options: CoordinatorOptions,
   ) {
     this.leaseMs = options.leaseMs ?? 12_000;
+    this.resultsRetryMs = options.resultsRetryMs ?? RESULTS_RETRY_MS;
     this.now = options.now ?? Date.now;
     this.warn = options.warn ?? ((message) => process.stderr.write(`${message}\n`));
     this.wake.setMaxListeners(0);
@@ -307,7 +315,9 @@ export class Coordinator {
           if (drained === null) {
             await new Promise((resolve) => setTimeout(resolve, RESULTS_BATCH_MS));
             this.flushAgain = (await owedRowCount(this.db)) > 0;
-          } else if (drained.failed.length > 0) {
+          } else if (drained.failed.length === 0) {
+            this.resultsRetryMs = this.options.resultsRetryMs ?? RESULTS_RETRY_MS;
+          } else {
             // Said once per new error, not on every retry; status and the dashboard show it too.
             for (const dir of drained.failed)
               if (dir.news) this.warn(`labsweep: cannot write results to ${dir.outputDir}: ${dir.error}`);
@@ -335,7 +345,8 @@ export class Coordinator {
     this.resultsRetry = setTimeout(() => {
       this.resultsRetry = null;
       if (!this.retriesStopped) void this.flushResults();
-    }, RESULTS_RETRY_MS);
+    }, this.resultsRetryMs);
+    this.resultsRetryMs = Math.min(2 * this.resultsRetryMs, RESULTS_RETRY_MAX_MS);
     this.resultsRetry.unref();
   }
 

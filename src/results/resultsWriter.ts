@@ -69,24 +69,57 @@ export async function writeOwedResultsOnce(db: Db): Promise<DrainOutcome | null>
 
 /**
  * Writes the rows owed now (up to owedResultRows' limit) to every dir not in `skip`; a dir that
- * fails joins `skip` and `outcome.failed`. Returns how many rows were owed.
+ * fails joins `skip` and `outcome.failed`. Returns how many rows were owed (0: the drain is over).
  */
 async function drainPass(db: Db, skip: Set<string>, outcome: DrainOutcome): Promise<number> {
   const owed = await owedResultRows(db, { skipDirs: skip });
-  const failing = owed.length > 0 ? await failingDirs(db) : new Set<string>();
-  for (const [outputDir, group] of groupByDir(owed)) {
-    try {
-      outcome.written += await writeDir(db, outputDir, group, failing.has(outputDir));
-    } catch (error) {
-      // A file's trouble fails its dir alone; the ledger's (a lost connection) ends the drain.
-      if (!(error instanceof CsvFileError)) throw error;
-      const text = errorText(error);
-      const news = await recordDirError(db, outputDir, text, Date.now());
-      skip.add(outputDir);
-      outcome.failed.push({ outputDir, error: text, news });
-    }
+  const failing = await failingDirs(db);
+  for (const [outputDir, group] of groupByDir(owed))
+    await tryDir(db, outputDir, skip, outcome, () => writeDir(db, outputDir, group, failing.has(outputDir)));
+  if (owed.length > 0) return owed.length;
+  // Dirs failing with no row owed (a CSV the resume scan could not read) are read again, so one
+  // that was fixed is cleared; what a fixed CSV holds may owe rows elsewhere: one more pass.
+  let cleared = 0;
+  for (const outputDir of failing) {
+    if (skip.has(outputDir)) continue;
+    await tryDir(db, outputDir, skip, outcome, () => recheckDir(db, outputDir));
+    if (!skip.has(outputDir)) cleared++;
   }
-  return owed.length;
+  return cleared;
+}
+
+/** Runs one dir's work; a file error fails that dir alone (recorded, skipped for this drain). */
+async function tryDir(
+  db: Db,
+  outputDir: string,
+  skip: Set<string>,
+  outcome: DrainOutcome,
+  work: () => Promise<number>,
+): Promise<number> {
+  try {
+    const written = await work();
+    outcome.written += written;
+    return written;
+  } catch (error) {
+    // A file's trouble fails its dir alone; the ledger's (a lost connection) ends the drain.
+    if (!(error instanceof CsvFileError)) throw error;
+    const text = errorText(error);
+    const news = await recordDirError(db, outputDir, text, Date.now());
+    skip.add(outputDir);
+    outcome.failed.push({ outputDir, error: text, news });
+    return 0;
+  }
+}
+
+/** Reads a failing dir that is owed nothing; if its file reads, the dir is fine again. */
+async function recheckDir(db: Db, outputDir: string): Promise<number> {
+  const path = join(outputDir, RESULTS_FILE);
+  await rescanOutputDir(db, outputDir, Date.now());
+  await db.transaction(async (tx) => {
+    await recordFile(tx, path);
+    await clearDirError(tx, outputDir, Date.now());
+  });
+  return 0;
 }
 
 /** Appends one dir's owed rows (those its file does not hold yet) and marks them written. */

@@ -32,7 +32,10 @@ export interface MatchReport {
   matched: MatchedRow[];
   /** Rows naming parameter values no task of this dir has. */
   unmatched: number;
-  /** Tasks that the CSV's columns cannot tell apart (a varying parameter has no column). */
+  /**
+   * Parameter values shared by several tasks (different commands, or a varying parameter without
+   * a column) whose rows were left unmatched because some of those tasks never succeeded.
+   */
   ambiguous: number;
 }
 
@@ -82,11 +85,9 @@ export function matchCsvRows(
     if (list.length === 0) rowsByKey.set(key, list);
     list.push(row);
   }
-  const metricsOf = (row: string[]): Record<string, unknown> => {
-    const metrics: Record<string, unknown> = {};
-    for (const column of metricColumns) metrics[column.name] = cellValue(row[column.index] ?? "");
-    return metrics;
-  };
+  // fromEntries, not assignment: a metric named "__proto__" must stay a metric.
+  const metricsOf = (row: string[]): Record<string, unknown> =>
+    Object.fromEntries(metricColumns.map((column) => [column.name, cellValue(row[column.index] ?? "")]));
   const matched: MatchedRow[] = [];
   let ambiguous = 0;
   for (const [key, keyRows] of rowsByKey) {

@@ -1,5 +1,6 @@
 import type { FastifyInstance } from "fastify";
 import { listAgents } from "../../ledger/agents.js";
+import { resultDirErrors } from "../../ledger/resultDirErrors.js";
 import type { AttemptRow } from "../../ledger/rows.js";
 import {
   droppedTaskCount,
@@ -51,7 +52,12 @@ export function registerReadRoutes(api: FastifyInstance, options: AppOptions): v
       await runningTasks(db),
       await waitingCounts(db),
     );
-    return { ...view.counts, dropped: await droppedTaskCount(db), phases: view.phases };
+    return {
+      ...view.counts,
+      dropped: await droppedTaskCount(db),
+      phases: view.phases,
+      resultErrors: await resultDirErrors(db),
+    };
   });
 
   api.get("/agents", { config: viewer }, async () => ({
