@@ -13,7 +13,7 @@ import { type SyncReport, syncSweep } from "../ledger/syncSweep.js";
 import { writeOwedResults } from "../results/resultsWriter.js";
 import { type ResumeReport, resumeFromResults } from "../results/resumeScan.js";
 import type { Sweep } from "../sweep/loadSweep.js";
-import { Coordinator } from "./coordinator.js";
+import { Coordinator, logFinalFailure } from "./coordinator.js";
 import type { GpuSample, GpuTelemetry } from "./gpuTelemetry.js";
 import { localPort } from "./localPort.js";
 import { acquireStateLock } from "./stateLock.js";
@@ -67,7 +67,17 @@ export async function prepareLedger(
         now + (options.remoteGraceMs ?? 0),
       );
     killTasksOf(resolve(stateDir));
-    const requeued = await requeueAttempts(db, abandoned, "its labsweep process ended while it ran", now);
+    const why = "its labsweep process ended while it ran";
+    const { requeued, failed } = await requeueAttempts(db, abandoned, why, now);
+    // Tasks that took their run down too often (max_lost) failed just now.
+    for (const { attemptId, error } of failed)
+      await logFinalFailure(
+        db,
+        stateDir,
+        attemptId,
+        { outcome: { kind: "lost", error: why } },
+        { at: now, error },
+      );
     const sync = await syncSweep(db, sweep, now);
     await evaluateGates(db, now);
     // The scan must precede the writer: it is how a row written just before a crash is recognised.

@@ -1,14 +1,14 @@
 import type { Db } from "./db.js";
 import { recordEvent } from "./recordEvent.js";
 
-/** Gives failed tasks a fresh set of retries; gates are judged again by the caller. */
+/** Gives failed tasks a fresh set of retries (and of losses); gates are judged again by the caller. */
 export async function retryFailed(db: Db, now: number, filter: { phase?: string } = {}): Promise<number> {
   return db.transaction(async (tx) => {
     const scope = filter.phase
       ? "AND id IN (SELECT task_id FROM placements WHERE phase = $1 AND active = 1)"
       : "";
     const result = await tx.run(
-      `UPDATE tasks SET state = 'pending', attempts = 0, not_before = 0, finished_at = NULL
+      `UPDATE tasks SET state = 'pending', attempts = 0, losses = 0, not_before = 0, finished_at = NULL
         WHERE state = 'failed' AND active = 1 ${scope}`,
       filter.phase ? [filter.phase] : [],
     );
