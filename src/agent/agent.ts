@@ -66,6 +66,8 @@ export interface AgentOptions {
    */
   leaseAheadBelowMs?: number;
   onEvent?: (event: AgentEvent) => void;
+  /** Notices of things that went wrong in the background and were survived. (Default: stderr) */
+  warn?: (message: string) => void;
 }
 
 export type AgentEvent =
@@ -173,7 +175,10 @@ export class Agent {
 
   /** Leases and runs tasks until the sweep is done, `stopLeasing` is called, or nothing left fits. */
   async run(): Promise<AgentExit> {
-    const heartbeat = setInterval(() => void this.renewLeases(), this.options.heartbeatMs ?? 3000);
+    const heartbeat = setInterval(
+      () => this.survive(this.renewLeases(), "could not renew leases (tried again next beat)"),
+      this.options.heartbeatMs ?? 3000,
+    );
     try {
       for (;;) {
         // What happens from here on wakes the wait at the end of this round.
@@ -309,7 +314,8 @@ export class Agent {
       }
     })();
     const previous = this.withdrawing;
-    const both = Promise.all([previous, settled]).then(() => {
+    this.survive(settled, "could not hand back tasks held ahead");
+    const both = Promise.all([previous, settled.catch(() => undefined)]).then(() => {
       if (this.withdrawing === both) this.withdrawing = null;
     });
     this.withdrawing = both;
@@ -411,10 +417,13 @@ export class Agent {
       after,
     });
     const launch: Launch = { claim, process: child, files, started: false };
-    void child.pid.then((pid) => {
-      launch.started = true;
-      if (pid > 0 && after) this.chainedStarted(launch);
-    });
+    this.survive(
+      child.pid.then((pid) => {
+        launch.started = true;
+        if (pid > 0 && after) this.chainedStarted(launch);
+      }),
+      `could not start task ${task.id}`,
+    );
     return launch;
   }
 
@@ -450,7 +459,7 @@ export class Agent {
     const running: Running = { claim, process: child, gpuShare: share, cpus: task.policy.resources.cpus };
     this.running.set(claim.attemptId, running);
     this.options.onEvent?.({ kind: "started", claim });
-    void child.pid.then((pid) => {
+    const noticed = child.pid.then((pid) => {
       if (pid <= 0) return undefined;
       const started = this.port.started(claim.attemptId, pid, files.logPath);
       this.gpuReadings ??= gpuReader({ env: { ...process.env, ...this.options.env } });
@@ -463,7 +472,12 @@ export class Agent {
       });
       return started;
     });
-    void child.exited.then((exit) => this.finished(running, exit, files.resultPath, files.logPath));
+    // Only the dashboard wants the pid: a notice that fails costs the task nothing.
+    this.survive(noticed, `could not record the process of task ${task.id}`);
+    this.survive(
+      child.exited.then((exit) => this.finished(running, exit, files.resultPath, files.logPath)),
+      `could not report task ${task.id}`,
+    );
     return running;
   }
 
@@ -473,14 +487,14 @@ export class Agent {
     resultPath: string,
     logPath: string,
   ): Promise<void> {
-    let outcome = outcomeOf(exit, resultPath, task.claim.task.policy.timeoutMs);
+    let outcome = settledOutcome(exit, resultPath, task.claim.task.policy.timeoutMs);
     if (task.abandoned && outcome.kind !== "succeeded") {
       const error = "stopped: the coordinator no longer assigns it to this agent";
       outcome = { kind: "interrupted", error, exitCode: exit.exitCode, signal: exit.signal };
     }
     const usage = task.sampler?.stop();
     if (outcome.kind === "succeeded" && usage) outcome.usage = usage;
-    const tail = outcome.kind === "succeeded" ? undefined : logTail(logPath, 20);
+    const tail = outcome.kind === "succeeded" ? undefined : readableTail(logPath);
     // The slot is free the moment the process is gone: leasing its next task need not wait for
     // this report to be written and sent (the port decides whether the coordinator must hear it
     // first), so the slot idles for one round trip, not three.
@@ -647,6 +661,16 @@ export class Agent {
     };
   }
 
+  /** Lets `work` run on in the background; a failure is told, never left unhandled. */
+  private survive(work: Promise<unknown>, what: string): void {
+    work.catch((error: unknown) => this.warnOf(what, error));
+  }
+
+  private warnOf(what: string, error: unknown): void {
+    const message = `labsweep: ${what}: ${error instanceof Error ? error.message : String(error)}`;
+    (this.options.warn ?? ((line: string) => process.stderr.write(`${line}\n`)))(message);
+  }
+
   private wake(): void {
     this.changed = true;
     this.wakeLoop?.();
@@ -666,7 +690,11 @@ export class Agent {
         resolve();
       };
       this.wakeLoop = done;
-      void this.port.awaitWork(1000).then(done);
+      this.port.awaitWork(1000).then(done, (error: unknown) => {
+        // The coordinator could not say (its ledger unreachable a moment): look again shortly.
+        this.warnOf("could not wait for work", error);
+        setTimeout(done, 1000);
+      });
     });
   }
 
@@ -678,6 +706,36 @@ export class Agent {
     await this.reportsWritten();
     await Promise.allSettled([...this.releasing]);
     if (this.failure) throw this.failure;
+  }
+}
+
+/**
+ * How the attempt ended; a result file that cannot be read (its permissions, a directory in its
+ * place) fails the attempt rather than leave its slot taken and its report unsent.
+ */
+function settledOutcome(exit: ProcessExit, resultPath: string, timeoutMs: number | null): AttemptOutcome {
+  try {
+    return outcomeOf(exit, resultPath, timeoutMs);
+  } catch (error) {
+    const why = error instanceof Error ? error.message : String(error);
+    const { exitCode, signal, wallSeconds } = exit;
+    return {
+      kind: "failed",
+      exitCode,
+      signal,
+      error: `cannot read LABSWEEP_RESULT_FILE: ${why}`,
+      wallSeconds,
+    };
+  }
+}
+
+/** The log's last lines for the report; none when the log cannot be read. */
+function readableTail(logPath: string): string | undefined {
+  try {
+    return logTail(logPath, 20);
+  } catch {
+    // Only a courtesy for failed_experiments.csv: the report matters, not its tail.
+    return undefined;
   }
 }
 

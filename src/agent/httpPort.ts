@@ -120,6 +120,8 @@ export class HttpPort implements CoordinatorPort {
     max?: number;
     waitMs?: number;
   }): Promise<Claim[]> {
+    // The coordinator said the sweep is over (it may have exited since): nothing to ask it.
+    if (this.lastDone && !this.options.stay) return [];
     const waitMs =
       request.waitMs ??
       (request.capacity.freeSlots < this.options.slots
