@@ -2,8 +2,8 @@
  * A PostgreSQL restart of a few seconds is a blip, not the end of a run: statements and
  * transactions that lost their connection are tried again (postgresDb.ts) and no background
  * promise is left to reject unhandled. Against a real server started for this file, restarted
- * with `pg_ctl stop -m immediate` (every connection cut, as in a crash) while `labsweep run`
- * works. Run `npm run build` first: the CLI runs dist/.
+ * (`pg_ctl stop -m fast`: every connection cut) while `labsweep run` works. Run `npm run build`
+ * first: the CLI runs dist/.
  */
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";

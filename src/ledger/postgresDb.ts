@@ -182,12 +182,23 @@ export function openPostgresDb(url: string, options: PostgresDbOptions = {}): Db
         close: async () => undefined,
       };
       let broken: Error | undefined;
+      let committing = false;
       try {
         await client.query("BEGIN");
         const result = await work(tx);
+        committing = true;
         await client.query("COMMIT");
         return result;
       } catch (error) {
+        // The server may have committed before the connection dropped: running the work again
+        // could apply it twice (claim a task a second time), so the caller hears of it instead.
+        if (committing && isConnectionError(error)) {
+          broken = error as Error;
+          throw new Error(
+            "the connection to PostgreSQL was lost during COMMIT: the transaction may or may not have been applied",
+            { cause: error },
+          );
+        }
         try {
           await client.query("ROLLBACK");
         } catch (rollbackError) {
