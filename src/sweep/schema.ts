@@ -120,7 +120,7 @@ const axis = z
 const policy = {
   command: z.string().min(1, "is empty").optional(),
   retries: z.int().min(0).optional(),
-  max_lost: z.int().min(1, "must be at least 1: the task fails at its max_lost-th loss").optional(),
+  max_lost: z.int().min(1).optional(),
   timeout: timeout.optional(),
   backoff: duration.optional(),
   resources: resources.optional(),
