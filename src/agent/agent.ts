@@ -1,15 +1,16 @@
 import { resolve } from "node:path";
 import type { Claim } from "../ledger/claimTask.js";
 import type { AttemptOutcome } from "../ledger/finishAttempt.js";
+import { readableTail, settledOutcome } from "./attemptOutcome.js";
 import type { Capacity, GpuOffer } from "./capacity.js";
 import { gpusWanted, shareOf } from "./capacity.js";
 import { freePort } from "./freePort.js";
 import { launchCommand, needsFreePort } from "./launchCommand.js";
 import { STATE_DIR_MARKER } from "./leftovers.js";
-import { logTail, type ProcessExit, type RunningProcess, startProcess } from "./runProcess.js";
+import { type ProcessExit, type RunningProcess, startProcess } from "./runProcess.js";
 import { type GpuReader, gpuReader, TaskSampler } from "./sampler.js";
 import type { Slot } from "./slots.js";
-import { attemptFiles, prepareAttempt, readResult } from "./taskFiles.js";
+import { attemptFiles, prepareAttempt } from "./taskFiles.js";
 
 /** What an agent needs from a coordinator: in-process for `labsweep run`, over HTTP otherwise. */
 export interface CoordinatorPort {
@@ -707,64 +708,6 @@ export class Agent {
     await Promise.allSettled([...this.releasing]);
     if (this.failure) throw this.failure;
   }
-}
-
-/**
- * How the attempt ended; a result file that cannot be read (its permissions, a directory in its
- * place) fails the attempt rather than leave its slot taken and its report unsent.
- */
-function settledOutcome(exit: ProcessExit, resultPath: string, timeoutMs: number | null): AttemptOutcome {
-  try {
-    return outcomeOf(exit, resultPath, timeoutMs);
-  } catch (error) {
-    const why = error instanceof Error ? error.message : String(error);
-    const { exitCode, signal, wallSeconds } = exit;
-    return {
-      kind: "failed",
-      exitCode,
-      signal,
-      error: `cannot read LABSWEEP_RESULT_FILE: ${why}`,
-      wallSeconds,
-    };
-  }
-}
-
-/** The log's last lines for the report; none when the log cannot be read. */
-function readableTail(logPath: string): string | undefined {
-  try {
-    return logTail(logPath, 20);
-  } catch {
-    // Only a courtesy for failed_experiments.csv: the report matters, not its tail.
-    return undefined;
-  }
-}
-
-function outcomeOf(exit: ProcessExit, resultPath: string, timeoutMs: number | null): AttemptOutcome {
-  const wallSeconds = exit.wallSeconds;
-  if (exit.stopped && !exit.timedOut) {
-    return {
-      kind: "interrupted",
-      error: "stopped by the user",
-      exitCode: exit.exitCode,
-      signal: exit.signal,
-    };
-  }
-  if (exit.timedOut) {
-    return {
-      kind: "timeout",
-      exitCode: exit.exitCode,
-      signal: exit.signal,
-      error: `timed out after ${((timeoutMs ?? 0) / 1000).toFixed(1)} s`,
-      wallSeconds,
-    };
-  }
-  if (exit.exitCode === 0) {
-    const result = readResult(resultPath);
-    if ("metrics" in result) return { kind: "succeeded", metrics: result.metrics, wallSeconds };
-    return { kind: "failed", exitCode: 0, signal: null, error: result.error, wallSeconds };
-  }
-  const error = exit.signal ? `killed by ${exit.signal}` : `exit code ${exit.exitCode}`;
-  return { kind: "failed", exitCode: exit.exitCode, signal: exit.signal, error, wallSeconds };
 }
 
 /** Whether a leased task, on the GPUs it was given, fits `capacity`: a slot, its CPUs, its GPU shares. */

@@ -1,6 +1,5 @@
 import {
   type AgentCapabilities,
-  type FinishRequest,
   type FinishResponse,
   type HeartbeatResponse,
   type LeasedTask,
@@ -15,11 +14,11 @@ import type { Claim } from "../ledger/claimTask.js";
 import type { AttemptOutcome } from "../ledger/finishAttempt.js";
 import type { Params, RunPolicy } from "../sweep/types.js";
 import type { CoordinatorPort } from "./agent.js";
+import { refusedAsFailure } from "./attemptOutcome.js";
 import type { Capacity } from "./capacity.js";
 import { type CoordinatorClient, HttpError, isAbort, UnauthorizedError } from "./httpClient.js";
 import { type ChunkVerdict, logPieces } from "./logStream.js";
 import type { Outbox, OutboxRecord } from "./outbox.js";
-import { formatBytes, RESULT_LIMIT_BYTES } from "./taskFiles.js";
 
 export { CoordinatorClient, HttpError, UnauthorizedError } from "./httpClient.js";
 
@@ -461,26 +460,6 @@ export class HttpPort implements CoordinatorPort {
     this.fatal = true;
     this.options.onFatal?.(error);
   }
-}
-
-/**
- * A success whose report the coordinator refuses for what it holds — too large (413), or
- * malformed (400) — as a failure it will take: the attempt must end, or its lease would run
- * out, the task be requeued as lost and run again, each time refused the same way. Null for
- * any other report or refusal (an unknown attempt, another agent's: no report of it would do).
- */
-function refusedAsFailure(request: FinishRequest, refusal: HttpError): FinishRequest | null {
-  const outcome = request.outcome;
-  if (outcome.kind !== "succeeded" || (refusal.status !== 413 && refusal.status !== 400)) return null;
-  const size = formatBytes(Buffer.byteLength(JSON.stringify(outcome.metrics)));
-  const error =
-    refusal.status === 413
-      ? `the result (${size} of JSON) is more than the coordinator takes (413: ${refusal.detail}); results may be up to ${formatBytes(RESULT_LIMIT_BYTES)}, less where a coordinator's request limit is lower`
-      : `the coordinator refused the task's result (400: ${refusal.detail})`;
-  return {
-    ...request,
-    outcome: { kind: "failed", exitCode: 0, signal: null, error, wallSeconds: outcome.wallSeconds },
-  };
 }
 
 /** The coordinator answers 409 "unknown agent …" to an agent it has no registration of. */
