@@ -140,6 +140,7 @@ export async function runCommand(configs: string[], flags: RunFlags): Promise<nu
       coordinator,
       telemetry,
       onMachine: (machine) => machines.push(machine),
+      warn: (message) => view.note(message),
       onAgent: (started) => {
         agent = started;
         // Ctrl-C while the machine was being probed, before there was an agent to tell.

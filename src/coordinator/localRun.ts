@@ -114,6 +114,8 @@ export interface LocalRunOptions {
   telemetryEveryMs?: number;
   /** Called with this machine's description once its slots are planned (for the dashboard). */
   onMachine?: (machine: LocalMachine) => void;
+  /** Notices of background failures the agent survived. (Default: stderr) */
+  warn?: (message: string) => void;
 }
 
 export interface LocalRunResult {
@@ -147,6 +149,7 @@ export async function runLocally(db: Db, options: LocalRunOptions): Promise<Loca
     graceMs: options.graceMs,
     env: options.env,
     onEvent: options.onEvent,
+    warn: options.warn,
   });
   options.onMachine?.({
     id: worker,
