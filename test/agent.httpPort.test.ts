@@ -48,6 +48,7 @@ const leased: LeasedTask = {
     configFile: "/tmp/sweep.yaml",
     policy: {
       retries: 0,
+      maxLost: 3,
       timeoutMs: null,
       backoffMs: 1000,
       resources: { gpus: 0, gpuMemoryGb: 0, cpus: 1, tags: [] },

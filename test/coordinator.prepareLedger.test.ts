@@ -3,12 +3,13 @@
  * another live run sharing the ledger (--store) is running right now.
  */
 import { spawn } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { prepareLedger } from "../src/coordinator/localRun.js";
 import { openSweep } from "../src/coordinator/openSweep.js";
+import { claimTask } from "../src/ledger/claimTask.js";
 
 const cleanups: Array<() => void | Promise<void>> = [];
 afterEach(async () => {
@@ -69,5 +70,36 @@ describe("prepareLedger on a ledger shared by several runs", () => {
       { id: 3, state: "running" },
       { id: 4, state: "pending" },
     ]);
+  });
+
+  it("fails a task whose run died under it max_lost times, saying why in failed_experiments.csv", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "labsweep-lost-"));
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    const config = join(dir, "sweep.yaml");
+    writeFileSync(config, "command: echo {x}\nmax_lost: 2\nmain:\n  combinations:\n    - x: [1]\n");
+    const stateDir = join(dir, ".labsweep");
+    const dead = spawn("true");
+    await new Promise((resolve) => dead.once("exit", resolve));
+    const states: string[] = [];
+    for (let start = 1; start <= 3; start++) {
+      const prepared = await prepareLedger(stateDir, openSweep([config]), Date.now());
+      states.push(
+        ((await prepared.db.one<{ state: string }>("SELECT state FROM tasks")) as { state: string }).state,
+      );
+      // A run (long gone, like the one that claimed it) takes the task, and dies with it.
+      await claimTask(prepared.db, {
+        worker: `local-${hostname()}-${dead.pid}`,
+        host: hostname(),
+        now: Date.now(),
+        leaseMs: 60_000,
+        fits: () => ({ gpuIds: [] }),
+      });
+      await prepared.db.close();
+      prepared.release();
+    }
+    expect(states).toEqual(["pending", "pending", "failed"]);
+    const failed = readFileSync(join(stateDir, "failed_experiments.csv"), "utf8");
+    expect(failed).toContain("lost 2 times: its agent died or stopped answering each time");
+    expect(failed).toContain("its labsweep process ended while it ran");
   });
 });

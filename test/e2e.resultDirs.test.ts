@@ -60,7 +60,9 @@ describe("a results dir that cannot be written", () => {
     const status = await runCli(["status", sweep], { cwd: dir, env: CLEAN_ENV });
     expectCode(status, 0);
     expect(status.stdout).toMatch(
-      new RegExp(`cannot write results to ${dirA} \\(2 rows owed; failing since [^)]+\\): malformed CSV file`),
+      new RegExp(
+        `cannot write results to ${dirA} \\(2 rows owed; failing since [^)]+\\): malformed CSV file`,
+      ),
     );
     const json = await runCli(["status", sweep, "--json"], { cwd: dir, env: CLEAN_ENV });
     const { resultErrors } = JSON.parse(json.stdout) as {

@@ -272,7 +272,10 @@ g:
     await syncSweep(db, sweep(SHARED), NOW);
     // Task 1: its lost attempt's failure is stale; the task keeps running under the new attempt.
     const lost = await claim(db);
-    expect(await requeueAttempts(db, [await attemptRow(db, lost.attemptId)], "worker gone", NOW)).toBe(1);
+    expect(await requeueAttempts(db, [await attemptRow(db, lost.attemptId)], "worker gone", NOW)).toEqual({
+      requeued: 1,
+      failed: [],
+    });
     const current = await claim(db);
     expect(current).toMatchObject({ task: { id: lost.task.id }, attemptNumber: 2 });
     expect(await finishAttempt(db, lost.attemptId, failure, NOW + 1)).toMatchObject({ taskState: "ignored" });
@@ -454,7 +457,10 @@ g:
     expect(await renewLeases(db, [a.attemptId, b.attemptId], NOW + 60_000)).toEqual([]);
     await extendLeases(db, [b.attemptId], NOW + 90_000);
     expect((await openAttempts(db, { expiredBy: NOW + 60_001 })).map((row) => row.id)).toEqual([a.attemptId]);
-    expect(await requeueAttempts(db, await openAttempts(db, { worker: "local-1" }), "gone", NOW)).toBe(1);
+    expect(await requeueAttempts(db, await openAttempts(db, { worker: "local-1" }), "gone", NOW)).toEqual({
+      requeued: 1,
+      failed: [],
+    });
     expect(await renewLeases(db, [a.attemptId, b.attemptId], NOW + 70_000)).toEqual([a.attemptId]);
     const again = await claim(db);
     expect(again.task).toMatchObject({ id: a.task.id, attempts: 0 });

@@ -2,6 +2,8 @@ import { beforeEach, describe, expect, it } from "vitest";
 import { type Claim, claimTask } from "../src/ledger/claimTask.js";
 import type { Db } from "../src/ledger/db.js";
 import { type AttemptOutcome, finishAttempt } from "../src/ledger/finishAttempt.js";
+import { finishAttempts } from "../src/ledger/finishAttempts.js";
+import { retryFailed } from "../src/ledger/retryFailed.js";
 import { syncSweep } from "../src/ledger/syncSweep.js";
 import { loadSweep } from "../src/sweep/loadSweep.js";
 import { type LedgerBackend, useLedgerBackends } from "./helpers/postgres.js";
@@ -245,6 +247,51 @@ b:
       expect((await finishAttempt(db, (await claim(db, now)).attemptId, failure, now)).finalFailure).toBe(
         true,
       );
+    });
+
+    it("a task lost max_lost times fails, saying why; a retry gives it a fresh count", async () => {
+      const db = await ledgerWith(ONE_TASK("retries: 5\nmax_lost: 2"));
+      let now = NOW;
+      const first = await claim(db, now);
+      expect(await finishAttempt(db, first.attemptId, lost, now)).toEqual({
+        taskState: "pending",
+        finalFailure: false,
+        retryAt: null,
+      });
+      // The second loss through the batch path (one statement on PostgreSQL).
+      const second = await claim(db, ++now);
+      const [result] = await finishAttempts(db, [{ attemptId: second.attemptId, outcome: lost }], now);
+      const why =
+        /^lost 2 times: its agent died or stopped answering each time \(max_lost 2; last: worker gone\)$/;
+      expect(result).toMatchObject({
+        taskState: "failed",
+        finalFailure: true,
+        error: expect.stringMatching(why),
+      });
+      // No retry was spent: losses are counted apart.
+      expect(await task(db)).toMatchObject({ state: "failed", attempts: 0, finished_at: now });
+      const ended = await db.one<{ outcome: string; error: string }>(
+        "SELECT outcome, error FROM attempts WHERE id = $1",
+        [second.attemptId],
+      );
+      expect(ended?.outcome).toBe("lost");
+      expect(ended?.error).toMatch(why);
+      await retryFailed(db, ++now);
+      const third = await claim(db, ++now);
+      expect((await finishAttempt(db, third.attemptId, lost, now)).taskState).toBe("pending");
+    });
+
+    it("a ledger synced before max_lost existed fails a task at its third loss", async () => {
+      const db = await ledgerWith(ONE_TASK("retries: 0"));
+      const policy = JSON.parse(
+        (await db.one<{ policy_json: string }>("SELECT policy_json FROM phases"))?.policy_json ?? "{}",
+      );
+      delete policy.maxLost;
+      await db.run("UPDATE phases SET policy_json = $1", [JSON.stringify(policy)]);
+      const states: string[] = [];
+      for (let n = 1; n <= 3; n++)
+        states.push((await finishAttempt(db, (await claim(db, NOW + n)).attemptId, lost, NOW + n)).taskState);
+      expect(states).toEqual(["pending", "pending", "failed"]);
     });
 
     it("throws for an attempt that does not exist", async () => {

@@ -102,7 +102,7 @@ describe("unknown keys: did you mean, and the allowed keys", () => {
       keyPath: "retires",
       says: [
         'unknown setting "retires" — did you mean "retries"?',
-        "Settings: defaults, seeds, output_dir, command, retries, timeout, backoff, resources",
+        "Settings: defaults, seeds, output_dir, command, retries, max_lost, timeout, backoff, resources",
       ],
     });
     expectError("comand: run {a}\nexp:\n  combinations:\n    - a: [1]\n", {
@@ -395,6 +395,11 @@ describe("settings", () => {
       says: ["expected a whole number; got number 1.5"],
     });
     expectError("command: run\nexp:\n  retries: -1\n", { line: 3, says: ["must be ≥ 0; got number -1"] });
+    expectError("command: run\nexp:\n  max_lost: 0\n", {
+      line: 3,
+      keyPath: "exp.max_lost",
+      says: ["must be ≥ 1; got number 0"],
+    });
     expectError("command: run\nexp:\n  after: warmup\nwarmup: {}\n", {
       line: 3,
       keyPath: "exp.after",

@@ -1,15 +1,16 @@
 import { resolve } from "node:path";
 import type { Claim } from "../ledger/claimTask.js";
 import type { AttemptOutcome } from "../ledger/finishAttempt.js";
+import { readableTail, settledOutcome } from "./attemptOutcome.js";
 import type { Capacity, GpuOffer } from "./capacity.js";
 import { gpusWanted, memoryForNewTask, shareOf } from "./capacity.js";
 import { freePort } from "./freePort.js";
 import { launchCommand, needsFreePort } from "./launchCommand.js";
 import { STATE_DIR_MARKER } from "./leftovers.js";
-import { logTail, type ProcessExit, type RunningProcess, startProcess } from "./runProcess.js";
+import { type ProcessExit, type RunningProcess, startProcess } from "./runProcess.js";
 import { type GpuReader, gpuReader, TaskSampler } from "./sampler.js";
 import type { Slot } from "./slots.js";
-import { attemptFiles, prepareAttempt, readResult } from "./taskFiles.js";
+import { attemptFiles, prepareAttempt } from "./taskFiles.js";
 
 /** What an agent needs from a coordinator: in-process for `labsweep run`, over HTTP otherwise. */
 export interface CoordinatorPort {
@@ -66,6 +67,8 @@ export interface AgentOptions {
    */
   leaseAheadBelowMs?: number;
   onEvent?: (event: AgentEvent) => void;
+  /** Notices of things that went wrong in the background and were survived. (Default: stderr) */
+  warn?: (message: string) => void;
 }
 
 export type AgentEvent =
@@ -182,7 +185,10 @@ export class Agent {
 
   /** Leases and runs tasks until the sweep is done, `stopLeasing` is called, or nothing left fits. */
   async run(): Promise<AgentExit> {
-    const heartbeat = setInterval(() => void this.renewLeases(), this.options.heartbeatMs ?? 3000);
+    const heartbeat = setInterval(
+      () => this.survive(this.renewLeases(), "could not renew leases (tried again next beat)"),
+      this.options.heartbeatMs ?? 3000,
+    );
     try {
       for (;;) {
         // What happens from here on wakes the wait at the end of this round.
@@ -318,7 +324,8 @@ export class Agent {
       }
     })();
     const previous = this.withdrawing;
-    const both = Promise.all([previous, settled]).then(() => {
+    this.survive(settled, "could not hand back tasks held ahead");
+    const both = Promise.all([previous, settled.catch(() => undefined)]).then(() => {
       if (this.withdrawing === both) this.withdrawing = null;
     });
     this.withdrawing = both;
@@ -450,10 +457,13 @@ export class Agent {
       after,
     });
     const launch: Launch = { claim, process: child, files, started: false };
-    void child.pid.then((pid) => {
-      launch.started = true;
-      if (pid > 0 && after) this.chainedStarted(launch);
-    });
+    this.survive(
+      child.pid.then((pid) => {
+        launch.started = true;
+        if (pid > 0 && after) this.chainedStarted(launch);
+      }),
+      `could not start task ${task.id}`,
+    );
     return launch;
   }
 
@@ -490,7 +500,7 @@ export class Agent {
     const running: Running = { claim, process: child, gpuShare: share, cpus: task.policy.resources.cpus };
     this.running.set(claim.attemptId, running);
     this.options.onEvent?.({ kind: "started", claim });
-    void child.pid.then((pid) => {
+    const noticed = child.pid.then((pid) => {
       if (pid <= 0) return undefined;
       const started = this.port.started(claim.attemptId, pid, files.logPath);
       this.gpuReadings ??= gpuReader({ env: { ...process.env, ...this.options.env } });
@@ -503,7 +513,12 @@ export class Agent {
       });
       return started;
     });
-    void child.exited.then((exit) => this.finished(running, exit, files.resultPath, files.logPath));
+    // Only the dashboard wants the pid: a notice that fails costs the task nothing.
+    this.survive(noticed, `could not record the process of task ${task.id}`);
+    this.survive(
+      child.exited.then((exit) => this.finished(running, exit, files.resultPath, files.logPath)),
+      `could not report task ${task.id}`,
+    );
     return running;
   }
 
@@ -513,14 +528,14 @@ export class Agent {
     resultPath: string,
     logPath: string,
   ): Promise<void> {
-    let outcome = outcomeOf(exit, resultPath, task.claim.task.policy.timeoutMs);
+    let outcome = settledOutcome(exit, resultPath, task.claim.task.policy.timeoutMs);
     if (task.abandoned && outcome.kind !== "succeeded") {
       const error = "stopped: the coordinator no longer assigns it to this agent";
       outcome = { kind: "interrupted", error, exitCode: exit.exitCode, signal: exit.signal };
     }
     const usage = task.sampler?.stop();
     if (outcome.kind === "succeeded" && usage) outcome.usage = usage;
-    const tail = outcome.kind === "succeeded" ? undefined : logTail(logPath, 20);
+    const tail = outcome.kind === "succeeded" ? undefined : readableTail(logPath);
     // The slot is free the moment the process is gone: leasing its next task need not wait for
     // this report to be written and sent (the port decides whether the coordinator must hear it
     // first), so the slot idles for one round trip, not three.
@@ -701,6 +716,16 @@ export class Agent {
     };
   }
 
+  /** Lets `work` run on in the background; a failure is told, never left unhandled. */
+  private survive(work: Promise<unknown>, what: string): void {
+    work.catch((error: unknown) => this.warnOf(what, error));
+  }
+
+  private warnOf(what: string, error: unknown): void {
+    const message = `labsweep: ${what}: ${error instanceof Error ? error.message : String(error)}`;
+    (this.options.warn ?? ((line: string) => process.stderr.write(`${line}\n`)))(message);
+  }
+
   private wake(): void {
     this.changed = true;
     this.wakeLoop?.();
@@ -720,7 +745,11 @@ export class Agent {
         resolve();
       };
       this.wakeLoop = done;
-      void this.port.awaitWork(1000).then(done);
+      this.port.awaitWork(1000).then(done, (error: unknown) => {
+        // The coordinator could not say (its ledger unreachable a moment): look again shortly.
+        this.warnOf("could not wait for work", error);
+        setTimeout(done, 1000);
+      });
     });
   }
 
@@ -733,34 +762,6 @@ export class Agent {
     await Promise.allSettled([...this.releasing]);
     if (this.failure) throw this.failure;
   }
-}
-
-function outcomeOf(exit: ProcessExit, resultPath: string, timeoutMs: number | null): AttemptOutcome {
-  const wallSeconds = exit.wallSeconds;
-  if (exit.stopped && !exit.timedOut) {
-    return {
-      kind: "interrupted",
-      error: "stopped by the user",
-      exitCode: exit.exitCode,
-      signal: exit.signal,
-    };
-  }
-  if (exit.timedOut) {
-    return {
-      kind: "timeout",
-      exitCode: exit.exitCode,
-      signal: exit.signal,
-      error: `timed out after ${((timeoutMs ?? 0) / 1000).toFixed(1)} s`,
-      wallSeconds,
-    };
-  }
-  if (exit.exitCode === 0) {
-    const result = readResult(resultPath);
-    if ("metrics" in result) return { kind: "succeeded", metrics: result.metrics, wallSeconds };
-    return { kind: "failed", exitCode: 0, signal: null, error: result.error, wallSeconds };
-  }
-  const error = exit.signal ? `killed by ${exit.signal}` : `exit code ${exit.exitCode}`;
-  return { kind: "failed", exitCode: exit.exitCode, signal: exit.signal, error, wallSeconds };
 }
 
 /** Whether a leased task, on the GPUs it was given, fits `capacity`: a slot, its CPUs, its GPU shares. */

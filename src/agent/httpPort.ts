@@ -1,18 +1,20 @@
-import type {
-  AgentCapabilities,
-  FinishResponse,
-  HeartbeatResponse,
-  LeasedTask,
-  LeaseRequest,
-  LeaseResponse,
-  RegisterResponse,
-  ReportVerdict,
+import {
+  type AgentCapabilities,
+  type FinishResponse,
+  type HeartbeatResponse,
+  type LeasedTask,
+  type LeaseRequest,
+  type LeaseResponse,
+  REQUEST_BODY_LIMIT_BYTES,
+  type RegisterResponse,
+  type ReportVerdict,
 } from "../api/contract.js";
 import type { GpuSample } from "../coordinator/gpuTelemetry.js";
 import type { Claim } from "../ledger/claimTask.js";
 import type { AttemptOutcome } from "../ledger/finishAttempt.js";
 import type { Params, RunPolicy } from "../sweep/types.js";
 import type { CoordinatorPort } from "./agent.js";
+import { refusedAsFailure } from "./attemptOutcome.js";
 import type { Capacity } from "./capacity.js";
 import { type CoordinatorClient, HttpError, isAbort, UnauthorizedError } from "./httpClient.js";
 import { type ChunkVerdict, logPieces } from "./logStream.js";
@@ -24,6 +26,11 @@ export { CoordinatorClient, HttpError, UnauthorizedError } from "./httpClient.js
 const FINAL_LOG_PIECE_BYTES = 128 * 1024;
 /** Reports one lease request carries at most. */
 const MAX_CARRIED_REPORTS = 64;
+/**
+ * …and bytes of them: half the coordinator's body limit leaves room for the rest of the request,
+ * and a report too large to be carried goes alone (see deliver).
+ */
+const CARRIED_REPORT_BYTES = REQUEST_BODY_LIMIT_BYTES / 2;
 /**
  * Contact older than this (or half the lease, if shorter) is in doubt: heartbeats (every 3 s by
  * default) would have refreshed it. Well inside the 12 s lease, so no lease of this agent can have
@@ -54,6 +61,8 @@ export interface HttpPortOptions {
   heartbeatTimeoutMs?: number;
   /** Called once when the coordinator rejects the token: the agent must stop. */
   onFatal?: (error: UnauthorizedError) => void;
+  /** Notices, one line each. (Default: stderr) */
+  warn?: (message: string) => void;
 }
 
 /**
@@ -81,6 +90,8 @@ export class HttpPort implements CoordinatorPort {
   private endLease: (() => void) | null = null;
   /** Start notices not sent yet (see started). */
   private readonly startNotices = new Map<number, NodeJS.Timeout>();
+  /** Bytes of reports a lease may carry; lowered when a coordinator refuses one as too large. */
+  private carryBytes = CARRIED_REPORT_BYTES;
 
   constructor(
     private readonly client: CoordinatorClient,
@@ -110,6 +121,8 @@ export class HttpPort implements CoordinatorPort {
     max?: number;
     waitMs?: number;
   }): Promise<Claim[]> {
+    // The coordinator said the sweep is over (it may have exited since): nothing to ask it.
+    if (this.lastDone && !this.options.stay) return [];
     const waitMs =
       request.waitMs ??
       (request.capacity.freeSlots < this.options.slots
@@ -120,19 +133,7 @@ export class HttpPort implements CoordinatorPort {
     // A report the coordinator keeps failing (5xx) holds leasing up for a while, not for ever.
     if (outbox.pending().length > 0 && !this.inContact())
       await outbox.flush({ signal: request.signal, timeoutMs: 30_000 });
-    const carried = outbox.carry(MAX_CARRIED_REPORTS);
-    // JSON has no Infinity: "no CPU limit" travels as null (the coordinator reads it so).
-    const body: LeaseRequest = {
-      agentId: this.options.agentId,
-      capacity: request.capacity,
-      waitMs,
-      max: request.max ?? 1,
-      reports: carried.map(({ attemptId, request: report }) => ({
-        attemptId,
-        outcome: report.outcome,
-        logTail: report.logTail,
-      })),
-    };
+    const carried = outbox.carry(MAX_CARRIED_REPORTS, this.carryBytes);
     const started = Date.now();
     // A "done" on the channel ends a lease still held: the coordinator is about to exit.
     const sweepOver = new AbortController();
@@ -140,11 +141,8 @@ export class HttpPort implements CoordinatorPort {
     const signal = request.signal ? AbortSignal.any([request.signal, sweepOver.signal]) : sweepOver.signal;
     let response: LeaseResponse;
     try {
-      response = await this.withRegistration(() =>
-        this.client.call<LeaseResponse>("POST", "/lease", body, { timeoutMs: waitMs + 15_000, signal }),
-      );
+      response = await this.postLease(request, waitMs, carried, signal);
     } catch (error) {
-      outbox.release(carried.map((record) => record.attemptId));
       if (signal.aborted && isAbort(error)) return [];
       throw error;
     } finally {
@@ -158,6 +156,69 @@ export class HttpPort implements CoordinatorPort {
     this.lastWaited =
       waitMs > 0 && leases.length === 0 && !response.done && Date.now() - started >= waitMs / 2;
     return leases.map(toClaim);
+  }
+
+  /**
+   * `POST /lease`, carrying `carried`. A coordinator that refuses the request as too large (413)
+   * or malformed (400) while it carries reports gets it again without them: they go back to the
+   * outbox's sender, one request each, and later leases carry less. A lease is never a reason to
+   * stop the agent and its running tasks; a request without reports that is still too large
+   * leases nothing this time.
+   */
+  private async postLease(
+    request: { capacity: Capacity; max?: number },
+    waitMs: number,
+    carried: OutboxRecord[],
+    signal: AbortSignal,
+  ): Promise<LeaseResponse> {
+    // JSON has no Infinity: "no CPU limit" travels as null (the coordinator reads it so).
+    const body = (reports: OutboxRecord[]): LeaseRequest => ({
+      agentId: this.options.agentId,
+      capacity: request.capacity,
+      waitMs,
+      max: request.max ?? 1,
+      reports: reports.map(({ attemptId, request: report }) => ({
+        attemptId,
+        outcome: report.outcome,
+        logTail: report.logTail,
+      })),
+    });
+    const post = (reports: OutboxRecord[]) =>
+      this.withRegistration(() =>
+        this.client.call<LeaseResponse>("POST", "/lease", body(reports), {
+          timeoutMs: waitMs + 15_000,
+          signal,
+        }),
+      );
+    const outbox = this.options.outbox;
+    const nothing: LeaseResponse = { lease: null, leases: [], reports: [], done: false };
+    try {
+      return await post(carried);
+    } catch (error) {
+      outbox.release(carried.map((record) => record.attemptId));
+      const refused = error instanceof HttpError && (error.status === 413 || error.status === 400);
+      if (!refused || (carried.length === 0 && error.status === 400)) throw error;
+      if (carried.length === 0) {
+        this.warn(`labsweep agent: the coordinator refused a lease as too large (${error.detail})`);
+        return nothing;
+      }
+      const sent = Buffer.byteLength(JSON.stringify(body(carried)));
+      this.carryBytes = Math.min(this.carryBytes, Math.floor(sent / 2));
+      this.warn(
+        `labsweep agent: the coordinator refused a lease carrying ${carried.length} report(s) (${error.status}: ${error.detail}); they go one by one, and leases carry at most ${this.carryBytes} bytes of reports from now on`,
+      );
+    }
+    try {
+      return await post([]);
+    } catch (error) {
+      if (!(error instanceof HttpError && error.status === 413)) throw error;
+      this.warn(`labsweep agent: the coordinator refused a lease as too large (${error.detail})`);
+      return nothing;
+    }
+  }
+
+  private warn(message: string): void {
+    (this.options.warn ?? ((line: string) => process.stderr.write(`${line}\n`)))(message);
   }
 
   /**
@@ -356,6 +417,11 @@ export class HttpPort implements CoordinatorPort {
           // Too large: a shorter tail, then none.
           const tail = request.logTail;
           request = { ...request, logTail: tail.length > 4096 ? tail.slice(-4096) : undefined };
+          continue;
+        }
+        const failed = refusedAsFailure(request, error);
+        if (failed) {
+          request = failed;
           continue;
         }
         return { refused: `${error.status}: ${error.detail}` };

@@ -123,11 +123,19 @@ export class Launcher {
     createInterface({ input: child.stdout as NodeJS.ReadableStream }).on("line", (line) =>
       this.onMessage(line),
     );
-    child.once("exit", (code, signal) => {
+    // A launcher that died (killed, out of memory) fails a write to it with EPIPE: unheard, that
+    // would end the agent. Its 'exit' below settles its tasks; one that could not start at all
+    // has no 'exit', so its spawn error does.
+    child.stdin?.on("error", () => undefined);
+    child.on("error", (error) => {
+      if (child.pid === undefined) gone(`the task launcher could not start: ${error.message}`);
+    });
+    child.once("exit", (code, signal) => gone(`the task launcher exited (code ${code}, signal ${signal})`));
+    const gone = (why: string): void => {
       if (this.child === child) this.child = null;
       // Its tasks must not outlive it unwatched: kill their groups, and report them as killed so
       // they are requeued.
-      const error = new Error(`the task launcher exited (code ${code}, signal ${signal})`);
+      const error = new Error(why);
       for (const [id, entry] of this.pending) {
         if (entry.pid !== undefined) killGroup(entry.pid);
         entry.dropAnswer?.(false);
@@ -135,7 +143,7 @@ export class Launcher {
         entry.exited({ code: null, signal: "SIGKILL" });
         this.pending.delete(id);
       }
-    });
+    };
     this.child = child;
     return child;
   }

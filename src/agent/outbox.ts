@@ -107,15 +107,22 @@ export class Outbox {
   }
 
   /**
-   * Hands up to `max` reports to a caller that sends them some other way (a lease request
-   * carries them): the sender skips them until `settle` or `release`.
+   * Hands up to `max` reports, of at most `maxBytes` of JSON together, to a caller that sends
+   * them some other way (a lease request carries them): the sender skips them until `settle` or
+   * `release`. A report larger than `maxBytes` alone is never carried: the sender sends it in a
+   * request of its own. (maxBytes default: no limit)
    */
-  carry(max: number): OutboxRecord[] {
+  carry(max: number, maxBytes = Number.POSITIVE_INFINITY): OutboxRecord[] {
     const taken: OutboxRecord[] = [];
+    let bytes = 0;
     for (const id of this.ids) {
       if (taken.length >= max) break;
       const record = this.records.get(id);
       if (!record || this.carried.has(id) || this.sendingId === id) continue;
+      const size = reportBytes(record);
+      if (size > maxBytes) continue;
+      if (bytes + size > maxBytes) break;
+      bytes += size;
       this.carried.add(id);
       taken.push(record);
     }
@@ -190,7 +197,22 @@ export class Outbox {
     return this.stopped;
   }
 
+  /**
+   * Sends until nothing is left; an error (the token rejected, a file that cannot be moved or
+   * deleted) stops it, told to onError: never a rejection nobody handles, which would end the
+   * agent's process with its running tasks.
+   */
   private async sendAll(): Promise<void> {
+    try {
+      await this.sendEach();
+    } catch (error) {
+      if (this.controller.signal.aborted) return;
+      this.stopped = error;
+      this.options.onError?.(error);
+    }
+  }
+
+  private async sendEach(): Promise<void> {
     const signal = this.controller.signal;
     for (;;) {
       const id = this.nextToSend();
@@ -200,16 +222,7 @@ export class Outbox {
       try {
         const record = this.records.get(id) ?? (await this.read(id));
         if (!record) continue;
-        let verdict: Awaited<ReturnType<Deliver>>;
-        try {
-          verdict = await this.deliver(record, signal);
-        } catch (error) {
-          if (!signal.aborted) {
-            this.stopped = error;
-            this.options.onError?.(error);
-          }
-          return;
-        }
+        const verdict = await this.deliver(record, signal);
         if (verdict === "sent") await unlink(this.pathOf(id)).catch(ignoreMissing);
         else await this.setAside(id, verdict.refused);
         this.ids.delete(id);
@@ -259,6 +272,12 @@ export class Outbox {
   private pathOf(attemptId: number): string {
     return join(this.dir, `${attemptId}.json`);
   }
+}
+
+/** The size of a record's report as a lease carries it (its JSON, in bytes). */
+export function reportBytes(record: OutboxRecord): number {
+  const { outcome, logTail } = record.request;
+  return Buffer.byteLength(JSON.stringify({ attemptId: record.attemptId, outcome, logTail }));
 }
 
 /** Makes a rename in `dir` durable. */

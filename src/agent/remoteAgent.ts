@@ -170,6 +170,7 @@ export class RemoteAgent {
       outbox,
       stay: this.options.stay,
       onFatal: (error) => this.onError(error),
+      warn: this.log,
     });
     const http = port;
     const channelStop = new AbortController();
@@ -197,9 +198,8 @@ export class RemoteAgent {
       );
       if (!registration) return { kind: this.gaveUp ? "unreachable" : "stopped" };
       this.log(`labsweep agent: registered with ${client.server} as ${describe(machine.capabilities)}`);
-      await this.settlePrevious(http, outbox, registration.openAttempts);
-      // Awaited in here, so the outbox is flushed before `finally` closes it.
-      if (this.stop.signal.aborted) return await this.finish(outbox, "stopped", http);
+      // Held before the previous run's reports are settled: the last of them may finish the
+      // sweep, and a coordinator that then exits says "done" only to agents on the channel.
       channel = holdChannel(client, {
         agentId,
         signal: channelStop.signal,
@@ -207,6 +207,9 @@ export class RemoteAgent {
         onEvent: (event) => this.onChannelEvent(event, http),
         onFatal: (error) => this.onError(error),
       });
+      await this.settlePrevious(http, outbox, registration.openAttempts);
+      // Awaited in here, so the outbox is flushed before `finally` closes it.
+      if (this.stop.signal.aborted) return await this.finish(outbox, "stopped", http);
       const exit = await this.runTasks(http, stateDir, machine, registration.heartbeatMs);
       return await this.finish(
         outbox,
@@ -286,17 +289,17 @@ export class RemoteAgent {
   }
 
   /**
-   * Sends the reports a previous incarnation left in the outbox, then reports as interrupted the
+   * Sends the reports a previous incarnation left in the outbox, then reports as lost the
    * attempts the coordinator still thinks this agent runs (they died with it): back to pending,
-   * no retry spent.
+   * no retry spent — but a loss, counted against `max_lost`, as the task may be what killed it.
    */
   private async settlePrevious(port: HttpPort, outbox: Outbox, openAttempts: number[]): Promise<void> {
     const reported = new Set(outbox.pending());
     if (reported.size > 0)
       this.log(`labsweep agent: sending ${reported.size} report(s) left from a previous run`);
-    const error = "the agent restarted while this attempt was open; requeued";
+    const error = "its agent ended while it ran (found open when the agent started again)";
     for (const attemptId of openAttempts)
-      if (!reported.has(attemptId)) await port.finish(attemptId, { outcome: { kind: "interrupted", error } });
+      if (!reported.has(attemptId)) await port.finish(attemptId, { outcome: { kind: "lost", error } });
     await outbox.flush({ signal: this.stop.signal });
   }
 
@@ -370,7 +373,8 @@ export class RemoteAgent {
 
   private onAgentEvent(event: AgentEvent, port: HttpPort, stateDir: string): void {
     const { claim } = event;
-    const what = `task ${claim.task.id} (attempt ${claim.attemptId})`;
+    // The task's own attempt number (1 for its first), not the ledger-wide attempt id.
+    const what = `task ${claim.task.id} (attempt ${claim.attemptNumber})`;
     if (event.kind === "started") {
       const gpus = claim.gpuIds.length > 0 ? ` on GPU ${claim.gpuIds.join(",")}` : "";
       this.log(`labsweep agent: ${what} started${gpus}: ${claim.task.command}`);

@@ -167,9 +167,12 @@ export function startProcess(spec: ProcessSpec): RunningProcess {
     chainable: Launcher.available(),
     launchId,
     startNow() {
-      void launchId.then((id) => {
-        if (id !== null) sharedLauncher().release(id);
-      });
+      launchId
+        .then((id) => {
+          if (id !== null) sharedLauncher().release(id);
+        })
+        // A launcher gone meanwhile has settled the task already (its 'exit').
+        .catch(() => undefined);
     },
     async withdraw() {
       const id = await launchId;

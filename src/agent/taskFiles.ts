@@ -1,4 +1,4 @@
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, touchPrivateFile } from "../ledger/privateFiles.js";
 import type { Task } from "../ledger/rows.js";
@@ -58,12 +58,24 @@ export function prepareAttempt(
 }
 
 /**
+ * The largest result file a task may write. Metrics travel in the finish report, which the
+ * coordinator takes only up to its request limit (1 MiB), and are stored with the task: a result
+ * near that size would be refused, or slow every read of the ledger. A larger one fails the
+ * attempt (retries apply), saying so — never a report refused for ever and a task rerun for ever.
+ */
+export const RESULT_LIMIT_BYTES = 256 * 1024;
+
+/**
  * The metrics a task wrote to LABSWEEP_RESULT_FILE: an empty or missing file means a task with
- * no metrics (a no-op or side-effect-only task); anything but a JSON object is an error.
+ * no metrics (a no-op or side-effect-only task); anything but a JSON object, or a file over
+ * RESULT_LIMIT_BYTES, is an error.
  */
 export function readResult(resultPath: string): { metrics: Record<string, unknown> } | { error: string } {
   let text: string;
   try {
+    // Checked before reading: a runaway task may have written gigabytes.
+    const size = statSync(resultPath).size;
+    if (size > RESULT_LIMIT_BYTES) return { error: resultTooLarge(size) };
     text = readFileSync(resultPath, "utf8");
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === "ENOENT") return { metrics: {} };
@@ -81,4 +93,16 @@ export function readResult(resultPath: string): { metrics: Record<string, unknow
       error: `LABSWEEP_RESULT_FILE is not valid JSON (${(error as Error).message}): ${text.slice(0, 200)}`,
     };
   }
+}
+
+/** The error of a result over the limit: "result file is 3.2 MiB; the limit is 256 KiB". */
+export function resultTooLarge(size: number): string {
+  return `result file is ${formatBytes(size)}; the limit is ${formatBytes(RESULT_LIMIT_BYTES)} (LABSWEEP_RESULT_FILE holds metrics: write large outputs to files of your own and put their paths in it)`;
+}
+
+/** 300 bytes, 12.5 KiB, 3.2 MiB. */
+export function formatBytes(bytes: number): string {
+  if (bytes < 1024) return `${bytes} bytes`;
+  const [value, unit] = bytes < 1024 * 1024 ? [bytes / 1024, "KiB"] : [bytes / (1024 * 1024), "MiB"];
+  return `${Number.isInteger(value) ? value : value.toFixed(1)} ${unit}`;
 }

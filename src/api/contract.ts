@@ -10,6 +10,12 @@ import type { Params, Placement, RunPolicy } from "../sweep/types.js";
 
 export const API_PREFIX = "/api/v1";
 
+/**
+ * The largest request body the coordinator takes by default (413 above it). Agents size what
+ * they send by it: a lease carries reports up to half of it, the rest go in later requests.
+ */
+export const REQUEST_BODY_LIMIT_BYTES = 1024 * 1024;
+
 /** What an agent tells the coordinator about itself (also printed by `labsweep doctor`). */
 export interface AgentCapabilities {
   /** Stable across restarts of the same agent (kept in the agent's state dir). */

@@ -119,7 +119,23 @@ export async function runCommand(configs: string[], flags: RunFlags): Promise<nu
       refreshing = false;
     }
   };
-  const ticker = setInterval(() => void refresh(), 250);
+  // The progress line is a view: a refresh that fails (the ledger unreachable a moment) is told
+  // once, and the next tick tries again — never a rejection that would end the run.
+  let refreshFailed = false;
+  const ticker = setInterval(() => {
+    refresh().then(
+      () => {
+        refreshFailed = false;
+      },
+      (error: unknown) => {
+        if (!refreshFailed)
+          view.note(
+            `labsweep: progress not refreshed: ${error instanceof Error ? error.message : String(error)}`,
+          );
+        refreshFailed = true;
+      },
+    );
+  }, 250);
   try {
     const result = await runLocally(db, {
       stateDir,
@@ -130,6 +146,7 @@ export async function runCommand(configs: string[], flags: RunFlags): Promise<nu
       coordinator,
       telemetry,
       onMachine: (machine) => machines.push(machine),
+      warn: (message) => view.note(message),
       onAgent: (started) => {
         agent = started;
         // Ctrl-C while the machine was being probed, before there was an agent to tell.

@@ -199,6 +199,20 @@ export class Coordinator {
     return renewLeases(this.db, attemptIds, this.now() + this.leaseMs);
   }
 
+  /**
+   * Attempts whose worker is gone (it died, or stopped renewing their leases): their tasks go
+   * back to pending, no retry spent, or fail once lost `max_lost` times. Returns how many were
+   * requeued.
+   */
+  async requeueLost(attemptIds: number[], why: string): Promise<number> {
+    if (attemptIds.length === 0) return 0;
+    const outcome = { kind: "lost" as const, error: why };
+    const results = await this.finishMany(
+      attemptIds.map((attemptId) => ({ attemptId, report: { outcome } })),
+    );
+    return results.filter((result) => result.taskState === "pending").length;
+  }
+
   async finish(attemptId: number, report: FinishReport): Promise<FinishResult> {
     const [result] = await this.finishMany([{ attemptId, report }]);
     return result as FinishResult;
@@ -223,7 +237,10 @@ export class Coordinator {
       for (const [i, result] of results.entries()) {
         const item = items[i] as ReportItem;
         if ("finalFailure" in result && result.finalFailure)
-          await this.logFailure(item.attemptId, item.report);
+          await logFinalFailure(this.db, this.options.stateDir, item.attemptId, item.report, {
+            at: this.now(),
+            error: result.error,
+          });
       }
       if (recorded.some((result) => result.taskState === "succeeded")) this.flushResults();
       if (recorded.some((result) => result.taskState === "succeeded" || result.taskState === "failed"))
@@ -362,33 +379,43 @@ export class Coordinator {
     while (this.flushing) await this.flushing;
     await this.flushResults();
   }
+}
 
-  private async logFailure(attemptId: number, report: FinishReport): Promise<void> {
-    const row = await this.db.one<{
-      task_id: number;
-      number: number;
-      params_json: string;
-      phases: string;
-    }>(
-      `SELECT a.task_id, a.number, t.params_json,
-              (SELECT group_concat(DISTINCT p.phase) FROM placements p WHERE p.task_id = t.id AND p.active = 1) AS phases
-         FROM attempts a JOIN tasks t ON t.id = a.task_id WHERE a.id = $1`,
-      [attemptId],
-    );
-    if (!row) return;
-    const outcome = report.outcome;
-    await logFailedTask(this.options.stateDir, {
-      at: new Date(this.now()),
-      taskId: row.task_id,
-      phases: (row.phases ?? "").split(",").filter(Boolean),
-      params: JSON.parse(row.params_json),
-      attempt: row.number,
-      exitCode: ("exitCode" in outcome ? outcome.exitCode : null) ?? null,
-      signal: ("signal" in outcome ? outcome.signal : null) ?? null,
-      error: "error" in outcome ? outcome.error : "",
-      logTail: report.logTail ?? "",
-    });
-  }
+/**
+ * Appends a task that used up its retries (or its losses) to failed_experiments.csv. `error`:
+ * why it failed, when that is not the report's own error.
+ */
+export async function logFinalFailure(
+  db: Db,
+  stateDir: string,
+  attemptId: number,
+  report: FinishReport,
+  options: { at: number; error?: string },
+): Promise<void> {
+  const row = await db.one<{
+    task_id: number;
+    number: number;
+    params_json: string;
+    phases: string;
+  }>(
+    `SELECT a.task_id, a.number, t.params_json,
+            (SELECT group_concat(DISTINCT p.phase) FROM placements p WHERE p.task_id = t.id AND p.active = 1) AS phases
+       FROM attempts a JOIN tasks t ON t.id = a.task_id WHERE a.id = $1`,
+    [attemptId],
+  );
+  if (!row) return;
+  const outcome = report.outcome;
+  await logFailedTask(stateDir, {
+    at: new Date(options.at),
+    taskId: row.task_id,
+    phases: (row.phases ?? "").split(",").filter(Boolean),
+    params: JSON.parse(row.params_json),
+    attempt: row.number,
+    exitCode: ("exitCode" in outcome ? outcome.exitCode : null) ?? null,
+    signal: ("signal" in outcome ? outcome.signal : null) ?? null,
+    error: options.error ?? ("error" in outcome ? outcome.error : ""),
+    logTail: report.logTail ?? "",
+  });
 }
 
 function describe(error: unknown): string {

@@ -13,7 +13,7 @@ import { type SyncReport, syncSweep } from "../ledger/syncSweep.js";
 import { type DrainOutcome, drainOwedResults } from "../results/resultsWriter.js";
 import { type ResumeReport, resumeFromResults } from "../results/resumeScan.js";
 import type { Sweep } from "../sweep/loadSweep.js";
-import { Coordinator } from "./coordinator.js";
+import { Coordinator, logFinalFailure } from "./coordinator.js";
 import type { GpuSample, GpuTelemetry } from "./gpuTelemetry.js";
 import { localPort } from "./localPort.js";
 import { acquireStateLock } from "./stateLock.js";
@@ -69,7 +69,17 @@ export async function prepareLedger(
         now + (options.remoteGraceMs ?? 0),
       );
     killTasksOf(resolve(stateDir));
-    const requeued = await requeueAttempts(db, abandoned, "its labsweep process ended while it ran", now);
+    const why = "its labsweep process ended while it ran";
+    const { requeued, failed } = await requeueAttempts(db, abandoned, why, now);
+    // Tasks that took their run down too often (max_lost) failed just now.
+    for (const { attemptId, error } of failed)
+      await logFinalFailure(
+        db,
+        stateDir,
+        attemptId,
+        { outcome: { kind: "lost", error: why } },
+        { at: now, error },
+      );
     const sync = await syncSweep(db, sweep, now);
     await evaluateGates(db, now);
     // The scan must precede the writer: it is how a row written just before a crash is recognised.
@@ -107,6 +117,8 @@ export interface LocalRunOptions {
   telemetryEveryMs?: number;
   /** Called with this machine's description once its slots are planned (for the dashboard). */
   onMachine?: (machine: LocalMachine) => void;
+  /** Notices of background failures the agent survived. (Default: stderr) */
+  warn?: (message: string) => void;
 }
 
 export interface LocalRunResult {
@@ -140,6 +152,7 @@ export async function runLocally(db: Db, options: LocalRunOptions): Promise<Loca
     graceMs: options.graceMs,
     env: options.env,
     onEvent: options.onEvent,
+    warn: options.warn,
   });
   options.onMachine?.({
     id: worker,

@@ -4,7 +4,7 @@ import { getAgent, markAgentExited, markAgentLost, registerAgent, touchAgent } f
 import type { Claim } from "../ledger/claimTask.js";
 import type { FinishResult } from "../ledger/finishAttempt.js";
 import type { FinishRefusal } from "../ledger/finishAttempts.js";
-import { openAttempts, requeueAttempts } from "../ledger/recoverAbandoned.js";
+import { openAttempts } from "../ledger/recoverAbandoned.js";
 import type { AttemptRow } from "../ledger/rows.js";
 import type { RunPolicy } from "../sweep/types.js";
 import type { Coordinator, ReportItem } from "./coordinator.js";
@@ -247,11 +247,12 @@ export class RemoteAgents {
   private async agentLost(agentId: string, reason: string): Promise<void> {
     const open = await openAttempts(this.coordinator.db, { worker: agentId });
     await markAgentLost(this.coordinator.db, agentId, reason, this.now());
-    const requeued = await requeueAttempts(this.coordinator.db, open, `agent lost: ${reason}`, this.now());
-    if (requeued > 0) {
+    const requeued = await this.coordinator.requeueLost(
+      open.map((attempt) => attempt.id),
+      `agent lost: ${reason}`,
+    );
+    if (requeued > 0)
       this.options.onEvent?.(`agent ${agentId} lost (${reason}): ${requeued} task(s) requeued`);
-      this.coordinator.notifyWork();
-    }
   }
 
   /** Leases not renewed in time: the host vanished silently (power loss, partition). */
@@ -268,16 +269,12 @@ export class RemoteAgents {
         // The agent is still heard from (it heartbeats) but did not renew these: it never got
         // them (a lease answer lost on the way) or their tasks were cancelled. Requeue just these;
         // its other tasks run on.
-        const requeued = await requeueAttempts(
-          this.coordinator.db,
-          attempts,
+        const requeued = await this.coordinator.requeueLost(
+          attempts.map((attempt) => attempt.id),
           "lease expired: its agent did not renew it",
-          now,
         );
-        if (requeued > 0) {
+        if (requeued > 0)
           this.options.onEvent?.(`agent ${agentId} did not renew ${requeued} lease(s): requeued`);
-          this.coordinator.notifyWork();
-        }
         continue;
       }
       await this.agentLost(agentId, "lease expired");

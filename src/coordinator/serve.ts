@@ -56,6 +56,8 @@ export interface ServeOptions {
    * waiting agents; closed with the server. (Default: none, a lone coordinator)
    */
   wakeBus?: WakeBus;
+  /** Largest request body taken (413 above it). (Default: REQUEST_BODY_LIMIT_BYTES, 1 MiB) */
+  bodyLimit?: number;
 }
 
 export interface RunningServer {
@@ -142,6 +144,7 @@ export async function startServer(db: Db, options: ServeOptions): Promise<Runnin
     trustLoopback: options.trustLoopback ?? false,
     maxEventStreams: options.streams?.max,
     streamBufferLimit: options.streams?.bufferLimit,
+    bodyLimit: options.bodyLimit,
   });
   const host = options.host ?? "127.0.0.1";
   const warning = clearTextWarning(host, Boolean(https));

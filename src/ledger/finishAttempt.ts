@@ -1,3 +1,4 @@
+import { DEFAULT_MAX_LOST } from "../sweep/types.js";
 import type { Db } from "./db.js";
 import { forUpdate } from "./dialect.js";
 import { recordEvent } from "./recordEvent.js";
@@ -36,6 +37,8 @@ export interface FinishResult {
   finalFailure: boolean;
   /** When the task may run again, for a retried failure. */
   retryAt: number | null;
+  /** Why the task failed, when that is not the report's own error (it was lost too often). */
+  error?: string;
 }
 
 const MAX_BACKOFF_MS = 10 * 60_000;
@@ -43,13 +46,14 @@ const MAX_BACKOFF_MS = 10 * 60_000;
 /** The attempt columns a decision reads. */
 export type EndingAttempt = Pick<AttemptRow, "id" | "host" | "gpu_ids" | "ended_at" | "outcome">;
 /** The task columns a decision reads (with its declaring phase's policy). */
-export type EndingTask = Pick<TaskRow, "id" | "state" | "attempt_id" | "attempts" | "policy_json">;
+export type EndingTask = Pick<TaskRow, "id" | "state" | "attempt_id" | "attempts" | "losses" | "policy_json">;
 
 /** The task columns an attempt's end may change, with their new values. */
 export interface TaskChange {
   state: TaskState;
   attempt_id: null;
   attempts?: number;
+  losses?: number;
   not_before?: number;
   result_json?: string;
   wall_seconds?: number;
@@ -129,13 +133,14 @@ export function decideFinish(
       event: { kind: "task_succeeded", detail: { attempt: attempt.id } },
     };
   }
-  if (outcome.kind === "interrupted" || outcome.kind === "lost") {
+  if (outcome.kind === "lost") return decideLoss(attempt, task, end, outcome.error, now);
+  if (outcome.kind === "interrupted") {
     return {
       result: { taskState: "pending", finalFailure: false, retryAt: null },
       attempt: end,
       task: { state: "pending", attempt_id: null, not_before: 0 },
       oweRows: false,
-      event: { kind: `task_${outcome.kind}`, detail: { attempt: attempt.id, why: outcome.error } },
+      event: { kind: "task_interrupted", detail: { attempt: attempt.id, why: outcome.error } },
     };
   }
   const { retries, backoffMs } = JSON.parse(task.policy_json) as { retries: number; backoffMs: number };
@@ -156,6 +161,40 @@ export function decideFinish(
     task: { state: "failed", attempt_id: null, attempts: spent, finished_at: now },
     oweRows: false,
     event: { kind: "task_failed", detail: { attempt: attempt.id, error: outcome.error } },
+  };
+}
+
+/**
+ * The current attempt was lost with its worker: the task goes back to pending without spending
+ * a retry (losing the worker is usually not the task's fault), until its `max_lost`-th loss — a
+ * task that takes its agent or machine down every time must not be rerun for ever — which fails
+ * it, saying why.
+ */
+function decideLoss(
+  attempt: EndingAttempt,
+  task: EndingTask,
+  end: AttemptEnd,
+  why: string,
+  now: number,
+): FinishDecision {
+  const losses = (task.losses ?? 0) + 1;
+  const maxLost = (JSON.parse(task.policy_json) as { maxLost?: number }).maxLost ?? DEFAULT_MAX_LOST;
+  if (losses < maxLost) {
+    return {
+      result: { taskState: "pending", finalFailure: false, retryAt: null },
+      attempt: end,
+      task: { state: "pending", attempt_id: null, losses, not_before: 0 },
+      oweRows: false,
+      event: { kind: "task_lost", detail: { attempt: attempt.id, why } },
+    };
+  }
+  const error = `lost ${losses} times: its agent died or stopped answering each time (max_lost ${maxLost}; last: ${why})`;
+  return {
+    result: { taskState: "failed", finalFailure: true, retryAt: null, error },
+    attempt: { ...end, error },
+    task: { state: "failed", attempt_id: null, losses, finished_at: now },
+    oweRows: false,
+    event: { kind: "task_failed", detail: { attempt: attempt.id, error } },
   };
 }
 

@@ -16,6 +16,7 @@ const WRITTEN_TASK_COLUMNS = [
   "state",
   "attempt_id",
   "attempts",
+  "losses",
   "not_before",
   "result_json",
   "wall_seconds",
@@ -169,17 +170,18 @@ const FINISH_BATCH_SQL = `WITH ended AS (
     FROM unnest($2::bigint[], $3::text[], $4::integer[], $5::text[], $6::text[]) AS e(id, outcome, exit_code, signal, error)
    WHERE attempts.id = e.id
 ), moved AS (
-  UPDATE tasks SET state = m.state, attempt_id = m.attempt_id, attempts = m.attempts, not_before = m.not_before,
-         result_json = m.result_json, wall_seconds = m.wall_seconds, host = m.host, gpu_ids = m.gpu_ids,
-         finished_at = m.finished_at, origin = m.origin, usage_json = m.usage_json
-    FROM unnest($7::bigint[], $8::text[], $9::bigint[], $10::integer[], $11::bigint[], $12::text[],
-                $13::float8[], $14::text[], $15::text[], $16::bigint[], $17::text[], $18::text[])
-      AS m(id, state, attempt_id, attempts, not_before, result_json, wall_seconds, host, gpu_ids, finished_at, origin, usage_json)
+  UPDATE tasks SET state = m.state, attempt_id = m.attempt_id, attempts = m.attempts, losses = m.losses,
+         not_before = m.not_before, result_json = m.result_json, wall_seconds = m.wall_seconds, host = m.host,
+         gpu_ids = m.gpu_ids, finished_at = m.finished_at, origin = m.origin, usage_json = m.usage_json
+    FROM unnest($7::bigint[], $8::text[], $9::bigint[], $10::integer[], $11::integer[], $12::bigint[],
+                $13::text[], $14::float8[], $15::text[], $16::text[], $17::bigint[], $18::text[], $19::text[])
+      AS m(id, state, attempt_id, attempts, losses, not_before, result_json, wall_seconds, host, gpu_ids,
+           finished_at, origin, usage_json)
    WHERE tasks.id = m.id
 ), owed AS (
-  ${oweRowsSql("p.task_id = ANY($19::bigint[])")}
+  ${oweRowsSql("p.task_id = ANY($20::bigint[])")}
 )
 INSERT INTO events (at, kind, task_id, detail)
 SELECT $1, v.kind, v.task_id, v.detail
-  FROM unnest($20::text[], $21::bigint[], $22::text[]) WITH ORDINALITY AS v(kind, task_id, detail, n)
+  FROM unnest($21::text[], $22::bigint[], $23::text[]) WITH ORDINALITY AS v(kind, task_id, detail, n)
  ORDER BY v.n`;

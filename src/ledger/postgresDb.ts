@@ -20,6 +20,35 @@ const types: pg.CustomTypesConfig = {
 const RETRYABLE = new Set(["40P01", "40001"]);
 const TRANSACTION_TRIES = 5;
 
+/**
+ * Failures of the connection, not of the statement: the server shutting down or restarting
+ * (57P01 admin_shutdown, 57P02 crash_shutdown, 57P03 cannot_connect_now), class 08 connection
+ * exceptions, and the socket's own errors. What was running when one struck never committed
+ * (but for a COMMIT whose answer was lost), so it may run again once the server is back.
+ */
+const CONNECTION_CODES = new Set([
+  "57P01",
+  "57P02",
+  "57P03",
+  "08000",
+  "08001",
+  "08003",
+  "08004",
+  "08006",
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "EPIPE",
+  "ETIMEDOUT",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "EAI_AGAIN",
+]);
+/** pg's own words for a connection that ended, which carry no code. */
+const CONNECTION_MESSAGES =
+  /Connection terminated|Client has encountered a connection error|timeout exceeded when trying to connect|Connection ended/i;
+const RECONNECT_FIRST_WAIT_MS = 100;
+const RECONNECT_MAX_WAIT_MS = 2000;
+
 /** Statements longer than this, or past this many distinct texts, are not prepared. */
 const NAMED_MAX_LENGTH = 2000;
 const NAMED_MAX = 300;
@@ -35,6 +64,12 @@ export interface PostgresDbOptions {
    * statement fails rather than hangs on an unreachable server. (Default: 30 s)
    */
   connectTimeoutMs?: number;
+  /**
+   * How long a statement or transaction that lost its connection (the server restarting, a
+   * network blip) is tried again, with backoff, before it fails. Only once the server has
+   * answered: one that cannot be reached at start fails at once. (Default: 30 s)
+   */
+  reconnectForMs?: number;
 }
 
 /**
@@ -56,6 +91,9 @@ export function openPostgresDb(url: string, options: PostgresDbOptions = {}): Db
     // An idle client whose server went away is dropped by the pool; the next statement reconnects
     // or fails with its own error. Without a listener the event would kill the process.
     created.on("error", () => undefined);
+    // So would a client's own error while it is checked out between statements (a transaction
+    // waiting on the coordinator's code): its next statement fails instead, and is retried.
+    created.on("connect", (client) => client.on("error", () => undefined));
     return created;
   };
   const pool = poolOf();
@@ -88,19 +126,53 @@ export function openPostgresDb(url: string, options: PostgresDbOptions = {}): Db
     }
     return { text: sql, values: params.map(bindable), name };
   };
-  const on = (client: pg.Pool | pg.PoolClient, indexOnly = false): Omit<Db, "transaction" | "close"> => ({
-    dialect: "postgres",
-    async all<Row>(sql: string, params: readonly unknown[] = []) {
-      return (await client.query(query(sql, params, indexOnly))).rows as Row[];
-    },
-    async one<Row>(sql: string, params: readonly unknown[] = []) {
-      return (await client.query(query(sql, params, indexOnly))).rows[0] as Row | undefined;
-    },
-    async run(sql: string, params: readonly unknown[] = []) {
-      return { changes: (await client.query(query(sql, params, indexOnly))).rowCount ?? 0 };
-    },
-  });
-  const transaction = async <T>(work: (tx: Db) => Promise<T>, settings?: TransactionOptions): Promise<T> => {
+  // Whether the server has answered yet: before that, a connection failure is a wrong URL or a
+  // server that is not up, and fails at once (the CLI's store check says so).
+  let reached = false;
+  const reconnectForMs = options.reconnectForMs ?? 30_000;
+  /** Runs `attempt`, again while it fails for want of a connection, for up to reconnectForMs. */
+  const persist = async <T>(attempt: () => Promise<T>): Promise<T> => {
+    let since: number | null = null;
+    for (let tries = 0; ; tries++) {
+      try {
+        const result = await attempt();
+        reached = true;
+        return result;
+      } catch (error) {
+        if (!reached || !isConnectionError(error)) throw error;
+        since ??= Date.now();
+        if (Date.now() - since >= reconnectForMs) throw error;
+        const wait = Math.min(RECONNECT_MAX_WAIT_MS, RECONNECT_FIRST_WAIT_MS * 2 ** Math.min(tries, 10));
+        await new Promise((resolve) => setTimeout(resolve, wait));
+      }
+    }
+  };
+  // Statements outside a transaction each take any pooled client and are retried on their own;
+  // inside one, a lost connection fails the statement and the whole transaction runs again.
+  const on = (client: pg.Pool | pg.PoolClient, indexOnly = false): Omit<Db, "transaction" | "close"> => {
+    const send = (sql: string, params: readonly unknown[]) =>
+      client instanceof pg.Pool
+        ? persist(() => client.query(query(sql, params, indexOnly)))
+        : client.query(query(sql, params, indexOnly));
+    return {
+      dialect: "postgres",
+      async all<Row>(sql: string, params: readonly unknown[] = []) {
+        return (await send(sql, params)).rows as Row[];
+      },
+      async one<Row>(sql: string, params: readonly unknown[] = []) {
+        return (await send(sql, params)).rows[0] as Row | undefined;
+      },
+      async run(sql: string, params: readonly unknown[] = []) {
+        return { changes: (await send(sql, params)).rowCount ?? 0 };
+      },
+    };
+  };
+  const transaction = <T>(work: (tx: Db) => Promise<T>, settings?: TransactionOptions): Promise<T> =>
+    persist(() => transactionOnce(work, settings));
+  const transactionOnce = async <T>(
+    work: (tx: Db) => Promise<T>,
+    settings?: TransactionOptions,
+  ): Promise<T> => {
     const indexOnly = settings?.keyed === true;
     for (let attempt = 1; ; attempt++) {
       const client = await (indexOnly ? keyed() : pool).connect();
@@ -110,18 +182,31 @@ export function openPostgresDb(url: string, options: PostgresDbOptions = {}): Db
         close: async () => undefined,
       };
       let broken: Error | undefined;
+      let committing = false;
       try {
         await client.query("BEGIN");
         const result = await work(tx);
+        committing = true;
         await client.query("COMMIT");
         return result;
       } catch (error) {
+        // The server may have committed before the connection dropped: running the work again
+        // could apply it twice (claim a task a second time), so the caller hears of it instead.
+        if (committing && isConnectionError(error)) {
+          broken = error as Error;
+          throw new Error(
+            "the connection to PostgreSQL was lost during COMMIT: the transaction may or may not have been applied",
+            { cause: error },
+          );
+        }
         try {
           await client.query("ROLLBACK");
         } catch (rollbackError) {
           // The connection itself failed: the pool must not hand it out again.
           broken = rollbackError as Error;
         }
+        // A connection that failed once is never handed out again, even if ROLLBACK got through.
+        if (!broken && isConnectionError(error)) broken = error as Error;
         const code = (error as { code?: string }).code;
         if (!broken && code && RETRYABLE.has(code) && attempt < TRANSACTION_TRIES) continue;
         throw error;
@@ -137,6 +222,17 @@ export function openPostgresDb(url: string, options: PostgresDbOptions = {}): Db
       await Promise.all([pool.end(), keyedPool?.end()]);
     },
   };
+}
+
+/** Whether an error is the connection's (see CONNECTION_CODES), not the statement's. */
+export function isConnectionError(error: unknown): boolean {
+  if (!(error instanceof Error)) return false;
+  const code = (error as { code?: unknown }).code;
+  if (typeof code === "string" && CONNECTION_CODES.has(code)) return true;
+  // Several addresses tried at once (localhost: ::1 and 127.0.0.1) fail as one AggregateError.
+  if (error instanceof AggregateError && error.errors.length > 0)
+    return error.errors.every((inner) => isConnectionError(inner));
+  return CONNECTION_MESSAGES.test(error.message);
 }
 
 function bindable(value: unknown): unknown {

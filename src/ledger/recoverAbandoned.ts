@@ -24,18 +24,24 @@ export async function openAttempts(
   return db.all<AttemptRow>(`SELECT * FROM attempts WHERE ${conditions.join(" AND ")} ORDER BY id`, params);
 }
 
+/**
+ * Ends attempts as lost: their tasks go back to pending, or fail once lost `max_lost` times —
+ * those are returned with why, for failed_experiments.csv.
+ */
 export async function requeueAttempts(
   db: Db,
   attempts: AttemptRow[],
   why: string,
   now: number,
-): Promise<number> {
+): Promise<{ requeued: number; failed: Array<{ attemptId: number; error: string }> }> {
   let requeued = 0;
+  const failed: Array<{ attemptId: number; error: string }> = [];
   for (const attempt of attempts) {
     const result = await finishAttempt(db, attempt.id, { kind: "lost", error: why }, now);
     if (result.taskState === "pending") requeued++;
+    if (result.finalFailure) failed.push({ attemptId: attempt.id, error: result.error ?? why });
   }
-  return requeued;
+  return { requeued, failed };
 }
 
 /** Records the process a running attempt started, so a later incarnation can kill leftovers. */

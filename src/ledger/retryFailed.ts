@@ -14,7 +14,7 @@ export class UnknownPhaseError extends Error {
 }
 
 /**
- * Gives failed tasks a fresh set of retries; gates are judged again by the caller. Phases a gate
+ * Gives failed tasks a fresh set of retries (and of losses); gates are judged again by the caller. Phases a gate
  * blocked wait again, their reason cleared until they are judged: the old "gate failed" would be
  * stale. A `phase` the sweep lacks is an UnknownPhaseError, not "0 failed tasks".
  */
@@ -34,7 +34,7 @@ export async function retryFailed(db: Db, now: number, filter: { phase?: string 
       ? "AND id IN (SELECT task_id FROM placements WHERE phase = $1 AND active = 1)"
       : "";
     const result = await tx.run(
-      `UPDATE tasks SET state = 'pending', attempts = 0, not_before = 0, finished_at = NULL
+      `UPDATE tasks SET state = 'pending', attempts = 0, losses = 0, not_before = 0, finished_at = NULL
         WHERE state = 'failed' AND active = 1 ${scope}`,
       filter.phase ? [filter.phase] : [],
     );

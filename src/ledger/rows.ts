@@ -16,6 +16,8 @@ export interface TaskRow {
   state: TaskState;
   runnable: number;
   attempts: number;
+  /** Attempts lost with their worker since the task's last fresh start (max_lost). */
+  losses: number;
   not_before: number;
   attempt_id: number | null;
   active: number;

@@ -18,7 +18,16 @@ import {
   RESOURCE_KEYS,
 } from "./schema.js";
 import { formatSpecUse, placeholderNames } from "./template.js";
-import type { Gate, LauncherSpec, Params, ParamValue, PhaseSpec, RunPolicy, SweepFile } from "./types.js";
+import {
+  DEFAULT_MAX_LOST,
+  type Gate,
+  type LauncherSpec,
+  type Params,
+  type ParamValue,
+  type PhaseSpec,
+  type RunPolicy,
+  type SweepFile,
+} from "./types.js";
 import { parseYamlSource, type YamlSource } from "./yamlSource.js";
 
 export interface LoadOptions {
@@ -375,6 +384,7 @@ function toPolicy(phase: PhaseInput, file: FileSettingsInput): RunPolicy {
   const resources = { ...file.resources, ...phase.resources };
   return {
     retries: phase.retries ?? file.retries ?? 3,
+    maxLost: phase.max_lost ?? file.max_lost ?? DEFAULT_MAX_LOST,
     timeoutMs: timeout === undefined ? null : parseDuration(timeout),
     backoffMs: backoff === undefined ? 1000 : (parseDuration(backoff) as number),
     resources: {

@@ -11,6 +11,7 @@ export const PHASE_KEYS: Record<string, string> = {
   after: "[]",
   gate: "all_succeeded",
   retries: "3",
+  max_lost: "3",
   timeout: "none",
   backoff: "1s",
   resources: "{gpus: 1 per task on GPU machines, gpu_memory_gb: 0, cpus: 1, tags: []}",
@@ -24,6 +25,7 @@ export const FILE_KEYS: Record<string, string> = {
   output_dir: "results/{phase}",
   command: "none: required here, in each phase, or via --command",
   retries: "3",
+  max_lost: "3",
   timeout: "none",
   backoff: "1s",
   resources: "{}",
@@ -118,6 +120,7 @@ const axis = z
 const policy = {
   command: z.string().min(1, "is empty").optional(),
   retries: z.int().min(0).optional(),
+  max_lost: z.int().min(1).optional(),
   timeout: timeout.optional(),
   backoff: duration.optional(),
   resources: resources.optional(),

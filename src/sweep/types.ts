@@ -22,9 +22,18 @@ export interface Resources {
 /** When a phase listed in `after` counts as good enough for its dependents to run. */
 export type Gate = { kind: "all_succeeded" } | { kind: "min_success"; ratio: number };
 
+/** `max_lost` when a config leaves it out, and for ledgers written before it existed. */
+export const DEFAULT_MAX_LOST = 3;
+
 /** How a task is run and retried; the first phase that declares a task decides it. */
 export interface RunPolicy {
   retries: number;
+  /**
+   * Losses (its worker died or stopped answering while it ran) after which the task fails
+   * instead of being requeued again; they spend no retry. (Default: 3)
+   * Ledgers written before the setting existed lack the field: read it as `maxLost ?? DEFAULT_MAX_LOST`.
+   */
+  maxLost: number;
   /** Kill the task's process group after this long. (Default: none) */
   timeoutMs: number | null;
   /** First retry delay; doubles per retry, capped at 10 minutes. (Default: 1 s) */

@@ -18,6 +18,13 @@ export interface PgServer {
   port: number;
   /** Creates an empty database and returns its URL; each test gets its own. */
   createDatabase(): Promise<string>;
+  /**
+   * Stops the server (`pg_ctl stop -m fast`: every connection is cut with 57P01 admin_shutdown,
+   * as a service restart does), keeps it down for `downMs`, and starts it again on the same port
+   * and data. Not `-m immediate`: with this server's durability off, a crash loses commits it
+   * already acknowledged, which no client could survive.
+   */
+  restart(options?: { downMs?: number }): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -60,24 +67,26 @@ export async function startPostgres(): Promise<PgServer> {
   const data = join(root, "data");
   const log = join(root, "server.log");
   let port = 0;
+  // Durability off: a test server need not survive a power loss.
+  const optionsFor = (serverPort: number): string =>
+    [
+      "listen_addresses=127.0.0.1",
+      `port=${serverPort}`,
+      `unix_socket_directories=${root}`,
+      "fsync=off",
+      "synchronous_commit=off",
+      "full_page_writes=off",
+      "max_connections=200",
+    ]
+      .map((setting) => `-c ${setting}`)
+      .join(" ");
   try {
     await as("initdb", ["-D", data, "-U", "labsweep", "--auth=trust", "-E", "UTF8", "--no-sync", "-N"]);
     // Another process may take the free port before the server binds it: try a few.
     for (let attempt = 1; ; attempt++) {
       port = await freePort();
-      // Durability off: a test server need not survive a power loss.
-      const settings = [
-        "listen_addresses=127.0.0.1",
-        `port=${port}`,
-        `unix_socket_directories=${root}`,
-        "fsync=off",
-        "synchronous_commit=off",
-        "full_page_writes=off",
-        "max_connections=200",
-      ];
-      const options = settings.map((setting) => `-c ${setting}`).join(" ");
       try {
-        await as("pg_ctl", ["-D", data, "-l", log, "-w", "-t", "60", "-o", options, "start"]);
+        await as("pg_ctl", ["-D", data, "-l", log, "-w", "-t", "60", "-o", optionsFor(port), "start"]);
         break;
       } catch (error) {
         if (attempt >= 3) throw error;
@@ -121,6 +130,11 @@ export async function startPostgres(): Promise<PgServer> {
         await client.end();
       }
       return `postgres://labsweep@127.0.0.1:${port}/${name}`;
+    },
+    async restart({ downMs = 0 } = {}) {
+      await as("pg_ctl", ["-D", data, "-m", "fast", "-w", "stop"]);
+      await new Promise((resolve) => setTimeout(resolve, downMs));
+      await as("pg_ctl", ["-D", data, "-l", log, "-w", "-t", "60", "-o", optionsFor(port), "start"]);
     },
     async stop() {
       process.off("exit", stopAtExit);

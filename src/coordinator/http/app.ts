@@ -1,5 +1,5 @@
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
-import { API_PREFIX } from "../../api/contract.js";
+import { API_PREFIX, REQUEST_BODY_LIMIT_BYTES } from "../../api/contract.js";
 import type { LocalMachine } from "../../dashboard/machines.js";
 import type { Coordinator } from "../coordinator.js";
 import type { GpuTelemetry } from "../gpuTelemetry.js";
@@ -69,7 +69,7 @@ declare module "fastify" {
 export function buildApp(options: AppOptions): FastifyInstance {
   const app = Fastify({
     logger: false,
-    bodyLimit: options.bodyLimit ?? 1024 * 1024,
+    bodyLimit: options.bodyLimit ?? REQUEST_BODY_LIMIT_BYTES,
     forceCloseConnections: true,
     ...(options.https ? { https: options.https } : {}),
   }) as unknown as FastifyInstance;
