@@ -24,7 +24,12 @@ b:
   combinations:
     - x: [3]
 `;
-const CLEAN_ENV = { LABSWEEP_AGENT_TOKEN: "", LABSWEEP_VIEWER_TOKEN: "", LABSWEEP_TOKEN: "", LABSWEEP_STORE: "" };
+const CLEAN_ENV = {
+  LABSWEEP_AGENT_TOKEN: "",
+  LABSWEEP_VIEWER_TOKEN: "",
+  LABSWEEP_TOKEN: "",
+  LABSWEEP_STORE: "",
+};
 
 /** A project whose out/a holds a malformed final_results.csv. */
 function project(): { dir: string; csvA: string } {
@@ -55,7 +60,9 @@ describe("a results dir that cannot be written", () => {
     const status = await runCli(["status", sweep], { cwd: dir, env: CLEAN_ENV });
     expectCode(status, 0);
     expect(status.stdout).toMatch(
-      new RegExp(`cannot write results to ${dirA} \\(2 rows owed; failing since [^)]+\\): malformed CSV file`),
+      new RegExp(
+        `cannot write results to ${dirA} \\(2 rows owed; failing since [^)]+\\): malformed CSV file`,
+      ),
     );
     const json = await runCli(["status", sweep, "--json"], { cwd: dir, env: CLEAN_ENV });
     const { resultErrors } = JSON.parse(json.stdout) as {
@@ -79,16 +86,24 @@ describe("a results dir that cannot be written", () => {
   it("makes serve --exit-when-done exit 1 naming it once every task has finished", async () => {
     const { dir, csvA } = project();
     const served = watch(
-      startCli(["serve", join(dir, "sweep.yaml"), "--port", "0", "--exit-when-done"], { cwd: dir, env: CLEAN_ENV }),
-    );
-    await served.waitFor(/^http:\/\/127\.0\.0\.1:\d+$/m);
-    const url = (/^(http:\/\/127\.0\.0\.1:\d+)$/m.exec(served.output()) as RegExpExecArray)[1] as string;
-    const token = (await runCli(["token", "--state", join(dir, ".labsweep")], { env: CLEAN_ENV })).stdout.trim();
-    const agent = watch(
-      startCli(["agent", "--server", url, `--token=${token}`, "--state", join(dir, "agent"), "--slots", "2"], {
+      startCli(["serve", join(dir, "sweep.yaml"), "--port", "0", "--exit-when-done"], {
         cwd: dir,
         env: CLEAN_ENV,
       }),
+    );
+    await served.waitFor(/^http:\/\/127\.0\.0\.1:\d+$/m);
+    const url = (/^(http:\/\/127\.0\.0\.1:\d+)$/m.exec(served.output()) as RegExpExecArray)[1] as string;
+    const token = (
+      await runCli(["token", "--state", join(dir, ".labsweep")], { env: CLEAN_ENV })
+    ).stdout.trim();
+    const agent = watch(
+      startCli(
+        ["agent", "--server", url, `--token=${token}`, "--state", join(dir, "agent"), "--slots", "2"],
+        {
+          cwd: dir,
+          env: CLEAN_ENV,
+        },
+      ),
     );
     const [servedResult, agentResult] = await Promise.all([served.result, agent.result]);
     expectCode(agentResult, 0);
