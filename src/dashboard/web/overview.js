@@ -175,7 +175,11 @@ function resultErrors(dirs) {
         ),
       ),
     ),
-    h("p", { class: "summary" }, "Retried every few seconds: fix the cause and the rows are written."),
+    h(
+      "p",
+      { class: "summary" },
+      "Tried again regularly (at least once a minute): fix the cause and the rows are written.",
+    ),
   );
 }
 
