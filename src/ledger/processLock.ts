@@ -1,4 +1,4 @@
-import Database from "better-sqlite3";
+import { Database } from "./sqliteDriver.js";
 import { touchPrivateFile } from "./privateFiles.js";
 
 /** A held process lock; `release` ends it (so does the process's death, even by SIGKILL). */

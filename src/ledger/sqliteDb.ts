@@ -1,4 +1,4 @@
-import Database from "better-sqlite3";
+import { Database, type SqliteStatement } from "./sqliteDriver.js";
 import type { Db } from "./db.js";
 
 /**
@@ -27,7 +27,7 @@ export function openSqliteDb(path: string, options: { readonly?: boolean } = {})
   }
   // better-sqlite3 binds only plain `?` positionally: each `$n` becomes a `?`, and `order`
   // says which argument goes where (a `$n` may repeat or appear out of order).
-  const statements = new Map<string, { statement: Database.Statement; order: number[] }>();
+  const statements = new Map<string, { statement: SqliteStatement; order: number[] }>();
   const prepare = (sql: string) => {
     let prepared = statements.get(sql);
     if (!prepared) {
