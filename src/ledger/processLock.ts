@@ -1,5 +1,5 @@
-import { Database } from "./sqliteDriver.js";
 import { touchPrivateFile } from "./privateFiles.js";
+import { Database } from "./sqliteDriver.js";
 
 /** A held process lock; `release` ends it (so does the process's death, even by SIGKILL). */
 export interface ProcessLock {

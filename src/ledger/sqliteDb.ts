@@ -1,5 +1,5 @@
-import { Database, type SqliteStatement } from "./sqliteDriver.js";
 import type { Db } from "./db.js";
+import { Database, type SqliteStatement } from "./sqliteDriver.js";
 
 /**
  * SQLite adapter for the Db port. One connection per process; WAL so `labsweep status` in
