@@ -518,6 +518,8 @@ describe("dashboard API", () => {
       const response = await get(fixture, `/${asset}`, jar, { remoteAddress: REMOTE });
       expect(response.statusCode, asset).toBe(200);
       bodies.push(response.body);
+      // Nor does it suggest a command that puts one in argv, where `ps` shows it to every user.
+      expect(response.body, asset).not.toMatch(/--token[= ](?!-file)/);
     }
     for (const path of [
       "/overview",
