@@ -115,6 +115,23 @@ export interface TableRow {
 export const PARAM_PREFIX = "param_";
 
 /**
+ * The column of each parameter after `leading` columns: its name, or `param_NAME` for one named
+ * like a leading column (`param_` added until the name is free).
+ */
+export function paramColumnsOf(params: Iterable<string>, leading: readonly string[]): Map<string, string> {
+  const names = [...params];
+  const taken = new Set([...leading, ...names]);
+  const columns = new Map<string, string>();
+  for (const name of names) {
+    let column = name;
+    if (leading.includes(name)) while (taken.has(column)) column = PARAM_PREFIX + column;
+    taken.add(column);
+    columns.set(name, column);
+  }
+  return columns;
+}
+
+/**
  * Rows of tasks as CSV cells: the leading columns, the parameters (in first-seen order), the
  * metrics (each under the column metricColumns gives it, so none is dropped or overwrites
  * another cell), then the metadata columns no parameter is named like. The results writer and
@@ -128,14 +145,7 @@ export function resultTable(
 ): { header: string[]; rows: string[][] } {
   const params = new Set<string>();
   for (const row of rows) for (const name of Object.keys(row.params)) params.add(name);
-  const paramColumns = new Map<string, string>();
-  const taken = new Set([...leading, ...params]);
-  for (const name of params) {
-    let column = name;
-    if (leading.includes(name)) while (taken.has(column)) column = PARAM_PREFIX + column;
-    taken.add(column);
-    paramColumns.set(name, column);
-  }
+  const paramColumns = paramColumnsOf(params, leading);
   const reserved = reservedColumns(paramColumns.values(), leading);
   const metricsByRow = rows.map((row) => metricColumns(Object.keys(row.metrics), reserved));
   const metrics = new Set<string>();
