@@ -635,6 +635,10 @@ describe("cancel", () => {
     expect(await call(fixture, "POST", "/cancel", { phase: "main" }).then((r) => r.json())).toEqual({
       cancelled: 0,
     });
+    // A phase the sweep lacks is named, as retry names it, not "0 cancelled".
+    const unknown = await call(fixture, "POST", "/cancel", { phase: "mian" });
+    expect(unknown.statusCode).toBe(400);
+    expect(unknown.json().error).toMatch(/^unknown phase mian \(phases: main\)/);
     expect((await finish(fixture, "a1", third.lease?.attemptId as number, success)).json()).toMatchObject({
       accepted: false,
     });

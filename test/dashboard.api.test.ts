@@ -425,6 +425,41 @@ describe("dashboard API", () => {
     );
   });
 
+  it("names clashing columns of results.csv as final_results.csv does: no header name twice", async () => {
+    const fixture = await startFixture(
+      "main:\n  command: echo {x} {task_id}\n  combinations:\n    - x: [1]\n    - task_id: [70]\n",
+      {
+        trustLoopback: true,
+      },
+    );
+    fixtures.push(fixture);
+    const claim = await fixture.server.coordinator.lease({ worker: "w1", host: "h", capacity: CAPACITY });
+    if (!claim) throw new Error("no task to lease");
+    await fixture.server.coordinator.finish(claim.attemptId, {
+      outcome: {
+        kind: "succeeded",
+        metrics: { phase: 1, x: 2, task_id: 3, wall_seconds: 4, acc: 5 },
+        wallSeconds: 6,
+      },
+    });
+    const all = await get(fixture, `${API_PREFIX}/dashboard/results.csv`);
+    const [header, row] = parse(all.body) as string[][];
+    expect(new Set(header).size, String(header)).toBe(header?.length);
+    const cells = Object.fromEntries((header ?? []).map((name, index) => [name, row?.[index]]));
+    expect(cells).toEqual({
+      task_id: String(claim.task.id),
+      phase: "main",
+      x: "1",
+      param_task_id: "70",
+      metric_phase: "1",
+      metric_x: "2",
+      metric_task_id: "3",
+      metric_wall_seconds: "4",
+      acc: "5",
+      wall_seconds: "6",
+    });
+  });
+
   it("needs the viewer token off loopback: as a bearer, or once in ?token= which becomes an HttpOnly cookie", async () => {
     const fixture = await serve();
     const remote = { remoteAddress: REMOTE };
@@ -518,6 +553,8 @@ describe("dashboard API", () => {
       const response = await get(fixture, `/${asset}`, jar, { remoteAddress: REMOTE });
       expect(response.statusCode, asset).toBe(200);
       bodies.push(response.body);
+      // Nor does it suggest a command that puts one in argv, where `ps` shows it to every user.
+      expect(response.body, asset).not.toMatch(/--token[= ](?!-file)/);
     }
     for (const path of [
       "/overview",

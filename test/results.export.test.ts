@@ -106,4 +106,26 @@ describe.each(backends)("export on $name", (backend) => {
     });
     expect(results[1]).toMatchObject({ peak_rss_mb: null, gpu_util_mean: null });
   });
+
+  it("keeps its task_id and phases columns when parameters (and metrics) are named like them", async () => {
+    const { db } = await sweepLedger(
+      backend,
+      "command: run {task_id} {phases}\nmain:\n  combinations:\n    - task_id: [70]\n    - phases: [p]\n",
+    );
+    await succeedAll(db, () => ({ metrics: { task_id: "m", param_task_id: "pm" } }));
+    const results: ExportedResult[] = [];
+    for await (const result of exportedResults(db)) results.push(result);
+    const table = resultsTable(results);
+    expect(table.header.slice(0, 7)).toEqual([
+      "task_id",
+      "phases",
+      "param_task_id",
+      "param_phases",
+      "metric_task_id",
+      "metric_param_task_id",
+      "wall_seconds",
+    ]);
+    expect(new Set(table.header).size).toBe(table.header.length);
+    expect(table.rows[0]?.slice(0, 6)).toEqual([String(results[0]?.task_id), "main", "70", "p", "m", "pm"]);
+  });
 });

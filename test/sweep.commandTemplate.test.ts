@@ -158,6 +158,16 @@ describe("placeholders no quoting can protect are config errors at file:line:col
       "quotes inside ${…}",
     ],
     [
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: shell syntax, not a JS template
+      "inside ${…}, where it would stay literal",
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: shell syntax, not a JS template
+      "exp:\n  command: echo ${OUT:-{x}}\n  defaults: {x: 1}\n",
+      2,
+      24,
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: shell syntax, not a JS template
+      "inside ${…}, which is the shell's",
+    ],
+    [
       "the second of two, in a file-level command",
       "command: printf %s {x} \\{x}\nexp:\n  defaults: {x: 1}\n",
       1,

@@ -8,16 +8,12 @@ import {
   readFileSync,
   renameSync,
   rmSync,
+  writeFileSync,
   writeSync,
 } from "node:fs";
 import { join, resolve } from "node:path";
-import {
-  ensurePrivateDir,
-  PRIVATE_DIR_MODE,
-  PRIVATE_FILE_MODE,
-  tightenFile,
-} from "../ledger/privateFiles.js";
-import { takePidLock } from "./gpuLocks.js";
+import { ensurePrivateDir, PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from "../ledger/privateFiles.js";
+import { tryExclusiveLock } from "../ledger/processLock.js";
 import { killLeftovers, killTasksOf } from "./leftovers.js";
 
 /** A state dir another live agent holds. */
@@ -25,10 +21,10 @@ export class StateDirInUseError extends Error {
   override readonly name = "StateDirInUseError";
   constructor(
     readonly stateDir: string,
-    readonly owner: number,
+    readonly owner: number | null,
   ) {
     super(
-      `another labsweep agent (pid ${owner}) uses the state dir ${stateDir}; give each agent on a machine its own --state DIR`,
+      `another labsweep agent${owner ? ` (pid ${owner})` : ""} uses the state dir ${stateDir}; give each agent on a machine its own --state DIR`,
     );
   }
 }
@@ -40,22 +36,47 @@ export interface AgentState {
   release(): void;
 }
 
+/** The agent's kernel lock on its state dir (see tryExclusiveLock). */
+const LOCK_FILE = "agent.run.lock";
+/** The holder's pid, written while holding the lock, for the message a second agent gets. */
+const PID_FILE = "agent.lock";
+
 /**
- * Takes an agent's state dir (one agent per dir: `agent.lock` holds its pid; a dead owner's
- * lock is taken over) and reads, or on first use creates, the agent's id.
+ * Takes an agent's state dir (one agent per dir) and reads, or on first use creates, the agent's
+ * id. A kernel lock, not a pid file judged stale: two agents starting at once cannot both take
+ * it, one killed by SIGKILL frees it, and a dead owner's pid reused by another process after a
+ * reboot does not keep the dir taken for ever.
  */
 export function openAgentState(stateDir: string): AgentState {
   const dir = resolve(stateDir);
   // Task logs, results and the outbox live here: the owner's alone (see privateFiles.ts).
   ensurePrivateDir(dir);
-  const lock = takePidLock(join(dir, "agent.lock"));
-  if (!("held" in lock)) throw new StateDirInUseError(dir, lock.owner);
-  // takePidLock writes 0644 for the machine-wide GPU locks; this one is in a private dir.
-  tightenFile(join(dir, "agent.lock"));
+  const lock = tryExclusiveLock(join(dir, LOCK_FILE));
+  const pidPath = join(dir, PID_FILE);
+  if (!lock) throw new StateDirInUseError(dir, ownerPid(pidPath));
+  const release = (): void => {
+    // The pid file goes first, while the lock still says it is ours to remove.
+    rmSync(pidPath, { force: true });
+    lock.release();
+  };
   try {
-    return { stateDir: dir, agentId: agentIdOf(dir), release: () => lock.held.release() };
+    // Overwrites a stale one (a killed holder's, or an older labsweep's pid lock).
+    rmSync(pidPath, { force: true });
+    writeFileSync(pidPath, `${process.pid}\n`, { mode: PRIVATE_FILE_MODE });
+    return { stateDir: dir, agentId: agentIdOf(dir), release };
   } catch (error) {
-    lock.held.release();
+    release();
+    throw error;
+  }
+}
+
+/** The pid in the lock holder's pid file; null while it has not written it yet. */
+function ownerPid(path: string): number | null {
+  try {
+    const pid = Number(readFileSync(path, "utf8").trim());
+    return Number.isSafeInteger(pid) && pid > 0 ? pid : null;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return null;
     throw error;
   }
 }

@@ -49,13 +49,17 @@ export interface RunningProcess {
   withdraw(): Promise<boolean>;
 }
 
-/** LABSWEEP_TOKEN, LABSWEEP_ADMIN_TOKEN, LABSWEEP_VIEWER_TOKEN, LABSWEEP_AGENT_TOKEN and the like. */
-const TOKEN_VARIABLE = /^LABSWEEP_.*TOKEN/i;
+/**
+ * LABSWEEP_TOKEN, LABSWEEP_ADMIN_TOKEN, LABSWEEP_VIEWER_TOKEN, LABSWEEP_AGENT_TOKEN and the like,
+ * and LABSWEEP_STORE: a `postgres://USER:PASSWORD@…` URL there opens the ledger itself.
+ */
+const TOKEN_VARIABLE = /^LABSWEEP_(?:.*TOKEN|STORE$)/i;
 
 /**
- * The environment a task gets: the agent's, less every labsweep token. A task runs whatever a
- * config says; with the agent token it could lease other machines' tasks, with the admin token
- * queue commands onto them. (A SLURM agent gets its token through its environment.)
+ * The environment a task gets: the agent's, less every labsweep credential. A task runs whatever
+ * a config says; with the agent token it could lease other machines' tasks, with the admin token
+ * or the ledger's password queue commands onto them; and a tool that records its environment
+ * would carry them off. (A SLURM agent gets its token through its environment.)
  */
 export function taskEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
   const result: NodeJS.ProcessEnv = {};

@@ -1,11 +1,13 @@
 import type { Db } from "./db.js";
 import { forUpdate } from "./dialect.js";
 import { recordEvent } from "./recordEvent.js";
+import { UnknownPhaseError } from "./retryFailed.js";
 
 /**
  * Marks unfinished tasks cancelled. A running attempt keeps running until its agent hears of it
  * (its heartbeat finds the attempt stale, or the coordinator pushes a cancel); whatever it
- * reports then is ignored, because the task no longer points at it.
+ * reports then is ignored, because the task no longer points at it. A `phase` the sweep lacks is
+ * an UnknownPhaseError.
  */
 export async function cancelTasks(
   db: Db,
@@ -15,6 +17,15 @@ export async function cancelTasks(
   return db.transaction(async (tx) => {
     const ids = new Set<number>(filter.taskIds ?? []);
     if (filter.phase) {
+      // An unknown phase is named, as `retry --phase` names it, not "0 task(s) cancelled".
+      const phases = await tx.all<{ name: string }>(
+        "SELECT name FROM phases WHERE active = 1 ORDER BY position",
+      );
+      if (!phases.some((row) => row.name === filter.phase))
+        throw new UnknownPhaseError(
+          filter.phase,
+          phases.map((row) => row.name),
+        );
       const rows = await tx.all<{ task_id: number }>(
         "SELECT task_id FROM placements WHERE phase = $1 AND active = 1",
         [filter.phase],

@@ -14,6 +14,12 @@ export interface ProcessLock {
  * database held in an exclusive transaction for as long as the connection stays open. Null when
  * another process holds it (never waits).
  */
+/**
+ * Every lock held: a connection nothing references is closed by the garbage collector, which
+ * would free the lock while its holder still counts on it.
+ */
+const HELD = new Set<Database.Database>();
+
 export function tryExclusiveLock(path: string): ProcessLock | null {
   touchPrivateFile(path);
   // timeout 0: a held lock answers SQLITE_BUSY at once instead of after better-sqlite3's 5 s.
@@ -29,10 +35,12 @@ export function tryExclusiveLock(path: string): ProcessLock | null {
     throw error;
   }
   let held = true;
+  HELD.add(connection);
   return {
     release() {
       if (!held) return;
       held = false;
+      HELD.delete(connection);
       connection.close();
     },
   };

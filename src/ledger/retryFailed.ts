@@ -2,7 +2,7 @@ import { didYouMean } from "../sweep/closest.js";
 import type { Db } from "./db.js";
 import { recordEvent } from "./recordEvent.js";
 
-/** `retry --phase` named a phase the sweep does not have. */
+/** `retry --phase` or `cancel --phase` named a phase the sweep does not have. */
 export class UnknownPhaseError extends Error {
   override readonly name = "UnknownPhaseError";
   constructor(

@@ -111,11 +111,33 @@ export interface TableRow {
   metadata: Readonly<Record<string, unknown>>;
 }
 
+/** What a parameter named like a leading column (export's `task_id`, `phases`) is prefixed with. */
+export const PARAM_PREFIX = "param_";
+
+/**
+ * The column of each parameter after `leading` columns: its name, or `param_NAME` for one named
+ * like a leading column (`param_` added until the name is free).
+ */
+export function paramColumnsOf(params: Iterable<string>, leading: readonly string[]): Map<string, string> {
+  const names = [...params];
+  const taken = new Set([...leading, ...names]);
+  const columns = new Map<string, string>();
+  for (const name of names) {
+    let column = name;
+    if (leading.includes(name)) while (taken.has(column)) column = PARAM_PREFIX + column;
+    taken.add(column);
+    columns.set(name, column);
+  }
+  return columns;
+}
+
 /**
  * Rows of tasks as CSV cells: the leading columns, the parameters (in first-seen order), the
  * metrics (each under the column metricColumns gives it, so none is dropped or overwrites
  * another cell), then the metadata columns no parameter is named like. The results writer and
  * `labsweep export` lay out their tables here, so both have the same columns in the same order.
+ * A parameter named like a leading column is written as `param_NAME`: the leading column (the
+ * task's id in export) must stay what it says, and a header must not hold one name twice.
  */
 export function resultTable(
   leading: readonly string[],
@@ -123,16 +145,18 @@ export function resultTable(
 ): { header: string[]; rows: string[][] } {
   const params = new Set<string>();
   for (const row of rows) for (const name of Object.keys(row.params)) params.add(name);
-  const reserved = reservedColumns(params, leading);
+  const paramColumns = paramColumnsOf(params, leading);
+  const reserved = reservedColumns(paramColumns.values(), leading);
   const metricsByRow = rows.map((row) => metricColumns(Object.keys(row.metrics), reserved));
   const metrics = new Set<string>();
   for (const columns of metricsByRow) for (const column of columns.values()) metrics.add(column);
   const metadata = METADATA_COLUMNS.filter((name) => !params.has(name));
-  const header = [...leading, ...params, ...metrics, ...metadata];
+  const header = [...leading, ...paramColumns.values(), ...metrics, ...metadata];
   const cells = rows.map((row, index) => {
     const byColumn = new Map<string, unknown>(leading.map((name, i) => [name, row.leading[i]]));
     for (const name of metadata) byColumn.set(name, row.metadata[name]);
-    for (const [name, value] of Object.entries(row.params)) byColumn.set(name, value);
+    for (const [name, value] of Object.entries(row.params))
+      byColumn.set(paramColumns.get(name) as string, value);
     const columns = metricsByRow[index] as Map<string, string>;
     for (const [name, value] of Object.entries(row.metrics)) byColumn.set(columns.get(name) as string, value);
     return header.map((column) => formatCell(byColumn.get(column)));

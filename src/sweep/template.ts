@@ -138,8 +138,23 @@ export function commandTemplateProblem(
       detail: `placeholder {${part.name}} is ${part.problem}: no quoting keeps its value from changing the command there`,
     };
   }
+  // `${VAR:-{x}}`: `${…}` is the shell's and ends at the first `}` — {x}'s own — so {x} would stay
+  // literal text, never its value, and every task would run the same command without a word.
+  for (const match of template.matchAll(PLACEHOLDER)) {
+    const nested = match[0].startsWith("${") ? NESTED_PLACEHOLDER.exec(match[0].slice(2)) : null;
+    if (!nested?.[1]) continue;
+    return {
+      offset: match.index + 2 + nested.index,
+      length: nested[0].length,
+      name: nested[1],
+      detail: `placeholder {${nested[1]}} is inside \${…}, which is the shell's: it would stay literal text, never its value`,
+    };
+  }
   return null;
 }
+
+/** A placeholder closing a `${…}` match: `{x}` of `${A:-{x}}`. */
+const NESTED_PLACEHOLDER = /\{([A-Za-z_][\w.-]*)\}$/;
 
 /**
  * The quote or substitution a command template leaves open (`'`, `"`, `$(`, …) and its offset,

@@ -12,6 +12,7 @@ import { resultFields, resultsPage } from "../../dashboard/results.js";
 import { taskDetail } from "../../dashboard/taskDetail.js";
 import { TASK_SORTS, type TaskQuery, type TaskSort, taskPage } from "../../dashboard/tasks.js";
 import type { TaskState } from "../../ledger/rows.js";
+import { metricColumns, paramColumnsOf, reservedColumns } from "../../results/columns.js";
 import { formatCell } from "../../results/csvFile.js";
 import { tokenMatches, viewerCookieValue } from "../tokens.js";
 import { type AppOptions, allowed, HttpError, VIEWER_COOKIE } from "./app.js";
@@ -179,9 +180,22 @@ export function registerDashboardRoutes(app: FastifyInstance, options: AppOption
         const phase = text(request.query, "phase");
         const fields = await resultFields(db);
         const params = fields.params.map((param) => param.name);
+        // Named as in final_results.csv (columns.ts), so no header holds a name twice: a metric
+        // named like a column written here is `metric_NAME`, a parameter named like a leading one
+        // `param_NAME`, and a parameter named wall_seconds takes that column's place.
+        const leading = ["task_id", "phase"];
+        const paramColumns = paramColumnsOf(params, leading);
+        const metricNames = metricColumns(fields.metrics, reservedColumns(paramColumns.values(), leading));
+        const wall = params.includes("wall_seconds") ? [] : ["wall_seconds"];
+        const header = [
+          ...leading,
+          ...paramColumns.values(),
+          ...fields.metrics.map((name) => metricNames.get(name) as string),
+          ...wall,
+        ];
         // Streamed a thousand rows at a time: a million results never sit in memory as one text.
         async function* csv(): AsyncGenerator<string> {
-          yield stringify([["task_id", "phase", ...params, ...fields.metrics, "wall_seconds"]]);
+          yield stringify([header]);
           for (let after: string | undefined; ; ) {
             const chunk = await resultsPage(db, { phase, after, limit: 1000 });
             yield stringify(
@@ -190,7 +204,7 @@ export function registerDashboardRoutes(app: FastifyInstance, options: AppOption
                 row.phase,
                 ...params.map((name) => formatCell(row.params[name])),
                 ...fields.metrics.map((name) => formatCell(row.metrics[name])),
-                formatCell(row.wallSeconds),
+                ...wall.map(() => formatCell(row.wallSeconds)),
               ]),
             );
             if (!chunk.next) return;

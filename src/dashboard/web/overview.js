@@ -247,8 +247,11 @@ export function renderMachines(root, data) {
         "p",
         {},
         "No machine has joined yet. Start one with ",
-        h("code", {}, "labsweep agent --server URL --token T"),
-        ".",
+        // Never a token in argv: other users of that machine see command lines (ps).
+        h("code", {}, "labsweep agent --server URL --token-file FILE"),
+        " (FILE holding the agent token, from ",
+        h("code", {}, "labsweep token"),
+        ").",
       ),
     );
     return;
