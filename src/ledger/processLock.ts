@@ -1,10 +1,16 @@
 import { touchPrivateFile } from "./privateFiles.js";
-import { Database } from "./sqliteDriver.js";
+import { Database, type SqliteDatabase } from "./sqliteDriver.js";
 
 /** A held process lock; `release` ends it (so does the process's death, even by SIGKILL). */
 export interface ProcessLock {
   release(): void;
 }
+
+/**
+ * Every lock held: a connection nothing references is closed by the garbage collector, which
+ * would free the lock while its holder still counts on it.
+ */
+const HELD = new Set<SqliteDatabase>();
 
 /**
  * An exclusive lock on `path` that the kernel keeps: SQLite takes POSIX fcntl locks, which two
@@ -14,12 +20,6 @@ export interface ProcessLock {
  * database held in an exclusive transaction for as long as the connection stays open. Null when
  * another process holds it (never waits).
  */
-/**
- * Every lock held: a connection nothing references is closed by the garbage collector, which
- * would free the lock while its holder still counts on it.
- */
-const HELD = new Set<Database.Database>();
-
 export function tryExclusiveLock(path: string): ProcessLock | null {
   touchPrivateFile(path);
   // timeout 0: a held lock answers SQLITE_BUSY at once instead of after better-sqlite3's 5 s.
