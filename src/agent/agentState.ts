@@ -11,12 +11,7 @@ import {
   writeSync,
 } from "node:fs";
 import { join, resolve } from "node:path";
-import {
-  ensurePrivateDir,
-  PRIVATE_DIR_MODE,
-  PRIVATE_FILE_MODE,
-  tightenFile,
-} from "../ledger/privateFiles.js";
+import { ensurePrivateDir, PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, tightenFile } from "../files/privateFiles.js";
 import { takePidLock } from "./gpuLocks.js";
 import { killLeftovers, killTasksOf } from "./leftovers.js";
 

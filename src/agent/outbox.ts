@@ -2,7 +2,7 @@ import { mkdirSync, readdirSync, rmSync } from "node:fs";
 import { open, readFile, rename, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import type { FinishRequest } from "../api/contract.js";
-import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from "../ledger/privateFiles.js";
+import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from "../files/privateFiles.js";
 
 /** One attempt's finish report, as kept on the agent's disk until the coordinator has it. */
 export interface OutboxRecord {

@@ -1,6 +1,6 @@
 import { spawn, spawnSync } from "node:child_process";
 import { appendFileSync, closeSync, openSync, readdirSync, readFileSync, readSync, statSync } from "node:fs";
-import { PRIVATE_FILE_MODE } from "../ledger/privateFiles.js";
+import { PRIVATE_FILE_MODE } from "../files/privateFiles.js";
 import { DroppedLaunch, Launcher, sharedLauncher } from "./launcher.js";
 
 export interface ProcessSpec {

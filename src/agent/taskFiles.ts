@@ -1,6 +1,6 @@
 import { mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, touchPrivateFile } from "../ledger/privateFiles.js";
+import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, touchPrivateFile } from "../files/privateFiles.js";
 import type { Task } from "../ledger/rows.js";
 import type { Placement } from "../sweep/types.js";
 

@@ -1,5 +1,5 @@
 import Database from "better-sqlite3";
-import { touchPrivateFile } from "./privateFiles.js";
+import { touchPrivateFile } from "../files/privateFiles.js";
 
 /** A held process lock; `release` ends it (so does the process's death, even by SIGKILL). */
 export interface ProcessLock {
