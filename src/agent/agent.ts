@@ -1,16 +1,17 @@
 import { resolve } from "node:path";
-import type { Claim } from "../ledger/claimTask.js";
-import type { AttemptOutcome } from "../ledger/finishAttempt.js";
+import { type Warn, warnOnStderr } from "../log/warn.js";
+import { attemptFiles } from "../protocol/attemptFiles.js";
+import type { Capacity, GpuOffer } from "../protocol/capacity.js";
+import { gpusWanted, memoryForNewTask, shareOf } from "../protocol/capacity.js";
+import type { AttemptOutcome, Lease } from "../protocol/interfaces.js";
 import { readableTail, settledOutcome } from "./attemptOutcome.js";
-import type { Capacity, GpuOffer } from "./capacity.js";
-import { gpusWanted, memoryForNewTask, shareOf } from "./capacity.js";
 import { freePort } from "./freePort.js";
 import { launchCommand, needsFreePort } from "./launchCommand.js";
 import { STATE_DIR_MARKER } from "./leftovers.js";
 import { type ProcessExit, type RunningProcess, startProcess } from "./runProcess.js";
 import { type GpuReader, gpuReader, TaskSampler } from "./sampler.js";
 import type { Slot } from "./slots.js";
-import { attemptFiles, prepareAttempt } from "./taskFiles.js";
+import { prepareAttempt } from "./taskFiles.js";
 
 /** What an agent needs from a coordinator: in-process for `labsweep run`, over HTTP otherwise. */
 export interface CoordinatorPort {
@@ -24,7 +25,7 @@ export interface CoordinatorPort {
     /** How long the coordinator may hold the request for work. (Default: the port decides) */
     waitMs?: number;
     signal?: AbortSignal;
-  }): Promise<Claim[]>;
+  }): Promise<Lease[]>;
   awaitWork(maxWaitMs: number): Promise<void>;
   /** Renews leases; returns the attempts that are no longer this agent's: the agent stops them. */
   heartbeat(attemptIds: number[]): Promise<number[]>;
@@ -68,12 +69,12 @@ export interface AgentOptions {
   leaseAheadBelowMs?: number;
   onEvent?: (event: AgentEvent) => void;
   /** Notices of things that went wrong in the background and were survived. (Default: stderr) */
-  warn?: (message: string) => void;
+  warn?: Warn;
 }
 
 export type AgentEvent =
-  | { kind: "started"; claim: Claim }
-  | { kind: "finished"; claim: Claim; outcome: AttemptOutcome };
+  | { kind: "started"; claim: Lease }
+  | { kind: "finished"; claim: Lease; outcome: AttemptOutcome };
 
 export type AgentExit =
   | { kind: "done" }
@@ -83,7 +84,7 @@ export type AgentExit =
 
 /** A task's process, launched (or chained to start after another's) but not yet counted as running. */
 interface Launch {
-  claim: Claim;
+  claim: Lease;
   process: RunningProcess;
   files: ReturnType<typeof attemptFiles>;
   /** Its process has started (a chained one: the launcher opened its gate). */
@@ -96,7 +97,7 @@ interface Launch {
  * from the loop. The first one held follows a running task (`follows`), a second one the first.
  */
 interface Ahead {
-  claim: Claim;
+  claim: Lease;
   launch?: Launch;
   follows?: Running;
 }
@@ -112,7 +113,7 @@ const FIRST_SAMPLE_MS = 50;
 const MAX_CHAIN = 8;
 
 interface Running {
-  claim: Claim;
+  claim: Lease;
   process: RunningProcess;
   gpuShare: number;
   cpus: number;
@@ -291,7 +292,7 @@ export class Agent {
    * Starts a leased task, unless Ctrl-C came while the lease was on its way: then the task goes
    * straight back to pending (an interruption spends no retry) and the loop sees `stopping`.
    */
-  private startOrRelease(claim: Claim): void {
+  private startOrRelease(claim: Lease): void {
     if (!this.stopping) {
       this.start(claim);
       return;
@@ -332,7 +333,7 @@ export class Agent {
   }
 
   /** Hands a leased task that never started back: pending again, no retry spent. */
-  private release(claim: Claim, error: string): void {
+  private release(claim: Lease, error: string): void {
     const outcome: AttemptOutcome = { kind: "interrupted", error };
     // Should this fail, the attempt stays open and the next run requeues it like a lost one.
     const released: Promise<unknown> = this.port
@@ -401,7 +402,7 @@ export class Agent {
     return reserved;
   }
 
-  private start(claim: Claim): void {
+  private start(claim: Lease): void {
     this.adopt(this.launch(claim));
   }
 
@@ -409,7 +410,7 @@ export class Agent {
    * Writes a task's files and launches its process: at once, or with `after`, chained to start
    * the moment that task's process exits. The slot, GPUs and CPUs are taken by `adopt`.
    */
-  private launch(claim: Claim, after?: RunningProcess): Launch {
+  private launch(claim: Lease, after?: RunningProcess): Launch {
     const task = claim.task;
     const files = attemptFiles(this.options.stateDir, task.id, claim.attemptNumber);
     const env: NodeJS.ProcessEnv = {
@@ -643,7 +644,7 @@ export class Agent {
   }
 
   /** Exactly what a task held ahead will free when it ends: its slot, CPUs and GPU shares. */
-  private capacityFreedBy(claim: Claim): Capacity {
+  private capacityFreedBy(claim: Lease): Capacity {
     const resources = claim.task.policy.resources;
     const share = shareOf(resources, this.gpus.length > 0);
     // Its memory reservation comes back only once it runs; a held one's is not counted yet.
@@ -661,7 +662,7 @@ export class Agent {
   }
 
   /** Whether a task leased ahead fits what is free now: a slot, its CPUs, its GPUs' shares. */
-  private fitsNow(claim: Claim): boolean {
+  private fitsNow(claim: Lease): boolean {
     return fitsWithin(claim, this.capacity(), this.gpus.length > 0);
   }
 
@@ -723,7 +724,7 @@ export class Agent {
 
   private warnOf(what: string, error: unknown): void {
     const message = `labsweep: ${what}: ${error instanceof Error ? error.message : String(error)}`;
-    (this.options.warn ?? ((line: string) => process.stderr.write(`${line}\n`)))(message);
+    (this.options.warn ?? warnOnStderr)(message);
   }
 
   private wake(): void {
@@ -765,7 +766,7 @@ export class Agent {
 }
 
 /** Whether a leased task, on the GPUs it was given, fits `capacity`: a slot, its CPUs, its GPU shares. */
-function fitsWithin(claim: Claim, capacity: Capacity, hasGpus: boolean): boolean {
+function fitsWithin(claim: Lease, capacity: Capacity, hasGpus: boolean): boolean {
   const resources = claim.task.policy.resources;
   if (capacity.freeSlots < 1 || resources.cpus > capacity.freeCpus) return false;
   const share = shareOf(resources, hasGpus);
@@ -776,7 +777,7 @@ function fitsWithin(claim: Claim, capacity: Capacity, hasGpus: boolean): boolean
 }
 
 /** The GPU memory a task reserves on each of its GPUs while it runs. */
-function reservationOf(claim: Claim): number {
+function reservationOf(claim: Lease): number {
   return claim.task.policy.resources.gpuMemoryGb * 1024;
 }
 

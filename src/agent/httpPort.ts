@@ -1,21 +1,18 @@
+import { type Warn, warnOnStderr } from "../log/warn.js";
+import type { Capacity } from "../protocol/capacity.js";
 import {
   type AgentCapabilities,
   type FinishResponse,
   type HeartbeatResponse,
-  type LeasedTask,
   type LeaseRequest,
   type LeaseResponse,
   REQUEST_BODY_LIMIT_BYTES,
   type RegisterResponse,
   type ReportVerdict,
-} from "../api/contract.js";
-import type { GpuSample } from "../coordinator/gpuTelemetry.js";
-import type { Claim } from "../ledger/claimTask.js";
-import type { AttemptOutcome } from "../ledger/finishAttempt.js";
-import type { Params, RunPolicy } from "../sweep/types.js";
+} from "../protocol/http.js";
+import type { AttemptOutcome, GpuSample, Lease } from "../protocol/interfaces.js";
 import type { CoordinatorPort } from "./agent.js";
 import { refusedAsFailure } from "./attemptOutcome.js";
-import type { Capacity } from "./capacity.js";
 import { type CoordinatorClient, HttpError, isAbort, UnauthorizedError } from "./httpClient.js";
 import { type ChunkVerdict, logPieces } from "./logStream.js";
 import type { Outbox, OutboxRecord } from "./outbox.js";
@@ -62,11 +59,11 @@ export interface HttpPortOptions {
   /** Called once when the coordinator rejects the token: the agent must stop. */
   onFatal?: (error: UnauthorizedError) => void;
   /** Notices, one line each. (Default: stderr) */
-  warn?: (message: string) => void;
+  warn?: Warn;
 }
 
 /**
- * The `CoordinatorPort` over HTTP (`/api/v1`, see api/contract.ts). Leases long-poll: an idle
+ * The `CoordinatorPort` over HTTP (`/api/v1`, see protocol/http.ts). Leases long-poll: an idle
  * agent's request waits at the coordinator and gets a task the moment one fits. While the
  * coordinator is unreachable, leasing waits and retries (the client's backoff and failover) and
  * running tasks go on; their reports wait in the outbox. Heartbeats and task-start notices are
@@ -120,7 +117,7 @@ export class HttpPort implements CoordinatorPort {
     signal?: AbortSignal;
     max?: number;
     waitMs?: number;
-  }): Promise<Claim[]> {
+  }): Promise<Lease[]> {
     // The coordinator said the sweep is over (it may have exited since): nothing to ask it.
     if (this.lastDone && !this.options.stay) return [];
     const waitMs =
@@ -155,7 +152,7 @@ export class HttpPort implements CoordinatorPort {
     // A lease answered "nothing" early is not a wait; polling again at once would spin.
     this.lastWaited =
       waitMs > 0 && leases.length === 0 && !response.done && Date.now() - started >= waitMs / 2;
-    return leases.map(toClaim);
+    return leases;
   }
 
   /**
@@ -218,7 +215,7 @@ export class HttpPort implements CoordinatorPort {
   }
 
   private warn(message: string): void {
-    (this.options.warn ?? ((line: string) => process.stderr.write(`${line}\n`)))(message);
+    (this.options.warn ?? warnOnStderr)(message);
   }
 
   /**
@@ -486,24 +483,4 @@ export class HttpPort implements CoordinatorPort {
 /** The coordinator answers 409 "unknown agent …" to an agent it has no registration of. */
 function isUnknownAgent(error: HttpError): boolean {
   return (error.status === 409 || error.status === 404) && /unknown agent/i.test(error.detail);
-}
-
-function toClaim(lease: LeasedTask): Claim {
-  return {
-    attemptId: lease.attemptId,
-    attemptNumber: lease.attemptNumber,
-    gpuIds: lease.gpuIds,
-    placements: lease.placements,
-    task: {
-      id: lease.task.id,
-      signature: lease.task.signature,
-      params: lease.task.params as Params,
-      command: lease.task.command,
-      cwd: lease.task.cwd,
-      configFile: lease.task.configFile,
-      policy: lease.task.policy as RunPolicy,
-      state: "running",
-      attempts: lease.attemptNumber,
-    },
-  };
 }

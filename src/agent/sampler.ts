@@ -1,5 +1,5 @@
 import { closeSync, openSync, readdirSync, readFileSync, readSync } from "node:fs";
-import type { TaskUsage } from "../ledger/finishAttempt.js";
+import type { TaskUsage } from "../protocol/interfaces.js";
 import {
   type GpuProcess,
   type GpuUsage,

@@ -1,26 +1,8 @@
 import { mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
 import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, touchPrivateFile } from "../files/privateFiles.js";
-import type { Task } from "../ledger/rows.js";
+import type { AttemptFiles } from "../protocol/attemptFiles.js";
+import type { Task } from "../protocol/interfaces.js";
 import type { Placement } from "../sweep/types.js";
-
-export interface AttemptFiles {
-  dir: string;
-  logPath: string;
-  resultPath: string;
-  configPath: string;
-}
-
-/** Where one attempt's log, result and config live: `<state>/tasks/<id>/`. */
-export function attemptFiles(stateDir: string, taskId: number, attemptNumber: number): AttemptFiles {
-  const dir = join(stateDir, "tasks", String(taskId));
-  return {
-    dir,
-    logPath: join(dir, `attempt-${attemptNumber}.log`),
-    resultPath: join(dir, `attempt-${attemptNumber}.result.json`),
-    configPath: join(dir, "config.json"),
-  };
-}
 
 /**
  * Writes the task's full config for LABSWEEP_CONFIG_FILE.
