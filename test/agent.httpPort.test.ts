@@ -7,7 +7,8 @@
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { holdChannel } from "../src/agent/channel.js";
-import { CoordinatorClient, HttpError, HttpPort, UnauthorizedError } from "../src/agent/httpPort.js";
+import { CoordinatorClient, HttpError, UnauthorizedError } from "../src/agent/httpClient.js";
+import { HttpPort } from "../src/agent/httpPort.js";
 import { Outbox } from "../src/agent/outbox.js";
 import type { Capacity } from "../src/protocol/capacity.js";
 import type { ChannelEvent } from "../src/protocol/http.js";
