@@ -6,11 +6,13 @@
  */
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import type { Capacity } from "../src/agent/capacity.js";
 import { holdChannel } from "../src/agent/channel.js";
-import { CoordinatorClient, HttpError, HttpPort, UnauthorizedError } from "../src/agent/httpPort.js";
+import { CoordinatorClient, HttpError, UnauthorizedError } from "../src/agent/httpClient.js";
+import { HttpPort } from "../src/agent/httpPort.js";
 import { Outbox } from "../src/agent/outbox.js";
-import type { ChannelEvent, LeasedTask } from "../src/api/contract.js";
+import type { Capacity } from "../src/protocol/capacity.js";
+import type { ChannelEvent } from "../src/protocol/http.js";
+import type { Lease } from "../src/protocol/interfaces.js";
 import { collect, runCli, startCli, tempDir } from "./helpers/cli.js";
 import { fakeGpuEnv } from "./helpers/fakeGpus.js";
 import { deadUrl, json, startPeer } from "./helpers/peer.js";
@@ -34,7 +36,7 @@ const idle: Capacity = {
   tags: [],
 };
 
-const leased: LeasedTask = {
+const leased: Lease = {
   attemptId: 7,
   attemptNumber: 1,
   gpuIds: [],
@@ -54,6 +56,8 @@ const leased: LeasedTask = {
       resources: { gpus: 0, gpuMemoryGb: 0, cpus: 1, tags: [] },
       launcher: null,
     },
+    state: "running",
+    attempts: 0,
   },
 };
 

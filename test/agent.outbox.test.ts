@@ -6,7 +6,8 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { CoordinatorClient, HttpPort, UnauthorizedError } from "../src/agent/httpPort.js";
+import { CoordinatorClient, UnauthorizedError } from "../src/agent/httpClient.js";
+import { HttpPort } from "../src/agent/httpPort.js";
 import { Outbox, type OutboxRecord } from "../src/agent/outbox.js";
 import { tempDir } from "./helpers/cli.js";
 import { deadUrl, json, type PeerHandler, startPeer } from "./helpers/peer.js";

@@ -7,12 +7,12 @@
  */
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import type { Capacity } from "../src/agent/capacity.js";
 import { type CallOptions, CoordinatorClient } from "../src/agent/httpClient.js";
 import { HttpPort } from "../src/agent/httpPort.js";
 import { Outbox } from "../src/agent/outbox.js";
-import { REQUEST_BODY_LIMIT_BYTES } from "../src/api/contract.js";
-import type { AttemptOutcome } from "../src/ledger/finishAttempt.js";
+import type { Capacity } from "../src/protocol/capacity.js";
+import { REQUEST_BODY_LIMIT_BYTES } from "../src/protocol/http.js";
+import type { AttemptOutcome } from "../src/protocol/interfaces.js";
 import { tempDir } from "./helpers/cli.js";
 import {
   AGENT_TOKEN,

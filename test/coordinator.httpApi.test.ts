@@ -8,7 +8,7 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { InjectOptions, LightMyRequestResponse } from "fastify";
 import { afterEach, describe, expect, it } from "vitest";
-import { API_PREFIX } from "../src/api/contract.js";
+import { API_PREFIX } from "../src/protocol/http.js";
 import {
   AGENT_TOKEN,
   agentAuth,

@@ -5,7 +5,7 @@
  * and a healthy agent is not declared lost for a lease it was not expected to renew.
  */
 import { afterEach, describe, expect, it } from "vitest";
-import { API_PREFIX } from "../src/api/contract.js";
+import { API_PREFIX } from "../src/protocol/http.js";
 import {
   AGENT_TOKEN,
   agentInfo,

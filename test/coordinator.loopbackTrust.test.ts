@@ -8,8 +8,8 @@ import { request } from "node:http";
 import { connect } from "node:net";
 import type { InjectOptions } from "fastify";
 import { afterEach, describe, expect, it } from "vitest";
-import { API_PREFIX } from "../src/api/contract.js";
 import { isLoopbackHost } from "../src/coordinator/http/app.js";
+import { API_PREFIX } from "../src/protocol/http.js";
 import { type Fixture, simpleSweep, startFixture, viewerAuth } from "./helpers/coordinatorFixture.js";
 
 const fixtures: Fixture[] = [];

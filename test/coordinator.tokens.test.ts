@@ -7,7 +7,6 @@ import { chmodSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from "
 import { join } from "node:path";
 import type { InjectOptions } from "fastify";
 import { afterEach, describe, expect, it } from "vitest";
-import { API_PREFIX } from "../src/api/contract.js";
 import {
   loadOrCreateTokens,
   readStoredTokens,
@@ -15,6 +14,7 @@ import {
   readTokensFile,
   TokenError,
 } from "../src/coordinator/tokens.js";
+import { API_PREFIX } from "../src/protocol/http.js";
 import { runCli, tempDir } from "./helpers/cli.js";
 import {
   ADMIN_TOKEN,

@@ -10,9 +10,9 @@ import { connect, type Socket } from "node:net";
 import { dirname } from "node:path";
 import type { InjectOptions } from "fastify";
 import { afterEach, describe, expect, it } from "vitest";
-import { attemptFiles } from "../src/agent/taskFiles.js";
-import { API_PREFIX } from "../src/api/contract.js";
 import { LOG_RANGE_CAP } from "../src/coordinator/taskLogs.js";
+import { attemptFiles } from "../src/protocol/attemptFiles.js";
+import { API_PREFIX } from "../src/protocol/http.js";
 import { runCli } from "./helpers/cli.js";
 import {
   agentAuth,

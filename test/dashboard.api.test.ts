@@ -9,8 +9,6 @@
 import { parse } from "csv-parse/sync";
 import type { InjectOptions, LightMyRequestResponse } from "fastify";
 import { afterEach, describe, expect, it } from "vitest";
-import type { Capacity } from "../src/agent/capacity.js";
-import { API_PREFIX } from "../src/api/contract.js";
 import { GpuTelemetry } from "../src/coordinator/gpuTelemetry.js";
 import { appendLogChunk } from "../src/coordinator/taskLogs.js";
 import type { Overview } from "../src/dashboard/overview.js";
@@ -20,6 +18,8 @@ import type { TaskPage } from "../src/dashboard/tasks.js";
 import { markAgentLost } from "../src/ledger/agents.js";
 import type { AttemptRow } from "../src/ledger/rows.js";
 import { phaseProgress } from "../src/ledger/taskCounts.js";
+import type { Capacity } from "../src/protocol/capacity.js";
+import { API_PREFIX } from "../src/protocol/http.js";
 import {
   AGENT_TOKEN,
   agentAuth,

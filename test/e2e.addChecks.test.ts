@@ -8,7 +8,7 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { API_PREFIX } from "../src/api/contract.js";
+import { API_PREFIX } from "../src/protocol/http.js";
 import { type CliResult, collect, runCli, startCli, tempDir, writeFile } from "./helpers/cli.js";
 
 const TOKEN = "e2e-add-token-7c1d2e";

@@ -10,9 +10,9 @@ import { existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { request } from "node:https";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { API_PREFIX } from "../src/api/contract.js";
 import { clearTextWarning, startServer } from "../src/coordinator/serve.js";
 import { openLedger } from "../src/ledger/openLedger.js";
+import { API_PREFIX } from "../src/protocol/http.js";
 import { type CliResult, collect, runCli, startCli, tempDir, writeFile } from "./helpers/cli.js";
 import { agentInfo, capacityOf } from "./helpers/coordinatorFixture.js";
 

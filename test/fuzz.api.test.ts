@@ -7,7 +7,7 @@
  */
 import type { InjectOptions } from "fastify";
 import { afterEach, describe, expect, it } from "vitest";
-import { API_PREFIX } from "../src/api/contract.js";
+import { API_PREFIX } from "../src/protocol/http.js";
 import {
   ADMIN_TOKEN,
   AGENT_TOKEN,

@@ -2,11 +2,11 @@ import { readdirSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { listAgents, markAgentLost, registerAgent } from "../src/ledger/agents.js";
 import { cancelTasks } from "../src/ledger/cancelTasks.js";
-import { type Claim, type ClaimRequest, claimTask, nextBackoffExpiry } from "../src/ledger/claimTask.js";
+import { type ClaimRequest, claimTask, nextBackoffExpiry } from "../src/ledger/claimTask.js";
 import type { Db } from "../src/ledger/db.js";
 import { LEDGER_LOCKS, tryLockLedger } from "../src/ledger/dialect.js";
 import { evaluateGates } from "../src/ledger/evaluateGates.js";
-import { type AttemptOutcome, finishAttempt } from "../src/ledger/finishAttempt.js";
+import { finishAttempt } from "../src/ledger/finishAttempt.js";
 import { migrate } from "../src/ledger/migrate.js";
 import { extendLeases, openAttempts, renewLeases, requeueAttempts } from "../src/ledger/recoverAbandoned.js";
 import {
@@ -26,6 +26,7 @@ import {
   taskCounts,
   usageTotals,
 } from "../src/ledger/taskCounts.js";
+import type { AttemptOutcome, Lease } from "../src/protocol/interfaces.js";
 import { loadSweep } from "../src/sweep/loadSweep.js";
 import { useLedgerBackends } from "./helpers/postgres.js";
 
@@ -91,14 +92,14 @@ const failure: AttemptOutcome = {
   wallSeconds: 1,
 };
 
-async function claim(db: Db, overrides: Partial<ClaimRequest> = {}): Promise<Claim> {
+async function claim(db: Db, overrides: Partial<ClaimRequest> = {}): Promise<Lease> {
   const claimed = await claimTask(db, request(overrides));
   if (!claimed) throw new Error("nothing to claim");
   return claimed;
 }
 
-async function claimAll(db: Db, overrides: Partial<ClaimRequest> = {}): Promise<Claim[]> {
-  const claims: Claim[] = [];
+async function claimAll(db: Db, overrides: Partial<ClaimRequest> = {}): Promise<Lease[]> {
+  const claims: Lease[] = [];
   for (let claimed = await claimTask(db, request(overrides)); claimed; ) {
     claims.push(claimed);
     if (claims.length > 1000) throw new Error("claimTask keeps handing out tasks");

@@ -3,12 +3,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { Coordinator, type ReportItem } from "../src/coordinator/coordinator.js";
-import { type Claim, type ClaimRequest, claimTask } from "../src/ledger/claimTask.js";
+import { type ClaimRequest, claimTask } from "../src/ledger/claimTask.js";
 import { claimTasks } from "../src/ledger/claimTasks.js";
 import type { Db } from "../src/ledger/db.js";
-import { type AttemptOutcome, finishAttempt } from "../src/ledger/finishAttempt.js";
+import { finishAttempt } from "../src/ledger/finishAttempt.js";
 import { type FinishItem, finishAttempts } from "../src/ledger/finishAttempts.js";
 import { syncSweep } from "../src/ledger/syncSweep.js";
+import type { AttemptOutcome, Lease } from "../src/protocol/interfaces.js";
 import { loadSweep } from "../src/sweep/loadSweep.js";
 import { type LedgerBackend, useLedgerBackends } from "./helpers/postgres.js";
 
@@ -52,7 +53,7 @@ const request = (overrides: Partial<ClaimRequest> = {}): ClaimRequest => ({
   ...overrides,
 });
 
-async function claim(db: Db, overrides: Partial<ClaimRequest> = {}): Promise<Claim> {
+async function claim(db: Db, overrides: Partial<ClaimRequest> = {}): Promise<Lease> {
   const claimed = await claimTask(db, request(overrides));
   if (!claimed) throw new Error("nothing to claim");
   return claimed;
@@ -86,9 +87,9 @@ const interrupted: AttemptOutcome = {
  */
 async function mixedBatch(db: Db): Promise<FinishItem[]> {
   await syncSweep(db, sweep(MIXED), NOW);
-  const claims: Claim[] = [];
+  const claims: Lease[] = [];
   for (let i = 0; i < 6; i++) claims.push(await claim(db));
-  const [t1, t2, t3, t4, t5, t6] = claims as [Claim, Claim, Claim, Claim, Claim, Claim];
+  const [t1, t2, t3, t4, t5, t6] = claims as [Lease, Lease, Lease, Lease, Lease, Lease];
   // Task 3 has spent its one retry; its second attempt fails for good in the batch.
   await finishAttempt(db, t3.attemptId, failure, NOW);
   const t3again = await claim(db, { now: NOW + 5_000 });
@@ -196,7 +197,7 @@ describe.each(backends)("batches on $name", (backend: LedgerBackend) => {
       await finishAttempt(db, (await claim(db)).attemptId, interrupted, NOW);
       await finishAttempt(db, (await claim(db)).attemptId, interrupted, NOW);
     }
-    const sequential: Claim[] = [];
+    const sequential: Lease[] = [];
     for (let i = 0; i < 4; i++) sequential.push(await claim(one));
     const batched = await claimTasks(batch, request(), 4);
     expect(batched).toEqual(sequential);
@@ -275,7 +276,7 @@ describe("batches on PostgreSQL replicas", () => {
     const leased: number[] = [];
     // Eight agents, four per coordinator, each reporting what it holds as it asks for more.
     const agent = async (coordinator: Coordinator, worker: string) => {
-      let held: Claim[] = [];
+      let held: Lease[] = [];
       for (;;) {
         const reports: ReportItem[] = held.map((claimed) => ({
           attemptId: claimed.attemptId,

@@ -1,9 +1,10 @@
 import { beforeEach, describe, expect, it } from "vitest";
-import { type Claim, type ClaimRequest, claimTask, nextBackoffExpiry } from "../src/ledger/claimTask.js";
+import { type ClaimRequest, claimTask, nextBackoffExpiry } from "../src/ledger/claimTask.js";
 import type { Db } from "../src/ledger/db.js";
 import { finishAttempt } from "../src/ledger/finishAttempt.js";
 import { syncSweep } from "../src/ledger/syncSweep.js";
 import { taskCounts } from "../src/ledger/taskCounts.js";
+import type { Lease } from "../src/protocol/interfaces.js";
 import { loadSweep } from "../src/sweep/loadSweep.js";
 import type { RunPolicy } from "../src/sweep/types.js";
 import { type LedgerBackend, useLedgerBackends } from "./helpers/postgres.js";
@@ -38,8 +39,8 @@ const request = (overrides: Partial<ClaimRequest> = {}): ClaimRequest => ({
   ...overrides,
 });
 
-async function claimAll(db: Db, overrides: Partial<ClaimRequest> = {}): Promise<Claim[]> {
-  const claims: Claim[] = [];
+async function claimAll(db: Db, overrides: Partial<ClaimRequest> = {}): Promise<Lease[]> {
+  const claims: Lease[] = [];
   for (;;) {
     const claim = await claimTask(db, request(overrides));
     if (!claim) return claims;

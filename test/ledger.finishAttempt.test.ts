@@ -1,10 +1,11 @@
 import { beforeEach, describe, expect, it } from "vitest";
-import { type Claim, claimTask } from "../src/ledger/claimTask.js";
+import { claimTask } from "../src/ledger/claimTask.js";
 import type { Db } from "../src/ledger/db.js";
-import { type AttemptOutcome, finishAttempt } from "../src/ledger/finishAttempt.js";
+import { finishAttempt } from "../src/ledger/finishAttempt.js";
 import { finishAttempts } from "../src/ledger/finishAttempts.js";
 import { retryFailed } from "../src/ledger/retryFailed.js";
 import { syncSweep } from "../src/ledger/syncSweep.js";
+import type { AttemptOutcome, Lease } from "../src/protocol/interfaces.js";
 import { loadSweep } from "../src/sweep/loadSweep.js";
 import { type LedgerBackend, useLedgerBackends } from "./helpers/postgres.js";
 
@@ -20,7 +21,7 @@ async function ledgerWith(text: string): Promise<Db> {
   return db;
 }
 
-async function claim(db: Db, now = NOW): Promise<Claim> {
+async function claim(db: Db, now = NOW): Promise<Lease> {
   const claimed = await claimTask(db, {
     worker: "w",
     host: "host-a",

@@ -1,5 +1,5 @@
 import { beforeEach, describe, expect, it } from "vitest";
-import { type Claim, claimTask } from "../src/ledger/claimTask.js";
+import { claimTask } from "../src/ledger/claimTask.js";
 import type { Db } from "../src/ledger/db.js";
 import { finishAttempt } from "../src/ledger/finishAttempt.js";
 import {
@@ -9,6 +9,7 @@ import {
   writtenRowTasks,
 } from "../src/ledger/resultRows.js";
 import { syncSweep } from "../src/ledger/syncSweep.js";
+import type { Lease } from "../src/protocol/interfaces.js";
 import { loadSweep } from "../src/sweep/loadSweep.js";
 import { type LedgerBackend, useLedgerBackends } from "./helpers/postgres.js";
 
@@ -49,7 +50,7 @@ const USAGE = {
   samples: 30,
 };
 
-async function claim(db: Db, now = NOW): Promise<Claim> {
+async function claim(db: Db, now = NOW): Promise<Lease> {
   const claimed = await claimTask(db, {
     worker: "w",
     host: "host-a",

@@ -1,5 +1,5 @@
 import { beforeEach, describe, expect, it } from "vitest";
-import { type Claim, claimTask } from "../src/ledger/claimTask.js";
+import { claimTask } from "../src/ledger/claimTask.js";
 import type { Db } from "../src/ledger/db.js";
 import { evaluateGates } from "../src/ledger/evaluateGates.js";
 import { finishAttempt } from "../src/ledger/finishAttempt.js";
@@ -13,6 +13,7 @@ import {
   taskCounts,
   waitingCounts,
 } from "../src/ledger/taskCounts.js";
+import type { Lease } from "../src/protocol/interfaces.js";
 import { loadSweep } from "../src/sweep/loadSweep.js";
 import { type LedgerBackend, useLedgerBackends } from "./helpers/postgres.js";
 
@@ -47,7 +48,7 @@ async function ledger(text = SWEEP): Promise<Db> {
   return db;
 }
 
-async function claim(db: Db): Promise<Claim> {
+async function claim(db: Db): Promise<Lease> {
   const claimed = await claimTask(db, {
     worker: "w",
     host: "h",

@@ -1,40 +1,18 @@
-import { resolve } from "node:path";
-import type { Claim } from "../ledger/claimTask.js";
-import type { AttemptOutcome } from "../ledger/finishAttempt.js";
+import { type Warn, warnOnStderr } from "../log/warn.js";
+import { attemptFiles } from "../protocol/attemptFiles.js";
+import type { Capacity } from "../protocol/capacity.js";
+import { shareOf } from "../protocol/capacity.js";
+import type { AttemptOutcome, Lease } from "../protocol/interfaces.js";
 import { readableTail, settledOutcome } from "./attemptOutcome.js";
-import type { Capacity, GpuOffer } from "./capacity.js";
-import { gpusWanted, memoryForNewTask, shareOf } from "./capacity.js";
+import type { CoordinatorPort } from "./coordinatorPort.js";
 import { freePort } from "./freePort.js";
 import { launchCommand, needsFreePort } from "./launchCommand.js";
-import { STATE_DIR_MARKER } from "./leftovers.js";
+import { type Launch, LeaseAheadChain } from "./leaseAhead.js";
+import { Occupancy, type Running } from "./occupancy.js";
 import { type ProcessExit, type RunningProcess, startProcess } from "./runProcess.js";
 import { type GpuReader, gpuReader, TaskSampler } from "./sampler.js";
 import type { Slot } from "./slots.js";
-import { attemptFiles, prepareAttempt } from "./taskFiles.js";
-
-/** What an agent needs from a coordinator: in-process for `labsweep run`, over HTTP otherwise. */
-export interface CoordinatorPort {
-  /** `signal` aborts a lease still waiting (long-poll) when the agent stops: it resolves null. */
-  /** Up to `max` tasks that fit `capacity` together; [] when none fits now. */
-  lease(request: {
-    worker: string;
-    host: string;
-    capacity: Capacity;
-    max: number;
-    /** How long the coordinator may hold the request for work. (Default: the port decides) */
-    waitMs?: number;
-    signal?: AbortSignal;
-  }): Promise<Claim[]>;
-  awaitWork(maxWaitMs: number): Promise<void>;
-  /** Renews leases; returns the attempts that are no longer this agent's: the agent stops them. */
-  heartbeat(attemptIds: number[]): Promise<number[]>;
-  started(attemptId: number, pid: number, logPath: string): Promise<void>;
-  finish(attemptId: number, report: { outcome: AttemptOutcome; logTail?: string }): Promise<unknown>;
-  /** True when the sweep has nothing left that could ever run. */
-  isFinished(): Promise<boolean>;
-  /** Tasks claimable right now (not waiting for a backoff or a gate). */
-  claimableCount(): Promise<number>;
-}
+import { prepareAttempt, taskEnvironment } from "./taskFiles.js";
 
 export interface AgentOptions {
   worker: string;
@@ -68,12 +46,12 @@ export interface AgentOptions {
   leaseAheadBelowMs?: number;
   onEvent?: (event: AgentEvent) => void;
   /** Notices of things that went wrong in the background and were survived. (Default: stderr) */
-  warn?: (message: string) => void;
+  warn?: Warn;
 }
 
 export type AgentEvent =
-  | { kind: "started"; claim: Claim }
-  | { kind: "finished"; claim: Claim; outcome: AttemptOutcome };
+  | { kind: "started"; claim: Lease }
+  | { kind: "finished"; claim: Lease; outcome: AttemptOutcome };
 
 export type AgentExit =
   | { kind: "done" }
@@ -81,54 +59,16 @@ export type AgentExit =
   /** Idle while `claimable` tasks wait: none fits `idle`, what this agent offers with nothing running. */
   | { kind: "stuck"; claimable: number; idle: Capacity };
 
-/** A task's process, launched (or chained to start after another's) but not yet counted as running. */
-interface Launch {
-  claim: Claim;
-  process: RunningProcess;
-  files: ReturnType<typeof attemptFiles>;
-  /** Its process has started (a chained one: the launcher opened its gate). */
-  started: boolean;
-}
-
-/**
- * A task leased ahead of a free slot. Where the launcher can chain, its process is already
- * queued there to start the moment the task before it exits (`launch`); otherwise it starts
- * from the loop. The first one held follows a running task (`follows`), a second one the first.
- */
-interface Ahead {
-  claim: Claim;
-  launch?: Launch;
-  follows?: Running;
-}
-
-/**
- * Tasks held ahead, when their processes can be chained, cover this much of the slots' work:
- * the lease that refills the chain has that long to come back (a round trip is a few ms, tens
- * on a loaded machine), and brings as many as have started meanwhile. At most MAX_CHAIN.
- */
-const CHAIN_COVER_MS = 50;
 /** When a task's resources are first sampled (sampler.ts). */
 const FIRST_SAMPLE_MS = 50;
-const MAX_CHAIN = 8;
-
-interface Running {
-  claim: Claim;
-  process: RunningProcess;
-  gpuShare: number;
-  cpus: number;
-  /** Samples its resources from the moment its pid is known (sampler.ts). */
-  sampler?: TaskSampler;
-  /** No longer this agent's (stale lease, cancelled): stopped, and reported as interrupted. */
-  abandoned?: boolean;
-}
 
 /**
  * Runs tasks on this machine: leases what fits its free slots, GPUs and CPUs, runs each in its
  * own process group, reports how it ended, and renews leases while tasks run.
  */
 export class Agent {
-  private readonly running = new Map<number, Running>();
-  private readonly gpus: GpuOffer[];
+  private readonly occupancy: Occupancy;
+  private readonly chain: LeaseAheadChain;
   private stopping = false;
   /** Leases given back because Ctrl-C came while they were on their way. */
   private readonly releasing = new Set<Promise<unknown>>();
@@ -142,45 +82,36 @@ export class Agent {
   private leaseAbort: AbortController | null = null;
   /** Reports of finished tasks on their way to the port (written durably, for remote agents). */
   private readonly reporting = new Set<Promise<void>>();
-  /** Tasks leased ahead, in the order they will start, each the moment a slot frees up (leaseAhead). */
-  private aheads: Ahead[] = [];
-  /** Counts give-backs: a lease for the chain that comes back after one is given back too. */
-  private chainEpoch = 0;
-  /** Chained tasks being taken back from the launcher (giveBackAheads). */
-  private withdrawing: Promise<void> | null = null;
-  /** Wall times of the last few finished tasks, in ms: lease ahead only for short tasks. */
-  private readonly recentWallMs: number[] = [];
   /** A report the port could not take: the loop stops with it. */
   private failure: Error | null = null;
   /** GPU readings shared by the samplers of all running tasks. */
   private gpuReadings: GpuReader | null = null;
-  /** Free memory per GPU last measured while none of this agent's tasks ran there (memoryForNewTask). */
-  private readonly idleFreeMiB = new Map<number, number | null>();
-  /** Tasks started per GPU, so a measurement a start overlapped is not taken as an idle one. */
-  private readonly gpuStarts = new Map<number, number>();
 
   constructor(
     private readonly port: CoordinatorPort,
     private readonly options: AgentOptions,
   ) {
-    // Each GPU is one share however many slots are pinned to it: more slots than GPUs let more
-    // tasks run at once only where tasks ask for fractions (`gpus: 0.5`), never two whole ones.
-    const indices = new Set(options.slots.flatMap((slot) => slot.gpuIndices));
-    this.gpus = [...indices].map((index) => ({
-      index,
-      freeShare: 1,
-      freeMemoryMiB: options.gpuFreeMiB.get(index) ?? null,
-    }));
-    for (const gpu of this.gpus) this.idleFreeMiB.set(gpu.index, gpu.freeMemoryMiB);
+    this.occupancy = new Occupancy(options);
+    this.chain = new LeaseAheadChain({
+      port,
+      occupancy: this.occupancy,
+      options,
+      stopping: () => this.stopping,
+      launch: (claim, after) => this.launch(claim, after),
+      adopt: (launch) => this.adopt(launch),
+      release: (claim, error) => this.release(claim, error),
+      survive: (work, what) => this.survive(work, what),
+      wake: () => this.wake(),
+    });
   }
 
   get runningCount(): number {
-    return this.running.size;
+    return this.occupancy.running.size;
   }
 
   /** Tasks leased ahead that have not started: running in the ledger, waiting here. */
   get heldCount(): number {
-    return this.aheads.filter((ahead) => !ahead.launch?.started).length;
+    return this.chain.heldCount;
   }
 
   /** Leases and runs tasks until the sweep is done, `stopLeasing` is called, or nothing left fits. */
@@ -195,48 +126,28 @@ export class Agent {
         this.changed = false;
         if (this.stopping) break;
         if (this.failure) throw this.failure;
-        const ahead = this.aheads[0];
-        if (ahead && this.fitsNow(ahead.claim)) {
-          this.aheads.shift();
-          if (ahead.launch) {
-            // Usually started by the launcher already, when the task it follows exited.
-            ahead.launch.process.startNow();
-            this.adoptHead(ahead.launch);
-          } else this.start(ahead.claim);
-          continue;
-        }
-        if (this.running.size < this.options.slots.length) await this.refreshGpuMemory();
-        const capacity = this.besideChained(this.capacity());
-        if (capacity.freeSlots === 0 && (await this.leaseAhead())) continue;
+        if (this.chain.startHead((claim) => this.start(claim))) continue;
+        if (this.occupancy.running.size < this.options.slots.length) await this.occupancy.refreshGpuMemory();
+        const capacity = this.chain.besideChained(this.occupancy.capacity());
+        if (capacity.freeSlots === 0 && (await this.chain.leaseAhead())) continue;
         if (capacity.freeSlots > 0) {
           this.leaseAbort = new AbortController();
-          const claims = await this.port.lease({
-            worker: this.options.worker,
-            host: this.options.host,
-            capacity,
-            max: capacity.freeSlots,
-            signal: this.leaseAbort.signal,
-          });
+          const claims = await this.lease(capacity, this.leaseAbort.signal);
           this.leaseAbort = null;
           if (claims.length > 0) {
             for (const claim of claims) this.startOrRelease(claim);
             continue;
           }
         }
-        if (this.running.size === 0) {
+        if (this.occupancy.running.size === 0) {
           // Reports still being written may be what the sweep waits for.
           await this.reportsWritten();
           if (await this.port.isFinished()) return { kind: "done" };
           // Idle, yet a task is claimable and was not given to us: nothing left fits this machine.
           const claimable = await this.port.claimableCount();
           if (claimable > 0) {
-            const idle = this.capacity();
-            const retry = await this.port.lease({
-              worker: this.options.worker,
-              host: this.options.host,
-              capacity: idle,
-              max: idle.freeSlots,
-            });
+            const idle = this.occupancy.capacity();
+            const retry = await this.lease(idle);
             if (retry.length > 0) {
               for (const claim of retry) this.startOrRelease(claim);
               continue;
@@ -251,7 +162,7 @@ export class Agent {
     } finally {
       clearInterval(heartbeat);
       // Leaving on a failure: a chained task must not start unwatched when its predecessor exits.
-      this.giveBackAheads("the agent stopped before it started", true);
+      this.chain.giveBack("the agent stopped before it started", true);
     }
   }
 
@@ -259,14 +170,14 @@ export class Agent {
   stopLeasing(): void {
     this.stopping = true;
     this.leaseAbort?.abort();
-    this.giveBackAheads("stopped before it started", false);
+    this.chain.giveBack("stopped before it started", false);
     this.wake();
   }
 
   /** Ctrl-C twice: SIGTERM every running task's process group, SIGKILL after the grace period. */
   terminateRunning(): void {
     this.stopLeasing();
-    for (const task of this.running.values()) task.process.terminate();
+    for (const task of this.occupancy.running.values()) task.process.terminate();
   }
 
   /**
@@ -276,22 +187,26 @@ export class Agent {
    * nothing else, as the coordinator has moved their tasks on — unless they succeeded first.
    */
   abandon(attemptIds: number[]): void {
-    // Those after an abandoned one in the chain go back too: they were leased for its capacity.
-    const first = this.aheads.findIndex((ahead) => attemptIds.includes(ahead.claim.attemptId));
-    if (first >= 0) this.giveBackAheads("the coordinator no longer assigns it to this agent", true, first);
+    this.chain.abandon(attemptIds);
     for (const id of attemptIds) {
-      const task = this.running.get(id);
+      const task = this.occupancy.running.get(id);
       if (!task) continue;
       task.abandoned = true;
       task.process.terminate();
     }
   }
 
+  /** Asks the port for as many tasks as `capacity` has free slots. */
+  private lease(capacity: Capacity, signal?: AbortSignal): Promise<Lease[]> {
+    const { worker, host } = this.options;
+    return this.port.lease({ worker, host, capacity, max: capacity.freeSlots, ...(signal && { signal }) });
+  }
+
   /**
    * Starts a leased task, unless Ctrl-C came while the lease was on its way: then the task goes
    * straight back to pending (an interruption spends no retry) and the loop sees `stopping`.
    */
-  private startOrRelease(claim: Claim): void {
+  private startOrRelease(claim: Lease): void {
     if (!this.stopping) {
       this.start(claim);
       return;
@@ -299,40 +214,8 @@ export class Agent {
     this.release(claim, "stopped before it started");
   }
 
-  /**
-   * Hands the tasks held ahead (from the `from`th on) back: pending again, no retry spent.
-   * Chained ones are first taken back from the launcher, the last first, so none is left waiting
-   * for one taken back; one that started meanwhile is adopted as running, and stopped too when
-   * `stop` (abandoned: the coordinator moved it on, or the agent is leaving).
-   */
-  private giveBackAheads(error: string, stop: boolean, from = 0): void {
-    this.chainEpoch++;
-    const given = this.aheads.splice(from);
-    if (given.length === 0) return;
-    const settled = (async () => {
-      for (const ahead of given.reverse()) {
-        const launch = ahead.launch;
-        if (!launch || (await launch.process.withdraw())) {
-          this.release(ahead.claim, error);
-          continue;
-        }
-        const running = this.adopt(launch);
-        if (stop) {
-          running.abandoned = true;
-          running.process.terminate();
-        }
-      }
-    })();
-    const previous = this.withdrawing;
-    this.survive(settled, "could not hand back tasks held ahead");
-    const both = Promise.all([previous, settled.catch(() => undefined)]).then(() => {
-      if (this.withdrawing === both) this.withdrawing = null;
-    });
-    this.withdrawing = both;
-  }
-
   /** Hands a leased task that never started back: pending again, no retry spent. */
-  private release(claim: Claim, error: string): void {
+  private release(claim: Lease, error: string): void {
     const outcome: AttemptOutcome = { kind: "interrupted", error };
     // Should this fail, the attempt stays open and the next run requeues it like a lost one.
     const released: Promise<unknown> = this.port
@@ -342,66 +225,7 @@ export class Agent {
     this.releasing.add(released);
   }
 
-  private gpuMeasuredAt = 0;
-
-  private async refreshGpuMemory(): Promise<void> {
-    const read = this.options.readGpuFreeMiB;
-    if (!read || this.gpus.length === 0) return;
-    if (Date.now() - this.gpuMeasuredAt < (this.options.gpuRefreshMs ?? 1000)) return;
-    this.gpuMeasuredAt = Date.now();
-    const idleBefore = this.gpus.filter((gpu) => !this.busyOn(gpu.index)).map((gpu) => gpu.index);
-    const startsBefore = new Map(this.gpuStarts);
-    try {
-      const free = await read();
-      for (const gpu of this.gpus) {
-        gpu.freeMemoryMiB = free.get(gpu.index) ?? gpu.freeMemoryMiB;
-        const stayedIdle =
-          idleBefore.includes(gpu.index) &&
-          !this.busyOn(gpu.index) &&
-          this.gpuStarts.get(gpu.index) === startsBefore.get(gpu.index);
-        if (stayedIdle) this.idleFreeMiB.set(gpu.index, gpu.freeMemoryMiB);
-      }
-    } catch {
-      // nvidia-smi failing now and then must not stop leasing: keep the last figures.
-    }
-  }
-
-  private capacity(): Capacity {
-    let cpusInUse = 0;
-    for (const task of this.running.values()) cpusInUse += task.cpus;
-    const totalCpus = Math.max(this.options.cpuCount, this.options.slots.length);
-    return {
-      freeSlots: this.options.slots.length - this.running.size,
-      // A task asking for more CPUs than the machine has still runs, alone.
-      freeCpus: this.running.size === 0 ? Number.POSITIVE_INFINITY : totalCpus - cpusInUse,
-      gpus: this.gpus.map((gpu) => ({
-        ...gpu,
-        freeMemoryMiB: memoryForNewTask(
-          gpu.freeMemoryMiB,
-          this.idleFreeMiB.get(gpu.index) ?? null,
-          this.reservedOn(gpu.index),
-        ),
-      })),
-      hasGpus: this.gpus.length > 0,
-      tags: [...(this.options.tags ?? [])],
-    };
-  }
-
-  /** Whether a task of this agent runs on the GPU. */
-  private busyOn(index: number): boolean {
-    for (const task of this.running.values()) if (task.claim.gpuIds.includes(index)) return true;
-    return false;
-  }
-
-  /** GPU memory the tasks running on a GPU reserved (`gpu_memory_gb`), held until they end. */
-  private reservedOn(index: number): number {
-    let reserved = 0;
-    for (const task of this.running.values())
-      if (task.claim.gpuIds.includes(index)) reserved += reservationOf(task.claim);
-    return reserved;
-  }
-
-  private start(claim: Claim): void {
+  private start(claim: Lease): void {
     this.adopt(this.launch(claim));
   }
 
@@ -409,33 +233,11 @@ export class Agent {
    * Writes a task's files and launches its process: at once, or with `after`, chained to start
    * the moment that task's process exits. The slot, GPUs and CPUs are taken by `adopt`.
    */
-  private launch(claim: Claim, after?: RunningProcess): Launch {
+  private launch(claim: Lease, after?: RunningProcess): Launch {
     const task = claim.task;
     const files = attemptFiles(this.options.stateDir, task.id, claim.attemptNumber);
-    const env: NodeJS.ProcessEnv = {
-      ...process.env,
-      ...this.options.env,
-      [STATE_DIR_MARKER]: resolve(this.options.stateDir),
-      LABSWEEP_TASK_ID: String(task.id),
-      LABSWEEP_TASK_SIGNATURE: task.signature,
-      LABSWEEP_ATTEMPT_ID: String(claim.attemptId),
-      LABSWEEP_PARAMS: JSON.stringify(task.params),
-      LABSWEEP_CONFIG_FILE: files.configPath,
-      LABSWEEP_RESULT_FILE: files.resultPath,
-      LABSWEEP_OUTPUT_DIR: claim.placements[0]?.outputDir ?? "",
-      LABSWEEP_PHASES: [...new Set(claim.placements.map((placement) => placement.phase))].join(","),
-    };
-    // A CPU slot on a machine with GPUs (all too busy, or left out by --gpus) gets "": without
-    // it the task would see, and likely use, every GPU, including other users' busy ones.
-    if (
-      this.gpus.length > 0 ||
-      this.options.gpuFreeMiB.size > 0 ||
-      gpusWanted(task.policy.resources, false) > 0
-    ) {
-      // nvidia-smi numbers GPUs by PCI bus; CUDA must use the same order for the ids to agree.
-      env.CUDA_DEVICE_ORDER = "PCI_BUS_ID";
-      env.CUDA_VISIBLE_DEVICES = claim.gpuIds.join(",");
-    }
+    const onGpuMachine = this.occupancy.hasGpus || this.options.gpuFreeMiB.size > 0;
+    const env = taskEnvironment(claim, files, { ...this.options, onGpuMachine });
     // Ledgers from before launchers have none; an `auto` port is picked in `prepare`, which runs
     // before the launch reads `command`.
     const launcher = task.policy.launcher ?? null;
@@ -460,45 +262,20 @@ export class Agent {
     this.survive(
       child.pid.then((pid) => {
         launch.started = true;
-        if (pid > 0 && after) this.chainedStarted(launch);
+        if (pid > 0 && after) this.chain.chainedStarted(launch);
       }),
       `could not start task ${task.id}`,
     );
     return launch;
   }
 
-  /**
-   * The launcher started the head of the chain (the task before it exited): it runs from now on,
-   * whatever the loop is waiting for (a long-polled lease for another slot, say), so it is
-   * adopted at once and its end reported on time. Not found: the loop adopted it already, or it
-   * is being given back (giveBackAheads adopts it then).
-   */
-  private chainedStarted(launch: Launch): void {
-    if (this.aheads[0]?.launch !== launch) return;
-    this.aheads.shift();
-    this.adoptHead(launch);
-    this.wake();
-  }
-
-  /** Adopts the chain's head, just taken off it: the task behind it now follows it. */
-  private adoptHead(launch: Launch): void {
-    const running = this.adopt(launch);
-    const next = this.aheads[0];
-    if (next) next.follows = running;
-  }
-
   /** Counts a launched task as running: it takes its slot, CPUs and GPU shares, and is watched. */
   private adopt(launch: Launch): Running {
     const { claim, process: child, files } = launch;
     const task = claim.task;
-    const share = shareOf(task.policy.resources, this.gpus.length > 0);
-    for (const index of claim.gpuIds) {
-      const gpu = this.gpus.find((offer) => offer.index === index);
-      if (gpu) gpu.freeShare -= share;
-      this.gpuStarts.set(index, (this.gpuStarts.get(index) ?? 0) + 1);
-    }
+    const share = shareOf(task.policy.resources, this.occupancy.hasGpus);
     const running: Running = { claim, process: child, gpuShare: share, cpus: task.policy.resources.cpus };
-    this.running.set(claim.attemptId, running);
+    this.occupancy.take(running);
     this.options.onEvent?.({ kind: "started", claim });
     const noticed = child.pid.then((pid) => {
       if (pid <= 0) return undefined;
@@ -539,15 +316,8 @@ export class Agent {
     // The slot is free the moment the process is gone: leasing its next task need not wait for
     // this report to be written and sent (the port decides whether the coordinator must hear it
     // first), so the slot idles for one round trip, not three.
-    for (const index of task.claim.gpuIds) {
-      const gpu = this.gpus.find((offer) => offer.index === index);
-      if (gpu) gpu.freeShare += task.gpuShare;
-    }
-    this.running.delete(task.claim.attemptId);
-    if ("wallSeconds" in outcome) {
-      this.recentWallMs.push(outcome.wallSeconds * 1000);
-      if (this.recentWallMs.length > 5) this.recentWallMs.shift();
-    }
+    this.occupancy.free(task);
+    if ("wallSeconds" in outcome) this.chain.recordWallMs(outcome.wallSeconds * 1000);
     const report: Promise<void> = this.port
       .finish(task.claim.attemptId, { outcome, logTail: tail })
       .then(
@@ -570,150 +340,10 @@ export class Agent {
   }
 
   private async renewLeases(): Promise<void> {
-    const held = [...this.running.keys(), ...this.aheads.map((ahead) => ahead.claim.attemptId)];
+    const held = [...this.occupancy.running.keys(), ...this.chain.attemptIds];
     // An idle agent with GPUs still beats: its heartbeats carry the GPUs' readings.
-    if (held.length === 0 && this.gpus.length === 0) return;
+    if (held.length === 0 && !this.occupancy.hasGpus) return;
     this.abandon(await this.port.heartbeat(held));
-  }
-
-  /**
-   * With every slot busy running short tasks, leases the next task now, for the capacity the
-   * longest-running task will free: when a slot frees up, its next task starts at once. Where
-   * the launcher chains processes, the task is queued there behind that one, and more are held
-   * behind it (CHAIN_COVER_MS of work), each leased for exactly what the one before will free; a
-   * slot that frees up first takes the head of the chain. Only for short tasks, where a round
-   * trip is a noticeable share of a slot's time; tasks held ahead wait at most about
-   * CHAIN_COVER_MS (or one task's length), so no other agent starves for them. True if a task
-   * was leased.
-   */
-  private async leaseAhead(): Promise<boolean> {
-    const belowMs = this.options.leaseAheadBelowMs ?? 2000;
-    if (belowMs <= 0 || this.recentWallMs.length < 2) return false;
-    const taskMs = median(this.recentWallMs);
-    if (taskMs >= belowMs) return false;
-    const oldest = [...this.running.values()][0];
-    if (!oldest) return false;
-    const last = this.aheads.at(-1);
-    if (last && !last.launch) return false;
-    const depth = Math.min(
-      MAX_CHAIN,
-      Math.max(1, Math.ceil((CHAIN_COVER_MS * this.options.slots.length) / Math.max(taskMs, 0.1))),
-    );
-    // Held tasks the launcher has started already cover nothing.
-    const want = last ? depth - this.heldCount : 1;
-    if (want <= 0) return false;
-    const epoch = this.chainEpoch;
-    const claims = await this.port.lease({
-      worker: this.options.worker,
-      host: this.options.host,
-      // Several chained tasks run one after another in what the last held one frees: asked for
-      // together, they get that much capacity each (each one is checked against it below).
-      capacity: last ? times(this.capacityFreedBy(last.claim), want) : this.capacityWithout(oldest),
-      max: want,
-      // Answered at once: this request must not hold up the loop while a slot frees up.
-      waitMs: 0,
-    });
-    if (claims.length === 0) return false;
-    let previous = last;
-    for (const claim of claims) {
-      if (this.stopping || this.chainEpoch !== epoch) {
-        // Stopped, or the chain was given back while the lease was on its way.
-        this.release(claim, "stopped before it started");
-        continue;
-      }
-      let ahead: Ahead | null = { claim };
-      if (previous?.launch)
-        ahead = fitsWithin(claim, this.capacityFreedBy(previous.claim), this.gpus.length > 0)
-          ? { claim, launch: this.launch(claim, previous.launch.process) }
-          : null;
-      // Queued in the launcher behind the task whose capacity it was leased for: it starts the
-      // moment that one exits, without waiting for the exit to reach this loop.
-      else if (oldest.process.chainable)
-        ahead = { claim, launch: this.launch(claim, oldest.process), follows: oldest };
-      if (!ahead) {
-        this.release(claim, "it does not fit where the task before it in the chain runs");
-        continue;
-      }
-      // The task it follows started while the lease was on its way: it follows that one running.
-      if (this.aheads.length === 0 && previous) ahead.follows ??= this.running.get(previous.claim.attemptId);
-      this.aheads.push(ahead);
-      previous = ahead;
-    }
-    return true;
-  }
-
-  /** Exactly what a task held ahead will free when it ends: its slot, CPUs and GPU shares. */
-  private capacityFreedBy(claim: Claim): Capacity {
-    const resources = claim.task.policy.resources;
-    const share = shareOf(resources, this.gpus.length > 0);
-    // Its memory reservation comes back only once it runs; a held one's is not counted yet.
-    const freedMiB = this.running.has(claim.attemptId) ? reservationOf(claim) : 0;
-    return {
-      freeSlots: 1,
-      // Replacing the only running task, it runs alone: any CPU count fits, as on an idle agent.
-      freeCpus: this.running.size === 1 ? Number.POSITIVE_INFINITY : resources.cpus,
-      gpus: this.capacity()
-        .gpus.filter((gpu) => claim.gpuIds.includes(gpu.index))
-        .map((gpu) => ({ ...gpu, freeShare: share, freeMemoryMiB: plus(gpu.freeMemoryMiB, freedMiB) })),
-      hasGpus: this.gpus.length > 0,
-      tags: [...(this.options.tags ?? [])],
-    };
-  }
-
-  /** Whether a task leased ahead fits what is free now: a slot, its CPUs, its GPUs' shares. */
-  private fitsNow(claim: Claim): boolean {
-    return fitsWithin(claim, this.capacity(), this.gpus.length > 0);
-  }
-
-  /**
-   * What a lease for the free slots may take while a chained task waits to replace the task it
-   * follows: no more than is free now, nor than will be free once it has replaced it.
-   */
-  private besideChained(capacity: Capacity): Capacity {
-    // Tasks chained behind the first take no more than it frees: only the first can need more.
-    const first = this.aheads[0];
-    const follows = first?.follows;
-    if (!first?.launch || !follows) return capacity;
-    const next = first.claim;
-    const nextShare = shareOf(next.task.policy.resources, this.gpus.length > 0);
-    return {
-      ...capacity,
-      freeCpus: Math.min(
-        capacity.freeCpus,
-        capacity.freeCpus + follows.cpus - next.task.policy.resources.cpus,
-      ),
-      gpus: capacity.gpus.map((gpu) => {
-        const freed = follows.claim.gpuIds.includes(gpu.index) ? follows.gpuShare : 0;
-        const taken = next.gpuIds.includes(gpu.index) ? nextShare : 0;
-        const freedMiB = follows.claim.gpuIds.includes(gpu.index) ? reservationOf(follows.claim) : 0;
-        const takenMiB = next.gpuIds.includes(gpu.index) ? reservationOf(next) : 0;
-        return {
-          ...gpu,
-          freeShare: Math.min(gpu.freeShare, gpu.freeShare + freed - taken),
-          freeMemoryMiB: plus(gpu.freeMemoryMiB, Math.min(0, freedMiB - takenMiB)),
-        };
-      }),
-    };
-  }
-
-  /** What would be free once `task` ends. */
-  private capacityWithout(task: Running): Capacity {
-    const capacity = this.capacity();
-    const freeCpus = this.running.size === 1 ? Number.POSITIVE_INFINITY : capacity.freeCpus + task.cpus;
-    return {
-      ...capacity,
-      freeSlots: capacity.freeSlots + 1,
-      freeCpus,
-      gpus: capacity.gpus.map((gpu) =>
-        task.claim.gpuIds.includes(gpu.index)
-          ? {
-              ...gpu,
-              freeShare: gpu.freeShare + task.gpuShare,
-              freeMemoryMiB: plus(gpu.freeMemoryMiB, reservationOf(task.claim)),
-            }
-          : gpu,
-      ),
-    };
   }
 
   /** Lets `work` run on in the background; a failure is told, never left unhandled. */
@@ -723,7 +353,7 @@ export class Agent {
 
   private warnOf(what: string, error: unknown): void {
     const message = `labsweep: ${what}: ${error instanceof Error ? error.message : String(error)}`;
-    (this.options.warn ?? ((line: string) => process.stderr.write(`${line}\n`)))(message);
+    (this.options.warn ?? warnOnStderr)(message);
   }
 
   private wake(): void {
@@ -754,47 +384,12 @@ export class Agent {
   }
 
   private async allFinished(): Promise<void> {
-    this.giveBackAheads("stopped before it started", false);
+    this.chain.giveBack("stopped before it started", false);
     // A chained task that started before it could be taken back is running: wait for it too.
-    while (this.withdrawing) await this.withdrawing;
-    while (this.running.size > 0) await this.waitForChange();
+    await this.chain.withdrawn();
+    while (this.occupancy.running.size > 0) await this.waitForChange();
     await this.reportsWritten();
     await Promise.allSettled([...this.releasing]);
     if (this.failure) throw this.failure;
   }
-}
-
-/** Whether a leased task, on the GPUs it was given, fits `capacity`: a slot, its CPUs, its GPU shares. */
-function fitsWithin(claim: Claim, capacity: Capacity, hasGpus: boolean): boolean {
-  const resources = claim.task.policy.resources;
-  if (capacity.freeSlots < 1 || resources.cpus > capacity.freeCpus) return false;
-  const share = shareOf(resources, hasGpus);
-  return claim.gpuIds.every((index) => {
-    const gpu = capacity.gpus.find((offer) => offer.index === index);
-    return gpu !== undefined && gpu.freeShare >= share - 1e-9;
-  });
-}
-
-/** The GPU memory a task reserves on each of its GPUs while it runs. */
-function reservationOf(claim: Claim): number {
-  return claim.task.policy.resources.gpuMemoryGb * 1024;
-}
-
-function plus(mib: number | null, delta: number): number | null {
-  return mib === null ? null : mib + delta;
-}
-
-/** `count` times `capacity`'s slots, CPUs and GPU shares. */
-function times(capacity: Capacity, count: number): Capacity {
-  return {
-    ...capacity,
-    freeSlots: capacity.freeSlots * count,
-    freeCpus: capacity.freeCpus * count,
-    gpus: capacity.gpus.map((gpu) => ({ ...gpu, freeShare: gpu.freeShare * count })),
-  };
-}
-
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)] ?? 0;
 }

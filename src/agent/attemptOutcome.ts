@@ -2,8 +2,8 @@
  * What an attempt's report says: how its process ended (its result file read), and the failure
  * that replaces a success the coordinator will not take.
  */
-import type { FinishRequest } from "../api/contract.js";
-import type { AttemptOutcome } from "../ledger/finishAttempt.js";
+import type { FinishRequest } from "../protocol/http.js";
+import type { AttemptOutcome } from "../protocol/interfaces.js";
 import type { HttpError } from "./httpClient.js";
 import { logTail, type ProcessExit } from "./runProcess.js";
 import { formatBytes, RESULT_LIMIT_BYTES, readResult } from "./taskFiles.js";

@@ -1,6 +1,6 @@
 import { execFile, spawn } from "node:child_process";
 import { availableParallelism, hostname, totalmem } from "node:os";
-import type { AgentCapabilities } from "../api/contract.js";
+import type { AgentCapabilities } from "../protocol/http.js";
 import type { GpuInfo } from "./gpuProbe.js";
 
 /** A configured check, e.g. `torch=python3 -c "import torch"`: passes when it exits 0 in time. */

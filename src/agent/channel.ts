@@ -1,4 +1,5 @@
-import type { ChannelEvent } from "../api/contract.js";
+import { describeError, type Warn, warnOnStderr } from "../log/warn.js";
+import type { ChannelEvent } from "../protocol/http.js";
 import { type CoordinatorClient, isAbort, sleep, UnauthorizedError } from "./httpClient.js";
 
 export interface ChannelOptions {
@@ -7,7 +8,7 @@ export interface ChannelOptions {
   /** Ends the channel (closing the connection, which tells the coordinator the agent is gone). */
   signal: AbortSignal;
   /** Notices about a channel that dropped. (Default: stderr) */
-  warn?: (message: string) => void;
+  warn?: Warn;
   /** Called when the coordinator rejects the token; the channel then ends. */
   onFatal?: (error: UnauthorizedError) => void;
   /** First wait before reconnecting; doubles up to 10 s while connections keep failing. (Default: 500) */
@@ -20,7 +21,7 @@ export interface ChannelOptions {
  * aborts.
  */
 export async function holdChannel(client: CoordinatorClient, options: ChannelOptions): Promise<void> {
-  const warn = options.warn ?? ((message: string) => process.stderr.write(`${message}\n`));
+  const warn = options.warn ?? warnOnStderr;
   const minBackoff = options.minBackoffMs ?? 500;
   let failures = 0;
   while (!options.signal.aborted) {
@@ -39,7 +40,7 @@ export async function holdChannel(client: CoordinatorClient, options: ChannelOpt
         options.onFatal?.(error);
         return;
       }
-      warn(`labsweep agent: the coordinator's event channel failed (${describe(error)}); reconnecting`);
+      warn(`labsweep agent: the coordinator's event channel failed (${describeError(error)}); reconnecting`);
     }
     const wait = Math.min(minBackoff * 2 ** Math.min(failures, 30), 10_000);
     failures++;
@@ -90,9 +91,4 @@ function parseEvent(data: string, name: string): ChannelEvent | null {
   const event = value as { type?: unknown };
   if (typeof event.type !== "string" && name) return { ...event, type: name } as ChannelEvent;
   return typeof event.type === "string" ? (event as ChannelEvent) : null;
-}
-
-function describe(error: unknown): string {
-  if (!(error instanceof Error)) return String(error);
-  return error.cause instanceof Error ? `${error.message}: ${describe(error.cause)}` : error.message;
 }

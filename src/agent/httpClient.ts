@@ -1,6 +1,7 @@
 import http from "node:http";
 import https from "node:https";
-import { API_PREFIX } from "../api/contract.js";
+import { type Warn, warnOnStderr } from "../log/warn.js";
+import { API_PREFIX } from "../protocol/http.js";
 
 /** The coordinator rejected the token (401). Not retried: a wrong token stays wrong. */
 export class UnauthorizedError extends Error {
@@ -39,7 +40,7 @@ export interface ClientOptions {
   /** How long a request may take unless the call says otherwise. (Default: 15 s) */
   timeoutMs?: number;
   /** Where outage notices go, one line each. (Default: stderr) */
-  warn?: (message: string) => void;
+  warn?: Warn;
   /** How often an outage that goes on is reported again. (Default: 30 s) */
   remindEveryMs?: number;
 }
@@ -254,7 +255,7 @@ export class CoordinatorClient {
     const server = this.servers[index] as string;
     if (this.current === index) this.current = (index + 1) % this.servers.length;
     const now = Date.now();
-    const warn = this.options.warn ?? ((message: string) => process.stderr.write(`${message}\n`));
+    const warn = this.options.warn ?? warnOnStderr;
     const next = this.servers.length > 1 ? `; trying ${this.server} next` : "";
     if (!this.outage) {
       this.outage = { since: now, noticed: now };
@@ -271,7 +272,7 @@ export class CoordinatorClient {
 
   private reachable(server: string): void {
     if (!this.outage) return;
-    const warn = this.options.warn ?? ((message: string) => process.stderr.write(`${message}\n`));
+    const warn = this.options.warn ?? warnOnStderr;
     warn(
       `labsweep agent: reached the coordinator at ${server} again after ${seconds(Date.now() - this.outage.since)}`,
     );

@@ -1,29 +1,22 @@
+import { type Warn, warnOnStderr } from "../log/warn.js";
+import type { Capacity } from "../protocol/capacity.js";
 import {
   type AgentCapabilities,
-  type FinishResponse,
   type HeartbeatResponse,
-  type LeasedTask,
   type LeaseRequest,
   type LeaseResponse,
   REQUEST_BODY_LIMIT_BYTES,
   type RegisterResponse,
   type ReportVerdict,
-} from "../api/contract.js";
-import type { GpuSample } from "../coordinator/gpuTelemetry.js";
-import type { Claim } from "../ledger/claimTask.js";
-import type { AttemptOutcome } from "../ledger/finishAttempt.js";
-import type { Params, RunPolicy } from "../sweep/types.js";
-import type { CoordinatorPort } from "./agent.js";
-import { refusedAsFailure } from "./attemptOutcome.js";
-import type { Capacity } from "./capacity.js";
-import { type CoordinatorClient, HttpError, isAbort, UnauthorizedError } from "./httpClient.js";
-import { type ChunkVerdict, logPieces } from "./logStream.js";
+} from "../protocol/http.js";
+import type { AttemptOutcome, GpuSample, Lease } from "../protocol/interfaces.js";
+import { Contact } from "./contact.js";
+import type { CoordinatorPort } from "./coordinatorPort.js";
+import { type CoordinatorClient, HttpError, isAbort, type UnauthorizedError } from "./httpClient.js";
+import type { ChunkVerdict } from "./logStream.js";
 import type { Outbox, OutboxRecord } from "./outbox.js";
+import { deliverReport, sendFinalLog } from "./reportDelivery.js";
 
-export { CoordinatorClient, HttpError, UnauthorizedError } from "./httpClient.js";
-
-/** The final log goes in pieces of at most this many bytes (the coordinator caps request bodies). */
-const FINAL_LOG_PIECE_BYTES = 128 * 1024;
 /** Reports one lease request carries at most. */
 const MAX_CARRIED_REPORTS = 64;
 /**
@@ -31,12 +24,6 @@ const MAX_CARRIED_REPORTS = 64;
  * and a report too large to be carried goes alone (see deliver).
  */
 const CARRIED_REPORT_BYTES = REQUEST_BODY_LIMIT_BYTES / 2;
-/**
- * Contact older than this (or half the lease, if shorter) is in doubt: heartbeats (every 3 s by
- * default) would have refreshed it. Well inside the 12 s lease, so no lease of this agent can have
- * run out unnoticed.
- */
-const CONTACT_FRESH_MS = 5000;
 /** Reports of tasks that ran at least this long are fsynced in the outbox (see HttpPort.finish). */
 const DURABLE_REPORT_SECONDS = 1;
 /** A task is reported started once it has run this long (see HttpPort.started). */
@@ -62,11 +49,11 @@ export interface HttpPortOptions {
   /** Called once when the coordinator rejects the token: the agent must stop. */
   onFatal?: (error: UnauthorizedError) => void;
   /** Notices, one line each. (Default: stderr) */
-  warn?: (message: string) => void;
+  warn?: Warn;
 }
 
 /**
- * The `CoordinatorPort` over HTTP (`/api/v1`, see api/contract.ts). Leases long-poll: an idle
+ * The `CoordinatorPort` over HTTP (`/api/v1`, see protocol/http.ts). Leases long-poll: an idle
  * agent's request waits at the coordinator and gets a task the moment one fits. While the
  * coordinator is unreachable, leasing waits and retries (the client's backoff and failover) and
  * running tasks go on; their reports wait in the outbox. Heartbeats and task-start notices are
@@ -81,11 +68,7 @@ export class HttpPort implements CoordinatorPort {
   private lastWaited = false;
   private heartbeating = false;
   private wake: (() => void) | null = null;
-  private fatal = false;
-  /** When the coordinator last answered, and whether a request has failed since. */
-  private lastContactAt = 0;
-  private troubled = false;
-  private contactFreshMs = CONTACT_FRESH_MS;
+  private readonly contact = new Contact((error) => this.options.onFatal?.(error));
   /** Ends the lease request in flight, if any (see sweepDone). */
   private endLease: (() => void) | null = null;
   /** Start notices not sent yet (see started). */
@@ -101,10 +84,10 @@ export class HttpPort implements CoordinatorPort {
   /** `POST /agents`, retried until the coordinator answers; returns its lease settings. */
   async register(capabilities: AgentCapabilities, signal?: AbortSignal): Promise<RegisterResponse> {
     this.capabilities = capabilities;
-    const answer = await this.guard(() =>
+    const answer = await this.contact.guard(() =>
       this.client.call<RegisterResponse>("POST", "/agents", capabilities, { signal }),
     );
-    this.contactFreshMs = Math.min(CONTACT_FRESH_MS, answer.leaseMs / 2);
+    this.contact.leaseIs(answer.leaseMs);
     return answer;
   }
 
@@ -120,7 +103,7 @@ export class HttpPort implements CoordinatorPort {
     signal?: AbortSignal;
     max?: number;
     waitMs?: number;
-  }): Promise<Claim[]> {
+  }): Promise<Lease[]> {
     // The coordinator said the sweep is over (it may have exited since): nothing to ask it.
     if (this.lastDone && !this.options.stay) return [];
     const waitMs =
@@ -131,7 +114,7 @@ export class HttpPort implements CoordinatorPort {
     this.lastWaited = false;
     const outbox = this.options.outbox;
     // A report the coordinator keeps failing (5xx) holds leasing up for a while, not for ever.
-    if (outbox.pending().length > 0 && !this.inContact())
+    if (outbox.pending().length > 0 && !this.contact.sound())
       await outbox.flush({ signal: request.signal, timeoutMs: 30_000 });
     const carried = outbox.carry(MAX_CARRIED_REPORTS, this.carryBytes);
     const started = Date.now();
@@ -155,7 +138,7 @@ export class HttpPort implements CoordinatorPort {
     // A lease answered "nothing" early is not a wait; polling again at once would spin.
     this.lastWaited =
       waitMs > 0 && leases.length === 0 && !response.done && Date.now() - started >= waitMs / 2;
-    return leases.map(toClaim);
+    return leases;
   }
 
   /**
@@ -218,7 +201,7 @@ export class HttpPort implements CoordinatorPort {
   }
 
   private warn(message: string): void {
-    (this.options.warn ?? ((line: string) => process.stderr.write(`${line}\n`)))(message);
+    (this.options.warn ?? warnOnStderr)(message);
   }
 
   /**
@@ -239,15 +222,13 @@ export class HttpPort implements CoordinatorPort {
           await outbox.settle([{ attemptId: record.attemptId, refused: verdict.error }]);
           continue;
         }
-        if (record.log) await this.sendFinalLog(record, AbortSignal.timeout(30_000)).catch(() => undefined);
+        if (record.log)
+          await sendFinalLog(this.client, this.contact, record, AbortSignal.timeout(30_000)).catch(
+            () => undefined,
+          );
         await outbox.settle([{ attemptId: record.attemptId }]);
       }
-    })().catch((error: unknown) => this.noteFatal(error));
-  }
-
-  /** Whether the coordinator has been heard from lately, with nothing failing since. */
-  private inContact(): boolean {
-    return !this.troubled && Date.now() - this.lastContactAt < this.contactFreshMs;
+    })().catch((error: unknown) => this.contact.noteFatal(error));
   }
 
   /**
@@ -304,7 +285,7 @@ export class HttpPort implements CoordinatorPort {
       );
       return response.stale.filter((id) => asked.has(id));
     } catch (error) {
-      this.noteFatal(error);
+      this.contact.noteFatal(error);
       return []; // unreachable: the next heartbeat tries again
     } finally {
       this.heartbeating = false;
@@ -326,7 +307,7 @@ export class HttpPort implements CoordinatorPort {
           { agentId: this.options.agentId, pid },
           { retries: 3 },
         )
-        .catch((error) => this.noteFatal(error));
+        .catch((error) => this.contact.noteFatal(error));
     }, STARTED_NOTICE_MS);
     notice.unref();
     this.startNotices.set(attemptId, notice);
@@ -370,7 +351,7 @@ export class HttpPort implements CoordinatorPort {
         { retries: 0, timeoutMs: 3000 },
       );
     } catch (error) {
-      this.noteFatal(error);
+      this.contact.noteFatal(error);
     }
   }
 
@@ -390,120 +371,30 @@ export class HttpPort implements CoordinatorPort {
       );
       return "ok";
     } catch (error) {
-      this.noteFatal(error);
+      this.contact.noteFatal(error);
       if (error instanceof HttpError) return error.status === 413 ? "too-large" : "stop";
       throw error;
     }
   }
 
-  /**
-   * Sends one outbox record: the log's unsent end, then the report. Network errors and 5xx are
-   * retried until `signal` aborts; a 2xx (accepted, or already recorded) is "sent".
-   */
-  async deliver(record: OutboxRecord, signal: AbortSignal): Promise<"sent" | { refused: string }> {
-    const path = `/attempts/${record.attemptId}`;
-    // The log's end first; it is a courtesy, the report matters.
-    await this.sendFinalLog(record, signal);
-    let request = record.request;
-    for (;;) {
-      try {
-        await this.guard(() =>
-          this.client.call<FinishResponse>("POST", `${path}/finish`, request, { signal }),
-        );
-        return "sent";
-      } catch (error) {
-        if (!(error instanceof HttpError)) throw error;
-        if (error.status === 413 && request.logTail) {
-          // Too large: a shorter tail, then none.
-          const tail = request.logTail;
-          request = { ...request, logTail: tail.length > 4096 ? tail.slice(-4096) : undefined };
-          continue;
-        }
-        const failed = refusedAsFailure(request, error);
-        if (failed) {
-          request = failed;
-          continue;
-        }
-        return { refused: `${error.status}: ${error.detail}` };
-      }
-    }
-  }
-
-  /** The unsent end of an attempt's log, in pieces a request may carry; stops at a refusal. */
-  private async sendFinalLog(record: OutboxRecord, signal: AbortSignal): Promise<void> {
-    const path = `/attempts/${record.attemptId}/log`;
-    for (const piece of record.log ? logPieces(record.log, FINAL_LOG_PIECE_BYTES) : []) {
-      const chunk = { agentId: record.request.agentId, ...piece };
-      try {
-        await this.guard(() => this.client.call("POST", path, chunk, { signal }));
-      } catch (error) {
-        if (!(error instanceof HttpError)) throw error;
-        return;
-      }
-    }
+  /** Sends one outbox record (see deliverReport). */
+  deliver(record: OutboxRecord, signal: AbortSignal): Promise<"sent" | { refused: string }> {
+    return deliverReport(this.client, this.contact, record, signal);
   }
 
   /** Runs a request; a coordinator that forgot this agent (it restarted) gets it registered again. */
   private async withRegistration<T>(call: () => Promise<T>): Promise<T> {
     try {
-      return await this.guard(call);
+      return await this.contact.guard(call);
     } catch (error) {
       if (!(error instanceof HttpError && isUnknownAgent(error) && this.capabilities)) throw error;
       await this.register(this.capabilities);
-      return this.guard(call);
+      return this.contact.guard(call);
     }
-  }
-
-  private async guard<T>(call: () => Promise<T>): Promise<T> {
-    try {
-      const answer = await call();
-      this.heard();
-      return answer;
-    } catch (error) {
-      this.noteTrouble(error);
-      throw error;
-    }
-  }
-
-  private heard(): void {
-    this.lastContactAt = Date.now();
-    this.troubled = false;
-  }
-
-  /** A request that failed for want of the coordinator (not one it answered with a 4xx). */
-  private noteTrouble(error: unknown): void {
-    this.noteFatal(error);
-    if (!(error instanceof HttpError && error.status < 500) && !isAbort(error)) this.troubled = true;
-  }
-
-  private noteFatal(error: unknown): void {
-    if (!(error instanceof UnauthorizedError) || this.fatal) return;
-    this.fatal = true;
-    this.options.onFatal?.(error);
   }
 }
 
 /** The coordinator answers 409 "unknown agent …" to an agent it has no registration of. */
 function isUnknownAgent(error: HttpError): boolean {
   return (error.status === 409 || error.status === 404) && /unknown agent/i.test(error.detail);
-}
-
-function toClaim(lease: LeasedTask): Claim {
-  return {
-    attemptId: lease.attemptId,
-    attemptNumber: lease.attemptNumber,
-    gpuIds: lease.gpuIds,
-    placements: lease.placements,
-    task: {
-      id: lease.task.id,
-      signature: lease.task.signature,
-      params: lease.task.params as Params,
-      command: lease.task.command,
-      cwd: lease.task.cwd,
-      configFile: lease.task.configFile,
-      policy: lease.task.policy as RunPolicy,
-      state: "running",
-      attempts: lease.attemptNumber,
-    },
-  };
 }

@@ -1,4 +1,4 @@
-import { readdirSync, readFileSync } from "node:fs";
+import { environmentOf, listPids, readProcStat } from "./procfs.js";
 
 /**
  * Kills what is left of a task started by an earlier incarnation of this agent (killed with
@@ -10,16 +10,10 @@ import { readdirSync, readFileSync } from "node:fs";
 export function killLeftovers(processGroup: number, attemptId: number): number {
   const marker = `LABSWEEP_ATTEMPT_ID=${attemptId}`;
   let killed = 0;
-  let entries: string[];
-  try {
-    entries = readdirSync("/proc");
-  } catch {
-    return 0; // no procfs: nothing we can check safely
-  }
-  for (const entry of entries) {
-    if (!/^\d+$/.test(entry)) continue;
-    const pid = Number(entry);
-    if (pid === process.pid || processGroupOf(pid) !== processGroup) continue;
+  const pids = listPids();
+  if (pids === null) return 0; // no procfs: nothing we can check safely
+  for (const pid of pids) {
+    if (pid === process.pid || readProcStat(pid)?.processGroup !== processGroup) continue;
     if (!environmentOf(pid).includes(marker)) continue;
     try {
       process.kill(pid, "SIGKILL");
@@ -42,41 +36,18 @@ export const STATE_DIR_MARKER = "LABSWEEP_STATE_DIR";
  */
 export function killTasksOf(stateDir: string): number {
   const marker = `${STATE_DIR_MARKER}=${stateDir}`;
-  let entries: string[];
-  try {
-    entries = readdirSync("/proc");
-  } catch {
-    return 0; // no procfs: nothing we can check safely
-  }
+  const pids = listPids();
+  if (pids === null) return 0; // no procfs: nothing we can check safely
   let killed = 0;
-  for (const entry of entries) {
-    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
-    if (!environmentOf(Number(entry)).includes(marker)) continue;
+  for (const pid of pids) {
+    if (pid === process.pid) continue;
+    if (!environmentOf(pid).includes(marker)) continue;
     try {
-      process.kill(Number(entry), "SIGKILL");
+      process.kill(pid, "SIGKILL");
       killed++;
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== "ESRCH") throw error;
     }
   }
   return killed;
-}
-
-function processGroupOf(pid: number): number | null {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    // Fields after the parenthesised command name: state, ppid, pgrp, …
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return Number(fields[2]);
-  } catch {
-    return null; // exited while we looked, or not ours to read
-  }
-}
-
-function environmentOf(pid: number): string[] {
-  try {
-    return readFileSync(`/proc/${pid}/environ`, "utf8").split("\0");
-  } catch {
-    return [];
-  }
 }

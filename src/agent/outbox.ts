@@ -1,8 +1,9 @@
 import { mkdirSync, readdirSync, rmSync } from "node:fs";
 import { open, readFile, rename, unlink } from "node:fs/promises";
 import { join } from "node:path";
-import type { FinishRequest } from "../api/contract.js";
-import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from "../ledger/privateFiles.js";
+import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from "../files/privateFiles.js";
+import { type Warn, warnOnStderr } from "../log/warn.js";
+import type { FinishRequest } from "../protocol/http.js";
 
 /** One attempt's finish report, as kept on the agent's disk until the coordinator has it. */
 export interface OutboxRecord {
@@ -52,7 +53,7 @@ export class Outbox {
   /** A sender start put off by sendDelayMs. */
   private delayed: NodeJS.Timeout | null = null;
   private stopped: unknown = null;
-  private readonly warn: (message: string) => void;
+  private readonly warn: Warn;
 
   constructor(
     readonly dir: string,
@@ -60,7 +61,7 @@ export class Outbox {
     private readonly options: OutboxOptions = {},
   ) {
     mkdirSync(dir, { recursive: true, mode: PRIVATE_DIR_MODE });
-    this.warn = options.warn ?? ((message) => process.stderr.write(`${message}\n`));
+    this.warn = options.warn ?? warnOnStderr;
     for (const name of readdirSync(dir)) {
       const id = /^(\d+)\.json$/.exec(name)?.[1];
       if (id !== undefined) this.ids.add(Number(id));

@@ -1,14 +1,16 @@
 import { statSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { join } from "node:path";
-import type { AgentCapabilities, ChannelEvent } from "../api/contract.js";
-import type { GpuSample } from "../coordinator/gpuTelemetry.js";
-import type { Claim } from "../ledger/claimTask.js";
-import { Agent, type AgentEvent, type AgentExit, type CoordinatorPort } from "./agent.js";
+import { type Warn, warnOnStderr } from "../log/warn.js";
+import { attemptFiles } from "../protocol/attemptFiles.js";
+import type { Capacity } from "../protocol/capacity.js";
+import type { AgentCapabilities, ChannelEvent } from "../protocol/http.js";
+import type { GpuSample, Lease } from "../protocol/interfaces.js";
+import { Agent, type AgentEvent, type AgentExit } from "./agent.js";
 import { forgetRunning, killPreviousTasks, openAgentState, recordRunning } from "./agentState.js";
 import { describeMachine, type ProbeSpec } from "./capabilities.js";
-import type { Capacity } from "./capacity.js";
 import { holdChannel } from "./channel.js";
+import type { CoordinatorPort } from "./coordinatorPort.js";
 import { type GpuLockResult, lockGpus } from "./gpuLocks.js";
 import { type GpuInfo, probeGpus, readGpuUsage } from "./gpuProbe.js";
 import { CoordinatorClient, UnauthorizedError } from "./httpClient.js";
@@ -16,7 +18,6 @@ import { HttpPort } from "./httpPort.js";
 import { LogStream } from "./logStream.js";
 import { Outbox } from "./outbox.js";
 import { planSlots, type Slot } from "./slots.js";
-import { attemptFiles } from "./taskFiles.js";
 
 export interface RemoteAgentOptions {
   /** The coordinator's base URLs; the next one is tried when one cannot be reached. */
@@ -45,7 +46,7 @@ export interface RemoteAgentOptions {
   /** Host-wide GPU lock dir. (Default: gpuLockDir()) */
   lockDir?: string;
   /** Progress and notices, one line each. (Default: stderr) */
-  log?: (line: string) => void;
+  log?: Warn;
   /**
    * Give up once no coordinator URL has answered for this long while no task runs here: a late
    * SLURM array element whose coordinator has exited must not hold its allocation forever.
@@ -82,12 +83,12 @@ export class RemoteAgent {
   private fatal: Error | null = null;
   private terminating = false;
   private readonly streams = new Map<number, LogStream>();
-  private readonly log: (line: string) => void;
+  private readonly log: Warn;
   private machine: Machine | null = null;
   private gaveUp = false;
 
   constructor(private readonly options: RemoteAgentOptions) {
-    this.log = options.log ?? ((line) => process.stderr.write(`${line}\n`));
+    this.log = options.log ?? warnOnStderr;
   }
 
   /** Ctrl-C once: lease nothing new, let running tasks finish, then exit. */
@@ -330,10 +331,10 @@ export class RemoteAgent {
   private async leaseRunnable(
     port: HttpPort,
     request: { capacity: Capacity; max: number; signal?: AbortSignal },
-  ): Promise<Claim[]> {
+  ): Promise<Lease[]> {
     for (;;) {
       const claims = await port.lease(request);
-      const runnable: Claim[] = [];
+      const runnable: Lease[] = [];
       for (const claim of claims) {
         const cwd = isDirectory(claim.task.cwd) ? claim.task.cwd : this.options.workdir;
         if (cwd !== undefined) {

@@ -1,7 +1,8 @@
 import { spawn, spawnSync } from "node:child_process";
-import { appendFileSync, closeSync, openSync, readdirSync, readFileSync, readSync, statSync } from "node:fs";
-import { PRIVATE_FILE_MODE } from "../ledger/privateFiles.js";
+import { appendFileSync, closeSync, openSync, readSync, statSync } from "node:fs";
+import { PRIVATE_FILE_MODE } from "../files/privateFiles.js";
 import { DroppedLaunch, Launcher, sharedLauncher } from "./launcher.js";
+import { isGone, listPids, readProcStat } from "./procfs.js";
 
 export interface ProcessSpec {
   command: string;
@@ -257,10 +258,8 @@ function awaitGroupExit(processGroup: number, deadline: number, then: () => void
  * shell is reaped by init whenever init gets to it, but is already dead.
  */
 function groupAlive(processGroup: number): boolean {
-  let entries: string[];
-  try {
-    entries = readdirSync("/proc");
-  } catch {
+  const pids = listPids();
+  if (pids === null) {
     // No procfs: signal 0 tells whether the group has members (zombies included).
     try {
       process.kill(-processGroup, 0);
@@ -269,17 +268,9 @@ function groupAlive(processGroup: number): boolean {
       return false;
     }
   }
-  for (const entry of entries) {
-    if (!/^\d+$/.test(entry)) continue;
-    let stat: string;
-    try {
-      stat = readFileSync(`/proc/${entry}/stat`, "utf8");
-    } catch {
-      continue; // exited while we looked
-    }
-    // After the parenthesised command name: state, ppid, pgrp, …
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    if (Number(fields[2]) === processGroup && fields[0] !== "Z" && fields[0] !== "X") return true;
+  for (const pid of pids) {
+    const stat = readProcStat(pid); // null: exited while we looked
+    if (stat !== null && stat.processGroup === processGroup && !isGone(stat)) return true;
   }
   return false;
 }

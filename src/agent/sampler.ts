@@ -1,5 +1,4 @@
-import { closeSync, openSync, readdirSync, readFileSync, readSync } from "node:fs";
-import type { TaskUsage } from "../ledger/finishAttempt.js";
+import type { TaskUsage } from "../protocol/interfaces.js";
 import {
   type GpuProcess,
   type GpuUsage,
@@ -7,6 +6,7 @@ import {
   readGpuProcesses,
   readGpuUsage,
 } from "./gpuProbe.js";
+import { isGone, listPids, readProcStat, residentKiB } from "./procfs.js";
 
 /**
  * What a task used, as sampled while it ran. Memory is in MiB (2^20 bytes, nvidia-smi's unit)
@@ -246,56 +246,18 @@ export class TaskSampler {
  * VmRSS. Null when /proc cannot be read.
  */
 export function processGroupRss(processGroup: number): { rssKiB: number; pids: Set<number> } | null {
-  let entries: string[];
-  try {
-    entries = readdirSync("/proc");
-  } catch {
-    return null;
-  }
+  const all = listPids();
+  if (all === null) return null;
   let rssKiB = 0;
   const pids = new Set<number>();
-  for (const entry of entries) {
-    const first = entry.charCodeAt(0);
-    if (first < 48 || first > 57) continue; // not a pid: "self", "meminfo", …
-    const stat = readStat(entry);
-    if (stat === null) continue; // exited while we looked
-    // "pid (comm) state ppid pgrp …": comm may hold spaces and parentheses, so go from the last ")".
-    const close = stat.lastIndexOf(")");
-    if (close < 0) continue;
-    const state = stat.charAt(close + 2);
-    if (state === "Z" || state === "X") continue;
-    const ppidEnd = stat.indexOf(" ", close + 4);
-    const pgrpEnd = stat.indexOf(" ", ppidEnd + 1);
-    if (ppidEnd < 0 || pgrpEnd < 0 || Number(stat.slice(ppidEnd + 1, pgrpEnd)) !== processGroup) continue;
-    pids.add(Number(entry));
-    try {
-      const match = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${entry}/status`, "latin1"));
-      if (match) rssKiB += Number(match[1]); // kernel threads and exiting processes have none
-    } catch {
-      // exited while we looked
-    }
+  for (const pid of all) {
+    const stat = readProcStat(pid);
+    // Null: exited while we looked.
+    if (stat === null || isGone(stat) || stat.processGroup !== processGroup) continue;
+    pids.add(pid);
+    rssKiB += residentKiB(pid) ?? 0; // kernel threads and exiting processes have none
   }
   return { rssKiB, pids };
-}
-
-// Every process of the machine is read each sample: one open, read and close into a reused
-// buffer costs half of readFileSync's (which also stats the file and allocates).
-const statBuffer = Buffer.alloc(1024);
-
-function readStat(pid: string): string | null {
-  let fd: number;
-  try {
-    fd = openSync(`/proc/${pid}/stat`, "r");
-  } catch {
-    return null;
-  }
-  try {
-    return statBuffer.toString("latin1", 0, readSync(fd, statBuffer, 0, statBuffer.length, 0));
-  } catch {
-    return null;
-  } finally {
-    closeSync(fd);
-  }
 }
 
 function known(values: ReadonlyArray<number | null>): number[] {

@@ -1,26 +1,11 @@
 import { mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
-import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, touchPrivateFile } from "../ledger/privateFiles.js";
-import type { Task } from "../ledger/rows.js";
+import { resolve } from "node:path";
+import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, touchPrivateFile } from "../files/privateFiles.js";
+import type { AttemptFiles } from "../protocol/attemptFiles.js";
+import { gpusWanted } from "../protocol/capacity.js";
+import type { Lease, Task } from "../protocol/interfaces.js";
 import type { Placement } from "../sweep/types.js";
-
-export interface AttemptFiles {
-  dir: string;
-  logPath: string;
-  resultPath: string;
-  configPath: string;
-}
-
-/** Where one attempt's log, result and config live: `<state>/tasks/<id>/`. */
-export function attemptFiles(stateDir: string, taskId: number, attemptNumber: number): AttemptFiles {
-  const dir = join(stateDir, "tasks", String(taskId));
-  return {
-    dir,
-    logPath: join(dir, `attempt-${attemptNumber}.log`),
-    resultPath: join(dir, `attempt-${attemptNumber}.result.json`),
-    configPath: join(dir, "config.json"),
-  };
-}
+import { STATE_DIR_MARKER } from "./leftovers.js";
 
 /**
  * Writes the task's full config for LABSWEEP_CONFIG_FILE.
@@ -55,6 +40,39 @@ export function prepareAttempt(
   writeFileSync(files.configPath, `${JSON.stringify(config, null, 2)}\n`, { mode: PRIVATE_FILE_MODE });
   // Created empty (no metrics) and private, so a task that writes it in place keeps it 0600.
   touchPrivateFile(files.resultPath);
+}
+
+/**
+ * The environment a task runs in: the agent's, `env`, and the LABSWEEP_* variables that name its
+ * task, attempt, params and files.
+ */
+export function taskEnvironment(
+  claim: Lease,
+  files: AttemptFiles,
+  options: { stateDir: string; env?: NodeJS.ProcessEnv; onGpuMachine: boolean },
+): NodeJS.ProcessEnv {
+  const task = claim.task;
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    ...options.env,
+    [STATE_DIR_MARKER]: resolve(options.stateDir),
+    LABSWEEP_TASK_ID: String(task.id),
+    LABSWEEP_TASK_SIGNATURE: task.signature,
+    LABSWEEP_ATTEMPT_ID: String(claim.attemptId),
+    LABSWEEP_PARAMS: JSON.stringify(task.params),
+    LABSWEEP_CONFIG_FILE: files.configPath,
+    LABSWEEP_RESULT_FILE: files.resultPath,
+    LABSWEEP_OUTPUT_DIR: claim.placements[0]?.outputDir ?? "",
+    LABSWEEP_PHASES: [...new Set(claim.placements.map((placement) => placement.phase))].join(","),
+  };
+  // A CPU slot on a machine with GPUs (all too busy, or left out by --gpus) gets "": without
+  // it the task would see, and likely use, every GPU, including other users' busy ones.
+  if (options.onGpuMachine || gpusWanted(task.policy.resources, false) > 0) {
+    // nvidia-smi numbers GPUs by PCI bus; CUDA must use the same order for the ids to agree.
+    env.CUDA_DEVICE_ORDER = "PCI_BUS_ID";
+    env.CUDA_VISIBLE_DEVICES = claim.gpuIds.join(",");
+  }
+  return env;
 }
 
 /**

@@ -2,7 +2,7 @@ import { availableParallelism } from "node:os";
 import { checkProbes, describeMachine } from "../agent/capabilities.js";
 import { probeGpus } from "../agent/gpuProbe.js";
 import { planSlots } from "../agent/slots.js";
-import type { AgentCapabilities } from "../api/contract.js";
+import type { AgentCapabilities } from "../protocol/http.js";
 import { probeList, seconds } from "./agent.js";
 import { EXIT } from "./exitCodes.js";
 

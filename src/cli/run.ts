@@ -1,5 +1,4 @@
 import type { Agent } from "../agent/agent.js";
-import { type Capacity, whyNoFit } from "../agent/capacity.js";
 import { Coordinator } from "../coordinator/coordinator.js";
 import { GpuTelemetry } from "../coordinator/gpuTelemetry.js";
 import { prepareLedger, runLocally } from "../coordinator/localRun.js";
@@ -9,6 +8,7 @@ import { isLoopback } from "../coordinator/tokens.js";
 import type { LocalMachine } from "../dashboard/machines.js";
 import { pendingResources } from "../ledger/pendingResources.js";
 import { taskCounts } from "../ledger/taskCounts.js";
+import { type Capacity, whyNoFit } from "../protocol/capacity.js";
 import { EXIT, UsageError } from "./exitCodes.js";
 import { reportOwedRows } from "./owedRows.js";
 import { ProgressView } from "./progress.js";

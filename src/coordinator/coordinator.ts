@@ -1,17 +1,18 @@
 import { EventEmitter } from "node:events";
-import { allocate, type Capacity, consume } from "../agent/capacity.js";
 import { cancelTasks } from "../ledger/cancelTasks.js";
-import { type Claim, type ClaimRequest, nextBackoffExpiry } from "../ledger/claimTask.js";
+import { type ClaimRequest, nextBackoffExpiry } from "../ledger/claimTask.js";
 import { claimTasks } from "../ledger/claimTasks.js";
 import type { Db } from "../ledger/db.js";
 import { evaluateGates, judgeGates } from "../ledger/evaluateGates.js";
-import type { AttemptOutcome, FinishResult } from "../ledger/finishAttempt.js";
+import type { FinishResult } from "../ledger/finishAttempt.js";
 import { type FinishRefusal, finishAttempts } from "../ledger/finishAttempts.js";
 import { renewLeases } from "../ledger/recoverAbandoned.js";
 import { owedRowCount } from "../ledger/resultRows.js";
 import { retryFailed } from "../ledger/retryFailed.js";
 import { type Counts, taskCounts } from "../ledger/taskCounts.js";
 import type { WakeBus } from "../ledger/wakeBus.js";
+import { allocate, type Capacity, consume } from "../protocol/capacity.js";
+import type { AttemptOutcome, Lease } from "../protocol/interfaces.js";
 import { logFailedTask } from "../results/failedLog.js";
 import { writeOwedResultsOnce } from "../results/resultsWriter.js";
 
@@ -103,7 +104,7 @@ export class Coordinator {
   }
 
   /** A task that fits, with a fresh attempt, or null if nothing fits right now. */
-  async lease(request: LeaseRequest): Promise<Claim | null> {
+  async lease(request: LeaseRequest): Promise<Lease | null> {
     return (await this.leaseMany(request, 1))[0] ?? null;
   }
 
@@ -111,7 +112,7 @@ export class Coordinator {
    * Up to `max` tasks that fit together: each is matched against the capacity the previous ones
    * left. Empty if nothing fits right now.
    */
-  async leaseMany(request: LeaseRequest, max: number): Promise<Claim[]> {
+  async leaseMany(request: LeaseRequest, max: number): Promise<Lease[]> {
     return (await this.reportAndLease([], request, max)).claims;
   }
 
@@ -127,7 +128,7 @@ export class Coordinator {
     items: ReportItem[],
     request: LeaseRequest | null,
     max: number,
-  ): Promise<{ results: Array<FinishResult | FinishRefusal>; claims: Claim[] }> {
+  ): Promise<{ results: Array<FinishResult | FinishRefusal>; claims: Lease[] }> {
     const leasing = request !== null && max >= 1;
     if (items.length === 0 && !leasing) return { results: [], claims: [] };
     // Counted down as tasks are placed; each run of the transaction starts from the full capacity.

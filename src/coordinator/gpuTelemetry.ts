@@ -1,10 +1,4 @@
-/** One GPU's reading at one moment, as an agent (or `labsweep run`'s sampler) reported it. */
-export interface GpuSample {
-  index: number;
-  utilizationPct: number;
-  memoryUsedMiB: number;
-  memoryTotalMiB: number;
-}
+import type { GpuSample } from "../protocol/interfaces.js";
 
 /** One reading of all of an agent's GPUs. */
 export interface GpuReading {

@@ -1,4 +1,4 @@
-import type { CoordinatorPort } from "../agent/agent.js";
+import type { CoordinatorPort } from "../agent/coordinatorPort.js";
 import { recordAttemptProcess } from "../ledger/recoverAbandoned.js";
 import type { Coordinator } from "./coordinator.js";
 

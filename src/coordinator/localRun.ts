@@ -10,11 +10,12 @@ import { evaluateGates } from "../ledger/evaluateGates.js";
 import { openLedger } from "../ledger/openLedger.js";
 import { extendLeases, openAttempts, requeueAttempts } from "../ledger/recoverAbandoned.js";
 import { type SyncReport, syncSweep } from "../ledger/syncSweep.js";
+import type { GpuSample } from "../protocol/interfaces.js";
 import { type DrainOutcome, drainOwedResults } from "../results/resultsWriter.js";
 import { type ResumeReport, resumeFromResults } from "../results/resumeScan.js";
 import type { Sweep } from "../sweep/loadSweep.js";
 import { Coordinator, logFinalFailure } from "./coordinator.js";
-import type { GpuSample, GpuTelemetry } from "./gpuTelemetry.js";
+import type { GpuTelemetry } from "./gpuTelemetry.js";
 import { localPort } from "./localPort.js";
 import { acquireStateLock } from "./stateLock.js";
 

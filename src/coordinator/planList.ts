@@ -1,6 +1,6 @@
-import { gpusWanted } from "../agent/capacity.js";
 import { launchCommand } from "../agent/launchCommand.js";
 import type { Db } from "../ledger/db.js";
+import { gpusWanted } from "../protocol/capacity.js";
 import { expandPhase } from "../sweep/expand.js";
 import type { Sweep } from "../sweep/loadSweep.js";
 import type { Params, TaskSpec } from "../sweep/types.js";

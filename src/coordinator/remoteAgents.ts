@@ -1,11 +1,11 @@
-import { type Capacity, whyNoFit } from "../agent/capacity.js";
-import type { AgentCapabilities, LeasedTask } from "../api/contract.js";
 import { getAgent, markAgentExited, markAgentLost, registerAgent, touchAgent } from "../ledger/agents.js";
-import type { Claim } from "../ledger/claimTask.js";
 import type { FinishResult } from "../ledger/finishAttempt.js";
 import type { FinishRefusal } from "../ledger/finishAttempts.js";
 import { openAttempts } from "../ledger/recoverAbandoned.js";
 import type { AttemptRow } from "../ledger/rows.js";
+import { type Capacity, whyNoFit } from "../protocol/capacity.js";
+import type { AgentCapabilities } from "../protocol/http.js";
+import type { Lease } from "../protocol/interfaces.js";
 import type { RunPolicy } from "../sweep/types.js";
 import type { Coordinator, ReportItem } from "./coordinator.js";
 
@@ -115,7 +115,7 @@ export class RemoteAgents {
     max = 1,
     reports: ReportItem[] = [],
   ): Promise<{
-    leases: LeasedTask[];
+    leases: Lease[];
     done: boolean;
     results: Array<FinishResult | FinishRefusal>;
     /** With `done`: why unfinished tasks fit nowhere on this agent, per phase. */
@@ -156,7 +156,7 @@ export class RemoteAgents {
           );
           return { leases: [], done: false, results };
         }
-        return { leases: claims.map(toLeasedTask), done: false, results };
+        return { leases: claims, done: false, results };
       }
       const unfit = await this.nothingLeftFor(info);
       if (unfit) return { leases: [], done: true, results, unfit };
@@ -336,22 +336,4 @@ export class UnknownAgentError extends Error {
   constructor(agentId: string) {
     super(`unknown agent ${agentId}: register first (POST /agents)`);
   }
-}
-
-function toLeasedTask(claim: Claim): LeasedTask {
-  return {
-    attemptId: claim.attemptId,
-    attemptNumber: claim.attemptNumber,
-    gpuIds: claim.gpuIds,
-    placements: claim.placements,
-    task: {
-      id: claim.task.id,
-      signature: claim.task.signature,
-      params: claim.task.params,
-      command: claim.task.command,
-      cwd: claim.task.cwd,
-      configFile: claim.task.configFile,
-      policy: claim.task.policy,
-    },
-  };
 }

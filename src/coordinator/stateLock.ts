@@ -1,6 +1,6 @@
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { ensurePrivateDir, PRIVATE_FILE_MODE } from "../ledger/privateFiles.js";
+import { ensurePrivateDir, PRIVATE_FILE_MODE } from "../files/privateFiles.js";
 import { tryExclusiveLock } from "../ledger/processLock.js";
 
 /** The lock file: an empty SQLite database whose exclusive lock the running process holds. */

@@ -1,8 +1,8 @@
 import { appendFile, type FileHandle, mkdir, open, readFile, stat, writeFile } from "node:fs/promises";
-import { attemptFiles } from "../agent/taskFiles.js";
+import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from "../files/privateFiles.js";
 import type { Db } from "../ledger/db.js";
-import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from "../ledger/privateFiles.js";
 import type { AttemptRow } from "../ledger/rows.js";
+import { attemptFiles } from "../protocol/attemptFiles.js";
 
 /** Past this size a streamed log keeps only its tail (the end is where the error is). */
 const LOG_CAP_BYTES = 2 * 1024 * 1024;

@@ -10,7 +10,7 @@ import {
   writeSync,
 } from "node:fs";
 import { join } from "node:path";
-import { ensurePrivateDir, PRIVATE_FILE_MODE } from "../ledger/privateFiles.js";
+import { ensurePrivateDir, PRIVATE_FILE_MODE } from "../files/privateFiles.js";
 
 export const TOKENS_FILE = "tokens.json";
 

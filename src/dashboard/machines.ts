@@ -1,7 +1,7 @@
-import type { AgentCapabilities } from "../api/contract.js";
 import type { GpuReading, GpuTelemetry } from "../coordinator/gpuTelemetry.js";
 import type { AgentState } from "../ledger/agents.js";
 import type { Db } from "../ledger/db.js";
+import type { AgentCapabilities } from "../protocol/http.js";
 
 /** The machine `labsweep run` works on (it registers no agent row). */
 export interface LocalMachine {

@@ -1,7 +1,7 @@
 import type { Db } from "../ledger/db.js";
 import { type ResultDirError, resultDirErrors } from "../ledger/resultDirErrors.js";
-import type { TaskState } from "../ledger/rows.js";
 import { type Counts, type PhaseProgress, phaseProgress } from "../ledger/taskCounts.js";
+import type { TaskState } from "../protocol/interfaces.js";
 
 /** Tasks per stored state (no gate split), for exact page counts of a state filter. */
 export type StateCounts = Record<TaskState, number>;

@@ -1,8 +1,9 @@
+import type { Lease } from "../protocol/interfaces.js";
 import type { Placement, RunPolicy } from "../sweep/types.js";
 import type { Db } from "./db.js";
 import { forUpdate, sql } from "./dialect.js";
 import { recordEvent } from "./recordEvent.js";
-import { TASK_ROW_SQL, type Task, type TaskRow, toTask } from "./rows.js";
+import { TASK_ROW_SQL, type TaskRow, toTask } from "./rows.js";
 
 export interface ClaimRequest {
   worker: string;
@@ -12,15 +13,6 @@ export interface ClaimRequest {
   leaseMs: number;
   /** Whether this worker's free capacity can run a task with this policy (resources, tags). */
   fits: (policy: RunPolicy) => { gpuIds: number[] } | null;
-}
-
-export interface Claim {
-  task: Task;
-  attemptId: number;
-  attemptNumber: number;
-  gpuIds: number[];
-  /** Phases and output dirs of the task, first-declared phase first. */
-  placements: Placement[];
 }
 
 /**
@@ -35,7 +27,7 @@ export const CANDIDATES = { sqlite: [4, 64], postgres: [1, 64] };
  * in one transaction, so a task is never handed out twice. On PostgreSQL the chosen task is
  * locked with `FOR UPDATE … SKIP LOCKED`: concurrent claimers skip it rather than wait.
  */
-export async function claimTask(db: Db, request: ClaimRequest): Promise<Claim | null> {
+export async function claimTask(db: Db, request: ClaimRequest): Promise<Lease | null> {
   return db.transaction(async (tx) => {
     const found = await firstFitting(tx, request);
     if (!found) return null;

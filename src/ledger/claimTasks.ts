@@ -1,5 +1,6 @@
+import type { Lease } from "../protocol/interfaces.js";
 import type { Placement } from "../sweep/types.js";
-import { CANDIDATES, type Claim, type ClaimRequest, claimTask, policyOf } from "./claimTask.js";
+import { CANDIDATES, type ClaimRequest, claimTask, policyOf } from "./claimTask.js";
 import type { Db } from "./db.js";
 import { TASK_ROW_SQL, type TaskRow, toTask } from "./rows.js";
 
@@ -12,11 +13,11 @@ import { TASK_ROW_SQL, type TaskRow, toTask } from "./rows.js";
  * opens the attempts, marks the tasks running, logs the events and returns the placements. On
  * SQLite, claimTask in a loop: statements there are function calls, not round trips.
  */
-export async function claimTasks(db: Db, request: ClaimRequest, max: number): Promise<Claim[]> {
+export async function claimTasks(db: Db, request: ClaimRequest, max: number): Promise<Lease[]> {
   if (max < 1) return [];
   if (db.dialect !== "postgres") {
     return db.transaction(async (tx) => {
-      const claims: Claim[] = [];
+      const claims: Lease[] = [];
       while (claims.length < max) {
         const claim = await claimTask(tx, request);
         if (!claim) break;

@@ -1,34 +1,10 @@
+import type { AttemptOutcome, TaskState } from "../protocol/interfaces.js";
 import { DEFAULT_MAX_LOST } from "../sweep/types.js";
 import type { Db } from "./db.js";
 import { forUpdate } from "./dialect.js";
 import { recordEvent } from "./recordEvent.js";
 import { oweRowsSql } from "./resultRows.js";
-import { type AttemptRow, TASK_ROW_SQL, type TaskRow, type TaskState } from "./rows.js";
-
-/** What a successful attempt used, as the agent sampled it (see agent/sampler.ts); tasks.usage_json. */
-export interface TaskUsage {
-  /** Null when no sample was taken (a task shorter than the sampler's first delay). */
-  peak_rss_mb: number | null;
-  gpu_util_mean: number | null;
-  gpu_mem_peak_mb: number | null;
-  energy_wh: number | null;
-  samples: number;
-}
-
-export type AttemptOutcome =
-  | { kind: "succeeded"; metrics: Record<string, unknown>; wallSeconds: number; usage?: TaskUsage }
-  | {
-      kind: "failed" | "timeout";
-      exitCode: number | null;
-      signal: string | null;
-      error: string;
-      wallSeconds: number;
-    }
-  /**
-   * Stopped by the user or lost with its worker: back to pending without spending a retry. How
-   * a stopped process ended is kept on the attempt when known.
-   */
-  | { kind: "interrupted" | "lost"; error: string; exitCode?: number | null; signal?: string | null };
+import { type AttemptRow, TASK_ROW_SQL, type TaskRow } from "./rows.js";
 
 export interface FinishResult {
   /** What became of the task. */

@@ -1,7 +1,7 @@
+import type { AttemptOutcome } from "../protocol/interfaces.js";
 import type { Db } from "./db.js";
 import {
   type AttemptEnd,
-  type AttemptOutcome,
   decideFinish,
   type EndingAttempt,
   type FinishResult,

@@ -1,9 +1,9 @@
 import { existsSync, mkdirSync } from "node:fs";
 import { dirname } from "node:path";
+import { ensurePrivateDir, PRIVATE_DIR_MODE, tightenFile, touchPrivateFile } from "../files/privateFiles.js";
 import type { Db } from "./db.js";
 import { migrate } from "./migrate.js";
 import { openPostgresDb } from "./postgresDb.js";
-import { ensurePrivateDir, PRIVATE_DIR_MODE, tightenFile, touchPrivateFile } from "./privateFiles.js";
 import { openSqliteDb } from "./sqliteDb.js";
 import { describeStore, LEDGER_FILE, parseStore, STORE_ENV, type Store, storeText } from "./store.js";
 

@@ -1,4 +1,4 @@
-import { touchPrivateFile } from "./privateFiles.js";
+import { touchPrivateFile } from "../files/privateFiles.js";
 import { Database, type SqliteDatabase } from "./sqliteDriver.js";
 
 /** A held process lock; `release` ends it (so does the process's death, even by SIGKILL). */

@@ -1,7 +1,7 @@
+import type { TaskUsage } from "../protocol/interfaces.js";
 import type { Params } from "../sweep/types.js";
 import type { Db } from "./db.js";
 import { sql } from "./dialect.js";
-import type { TaskUsage } from "./finishAttempt.js";
 import { recordEvent } from "./recordEvent.js";
 
 /** A row owed to `{outputDir}/final_results.csv`. */

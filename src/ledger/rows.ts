@@ -1,7 +1,5 @@
+import type { Task, TaskState } from "../protocol/interfaces.js";
 import type { Params, RunPolicy } from "../sweep/types.js";
-
-/** Task states as stored. `blocked`: every phase it belongs to failed its gate. */
-export type TaskState = "pending" | "running" | "succeeded" | "failed" | "blocked" | "cancelled";
 
 /** A task row joined with its declaring phase's shared columns (see TASK_ROW_SQL). */
 export interface TaskRow {
@@ -32,19 +30,6 @@ export interface TaskRow {
 /** Selects TaskRows: `${TASK_ROW_SQL} WHERE t.id = $1`. */
 export const TASK_ROW_SQL =
   "SELECT t.*, f.cwd, f.config_file, f.policy_json FROM tasks t JOIN phases f ON f.name = t.phase";
-
-/** A task as the scheduler and runners see it. */
-export interface Task {
-  id: number;
-  signature: string;
-  params: Params;
-  command: string;
-  cwd: string;
-  configFile: string;
-  policy: RunPolicy;
-  state: TaskState;
-  attempts: number;
-}
 
 export function toTask(row: TaskRow): Task {
   return {

@@ -1,4 +1,4 @@
-import type { TaskUsage } from "../ledger/finishAttempt.js";
+import type { TaskUsage } from "../protocol/interfaces.js";
 import { formatCell } from "./csvFile.js";
 
 /**

@@ -1,5 +1,5 @@
 import type { Db } from "../ledger/db.js";
-import type { TaskUsage } from "../ledger/finishAttempt.js";
+import type { TaskUsage } from "../protocol/interfaces.js";
 import type { Params } from "../sweep/types.js";
 import { metadataValues, resultTable } from "./columns.js";
 

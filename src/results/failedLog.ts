@@ -1,5 +1,5 @@
 import { join } from "node:path";
-import { tightenFile } from "../ledger/privateFiles.js";
+import { tightenFile } from "../files/privateFiles.js";
 import { appendCsvRows } from "./csvFile.js";
 
 export const FAILED_FILE = "failed_experiments.csv";

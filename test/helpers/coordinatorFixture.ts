@@ -6,12 +6,12 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { Capacity } from "../../src/agent/capacity.js";
-import type { AgentCapabilities } from "../../src/api/contract.js";
 import { prepareLedger } from "../../src/coordinator/localRun.js";
 import { openSweep } from "../../src/coordinator/openSweep.js";
 import { type RunningServer, type ServeOptions, startServer } from "../../src/coordinator/serve.js";
 import type { Db } from "../../src/ledger/db.js";
+import type { Capacity } from "../../src/protocol/capacity.js";
+import type { AgentCapabilities } from "../../src/protocol/http.js";
 
 export const AGENT_TOKEN = "agent-token-for-tests-0123456789";
 export const VIEWER_TOKEN = "viewer-token-for-tests-0123456789";

@@ -1,5 +1,9 @@
 import type { FastifyInstance } from "fastify";
-import type { Capacity } from "../../agent/capacity.js";
+import type { FinishResult } from "../../ledger/finishAttempt.js";
+import type { FinishRefusal } from "../../ledger/finishAttempts.js";
+import { recordAttemptProcess } from "../../ledger/recoverAbandoned.js";
+import type { AttemptRow } from "../../ledger/rows.js";
+import type { Capacity } from "../../protocol/capacity.js";
 import type {
   FinishRequest,
   GoodbyeRequest,
@@ -9,11 +13,7 @@ import type {
   RegisterRequest,
   ReportVerdict,
   StartedRequest,
-} from "../../api/contract.js";
-import type { FinishResult } from "../../ledger/finishAttempt.js";
-import type { FinishRefusal } from "../../ledger/finishAttempts.js";
-import { recordAttemptProcess } from "../../ledger/recoverAbandoned.js";
-import type { AttemptRow } from "../../ledger/rows.js";
+} from "../../protocol/http.js";
 import { appendLogChunk, logPathOf } from "../taskLogs.js";
 import type { AppOptions } from "./app.js";
 import { HttpError } from "./app.js";

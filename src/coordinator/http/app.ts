@@ -1,6 +1,6 @@
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
-import { API_PREFIX, REQUEST_BODY_LIMIT_BYTES } from "../../api/contract.js";
 import type { LocalMachine } from "../../dashboard/machines.js";
+import { API_PREFIX, REQUEST_BODY_LIMIT_BYTES } from "../../protocol/http.js";
 import type { Coordinator } from "../coordinator.js";
 import type { GpuTelemetry } from "../gpuTelemetry.js";
 import type { RemoteAgents } from "../remoteAgents.js";

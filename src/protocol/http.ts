@@ -3,10 +3,8 @@
  * two cannot drift. JSON bodies; bearer tokens: the agent token for everything that changes
  * state, the viewer token (or the agent token, or a loopback request) for reads.
  */
-import type { Capacity } from "../agent/capacity.js";
-import type { GpuSample } from "../coordinator/gpuTelemetry.js";
-import type { AttemptOutcome } from "../ledger/finishAttempt.js";
-import type { Params, Placement, RunPolicy } from "../sweep/types.js";
+import type { Capacity } from "./capacity.js";
+import type { AttemptOutcome, GpuSample, Lease } from "./interfaces.js";
 
 export const API_PREFIX = "/api/v1";
 
@@ -78,26 +76,10 @@ export interface AttemptReport {
 /** What became of one report of a batch: recorded (or already recorded), or refused for good. */
 export type ReportVerdict = { attemptId: number; accepted: boolean } | { attemptId: number; error: string };
 
-export interface LeasedTask {
-  attemptId: number;
-  attemptNumber: number;
-  gpuIds: number[];
-  placements: Placement[];
-  task: {
-    id: number;
-    signature: string;
-    params: Params;
-    command: string;
-    cwd: string;
-    configFile: string;
-    policy: RunPolicy;
-  };
-}
-
 export interface LeaseResponse {
   /** The first of `leases` when the request had no `max` (one task at a time); else null. */
-  lease: LeasedTask | null;
-  leases: LeasedTask[];
+  lease: Lease | null;
+  leases: Lease[];
   /** One verdict per report the request carried, in order. */
   reports: ReportVerdict[];
   /** True when nothing left in the sweep could ever run on this agent: it may exit. */

@@ -8,7 +8,7 @@ import {
   memoryForNewTask,
   tagsFit,
   whyNoFit,
-} from "../src/agent/capacity.js";
+} from "../src/protocol/capacity.js";
 import type { Resources } from "../src/sweep/types.js";
 
 function resources(overrides: Partial<Resources> = {}): Resources {

@@ -1,0 +1,89 @@
+/**
+ * The words agent, coordinator and ledger share, and the types they exchange. This folder
+ * imports nothing but `sweep/` types, so every floor may import it.
+ *
+ * Terminology:
+ *
+ * - sweep: the grid of experiments one config file declares (see sweep/).
+ * - task: one point of the grid, run exactly once to success (`Task`).
+ * - phase: a named part of a sweep; a task may belong to several.
+ * - placement: one phase a task belongs to, with that phase's output dir (`Placement`).
+ * - ledger: the durable store of tasks, attempts and events (SQLite or PostgreSQL).
+ * - coordinator: the process that owns the ledger and hands tasks out (`labsweep serve`, or
+ *   `labsweep run` in-process).
+ * - agent: a process that runs tasks on one machine and reports back; identified by its
+ *   `agentId`. The ledger's `worker` column holds that same id (the column keeps its name; in
+ *   code, say agent).
+ * - slot: room for one task on an agent (`--slots`); what else is free is its `Capacity`.
+ * - lease: a task handed to one agent for one attempt, renewed by heartbeats until it ends or
+ *   runs out (`Lease`). "Claim" and "leased task" are old names for it; the ledger operation
+ *   that makes one is still `claimTask`, and the agent still calls a lease it holds `claim`.
+ * - attempt: one run of a task's command; it ends with an `AttemptOutcome`.
+ * - outcome: how an attempt ended (succeeded, failed, timeout, interrupted, lost).
+ * - usage: what a successful attempt used, as the agent sampled it (`TaskUsage`).
+ * - report: an outcome on its way from an agent to the coordinator (kept in the agent's outbox
+ *   until accepted).
+ */
+import type { Params, Placement, RunPolicy } from "../sweep/types.js";
+
+/** Task states as stored. `blocked`: every phase it belongs to failed its gate. */
+export type TaskState = "pending" | "running" | "succeeded" | "failed" | "blocked" | "cancelled";
+
+/** A task as the scheduler and runners see it. */
+export interface Task {
+  id: number;
+  signature: string;
+  params: Params;
+  command: string;
+  cwd: string;
+  configFile: string;
+  policy: RunPolicy;
+  state: TaskState;
+  attempts: number;
+}
+
+/**
+ * A task handed to one agent for one attempt: the same object whether the ledger hands it to an
+ * in-process agent or the coordinator sends it over HTTP (`LeaseResponse`).
+ */
+export interface Lease {
+  task: Task;
+  attemptId: number;
+  attemptNumber: number;
+  gpuIds: number[];
+  /** Phases and output dirs of the task, first-declared phase first. */
+  placements: Placement[];
+}
+
+/** What a successful attempt used, as the agent sampled it (see agent/sampler.ts); tasks.usage_json. */
+export interface TaskUsage {
+  /** Null when no sample was taken (a task shorter than the sampler's first delay). */
+  peak_rss_mb: number | null;
+  gpu_util_mean: number | null;
+  gpu_mem_peak_mb: number | null;
+  energy_wh: number | null;
+  samples: number;
+}
+
+export type AttemptOutcome =
+  | { kind: "succeeded"; metrics: Record<string, unknown>; wallSeconds: number; usage?: TaskUsage }
+  | {
+      kind: "failed" | "timeout";
+      exitCode: number | null;
+      signal: string | null;
+      error: string;
+      wallSeconds: number;
+    }
+  /**
+   * Stopped by the user or lost with its agent: back to pending without spending a retry. How
+   * a stopped process ended is kept on the attempt when known.
+   */
+  | { kind: "interrupted" | "lost"; error: string; exitCode?: number | null; signal?: string | null };
+
+/** One GPU's reading at one moment, as an agent (or `labsweep run`'s sampler) reported it. */
+export interface GpuSample {
+  index: number;
+  utilizationPct: number;
+  memoryUsedMiB: number;
+  memoryTotalMiB: number;
+}
