@@ -33,14 +33,14 @@ module.exports = {
     },
     {
       name: "protocol-is-shared-vocabulary",
-      severity: "warn",
+      severity: "error",
       comment: "the contract agents and coordinators share imports nothing but sweep/ types",
       from: { path: "^src/(protocol|api)/" },
       to: { path: "^src/(?!sweep/|protocol/|api/)" },
     },
     {
       name: "agent-not-above",
-      severity: "warn",
+      severity: "error",
       comment: "an agent runs on another machine: it knows the protocol, never the ledger or the coordinator",
       from: { path: "^src/agent/" },
       to: { path: "^src/(ledger|coordinator|dashboard|results|cli|app)/" },

@@ -13,7 +13,7 @@ import {
 } from "node:fs";
 import { join, resolve } from "node:path";
 import { ensurePrivateDir, PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, tightenFile } from "../files/privateFiles.js";
-import { tryExclusiveLock } from "../ledger/processLock.js";
+import { tryExclusiveLock } from "../files/processLock.js";
 import { killLeftovers, killTasksOf } from "./leftovers.js";
 
 /** A state dir another live agent holds. */

@@ -1,7 +1,7 @@
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ensurePrivateDir, PRIVATE_FILE_MODE } from "../files/privateFiles.js";
-import { tryExclusiveLock } from "../ledger/processLock.js";
+import { tryExclusiveLock } from "../files/processLock.js";
 
 /** The lock file: an empty SQLite database whose exclusive lock the running process holds. */
 export const LOCK_FILE = "run.lock";

@@ -1,5 +1,5 @@
-import { touchPrivateFile } from "../files/privateFiles.js";
-import { Database, type SqliteDatabase } from "./sqliteDriver.js";
+import { Database, type SqliteDatabase } from "../ledger/sqliteDriver.js";
+import { touchPrivateFile } from "./privateFiles.js";
 
 /** A held process lock; `release` ends it (so does the process's death, even by SIGKILL). */
 export interface ProcessLock {
