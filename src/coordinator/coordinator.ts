@@ -7,6 +7,8 @@ import type { Db } from "../ledger/db.js";
 import { evaluateGates, judgeGates } from "../ledger/evaluateGates.js";
 import type { AttemptOutcome, FinishResult } from "../ledger/finishAttempt.js";
 import { type FinishRefusal, finishAttempts } from "../ledger/finishAttempts.js";
+import { attemptContext } from "../ledger/reads/attempts.js";
+import { claimableCount, hasUnfinishedTasks } from "../ledger/reads/unfinished.js";
 import { renewLeases } from "../ledger/recoverAbandoned.js";
 import { owedRowCount } from "../ledger/resultRows.js";
 import { retryFailed } from "../ledger/retryFailed.js";
@@ -276,10 +278,7 @@ export class Coordinator {
   async isFinished(): Promise<boolean> {
     if (await evaluateGates(this.db, this.now())) this.notifyWork();
     // An index probe, not a count: idle agents ask this on every wake-up.
-    const unfinished = await this.db.one<{ found: number }>(
-      `SELECT EXISTS (SELECT 1 FROM tasks WHERE state IN ('pending', 'running') AND active = 1) AS found`,
-    );
-    return !unfinished?.found;
+    return !(await hasUnfinishedTasks(this.db));
   }
 
   /**
@@ -307,11 +306,7 @@ export class Coordinator {
 
   /** Tasks that could be leased right now by an agent with room for them. */
   async claimableCount(): Promise<number> {
-    const row = await this.db.one<{ n: number }>(
-      "SELECT count(*) AS n FROM tasks WHERE state = 'pending' AND runnable = 1 AND active = 1 AND not_before <= $1",
-      [this.now()],
-    );
-    return row?.n ?? 0;
+    return claimableCount(this.db, this.now());
   }
 
   /** Starts writing owed result rows in the background; rows arriving meanwhile are batched. */
@@ -392,17 +387,7 @@ export async function logFinalFailure(
   report: FinishReport,
   options: { at: number; error?: string },
 ): Promise<void> {
-  const row = await db.one<{
-    task_id: number;
-    number: number;
-    params_json: string;
-    phases: string;
-  }>(
-    `SELECT a.task_id, a.number, t.params_json,
-            (SELECT group_concat(DISTINCT p.phase) FROM placements p WHERE p.task_id = t.id AND p.active = 1) AS phases
-       FROM attempts a JOIN tasks t ON t.id = a.task_id WHERE a.id = $1`,
-    [attemptId],
-  );
+  const row = await attemptContext(db, attemptId);
   if (!row) return;
   const outcome = report.outcome;
   await logFailedTask(stateDir, {

@@ -12,6 +12,7 @@ import type {
 } from "../../api/contract.js";
 import type { FinishResult } from "../../ledger/finishAttempt.js";
 import type { FinishRefusal } from "../../ledger/finishAttempts.js";
+import { attemptById } from "../../ledger/reads/attempts.js";
 import { recordAttemptProcess } from "../../ledger/recoverAbandoned.js";
 import type { AttemptRow } from "../../ledger/rows.js";
 import { appendLogChunk, logPathOf } from "../taskLogs.js";
@@ -206,9 +207,7 @@ function verdictOf(attemptId: number, result: FinishResult | FinishRefusal | und
 
 /** The attempt an agent names, which must be its own. */
 async function attemptOf(options: AppOptions, id: string, agentId: string): Promise<AttemptRow> {
-  const attempt = await options.coordinator.db.one<AttemptRow>("SELECT * FROM attempts WHERE id = $1", [
-    Number(id),
-  ]);
+  const attempt = await attemptById(options.coordinator.db, Number(id));
   if (!attempt) throw new HttpError(404, `unknown attempt ${id}`);
   if (attempt.worker !== agentId) throw new HttpError(409, `attempt ${id} belongs to another agent`);
   return attempt;
