@@ -13,11 +13,11 @@ import type { Capacity } from "../src/agent/capacity.js";
 import { API_PREFIX } from "../src/api/contract.js";
 import { GpuTelemetry } from "../src/coordinator/gpuTelemetry.js";
 import { appendLogChunk } from "../src/coordinator/taskLogs.js";
-import type { Overview } from "../src/dashboard/overview.js";
-import { PlotCache, type PlotData, plotData } from "../src/dashboard/plot.js";
-import type { TaskDetail } from "../src/dashboard/taskDetail.js";
-import type { TaskPage } from "../src/dashboard/tasks.js";
 import { markAgentLost } from "../src/ledger/agents.js";
+import type { Overview } from "../src/ledger/reads/overview.js";
+import { PlotCache, type PlotData, plotData } from "../src/ledger/reads/plot.js";
+import type { TaskDetail } from "../src/ledger/reads/taskDetail.js";
+import type { TaskPage } from "../src/ledger/reads/tasks.js";
 import type { AttemptRow } from "../src/ledger/rows.js";
 import { phaseProgress } from "../src/ledger/taskCounts.js";
 import {

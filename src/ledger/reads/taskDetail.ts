@@ -1,5 +1,5 @@
-import type { Db } from "../ledger/db.js";
-import type { AttemptRow, TaskState } from "../ledger/rows.js";
+import type { Db } from "../db.js";
+import type { AttemptRow, TaskState } from "../rows.js";
 
 /** Everything a task's page shows, but its log (GET /tasks/:id/log). */
 export interface TaskDetail {
