@@ -9,7 +9,7 @@ import { connect } from "node:net";
 import type { InjectOptions } from "fastify";
 import { afterEach, describe, expect, it } from "vitest";
 import { API_PREFIX } from "../src/api/contract.js";
-import { isLoopbackHost } from "../src/coordinator/http/app.js";
+import { isLoopbackHost } from "../src/http/access.js";
 import { type Fixture, simpleSweep, startFixture, viewerAuth } from "./helpers/coordinatorFixture.js";
 
 const fixtures: Fixture[] = [];

@@ -14,7 +14,7 @@ import {
   readTokenFile,
   readTokensFile,
   TokenError,
-} from "../src/coordinator/tokens.js";
+} from "../src/http/tokens.js";
 import { runCli, tempDir } from "./helpers/cli.js";
 import {
   ADMIN_TOKEN,

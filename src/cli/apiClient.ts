@@ -1,5 +1,5 @@
 import { API_PREFIX } from "../api/contract.js";
-import { readTokenFile, TokenError } from "../coordinator/tokens.js";
+import { readTokenFile, TokenError } from "../http/tokens.js";
 import { UsageError } from "./exitCodes.js";
 
 export interface ServerFlags {

@@ -1,13 +1,7 @@
 import { prepareLedger } from "../coordinator/localRun.js";
 import { openSweep } from "../coordinator/openSweep.js";
 import { startServer } from "../coordinator/serve.js";
-import {
-  isTokenShaped,
-  readTokensFile,
-  TOKEN_KINDS,
-  TokenError,
-  type Tokens,
-} from "../coordinator/tokens.js";
+import { isTokenShaped, readTokensFile, TOKEN_KINDS, TokenError, type Tokens } from "../http/tokens.js";
 import { ledgerStore } from "../ledger/openLedger.js";
 import { postgresWakeBus } from "../ledger/wakeBus.js";
 import { shellQuote } from "../slurm/shellQuote.js";

@@ -10,15 +10,15 @@ import type {
   ReportVerdict,
   StartedRequest,
 } from "../../api/contract.js";
+import { openEventStream } from "../../http/eventStream.js";
+import { HttpError } from "../../http/httpError.js";
 import type { FinishResult } from "../../ledger/finishAttempt.js";
 import type { FinishRefusal } from "../../ledger/finishAttempts.js";
 import { attemptById } from "../../ledger/reads/attempts.js";
 import { recordAttemptProcess } from "../../ledger/recoverAbandoned.js";
 import type { AttemptRow } from "../../ledger/rows.js";
 import { appendLogChunk, logPathOf } from "../taskLogs.js";
-import type { AppOptions } from "./app.js";
-import { HttpError } from "./app.js";
-import { openEventStream } from "./eventStream.js";
+import type { AppOptions } from "./options.js";
 import { schemas } from "./schemas.js";
 
 const agentOnly = { access: "agent" as const };

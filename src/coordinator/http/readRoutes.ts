@@ -1,12 +1,12 @@
 import type { FastifyInstance } from "fastify";
+import { HttpError } from "../../http/httpError.js";
 import { listAgents } from "../../ledger/agents.js";
 import { pingLedger } from "../../ledger/ping.js";
 import { taskRecord } from "../../ledger/reads/attempts.js";
 import { statusReport } from "../statusReport.js";
 import { readTaskLog } from "../taskLogs.js";
-import type { AppOptions } from "./app.js";
-import { HttpError } from "./app.js";
 import { logRangeOf } from "./logRange.js";
+import type { AppOptions } from "./options.js";
 import { schemas } from "./schemas.js";
 
 const viewer = { access: "viewer" as const };

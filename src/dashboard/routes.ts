@@ -2,20 +2,41 @@ import type { ServerResponse } from "node:http";
 import { Readable } from "node:stream";
 import { stringify } from "csv-stringify/sync";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
-import { API_PREFIX } from "../../api/contract.js";
-import { loadAssets } from "../../dashboard/assets.js";
-import { LiveOverview } from "../../dashboard/liveOverview.js";
-import { listMachines, workingSlots } from "../../dashboard/machines.js";
-import { DashboardQueryError } from "../../ledger/reads/cursor.js";
-import { PlotCache, type PlotQuery, plotRows } from "../../ledger/reads/plot.js";
-import { resultFields, resultsPage } from "../../ledger/reads/results.js";
-import { taskDetail } from "../../ledger/reads/taskDetail.js";
-import { TASK_SORTS, type TaskQuery, type TaskSort, taskPage } from "../../ledger/reads/tasks.js";
-import type { TaskState } from "../../ledger/rows.js";
-import { formatCell } from "../../results/csvFile.js";
-import { tokenMatches, viewerCookieValue } from "../tokens.js";
-import { type AppOptions, allowed, HttpError, VIEWER_COOKIE } from "./app.js";
-import { openEventStream } from "./eventStream.js";
+import { API_PREFIX } from "../api/contract.js";
+import type { GpuTelemetry } from "../coordinator/gpuTelemetry.js";
+import { type AccessOptions, allowed, VIEWER_COOKIE } from "../http/access.js";
+import { openEventStream } from "../http/eventStream.js";
+import { HttpError } from "../http/httpError.js";
+import { tokenMatches, viewerCookieValue } from "../http/tokens.js";
+import type { Db } from "../ledger/db.js";
+import { DashboardQueryError } from "../ledger/reads/cursor.js";
+import { PlotCache, type PlotQuery, plotRows } from "../ledger/reads/plot.js";
+import { resultFields, resultsPage } from "../ledger/reads/results.js";
+import { taskDetail } from "../ledger/reads/taskDetail.js";
+import { TASK_SORTS, type TaskQuery, type TaskSort, taskPage } from "../ledger/reads/tasks.js";
+import type { TaskState } from "../ledger/rows.js";
+import { formatCell } from "../results/csvFile.js";
+import { loadAssets } from "./assets.js";
+import { LiveOverview } from "./liveOverview.js";
+import { type LocalMachine, listMachines, workingSlots } from "./machines.js";
+
+/** What the dashboard needs from the server that mounts it; it imports nothing back from there. */
+export interface DashboardOptions extends AccessOptions {
+  /** The ledger it reads. */
+  db: Db;
+  /** Recent GPU readings per agent, which it plots. */
+  telemetry: GpuTelemetry;
+  /** The server speaks HTTPS: the viewer cookie is marked Secure. (Default: false) */
+  https?: boolean;
+  /** Machines working in this process (`labsweep run`'s), shown beside registered agents. (Default: none) */
+  localMachines?: () => LocalMachine[];
+  /** Server-side errors. (Default: stderr) */
+  warn?: (message: string) => void;
+  /** Event streams open at once; the next one gets 503. (Default: 64) */
+  maxEventStreams?: number;
+  /** Bytes an event stream may have waiting for a client that does not read; past it, dropped. (Default: 1 MiB) */
+  streamBufferLimit?: number;
+}
 
 const dashboard = { access: "viewer" as const };
 
@@ -35,8 +56,8 @@ type Query = Record<string, string | string[] | undefined>;
  * overview, machines, the task table and a task's page, results and plots (with CSV export), and
  * a server-sent event stream that pushes a new overview whenever the ledger changes.
  */
-export function registerDashboardRoutes(app: FastifyInstance, options: AppOptions): void {
-  const { db } = options.coordinator;
+export async function dashboardPlugin(app: FastifyInstance, options: DashboardOptions): Promise<void> {
+  const { db } = options;
   const { page, assets } = loadAssets();
   const local = options.localMachines ?? (() => []);
   const warn = options.warn ?? ((message: string) => process.stderr.write(`${message}\n`));
