@@ -30,7 +30,7 @@ export {
   type PreparedLedger,
   prepareLedger,
   runLocally,
-} from "./coordinator/localRun.js";
+} from "./app/localRun.js";
 export { type StatusReport, statusReport } from "./coordinator/statusReport.js";
 export type { Db } from "./ledger/db.js";
 export { type OpenLedgerOptions, openLedger, openLedgerReadOnly } from "./ledger/openLedger.js";

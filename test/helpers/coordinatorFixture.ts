@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Capacity } from "../../src/agent/capacity.js";
 import type { AgentCapabilities } from "../../src/api/contract.js";
-import { prepareLedger } from "../../src/coordinator/localRun.js";
+import { prepareLedger } from "../../src/app/localRun.js";
 import { openSweep } from "../../src/coordinator/openSweep.js";
 import { type RunningServer, type ServeOptions, startServer } from "../../src/coordinator/serve.js";
 import type { Db } from "../../src/ledger/db.js";
