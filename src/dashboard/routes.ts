@@ -1,11 +1,9 @@
-import type { ServerResponse } from "node:http";
 import { Readable } from "node:stream";
 import { stringify } from "csv-stringify/sync";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { API_PREFIX } from "../api/contract.js";
 import type { GpuTelemetry } from "../coordinator/gpuTelemetry.js";
 import { type AccessOptions, allowed, VIEWER_COOKIE } from "../http/access.js";
-import { openEventStream } from "../http/eventStream.js";
 import { HttpError } from "../http/httpError.js";
 import { tokenMatches, viewerCookieValue } from "../http/tokens.js";
 import type { Db } from "../ledger/db.js";
@@ -17,6 +15,7 @@ import { TASK_SORTS, type TaskQuery, type TaskSort, taskPage } from "../ledger/r
 import type { TaskState } from "../ledger/rows.js";
 import { formatCell } from "../results/csvFile.js";
 import { loadAssets } from "./assets.js";
+import { EventStreams } from "./eventStreams.js";
 import { LiveOverview } from "./liveOverview.js";
 import { type LocalMachine, listMachines, workingSlots } from "./machines.js";
 
@@ -63,45 +62,16 @@ export async function dashboardPlugin(app: FastifyInstance, options: DashboardOp
   const warn = options.warn ?? ((message: string) => process.stderr.write(`${message}\n`));
   const plots = new PlotCache(db);
   const live = new LiveOverview(db, { slots: () => workingSlots(db, local()), warn });
-  const streams = new Set<ServerResponse>();
-  const maxStreams = options.maxEventStreams ?? 64;
-  const bufferLimit = options.streamBufferLimit ?? 1024 * 1024;
-  // A client that does not read would make the server buffer every event for it: once more than
-  // `bufferLimit` bytes wait for it, its stream is dropped (the page reconnects if it is alive).
-  const writeOrDrop = (stream: ServerResponse, text: string): void => {
-    if (stream.destroyed || stream.writableEnded) return;
-    // Checked before writing: one large event may wait, but not the next one behind it.
-    if (stream.writableLength > bufferLimit) {
-      warn(
-        `labsweep: dashboard: dropped an event stream whose client does not read (${stream.writableLength} bytes waiting)`,
-      );
-      stream.destroy();
-      return;
-    }
-    stream.write(text);
-  };
-  let machinesTimer: NodeJS.Timeout | null = null;
   let closing = false;
   const machines = async () => ({
     at: Date.now(),
     machines: await listMachines(db, options.telemetry, local()),
   });
-  // Machines go to every stream every 2 s (heartbeats and GPU readings are no ledger events),
-  // and at once after each new overview (a task started or ended somewhere): one query for all.
-  let broadcasting = false;
-  const broadcastMachines = (): void => {
-    if (broadcasting || streams.size === 0) return;
-    broadcasting = true;
-    void machines()
-      .then((data) => {
-        const text = `event: machines\ndata: ${JSON.stringify(data)}\n\n`;
-        for (const stream of streams) writeOrDrop(stream, text);
-      })
-      .catch((error: Error) => warn(`labsweep: dashboard: ${error.message}`))
-      .finally(() => {
-        broadcasting = false;
-      });
-  };
+  const streams = new EventStreams(live, machines, {
+    maxStreams: options.maxEventStreams ?? 64,
+    bufferLimit: options.streamBufferLimit ?? 1024 * 1024,
+    warn,
+  });
 
   // The first overview of a large ledger costs a scan: do it before the first visitor asks.
   app.addHook("onReady", async () => {
@@ -112,10 +82,7 @@ export async function dashboardPlugin(app: FastifyInstance, options: DashboardOp
   });
   app.addHook("preClose", async () => {
     closing = true;
-    if (machinesTimer) clearInterval(machinesTimer);
-    machinesTimer = null;
-    for (const stream of streams) stream.end();
-    streams.clear();
+    streams.close();
     await live.close();
   });
 
@@ -154,114 +121,88 @@ export async function dashboardPlugin(app: FastifyInstance, options: DashboardOp
 
   app.register(
     async (api) => {
-      api.get("/overview", { config: dashboard }, async () => live.current());
-
-      api.get("/machines", { config: dashboard }, async () => machines());
-
-      api.get<{ Querystring: Query }>("/tasks", { config: dashboard }, async (request) => {
-        const { overview, fresh } = await live.peek();
-        return taskPage(db, taskQuery(request.query), overview, fresh);
-      });
-
-      api.get<{ Params: { id: string } }>("/tasks/:id", { config: dashboard }, async (request) => {
-        const id = Number(request.params.id);
-        if (!Number.isSafeInteger(id) || id < 1)
-          throw new HttpError(400, "a task id is a positive whole number");
-        const detail = await taskDetail(db, id);
-        if (!detail) throw new HttpError(404, `unknown task ${id}`);
-        return detail;
-      });
-
-      api.get("/fields", { config: dashboard }, async () => resultFields(db));
-
-      api.get<{ Querystring: Query }>("/results", { config: dashboard }, async (request) =>
-        resultsPage(db, {
-          phase: text(request.query, "phase"),
-          after: text(request.query, "after"),
-          limit: number(request.query, "limit"),
-        }),
-      );
-
-      api.get<{ Querystring: Query }>("/plot", { config: dashboard }, async (request) =>
-        plots.plot(plotQuery(request.query)),
-      );
-
-      api.get<{ Querystring: Query }>("/plot.csv", { config: dashboard }, async (request, reply) => {
-        const query = plotQuery(request.query);
-        const { header, rows } = plotRows(await plots.plot(query));
-        return csvReply(
-          reply,
-          `${query.y}-by-${query.x}.csv`,
-          stringify([header, ...rows.map((row) => row.map(formatCell))]),
-        );
-      });
-
-      api.get<{ Querystring: Query }>("/results.csv", { config: dashboard }, async (request, reply) => {
-        const phase = text(request.query, "phase");
-        const fields = await resultFields(db);
-        const params = fields.params.map((param) => param.name);
-        // Streamed a thousand rows at a time: a million results never sit in memory as one text.
-        async function* csv(): AsyncGenerator<string> {
-          yield stringify([["task_id", "phase", ...params, ...fields.metrics, "wall_seconds"]]);
-          for (let after: string | undefined; ; ) {
-            const chunk = await resultsPage(db, { phase, after, limit: 1000 });
-            yield stringify(
-              chunk.rows.map((row) => [
-                row.id,
-                row.phase,
-                ...params.map((name) => formatCell(row.params[name])),
-                ...fields.metrics.map((name) => formatCell(row.metrics[name])),
-                formatCell(row.wallSeconds),
-              ]),
-            );
-            if (!chunk.next) return;
-            after = chunk.next;
-          }
-        }
-        return csvReply(reply, "results.csv", Readable.from(csv()));
-      });
-
-      api.get("/events", { config: dashboard }, async (_request, reply) => {
-        // Each stream holds a socket and a subscription: a bounded number, so viewers cannot
-        // exhaust the server by opening them.
-        if (streams.size >= maxStreams)
-          throw new HttpError(
-            503,
-            `${maxStreams} dashboard event streams are open already: close a tab, or try again later`,
-          );
-        const raw = openEventStream(reply);
-        const send = (event: string, data: unknown): void =>
-          writeOrDrop(raw, `event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
-        raw.write("retry: 2000\n\n");
-        streams.add(raw);
-        const unsubscribe = live.subscribe((overview) => {
-          send("overview", overview);
-          broadcastMachines();
-        });
-        const keepAlive = setInterval(() => writeOrDrop(raw, ": keep-alive\n\n"), 15_000);
-        raw.once("close", () => {
-          streams.delete(raw);
-          unsubscribe();
-          clearInterval(keepAlive);
-          if (streams.size === 0 && machinesTimer) {
-            clearInterval(machinesTimer);
-            machinesTimer = null;
-          }
-        });
-        if (!machinesTimer) {
-          machinesTimer = setInterval(broadcastMachines, 2000);
-          machinesTimer.unref();
-        }
-        try {
-          send("overview", await live.current());
-          send("machines", await machines());
-        } catch (error) {
-          warn(`labsweep: dashboard: ${error instanceof Error ? error.message : String(error)}`);
-        }
-      });
+      registerDataRoutes(api, { db, plots, live, machines });
+      api.get("/events", { config: dashboard }, async (_request, reply) => streams.open(reply));
     },
     { prefix: `${API_PREFIX}/dashboard` },
   );
+}
+
+/** What the dashboard's JSON and CSV routes read. */
+interface DataSources {
+  db: Db;
+  plots: PlotCache;
+  live: LiveOverview;
+  machines: () => Promise<unknown>;
+}
+
+/** The JSON and CSV under /api/v1/dashboard: overview, machines, tasks, results and plots. */
+function registerDataRoutes(api: FastifyInstance, { db, plots, live, machines }: DataSources): void {
+  api.get("/overview", { config: dashboard }, async () => live.current());
+
+  api.get("/machines", { config: dashboard }, async () => machines());
+
+  api.get<{ Querystring: Query }>("/tasks", { config: dashboard }, async (request) => {
+    const { overview, fresh } = await live.peek();
+    return taskPage(db, taskQuery(request.query), overview, fresh);
+  });
+
+  api.get<{ Params: { id: string } }>("/tasks/:id", { config: dashboard }, async (request) => {
+    const id = Number(request.params.id);
+    if (!Number.isSafeInteger(id) || id < 1) throw new HttpError(400, "a task id is a positive whole number");
+    const detail = await taskDetail(db, id);
+    if (!detail) throw new HttpError(404, `unknown task ${id}`);
+    return detail;
+  });
+
+  api.get("/fields", { config: dashboard }, async () => resultFields(db));
+
+  api.get<{ Querystring: Query }>("/results", { config: dashboard }, async (request) =>
+    resultsPage(db, {
+      phase: text(request.query, "phase"),
+      after: text(request.query, "after"),
+      limit: number(request.query, "limit"),
+    }),
+  );
+
+  api.get<{ Querystring: Query }>("/plot", { config: dashboard }, async (request) =>
+    plots.plot(plotQuery(request.query)),
+  );
+
+  api.get<{ Querystring: Query }>("/plot.csv", { config: dashboard }, async (request, reply) => {
+    const query = plotQuery(request.query);
+    const { header, rows } = plotRows(await plots.plot(query));
+    return csvReply(
+      reply,
+      `${query.y}-by-${query.x}.csv`,
+      stringify([header, ...rows.map((row) => row.map(formatCell))]),
+    );
+  });
+
+  api.get<{ Querystring: Query }>("/results.csv", { config: dashboard }, async (request, reply) => {
+    const phase = text(request.query, "phase");
+    const fields = await resultFields(db);
+    const params = fields.params.map((param) => param.name);
+    // Streamed a thousand rows at a time: a million results never sit in memory as one text.
+    async function* csv(): AsyncGenerator<string> {
+      yield stringify([["task_id", "phase", ...params, ...fields.metrics, "wall_seconds"]]);
+      for (let after: string | undefined; ; ) {
+        const chunk = await resultsPage(db, { phase, after, limit: 1000 });
+        yield stringify(
+          chunk.rows.map((row) => [
+            row.id,
+            row.phase,
+            ...params.map((name) => formatCell(row.params[name])),
+            ...fields.metrics.map((name) => formatCell(row.metrics[name])),
+            formatCell(row.wallSeconds),
+          ]),
+        );
+        if (!chunk.next) return;
+        after = chunk.next;
+      }
+    }
+    return csvReply(reply, "results.csv", Readable.from(csv()));
+  });
 }
 
 function csvReply(reply: FastifyReply, filename: string, body: string | Readable): FastifyReply {
