@@ -5,17 +5,16 @@ import { type Claim, type ClaimRequest, nextBackoffExpiry } from "../ledger/clai
 import { claimTasks } from "../ledger/claimTasks.js";
 import type { Db } from "../ledger/db.js";
 import { evaluateGates, judgeGates } from "../ledger/evaluateGates.js";
-import type { AttemptOutcome, FinishResult } from "../ledger/finishAttempt.js";
+import type { FinishResult } from "../ledger/finishAttempt.js";
 import { type FinishRefusal, finishAttempts } from "../ledger/finishAttempts.js";
-import { attemptContext } from "../ledger/reads/attempts.js";
 import { claimableCount, hasUnfinishedTasks } from "../ledger/reads/unfinished.js";
 import { renewLeases } from "../ledger/recoverAbandoned.js";
 import { owedRowCount } from "../ledger/resultRows.js";
 import { retryFailed } from "../ledger/retryFailed.js";
 import { type Counts, taskCounts } from "../ledger/taskCounts.js";
 import type { WakeBus } from "../ledger/wakeBus.js";
-import { logFailedTask } from "../results/failedLog.js";
 import { writeOwedResultsOnce } from "../results/resultsWriter.js";
+import { type FinishReport, logFinalFailure } from "./finalFailure.js";
 
 /** How long finished rows may wait to be batched into one append per results file. */
 const RESULTS_BATCH_MS = 200;
@@ -31,6 +30,8 @@ const RESULTS_RETRY_MAX_MS = 60_000;
  * as agents run out of work (isFinished always judges gates).
  */
 const NO_WAITING_PHASES_MS = 1000;
+
+export type { FinishReport } from "./finalFailure.js";
 
 export interface CoordinatorOptions {
   stateDir: string;
@@ -63,13 +64,6 @@ export interface ReportItem {
   attemptId: number;
   report: FinishReport;
   worker?: string;
-}
-
-/** What an agent reports when an attempt ends, beyond the outcome itself. */
-export interface FinishReport {
-  outcome: AttemptOutcome;
-  /** Last log lines, for failed_experiments.csv. */
-  logTail?: string;
 }
 
 /**
@@ -374,33 +368,6 @@ export class Coordinator {
     while (this.flushing) await this.flushing;
     await this.flushResults();
   }
-}
-
-/**
- * Appends a task that used up its retries (or its losses) to failed_experiments.csv. `error`:
- * why it failed, when that is not the report's own error.
- */
-export async function logFinalFailure(
-  db: Db,
-  stateDir: string,
-  attemptId: number,
-  report: FinishReport,
-  options: { at: number; error?: string },
-): Promise<void> {
-  const row = await attemptContext(db, attemptId);
-  if (!row) return;
-  const outcome = report.outcome;
-  await logFailedTask(stateDir, {
-    at: new Date(options.at),
-    taskId: row.task_id,
-    phases: (row.phases ?? "").split(",").filter(Boolean),
-    params: JSON.parse(row.params_json),
-    attempt: row.number,
-    exitCode: ("exitCode" in outcome ? outcome.exitCode : null) ?? null,
-    signal: ("signal" in outcome ? outcome.signal : null) ?? null,
-    error: options.error ?? ("error" in outcome ? outcome.error : ""),
-    logTail: report.logTail ?? "",
-  });
 }
 
 function describe(error: unknown): string {
