@@ -1,13 +1,15 @@
 import type { Agent } from "../agent/agent.js";
 import { type Capacity, whyNoFit } from "../agent/capacity.js";
 import { Interrupts } from "../app/interrupts.js";
-import { prepareLedger, runLocally } from "../app/localRun.js";
+import { type LocalRunResult, prepareLedger, runLocally } from "../app/localRun.js";
+import { startProgress } from "../app/progress.js";
 import { Coordinator } from "../coordinator/coordinator.js";
 import { GpuTelemetry } from "../coordinator/gpuTelemetry.js";
 import { openSweep } from "../coordinator/openSweep.js";
 import { type RunningServer, startServer } from "../coordinator/serve.js";
 import type { LocalMachine } from "../dashboard/machines.js";
 import { isLoopback } from "../http/tokens.js";
+import type { Db } from "../ledger/db.js";
 import { pendingResources } from "../ledger/pendingResources.js";
 import { taskCounts } from "../ledger/taskCounts.js";
 import { EXIT } from "./exitCodes.js";
@@ -81,43 +83,8 @@ export async function runCommand(configs: string[], flags: RunFlags): Promise<nu
           machines,
           note: (message) => view.note(message),
         });
-  let refreshing = false;
-  const refresh = async (force = false): Promise<void> => {
-    if (refreshing && !force) return;
-    refreshing = true;
-    try {
-      // Tasks the agent holds ahead are running in the ledger but wait here: show them as pending.
-      const counts = await taskCounts(db);
-      const held = Math.min(agent?.heldCount ?? 0, counts.running);
-      view.update(
-        {
-          counts: { ...counts, running: counts.running - held, pending: counts.pending + held },
-          running: [...running.values()],
-          at: Date.now(),
-        },
-        force,
-      );
-    } finally {
-      refreshing = false;
-    }
-  };
-  // The progress line is a view: a refresh that fails (the ledger unreachable a moment) is told
-  // once, and the next tick tries again — never a rejection that would end the run.
-  let refreshFailed = false;
-  const ticker = setInterval(() => {
-    refresh().then(
-      () => {
-        refreshFailed = false;
-      },
-      (error: unknown) => {
-        if (!refreshFailed)
-          view.note(
-            `labsweep: progress not refreshed: ${error instanceof Error ? error.message : String(error)}`,
-          );
-        refreshFailed = true;
-      },
-    );
-  }, 250);
+  // Tasks the agent holds ahead are running in the ledger but wait here: shown as pending.
+  const progress = startProgress(db, view, running, () => agent?.heldCount ?? 0);
   try {
     const result = await runLocally(db, {
       stateDir,
@@ -144,35 +111,49 @@ export async function runCommand(configs: string[], flags: RunFlags): Promise<nu
         } else running.delete(event.claim.attemptId);
       },
     });
-    clearInterval(ticker);
-    await refresh(true);
+    progress.stop();
+    await progress.refresh(true);
     view.finish();
-    const counts = await taskCounts(db);
-    const owed = await reportOwedRows(db, (text) => process.stderr.write(text));
-    if (result.exit.kind === "stuck") {
-      const gpuList = [...new Set(result.slots.flatMap((slot) => slot.gpuIndices))].join(",") || "none";
-      process.stderr.write(
-        `labsweep: ${result.exit.claimable} tasks need more than this machine offers (${result.slots.length} slots; GPUs: ${gpuList}; tags: ${tags.join(",") || "none"}); see their resources in the config${tags.length === 0 ? " (tasks with resources.tags need --tag)" : ""}\n`,
-      );
-      for (const line of await whyStuck(db, result.exit.idle)) process.stderr.write(`  ${line}\n`);
-      return EXIT.failed;
-    }
-    if (result.exit.kind === "stopped") {
-      process.stderr.write("labsweep: stopped; run the same command again to resume\n");
-      return EXIT.interrupted;
-    }
-    process.stderr.write(
-      `labsweep: finished — ${counts.succeeded} succeeded, ${counts.failed} failed, ${counts.blocked} blocked${counts.failed ? ` (see ${stateDir}/failed_experiments.csv; \`labsweep retry --failed\` to try again)` : ""}\n`,
-    );
-    return counts.failed > 0 || counts.blocked > 0 || owed > 0 ? EXIT.failed : EXIT.ok;
+    return await exitVerdict(db, result, { tags, stateDir });
   } finally {
-    clearInterval(ticker);
+    progress.stop();
     interrupts.dispose();
     await server?.close();
     coordinator.stopRetryingResults();
     await db.close();
     prepared.release();
   }
+}
+
+/**
+ * Says how the run ended and returns its exit code: 0 when everything succeeded and every result
+ * row is on disk; 1 for failures, blocked tasks, owed rows or tasks this machine cannot fit;
+ * 130 when stopped by Ctrl-C.
+ */
+async function exitVerdict(
+  db: Db,
+  result: LocalRunResult,
+  context: { tags: string[]; stateDir: string },
+): Promise<number> {
+  const { tags, stateDir } = context;
+  const counts = await taskCounts(db);
+  const owed = await reportOwedRows(db, (text) => process.stderr.write(text));
+  if (result.exit.kind === "stuck") {
+    const gpuList = [...new Set(result.slots.flatMap((slot) => slot.gpuIndices))].join(",") || "none";
+    process.stderr.write(
+      `labsweep: ${result.exit.claimable} tasks need more than this machine offers (${result.slots.length} slots; GPUs: ${gpuList}; tags: ${tags.join(",") || "none"}); see their resources in the config${tags.length === 0 ? " (tasks with resources.tags need --tag)" : ""}\n`,
+    );
+    for (const line of await whyStuck(db, result.exit.idle)) process.stderr.write(`  ${line}\n`);
+    return EXIT.failed;
+  }
+  if (result.exit.kind === "stopped") {
+    process.stderr.write("labsweep: stopped; run the same command again to resume\n");
+    return EXIT.interrupted;
+  }
+  process.stderr.write(
+    `labsweep: finished — ${counts.succeeded} succeeded, ${counts.failed} failed, ${counts.blocked} blocked${counts.failed ? ` (see ${stateDir}/failed_experiments.csv; \`labsweep retry --failed\` to try again)` : ""}\n`,
+  );
+  return counts.failed > 0 || counts.blocked > 0 || owed > 0 ? EXIT.failed : EXIT.ok;
 }
 
 /**
