@@ -11,9 +11,9 @@ import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { Agent } from "../src/agent/agent.js";
 import type { CoordinatorPort } from "../src/agent/coordinatorPort.js";
+import { localPort } from "../src/app/localPort.js";
+import { prepareLedger } from "../src/app/localRun.js";
 import { Coordinator } from "../src/coordinator/coordinator.js";
-import { localPort } from "../src/coordinator/localPort.js";
-import { prepareLedger } from "../src/coordinator/localRun.js";
 import { openSweep } from "../src/coordinator/openSweep.js";
 
 const cleanups: Array<() => Promise<void>> = [];

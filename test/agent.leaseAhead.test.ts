@@ -8,9 +8,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { Agent, type AgentOptions } from "../src/agent/agent.js";
+import { localPort } from "../src/app/localPort.js";
+import { prepareLedger } from "../src/app/localRun.js";
 import { Coordinator } from "../src/coordinator/coordinator.js";
-import { localPort } from "../src/coordinator/localPort.js";
-import { prepareLedger } from "../src/coordinator/localRun.js";
 import { openSweep } from "../src/coordinator/openSweep.js";
 import type { Db } from "../src/ledger/db.js";
 

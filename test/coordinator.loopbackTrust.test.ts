@@ -8,7 +8,7 @@ import { request } from "node:http";
 import { connect } from "node:net";
 import type { InjectOptions } from "fastify";
 import { afterEach, describe, expect, it } from "vitest";
-import { isLoopbackHost } from "../src/coordinator/http/app.js";
+import { isLoopbackHost } from "../src/http/access.js";
 import { API_PREFIX } from "../src/protocol/http.js";
 import { type Fixture, simpleSweep, startFixture, viewerAuth } from "./helpers/coordinatorFixture.js";
 

@@ -7,7 +7,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { prepareLedger } from "../src/coordinator/localRun.js";
+import { prepareLedger } from "../src/app/localRun.js";
 import { openSweep } from "../src/coordinator/openSweep.js";
 import { claimTask } from "../src/ledger/claimTask.js";
 

@@ -13,7 +13,7 @@ import {
   readTokenFile,
   readTokensFile,
   TokenError,
-} from "../src/coordinator/tokens.js";
+} from "../src/http/tokens.js";
 import { API_PREFIX } from "../src/protocol/http.js";
 import { runCli, tempDir } from "./helpers/cli.js";
 import {

@@ -7,8 +7,8 @@
 import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { computeOverview } from "../src/dashboard/overview.js";
 import type { Db } from "../src/ledger/db.js";
+import { computeOverview } from "../src/ledger/reads/overview.js";
 import { resultDirErrors } from "../src/ledger/resultDirErrors.js";
 import { owedRowCount } from "../src/ledger/resultRows.js";
 import { METADATA_COLUMNS } from "../src/results/columns.js";

@@ -5,8 +5,10 @@ import { StateDirInUseError } from "../agent/agentState.js";
 import { type ProbeSpec, parseProbe } from "../agent/capabilities.js";
 import { UnauthorizedError } from "../agent/httpClient.js";
 import { RemoteAgent } from "../agent/remoteAgent.js";
+import { Interrupts } from "../app/interrupts.js";
 import { tokenFrom } from "./apiClient.js";
 import { EXIT, UsageError } from "./exitCodes.js";
+import { gpuList, positiveInteger, seconds, tagList } from "./flags.js";
 
 export interface AgentFlags {
   server?: string;
@@ -46,10 +48,7 @@ export async function agentCommand(flags: AgentFlags): Promise<number> {
     token,
     slots: flags.slots === undefined ? undefined : positiveInteger("--slots", flags.slots),
     gpus: flags.gpus === undefined ? undefined : gpuList(flags.gpus),
-    tags: (flags.tag ?? [])
-      .flatMap((tag) => tag.split(","))
-      .map((tag) => tag.trim())
-      .filter(Boolean),
+    tags: tagList(flags.tag),
     name: flags.name,
     workdir,
     stay: flags.stay ?? false,
@@ -60,30 +59,24 @@ export async function agentCommand(flags: AgentFlags): Promise<number> {
     giveUpAfterMs:
       flags.giveUpAfter === undefined ? undefined : seconds("--give-up-after", flags.giveUpAfter) * 1000,
   };
-  let agent: RemoteAgent | null = null;
-  let interrupts = 0;
-  const onSignal = (signal: NodeJS.Signals): void => {
-    interrupts++;
-    if (signal === "SIGINT" && interrupts === 1) {
+  const interrupts = new Interrupts({
+    stopping: () =>
       process.stderr.write(
         "labsweep agent: stopping — no new tasks; running ones finish (Ctrl-C again to terminate them)\n",
-      );
-      agent?.stopLeasing();
-    } else {
+      ),
+    terminating: () =>
       process.stderr.write(
         "labsweep agent: terminating running tasks (SIGTERM, then SIGKILL after the grace period)\n",
-      );
-      agent?.terminate();
-    }
-  };
-  process.on("SIGINT", onSignal);
-  process.on("SIGTERM", onSignal);
+      ),
+  });
   try {
     for (let candidate = 1; ; candidate++) {
       const stateDir = flags.state ? resolve(flags.state) : defaultStateDir(candidate);
-      agent = new RemoteAgent({ ...base, stateDir });
-      if (interrupts > 1) agent.terminate();
-      else if (interrupts === 1) agent.stopLeasing();
+      const agent = new RemoteAgent({ ...base, stateDir });
+      interrupts.attach({
+        stopLeasing: () => agent.stopLeasing(),
+        terminateRunning: () => agent.terminate(),
+      });
       try {
         const exit = await agent.run();
         if (exit.kind === "stopped") {
@@ -103,8 +96,7 @@ export async function agentCommand(flags: AgentFlags): Promise<number> {
       }
     }
   } finally {
-    process.off("SIGINT", onSignal);
-    process.off("SIGTERM", onSignal);
+    interrupts.dispose();
   }
 }
 
@@ -152,9 +144,6 @@ export function probeList(texts: string[] | undefined): ProbeSpec[] {
 }
 
 /** Collects a repeatable option's values. */
-export function collect(value: string, previous: string[] = []): string[] {
-  return [...previous, value];
-}
 
 function existingDir(flag: string, path: string): string {
   const dir = resolve(path);
@@ -164,25 +153,4 @@ function existingDir(flag: string, path: string): string {
     // reported below
   }
   throw new UsageError(`${flag} ${path} is not a directory`);
-}
-
-function positiveInteger(flag: string, text: string): number {
-  const value = Number(text);
-  if (!Number.isInteger(value) || value < 1)
-    throw new UsageError(`${flag} must be a positive whole number, got "${text}"`);
-  return value;
-}
-
-export function seconds(flag: string, text: string): number {
-  const value = Number(text);
-  if (!Number.isFinite(value) || value < 0)
-    throw new UsageError(`${flag} must be a number of seconds, got "${text}"`);
-  return value;
-}
-
-function gpuList(text: string): number[] {
-  const indices = text.split(",").map((part) => Number(part.trim()));
-  if (indices.some((index) => !Number.isInteger(index) || index < 0))
-    throw new UsageError(`--gpus takes GPU indices like 0,2 — got "${text}"`);
-  return indices;
 }

@@ -1,4 +1,4 @@
-import { readTokenFile, TokenError } from "../coordinator/tokens.js";
+import { readTokenFile, TokenError } from "../http/tokens.js";
 import { API_PREFIX } from "../protocol/http.js";
 import { UsageError } from "./exitCodes.js";
 

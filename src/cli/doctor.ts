@@ -3,8 +3,9 @@ import { checkProbes, describeMachine } from "../agent/capabilities.js";
 import { probeGpus } from "../agent/gpuProbe.js";
 import { planSlots } from "../agent/slots.js";
 import type { AgentCapabilities } from "../protocol/http.js";
-import { probeList, seconds } from "./agent.js";
+import { probeList } from "./agent.js";
 import { EXIT } from "./exitCodes.js";
+import { seconds } from "./flags.js";
 
 export interface DoctorFlags {
   json?: boolean;

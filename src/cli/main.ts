@@ -1,9 +1,10 @@
 import { readFileSync } from "node:fs";
 import { Command, CommanderError } from "commander";
-import { agentCommand, collect } from "./agent.js";
+import { agentCommand } from "./agent.js";
 import { doctorCommand } from "./doctor.js";
 import { EXIT, reportError } from "./exitCodes.js";
 import { exportCommand } from "./export.js";
+import { collect } from "./flags.js";
 import { applyStoreOption, migrateCommand, STORE_OPTION } from "./migrate.js";
 import { planCommand } from "./plan.js";
 import {

@@ -1,4 +1,4 @@
-import { migrate } from "../ledger/migrate.js";
+import { migrate, schemaVersion } from "../ledger/migrate.js";
 import { ledgerStore, openStoreDb } from "../ledger/openLedger.js";
 import { checkStore, describeStore, parseStore, STORE_ENV, StoreError, storeText } from "../ledger/store.js";
 import { EXIT, UsageError } from "./exitCodes.js";
@@ -43,9 +43,7 @@ export async function migrateCommand(configs: string[], flags: MigrateFlags): Pr
   const db = openStoreDb(store);
   try {
     const applied = await migrate(db);
-    const current =
-      (await db.one<{ version: number | null }>("SELECT max(version) AS version FROM labsweep_migrations"))
-        ?.version ?? 0;
+    const current = await schemaVersion(db);
     if (flags.json) {
       process.stdout.write(`${JSON.stringify({ store: describeStore(store), applied, version: current })}\n`);
     } else if (applied.length > 0) {

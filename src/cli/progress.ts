@@ -1,11 +1,7 @@
 import { createLogUpdate } from "log-update";
-import type { Counts } from "../ledger/taskCounts.js";
+import type { ProgressSample } from "../app/progress.js";
 
-export interface ProgressSample {
-  counts: Counts;
-  running: string[];
-  at: number;
-}
+export type { ProgressSample };
 
 /**
  * Live progress for `labsweep run`: redrawn in place on a terminal (counts by state, rate, ETA,

@@ -1,13 +1,13 @@
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
-import { type LiveCounts, type LivePhase, statusLines } from "../coordinator/liveCounts.js";
+import type { LiveCounts, LivePhase } from "../coordinator/liveCounts.js";
+import type { StatusReport } from "../coordinator/statusReport.js";
 import { listAgents } from "../ledger/agents.js";
 import { openLedgerReadOnly } from "../ledger/openLedger.js";
-import type { ResultDirError } from "../ledger/resultDirErrors.js";
 import { callApi, type Power, type ServerFlags, serverFrom } from "./apiClient.js";
 import { EXIT, UsageError } from "./exitCodes.js";
-import { resultErrorLine } from "./owedRows.js";
 import { stateDirFrom } from "./stateDir.js";
+import { printStatus } from "./status.js";
 
 function requireServer(flags: ServerFlags, what: string, power: Power = "read") {
   const server = serverFrom(flags, power);
@@ -163,8 +163,8 @@ function writeOut(bytes: Buffer): Promise<void> {
 export async function remoteStatus(flags: ServerFlags & { json?: boolean }): Promise<number> {
   const server = requireServer(flags, "status --server");
   const { json } = await callApi(server, "GET", "/status");
-  /** resultErrors is absent from coordinators older than result_dir_errors. */
-  const status = json as LiveCounts & { phases: LivePhase[]; resultErrors?: ResultDirError[] };
+  /** Older coordinators send only part of the report (no resultErrors before result_dir_errors). */
+  const status = json as LiveCounts & { phases: LivePhase[] } & Partial<StatusReport>;
   if (flags.json) {
     process.stdout.write(`${JSON.stringify(status)}\n`);
     return EXIT.ok;
@@ -177,8 +177,6 @@ export async function remoteStatus(flags: ServerFlags & { json?: boolean }): Pro
     orphaned: counts.orphaned ?? 0,
     cancelled: counts.cancelled ?? 0,
   });
-  for (const line of statusLines({ counts: fill(status), phases: status.phases.map(fill) }))
-    process.stdout.write(`${line}\n`);
-  for (const dir of status.resultErrors ?? []) process.stdout.write(resultErrorLine(dir));
+  printStatus({ ...fill(status), phases: status.phases.map(fill) });
   return EXIT.ok;
 }

@@ -1,15 +1,19 @@
 import type { Agent } from "../agent/agent.js";
+import { Interrupts } from "../app/interrupts.js";
+import { type LocalRunResult, prepareLedger, runLocally } from "../app/localRun.js";
+import { startProgress } from "../app/progress.js";
 import { Coordinator } from "../coordinator/coordinator.js";
 import { GpuTelemetry } from "../coordinator/gpuTelemetry.js";
-import { prepareLedger, runLocally } from "../coordinator/localRun.js";
 import { openSweep } from "../coordinator/openSweep.js";
 import { type RunningServer, startServer } from "../coordinator/serve.js";
-import { isLoopback } from "../coordinator/tokens.js";
 import type { LocalMachine } from "../dashboard/machines.js";
+import { isLoopback } from "../http/tokens.js";
+import type { Db } from "../ledger/db.js";
 import { pendingResources } from "../ledger/pendingResources.js";
 import { taskCounts } from "../ledger/taskCounts.js";
 import { type Capacity, whyNoFit } from "../protocol/capacity.js";
-import { EXIT, UsageError } from "./exitCodes.js";
+import { EXIT } from "./exitCodes.js";
+import { gpuList, portNumber, positiveInteger, seconds, tagList } from "./flags.js";
 import { reportOwedRows } from "./owedRows.js";
 import { ProgressView } from "./progress.js";
 import { stateDirFrom } from "./stateDir.js";
@@ -35,27 +39,16 @@ export interface RunFlags {
 export async function runCommand(configs: string[], flags: RunFlags): Promise<number> {
   const slots = flags.slots === undefined ? undefined : positiveInteger("--slots", flags.slots);
   const gpus = flags.gpus === undefined ? undefined : gpuList(flags.gpus);
-  const tags = [
-    ...new Set(
-      (flags.tag ?? [])
-        .flatMap((tag) => tag.split(","))
-        .map((tag) => tag.trim())
-        .filter(Boolean),
-    ),
-  ];
-  const graceMs = flags.grace === undefined ? undefined : positiveNumber("--grace", flags.grace) * 1000;
-  const port = flags.port === undefined ? 0 : Number(flags.port);
-  if (!Number.isInteger(port) || port < 0 || port > 65_535)
-    throw new UsageError(`--port must be 0–65535, got "${flags.port}"`);
+  const tags = tagList(flags.tag);
+  const graceMs = flags.grace === undefined ? undefined : seconds("--grace", flags.grace) * 1000;
+  const port = flags.port === undefined ? 0 : portNumber(flags.port);
   const sweep = openSweep(configs, { defaultCommand: flags.command, yes: flags.yes });
   const stateDir = stateDirFrom(flags, configs);
   const prepared = await prepareLedger(stateDir, sweep);
   const { db } = prepared;
   const view = new ProgressView(
     process.stderr,
-    flags.progressEvery === undefined
-      ? 10_000
-      : positiveNumber("--progress-every", flags.progressEvery) * 1000,
+    flags.progressEvery === undefined ? 10_000 : seconds("--progress-every", flags.progressEvery) * 1000,
   );
   const { sync, resume } = prepared;
   view.note(
@@ -65,23 +58,14 @@ export async function runCommand(configs: string[], flags: RunFlags): Promise<nu
     view.note(`labsweep: cannot write results to ${failed.outputDir}: ${failed.error}`);
   const running = new Map<number, string>();
   let agent: Agent | null = null;
-  let interrupts = 0;
-  let terminateAsked = false;
-  const onSignal = (signal: NodeJS.Signals): void => {
-    interrupts++;
-    if (signal === "SIGINT" && interrupts === 1) {
+  const interrupts = new Interrupts({
+    stopping: () =>
       view.note(
         `labsweep: stopping — no new tasks; waiting for ${running.size} running (Ctrl-C again to terminate them)`,
-      );
-      agent?.stopLeasing();
-    } else {
-      view.note("labsweep: terminating running tasks (SIGTERM, then SIGKILL after the grace period)");
-      terminateAsked = true;
-      agent?.terminateRunning();
-    }
-  };
-  process.on("SIGINT", onSignal);
-  process.on("SIGTERM", onSignal);
+      ),
+    terminating: () =>
+      view.note("labsweep: terminating running tasks (SIGTERM, then SIGKILL after the grace period)"),
+  });
   const coordinator = new Coordinator(db, { stateDir, warn: (message) => view.note(message) });
   // A dir that failed at start is tried again while the run goes on, not only after a success.
   if (prepared.results.failed.length > 0) void coordinator.flushResults();
@@ -99,43 +83,8 @@ export async function runCommand(configs: string[], flags: RunFlags): Promise<nu
           machines,
           note: (message) => view.note(message),
         });
-  let refreshing = false;
-  const refresh = async (force = false): Promise<void> => {
-    if (refreshing && !force) return;
-    refreshing = true;
-    try {
-      // Tasks the agent holds ahead are running in the ledger but wait here: show them as pending.
-      const counts = await taskCounts(db);
-      const held = Math.min(agent?.heldCount ?? 0, counts.running);
-      view.update(
-        {
-          counts: { ...counts, running: counts.running - held, pending: counts.pending + held },
-          running: [...running.values()],
-          at: Date.now(),
-        },
-        force,
-      );
-    } finally {
-      refreshing = false;
-    }
-  };
-  // The progress line is a view: a refresh that fails (the ledger unreachable a moment) is told
-  // once, and the next tick tries again — never a rejection that would end the run.
-  let refreshFailed = false;
-  const ticker = setInterval(() => {
-    refresh().then(
-      () => {
-        refreshFailed = false;
-      },
-      (error: unknown) => {
-        if (!refreshFailed)
-          view.note(
-            `labsweep: progress not refreshed: ${error instanceof Error ? error.message : String(error)}`,
-          );
-        refreshFailed = true;
-      },
-    );
-  }, 250);
+  // Tasks the agent holds ahead are running in the ledger but wait here: shown as pending.
+  const progress = startProgress(db, view, running, () => agent?.heldCount ?? 0);
   try {
     const result = await runLocally(db, {
       stateDir,
@@ -149,9 +98,8 @@ export async function runCommand(configs: string[], flags: RunFlags): Promise<nu
       warn: (message) => view.note(message),
       onAgent: (started) => {
         agent = started;
-        // Ctrl-C while the machine was being probed, before there was an agent to tell.
-        if (terminateAsked) started.terminateRunning();
-        else if (interrupts > 0) started.stopLeasing();
+        // Told at once of a Ctrl-C while the machine was being probed, before there was an agent.
+        interrupts.attach(started);
       },
       onEvent: (event) => {
         if (event.kind === "started") {
@@ -163,36 +111,49 @@ export async function runCommand(configs: string[], flags: RunFlags): Promise<nu
         } else running.delete(event.claim.attemptId);
       },
     });
-    clearInterval(ticker);
-    await refresh(true);
+    progress.stop();
+    await progress.refresh(true);
     view.finish();
-    const counts = await taskCounts(db);
-    const owed = await reportOwedRows(db, (text) => process.stderr.write(text));
-    if (result.exit.kind === "stuck") {
-      const gpuList = [...new Set(result.slots.flatMap((slot) => slot.gpuIndices))].join(",") || "none";
-      process.stderr.write(
-        `labsweep: ${result.exit.claimable} tasks need more than this machine offers (${result.slots.length} slots; GPUs: ${gpuList}; tags: ${tags.join(",") || "none"}); see their resources in the config${tags.length === 0 ? " (tasks with resources.tags need --tag)" : ""}\n`,
-      );
-      for (const line of await whyStuck(db, result.exit.idle)) process.stderr.write(`  ${line}\n`);
-      return EXIT.failed;
-    }
-    if (result.exit.kind === "stopped") {
-      process.stderr.write("labsweep: stopped; run the same command again to resume\n");
-      return EXIT.interrupted;
-    }
-    process.stderr.write(
-      `labsweep: finished — ${counts.succeeded} succeeded, ${counts.failed} failed, ${counts.blocked} blocked${counts.failed ? ` (see ${stateDir}/failed_experiments.csv; \`labsweep retry --failed\` to try again)` : ""}\n`,
-    );
-    return counts.failed > 0 || counts.blocked > 0 || owed > 0 ? EXIT.failed : EXIT.ok;
+    return await exitVerdict(db, result, { tags, stateDir });
   } finally {
-    clearInterval(ticker);
-    process.off("SIGINT", onSignal);
-    process.off("SIGTERM", onSignal);
+    progress.stop();
+    interrupts.dispose();
     await server?.close();
     coordinator.stopRetryingResults();
     await db.close();
     prepared.release();
   }
+}
+
+/**
+ * Says how the run ended and returns its exit code: 0 when everything succeeded and every result
+ * row is on disk; 1 for failures, blocked tasks, owed rows or tasks this machine cannot fit;
+ * 130 when stopped by Ctrl-C.
+ */
+async function exitVerdict(
+  db: Db,
+  result: LocalRunResult,
+  context: { tags: string[]; stateDir: string },
+): Promise<number> {
+  const { tags, stateDir } = context;
+  const counts = await taskCounts(db);
+  const owed = await reportOwedRows(db, (text) => process.stderr.write(text));
+  if (result.exit.kind === "stuck") {
+    const gpuList = [...new Set(result.slots.flatMap((slot) => slot.gpuIndices))].join(",") || "none";
+    process.stderr.write(
+      `labsweep: ${result.exit.claimable} tasks need more than this machine offers (${result.slots.length} slots; GPUs: ${gpuList}; tags: ${tags.join(",") || "none"}); see their resources in the config${tags.length === 0 ? " (tasks with resources.tags need --tag)" : ""}\n`,
+    );
+    for (const line of await whyStuck(db, result.exit.idle)) process.stderr.write(`  ${line}\n`);
+    return EXIT.failed;
+  }
+  if (result.exit.kind === "stopped") {
+    process.stderr.write("labsweep: stopped; run the same command again to resume\n");
+    return EXIT.interrupted;
+  }
+  process.stderr.write(
+    `labsweep: finished — ${counts.succeeded} succeeded, ${counts.failed} failed, ${counts.blocked} blocked${counts.failed ? ` (see ${stateDir}/failed_experiments.csv; \`labsweep retry --failed\` to try again)` : ""}\n`,
+  );
+  return counts.failed > 0 || counts.blocked > 0 || owed > 0 ? EXIT.failed : EXIT.ok;
 }
 
 /**
@@ -235,28 +196,6 @@ async function startDashboard(
     );
     return null;
   }
-}
-
-function positiveInteger(flag: string, text: string): number {
-  const value = Number(text);
-  if (!Number.isInteger(value) || value < 1)
-    throw new UsageError(`${flag} must be a positive whole number, got "${text}"`);
-  return value;
-}
-
-function positiveNumber(flag: string, text: string): number {
-  const value = Number(text);
-  if (!Number.isFinite(value) || value < 0)
-    throw new UsageError(`${flag} must be a number of seconds, got "${text}"`);
-  return value;
-}
-
-function gpuList(text: string): number[] {
-  const indices = text.split(",").map((part) => Number(part.trim()));
-  if (indices.some((index) => !Number.isInteger(index) || index < 0)) {
-    throw new UsageError(`--gpus takes GPU indices like 0,2 — got "${text}"`);
-  }
-  return indices;
 }
 
 /** Per phase whose claimable tasks fit nowhere on this machine, which resource is short. */

@@ -1,17 +1,12 @@
-import { prepareLedger } from "../coordinator/localRun.js";
+import { prepareLedger } from "../app/localRun.js";
 import { openSweep } from "../coordinator/openSweep.js";
 import { startServer } from "../coordinator/serve.js";
-import {
-  isTokenShaped,
-  readTokensFile,
-  TOKEN_KINDS,
-  TokenError,
-  type Tokens,
-} from "../coordinator/tokens.js";
+import { isTokenShaped, readTokensFile, TOKEN_KINDS, TokenError, type Tokens } from "../http/tokens.js";
 import { ledgerStore } from "../ledger/openLedger.js";
 import { postgresWakeBus } from "../ledger/wakeBus.js";
 import { shellQuote } from "../slurm/shellQuote.js";
 import { EXIT, UsageError } from "./exitCodes.js";
+import { portNumber } from "./flags.js";
 import { reportOwedRows } from "./owedRows.js";
 import { stateDirFrom } from "./stateDir.js";
 
@@ -34,9 +29,7 @@ export interface ServeFlags {
 
 /** `labsweep serve`: the coordinator for remote agents. Runs until Ctrl-C, or until done with --exit-when-done. */
 export async function serveCommand(configs: string[], flags: ServeFlags): Promise<number> {
-  const port = Number(flags.port);
-  if (!Number.isInteger(port) || port < 0 || port > 65_535)
-    throw new UsageError(`--port must be 0–65535, got "${flags.port}"`);
+  const port = portNumber(flags.port);
   if (Boolean(flags.tlsCert) !== Boolean(flags.tlsKey))
     throw new UsageError("--tls-cert and --tls-key go together");
   const leaseMs = flags.leaseSeconds === undefined ? undefined : Number(flags.leaseSeconds) * 1000;

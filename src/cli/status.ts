@@ -1,14 +1,6 @@
-import { liveCounts, statusLines } from "../coordinator/liveCounts.js";
+import { type LiveCounts, type LivePhase, statusLines } from "../coordinator/liveCounts.js";
+import { type StatusReport, statusReport } from "../coordinator/statusReport.js";
 import { openLedgerReadOnly } from "../ledger/openLedger.js";
-import { resultDirErrors } from "../ledger/resultDirErrors.js";
-import {
-  droppedTaskCount,
-  phaseProgress,
-  runningTasks,
-  taskCounts,
-  usageTotals,
-  waitingCounts,
-} from "../ledger/taskCounts.js";
 import { EXIT, UsageError } from "./exitCodes.js";
 import { resultErrorLine } from "./owedRows.js";
 import { stateDirFrom } from "./stateDir.js";
@@ -32,7 +24,7 @@ export async function statusCommand(configs: string[], flags: StatusFlags): Prom
       `no ledger in ${stateDir}: start one with \`labsweep run CONFIG…\` (or pass --state DIR)`,
     );
   try {
-    const counts = await taskCounts(db).catch((error: unknown) => {
+    const report = await statusReport(db).catch((error: unknown) => {
       // A PostgreSQL database nobody has run or migrated yet has no tables: say so plainly.
       if ((error as { code?: string }).code === UNDEFINED_TABLE)
         throw new UsageError(
@@ -40,50 +32,37 @@ export async function statusCommand(configs: string[], flags: StatusFlags): Prom
         );
       throw error;
     });
-    const phases = await phaseProgress(db);
-    const dropped = await droppedTaskCount(db);
-    const usage = await usageTotals(db);
-    const failures = await db.all<{ task_id: number; error: string | null; params_json: string }>(
-      `SELECT a.task_id, a.error, t.params_json FROM tasks t JOIN attempts a ON a.id = (
-          SELECT max(id) FROM attempts WHERE task_id = t.id)
-        WHERE t.state = 'failed' AND t.active = 1 ORDER BY t.finished_at DESC LIMIT 5`,
-    );
-    // Requeues are when a worker, not the task, failed: say when and why (connection closed, lease expired).
-    const requeues = (
-      await db.all<{ at: number; task_id: number; detail: string }>(
-        "SELECT at, task_id, detail FROM events WHERE kind = 'task_lost' ORDER BY id DESC LIMIT 10",
-      )
-    ).map((event) => ({
-      at: new Date(event.at).toISOString(),
-      taskId: event.task_id,
-      why: (JSON.parse(event.detail) as { why?: string }).why ?? "",
-    }));
-    const view = liveCounts(counts, phases, await runningTasks(db), await waitingCounts(db));
-    const resultErrors = await resultDirErrors(db);
     if (flags.json) {
-      process.stdout.write(
-        `${JSON.stringify({ ...view.counts, dropped, stateDir, phases: view.phases, recentFailures: failures, recentRequeues: requeues, usage, resultErrors })}\n`,
-      );
+      process.stdout.write(`${JSON.stringify({ ...report, stateDir })}\n`);
       return EXIT.ok;
     }
-    for (const line of statusLines(view)) process.stdout.write(`${line}\n`);
-    if (usage.energy_wh !== null || usage.peak_rss_mb_max !== null) {
-      const energy = usage.energy_wh === null ? "" : `${usage.energy_wh} Wh GPU energy, `;
-      process.stdout.write(`usage: ${energy}largest peak RSS ${usage.peak_rss_mb_max ?? "?"} MB\n`);
-    }
-    if (dropped > 0)
-      process.stdout.write(`${dropped} tasks in the ledger are no longer in any config (kept)\n`);
-    for (const failure of failures) {
-      process.stdout.write(
-        `  failed task ${failure.task_id} ${failure.params_json}: ${failure.error ?? ""}\n`,
-      );
-    }
-    for (const requeue of requeues) {
-      process.stdout.write(`  requeued task ${requeue.taskId} at ${requeue.at}: ${requeue.why}\n`);
-    }
-    for (const dir of resultErrors) process.stdout.write(resultErrorLine(dir));
+    printStatus(report);
     return EXIT.ok;
   } finally {
     await db.close();
   }
+}
+
+/**
+ * Prints a status report, local or from `GET /status` alike. A coordinator older than a field
+ * sends none: that part is left out.
+ */
+export function printStatus(report: LiveCounts & { phases: LivePhase[] } & Partial<StatusReport>): void {
+  for (const line of statusLines({ counts: report, phases: report.phases }))
+    process.stdout.write(`${line}\n`);
+  const usage = report.usage;
+  if (usage && (usage.energy_wh !== null || usage.peak_rss_mb_max !== null)) {
+    const energy = usage.energy_wh === null ? "" : `${usage.energy_wh} Wh GPU energy, `;
+    process.stdout.write(`usage: ${energy}largest peak RSS ${usage.peak_rss_mb_max ?? "?"} MB\n`);
+  }
+  const dropped = report.dropped ?? 0;
+  if (dropped > 0)
+    process.stdout.write(`${dropped} tasks in the ledger are no longer in any config (kept)\n`);
+  for (const failure of report.recentFailures ?? []) {
+    process.stdout.write(`  failed task ${failure.task_id} ${failure.params_json}: ${failure.error ?? ""}\n`);
+  }
+  for (const requeue of report.recentRequeues ?? []) {
+    process.stdout.write(`  requeued task ${requeue.taskId} at ${requeue.at}: ${requeue.why}\n`);
+  }
+  for (const dir of report.resultErrors ?? []) process.stdout.write(resultErrorLine(dir));
 }

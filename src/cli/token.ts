@@ -1,4 +1,4 @@
-import { readStoredTokens, TokenError } from "../coordinator/tokens.js";
+import { readStoredTokens, TokenError } from "../http/tokens.js";
 import { EXIT, UsageError } from "./exitCodes.js";
 import { stateDirFrom } from "./stateDir.js";
 

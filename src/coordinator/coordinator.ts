@@ -6,6 +6,7 @@ import type { Db } from "../ledger/db.js";
 import { evaluateGates, judgeGates } from "../ledger/evaluateGates.js";
 import type { FinishResult } from "../ledger/finishAttempt.js";
 import { type FinishRefusal, finishAttempts } from "../ledger/finishAttempts.js";
+import { claimableCount, hasUnfinishedTasks } from "../ledger/reads/unfinished.js";
 import { renewLeases } from "../ledger/recoverAbandoned.js";
 import { owedRowCount } from "../ledger/resultRows.js";
 import { retryFailed } from "../ledger/retryFailed.js";
@@ -13,8 +14,8 @@ import { type Counts, taskCounts } from "../ledger/taskCounts.js";
 import type { WakeBus } from "../ledger/wakeBus.js";
 import { allocate, type Capacity, consume } from "../protocol/capacity.js";
 import type { AttemptOutcome, Lease } from "../protocol/interfaces.js";
-import { logFailedTask } from "../results/failedLog.js";
 import { writeOwedResultsOnce } from "../results/resultsWriter.js";
+import { type FinishReport, logFinalFailure } from "./finalFailure.js";
 
 /** How long finished rows may wait to be batched into one append per results file. */
 const RESULTS_BATCH_MS = 200;
@@ -30,6 +31,8 @@ const RESULTS_RETRY_MAX_MS = 60_000;
  * as agents run out of work (isFinished always judges gates).
  */
 const NO_WAITING_PHASES_MS = 1000;
+
+export type { FinishReport } from "./finalFailure.js";
 
 export interface CoordinatorOptions {
   stateDir: string;
@@ -62,13 +65,6 @@ export interface ReportItem {
   attemptId: number;
   report: FinishReport;
   worker?: string;
-}
-
-/** What an agent reports when an attempt ends, beyond the outcome itself. */
-export interface FinishReport {
-  outcome: AttemptOutcome;
-  /** Last log lines, for failed_experiments.csv. */
-  logTail?: string;
 }
 
 /**
@@ -277,10 +273,7 @@ export class Coordinator {
   async isFinished(): Promise<boolean> {
     if (await evaluateGates(this.db, this.now())) this.notifyWork();
     // An index probe, not a count: idle agents ask this on every wake-up.
-    const unfinished = await this.db.one<{ found: number }>(
-      `SELECT EXISTS (SELECT 1 FROM tasks WHERE state IN ('pending', 'running') AND active = 1) AS found`,
-    );
-    return !unfinished?.found;
+    return !(await hasUnfinishedTasks(this.db));
   }
 
   /**
@@ -308,11 +301,7 @@ export class Coordinator {
 
   /** Tasks that could be leased right now by an agent with room for them. */
   async claimableCount(): Promise<number> {
-    const row = await this.db.one<{ n: number }>(
-      "SELECT count(*) AS n FROM tasks WHERE state = 'pending' AND runnable = 1 AND active = 1 AND not_before <= $1",
-      [this.now()],
-    );
-    return row?.n ?? 0;
+    return claimableCount(this.db, this.now());
   }
 
   /** Starts writing owed result rows in the background; rows arriving meanwhile are batched. */
@@ -380,43 +369,6 @@ export class Coordinator {
     while (this.flushing) await this.flushing;
     await this.flushResults();
   }
-}
-
-/**
- * Appends a task that used up its retries (or its losses) to failed_experiments.csv. `error`:
- * why it failed, when that is not the report's own error.
- */
-export async function logFinalFailure(
-  db: Db,
-  stateDir: string,
-  attemptId: number,
-  report: FinishReport,
-  options: { at: number; error?: string },
-): Promise<void> {
-  const row = await db.one<{
-    task_id: number;
-    number: number;
-    params_json: string;
-    phases: string;
-  }>(
-    `SELECT a.task_id, a.number, t.params_json,
-            (SELECT group_concat(DISTINCT p.phase) FROM placements p WHERE p.task_id = t.id AND p.active = 1) AS phases
-       FROM attempts a JOIN tasks t ON t.id = a.task_id WHERE a.id = $1`,
-    [attemptId],
-  );
-  if (!row) return;
-  const outcome = report.outcome;
-  await logFailedTask(stateDir, {
-    at: new Date(options.at),
-    taskId: row.task_id,
-    phases: (row.phases ?? "").split(",").filter(Boolean),
-    params: JSON.parse(row.params_json),
-    attempt: row.number,
-    exitCode: ("exitCode" in outcome ? outcome.exitCode : null) ?? null,
-    signal: ("signal" in outcome ? outcome.signal : null) ?? null,
-    error: options.error ?? ("error" in outcome ? outcome.error : ""),
-    logTail: report.logTail ?? "",
-  });
 }
 
 function describe(error: unknown): string {

@@ -1,5 +1,6 @@
 import { launchCommand } from "../agent/launchCommand.js";
 import type { Db } from "../ledger/db.js";
+import { tasksBySignature } from "../ledger/reads/signatures.js";
 import { gpusWanted } from "../protocol/capacity.js";
 import { expandPhase } from "../sweep/expand.js";
 import type { Sweep } from "../sweep/loadSweep.js";
@@ -33,13 +34,7 @@ export const PORT_PLACEHOLDER = "<port>";
  * PORT_PLACEHOLDER, since it is picked free when the task starts. Reads the ledger, writes nothing.
  */
 export async function* listTasks(sweep: Sweep, ledger: Db | null): AsyncGenerator<ListedTask> {
-  const known = new Map<string, { id: number; state: string }>();
-  if (ledger) {
-    const rows = await ledger.all<{ id: number; signature: string; state: string }>(
-      "SELECT id, signature, state FROM tasks",
-    );
-    for (const row of rows) known.set(row.signature, { id: row.id, state: row.state });
-  }
+  const known = ledger ? await tasksBySignature(ledger) : new Map<string, { id: number; state: string }>();
   const seen = new Set<string>();
   let n = 0;
   for (const phase of sweep.phases) {

@@ -1,6 +1,7 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import type { Db } from "../ledger/db.js";
+import { succeededSignatures } from "../ledger/reads/signatures.js";
 import { readCsvFile } from "../results/csvFile.js";
 import { RESULTS_FILE } from "../results/resumeScan.js";
 import { matchCsvRows } from "../results/rowMatcher.js";
@@ -33,13 +34,7 @@ export interface Plan {
  * across phases and files, and what the ledger or existing result CSVs already hold.
  */
 export async function planSweep(sweep: Sweep, ledger: Db | null): Promise<Plan> {
-  const succeeded = new Set<string>();
-  if (ledger) {
-    const rows = await ledger.all<{ signature: string }>(
-      "SELECT signature FROM tasks WHERE state = 'succeeded'",
-    );
-    for (const row of rows) succeeded.add(row.signature);
-  }
+  const succeeded = ledger ? await succeededSignatures(ledger) : new Set<string>();
   const dirsWithCsv = new Set<string>();
   for (const phase of sweep.phases) {
     for (const dir of outputDirsOf(phase)) if (existsSync(join(dir, RESULTS_FILE))) dirsWithCsv.add(dir);

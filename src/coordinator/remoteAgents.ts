@@ -1,6 +1,7 @@
 import { getAgent, markAgentExited, markAgentLost, registerAgent, touchAgent } from "../ledger/agents.js";
 import type { FinishResult } from "../ledger/finishAttempt.js";
 import type { FinishRefusal } from "../ledger/finishAttempts.js";
+import { type UnfinishedPhase, unfinishedPhases } from "../ledger/reads/unfinished.js";
 import { openAttempts } from "../ledger/recoverAbandoned.js";
 import type { AttemptRow } from "../ledger/rows.js";
 import { type Capacity, whyNoFit } from "../protocol/capacity.js";
@@ -285,11 +286,7 @@ export class RemoteAgents {
   private async unfinishedPolicies(): Promise<UnfinishedPhase[]> {
     const now = this.now();
     if (this.policyCache && now - this.policyCache.at < 1000) return this.policyCache.rows;
-    const rows = await this.coordinator.db.all<UnfinishedPhase>(
-      `SELECT f.name AS phase, f.policy_json, count(*) AS n FROM tasks t JOIN phases f ON f.name = t.phase
-        WHERE t.active = 1 AND t.state IN ('pending', 'running')
-        GROUP BY f.name, f.policy_json, f.position ORDER BY f.position`,
-    );
+    const rows = await unfinishedPhases(this.coordinator.db);
     this.policyCache = { at: now, rows };
     return rows;
   }
@@ -321,13 +318,6 @@ export class RemoteAgents {
     }
     return unfit;
   }
-}
-
-/** Unfinished tasks of one phase and their run policy. */
-interface UnfinishedPhase {
-  phase: string;
-  policy_json: string;
-  n: number;
 }
 
 /** A request named an agent that never registered (or a coordinator forgot it): register again. */

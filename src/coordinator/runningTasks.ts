@@ -1,6 +1,8 @@
 import { hostname } from "node:os";
 import type { RunningTask } from "../ledger/taskCounts.js";
-import { LOCAL_WORKER_PREFIX } from "./localRun.js";
+
+/** Workers of `labsweep run`'s in-process agent are named so; remote agents never are. */
+export const LOCAL_WORKER_PREFIX = "local-";
 
 /**
  * What a task the ledger calls running really is, for `status`:

@@ -1,6 +1,7 @@
 import { appendFile, type FileHandle, mkdir, open, readFile, stat, writeFile } from "node:fs/promises";
 import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from "../files/privateFiles.js";
 import type { Db } from "../ledger/db.js";
+import { attemptOfTask } from "../ledger/reads/attempts.js";
 import type { AttemptRow } from "../ledger/rows.js";
 import { attemptFiles } from "../protocol/attemptFiles.js";
 
@@ -72,12 +73,7 @@ export async function readTaskLog(
   attemptNumber: number | undefined,
   range: LogRange = { tail: true },
 ): Promise<LogPiece | null> {
-  const attempt = await db.one<AttemptRow>(
-    attemptNumber === undefined
-      ? "SELECT * FROM attempts WHERE task_id = $1 ORDER BY number DESC LIMIT 1"
-      : "SELECT * FROM attempts WHERE task_id = $1 AND number = $2",
-    attemptNumber === undefined ? [taskId] : [taskId, attemptNumber],
-  );
+  const attempt = await attemptOfTask(db, taskId, attemptNumber);
   if (!attempt) return null;
   let handle: FileHandle;
   try {

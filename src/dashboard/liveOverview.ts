@@ -5,7 +5,8 @@ import {
   type Overview,
   type OverviewSources,
   placementsAreSimple,
-} from "./overview.js";
+  syncedSince,
+} from "../ledger/reads/overview.js";
 
 export interface LiveOverviewOptions extends OverviewSources {
   /** How often the ledger's version is checked while someone watches. (Default: 750 ms) */
@@ -143,11 +144,7 @@ export class LiveOverview {
   private async placementsSimple(): Promise<boolean> {
     const version = await ledgerVersion(this.db);
     if (this.simple) {
-      const synced = await this.db.one(
-        "SELECT 1 AS yes FROM events WHERE id > $1 AND kind = 'sweep_synced' LIMIT 1",
-        [this.simple.checkedThrough],
-      );
-      if (!synced) {
+      if (!(await syncedSince(this.db, this.simple.checkedThrough))) {
         this.simple.checkedThrough = version;
         return this.simple.value;
       }

@@ -1,6 +1,7 @@
 import type { GpuReading, GpuTelemetry } from "../coordinator/gpuTelemetry.js";
 import type { AgentState } from "../ledger/agents.js";
 import type { Db } from "../ledger/db.js";
+import { agentRecords, connectedAgentInfos, openAttempts } from "../ledger/reads/machines.js";
 import type { AgentCapabilities } from "../protocol/http.js";
 
 /** The machine `labsweep run` works on (it registers no agent row). */
@@ -53,32 +54,8 @@ export async function listMachines(
   local: LocalMachine[],
   now = Date.now(),
 ): Promise<Machine[]> {
-  const agents = await db.all<{
-    id: string;
-    name: string;
-    host: string;
-    info_json: string;
-    last_seen: number;
-    state: AgentState;
-    lost_at: number | null;
-    lost_reason: string | null;
-  }>(
-    "SELECT id, name, host, info_json, last_seen, state, lost_at, lost_reason FROM agents ORDER BY registered_at",
-  );
-  const open = await db.all<{
-    id: number;
-    task_id: number;
-    number: number;
-    worker: string;
-    started_at: number;
-    gpu_ids: string | null;
-    params_json: string;
-    pid: number | null;
-  }>(
-    `SELECT a.id, a.task_id, a.number, a.worker, a.started_at, a.gpu_ids, t.params_json, a.pid
-       FROM attempts a JOIN tasks t ON t.id = a.task_id
-      WHERE a.ended_at IS NULL ORDER BY a.started_at`,
-  );
+  const agents = await agentRecords(db);
+  const open = await openAttempts(db);
   const running = new Map<string, MachineTask[]>();
   for (const attempt of open) {
     const list = running.get(attempt.worker) ?? [];
@@ -133,11 +110,9 @@ export async function listMachines(
 
 /** Slots of the machines that can take work now: connected agents and the local machine. */
 export async function workingSlots(db: Db, local: LocalMachine[]): Promise<number> {
-  const agents = await db.all<{ info_json: string }>(
-    "SELECT info_json FROM agents WHERE state = 'connected'",
-  );
   let slots = local.reduce((sum, machine) => sum + machine.slots, 0);
-  for (const agent of agents) slots += Number((JSON.parse(agent.info_json) as { slots?: number }).slots ?? 0);
+  for (const info of await connectedAgentInfos(db))
+    slots += Number((JSON.parse(info) as { slots?: number }).slots ?? 0);
   return slots;
 }
 

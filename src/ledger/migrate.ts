@@ -49,3 +49,11 @@ function splitStatements(sql: string): string[] {
     .map((statement) => statement.trim())
     .filter((statement) => statement.length > 0);
 }
+
+/** The newest migration applied to the store (0 for none). */
+export async function schemaVersion(db: Db): Promise<number> {
+  const row = await db.one<{ version: number | null }>(
+    "SELECT max(version) AS version FROM labsweep_migrations",
+  );
+  return row?.version ?? 0;
+}

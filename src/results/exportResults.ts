@@ -1,4 +1,5 @@
 import type { Db } from "../ledger/db.js";
+import { succeededTaskPage } from "../ledger/reads/resultSources.js";
 import type { TaskUsage } from "../protocol/interfaces.js";
 import type { Params } from "../sweep/types.js";
 import { metadataValues, resultTable } from "./columns.js";
@@ -27,26 +28,7 @@ export interface ExportedResult {
 export async function* exportedResults(db: Db): AsyncGenerator<ExportedResult> {
   const batch = 5000;
   for (let after = 0; ; ) {
-    const rows = await db.all<{
-      id: number;
-      params_json: string;
-      result_json: string | null;
-      wall_seconds: number | null;
-      host: string | null;
-      gpu_ids: string | null;
-      origin: string | null;
-      usage_json: string | null;
-      attempts: number;
-      phases: string | null;
-      dirs: string | null;
-    }>(
-      `SELECT t.id, t.params_json, t.result_json, t.wall_seconds, t.host, t.gpu_ids, t.origin, t.usage_json,
-              (SELECT count(*) FROM attempts a WHERE a.task_id = t.id AND a.outcome IN ('succeeded', 'failed', 'timeout')) AS attempts,
-              (SELECT group_concat(DISTINCT phase) FROM placements WHERE task_id = t.id AND active = 1) AS phases,
-              (SELECT group_concat(DISTINCT output_dir) FROM placements WHERE task_id = t.id AND active = 1) AS dirs
-         FROM tasks t WHERE t.state = 'succeeded' AND t.active = 1 AND t.id > $1 ORDER BY t.id LIMIT $2`,
-      [after, batch],
-    );
+    const rows = await succeededTaskPage(db, after, batch);
     if (rows.length === 0) return;
     for (const row of rows) {
       const run = {

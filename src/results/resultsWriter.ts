@@ -3,6 +3,7 @@ import { join } from "node:path";
 import type { Db } from "../ledger/db.js";
 import { LEDGER_LOCKS, tryLockLedger } from "../ledger/dialect.js";
 import { clearDirError, failingDirs, recordDirError } from "../ledger/resultDirErrors.js";
+import { type FileIdentity, recordedFile, recordFile } from "../ledger/resultFiles.js";
 import { markRowsWritten, type OwedRow, owedResultRows } from "../ledger/resultRows.js";
 import { metadataValues, resultTable } from "./columns.js";
 import { appendCsvRows, CsvFileError, errorText } from "./csvFile.js";
@@ -116,7 +117,7 @@ async function recheckDir(db: Db, outputDir: string): Promise<number> {
   const path = join(outputDir, RESULTS_FILE);
   await rescanOutputDir(db, outputDir, Date.now());
   await db.transaction(async (tx) => {
-    await recordFile(tx, path);
+    await recordWrite(tx, path);
     await clearDirError(tx, outputDir, Date.now());
   });
   return 0;
@@ -146,7 +147,7 @@ async function writeDir(db: Db, outputDir: string, group: OwedRow[], wasFailing:
     await appendCsvRows(path, table.header, table.rows);
   }
   await db.transaction(async (tx) => {
-    await recordFile(tx, path);
+    await recordWrite(tx, path);
     await markRowsWritten(tx, rows);
     if (wasFailing) await clearDirError(tx, outputDir, Date.now());
   });
@@ -157,24 +158,16 @@ async function writeDir(db: Db, outputDir: string, group: OwedRow[], wasFailing:
 async function changedBehindOurBack(db: Db, path: string): Promise<boolean> {
   const now = await identityOf(path);
   if (!now) return false;
-  const recorded = await db.one<{ size: number; mtime_ns: string }>(
-    "SELECT size, mtime_ns FROM result_files WHERE path = $1",
-    [path],
-  );
-  return !recorded || Number(recorded.size) !== now.size || recorded.mtime_ns !== now.mtimeNs;
+  const recorded = await recordedFile(db, path);
+  return !recorded || recorded.size !== now.size || recorded.mtimeNs !== now.mtimeNs;
 }
 
-async function recordFile(db: Db, path: string): Promise<void> {
+async function recordWrite(db: Db, path: string): Promise<void> {
   const identity = await identityOf(path);
-  if (!identity) return;
-  await db.run(
-    `INSERT INTO result_files (path, size, mtime_ns) VALUES ($1, $2, $3)
-     ON CONFLICT (path) DO UPDATE SET size = excluded.size, mtime_ns = excluded.mtime_ns`,
-    [path, identity.size, identity.mtimeNs],
-  );
+  if (identity) await recordFile(db, path, identity);
 }
 
-async function identityOf(path: string): Promise<{ size: number; mtimeNs: string } | null> {
+async function identityOf(path: string): Promise<FileIdentity | null> {
   try {
     const stats = await stat(path, { bigint: true });
     return { size: Number(stats.size), mtimeNs: stats.mtimeNs.toString() };

@@ -1,5 +1,6 @@
 import { join } from "node:path";
 import type { Db } from "../ledger/db.js";
+import { activeOutputDirs, succeededMetrics, tasksPlacedIn } from "../ledger/reads/resultSources.js";
 import { recordDirError } from "../ledger/resultDirErrors.js";
 import { importCompletedTasks, oweRowsToNewPlacements } from "../ledger/resultRows.js";
 import type { Params } from "../sweep/types.js";
@@ -27,11 +28,9 @@ export interface ResumeReport {
  */
 export async function resumeFromResults(db: Db, now: number): Promise<ResumeReport> {
   await oweRowsToNewPlacements(db);
-  const dirs = await db.all<{ output_dir: string }>(
-    "SELECT DISTINCT output_dir FROM placements WHERE active = 1 ORDER BY output_dir",
-  );
+  const dirs = await activeOutputDirs(db);
   const report: ResumeReport = { found: 0, files: 0, unmatchedRows: 0, ambiguousTasks: 0, failedDirs: 0 };
-  for (const { output_dir: outputDir } of dirs) {
+  for (const outputDir of dirs) {
     let scanned: Awaited<ReturnType<typeof rescanOutputDir>>;
     try {
       scanned = await rescanOutputDir(db, outputDir, now);
@@ -65,12 +64,7 @@ export async function rescanOutputDir(
 ): Promise<Omit<ResumeReport, "files" | "failedDirs"> | null> {
   const csv = await readCsvFile(join(outputDir, RESULTS_FILE));
   if (!csv) return null;
-  const tasks = await db.all<{ id: number; params_json: string; written: number | null }>(
-    `SELECT t.id, t.params_json, r.written
-       FROM tasks t LEFT JOIN result_rows r ON r.task_id = t.id AND r.output_dir = $1
-      WHERE t.id IN (SELECT task_id FROM placements WHERE output_dir = $1 AND active = 1)`,
-    [outputDir],
-  );
+  const tasks = await tasksPlacedIn(db, outputDir);
   const matchable: MatchableTask[] = tasks.map((task) => ({
     id: task.id,
     params: JSON.parse(task.params_json) as Params,
@@ -88,18 +82,4 @@ export async function rescanOutputDir(
     now,
   );
   return { found, unmatchedRows: match.unmatched, ambiguousTasks: match.ambiguous };
-}
-
-/** The metrics of those of these tasks that succeeded, by task id. */
-async function succeededMetrics(db: Db, taskIds: number[]): Promise<Map<number, Record<string, unknown>>> {
-  const metrics = new Map<number, Record<string, unknown>>();
-  for (let start = 0; start < taskIds.length; start += 500) {
-    const slice = taskIds.slice(start, start + 500);
-    const rows = await db.all<{ id: number; result_json: string | null }>(
-      `SELECT id, result_json FROM tasks WHERE state = 'succeeded' AND id IN (${slice.map((_, i) => `$${i + 1}`).join(", ")})`,
-      slice,
-    );
-    for (const row of rows) metrics.set(Number(row.id), row.result_json ? JSON.parse(row.result_json) : {});
-  }
-  return metrics;
 }

@@ -6,7 +6,7 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { prepareLedger } from "../../src/coordinator/localRun.js";
+import { prepareLedger } from "../../src/app/localRun.js";
 import { openSweep } from "../../src/coordinator/openSweep.js";
 import { type RunningServer, type ServeOptions, startServer } from "../../src/coordinator/serve.js";
 import type { Db } from "../../src/ledger/db.js";

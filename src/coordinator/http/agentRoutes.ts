@@ -1,6 +1,9 @@
 import type { FastifyInstance } from "fastify";
+import { openEventStream } from "../../http/eventStream.js";
+import { HttpError } from "../../http/httpError.js";
 import type { FinishResult } from "../../ledger/finishAttempt.js";
 import type { FinishRefusal } from "../../ledger/finishAttempts.js";
+import { attemptById } from "../../ledger/reads/attempts.js";
 import { recordAttemptProcess } from "../../ledger/recoverAbandoned.js";
 import type { AttemptRow } from "../../ledger/rows.js";
 import type { Capacity } from "../../protocol/capacity.js";
@@ -15,9 +18,7 @@ import type {
   StartedRequest,
 } from "../../protocol/http.js";
 import { appendLogChunk, logPathOf } from "../taskLogs.js";
-import type { AppOptions } from "./app.js";
-import { HttpError } from "./app.js";
-import { openEventStream } from "./eventStream.js";
+import type { AppOptions } from "./options.js";
 import { schemas } from "./schemas.js";
 
 const agentOnly = { access: "agent" as const };
@@ -206,9 +207,7 @@ function verdictOf(attemptId: number, result: FinishResult | FinishRefusal | und
 
 /** The attempt an agent names, which must be its own. */
 async function attemptOf(options: AppOptions, id: string, agentId: string): Promise<AttemptRow> {
-  const attempt = await options.coordinator.db.one<AttemptRow>("SELECT * FROM attempts WHERE id = $1", [
-    Number(id),
-  ]);
+  const attempt = await attemptById(options.coordinator.db, Number(id));
   if (!attempt) throw new HttpError(404, `unknown attempt ${id}`);
   if (attempt.worker !== agentId) throw new HttpError(409, `attempt ${id} belongs to another agent`);
   return attempt;

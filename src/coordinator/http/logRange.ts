@@ -1,5 +1,5 @@
+import { HttpError } from "../../http/httpError.js";
 import { LOG_RANGE_CAP, type LogRange } from "../taskLogs.js";
-import { HttpError } from "./app.js";
 
 /**
  * The piece of a log a request asks for: `?offset=N&limit=M` (what `labsweep logs -f` and the

@@ -1,19 +1,12 @@
 import type { FastifyInstance } from "fastify";
+import { HttpError } from "../../http/httpError.js";
 import { listAgents } from "../../ledger/agents.js";
-import { resultDirErrors } from "../../ledger/resultDirErrors.js";
-import type { AttemptRow } from "../../ledger/rows.js";
-import {
-  droppedTaskCount,
-  phaseProgress,
-  runningTasks,
-  taskCounts,
-  waitingCounts,
-} from "../../ledger/taskCounts.js";
-import { liveCounts } from "../liveCounts.js";
+import { pingLedger } from "../../ledger/ping.js";
+import { taskRecord } from "../../ledger/reads/attempts.js";
+import { statusReport } from "../statusReport.js";
 import { readTaskLog } from "../taskLogs.js";
-import type { AppOptions } from "./app.js";
-import { HttpError } from "./app.js";
 import { logRangeOf } from "./logRange.js";
+import type { AppOptions } from "./options.js";
 import { schemas } from "./schemas.js";
 
 const viewer = { access: "viewer" as const };
@@ -35,7 +28,7 @@ export function registerReadRoutes(api: FastifyInstance, options: AppOptions): v
   // For load balancers in front of replicas: 200 only while this replica can reach its ledger.
   api.get("/health", async (_request, reply) => {
     try {
-      await withTimeout(db.one("SELECT 1 AS ok"), HEALTH_TIMEOUT_MS);
+      await withTimeout(pingLedger(db), HEALTH_TIMEOUT_MS);
       return { ok: true, time: Date.now(), store: db.dialect };
     } catch (error) {
       return reply
@@ -44,21 +37,8 @@ export function registerReadRoutes(api: FastifyInstance, options: AppOptions): v
     }
   });
 
-  // Counted as `labsweep status` counts them (liveCounts): waiting apart from blocked, and so on.
-  api.get("/status", { config: viewer }, async () => {
-    const view = liveCounts(
-      await taskCounts(db),
-      await phaseProgress(db),
-      await runningTasks(db),
-      await waitingCounts(db),
-    );
-    return {
-      ...view.counts,
-      dropped: await droppedTaskCount(db),
-      phases: view.phases,
-      resultErrors: await resultDirErrors(db),
-    };
-  });
+  // The report `labsweep status` prints locally: status and status --server print the same.
+  api.get("/status", { config: viewer }, async () => statusReport(db));
 
   api.get("/agents", { config: viewer }, async () => ({
     agents: (await listAgents(db)).map(({ info_json, ...agent }) => ({
@@ -71,18 +51,9 @@ export function registerReadRoutes(api: FastifyInstance, options: AppOptions): v
     "/tasks/:id",
     { config: viewer, schema: { params: schemas.taskParams } },
     async (request) => {
-      const task = await db.one<Record<string, unknown>>("SELECT * FROM tasks WHERE id = $1", [
-        Number(request.params.id),
-      ]);
-      if (!task) throw new HttpError(404, `unknown task ${request.params.id}`);
-      const attempts = await db.all<AttemptRow>("SELECT * FROM attempts WHERE task_id = $1 ORDER BY number", [
-        task.id,
-      ]);
-      const placements = await db.all(
-        'SELECT phase, output_dir AS "outputDir", active FROM placements WHERE task_id = $1',
-        [task.id],
-      );
-      return { task, attempts, placements };
+      const record = await taskRecord(db, Number(request.params.id));
+      if (!record) throw new HttpError(404, `unknown task ${request.params.id}`);
+      return record;
     },
   );
 

@@ -1,5 +1,5 @@
-import type { Db } from "../ledger/db.js";
-import type { TaskState } from "../protocol/interfaces.js";
+import type { TaskState } from "../../protocol/interfaces.js";
+import type { Db } from "../db.js";
 import { DashboardQueryError, decodeCursor, encodeCursor } from "./cursor.js";
 import type { Overview } from "./overview.js";
 import { jsonEquals, SqlParams } from "./sql.js";

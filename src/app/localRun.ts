@@ -4,6 +4,11 @@ import { Agent, type AgentEvent, type AgentExit } from "../agent/agent.js";
 import { type GpuInfo, probeGpus } from "../agent/gpuProbe.js";
 import { killTasksOf } from "../agent/leftovers.js";
 import { planSlots, type Slot } from "../agent/slots.js";
+import { Coordinator } from "../coordinator/coordinator.js";
+import { logFinalFailure } from "../coordinator/finalFailure.js";
+import type { GpuTelemetry } from "../coordinator/gpuTelemetry.js";
+import { LOCAL_WORKER_PREFIX } from "../coordinator/runningTasks.js";
+import { acquireStateLock } from "../coordinator/stateLock.js";
 import type { LocalMachine } from "../dashboard/machines.js";
 import type { Db } from "../ledger/db.js";
 import { evaluateGates } from "../ledger/evaluateGates.js";
@@ -14,13 +19,7 @@ import type { GpuSample } from "../protocol/interfaces.js";
 import { type DrainOutcome, drainOwedResults } from "../results/resultsWriter.js";
 import { type ResumeReport, resumeFromResults } from "../results/resumeScan.js";
 import type { Sweep } from "../sweep/loadSweep.js";
-import { Coordinator, logFinalFailure } from "./coordinator.js";
-import type { GpuTelemetry } from "./gpuTelemetry.js";
 import { localPort } from "./localPort.js";
-import { acquireStateLock } from "./stateLock.js";
-
-/** Workers of `labsweep run`'s in-process agent are named so; remote agents never are. */
-export const LOCAL_WORKER_PREFIX = "local-";
 
 export interface PreparedLedger {
   db: Db;

@@ -1,7 +1,7 @@
-import type { Db } from "../ledger/db.js";
-import { type ResultDirError, resultDirErrors } from "../ledger/resultDirErrors.js";
-import { type Counts, type PhaseProgress, phaseProgress } from "../ledger/taskCounts.js";
-import type { TaskState } from "../protocol/interfaces.js";
+import type { TaskState } from "../../protocol/interfaces.js";
+import type { Db } from "../db.js";
+import { type ResultDirError, resultDirErrors } from "../resultDirErrors.js";
+import { type Counts, type PhaseProgress, phaseProgress } from "../taskCounts.js";
 
 /** Tasks per stored state (no gate split), for exact page counts of a state filter. */
 export type StateCounts = Record<TaskState, number>;
@@ -54,6 +54,14 @@ const STATES: TaskState[] = ["pending", "running", "succeeded", "failed", "block
 export async function ledgerVersion(db: Db): Promise<number> {
   const row = await db.one<{ id: number | null }>("SELECT max(id) AS id FROM events");
   return Number(row?.id ?? 0);
+}
+
+/** Whether the configs were synced (a `sweep_synced` event) after event `eventId`. */
+export async function syncedSince(db: Db, eventId: number): Promise<boolean> {
+  const row = await db.one("SELECT 1 AS yes FROM events WHERE id > $1 AND kind = 'sweep_synced' LIMIT 1", [
+    eventId,
+  ]);
+  return Boolean(row);
 }
 
 /**

@@ -1,4 +1,5 @@
-import type { Db } from "../ledger/db.js";
+import type { Db } from "../db.js";
+import { ledgerVersion } from "./overview.js";
 import { succeededIn } from "./results.js";
 import { jsonKey, jsonKeyArg, SqlParams } from "./sql.js";
 import { compareValues, typed } from "./values.js";
@@ -95,9 +96,7 @@ export class PlotCache {
       query.phase ?? null,
     ]);
     const at = this.now();
-    const lastEvent = Number(
-      (await this.db.one<{ id: number | null }>("SELECT max(id) AS id FROM events"))?.id ?? 0,
-    );
+    const lastEvent = await ledgerVersion(this.db);
     let entry = this.entries.get(key);
     if (entry && (await this.voided(entry.checkedEvent))) entry = undefined;
     if (!entry) {

@@ -1,6 +1,6 @@
-import type { Db } from "../ledger/db.js";
-import type { AttemptRow } from "../ledger/rows.js";
-import type { TaskState } from "../protocol/interfaces.js";
+import type { TaskState } from "../../protocol/interfaces.js";
+import type { Db } from "../db.js";
+import type { AttemptRow } from "../rows.js";
 
 /** Everything a task's page shows, but its log (GET /tasks/:id/log). */
 export interface TaskDetail {

@@ -1,4 +1,4 @@
-import type { Db } from "../ledger/db.js";
+import type { Db } from "../db.js";
 import { decodeIdCursor, encodeCursor } from "./cursor.js";
 import { SqlParams } from "./sql.js";
 import { compareValues } from "./values.js";

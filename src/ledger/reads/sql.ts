@@ -1,4 +1,4 @@
-import type { Db } from "../ledger/db.js";
+import type { Db } from "../db.js";
 
 /**
  * SQL for one key of a JSON column, with the key bound as parameter `$n` (never spliced into

@@ -1,6 +1,6 @@
 import type { CoordinatorPort } from "../agent/coordinatorPort.js";
+import type { Coordinator } from "../coordinator/coordinator.js";
 import { recordAttemptProcess } from "../ledger/recoverAbandoned.js";
-import type { Coordinator } from "./coordinator.js";
 
 /** The in-process path from an agent to its coordinator, used by `labsweep run`. */
 export function localPort(coordinator: Coordinator): CoordinatorPort {

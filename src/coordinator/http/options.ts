@@ -1,0 +1,44 @@
+import type { LocalMachine } from "../../dashboard/machines.js";
+import type { Tokens } from "../../http/tokens.js";
+import type { Coordinator } from "../coordinator.js";
+import type { GpuTelemetry } from "../gpuTelemetry.js";
+import type { RemoteAgents } from "../remoteAgents.js";
+
+/** What the coordinator's HTTP app serves, and how. Its route modules read it; none imports app.ts. */
+export interface AppOptions {
+  coordinator: Coordinator;
+  agents: RemoteAgents;
+  tokens: Tokens;
+  stateDir: string;
+  /** Largest request body accepted; larger ones get 413. (Default: 1 MiB) */
+  bodyLimit?: number;
+  /** Serve HTTPS with this key and certificate (PEM). (Default: plain HTTP) */
+  https?: { key: Buffer; cert: Buffer };
+  /** Adds config files to the running sweep (`labsweep add`). (Default: not offered) */
+  addConfigs?: (files: Array<{ path: string; text: string }>, options?: AddOptions) => Promise<unknown>;
+  /** Server-side errors (never sent to clients in detail). (Default: stderr) */
+  warn?: (message: string) => void;
+  /** Recent GPU readings per agent, which the dashboard plots. */
+  telemetry: GpuTelemetry;
+  /** Serve the dashboard at `/` and its API under /api/v1/dashboard. (Default: true) */
+  dashboard?: boolean;
+  /** Machines working in this process (`labsweep run`'s), shown beside registered agents. (Default: none) */
+  localMachines?: () => LocalMachine[];
+  /** Offer the agents' routes (lease, report) and the admin's (cancel, add, retry). (Default: true) */
+  agentApi?: boolean;
+  /**
+   * Reads need no token from a loopback peer whose Host header is a loopback literal or
+   * `localhost` (`labsweep run`; `serve --trust-loopback`). (Default: false, a token always)
+   */
+  trustLoopback?: boolean;
+  /** Dashboard event streams open at once; the next one gets 503. (Default: 64) */
+  maxEventStreams?: number;
+  /** Bytes an event stream may have waiting for a client that does not read; past it, dropped. (Default: 1 MiB) */
+  streamBufferLimit?: number;
+}
+
+/** What `labsweep add` asks for besides its files. */
+export interface AddOptions {
+  /** Accept a sweep over the large-grid limit (`labsweep add --yes`). (Default: false) */
+  yes?: boolean;
+}

@@ -1,0 +1,69 @@
+import type { Db } from "../db.js";
+
+/** A succeeded task as `labsweep export` reads it, with its phases and output dirs. */
+export interface SucceededTaskRow {
+  id: number;
+  params_json: string;
+  result_json: string | null;
+  wall_seconds: number | null;
+  host: string | null;
+  gpu_ids: string | null;
+  origin: string | null;
+  usage_json: string | null;
+  /** Attempts that ran to an end (succeeded, failed or timed out). */
+  attempts: number;
+  /** Comma-separated active phases, null when none. */
+  phases: string | null;
+  /** Comma-separated active output dirs, null when none. */
+  dirs: string | null;
+}
+
+/** Up to `batch` succeeded active tasks with ids above `after`, in id order (keyset paging). */
+export async function succeededTaskPage(db: Db, after: number, batch: number): Promise<SucceededTaskRow[]> {
+  return db.all<SucceededTaskRow>(
+    `SELECT t.id, t.params_json, t.result_json, t.wall_seconds, t.host, t.gpu_ids, t.origin, t.usage_json,
+            (SELECT count(*) FROM attempts a WHERE a.task_id = t.id AND a.outcome IN ('succeeded', 'failed', 'timeout')) AS attempts,
+            (SELECT group_concat(DISTINCT phase) FROM placements WHERE task_id = t.id AND active = 1) AS phases,
+            (SELECT group_concat(DISTINCT output_dir) FROM placements WHERE task_id = t.id AND active = 1) AS dirs
+       FROM tasks t WHERE t.state = 'succeeded' AND t.active = 1 AND t.id > $1 ORDER BY t.id LIMIT $2`,
+    [after, batch],
+  );
+}
+
+/** Every output dir some active placement writes to, sorted. */
+export async function activeOutputDirs(db: Db): Promise<string[]> {
+  const rows = await db.all<{ output_dir: string }>(
+    "SELECT DISTINCT output_dir FROM placements WHERE active = 1 ORDER BY output_dir",
+  );
+  return rows.map((row) => row.output_dir);
+}
+
+/** The tasks placed in an output dir, and whether their row there is written (1) or owed. */
+export async function tasksPlacedIn(
+  db: Db,
+  outputDir: string,
+): Promise<Array<{ id: number; params_json: string; written: number | null }>> {
+  return db.all<{ id: number; params_json: string; written: number | null }>(
+    `SELECT t.id, t.params_json, r.written
+       FROM tasks t LEFT JOIN result_rows r ON r.task_id = t.id AND r.output_dir = $1
+      WHERE t.id IN (SELECT task_id FROM placements WHERE output_dir = $1 AND active = 1)`,
+    [outputDir],
+  );
+}
+
+/** The metrics of those of these tasks that succeeded, by task id. */
+export async function succeededMetrics(
+  db: Db,
+  taskIds: number[],
+): Promise<Map<number, Record<string, unknown>>> {
+  const metrics = new Map<number, Record<string, unknown>>();
+  for (let start = 0; start < taskIds.length; start += 500) {
+    const slice = taskIds.slice(start, start + 500);
+    const rows = await db.all<{ id: number; result_json: string | null }>(
+      `SELECT id, result_json FROM tasks WHERE state = 'succeeded' AND id IN (${slice.map((_, i) => `$${i + 1}`).join(", ")})`,
+      slice,
+    );
+    for (const row of rows) metrics.set(Number(row.id), row.result_json ? JSON.parse(row.result_json) : {});
+  }
+  return metrics;
+}
