@@ -19,10 +19,7 @@ import { deliverReport, sendFinalLog } from "./reportDelivery.js";
 
 /** Reports one lease request carries at most. */
 const MAX_CARRIED_REPORTS = 64;
-/**
- * …and bytes of them: half the coordinator's body limit leaves room for the rest of the request,
- * and a report too large to be carried goes alone (see deliver).
- */
+/** …and bytes of them: half the body limit leaves room for the rest; a larger report goes alone. */
 const CARRIED_REPORT_BYTES = REQUEST_BODY_LIMIT_BYTES / 2;
 /** Reports of tasks that ran at least this long are fsynced in the outbox (see HttpPort.finish). */
 const DURABLE_REPORT_SECONDS = 1;

@@ -4,20 +4,19 @@ import { join } from "node:path";
 import { type Warn, warnOnStderr } from "../log/warn.js";
 import { attemptFiles } from "../protocol/attemptFiles.js";
 import type { Capacity } from "../protocol/capacity.js";
-import type { AgentCapabilities, ChannelEvent } from "../protocol/http.js";
+import type { ChannelEvent } from "../protocol/http.js";
 import type { GpuSample, Lease } from "../protocol/interfaces.js";
 import { Agent, type AgentEvent, type AgentExit } from "./agent.js";
 import { forgetRunning, killPreviousTasks, openAgentState, recordRunning } from "./agentState.js";
-import { describeMachine, type ProbeSpec } from "./capabilities.js";
+import type { ProbeSpec } from "./capabilities.js";
 import { holdChannel } from "./channel.js";
 import type { CoordinatorPort } from "./coordinatorPort.js";
-import { type GpuLockResult, lockGpus } from "./gpuLocks.js";
-import { type GpuInfo, probeGpus, readGpuUsage } from "./gpuProbe.js";
+import { probeGpus, readGpuUsage } from "./gpuProbe.js";
 import { CoordinatorClient, UnauthorizedError } from "./httpClient.js";
 import { HttpPort } from "./httpPort.js";
 import { LogStream } from "./logStream.js";
+import { describeCapabilities, type Machine, probeMachine } from "./machine.js";
 import { Outbox } from "./outbox.js";
-import { planSlots, type Slot } from "./slots.js";
 
 export interface RemoteAgentOptions {
   /** The coordinator's base URLs; the next one is tried when one cannot be reached. */
@@ -61,15 +60,6 @@ const REPORT_DELAY_MS = 50;
 
 export type RemoteAgentExit = { kind: "done" } | { kind: "stopped" } | { kind: "unreachable" };
 
-interface Machine {
-  /** Every GPU nvidia-smi reports (tasks on CPU slots get none of them). */
-  allGpus: GpuInfo[];
-  slots: Slot[];
-  /** The GPUs this agent holds. */
-  locks: GpuLockResult;
-  capabilities: AgentCapabilities;
-}
-
 /**
  * An agent serving a coordinator over HTTP: probes and locks this machine's GPUs, registers,
  * sends what a previous incarnation left in its outbox, then leases and runs tasks — streaming
@@ -110,7 +100,7 @@ export class RemoteAgent {
       const previous = killPreviousTasks(state.stateDir);
       if (previous.killed > 0)
         this.log(`labsweep agent: killed ${previous.killed} leftover process(es) of a previous run`);
-      const machine = await this.probeMachine(state.agentId);
+      const machine = await probeMachine(state.agentId, this.options, this.log);
       this.machine = machine;
       try {
         return await this.connectAndRun(state.stateDir, machine);
@@ -119,29 +109,6 @@ export class RemoteAgent {
       }
     } finally {
       state.release();
-    }
-  }
-
-  /** This machine's GPUs (those it could lock), slots and capability record. */
-  private async probeMachine(agentId: string): Promise<Machine> {
-    const env = this.options.env ?? process.env;
-    const allGpus = await probeGpus({ env });
-    const { slots, locks } = this.planGpus(allGpus);
-    try {
-      const capabilities = await describeMachine({
-        agentId,
-        name: this.options.name,
-        slots: slots.length,
-        gpus: locks.locked,
-        allGpus,
-        tags: this.options.tags,
-        probes: this.options.probes,
-        probeOptions: { env, timeoutMs: this.options.probeTimeoutMs },
-      });
-      return { allGpus, slots, locks, capabilities };
-    } catch (error) {
-      locks.release();
-      throw error;
     }
   }
 
@@ -198,7 +165,9 @@ export class RemoteAgent {
         http.register(machine.capabilities, this.stop.signal),
       );
       if (!registration) return { kind: this.gaveUp ? "unreachable" : "stopped" };
-      this.log(`labsweep agent: registered with ${client.server} as ${describe(machine.capabilities)}`);
+      this.log(
+        `labsweep agent: registered with ${client.server} as ${describeCapabilities(machine.capabilities)}`,
+      );
       // Held before the previous run's reports are settled: the last of them may finish the
       // sweep, and a coordinator that then exits says "done" only to agents on the channel.
       channel = holdChannel(client, {
@@ -262,31 +231,6 @@ export class RemoteAgent {
     });
     if (this.fatal) throw this.fatal;
     return exit;
-  }
-
-  /** GPUs this agent may use: `--gpus`, enough free memory, and not locked by another agent. */
-  private planGpus(allGpus: GpuInfo[]): { slots: Slot[]; locks: GpuLockResult } {
-    const cpuCount = availableParallelism();
-    const qualifying = new Set(
-      planSlots({ gpus: allGpus, cpuCount, gpuFilter: this.options.gpus }).flatMap((slot) => slot.gpuIndices),
-    );
-    const candidates = allGpus.filter((gpu) => qualifying.has(gpu.index));
-    const want = Math.min(this.options.slots ?? candidates.length, candidates.length);
-    const locks = lockGpus(candidates, { dir: this.options.lockDir, want });
-    for (const { gpu, owner } of locks.busy)
-      this.log(
-        `labsweep agent: GPU ${gpu.index} (${gpu.uuid}) is in use by another agent (pid ${owner}); skipping it`,
-      );
-    if (candidates.length > 0 && locks.locked.length === 0 && this.options.gpus !== undefined) {
-      locks.release();
-      throw new Error(
-        `every GPU asked for (--gpus ${this.options.gpus.join(",")}) is in use by another labsweep agent on this machine`,
-      );
-    }
-    if (candidates.length > 0 && locks.locked.length === 0)
-      this.log("labsweep agent: every GPU is in use by other agents; running CPU slots only");
-    const slots = planSlots({ gpus: locks.locked, cpuCount, slotsOverride: this.options.slots });
-    return { slots, locks };
   }
 
   /**
@@ -447,14 +391,4 @@ function isDirectory(path: string): boolean {
   } catch {
     return false;
   }
-}
-
-function describe(capabilities: AgentCapabilities): string {
-  const gpus =
-    capabilities.gpus.length > 0 ? `GPU ${capabilities.gpus.map((gpu) => gpu.index).join(",")}` : "CPU";
-  const tags = capabilities.tags.length > 0 ? `; tags ${capabilities.tags.join(", ")}` : "";
-  const probes = Object.entries(capabilities.probes)
-    .map(([name, ok]) => `${name} ${ok ? "ok" : "failed"}`)
-    .join(", ");
-  return `${capabilities.name} (id ${capabilities.agentId}): ${capabilities.slots} slot(s) on ${gpus}${tags}${probes ? `; probes: ${probes}` : ""}`;
 }
