@@ -11,7 +11,7 @@ import { request } from "node:https";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { API_PREFIX } from "../src/api/contract.js";
-import { clearTextWarning, startServer } from "../src/coordinator/serve.js";
+import { clearTextWarning, startServer } from "../src/app/serve.js";
 import { openLedger } from "../src/ledger/openLedger.js";
 import { type CliResult, collect, runCli, startCli, tempDir, writeFile } from "./helpers/cli.js";
 import { agentInfo, capacityOf } from "./helpers/coordinatorFixture.js";

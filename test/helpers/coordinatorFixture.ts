@@ -9,8 +9,8 @@ import { join } from "node:path";
 import type { Capacity } from "../../src/agent/capacity.js";
 import type { AgentCapabilities } from "../../src/api/contract.js";
 import { prepareLedger } from "../../src/app/localRun.js";
+import { type RunningServer, type ServeOptions, startServer } from "../../src/app/serve.js";
 import { openSweep } from "../../src/coordinator/openSweep.js";
-import { type RunningServer, type ServeOptions, startServer } from "../../src/coordinator/serve.js";
 import type { Db } from "../../src/ledger/db.js";
 
 export const AGENT_TOKEN = "agent-token-for-tests-0123456789";
