@@ -61,7 +61,7 @@ async function buildLedger() {
 function startCoordinator() {
   const script = `
     const { openLedger } = await import("${dist}ledger/openLedger.js");
-    const { startServer } = await import("${dist}coordinator/serve.js");
+    const { startServer } = await import("${dist}app/serve.js");
     const db = await openLedger(${JSON.stringify(stateDir)});
     const server = await startServer(db, { stateDir: ${JSON.stringify(stateDir)}, port: 0 });
     console.log(server.url);

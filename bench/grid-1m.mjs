@@ -32,7 +32,7 @@ function measure(body) {
 try {
   const labsweep = measure(`
     const { openSweep } = await import("${dist}coordinator/openSweep.js");
-    const { prepareLedger } = await import("${dist}coordinator/localRun.js");
+    const { prepareLedger } = await import("${dist}app/localRun.js");
     const started = performance.now();
     const sweep = openSweep(["sweep.yaml"]);
     const prepared = await prepareLedger(".labsweep", sweep);

@@ -10,7 +10,7 @@ import { existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { request } from "node:https";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { clearTextWarning, startServer } from "../src/coordinator/serve.js";
+import { clearTextWarning, startServer } from "../src/app/serve.js";
 import { openLedger } from "../src/ledger/openLedger.js";
 import { API_PREFIX } from "../src/protocol/http.js";
 import { type CliResult, collect, runCli, startCli, tempDir, writeFile } from "./helpers/cli.js";

@@ -1,6 +1,6 @@
 import { prepareLedger } from "../app/localRun.js";
+import { startServer } from "../app/serve.js";
 import { openSweep } from "../coordinator/openSweep.js";
-import { startServer } from "../coordinator/serve.js";
 import { isTokenShaped, readTokensFile, TOKEN_KINDS, TokenError, type Tokens } from "../http/tokens.js";
 import { ledgerStore } from "../ledger/openLedger.js";
 import { postgresWakeBus } from "../ledger/wakeBus.js";

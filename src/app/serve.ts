@@ -1,18 +1,18 @@
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import type { FastifyInstance } from "fastify";
+import { Coordinator } from "../coordinator/coordinator.js";
+import { GpuTelemetry } from "../coordinator/gpuTelemetry.js";
+import { buildApp } from "../coordinator/http/app.js";
+import type { AddOptions } from "../coordinator/http/options.js";
+import { checkSweep, type OpenSweepOptions } from "../coordinator/openSweep.js";
+import { RemoteAgents } from "../coordinator/remoteAgents.js";
 import type { LocalMachine } from "../dashboard/machines.js";
 import { isLoopback, loadOrCreateTokens, type Tokens } from "../http/tokens.js";
 import type { Db } from "../ledger/db.js";
 import { evaluateGates } from "../ledger/evaluateGates.js";
 import { type SyncReport, syncSweep } from "../ledger/syncSweep.js";
 import type { WakeBus } from "../ledger/wakeBus.js";
-import { Coordinator } from "./coordinator.js";
-import { GpuTelemetry } from "./gpuTelemetry.js";
-import { buildApp } from "./http/app.js";
-import type { AddOptions } from "./http/options.js";
-import { checkSweep, type OpenSweepOptions } from "./openSweep.js";
-import { RemoteAgents } from "./remoteAgents.js";
 
 export interface ServeOptions {
   stateDir: string;
