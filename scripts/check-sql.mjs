@@ -1,31 +1,11 @@
 // Architecture check: SQL lives in src/ledger/ only, so a dialect change touches one floor.
-// Scans every TypeScript file outside src/ledger/ for SQL statements in its text. Files that
-// still hold SQL while issue 12 moves it are listed in PENDING: a ratchet — a new file with SQL
-// fails, and a listed file that no longer holds any must leave the list.
+// Scans every TypeScript file outside src/ledger/ for SQL statements in its text. PENDING may
+// list files allowed to hold SQL while it moves (a ratchet: a listed file that no longer holds
+// any must leave the list); since issue 12 moved the last query it is empty.
 import { readdirSync, readFileSync } from "node:fs";
 import { join, relative } from "node:path";
 
-const PENDING = new Set([
-  "src/cli/migrate.ts",
-  "src/cli/status.ts",
-  "src/coordinator/coordinator.ts",
-  "src/coordinator/http/agentRoutes.ts",
-  "src/coordinator/http/readRoutes.ts",
-  "src/coordinator/planList.ts",
-  "src/coordinator/planSweep.ts",
-  "src/coordinator/remoteAgents.ts",
-  "src/coordinator/taskLogs.ts",
-  "src/dashboard/liveOverview.ts",
-  "src/dashboard/machines.ts",
-  "src/dashboard/overview.ts",
-  "src/dashboard/plot.ts",
-  "src/dashboard/results.ts",
-  "src/dashboard/taskDetail.ts",
-  "src/dashboard/tasks.ts",
-  "src/results/exportResults.ts",
-  "src/results/resultsWriter.ts",
-  "src/results/resumeScan.ts",
-]);
+const PENDING = new Set([]);
 
 /** A statement keyword followed by what only SQL puts after it. */
 const SQL =
@@ -51,5 +31,5 @@ const moved = [...PENDING].filter((path) => !holding.includes(path));
 for (const path of unexpected) console.error(`check-sql: ${path} holds SQL: move the query into src/ledger/`);
 for (const path of moved)
   console.error(`check-sql: ${path} holds no SQL any more: remove it from PENDING in scripts/check-sql.mjs`);
-console.log(`check-sql: ${holding.length} files outside src/ledger/ still hold SQL (issue 12 moves them)`);
+console.log(`check-sql: ${holding.length} files outside src/ledger/ hold SQL`);
 process.exit(unexpected.length + moved.length > 0 ? 1 : 0);

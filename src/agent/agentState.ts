@@ -12,7 +12,7 @@ import {
   writeSync,
 } from "node:fs";
 import { join, resolve } from "node:path";
-import { ensurePrivateDir, PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, tightenFile } from "../files/privateFiles.js";
+import { ensurePrivateDir, PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from "../files/privateFiles.js";
 import { tryExclusiveLock } from "../files/processLock.js";
 import { killLeftovers, killTasksOf } from "./leftovers.js";
 

@@ -13,7 +13,7 @@ import { retryFailed } from "../ledger/retryFailed.js";
 import { type Counts, taskCounts } from "../ledger/taskCounts.js";
 import type { WakeBus } from "../ledger/wakeBus.js";
 import { allocate, type Capacity, consume } from "../protocol/capacity.js";
-import type { AttemptOutcome, Lease } from "../protocol/interfaces.js";
+import type { Lease } from "../protocol/interfaces.js";
 import { writeOwedResultsOnce } from "../results/resultsWriter.js";
 import { type FinishReport, logFinalFailure } from "./finalFailure.js";
 

@@ -10,7 +10,7 @@ import type { AppOptions } from "./options.js";
 import { schemas } from "./schemas.js";
 
 const viewer = { access: "viewer" as const };
-/** A ledger slower than this to answer `SELECT 1` makes the replica unhealthy. */
+/** A ledger slower than this to answer a trivial query (`ping`) makes the replica unhealthy. */
 const HEALTH_TIMEOUT_MS = 2000;
 
 function withTimeout<T>(work: Promise<T>, ms: number): Promise<T> {
