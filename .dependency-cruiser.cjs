@@ -32,6 +32,14 @@ module.exports = {
       to: { path: "node_modules/(better-sqlite3|pg|pg-[a-z-]+)/" },
     },
     {
+      name: "tests-load-sqlite-through-the-driver",
+      severity: "error",
+      comment:
+        "better-sqlite3 12.x aborts on Node 24.19+: tests load whichever build ledger/sqliteDriver.ts picks",
+      from: { path: "^test/" },
+      to: { path: "node_modules/better-sqlite3/" },
+    },
+    {
       name: "protocol-is-shared-vocabulary",
       severity: "error",
       comment: "the contract agents and coordinators share imports nothing but sweep/ types",
@@ -65,6 +73,6 @@ module.exports = {
     doNotFollow: { path: "node_modules" },
     tsPreCompilationDeps: true,
     tsConfig: { fileName: "tsconfig.json" },
-    exclude: { path: "^(dist|test|bench)/" },
+    exclude: { path: "^(dist|bench)/" },
   },
 };

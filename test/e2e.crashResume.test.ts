@@ -14,9 +14,9 @@ import {
   writeFileSync,
 } from "node:fs";
 import { join } from "node:path";
-import Database from "better-sqlite3";
 import { parse } from "csv-parse/sync";
 import { describe, expect, it } from "vitest";
+import { Database } from "../src/ledger/sqliteDriver.js";
 import { type CliResult, collect, runCli, startCli, tempDir, writeFile } from "./helpers/cli.js";
 
 /** A results CSV parsed strictly: a torn or ragged row makes csv-parse throw. */

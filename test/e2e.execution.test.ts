@@ -6,9 +6,9 @@
  */
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import Database from "better-sqlite3";
 import { parse } from "csv-parse/sync";
 import { describe, expect, it } from "vitest";
+import { Database } from "../src/ledger/sqliteDriver.js";
 import { type CliResult, collect, runCli, startCli, tempDir, writeFile } from "./helpers/cli.js";
 import { type FakeGpu, fakeGpuEnv } from "./helpers/fakeGpus.js";
 

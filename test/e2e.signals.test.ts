@@ -7,8 +7,8 @@
  */
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync } from "node:fs";
 import { delimiter, join } from "node:path";
-import Database from "better-sqlite3";
 import { describe, expect, it } from "vitest";
+import { Database } from "../src/ledger/sqliteDriver.js";
 import { type CliResult, collect, runCli, startCli, tempDir, writeFile } from "./helpers/cli.js";
 
 interface TaskRow {
