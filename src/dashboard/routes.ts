@@ -13,6 +13,7 @@ import { taskDetail } from "../ledger/reads/taskDetail.js";
 import { TASK_SORTS, type TaskQuery, type TaskSort, taskPage } from "../ledger/reads/tasks.js";
 import { API_PREFIX } from "../protocol/http.js";
 import type { TaskState } from "../protocol/interfaces.js";
+import { metricColumns, paramColumnsOf, reservedColumns } from "../results/columns.js";
 import { formatCell } from "../results/csvFile.js";
 import { loadAssets } from "./assets.js";
 import { EventStreams } from "./eventStreams.js";
@@ -183,9 +184,22 @@ function registerDataRoutes(api: FastifyInstance, { db, plots, live, machines }:
     const phase = text(request.query, "phase");
     const fields = await resultFields(db);
     const params = fields.params.map((param) => param.name);
+    // Named as in final_results.csv (columns.ts), so no header holds a name twice: a metric
+    // named like a column written here is `metric_NAME`, a parameter named like a leading one
+    // `param_NAME`, and a parameter named wall_seconds takes that column's place.
+    const leading = ["task_id", "phase"];
+    const paramColumns = paramColumnsOf(params, leading);
+    const metricNames = metricColumns(fields.metrics, reservedColumns(paramColumns.values(), leading));
+    const wall = params.includes("wall_seconds") ? [] : ["wall_seconds"];
+    const header = [
+      ...leading,
+      ...paramColumns.values(),
+      ...fields.metrics.map((name) => metricNames.get(name) as string),
+      ...wall,
+    ];
     // Streamed a thousand rows at a time: a million results never sit in memory as one text.
     async function* csv(): AsyncGenerator<string> {
-      yield stringify([["task_id", "phase", ...params, ...fields.metrics, "wall_seconds"]]);
+      yield stringify([header]);
       for (let after: string | undefined; ; ) {
         const chunk = await resultsPage(db, { phase, after, limit: 1000 });
         yield stringify(
@@ -194,7 +208,7 @@ function registerDataRoutes(api: FastifyInstance, { db, plots, live, machines }:
             row.phase,
             ...params.map((name) => formatCell(row.params[name])),
             ...fields.metrics.map((name) => formatCell(row.metrics[name])),
-            formatCell(row.wallSeconds),
+            ...wall.map(() => formatCell(row.wallSeconds)),
           ]),
         );
         if (!chunk.next) return;
