@@ -7,6 +7,7 @@ import type { Db } from "../src/ledger/db.js";
 import { LEDGER_LOCKS, tryLockLedger } from "../src/ledger/dialect.js";
 import { evaluateGates } from "../src/ledger/evaluateGates.js";
 import { finishAttempt } from "../src/ledger/finishAttempt.js";
+import { UnknownPhaseError } from "../src/ledger/knownPhase.js";
 import { migrate } from "../src/ledger/migrate.js";
 import { extendLeases, openAttempts, renewLeases, requeueAttempts } from "../src/ledger/recoverAbandoned.js";
 import {
@@ -17,7 +18,7 @@ import {
   oweRowsToNewPlacements,
   writtenRowTasks,
 } from "../src/ledger/resultRows.js";
-import { retryFailed, UnknownPhaseError } from "../src/ledger/retryFailed.js";
+import { retryFailed } from "../src/ledger/retryFailed.js";
 import { syncSweep } from "../src/ledger/syncSweep.js";
 import {
   droppedTaskCount,

@@ -8,30 +8,16 @@ import type { CoordinatorPort } from "./coordinatorPort.js";
 import { freePort } from "./freePort.js";
 import { launchCommand, needsFreePort } from "./launchCommand.js";
 import { type Launch, LeaseAheadChain } from "./leaseAhead.js";
-import { Occupancy, type Running } from "./occupancy.js";
+import { Occupancy, type OccupancyOptions, type Running } from "./occupancy.js";
 import { type ProcessExit, type RunningProcess, startProcess } from "./runProcess.js";
 import { type GpuReader, gpuReader, TaskSampler } from "./sampler.js";
-import type { Slot } from "./slots.js";
 import { prepareAttempt, taskEnvironment } from "./taskFiles.js";
 
-export interface AgentOptions {
+/** What the dispatch loop needs beyond what occupancy.ts tracks of the machine. */
+export interface AgentOptions extends OccupancyOptions {
   worker: string;
   host: string;
   stateDir: string;
-  slots: Slot[];
-  /** Free memory per GPU index, as probed at start. */
-  gpuFreeMiB: Map<number, number | null>;
-  /**
-   * Measures free GPU memory again (nvidia-smi), so `gpu_memory_gb` is checked against what is
-   * free at lease time: a GPU that another user's process filled is skipped until it frees up.
-   * Called before leasing, at most every `gpuRefreshMs`. (Default: the start-up figures only)
-   */
-  readGpuFreeMiB?: () => Promise<Map<number, number | null>>;
-  /** (Default: 1 s) */
-  gpuRefreshMs?: number;
-  cpuCount: number;
-  /** Tags this agent offers: tasks whose resources.tags it lacks are not leased to it. (Default: []) */
-  tags?: string[];
   /** Heartbeat period. (Default: 3 s) */
   heartbeatMs?: number;
   /** SIGTERM → SIGKILL grace on timeouts and a second Ctrl-C. (Default: 10 s) */

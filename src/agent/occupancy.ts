@@ -21,9 +21,16 @@ export interface OccupancyOptions {
   slots: Slot[];
   /** Free memory per GPU index, as probed at start. */
   gpuFreeMiB: Map<number, number | null>;
+  /**
+   * Measures free GPU memory again (nvidia-smi), so `gpu_memory_gb` is checked against what is
+   * free at lease time: a GPU that another user's process filled is skipped until it frees up.
+   * Called before leasing, at most every `gpuRefreshMs`. (Default: the start-up figures only)
+   */
   readGpuFreeMiB?: () => Promise<Map<number, number | null>>;
+  /** (Default: 1 s) */
   gpuRefreshMs?: number;
   cpuCount: number;
+  /** Tags this agent offers: tasks whose resources.tags it lacks are not leased to it. (Default: []) */
   tags?: string[];
 }
 

@@ -1,6 +1,7 @@
 import { evaluateGates } from "../ledger/evaluateGates.js";
+import { UnknownPhaseError } from "../ledger/knownPhase.js";
 import { openLedger, openLedgerReadOnly } from "../ledger/openLedger.js";
-import { retryFailed, UnknownPhaseError } from "../ledger/retryFailed.js";
+import { retryFailed } from "../ledger/retryFailed.js";
 import { EXIT, UsageError } from "./exitCodes.js";
 import { stateDirFrom } from "./stateDir.js";
 

@@ -1,7 +1,7 @@
 import type { Db } from "./db.js";
 import { forUpdate } from "./dialect.js";
+import { assertKnownPhase } from "./knownPhase.js";
 import { recordEvent } from "./recordEvent.js";
-import { UnknownPhaseError } from "./retryFailed.js";
 
 /**
  * Marks unfinished tasks cancelled. A running attempt keeps running until its agent hears of it
@@ -18,14 +18,7 @@ export async function cancelTasks(
     const ids = new Set<number>(filter.taskIds ?? []);
     if (filter.phase) {
       // An unknown phase is named, as `retry --phase` names it, not "0 task(s) cancelled".
-      const phases = await tx.all<{ name: string }>(
-        "SELECT name FROM phases WHERE active = 1 ORDER BY position",
-      );
-      if (!phases.some((row) => row.name === filter.phase))
-        throw new UnknownPhaseError(
-          filter.phase,
-          phases.map((row) => row.name),
-        );
+      await assertKnownPhase(tx, filter.phase);
       const rows = await tx.all<{ task_id: number }>(
         "SELECT task_id FROM placements WHERE phase = $1 AND active = 1",
         [filter.phase],

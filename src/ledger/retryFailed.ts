@@ -1,35 +1,15 @@
-import { didYouMean } from "../sweep/closest.js";
 import type { Db } from "./db.js";
+import { assertKnownPhase } from "./knownPhase.js";
 import { recordEvent } from "./recordEvent.js";
 
-/** `retry --phase` or `cancel --phase` named a phase the sweep does not have. */
-export class UnknownPhaseError extends Error {
-  override readonly name = "UnknownPhaseError";
-  constructor(
-    readonly phase: string,
-    readonly phases: string[],
-  ) {
-    super(`unknown phase ${phase} (phases: ${phases.join(", ") || "none"})${didYouMean(phase, phases)}`);
-  }
-}
-
 /**
- * Gives failed tasks a fresh set of retries (and of losses); gates are judged again by the caller. Phases a gate
- * blocked wait again, their reason cleared until they are judged: the old "gate failed" would be
+ * Gives failed tasks a fresh set of retries (and of losses); gates are judged again by the
+ * caller. Phases a gate blocked wait again, their reason cleared until they are judged: the old "gate failed" would be
  * stale. A `phase` the sweep lacks is an UnknownPhaseError, not "0 failed tasks".
  */
 export async function retryFailed(db: Db, now: number, filter: { phase?: string } = {}): Promise<number> {
   return db.transaction(async (tx) => {
-    if (filter.phase !== undefined) {
-      const phases = await tx.all<{ name: string }>(
-        "SELECT name FROM phases WHERE active = 1 ORDER BY position",
-      );
-      if (!phases.some((row) => row.name === filter.phase))
-        throw new UnknownPhaseError(
-          filter.phase,
-          phases.map((row) => row.name),
-        );
-    }
+    if (filter.phase !== undefined) await assertKnownPhase(tx, filter.phase);
     const scope = filter.phase
       ? "AND id IN (SELECT task_id FROM placements WHERE phase = $1 AND active = 1)"
       : "";
