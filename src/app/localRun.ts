@@ -5,7 +5,6 @@ import { type GpuInfo, probeGpus } from "../agent/gpuProbe.js";
 import { killTasksOf } from "../agent/leftovers.js";
 import { planSlots, type Slot } from "../agent/slots.js";
 import { Coordinator } from "../coordinator/coordinator.js";
-import { logFinalFailure } from "../coordinator/finalFailure.js";
 import type { GpuTelemetry } from "../coordinator/gpuTelemetry.js";
 import { LOCAL_WORKER_PREFIX } from "../coordinator/runningTasks.js";
 import { acquireStateLock } from "../coordinator/stateLock.js";
@@ -70,16 +69,11 @@ export async function prepareLedger(
       );
     killTasksOf(resolve(stateDir));
     const why = "its labsweep process ended while it ran";
-    const { requeued, failed } = await requeueAttempts(db, abandoned, why, now);
-    // Tasks that took their run down too often (max_lost) failed just now.
-    for (const { attemptId, error } of failed)
-      await logFinalFailure(
-        db,
-        stateDir,
-        attemptId,
-        { outcome: { kind: "lost", error: why } },
-        { at: now, error },
-      );
+    // Interrupted, not lost: a killed `labsweep run` is stopped for good, and starting it again
+    // is someone's decision, so it spends no loss (max_lost guards what restarts unattended:
+    // agents under a supervisor or a SLURM requeue) and a sweep resumed after any number of
+    // kills still runs every task.
+    const { requeued } = await requeueAttempts(db, abandoned, why, now, "interrupted");
     const sync = await syncSweep(db, sweep, now);
     await evaluateGates(db, now);
     // The scan must precede the writer: it is how a row written just before a crash is recognised.

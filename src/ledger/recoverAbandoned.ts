@@ -25,19 +25,21 @@ export async function openAttempts(
 }
 
 /**
- * Ends attempts as lost: their tasks go back to pending, or fail once lost `max_lost` times —
- * those are returned with why, for failed_experiments.csv.
+ * Ends attempts as `lost` (the default: their tasks go back to pending, or fail once lost
+ * `max_lost` times — those are returned with why, for failed_experiments.csv) or as
+ * `interrupted` (back to pending, spending neither a retry nor a loss).
  */
 export async function requeueAttempts(
   db: Db,
   attempts: AttemptRow[],
   why: string,
   now: number,
+  kind: "lost" | "interrupted" = "lost",
 ): Promise<{ requeued: number; failed: Array<{ attemptId: number; error: string }> }> {
   let requeued = 0;
   const failed: Array<{ attemptId: number; error: string }> = [];
   for (const attempt of attempts) {
-    const result = await finishAttempt(db, attempt.id, { kind: "lost", error: why }, now);
+    const result = await finishAttempt(db, attempt.id, { kind, error: why }, now);
     if (result.taskState === "pending") requeued++;
     if (result.finalFailure) failed.push({ attemptId: attempt.id, error: result.error ?? why });
   }
