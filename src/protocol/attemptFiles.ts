@@ -8,16 +8,22 @@ export interface AttemptFiles {
   dir: string;
   logPath: string;
   resultPath: string;
+  /** Append-only JSON lines the task writes while it runs (LABSWEEP_EVENTS_FILE): live reports. */
+  eventsPath: string;
+  /** Created by the agent when it asks the task to stop (LABSWEEP_STOP_FILE). */
+  stopPath: string;
   configPath: string;
 }
 
-/** Where one attempt's log, result and config live: `<state>/tasks/<id>/`. */
+/** Where one attempt's log, result, events, stop marker and config live: `<state>/tasks/<id>/`. */
 export function attemptFiles(stateDir: string, taskId: number, attemptNumber: number): AttemptFiles {
   const dir = join(stateDir, "tasks", String(taskId));
   return {
     dir,
     logPath: join(dir, `attempt-${attemptNumber}.log`),
     resultPath: join(dir, `attempt-${attemptNumber}.result.json`),
+    eventsPath: join(dir, `attempt-${attemptNumber}.events.jsonl`),
+    stopPath: join(dir, `attempt-${attemptNumber}.stop`),
     configPath: join(dir, "config.json"),
   };
 }
