@@ -4,7 +4,8 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
-export const CLI = new URL("../bin/labsweep.js", import.meta.url).pathname;
+// BENCH_CLI runs another build (bench/before-after.mjs compares two commits in one script).
+export const CLI = process.env.BENCH_CLI ?? new URL("../bin/labsweep.js", import.meta.url).pathname;
 
 export function tempDir(name) {
   return mkdtempSync(join(tmpdir(), `labsweep-bench-${name}-`));
