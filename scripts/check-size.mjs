@@ -19,7 +19,6 @@ const report = process.argv.includes("--report");
 // An entry that holds already fails the check, so the list only shrinks.
 const PENDING = new Set([
   "src/agent/remoteAgent.ts#connectAndRun",
-  "src/agent/runProcess.ts#startProcess",
   "src/app/serve.ts#startServer",
   "src/cli/main.ts#main",
   "src/cli/run.ts#runCommand",
