@@ -20,7 +20,6 @@ const report = process.argv.includes("--report");
 const PENDING = new Set([
   "src/agent/remoteAgent.ts#connectAndRun",
   "src/app/serve.ts#startServer",
-  "src/cli/main.ts#main",
   "src/cli/run.ts#runCommand",
   "src/coordinator/http/agentRoutes.ts#registerAgentRoutes",
   "src/sweep/shellLexer.ts#scanShell",
