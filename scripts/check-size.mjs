@@ -22,7 +22,6 @@ const PENDING = new Set([
   "src/app/serve.ts#startServer",
   "src/cli/run.ts#runCommand",
   "src/coordinator/http/agentRoutes.ts#registerAgentRoutes",
-  "src/sweep/shellLexer.ts#scanShell",
 ]);
 const seen = new Set();
 
