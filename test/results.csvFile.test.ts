@@ -448,13 +448,20 @@ function checksum(id: string, payload: string): string {
   return createHash("sha256").update(`${id}\u0000${payload}`).digest("hex").slice(0, 16);
 }
 
-/** Node 20 cannot run TypeScript, so the child gets the module transpiled to plain JS. */
+/** The module and the sibling modules it imports (as `./NAME.js`). */
+const CSV_MODULES = ["csvFile", "csvFileError", "csvRead", "durableWrite"];
+
+/** Node 20 cannot run TypeScript, so the child gets the modules transpiled to plain JS. */
 async function writeChildProgram(workDir: string): Promise<string> {
-  const source = await readFile(join(repoRoot, "src/results/csvFile.ts"), "utf8");
-  const { outputText } = ts.transpileModule(source, {
-    compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 },
-  });
-  await writeFile(join(workDir, "csvFile.mjs"), outputText);
+  for (const name of CSV_MODULES) {
+    const source = await readFile(join(repoRoot, `src/results/${name}.ts`), "utf8");
+    const { outputText } = ts.transpileModule(source, {
+      compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 },
+    });
+    await writeFile(join(workDir, name === "csvFile" ? "csvFile.mjs" : `${name}.js`), outputText);
+  }
+  // The siblings are imported as `./NAME.js`: ES modules, as in the package.
+  await writeFile(join(workDir, "package.json"), '{"type": "module"}\n');
   // Lets the transpiled module resolve csv-parse / csv-stringify from the temp dir.
   await symlink(join(repoRoot, "node_modules"), join(workDir, "node_modules"));
   const runner = join(workDir, "appender.mjs");

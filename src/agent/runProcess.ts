@@ -2,7 +2,7 @@ import { spawn, spawnSync } from "node:child_process";
 import { appendFileSync, closeSync, openSync, readSync, statSync } from "node:fs";
 import { PRIVATE_FILE_MODE } from "../files/privateFiles.js";
 import { DroppedLaunch, Launcher, sharedLauncher } from "./launcher.js";
-import { isGone, listPids, readProcStat } from "./procfs.js";
+import { ProcessGroup } from "./processGroup.js";
 
 export interface ProcessSpec {
   command: string;
@@ -78,47 +78,16 @@ const HAS_SETPRIV = spawnSync("setpriv", ["--version"], { stdio: "ignore" }).sta
  * agent, and a restarted agent kills what is left (leftovers.ts).
  */
 export function startProcess(spec: ProcessSpec): RunningProcess {
-  const graceMs = spec.graceMs ?? 10_000;
+  const group = new ProcessGroup(spec.graceMs ?? 10_000, spec.timeoutMs);
   // Counted again from the real start once the pid is known (a chained launch waits first).
   let started = performance.now();
-  let pid = -1;
-  let timedOut = false;
   let stopped = false;
-  let killTimer: NodeJS.Timeout | undefined;
-  let deferred: NodeJS.Signals | null = null;
-  const signalGroup = (signal: NodeJS.Signals): void => {
-    if (pid <= 0) {
-      deferred = signal; // not started yet: delivered the moment its pid is known
-      return;
-    }
-    try {
-      process.kill(-pid, signal);
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== "ESRCH") throw error;
-    }
-  };
   let dropped = false;
-  const after = spec.after;
-  const launch = (): Launched | Promise<Launched> => {
-    if (!Launcher.available()) return viaSpawn(spec);
-    if (!after) return viaLauncher(spec);
-    // A predecessor that never reached the launcher (its files could not be written) is chained
-    // to nothing there: start once it is over, as the launcher would have.
-    return after.launchId.then((id) =>
-      id === null ? after.exited.then(() => viaLauncher(spec)) : viaLauncher(spec, id),
-    );
-  };
-  const launched: Launched = spec.prepare
-    ? afterPreparing(spec.prepare(), launch)
-    : after
-      ? afterPreparing(Promise.resolve(), launch)
-      : (launch() as Launched);
+  const launched = launchWhenReady(spec);
   const pidKnown = launched.pid.then(
     (known) => {
-      pid = known;
       started = performance.now();
-      armTimeout();
-      if (deferred) signalGroup(deferred);
+      group.started(known);
       return known;
     },
     (error: Error) => {
@@ -127,37 +96,11 @@ export function startProcess(spec: ProcessSpec): RunningProcess {
       return -1;
     },
   );
-  let graceDeadline = 0;
-  let leaderExited = false;
-  const terminate = (): void => {
-    // After the leader's exit the group is being cleaned up (or gone, its id free for reuse).
-    if (killTimer || leaderExited) return;
-    signalGroup("SIGTERM");
-    graceDeadline = performance.now() + graceMs;
-    killTimer = setTimeout(() => signalGroup("SIGKILL"), graceMs);
-  };
-  let timeout: NodeJS.Timeout | undefined;
-  const armTimeout = (): void => {
-    if (spec.timeoutMs === null || leaderExited) return;
-    timeout = setTimeout(() => {
-      timedOut = true;
-      terminate();
-    }, spec.timeoutMs);
-  };
   const exited = launched.exit.then(async ({ code: exitCode, signal }) => {
     await pidKnown;
-    leaderExited = true;
-    clearTimeout(timeout);
-    // Terminating (timeout or stop): the shell leading the group usually dies of SIGTERM at
-    // once while the real task under it still handles it (saves a checkpoint); it keeps its
-    // grace period, and is SIGKILLed only when that runs out.
-    if (killTimer && pid > 0)
-      await new Promise<void>((resolve) => awaitGroupExit(pid, graceDeadline, resolve));
-    clearTimeout(killTimer);
-    // Whatever the task left running in its group (a data loader, a stray server) goes too.
-    if (pid > 0) signalGroup("SIGKILL");
-    if (pid > 0 && Launcher.available()) sharedLauncher().forget(pid);
+    await group.leaderExited();
     if (dropped) stopped = true;
+    const timedOut = group.timedOut;
     return { exitCode, signal, timedOut, stopped, wallSeconds: (performance.now() - started) / 1000 };
   });
   const launchId = launched.id;
@@ -165,9 +108,9 @@ export function startProcess(spec: ProcessSpec): RunningProcess {
     pid: pidKnown,
     exited,
     terminate() {
-      if (leaderExited) return;
+      if (group.leaderGone) return;
       stopped = true;
-      terminate();
+      group.terminate();
     },
     chainable: Launcher.available(),
     launchId,
@@ -184,6 +127,25 @@ export function startProcess(spec: ProcessSpec): RunningProcess {
       return id !== null && (await sharedLauncher().drop(id));
     },
   };
+}
+
+/**
+ * Launches once the task's files are written and the launch it follows (`spec.after`) is known to
+ * the launcher; at once when there is neither.
+ */
+function launchWhenReady(spec: ProcessSpec): Launched {
+  const after = spec.after;
+  const launch = (): Launched | Promise<Launched> => {
+    if (!Launcher.available()) return viaSpawn(spec);
+    if (!after) return viaLauncher(spec);
+    // A predecessor that never reached the launcher (its files could not be written) is chained
+    // to nothing there: start once it is over, as the launcher would have.
+    return after.launchId.then((id) =>
+      id === null ? after.exited.then(() => viaLauncher(spec)) : viaLauncher(spec, id),
+    );
+  };
+  if (spec.prepare) return afterPreparing(spec.prepare(), launch);
+  return after ? afterPreparing(Promise.resolve(), launch) : (launch() as Launched);
 }
 
 type Exit = { code: number | null; signal: NodeJS.Signals | null };
@@ -242,37 +204,6 @@ function viaSpawn(spec: ProcessSpec): Launched {
       ? exit.then(() => Promise.reject(failure ?? new Error("could not spawn /bin/sh")))
       : Promise.resolve(child.pid);
   return { id: Promise.resolve(null), pid, exit };
-}
-
-/** Calls `then` once no live process is left in the group, or at `deadline` (performance.now()). */
-function awaitGroupExit(processGroup: number, deadline: number, then: () => void): void {
-  const check = (): void => {
-    if (!groupAlive(processGroup) || performance.now() >= deadline) then();
-    else setTimeout(check, 25);
-  };
-  check();
-}
-
-/**
- * Whether a process of the group is still running. Zombies do not count: a child orphaned by the
- * shell is reaped by init whenever init gets to it, but is already dead.
- */
-function groupAlive(processGroup: number): boolean {
-  const pids = listPids();
-  if (pids === null) {
-    // No procfs: signal 0 tells whether the group has members (zombies included).
-    try {
-      process.kill(-processGroup, 0);
-      return true;
-    } catch {
-      return false;
-    }
-  }
-  for (const pid of pids) {
-    const stat = readProcStat(pid); // null: exited while we looked
-    if (stat !== null && stat.processGroup === processGroup && !isGone(stat)) return true;
-  }
-  return false;
 }
 
 function appendNote(path: string, line: string): void {

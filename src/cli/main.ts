@@ -26,49 +26,79 @@ import { tokenCommand } from "./token.js";
 export async function main(argv: string[]): Promise<number> {
   quietOnClosedPipe();
   let exitCode: number = EXIT.ok;
+  const finish: Finish = (code) => {
+    exitCode = code;
+  };
   const program = new Command("labsweep")
     .description("Run grids of ML experiments exactly once, from a durable task ledger.")
     .version(packageVersion(), "-V, --version", "print labsweep's version")
     .exitOverride()
     .configureOutput({ writeErr: (text) => process.stderr.write(text) })
     .showHelpAfterError("(run labsweep --help for usage)");
-  const state = [
-    "--state <dir>",
-    "state dir with the ledger (default: .labsweep/ beside the first config)",
-  ] as const;
-  const server = ["--server <url>", "a running coordinator (default: $LABSWEEP_SERVER)"] as const;
-  // Reads take any token; add, cancel and retry the admin token. Prefer the environment or a
-  // file: an argument is visible to every user of the machine in `ps`.
-  const token = [
-    "--token <token>",
-    "its token (default: $LABSWEEP_VIEWER_TOKEN, $LABSWEEP_TOKEN, $LABSWEEP_ADMIN_TOKEN; add/cancel/retry: $LABSWEEP_ADMIN_TOKEN) — other users can see arguments: prefer --token-file",
-  ] as const;
-  const tokenFile = ["--token-file <file>", "read the token from this file's first line"] as const;
-  const command = [
-    "--command <template>",
-    "command for configs that declare none (the original system's configs)",
-  ] as const;
+  registerSweepCommands(program, finish);
+  registerMachineCommands(program, finish);
+  registerReportCommands(program, finish);
+  registerRemoteCommands(program, finish);
+  registerLedgerCommands(program, finish);
+  // Commands with --store check the store it (or $LABSWEEP_STORE) names before doing anything.
+  program.hook("preAction", async (_program, action) => {
+    if (action.options.some((option) => option.long === "--store")) await applyStoreOption(action.opts());
+  });
 
+  try {
+    await program.parseAsync(argv);
+    return exitCode;
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      if (error.exitCode === 0) return EXIT.ok;
+      return EXIT.badInput;
+    }
+    return reportError(error);
+  }
+}
+
+/** Records a command's exit code, for `main` to return. */
+type Finish = (exitCode: number) => void;
+
+const STATE = [
+  "--state <dir>",
+  "state dir with the ledger (default: .labsweep/ beside the first config)",
+] as const;
+const SERVER = ["--server <url>", "a running coordinator (default: $LABSWEEP_SERVER)"] as const;
+// Reads take any token; add, cancel and retry the admin token. Prefer the environment or a
+// file: an argument is visible to every user of the machine in `ps`.
+const TOKEN = [
+  "--token <token>",
+  "its token (default: $LABSWEEP_VIEWER_TOKEN, $LABSWEEP_TOKEN, $LABSWEEP_ADMIN_TOKEN; add/cancel/retry: $LABSWEEP_ADMIN_TOKEN) — other users can see arguments: prefer --token-file",
+] as const;
+const TOKEN_FILE = ["--token-file <file>", "read the token from this file's first line"] as const;
+const COMMAND = [
+  "--command <template>",
+  "command for configs that declare none (the original system's configs)",
+] as const;
+
+/** `plan`, `run` and `serve`: the commands that read a sweep's configs. */
+function registerSweepCommands(program: Command, finish: Finish): void {
   program
     .command("plan")
     .description("show tasks per phase, merged duplicates, what is complete and what remains")
     .argument("<configs...>", "sweep config files (YAML)")
-    .option(...state)
+    .option(...STATE)
     .option(...STORE_OPTION)
-    .option(...command)
+    .option(...COMMAND)
     .option("--json", "print one JSON object (with --list: one per task, a line each)")
     .option("--list", "list every task: its phase, parameters and full command line, launcher included")
     .option("--yes", "accept grids over 10 million tasks")
     .action(async (configs: string[], flags) => {
-      exitCode = await planCommand(configs, flags);
+      finish(await planCommand(configs, flags));
     });
   program
     .command("run")
     .description("run the sweep on this machine; run again to resume")
     .argument("<configs...>", "sweep config files (YAML)")
-    .option(...state)
+    .option(...STATE)
     .option(...STORE_OPTION)
-    .option(...command)
+    .option(...COMMAND)
     .option(
       "--slots <n>",
       "most tasks at once (default: one per GPU with ≥ 4 GB free, else one per CPU core); on GPU machines a cap only: GPU tasks never exceed their resources.gpus shares",
@@ -82,15 +112,15 @@ export async function main(argv: string[]): Promise<number> {
     .option("--no-dashboard", "serve no dashboard")
     .option("--yes", "accept grids over 10 million tasks")
     .action(async (configs: string[], flags) => {
-      exitCode = await runCommand(configs, flags);
+      finish(await runCommand(configs, flags));
     });
   program
     .command("serve")
     .description("serve the sweep to remote agents over HTTP (the coordinator)")
     .argument("<configs...>", "sweep config files (YAML)")
-    .option(...state)
+    .option(...STATE)
     .option(...STORE_OPTION)
-    .option(...command)
+    .option(...COMMAND)
     .option("--host <address>", "address to listen on", "127.0.0.1")
     .option("--port <port>", "port to listen on (0: any free port)", "7070")
     .option(
@@ -113,8 +143,12 @@ export async function main(argv: string[]): Promise<number> {
     .option("--exit-when-done", "exit 0 once every task has finished")
     .option("--yes", "accept grids over 10 million tasks")
     .action(async (configs: string[], flags) => {
-      exitCode = await serveCommand(configs, flags);
+      finish(await serveCommand(configs, flags));
     });
+}
+
+/** `agent`, `slurm` and `doctor`: the commands that put a machine to work or describe it. */
+function registerMachineCommands(program: Command, finish: Finish): void {
   program
     .command("agent")
     .description("run tasks for a coordinator (labsweep serve) on this machine")
@@ -126,7 +160,7 @@ export async function main(argv: string[]): Promise<number> {
       "--token <token>",
       "the coordinator's agent token (default: $LABSWEEP_TOKEN; prefer it or --token-file)",
     )
-    .option(...tokenFile)
+    .option(...TOKEN_FILE)
     .option(
       "--slots <n>",
       "most tasks at once (default: one per GPU with ≥ 4 GB free, else one per CPU core); on GPU machines a cap only: GPU tasks never exceed their resources.gpus shares",
@@ -149,7 +183,7 @@ export async function main(argv: string[]): Promise<number> {
       "exit 1 once no coordinator has answered for this long and no task runs here (default: retry forever)",
     )
     .action(async (flags) => {
-      exitCode = await agentCommand(flags);
+      finish(await agentCommand(flags));
     });
   program
     .command("slurm")
@@ -159,7 +193,7 @@ export async function main(argv: string[]): Promise<number> {
       "--token <token>",
       "the agent token, given to the jobs in their environment (default: $LABSWEEP_TOKEN; prefer it or --token-file)",
     )
-    .option(...tokenFile)
+    .option(...TOKEN_FILE)
     .option("--agents <n>", "how many agents: the job array's size")
     .option("--gres <gres>", "generic resources per agent, name[:type]:count, e.g. gpu:1")
     .option("--partition <p>", "the partition (several comma-separated)")
@@ -178,7 +212,7 @@ export async function main(argv: string[]): Promise<number> {
     )
     .option("--dry-run", "print the sbatch script instead of submitting it")
     .action(async (flags) => {
-      exitCode = await slurmCommand(flags);
+      finish(await slurmCommand(flags));
     });
   program
     .command("doctor")
@@ -188,65 +222,73 @@ export async function main(argv: string[]): Promise<number> {
     .option("--probe-timeout <seconds>", "how long a probe may run", "30")
     .option("--tag <tag>", "a tag to include (repeatable)", collect)
     .action(async (flags) => {
-      exitCode = await doctorCommand(flags);
+      finish(await doctorCommand(flags));
     });
+}
+
+/** `token`, `status` and `agents`: what a state dir or a coordinator holds. */
+function registerReportCommands(program: Command, finish: Finish): void {
   program
     .command("token")
     .description("print the agent token (or --viewer, --admin token) stored in the state dir")
     .argument("[configs...]", "config files, to find the default state dir")
-    .option(...state)
+    .option(...STATE)
     .option("--viewer", "print the read-only viewer token")
     .option("--admin", "print the admin token (add, cancel, retry)")
     .action(async (configs: string[], flags) => {
-      exitCode = await tokenCommand(configs, flags);
+      finish(await tokenCommand(configs, flags));
     });
   program
     .command("status")
     .description("progress of the sweep (works while a run is going)")
     .argument("[configs...]", "config files, to find the default state dir")
-    .option(...state)
+    .option(...STATE)
     .option(...STORE_OPTION)
-    .option(...server)
-    .option(...token)
-    .option(...tokenFile)
+    .option(...SERVER)
+    .option(...TOKEN)
+    .option(...TOKEN_FILE)
     .option("--json", "print one JSON object")
     .action(async (configs: string[], flags) => {
-      exitCode = flags.server ? await remoteStatus(flags) : await statusCommand(configs, flags);
+      finish(flags.server ? await remoteStatus(flags) : await statusCommand(configs, flags));
     });
   program
     .command("agents")
     .description("the agents that registered, their GPUs and running tasks; lost ones and why")
     .argument("[configs...]", "config files, to find the default state dir")
-    .option(...state)
+    .option(...STATE)
     .option(...STORE_OPTION)
-    .option(...server)
-    .option(...token)
-    .option(...tokenFile)
+    .option(...SERVER)
+    .option(...TOKEN)
+    .option(...TOKEN_FILE)
     .option("--json", "print one JSON object")
     .action(async (configs: string[], flags) => {
-      exitCode = await agentsCommand(configs, flags);
+      finish(await agentsCommand(configs, flags));
     });
+}
+
+/** `cancel`, `add` and `logs`: the commands only a running coordinator answers. */
+function registerRemoteCommands(program: Command, finish: Finish): void {
   program
     .command("cancel")
     .description("cancel tasks (ids) or a whole phase on a running coordinator")
     .argument("[tasks...]", "task ids")
     .option("--phase <name>", "every task of this phase")
-    .option(...server)
-    .option(...token)
-    .option(...tokenFile)
+    .option(...SERVER)
+    .option(...TOKEN)
+    .option(...TOKEN_FILE)
     .action(async (tasks: string[], flags) => {
-      exitCode = await cancelCommand(tasks, flags);
+      finish(await cancelCommand(tasks, flags));
     });
   program
     .command("add")
     .description("add config files to a running coordinator's sweep")
     .argument("<configs...>", "sweep config files (YAML)")
-    .option(...server)
-    .option(...token)
-    .option(...tokenFile)
+    .option(...SERVER)
+    .option(...TOKEN)
+    .option(...TOKEN_FILE)
     .option("--yes", "accept a sweep over 10 million tasks")
     .action(async (configs: string[], flags) => {
-      exitCode = await addCommand(configs, flags);
+      finish(await addCommand(configs, flags));
     });
   program
     .command("logs")
@@ -254,63 +296,51 @@ export async function main(argv: string[]): Promise<number> {
     .argument("<task>", "task id")
     .option("-f, --follow", "keep printing until the attempt ends")
     .option("--attempt <n>", "a given attempt instead of the latest")
-    .option(...server)
-    .option(...token)
-    .option(...tokenFile)
+    .option(...SERVER)
+    .option(...TOKEN)
+    .option(...TOKEN_FILE)
     .action(async (task: string, flags) => {
-      exitCode = await logsCommand(task, flags);
+      finish(await logsCommand(task, flags));
     });
+}
+
+/** `retry`, `export` and `migrate`: the ledger's upkeep. */
+function registerLedgerCommands(program: Command, finish: Finish): void {
   program
     .command("retry")
     .description("give failed tasks a fresh set of retries")
     .argument("[configs...]", "config files, to find the default state dir")
-    .option(...state)
+    .option(...STATE)
     .option(...STORE_OPTION)
     .option("--failed", "retry every failed task")
     .option("--phase <name>", "only this phase's failed tasks")
-    .option(...server)
-    .option(...token)
-    .option(...tokenFile)
+    .option(...SERVER)
+    .option(...TOKEN)
+    .option(...TOKEN_FILE)
     .action(async (configs: string[], flags) => {
-      exitCode = flags.server ? await remoteRetry(flags) : await retryCommand(configs, flags);
+      finish(flags.server ? await remoteRetry(flags) : await retryCommand(configs, flags));
     });
   program
     .command("export")
     .description("write all results from the ledger")
     .argument("[configs...]", "config files, to find the default state dir")
-    .option(...state)
+    .option(...STATE)
     .option(...STORE_OPTION)
     .option("--format <format>", "csv or jsonl", "csv")
     .option("--output <file>", "write here instead of stdout")
     .action(async (configs: string[], flags) => {
-      exitCode = await exportCommand(configs, flags);
+      finish(await exportCommand(configs, flags));
     });
-
   program
     .command("migrate")
     .description("apply the ledger's pending migrations (also done on every run/serve) and print them")
     .argument("[configs...]", "config files, to find the default state dir")
-    .option(...state)
+    .option(...STATE)
     .option(...STORE_OPTION)
     .option("--json", "print one JSON object")
     .action(async (configs: string[], flags) => {
-      exitCode = await migrateCommand(configs, flags);
+      finish(await migrateCommand(configs, flags));
     });
-  // Commands with --store check the store it (or $LABSWEEP_STORE) names before doing anything.
-  program.hook("preAction", async (_program, action) => {
-    if (action.options.some((option) => option.long === "--store")) await applyStoreOption(action.opts());
-  });
-
-  try {
-    await program.parseAsync(argv);
-    return exitCode;
-  } catch (error) {
-    if (error instanceof CommanderError) {
-      if (error.exitCode === 0) return EXIT.ok;
-      return EXIT.badInput;
-    }
-    return reportError(error);
-  }
 }
 
 /** The version in labsweep's package.json (two levels up from both src/cli and dist/cli). */

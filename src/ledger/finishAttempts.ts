@@ -68,96 +68,141 @@ export async function finishAttempts(
   items: readonly FinishItem[],
   now: number,
 ): Promise<Array<FinishResult | FinishRefusal>> {
-  if (db.dialect !== "postgres") {
-    return db.transaction(async (tx) => {
-      const results: Array<FinishResult | FinishRefusal> = [];
-      for (const { attemptId, outcome, worker } of items) {
-        if (worker !== undefined) {
-          const owner = await tx.one<{ worker: string }>("SELECT worker FROM attempts WHERE id = $1", [
-            attemptId,
-          ]);
-          if (owner?.worker !== worker) {
-            results.push({ refused: owner ? "foreign" : "unknown" });
-            continue;
-          }
-        }
-        results.push(await finishAttempt(tx, attemptId, outcome, now));
-      }
-      return results;
-    });
-  }
+  if (db.dialect !== "postgres") return finishOneByOne(db, items, now);
   return db.transaction(async (tx) => {
-    // Locking the attempt rows too makes a wait for a task's lock end with both rows as the
-    // other transaction left them, as finishAttempt's second read does.
-    const rows = await tx.all<BatchRow>(
-      `SELECT t.*, f.policy_json, a.id AS a_id, a.host AS a_host, a.gpu_ids AS a_gpu_ids,
-              a.ended_at AS a_ended_at, a.outcome AS a_outcome, a.worker AS a_worker
-         FROM attempts a JOIN tasks t ON t.id = a.task_id JOIN phases f ON f.name = t.phase
-        WHERE a.id = ANY($1::bigint[])
-        ORDER BY t.id, a.id FOR UPDATE OF t, a`,
-      [items.map((item) => item.attemptId)],
-    );
-    // Attempts of one task share one row object, so a decision sees what an earlier one changed.
-    const tasks = new Map<number, BatchRow>();
-    const attempts = new Map<number, EndingAttempt & { worker: string; task: BatchRow }>();
-    for (const row of rows) {
-      if (!tasks.has(row.id)) tasks.set(row.id, row);
-      attempts.set(row.a_id, {
-        id: row.a_id,
-        host: row.a_host,
-        gpu_ids: row.a_gpu_ids,
-        ended_at: row.a_ended_at,
-        outcome: row.a_outcome,
-        worker: row.a_worker,
-        task: tasks.get(row.id) as BatchRow,
-      });
+    const attempts = await lockBatch(tx, items);
+    const batch = decideBatch(attempts, items, now);
+    if (batch.ended.size > 0) await writeBatch(tx, batch, now);
+    return batch.results;
+  });
+}
+
+/** SQLite: finishAttempt for each report in turn, in one transaction. */
+function finishOneByOne(
+  db: Db,
+  items: readonly FinishItem[],
+  now: number,
+): Promise<Array<FinishResult | FinishRefusal>> {
+  return db.transaction(async (tx) => {
+    const results: Array<FinishResult | FinishRefusal> = [];
+    for (const { attemptId, outcome, worker } of items) {
+      if (worker !== undefined) {
+        const owner = await tx.one<{ worker: string }>("SELECT worker FROM attempts WHERE id = $1", [
+          attemptId,
+        ]);
+        if (owner?.worker !== worker) {
+          results.push({ refused: owner ? "foreign" : "unknown" });
+          continue;
+        }
+      }
+      results.push(await finishAttempt(tx, attemptId, outcome, now));
     }
-    const ended = new Map<number, AttemptEnd>();
-    const moved = new Set<BatchRow>();
-    const owing = new Set<number>();
-    const events: Array<{ kind: string; taskId: number; detail: string }> = [];
-    const results = items.map(({ attemptId, outcome, worker }): FinishResult | FinishRefusal => {
-      const attempt = attempts.get(attemptId);
-      if (worker !== undefined && attempt?.worker !== worker)
-        return { refused: attempt ? "foreign" : "unknown" };
-      if (!attempt) throw new Error(`unknown attempt ${attemptId}`);
-      const decision = decideFinish(attempt, attempt.task, outcome, now);
-      if (decision.attempt) {
-        ended.set(attemptId, decision.attempt);
-        attempt.ended_at = now;
-        attempt.outcome = decision.attempt.outcome;
-      }
-      if (decision.task) {
-        Object.assign(attempt.task, decision.task);
-        moved.add(attempt.task);
-      }
-      if (decision.oweRows) owing.add(attempt.task.id);
-      if (decision.event)
-        events.push({
-          kind: decision.event.kind,
-          taskId: attempt.task.id,
-          detail: JSON.stringify(decision.event.detail),
-        });
-      return decision.result;
-    });
-    if (ended.size === 0) return results;
-    const written = [...moved];
-    await tx.run(FINISH_BATCH_SQL, [
-      now,
-      [...ended.keys()],
-      [...ended.values()].map((end) => end.outcome),
-      [...ended.values()].map((end) => end.exit_code),
-      [...ended.values()].map((end) => end.signal),
-      [...ended.values()].map((end) => end.error),
-      written.map((task) => task.id),
-      ...WRITTEN_TASK_COLUMNS.map((column) => written.map((task) => task[column])),
-      [...owing],
-      events.map((event) => event.kind),
-      events.map((event) => event.taskId),
-      events.map((event) => event.detail),
-    ]);
     return results;
   });
+}
+
+type BatchAttempt = EndingAttempt & { worker: string; task: BatchRow };
+
+/** Reads every reported attempt with its task, locking both, keyed by attempt id. */
+async function lockBatch(tx: Db, items: readonly FinishItem[]): Promise<Map<number, BatchAttempt>> {
+  // Locking the attempt rows too makes a wait for a task's lock end with both rows as the
+  // other transaction left them, as finishAttempt's second read does.
+  const rows = await tx.all<BatchRow>(
+    `SELECT t.*, f.policy_json, a.id AS a_id, a.host AS a_host, a.gpu_ids AS a_gpu_ids,
+            a.ended_at AS a_ended_at, a.outcome AS a_outcome, a.worker AS a_worker
+       FROM attempts a JOIN tasks t ON t.id = a.task_id JOIN phases f ON f.name = t.phase
+      WHERE a.id = ANY($1::bigint[])
+      ORDER BY t.id, a.id FOR UPDATE OF t, a`,
+    [items.map((item) => item.attemptId)],
+  );
+  // Attempts of one task share one row object, so a decision sees what an earlier one changed.
+  const tasks = new Map<number, BatchRow>();
+  const attempts = new Map<number, BatchAttempt>();
+  for (const row of rows) {
+    if (!tasks.has(row.id)) tasks.set(row.id, row);
+    attempts.set(row.a_id, {
+      id: row.a_id,
+      host: row.a_host,
+      gpu_ids: row.a_gpu_ids,
+      ended_at: row.a_ended_at,
+      outcome: row.a_outcome,
+      worker: row.a_worker,
+      task: tasks.get(row.id) as BatchRow,
+    });
+  }
+  return attempts;
+}
+
+/** What a batch's decisions leave to write, and each report's answer. */
+interface BatchDecisions {
+  results: Array<FinishResult | FinishRefusal>;
+  ended: Map<number, AttemptEnd>;
+  moved: Set<BatchRow>;
+  owing: Set<number>;
+  events: Array<{ kind: string; taskId: number; detail: string }>;
+}
+
+/** decideFinish for each report in order, each on the rows as the reports before it left them. */
+function decideBatch(
+  attempts: Map<number, BatchAttempt>,
+  items: readonly FinishItem[],
+  now: number,
+): BatchDecisions {
+  const batch: BatchDecisions = {
+    results: [],
+    ended: new Map(),
+    moved: new Set(),
+    owing: new Set(),
+    events: [],
+  };
+  batch.results = items.map(({ attemptId, outcome, worker }): FinishResult | FinishRefusal => {
+    const attempt = attempts.get(attemptId);
+    if (worker !== undefined && attempt?.worker !== worker)
+      return { refused: attempt ? "foreign" : "unknown" };
+    if (!attempt) throw new Error(`unknown attempt ${attemptId}`);
+    const decision = decideFinish(attempt, attempt.task, outcome, now);
+    if (decision.attempt) {
+      batch.ended.set(attemptId, decision.attempt);
+      attempt.ended_at = now;
+      attempt.outcome = decision.attempt.outcome;
+    }
+    if (decision.task) {
+      Object.assign(attempt.task, decision.task);
+      batch.moved.add(attempt.task);
+    }
+    if (decision.oweRows) batch.owing.add(attempt.task.id);
+    if (decision.event)
+      batch.events.push({
+        kind: decision.event.kind,
+        taskId: attempt.task.id,
+        detail: JSON.stringify(decision.event.detail),
+      });
+    return decision.result;
+  });
+  return batch;
+}
+
+/** One statement writes every decision of the batch. */
+async function writeBatch(
+  tx: Db,
+  { ended, moved, owing, events }: BatchDecisions,
+  now: number,
+): Promise<void> {
+  const written = [...moved];
+  await tx.run(FINISH_BATCH_SQL, [
+    now,
+    [...ended.keys()],
+    [...ended.values()].map((end) => end.outcome),
+    [...ended.values()].map((end) => end.exit_code),
+    [...ended.values()].map((end) => end.signal),
+    [...ended.values()].map((end) => end.error),
+    written.map((task) => task.id),
+    ...WRITTEN_TASK_COLUMNS.map((column) => written.map((task) => task[column])),
+    [...owing],
+    events.map((event) => event.kind),
+    events.map((event) => event.taskId),
+    events.map((event) => event.detail),
+  ]);
 }
 
 /**

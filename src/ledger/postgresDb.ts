@@ -80,42 +80,67 @@ export interface PostgresDbOptions {
  * if the server cannot be reached.
  */
 export function openPostgresDb(url: string, options: PostgresDbOptions = {}): Db {
-  const poolOf = (settings?: string): pg.Pool => {
-    const created = new pg.Pool({
-      connectionString: url,
-      max: options.max ?? 10,
-      connectionTimeoutMillis: options.connectTimeoutMs ?? 30_000,
-      types,
-      options: settings,
-    });
-    // An idle client whose server went away is dropped by the pool; the next statement reconnects
-    // or fails with its own error. Without a listener the event would kill the process.
-    created.on("error", () => undefined);
-    // So would a client's own error while it is checked out between statements (a transaction
-    // waiting on the coordinator's code): its next statement fails instead, and is retried.
-    created.on("connect", (client) => client.on("error", () => undefined));
-    return created;
-  };
-  const pool = poolOf();
+  const pool = createPool(url, options);
   // Keyed transactions (see TransactionOptions) run on connections of their own, whose planner
   // may use nothing but index lookups and plans each statement once, however small the tables
   // were then: the coordinator's hot path spent half of the server's time parsing and planning.
   let keyedPool: pg.Pool | null = null;
   const keyed = (): pg.Pool => {
-    keyedPool ??= poolOf(
+    keyedPool ??= createPool(
+      url,
+      options,
       "-c plan_cache_mode=force_generic_plan -c enable_seqscan=off -c enable_hashjoin=off -c enable_mergejoin=off",
     );
     return keyedPool;
   };
-  // The ledger's statements are a few dozen fixed texts run thousands of times: each gets a name,
-  // so every connection parses and plans it once (a prepared statement). Long texts are the
-  // variable-width batches of a sync and stay unnamed, as do statements without parameters
-  // (migrations' DDL). Outside keyed transactions, so are statements that bind arrays (batches
-  // of ids): a generic plan assumes ten elements and the table sizes of its first runs, and a
-  // sequential scan chosen while `attempts` was still empty stayed for the connection's life.
-  // Planned with their actual arrays, they use the indexes.
+  const query = statementNamer();
+  const persist = reconnecting(options.reconnectForMs ?? 30_000);
+  const transaction = <T>(work: (tx: Db) => Promise<T>, settings?: TransactionOptions): Promise<T> => {
+    const indexOnly = settings?.keyed === true;
+    return persist(() => transactionOnce(indexOnly ? keyed() : pool, indexOnly, query, work));
+  };
+  return {
+    ...statementsOn(pool, query, persist),
+    transaction,
+    async close() {
+      await Promise.all([pool.end(), keyedPool?.end()]);
+    },
+  };
+}
+
+/** A pg Pool whose connections' failures never end the process. */
+function createPool(url: string, options: PostgresDbOptions, settings?: string): pg.Pool {
+  const created = new pg.Pool({
+    connectionString: url,
+    max: options.max ?? 10,
+    connectionTimeoutMillis: options.connectTimeoutMs ?? 30_000,
+    types,
+    options: settings,
+  });
+  // An idle client whose server went away is dropped by the pool; the next statement reconnects
+  // or fails with its own error. Without a listener the event would kill the process.
+  created.on("error", () => undefined);
+  // So would a client's own error while it is checked out between statements (a transaction
+  // waiting on the coordinator's code): its next statement fails instead, and is retried.
+  created.on("connect", (client) => client.on("error", () => undefined));
+  return created;
+}
+
+type Query = (sql: string, params: readonly unknown[], indexOnly: boolean) => pg.QueryConfig;
+type Persist = <T>(attempt: () => Promise<T>) => Promise<T>;
+
+/**
+ * The ledger's statements are a few dozen fixed texts run thousands of times: each gets a name,
+ * so every connection parses and plans it once (a prepared statement). Long texts are the
+ * variable-width batches of a sync and stay unnamed, as do statements without parameters
+ * (migrations' DDL). Outside keyed transactions, so are statements that bind arrays (batches
+ * of ids): a generic plan assumes ten elements and the table sizes of its first runs, and a
+ * sequential scan chosen while `attempts` was still empty stayed for the connection's life.
+ * Planned with their actual arrays, they use the indexes.
+ */
+function statementNamer(): Query {
   const names = new Map<string, string>();
-  const query = (sql: string, params: readonly unknown[], indexOnly: boolean): pg.QueryConfig => {
+  return (sql, params, indexOnly) => {
     let name: string | undefined;
     if (params.length > 0 && sql.length <= NAMED_MAX_LENGTH && (indexOnly || !params.some(Array.isArray))) {
       name = names.get(sql);
@@ -126,12 +151,14 @@ export function openPostgresDb(url: string, options: PostgresDbOptions = {}): Db
     }
     return { text: sql, values: params.map(bindable), name };
   };
+}
+
+/** Runs an attempt again while it fails for want of a connection, for up to reconnectForMs. */
+function reconnecting(reconnectForMs: number): Persist {
   // Whether the server has answered yet: before that, a connection failure is a wrong URL or a
   // server that is not up, and fails at once (the CLI's store check says so).
   let reached = false;
-  const reconnectForMs = options.reconnectForMs ?? 30_000;
-  /** Runs `attempt`, again while it fails for want of a connection, for up to reconnectForMs. */
-  const persist = async <T>(attempt: () => Promise<T>): Promise<T> => {
+  return async <T>(attempt: () => Promise<T>): Promise<T> => {
     let since: number | null = null;
     for (let tries = 0; ; tries++) {
       try {
@@ -147,81 +174,84 @@ export function openPostgresDb(url: string, options: PostgresDbOptions = {}): Db
       }
     }
   };
-  // Statements outside a transaction each take any pooled client and are retried on their own;
-  // inside one, a lost connection fails the statement and the whole transaction runs again.
-  const on = (client: pg.Pool | pg.PoolClient, indexOnly = false): Omit<Db, "transaction" | "close"> => {
-    const send = (sql: string, params: readonly unknown[]) =>
-      client instanceof pg.Pool
-        ? persist(() => client.query(query(sql, params, indexOnly)))
-        : client.query(query(sql, params, indexOnly));
-    return {
-      dialect: "postgres",
-      async all<Row>(sql: string, params: readonly unknown[] = []) {
-        return (await send(sql, params)).rows as Row[];
-      },
-      async one<Row>(sql: string, params: readonly unknown[] = []) {
-        return (await send(sql, params)).rows[0] as Row | undefined;
-      },
-      async run(sql: string, params: readonly unknown[] = []) {
-        return { changes: (await send(sql, params)).rowCount ?? 0 };
-      },
-    };
-  };
-  const transaction = <T>(work: (tx: Db) => Promise<T>, settings?: TransactionOptions): Promise<T> =>
-    persist(() => transactionOnce(work, settings));
-  const transactionOnce = async <T>(
-    work: (tx: Db) => Promise<T>,
-    settings?: TransactionOptions,
-  ): Promise<T> => {
-    const indexOnly = settings?.keyed === true;
-    for (let attempt = 1; ; attempt++) {
-      const client = await (indexOnly ? keyed() : pool).connect();
-      const tx: Db = {
-        ...on(client, indexOnly),
-        transaction: (inner) => inner(tx),
-        close: async () => undefined,
-      };
-      let broken: Error | undefined;
-      let committing = false;
-      try {
-        await client.query("BEGIN");
-        const result = await work(tx);
-        committing = true;
-        await client.query("COMMIT");
-        return result;
-      } catch (error) {
-        // The server may have committed before the connection dropped: running the work again
-        // could apply it twice (claim a task a second time), so the caller hears of it instead.
-        if (committing && isConnectionError(error)) {
-          broken = error as Error;
-          throw new Error(
-            "the connection to PostgreSQL was lost during COMMIT: the transaction may or may not have been applied",
-            { cause: error },
-          );
-        }
-        try {
-          await client.query("ROLLBACK");
-        } catch (rollbackError) {
-          // The connection itself failed: the pool must not hand it out again.
-          broken = rollbackError as Error;
-        }
-        // A connection that failed once is never handed out again, even if ROLLBACK got through.
-        if (!broken && isConnectionError(error)) broken = error as Error;
-        const code = (error as { code?: string }).code;
-        if (!broken && code && RETRYABLE.has(code) && attempt < TRANSACTION_TRIES) continue;
-        throw error;
-      } finally {
-        client.release(broken);
-      }
-    }
-  };
+}
+
+/**
+ * The Db statements on a pool or a client. Statements outside a transaction each take any pooled
+ * client and are retried on their own; inside one, a lost connection fails the statement and the
+ * whole transaction runs again.
+ */
+function statementsOn(
+  client: pg.Pool | pg.PoolClient,
+  query: Query,
+  persist: Persist,
+  indexOnly = false,
+): Omit<Db, "transaction" | "close"> {
+  const send = (sql: string, params: readonly unknown[]) =>
+    client instanceof pg.Pool
+      ? persist(() => client.query(query(sql, params, indexOnly)))
+      : client.query(query(sql, params, indexOnly));
   return {
-    ...on(pool),
-    transaction,
-    async close() {
-      await Promise.all([pool.end(), keyedPool?.end()]);
+    dialect: "postgres",
+    async all<Row>(sql: string, params: readonly unknown[] = []) {
+      return (await send(sql, params)).rows as Row[];
+    },
+    async one<Row>(sql: string, params: readonly unknown[] = []) {
+      return (await send(sql, params)).rows[0] as Row | undefined;
+    },
+    async run(sql: string, params: readonly unknown[] = []) {
+      return { changes: (await send(sql, params)).rowCount ?? 0 };
     },
   };
+}
+
+/** One transaction on a client of its own, run again on a deadlock or serialization failure. */
+async function transactionOnce<T>(
+  pool: pg.Pool,
+  indexOnly: boolean,
+  query: Query,
+  work: (tx: Db) => Promise<T>,
+): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    const client = await pool.connect();
+    const tx: Db = {
+      ...statementsOn(client, query, (run) => run(), indexOnly),
+      transaction: (inner) => inner(tx),
+      close: async () => undefined,
+    };
+    let broken: Error | undefined;
+    let committing = false;
+    try {
+      await client.query("BEGIN");
+      const result = await work(tx);
+      committing = true;
+      await client.query("COMMIT");
+      return result;
+    } catch (error) {
+      // The server may have committed before the connection dropped: running the work again
+      // could apply it twice (claim a task a second time), so the caller hears of it instead.
+      if (committing && isConnectionError(error)) {
+        broken = error as Error;
+        throw new Error(
+          "the connection to PostgreSQL was lost during COMMIT: the transaction may or may not have been applied",
+          { cause: error },
+        );
+      }
+      try {
+        await client.query("ROLLBACK");
+      } catch (rollbackError) {
+        // The connection itself failed: the pool must not hand it out again.
+        broken = rollbackError as Error;
+      }
+      // A connection that failed once is never handed out again, even if ROLLBACK got through.
+      if (!broken && isConnectionError(error)) broken = error as Error;
+      const code = (error as { code?: string }).code;
+      if (!broken && code && RETRYABLE.has(code) && attempt < TRANSACTION_TRIES) continue;
+      throw error;
+    } finally {
+      client.release(broken);
+    }
+  }
 }
 
 /** Whether an error is the connection's (see CONNECTION_CODES), not the statement's. */

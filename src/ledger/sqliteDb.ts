@@ -1,5 +1,5 @@
 import type { Db } from "./db.js";
-import { Database, type SqliteStatement } from "./sqliteDriver.js";
+import { Database, type SqliteDatabase, type SqliteStatement } from "./sqliteDriver.js";
 
 /**
  * SQLite adapter for the Db port. One connection per process; WAL so `labsweep status` in
@@ -9,22 +9,59 @@ import { Database, type SqliteStatement } from "./sqliteDriver.js";
  */
 export function openSqliteDb(path: string, options: { readonly?: boolean } = {}): Db {
   const connection = new Database(path, { readonly: options.readonly ?? false, timeout: 10_000 });
-  if (!options.readonly) {
-    // Switching a fresh file to WAL needs an exclusive lock that the busy timeout does not wait
-    // for: two processes opening a new ledger at once retry rather than fail.
-    retryWhileBusy(() => connection.pragma("journal_mode = WAL"));
-    // NORMAL in WAL mode: a committed transaction survives any process crash (kill -9); only a
-    // power loss can drop the last few, and then result rows already fsynced to the CSVs are
-    // found again by the resume scan. FULL would cost an fsync per commit, several per task.
-    connection.pragma("synchronous = NORMAL");
-    connection.pragma("foreign_keys = ON");
-    // A 32 MB page cache (the default is 2 MB) keeps a million-task sync's index writes in
-    // memory without pushing the process past its memory budget.
-    connection.pragma("cache_size = -32768");
-    // Checkpoints are where WAL mode fsyncs: at the default 1,000 pages a busy coordinator spent
-    // a third of its time in them. 16,000 pages (64 MB of WAL at most) makes them rare.
-    connection.pragma("wal_autocheckpoint = 16000");
-  }
+  if (!options.readonly) configure(connection);
+  const direct = directDb(connection);
+  // Prepared once: preparing BEGIN and COMMIT anew for every transaction was measurable.
+  const begin = connection.prepare("BEGIN IMMEDIATE");
+  const commit = connection.prepare("COMMIT");
+  const rollback = connection.prepare("ROLLBACK");
+  let queue: Promise<unknown> = Promise.resolve();
+  const locked = <T>(work: () => Promise<T>): Promise<T> => {
+    const result = queue.then(work);
+    queue = result.catch(() => undefined);
+    return result;
+  };
+  return {
+    dialect: "sqlite",
+    all: (sql, params) => locked(() => direct.all(sql, params)),
+    one: (sql, params) => locked(() => direct.one(sql, params)),
+    run: (sql, params) => locked(() => direct.run(sql, params)),
+    transaction: (work) =>
+      locked(async () => {
+        begin.run();
+        try {
+          const result = await work(direct);
+          commit.run();
+          return result;
+        } catch (error) {
+          if (connection.inTransaction) rollback.run();
+          throw error;
+        }
+      }),
+    close: () => locked(() => direct.close()),
+  };
+}
+
+/** The pragmas a writing connection runs with. */
+function configure(connection: SqliteDatabase): void {
+  // Switching a fresh file to WAL needs an exclusive lock that the busy timeout does not wait
+  // for: two processes opening a new ledger at once retry rather than fail.
+  retryWhileBusy(() => connection.pragma("journal_mode = WAL"));
+  // NORMAL in WAL mode: a committed transaction survives any process crash (kill -9); only a
+  // power loss can drop the last few, and then result rows already fsynced to the CSVs are
+  // found again by the resume scan. FULL would cost an fsync per commit, several per task.
+  connection.pragma("synchronous = NORMAL");
+  connection.pragma("foreign_keys = ON");
+  // A 32 MB page cache (the default is 2 MB) keeps a million-task sync's index writes in
+  // memory without pushing the process past its memory budget.
+  connection.pragma("cache_size = -32768");
+  // Checkpoints are where WAL mode fsyncs: at the default 1,000 pages a busy coordinator spent
+  // a third of its time in them. 16,000 pages (64 MB of WAL at most) makes them rare.
+  connection.pragma("wal_autocheckpoint = 16000");
+}
+
+/** The Db on the connection itself, unlocked: the transaction's own handle. */
+function directDb(connection: SqliteDatabase): Db {
   // better-sqlite3 binds only plain `?` positionally: each `$n` becomes a `?`, and `order`
   // says which argument goes where (a `$n` may repeat or appear out of order).
   const statements = new Map<string, { statement: SqliteStatement; order: number[] }>();
@@ -66,35 +103,7 @@ export function openSqliteDb(path: string, options: { readonly?: boolean } = {})
       connection.close();
     },
   };
-  // Prepared once: preparing BEGIN and COMMIT anew for every transaction was measurable.
-  const begin = connection.prepare("BEGIN IMMEDIATE");
-  const commit = connection.prepare("COMMIT");
-  const rollback = connection.prepare("ROLLBACK");
-  let queue: Promise<unknown> = Promise.resolve();
-  const locked = <T>(work: () => Promise<T>): Promise<T> => {
-    const result = queue.then(work);
-    queue = result.catch(() => undefined);
-    return result;
-  };
-  return {
-    dialect: "sqlite",
-    all: (sql, params) => locked(() => direct.all(sql, params)),
-    one: (sql, params) => locked(() => direct.one(sql, params)),
-    run: (sql, params) => locked(() => direct.run(sql, params)),
-    transaction: (work) =>
-      locked(async () => {
-        begin.run();
-        try {
-          const result = await work(direct);
-          commit.run();
-          return result;
-        } catch (error) {
-          if (connection.inTransaction) rollback.run();
-          throw error;
-        }
-      }),
-    close: () => locked(() => direct.close()),
-  };
+  return direct;
 }
 
 function bindable(value: unknown): unknown {

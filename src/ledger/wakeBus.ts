@@ -33,20 +33,49 @@ const RECONNECT_MS = 1000;
 export function postgresWakeBus(url: string, warn: (message: string) => void = () => undefined): WakeBus {
   const self = `${process.pid}-${Math.random().toString(36).slice(2)}`;
   const listeners: Array<() => void> = [];
+  const link = listeningConnection(
+    url,
+    self,
+    () => {
+      for (const listener of listeners) listener();
+    },
+    warn,
+  );
+  const notices = coalesced(async () => {
+    const target = await link.client();
+    await target?.query("SELECT pg_notify($1, $2)", [CHANNEL, self]).catch(() => undefined);
+  });
+  return {
+    publish: notices.publish,
+    subscribe(listener) {
+      listeners.push(listener);
+    },
+    async close() {
+      notices.stop();
+      await link.close();
+    },
+  };
+}
+
+/**
+ * The LISTEN connection: opened at once, reopened after a drop or a failed start, and the one
+ * NOTIFYs are sent on. `notice` runs for every message but this coordinator's own.
+ */
+function listeningConnection(
+  url: string,
+  self: string,
+  notice: () => void,
+  warn: (message: string) => void,
+): { client(): Promise<pg.Client | null>; close(): Promise<void> } {
   let client: pg.Client | null = null;
   let connecting: Promise<pg.Client | null> | null = null;
   let closed = false;
-  let pending: NodeJS.Timeout | null = null;
-  let sending = false;
-  let again = false;
   let retry: NodeJS.Timeout | null = null;
-
   const connect = (): Promise<pg.Client | null> => {
     connecting ??= (async () => {
       const next = new pg.Client({ connectionString: url });
       next.on("notification", (message) => {
-        if (message.payload === self) return;
-        for (const listener of listeners) listener();
+        if (message.payload !== self) notice();
       });
       next.on("error", () => {
         // The connection is gone: forget it; the next publish or the retry timer reopens it.
@@ -83,45 +112,54 @@ export function postgresWakeBus(url: string, warn: (message: string) => void = (
     retry.unref();
   };
   void connect();
-
-  const bus: WakeBus = {
-    publish() {
-      if (closed || pending) return;
-      // One NOTIFY at a time: publishes while one is on its way send one more after it, rather
-      // than queue a query per publish on the connection (pg warns of that, and under load it
-      // was a NOTIFY per few completions).
-      if (sending) {
-        again = true;
-        return;
-      }
-      pending = setTimeout(() => {
-        pending = null;
-        sending = true;
-        void (async () => {
-          try {
-            const target = client ?? (await connect());
-            await target?.query("SELECT pg_notify($1, $2)", [CHANNEL, self]).catch(() => undefined);
-          } finally {
-            sending = false;
-            if (again) {
-              again = false;
-              bus.publish();
-            }
-          }
-        })();
-      }, COALESCE_MS);
-    },
-    subscribe(listener) {
-      listeners.push(listener);
-    },
+  return {
+    client: async () => client ?? (await connect()),
     async close() {
       closed = true;
-      if (pending) clearTimeout(pending);
       if (retry) clearTimeout(retry);
       await connecting;
       await client?.end().catch(() => undefined);
       client = null;
     },
   };
-  return bus;
+}
+
+/** Publishes within COALESCE_MS of each other become one `send`, and one runs at a time. */
+function coalesced(send: () => Promise<void>): { publish(): void; stop(): void } {
+  let stopped = false;
+  let pending: NodeJS.Timeout | null = null;
+  let sending = false;
+  let again = false;
+  const publish = (): void => {
+    if (stopped || pending) return;
+    // One NOTIFY at a time: publishes while one is on its way send one more after it, rather
+    // than queue a query per publish on the connection (pg warns of that, and under load it
+    // was a NOTIFY per few completions).
+    if (sending) {
+      again = true;
+      return;
+    }
+    pending = setTimeout(() => {
+      pending = null;
+      sending = true;
+      void (async () => {
+        try {
+          await send();
+        } finally {
+          sending = false;
+          if (again) {
+            again = false;
+            publish();
+          }
+        }
+      })();
+    }, COALESCE_MS);
+  };
+  return {
+    publish,
+    stop() {
+      stopped = true;
+      if (pending) clearTimeout(pending);
+    },
+  };
 }

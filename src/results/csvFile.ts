@@ -1,9 +1,15 @@
 import { randomBytes } from "node:crypto";
 import { type BigIntStats, constants } from "node:fs";
-import { type FileHandle, mkdir, open, readFile, rename, rm, stat } from "node:fs/promises";
-import { basename, dirname, join, relative, resolve, sep } from "node:path";
-import { CsvError, parse } from "csv-parse/sync";
+import { rename, rm, stat } from "node:fs/promises";
+import { basename, dirname, join, resolve } from "node:path";
 import { stringify } from "csv-stringify/sync";
+import { CsvFileError } from "./csvFileError.js";
+import { readParsedCsv } from "./csvRead.js";
+import { createDirectoryDurably, syncDirectory, writeAndSync } from "./durableWrite.js";
+
+// What importers of results files use, kept here so they need one module.
+export { CsvFileError, errorText } from "./csvFileError.js";
+export { type CsvContent, readCsvFile } from "./csvRead.js";
 
 /**
  * Durable CSV results files (`final_results.csv`).
@@ -18,36 +24,6 @@ import { stringify } from "csv-stringify/sync";
  * module queues them within a process; separate processes must not append to one file at once.
  * An append costs O(rows appended), not O(file): see `knownFiles` for how it avoids re-reading.
  */
-
-/**
- * A results file that cannot be read or written: permissions, a full disk, a malformed CSV. It
- * concerns that file alone, so the results writer fails its dir and goes on with the others.
- */
-export class CsvFileError extends Error {
-  override readonly name = "CsvFileError";
-}
-
-/** An error and its causes on one line: the file, then the system's reason. */
-export function errorText(error: unknown): string {
-  if (!(error instanceof Error)) return String(error);
-  return error.cause ? `${error.message}: ${errorText(error.cause)}` : error.message;
-}
-
-export interface CsvContent {
-  header: string[];
-  /** Data rows as parsed; a row may be shorter or longer than `header` if another tool wrote it. */
-  rows: string[][];
-  /** True when the file ended in a half-written row, which was left out of `rows`. */
-  tornTail: boolean;
-}
-
-/** What an append needs to know beyond the content. */
-interface ParsedCsv extends CsvContent {
-  endsWithNewline: boolean;
-}
-
-const NEWLINE = 0x0a;
-const BOM = "\ufeff";
 
 /** Per absolute path, a promise that settles when the last queued append to it is done. */
 const appendQueues = new Map<string, Promise<void>>();
@@ -92,14 +68,6 @@ interface KnownFile {
  * `readCsvFile` neither uses nor sets them.
  */
 const knownFiles = new Map<string, KnownFile>();
-
-/** Reads and parses a whole CSV file; null when it does not exist. */
-export async function readCsvFile(path: string): Promise<CsvContent | null> {
-  const parsed = await readParsedCsv(path);
-  if (parsed === null) return null;
-  const { header, rows, tornTail } = parsed;
-  return { header, rows, tornTail };
-}
 
 /**
  * Replaces `path` with a file holding `header` and `rows`, so that readers see either the old
@@ -272,88 +240,6 @@ export function formatCell(value: unknown): string {
   return String(value);
 }
 
-async function readParsedCsv(path: string): Promise<ParsedCsv | null> {
-  let bytes: Buffer;
-  try {
-    bytes = await readFile(path);
-  } catch (error) {
-    if (isMissingFile(error)) return null;
-    throw new CsvFileError(`cannot read CSV file ${path}`, { cause: error });
-  }
-  try {
-    return parseCsvBytes(bytes);
-  } catch (error) {
-    throw new CsvFileError(`malformed CSV file ${path}`, { cause: error });
-  }
-}
-
-function parseCsvBytes(bytes: Buffer): ParsedCsv {
-  const { records, quoteLeftOpen } = hasQuote(bytes)
-    ? parseWithCsvParse(bytes)
-    : { records: splitQuoteFreeCsv(bytes), quoteLeftOpen: false };
-  const [header = [], ...rows] = records;
-  const endsWithNewline = bytes.at(-1) === NEWLINE;
-  // Every row this module writes ends in "\n", so a last row without one is an append cut short
-  // — even with the right number of cells, as `…,0.52` cut to `…,0.5` is — and is dropped: its
-  // task's row is still owed and is written again whole. (A tool that leaves its last row
-  // unterminated loses that row to a rerun, never to a wrong value.)
-  // (A quote left open already cost the cut row: the row before it ended in a newline.)
-  const lastRowTorn = !endsWithNewline && !quoteLeftOpen && rows.length > 0;
-  if (lastRowTorn) rows.pop();
-  return { header, rows, tornTail: quoteLeftOpen || lastRowTorn, endsWithNewline };
-}
-
-function hasQuote(bytes: Buffer): boolean {
-  return bytes.includes(0x22);
-}
-
-/**
- * Without a single quote character, CSV is plain splitting on "\n" (or "\r\n") and ",", and that
- * is about 5x faster than csv-parse (100k x 20 numeric cells: ~0.25 s instead of ~1.3 s). It
- * yields exactly what `parseWithCsvParse` yields for such input; anything quoted goes there.
- */
-function splitQuoteFreeCsv(bytes: Buffer): string[][] {
-  const text = bytes.toString("utf8");
-  const lines = (text.startsWith(BOM) ? text.slice(BOM.length) : text).split("\n");
-  const records: string[][] = [];
-  lines.forEach((line, index) => {
-    // "\r" counts as part of the line ending only when a "\n" follows it.
-    const isTerminated = index < lines.length - 1;
-    const record = isTerminated && line.endsWith("\r") ? line.slice(0, -1) : line;
-    if (record !== "") records.push(record.split(","));
-  });
-  return records;
-}
-
-function parseWithCsvParse(bytes: Buffer): { records: string[][]; quoteLeftOpen: boolean } {
-  let quoteLeftOpen = false;
-  const records: string[][] = parse(bytes, {
-    bom: true,
-    relax_column_count: true,
-    // pandas skips blank lines too; writers quote a lone empty cell so it never looks blank.
-    skip_empty_lines: true,
-    // Explicit, because auto-detection locks onto the first ending seen, and our "\n" appends to
-    // a CRLF file written by pandas on Windows must still split into rows.
-    record_delimiter: ["\r\n", "\n"],
-    // An unclosed quote at the very end can only be a row cut short mid-append: skip it rather
-    // than fail. Any other malformation is real damage and still throws.
-    skip_records_with_error: true,
-    on_skip: (error) => {
-      if (!isQuoteNotClosed(error)) throw error;
-      quoteLeftOpen = true;
-    },
-  });
-  return { records, quoteLeftOpen };
-}
-
-function isQuoteNotClosed(error: Error | undefined): boolean {
-  return error instanceof CsvError && error.code === "CSV_QUOTE_NOT_CLOSED";
-}
-
-function isMissingFile(error: unknown): boolean {
-  return error instanceof Error && "code" in error && error.code === "ENOENT";
-}
-
 function stringifyCsv(header: string[], rows: string[][]): string {
   return stringify([header, ...rows], {
     record_delimiter: "\n",
@@ -385,57 +271,6 @@ async function appendInOneWrite(
     throw new CsvFileError(`cannot append to CSV file ${path}`, { cause: error });
   }
   if (written !== null) remember(path, fileHeader, written);
-}
-
-/**
- * Writes and fsyncs `bytes`, and returns the file's state right after, seen through the handle,
- * or null if that cannot be had: it only feeds `knownFiles`, and failing here would report a
- * durable write as failed (and invite a retry that duplicates rows).
- */
-async function writeAndSync(path: string, flags: "wx" | number, bytes: Buffer): Promise<BigIntStats | null> {
-  const handle = await open(path, flags);
-  try {
-    await writeFully(handle, bytes);
-    await handle.sync();
-    return await handle.stat({ bigint: true }).catch(() => null);
-  } finally {
-    await handle.close();
-  }
-}
-
-/** Normally a single write; loops only if the kernel reports a short write (e.g. disk full). */
-async function writeFully(handle: FileHandle, bytes: Buffer): Promise<void> {
-  let offset = 0;
-  while (offset < bytes.length) {
-    const { bytesWritten } = await handle.write(bytes, offset, bytes.length - offset);
-    offset += bytesWritten;
-  }
-}
-
-async function syncDirectory(directory: string): Promise<void> {
-  const handle = await open(directory, "r");
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
-
-/** mkdir -p, then fsync the parent of each directory it created so they survive a power loss. */
-async function createDirectoryDurably(directory: string): Promise<void> {
-  let firstCreated: string | undefined;
-  try {
-    firstCreated = await mkdir(directory, { recursive: true });
-  } catch (error) {
-    throw new CsvFileError(`cannot create directory ${directory}`, { cause: error });
-  }
-  if (firstCreated === undefined) return;
-  let created = firstCreated;
-  for (const part of relative(firstCreated, directory).split(sep).filter(Boolean)) {
-    await syncDirectory(dirname(created));
-    created = join(created, part);
-  }
-  await syncDirectory(dirname(created));
 }
 
 /** The file's columns first, in their order, then the columns only `wanted` has. */

@@ -59,140 +59,190 @@ const WORD_BREAK = /[ \t\n;&|<>()]/;
 
 /** Scans a command whose placeholders are replaced by MARK. */
 export function scanShell(text: string): ShellScan {
-  const verdicts: PlaceholderVerdict[] = [];
-  const stack: Frame[] = [];
-  const heredocs: Array<{ delimiter: string; stripTabs: boolean }> = [];
-  let uncertain: string | null = null;
-  let wordStart = true;
-  const refuse = (problem: string): void => {
-    verdicts.push({ problem });
-  };
-  const place = (context: QuoteContext): void => {
-    const reread = stack.map((frame) => REREAD[frame.kind]).find((why) => why !== undefined);
-    if (uncertain !== null) refuse(`after ${uncertain}, which labsweep cannot quote around with certainty`);
-    else if (reread !== undefined) refuse(reread);
-    else verdicts.push({ context });
-  };
-  const push = (kind: FrameKind, index: number): void => {
-    stack.push({ kind, index, depth: 0 });
-  };
+  return new Scanner(text).scan();
+}
 
-  for (let i = 0; i < text.length; i++) {
-    const char = text[i] as string;
-    const top = stack[stack.length - 1];
-    const kind = top?.kind ?? "none";
+/**
+ * The lexer's state as it reads a command left to right: one method per quoting context, each
+ * reading the character at `i` (and moving `i` past what else it consumed).
+ */
+class Scanner {
+  private readonly verdicts: PlaceholderVerdict[] = [];
+  private readonly stack: Frame[] = [];
+  private readonly heredocs: Array<{ delimiter: string; stripTabs: boolean }> = [];
+  /** The construct after which no placeholder is placed with certainty; null while none. */
+  private uncertain: string | null = null;
+  /** Whether the character at `i` starts a word (where `#` starts a comment, `case` a statement). */
+  private wordStart = true;
+  private i = 0;
 
-    if (kind === "single") {
-      if (char === "'") stack.pop();
-      else if (char === MARK) place("single");
-      continue;
+  constructor(private readonly text: string) {}
+
+  scan(): ShellScan {
+    const { text } = this;
+    for (this.i = 0; this.i < text.length; this.i++) {
+      const char = text[this.i] as string;
+      const top = this.stack[this.stack.length - 1];
+      const kind = top?.kind ?? "none";
+      if (kind === "single") this.singleQuoted(char);
+      else if (kind === "ansi" || kind === "backtick") this.reread(char, kind);
+      else if (char === "\\") this.backslash(kind);
+      else if (kind === "double") this.doubleQuoted(char);
+      else if (kind === "param") this.param(char);
+      else if (kind === "arith") this.arith(char, top as Frame);
+      else this.unquoted(char, top);
     }
-    if (kind === "ansi" || kind === "backtick") {
-      if (char === MARK) place("none");
-      else if (char === "\\") {
-        if (text[i + 1] === MARK) place("none");
-        i++;
-      } else if (char === (kind === "ansi" ? "'" : "`")) stack.pop();
-      continue;
+    const outer = this.stack[0];
+    return {
+      verdicts: this.verdicts,
+      unclosed: outer ? { opener: OPENER[outer.kind], index: outer.index } : null,
+    };
+  }
+
+  private refuse(problem: string): void {
+    this.verdicts.push({ problem });
+  }
+
+  private place(context: QuoteContext): void {
+    const reread = this.stack.map((frame) => REREAD[frame.kind]).find((why) => why !== undefined);
+    if (this.uncertain !== null)
+      this.refuse(`after ${this.uncertain}, which labsweep cannot quote around with certainty`);
+    else if (reread !== undefined) this.refuse(reread);
+    else this.verdicts.push({ context });
+  }
+
+  private push(kind: FrameKind, index: number): void {
+    this.stack.push({ kind, index, depth: 0 });
+  }
+
+  /** After a `$`: a substitution it opens, if any. */
+  private dollar(): void {
+    this.i = dollar(this.text, this.i, (kind, index) => this.push(kind, index));
+  }
+
+  /** Inside '…': only ' ends it. */
+  private singleQuoted(char: string): void {
+    if (char === "'") this.stack.pop();
+    else if (char === MARK) this.place("single");
+  }
+
+  /** Inside $'…' or backticks: text the shell reads again, so every placeholder is refused. */
+  private reread(char: string, kind: "ansi" | "backtick"): void {
+    if (char === MARK) this.place("none");
+    else if (char === "\\") {
+      if (this.text[this.i + 1] === MARK) this.place("none");
+      this.i++;
+    } else if (char === (kind === "ansi" ? "'" : "`")) this.stack.pop();
+  }
+
+  /** A backslash outside '…', $'…' and backticks. */
+  private backslash(kind: FrameKind | "none"): void {
+    // A backslash escapes the next character (in "…" only \ " $ ` and newline, but a
+    // placeholder after it is refused either way: its quoting's first character would go).
+    if (this.text[this.i + 1] === MARK) {
+      this.refuse("right after a backslash, which would escape the first character of its quoting");
     }
-    if (char === "\\") {
-      // A backslash escapes the next character (in "…" only \ " $ ` and newline, but a
-      // placeholder after it is refused either way: its quoting's first character would go).
-      if (text[i + 1] === MARK) {
-        refuse("right after a backslash, which would escape the first character of its quoting");
-      }
-      i++;
-      wordStart = false;
+    this.i++;
+    this.wordStart = false;
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: shell syntax, not a JS template
+    if (kind === "param") this.uncertain ??= "a backslash inside ${…}";
+  }
+
+  /** Inside "…": substitutions still open within it. */
+  private doubleQuoted(char: string): void {
+    if (char === '"') this.stack.pop();
+    else if (char === MARK) this.place("double");
+    else if (char === "`") this.push("backtick", this.i);
+    else if (char === "$") this.dollar();
+  }
+
+  /** Inside ${…}. */
+  private param(char: string): void {
+    if (char === "}") this.stack.pop();
+    else if (char === MARK) this.place("none");
+    else if (char === "'" || char === '"' || char === "`") {
+      // Whether quotes inside ${…} quote depends on the shell and on the quotes around it.
       // biome-ignore lint/suspicious/noTemplateCurlyInString: shell syntax, not a JS template
-      if (kind === "param") uncertain ??= "a backslash inside ${…}";
-      continue;
-    }
-    if (kind === "double") {
-      if (char === '"') stack.pop();
-      else if (char === MARK) place("double");
-      else if (char === "`") push("backtick", i);
-      else if (char === "$") i = dollar(text, i, push);
-      continue;
-    }
-    if (kind === "param") {
-      if (char === "}") stack.pop();
-      else if (char === MARK) place("none");
-      else if (char === "'" || char === '"' || char === "`") {
-        // Whether quotes inside ${…} quote depends on the shell and on the quotes around it.
-        // biome-ignore lint/suspicious/noTemplateCurlyInString: shell syntax, not a JS template
-        uncertain ??= "quotes inside ${…}";
-      } else if (char === "$") i = dollar(text, i, push);
-      continue;
-    }
-    if (kind === "arith") {
-      const frame = top as Frame;
-      if (char === MARK) place("none");
-      else if (char === "(") frame.depth++;
-      else if (char === ")") {
-        if (frame.depth > 0) frame.depth--;
-        else {
-          stack.pop();
-          if (text[i + 1] === ")") i++;
-        }
-      } else if (char === "$") i = dollar(text, i, push);
-      continue;
-    }
+      this.uncertain ??= "quotes inside ${…}";
+    } else if (char === "$") this.dollar();
+  }
 
-    // Unquoted text: the top level, or inside $(…).
+  /** Inside $((…)), counting parentheses. */
+  private arith(char: string, frame: Frame): void {
+    if (char === MARK) this.place("none");
+    else if (char === "(") frame.depth++;
+    else if (char === ")") {
+      if (frame.depth > 0) frame.depth--;
+      else {
+        this.stack.pop();
+        if (this.text[this.i + 1] === ")") this.i++;
+      }
+    } else if (char === "$") this.dollar();
+  }
+
+  /** Unquoted text: the top level, or inside $(…). */
+  private unquoted(char: string, top: Frame | undefined): void {
+    const { text } = this;
+    const inCmdsub = top?.kind === "cmdsub";
     if (char === MARK) {
-      place("none");
-      wordStart = false;
-    } else if (char === "'") {
-      push("single", i);
-      wordStart = false;
-    } else if (char === '"') {
-      push("double", i);
-      wordStart = false;
-    } else if (char === "`") {
-      push("backtick", i);
-      wordStart = false;
+      this.place("none");
+      this.wordStart = false;
+    } else if (char === "'" || char === '"' || char === "`") {
+      this.push(char === "'" ? "single" : char === '"' ? "double" : "backtick", this.i);
+      this.wordStart = false;
     } else if (char === "$") {
-      if (text[i + 1] === "'") {
-        push("ansi", i);
-        i++;
-      } else i = dollar(text, i, push);
+      if (text[this.i + 1] === "'") {
+        this.push("ansi", this.i);
+        this.i++;
+      } else this.dollar();
       // Right inside a new $( the next word starts a command (`case` is looked for there).
-      wordStart = stack[stack.length - 1]?.kind === "cmdsub" && stack[stack.length - 1] !== top;
-    } else if (char === "#" && wordStart) {
-      while (i + 1 < text.length && text[i + 1] !== "\n") {
-        i++;
-        if (text[i] === MARK) refuse("in a # comment, which a newline in the value would end");
-      }
-    } else if (char === "<" && text[i + 1] === "<" && text[i + 2] !== "<") {
-      const stripTabs = text[i + 2] === "-";
-      const read = readDelimiter(text, i + (stripTabs ? 3 : 2));
-      if (read.marks > 0) for (let n = 0; n < read.marks; n++) refuse("in a here-document's delimiter");
-      heredocs.push({ delimiter: read.delimiter, stripTabs });
-      i = read.end - 1;
-      wordStart = false;
-    } else if (char === "\n" && heredocs.length > 0) {
-      i = skipHeredocs(text, i + 1, heredocs.splice(0), refuse) - 1;
-      wordStart = true;
-    } else if (char === "(" && kind === "cmdsub") {
-      (top as Frame).depth++;
-      wordStart = true;
-    } else if (char === ")" && kind === "cmdsub") {
-      const frame = top as Frame;
-      if (frame.depth > 0) {
-        frame.depth--;
-        wordStart = true;
-      } else {
-        stack.pop();
-        wordStart = false;
-      }
-    } else {
-      if (wordStart && kind === "cmdsub" && /^case[ \t\n]/.test(text.slice(i, i + 5)))
-        uncertain ??= "a case statement inside $(…) (its patterns end in unmatched parentheses)";
-      wordStart = WORD_BREAK.test(char);
+      const opened = this.stack[this.stack.length - 1];
+      this.wordStart = opened?.kind === "cmdsub" && opened !== top;
+    } else if (char === "#" && this.wordStart) this.comment();
+    else if (char === "<" && text[this.i + 1] === "<" && text[this.i + 2] !== "<") this.heredocStart();
+    else if (char === "\n" && this.heredocs.length > 0) {
+      this.i = skipHeredocs(text, this.i + 1, this.heredocs.splice(0), (problem) => this.refuse(problem)) - 1;
+      this.wordStart = true;
+    } else if ((char === "(" || char === ")") && inCmdsub) this.cmdsubParen(char, top as Frame);
+    else {
+      if (this.wordStart && inCmdsub && /^case[ \t\n]/.test(text.slice(this.i, this.i + 5)))
+        this.uncertain ??= "a case statement inside $(…) (its patterns end in unmatched parentheses)";
+      this.wordStart = WORD_BREAK.test(char);
     }
   }
-  const outer = stack[0];
-  return { verdicts, unclosed: outer ? { opener: OPENER[outer.kind], index: outer.index } : null };
+
+  /** A `#` comment, to the end of its line. */
+  private comment(): void {
+    const { text } = this;
+    while (this.i + 1 < text.length && text[this.i + 1] !== "\n") {
+      this.i++;
+      if (text[this.i] === MARK) this.refuse("in a # comment, which a newline in the value would end");
+    }
+  }
+
+  /** `<<` or `<<-` and its delimiter; the body is skipped at the end of the line. */
+  private heredocStart(): void {
+    const stripTabs = this.text[this.i + 2] === "-";
+    const read = readDelimiter(this.text, this.i + (stripTabs ? 3 : 2));
+    if (read.marks > 0) for (let n = 0; n < read.marks; n++) this.refuse("in a here-document's delimiter");
+    this.heredocs.push({ delimiter: read.delimiter, stripTabs });
+    this.i = read.end - 1;
+    this.wordStart = false;
+  }
+
+  /** A parenthesis inside $(…): nested ones are counted, the last closes it. */
+  private cmdsubParen(char: "(" | ")", frame: Frame): void {
+    if (char === "(") {
+      frame.depth++;
+      this.wordStart = true;
+    } else if (frame.depth > 0) {
+      frame.depth--;
+      this.wordStart = true;
+    } else {
+      this.stack.pop();
+      this.wordStart = false;
+    }
+  }
 }
 
 /** After a `$` at `i`: opens `$(`, `$((` or `${`; returns the index of the last character used. */

@@ -85,20 +85,7 @@ export async function computeOverview(db: Db, sources: OverviewSources, simple: 
   const started = performance.now();
   const now = (sources.now ?? Date.now)();
   const version = await ledgerVersion(db);
-  const rows = await db.all<{ phase: string; state: TaskState; runnable: number; n: number }>(
-    `SELECT phase, state, runnable, count(*) AS n FROM tasks WHERE active = 1 GROUP BY phase, state, runnable`,
-  );
-  const totals = emptyCounts();
-  const byState = emptyStates();
-  const perPhase = new Map<string, { counts: Counts; byState: StateCounts }>();
-  for (const row of rows) {
-    const n = Number(row.n);
-    const phase = perPhase.get(row.phase) ?? { counts: emptyCounts(), byState: emptyStates() };
-    perPhase.set(row.phase, phase);
-    for (const target of [totals, phase.counts]) addCount(target, row.state, Number(row.runnable), n);
-    byState[row.state] = (byState[row.state] ?? 0) + n;
-    phase.byState[row.state] = (phase.byState[row.state] ?? 0) + n;
-  }
+  const { totals, byState, perPhase } = await stateCounts(db);
   const phaseRows = await db.all<{
     name: string;
     state: PhaseProgress["state"];
@@ -116,7 +103,49 @@ export async function computeOverview(db: Db, sources: OverviewSources, simple: 
   } else {
     phases = (await phaseProgress(db)).map((phase) => ({ ...numeric(phase), byState: null }));
   }
-  const windowMs = sources.rateWindowMs ?? 10 * 60_000;
+  const rate = await completionRate(db, now, sources.rateWindowMs ?? 10 * 60_000);
+  const eta = await estimate(db, sources, totals, byState, rate.perMinute);
+  return {
+    at: now,
+    version,
+    totals,
+    byState,
+    phases,
+    rate,
+    eta,
+    gates: phaseRows
+      .filter((phase) => phase.state !== "open")
+      .map((phase) => ({ phase: phase.name, state: phase.state, reason: phase.reason })),
+    resultErrors: await resultDirErrors(db),
+    costMs: performance.now() - started,
+  };
+}
+
+/** Active tasks counted in one scan of the tasks_by_phase index: in all, by state, per phase. */
+async function stateCounts(db: Db): Promise<{
+  totals: Counts;
+  byState: StateCounts;
+  perPhase: Map<string, { counts: Counts; byState: StateCounts }>;
+}> {
+  const rows = await db.all<{ phase: string; state: TaskState; runnable: number; n: number }>(
+    `SELECT phase, state, runnable, count(*) AS n FROM tasks WHERE active = 1 GROUP BY phase, state, runnable`,
+  );
+  const totals = emptyCounts();
+  const byState = emptyStates();
+  const perPhase = new Map<string, { counts: Counts; byState: StateCounts }>();
+  for (const row of rows) {
+    const n = Number(row.n);
+    const phase = perPhase.get(row.phase) ?? { counts: emptyCounts(), byState: emptyStates() };
+    perPhase.set(row.phase, phase);
+    for (const target of [totals, phase.counts]) addCount(target, row.state, Number(row.runnable), n);
+    byState[row.state] = (byState[row.state] ?? 0) + n;
+    phase.byState[row.state] = (phase.byState[row.state] ?? 0) + n;
+  }
+  return { totals, byState, perPhase };
+}
+
+/** Completions of this run's tasks per minute over the recent window. */
+async function completionRate(db: Db, now: number, windowMs: number): Promise<Overview["rate"]> {
   const recent = await db.one<{ n: number; first: number | null }>(
     `SELECT count(*) AS n, min(finished_at) AS first FROM tasks
       WHERE finished_at >= $1 AND state IN ('succeeded', 'failed') AND coalesce(origin, 'run') = 'run'`,
@@ -128,6 +157,17 @@ export async function computeOverview(db: Db, sources: OverviewSources, simple: 
   const span =
     recent?.first == null ? windowMs : Math.min(windowMs, Math.max(10_000, now - Number(recent.first)));
   const perMinute = completions === 0 ? null : (completions * 60_000) / span;
+  return { perMinute, completions, windowSeconds: windowMs / 1000 };
+}
+
+/** The ETA: from recent durations over the working slots, else from the completion rate. */
+async function estimate(
+  db: Db,
+  sources: OverviewSources,
+  totals: Counts,
+  byState: StateCounts,
+  perMinute: number | null,
+): Promise<Overview["eta"]> {
   const mean = await db.one<{ mean: number | null }>(
     `SELECT avg(wall_seconds) AS mean FROM (
        SELECT wall_seconds FROM tasks
@@ -138,29 +178,16 @@ export async function computeOverview(db: Db, sources: OverviewSources, simple: 
   const slots = await sources.slots();
   const waiting = totals.blocked - byState.blocked;
   const queued = totals.pending + waiting;
-  let eta: Overview["eta"] = { seconds: null, meanTaskSeconds, slots, basis: null };
-  if (queued + totals.running === 0) eta = { ...eta, seconds: 0, basis: "durations" };
-  else if (meanTaskSeconds !== null && slots > 0) {
+  const eta: Overview["eta"] = { seconds: null, meanTaskSeconds, slots, basis: null };
+  if (queued + totals.running === 0) return { ...eta, seconds: 0, basis: "durations" };
+  if (meanTaskSeconds !== null && slots > 0) {
     // Queued tasks share the slots; running ones are on average half done.
     const seconds = (queued * meanTaskSeconds + (totals.running * meanTaskSeconds) / 2) / slots;
-    eta = { ...eta, seconds, basis: "durations" };
-  } else if (perMinute !== null) {
-    eta = { ...eta, seconds: ((queued + totals.running) / perMinute) * 60, basis: "rate" };
+    return { ...eta, seconds, basis: "durations" };
   }
-  return {
-    at: now,
-    version,
-    totals,
-    byState,
-    phases,
-    rate: { perMinute, completions, windowSeconds: windowMs / 1000 },
-    eta,
-    gates: phaseRows
-      .filter((phase) => phase.state !== "open")
-      .map((phase) => ({ phase: phase.name, state: phase.state, reason: phase.reason })),
-    resultErrors: await resultDirErrors(db),
-    costMs: performance.now() - started,
-  };
+  if (perMinute !== null)
+    return { ...eta, seconds: ((queued + totals.running) / perMinute) * 60, basis: "rate" };
+  return eta;
 }
 
 function emptyCounts(): Counts {
