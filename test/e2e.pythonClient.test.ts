@@ -4,12 +4,12 @@
  * attempt, and returns nested metrics that land as dotted CSV columns — written through the
  * client or by hand. Run `npm run build` first: these tests run bin/labsweep.js, which runs dist/.
  */
-import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { copyFileSync, existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { parse } from "csv-parse/sync";
 import { describe, expect, it } from "vitest";
 import { Database } from "../src/ledger/sqliteDriver.js";
-import { type CliResult, runCli, tempDir, writeFile } from "./helpers/cli.js";
+import { type CliResult, REPO_ROOT, runCli, tempDir, writeFile } from "./helpers/cli.js";
 
 function readCsv(path: string): Record<string, string>[] {
   const [header = [], ...rows] = parse(readFileSync(path, "utf8")) as string[][];
@@ -125,5 +125,58 @@ with open(os.environ["LABSWEEP_RESULT_FILE"], "w") as f:
       'LABSWEEP_RESULT_FILE: metric "val.acc" is given twice (once nested, once dotted)',
     );
     expect(existsSync(join(dir, "out", "final_results.csv"))).toBe(false);
+  });
+});
+
+describe("the example (examples/poisoning/train.py)", () => {
+  const METRICS = ["test_acc", "test_loss", "train_acc", "train_loss", "num_parameters"];
+
+  /** A two-task cut of the example's sweep, four epochs each, run by `labsweep run`. */
+  async function runExample(command: string): Promise<{ dir: string; rows: Record<string, string>[] }> {
+    const dir = tempDir();
+    copyFileSync(join(REPO_ROOT, "examples", "poisoning", "train.py"), join(dir, "train.py"));
+    const config = writeFile(
+      dir,
+      "sweep.yaml",
+      `command: ${command}\nretries: 1\nbackoff: 0s\ndefaults: { epochs: 4, dataset: moons, attack: targeted, seed: 42 }\npoisoning:\n  output_dir: out\n  combinations:\n    - poison_ratio: [0.1]\n    - width: [2, 4]\n`,
+    );
+    const result = await runCli(["run", config, "--no-dashboard"], { cwd: dir });
+    expectCode(result, 0);
+    const rows = readCsv(join(dir, "out", "final_results.csv")).sort(
+      (a, b) => Number(a.width) - Number(b.width),
+    );
+    return { dir, rows };
+  }
+
+  it("stopped after its first epoch, resumes on its retry and ends as a run never stopped", async () => {
+    // Attempt 1 finds no checkpoint and asks itself to stop; attempt 2 finds the checkpoint.
+    const stopped = await runExample(
+      'test -e "$LABSWEEP_CHECKPOINT_DIR/last.ckpt" || touch "$LABSWEEP_STOP_FILE"; python3 train.py',
+    );
+    const plain = await runExample("python3 train.py");
+    expect(attempts(stopped.dir).map((row) => row.outcome)).toEqual([
+      "failed",
+      "succeeded",
+      "failed",
+      "succeeded",
+    ]);
+    expect(attempts(plain.dir).map((row) => row.outcome)).toEqual(["succeeded", "succeeded"]);
+    const metrics = (rows: Record<string, string>[]) =>
+      rows.map((row) => [row.width, ...METRICS.map((name) => row[name])]);
+    expect(metrics(stopped.rows)).toEqual(metrics(plain.rows));
+    expect(
+      metrics(plain.rows)
+        .flat()
+        .every((cell) => cell !== "" && cell !== undefined),
+    ).toBe(true);
+
+    const steps = (dir: string, attempt: number) =>
+      readFileSync(join(dir, ".labsweep", "tasks", "1", `attempt-${attempt}.events.jsonl`), "utf8")
+        .trimEnd()
+        .split("\n")
+        .map((line) => (JSON.parse(line) as { step: number }).step);
+    expect(steps(stopped.dir, 1)).toEqual([1]);
+    expect(steps(stopped.dir, 2)).toEqual([2, 3, 4]);
+    expect(steps(plain.dir, 1)).toEqual([1, 2, 3, 4]);
   });
 });
