@@ -186,7 +186,7 @@ import labsweep
 class Scalar:  # a numpy or torch scalar
     def item(self): return 0.25
 for step in range(2):
-    labsweep.report(step, ok=1, nan=float("nan"), inf=float("-inf"), text="x", flag=True, np=Scalar())
+    labsweep.report(step, ok=1, nan=float("nan"), inf=float("-inf"), text="x", flag=True, huge=10**400, np=Scalar())
 labsweep.report(2, step=5)  # a metric may be called step
 bad = ["labsweep.report(-1, x=1)", "labsweep.report(1.5, x=1)", "labsweep.report(3, **{'a.b': 1, 'a': {'b': 2}})",
        "labsweep.report(4, **{'metric_with_a_long_name_%d' % i: 1.0 for i in range(3000)})"]
@@ -204,7 +204,7 @@ for call in bad:
       { ok: 1, np: 0.25 },
       { step: 5 },
     ]);
-    for (const name of ["nan", "inf", "text", "flag"]) {
+    for (const name of ["nan", "inf", "text", "flag", "huge"]) {
       expect(end.stderr.split(`'${name}'`).length - 1, end.stderr).toBe(1);
     }
     expect(end.stdout).toMatch(/ValueError report step must be a non-negative integer, got -1/);
@@ -407,7 +407,7 @@ except KeyboardInterrupt:
     const task = python(script, {}, dir);
     await task.printed("ready");
     process.kill(task.child.pid as number, "SIGINT");
-    await task.printed("stopping");
+    await task.printed("stopping\n");
     process.kill(task.child.pid as number, "SIGINT");
     const end = await task.exit;
     expectOk(end);

@@ -218,29 +218,63 @@ def report(step: int, /, **metrics: Any) -> None:
     step = operator.index(step)
     if step < 0:
         raise ValueError(f"report step must be a non-negative integer, got {step}")
-    # The common case, scalars only, skips the walk (kwargs names are distinct already).
-    nested = "" in metrics or any(isinstance(v, dict) for v in metrics.values())
-    flat = _flatten(metrics) if nested else metrics
-    kept = {}
-    for name, value in flat.items():
-        value = _plain(value)
-        if type(value) is float:
-            if math.isfinite(value):
-                kept[name] = value
-                continue
-        elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            if math.isfinite(value):
-                kept[name] = value if type(value) is int else float(value)
-                continue
-        _warn_dropped(name, value)
-    # ASCII JSON (json.dumps escapes the rest): its length is its size in bytes.
-    line = json.dumps({"type": "report", "step": step, "time": time.time(), "metrics": kept}) + "\n"
+    # The line is put together by hand: json.dumps of the whole record costs ten times more,
+    # and a finite float's repr is valid JSON already.
+    parts = _metric_parts(metrics)
+    if parts is None:  # nested dicts (or an empty name): flattened first, the rare case
+        parts = _metric_parts(_flatten(metrics)) or []
+    line = '{"type": "report", "step": %d, "time": %r, "metrics": {%s}}\n' % (step, time.time(), ", ".join(parts))
     if len(line) > MAX_LINE_BYTES:
         raise ValueError(
             f"report at step {step} is {len(line)} bytes as JSON; the limit is "
             f"{MAX_LINE_BYTES} (report a few scalars per step; write larger things to files)"
         )
     _reports.add(line)
+
+
+_FLOAT_MAX = sys.float_info.max
+_FLOAT_MIN = -_FLOAT_MAX
+# Metric name -> its JSON key text ('"loss": '); names repeat every step. Bounded, in case a
+# script puts the step in its metric names.
+_NAMES: Dict[str, str] = {}
+
+
+def _name_json(name: str) -> str:
+    key = json.dumps(name) + ": "
+    if len(_NAMES) < 10_000:
+        _NAMES[name] = key
+    return key
+
+
+def _number(value: Any) -> Optional[str]:
+    """A finite number's JSON text (numpy/torch scalars included), or None for anything else."""
+    value = _plain(value)
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        # Beyond a double's range a reader would see infinity.
+        return str(int(value)) if _FLOAT_MIN <= value <= _FLOAT_MAX else None
+    if isinstance(value, float) and _FLOAT_MIN <= value <= _FLOAT_MAX:
+        return float.__repr__(value)
+    return None
+
+
+def _metric_parts(metrics: Mapping[str, Any]) -> Optional[List[str]]:
+    """`"name": number` texts of the finite numbers, or None if a value is a dict to flatten."""
+    parts = []
+    for name, value in metrics.items():
+        if type(value) is float and _FLOAT_MIN <= value <= _FLOAT_MAX:
+            text = repr(value)
+        elif name == "" or isinstance(value, dict):
+            return None
+        else:
+            text = _number(value)
+            if text is None:
+                _warn_dropped(name, value)
+                continue
+        key = _NAMES.get(name)
+        parts.append((key if key is not None else _name_json(name)) + text)
+    return parts
 
 
 def _warn_dropped(name: str, value: Any) -> None:
