@@ -240,7 +240,7 @@ export class Agent {
       prepare: async () => {
         const port = needsFreePort(launcher, claim.gpuIds) ? await freePort() : undefined;
         command = launchCommand(task.command, launcher, claim.gpuIds, { port });
-        prepareAttempt(files, task, claim.attemptId, claim.placements);
+        prepareAttempt(files, task, claim.attemptId, claim.placements, this.options.stateDir);
       },
       after,
     });
