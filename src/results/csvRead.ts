@@ -45,7 +45,8 @@ export async function readParsedCsv(path: string): Promise<ParsedCsv | null> {
   }
 }
 
-function parseCsvBytes(bytes: Buffer): ParsedCsv {
+/** readParsedCsv's parse of bytes already read (verify reads a file once, for its cells and its lines). */
+export function parseCsvBytes(bytes: Buffer): ParsedCsv {
   const { records, quoteLeftOpen } = hasQuote(bytes)
     ? parseWithCsvParse(bytes)
     : { records: splitQuoteFreeCsv(bytes), quoteLeftOpen: false };

@@ -56,27 +56,11 @@ export function matchCsvRows(
   header: readonly string[],
   rows: readonly string[][],
 ): MatchReport {
-  const { paramNames, keyColumns, groups } = groupByKey(tasks, header);
-  const columnOf = new Map(header.map((name, index) => [name, index]));
-  const reserved = reservedColumns(paramNames);
-  const skip = new Set<string>(["phase", ...METADATA_COLUMNS, ...paramNames]);
-  const metricColumns = header
-    .map((name, index) => ({ name: metricOfColumn(name, reserved), column: name, index }))
-    .filter((column) => !skip.has(column.column));
-  const keyIndexes = keyColumns.map((name) => columnOf.get(name) as number);
-  // An empty cell under a parameter that is constant in this dir is that constant: the row was
-  // written before the column existed (labsweep appending to the original system's CSV adds the
-  // column and pads older rows with ""), so it must match just as it did without the column.
-  const constantKey = keyColumns.map((name) => constantText(tasks, name));
+  const { groups, keyOf, metricColumns, reserved } = rowKeys(tasks, header);
   const rowsByKey = new Map<string, string[][]>();
   let unmatched = 0;
   for (const row of rows) {
-    const key = keyIndexes
-      .map((index, i) => {
-        const cell = row[index] ?? "";
-        return cell === "" ? (constantKey[i] ?? canonicalText(cell)) : cellKey(cell);
-      })
-      .join("\u001f");
+    const key = keyOf(row);
     if (!groups.has(key)) {
       unmatched++;
       continue;
@@ -99,6 +83,41 @@ export function matchCsvRows(
   return { matched, unmatched, ambiguous };
 }
 
+/** A metric column of a results header: the metric it holds, its column name and index. */
+export interface MetricColumn {
+  name: string;
+  column: string;
+  index: number;
+}
+
+/**
+ * The matching rules, for one header: tasks grouped by key, a row's key (its parameter cells,
+ * compared by canonical value), and which columns hold metrics. matchCsvRows and `verify` share
+ * them, so a row counts for the same tasks in both.
+ */
+export function rowKeys<T extends MatchableTask>(tasks: readonly T[], header: readonly string[]) {
+  const { paramNames, keyColumns, groups } = groupByKey(tasks, header);
+  const columnOf = new Map(header.map((name, index) => [name, index]));
+  const reserved = reservedColumns(paramNames);
+  const skip = new Set<string>(["phase", ...METADATA_COLUMNS, ...paramNames]);
+  const metricColumns: MetricColumn[] = header
+    .map((name, index) => ({ name: metricOfColumn(name, reserved), column: name, index }))
+    .filter((column) => !skip.has(column.column));
+  const keyIndexes = keyColumns.map((name) => columnOf.get(name) as number);
+  // An empty cell under a parameter that is constant in this dir is that constant: the row was
+  // written before the column existed (labsweep appending to the original system's CSV adds the
+  // column and pads older rows with ""), so it must match just as it did without the column.
+  const constantKey = keyColumns.map((name) => constantText(tasks, name));
+  const keyOf = (row: readonly string[]): string =>
+    keyIndexes
+      .map((index, i) => {
+        const cell = row[index] ?? "";
+        return cell === "" ? (constantKey[i] ?? canonicalText(cell)) : cellKey(cell);
+      })
+      .join("\u001f");
+  return { groups, keyOf, metricColumns, reserved };
+}
+
 /** The ids of tasks whose parameter columns in `header` equal another task's. */
 export function tasksSharingKeys(tasks: readonly MatchableTask[], header: readonly string[]): number[] {
   const ids: number[] = [];
@@ -108,12 +127,12 @@ export function tasksSharingKeys(tasks: readonly MatchableTask[], header: readon
 }
 
 /** Tasks by the canonical text of their values under the header's parameter columns. */
-function groupByKey(tasks: readonly MatchableTask[], header: readonly string[]) {
+function groupByKey<T extends MatchableTask>(tasks: readonly T[], header: readonly string[]) {
   const paramNames = new Set<string>();
   for (const task of tasks) for (const name of Object.keys(task.params)) paramNames.add(name);
   const present = new Set(header);
   const keyColumns = [...paramNames].filter((name) => present.has(name));
-  const groups = new Map<string, MatchableTask[]>();
+  const groups = new Map<string, T[]>();
   for (const task of tasks) {
     const key = keyColumns.map((name) => canonicalText(task.params[name])).join("\u001f");
     const group = groups.get(key) ?? [];
@@ -199,7 +218,7 @@ function constantText(tasks: readonly MatchableTask[], name: string): string | u
 }
 
 /** A CSV cell as a metric value: numbers as numbers, empty as null, anything else as text. */
-function cellValue(cell: string): unknown {
+export function cellValue(cell: string): unknown {
   if (cell === "") return null;
   const number = Number(cell);
   return Number.isFinite(number) && /^[+-]?(\d|\.\d)/.test(cell.trim()) ? number : cell;

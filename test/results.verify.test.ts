@@ -1,0 +1,133 @@
+/**
+ * `labsweep verify`'s check and repair of results files against the ledger, on SQLite and on
+ * PostgreSQL: real ledgers, real CSV files written by the results writer, then damaged by hand.
+ */
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import type { Db } from "../src/ledger/db.js";
+import { writeOwedResults } from "../src/results/resultsWriter.js";
+import { verifyOutputDirs } from "../src/results/verify.js";
+import { type LedgerBackend, useLedgerBackends } from "./helpers/postgres.js";
+import { succeedAll, sweepLedger } from "./helpers/resultsLedger.js";
+
+const backends = useLedgerBackends();
+
+// x = 1..4 in one dir; task x=4 reports a note spanning two lines (a quoted cell with a newline).
+const SWEEP = `command: run {x}
+main:
+  output_dir: out
+  combinations:
+    - x: [1, 2, 3, 4]
+`;
+
+async function ranSweep(backend: LedgerBackend, yaml = SWEEP) {
+  const { db, root } = await sweepLedger(backend, yaml);
+  await succeedAll(db, (params) => ({
+    metrics: { loss: Number(params.x) / 10, ...(params.x === 4 ? { note: "two\nlines" } : {}) },
+  }));
+  await writeOwedResults(db);
+  const dir = join(root, "out");
+  return { db, root, dir, csv: join(dir, "final_results.csv") };
+}
+
+async function problems(db: Db, dir: string) {
+  const [report] = await verifyOutputDirs(db, [dir]);
+  return (report?.problems ?? []).map((problem) => ({
+    kind: problem.kind,
+    line: problem.line,
+    task: problem.task?.params.x ?? null,
+  }));
+}
+
+/** The file's lines; `lines[n - 1]` is line n. */
+function linesOf(path: string): string[] {
+  return readFileSync(path, "utf8").split("\n");
+}
+
+describe.each(backends)("verify on $name", (backend) => {
+  it("finds nothing wrong with what a run wrote", async () => {
+    const { db, dir, csv } = await ranSweep(backend);
+    expect(linesOf(csv)).toHaveLength(7); // header, 3 rows, a row on 2 lines, the final ""
+    expect(await problems(db, dir)).toEqual([]);
+  });
+
+  it("names the line of a duplicate, unknown and torn row and of none of the good ones, and the task of a missing one", async () => {
+    const { db, dir, csv } = await ranSweep(backend);
+    const [header, row1, row2, row3, row4a, row4b] = linesOf(csv);
+    // Line 2: x=1; 3: x=3 (x=2 deleted); 4-5: x=4 (quoted, two lines); 6: x=1 again;
+    // 7: x=3 with another loss; 8: x=9, no task's; 9: x=1 cut short.
+    const planted = [
+      header,
+      row1,
+      row3,
+      row4a,
+      row4b,
+      row1,
+      row3?.replace(",0.3,", ",0.7,"),
+      row1?.replace("main,1,", "main,9,"),
+    ];
+    writeFileSync(csv, `${planted.join("\n")}\n${row1?.slice(0, 8)}`);
+    expect(row2).toContain("main,2,");
+    expect(await problems(db, dir)).toEqual([
+      { kind: "duplicate", line: 6, task: 1 },
+      { kind: "unknown", line: 7, task: 3 },
+      { kind: "unknown", line: 8, task: null },
+      { kind: "torn", line: 9, task: null },
+      { kind: "missing", line: null, task: 2 },
+    ]);
+  });
+
+  it("tells a row the ledger has not seen succeed", async () => {
+    const { db, root } = await sweepLedger(backend, SWEEP);
+    const dir = join(root, "out");
+    mkdirSync(dir);
+    // The original system's file: x=2's result, which the ledger has as pending.
+    writeFileSync(join(dir, "final_results.csv"), "x,loss\n2,0.25\n");
+    expect(await problems(db, dir)).toEqual([{ kind: "unimported", line: 2, task: 2 }]);
+  });
+
+  it("reports a missing file's rows, and an unreadable file once", async () => {
+    const { db, dir, csv } = await ranSweep(backend);
+    const bad = 'phase,x,loss\nmain,"1"x,2\n';
+    writeFileSync(csv, bad);
+    const [report] = await verifyOutputDirs(db, [dir]);
+    expect(report?.problems).toEqual([
+      expect.objectContaining({ kind: "unreadable", file: csv, line: null }),
+    ]);
+
+    const { db: other, root } = await sweepLedger(backend, SWEEP);
+    await succeedAll(other, (params) => ({ metrics: { loss: Number(params.x) } }));
+    const empty = join(root, "out");
+    expect(existsSync(empty)).toBe(false);
+    expect((await problems(other, empty)).map((problem) => problem.kind)).toEqual(Array(4).fill("missing"));
+  });
+
+  it("tells apart rows of tasks with equal parameters by their metrics", async () => {
+    // Two phases, one dir, same x, different commands: two tasks whose rows share a key.
+    const yaml = `a:
+  command: run-a {x}
+  output_dir: out
+  combinations:
+    - x: [1]
+b:
+  command: run-b {x}
+  output_dir: out
+  combinations:
+    - x: [1]
+`;
+    const { db, root } = await sweepLedger(backend, yaml);
+    await succeedAll(db, (_params, taskId) => ({ metrics: { loss: taskId } }));
+    await writeOwedResults(db);
+    const dir = join(root, "out");
+    const csv = join(dir, "final_results.csv");
+    expect(await problems(db, dir)).toEqual([]);
+    const [header, first, second] = linesOf(csv);
+    writeFileSync(csv, `${[header, first, first, second?.replace(/,2,/, ",5,")].join("\n")}\n`);
+    expect(await problems(db, dir)).toEqual([
+      { kind: "duplicate", line: 3, task: 1 },
+      { kind: "unknown", line: 4, task: null },
+      { kind: "missing", line: null, task: 1 },
+    ]);
+  });
+});
