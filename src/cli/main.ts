@@ -21,6 +21,7 @@ import { serveCommand } from "./serve.js";
 import { slurmCommand } from "./slurm.js";
 import { statusCommand } from "./status.js";
 import { tokenCommand } from "./token.js";
+import { verifyCommand } from "./verify.js";
 
 /** Parses argv, runs one command, returns the exit code. Errors become one clear line. */
 export async function main(argv: string[]): Promise<number> {
@@ -304,7 +305,7 @@ function registerRemoteCommands(program: Command, finish: Finish): void {
     });
 }
 
-/** `retry`, `export` and `migrate`: the ledger's upkeep. */
+/** `retry`, `export`, `verify` and `migrate`: the ledger's upkeep. */
 function registerLedgerCommands(program: Command, finish: Finish): void {
   program
     .command("retry")
@@ -330,6 +331,20 @@ function registerLedgerCommands(program: Command, finish: Finish): void {
     .option("--output <file>", "write here instead of stdout")
     .action(async (configs: string[], flags) => {
       finish(await exportCommand(configs, flags));
+    });
+  program
+    .command("verify")
+    .description(
+      "check the configs' result files against the ledger: each succeeded task's row once, no duplicate, torn or unknown row",
+    )
+    .argument("<configs...>", "sweep config files (YAML)")
+    .option(...STATE)
+    .option(...STORE_OPTION)
+    .option(...COMMAND)
+    .option("--json", "print one JSON object")
+    .option("--yes", "accept grids over 10 million tasks")
+    .action(async (configs: string[], flags) => {
+      finish(await verifyCommand(configs, flags));
     });
   program
     .command("migrate")

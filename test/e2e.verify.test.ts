@@ -1,0 +1,120 @@
+/**
+ * `labsweep verify CONFIG…` through the built CLI, after a real `labsweep run` of real python3
+ * tasks: a clean run verifies; a planted duplicate, torn, unknown and deleted row are each named
+ * by file:line (exit 1); bad input is exit 2; once on PostgreSQL. Run `npm run build` first (the
+ * CLI runs dist/).
+ */
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { type CliResult, runCli, tempDir, writeFile } from "./helpers/cli.js";
+import { usePostgres } from "./helpers/postgres.js";
+
+const TASK_PY = `import json, os, sys
+json.dump({"loss": int(sys.argv[1]) / 10}, open(os.environ["LABSWEEP_RESULT_FILE"], "w"))
+`;
+const SWEEP = `command: python3 task.py {x}
+main:
+  output_dir: out
+  combinations:
+    - x: [1, 2, 3]
+`;
+const CLEAN_ENV = {
+  LABSWEEP_AGENT_TOKEN: "",
+  LABSWEEP_VIEWER_TOKEN: "",
+  LABSWEEP_TOKEN: "",
+  LABSWEEP_STORE: "",
+};
+
+function project(): { dir: string; sweep: string; csv: string } {
+  const dir = tempDir();
+  writeFile(dir, "task.py", TASK_PY);
+  return { dir, sweep: writeFile(dir, "sweep.yaml", SWEEP), csv: join(dir, "out", "final_results.csv") };
+}
+
+function cli(args: string[], dir: string): Promise<CliResult> {
+  return runCli(args, { cwd: dir, env: CLEAN_ENV });
+}
+
+function expectCode(result: CliResult, code: number): void {
+  expect(result.code, `exit ${result.code}\nstdout: ${result.stdout}\nstderr: ${result.stderr}`).toBe(code);
+}
+
+/** The CSV's data lines by x, in the order the run wrote them. */
+function rowsByX(csv: string): { header: string; row: Map<string, string> } {
+  const [header = "", ...rows] = readFileSync(csv, "utf8").split("\n").filter(Boolean);
+  return { header, row: new Map(rows.map((row) => [row.split(",")[1] as string, row])) };
+}
+
+describe("labsweep verify", () => {
+  it("passes a clean run, names each planted problem by file:line", async () => {
+    const { dir, sweep, csv } = project();
+    expectCode(await cli(["run", sweep, "--no-dashboard"], dir), 0);
+    const clean = await cli(["verify", sweep], dir);
+    expectCode(clean, 0);
+    expect(clean.stdout).toContain("verify: 1 output dirs, 3 rows: every result in place");
+
+    const { header, row } = rowsByX(csv);
+    const [one, three] = [row.get("1") as string, row.get("3") as string];
+    // x=2 deleted; line 3 duplicates x=1; line 5 is x=7, no task's; line 6 is cut short.
+    const planted = `${[header, one, one, three, one.replace("main,1,0.1,", "main,7,0.7,")].join("\n")}\nmain,3,0.`;
+    writeFileSync(csv, planted);
+    const found = await cli(["verify", sweep], dir);
+    expectCode(found, 1);
+    expect(found.stdout).toContain(
+      `${csv}:3: duplicate: task 1 {"x":1}: a second row of this task (the first is line 2)`,
+    );
+    expect(found.stdout).toContain(
+      `${csv}:5: unknown: no task of this dir has these parameters: phase=main, x=7`,
+    );
+    expect(found.stdout).toContain(`${csv}:6: torn: a last row cut short`);
+    expect(found.stdout).toContain(
+      `${csv}: missing: task 2 {"x":2}: no row holds this succeeded task's metrics`,
+    );
+    expect(found.stdout).toContain(
+      "verify: 4 problems (1 duplicate, 1 unknown, 1 torn, 1 missing) in 1 of 1 output dirs",
+    );
+    const json = await cli(["verify", sweep, "--json"], dir);
+    expectCode(json, 1);
+    const parsed = JSON.parse(json.stdout) as {
+      ok: boolean;
+      problems: Array<{ kind: string; line: number | null }>;
+    };
+    expect(parsed.ok).toBe(false);
+    expect(parsed.problems.map((problem) => [problem.kind, problem.line])).toEqual([
+      ["duplicate", 3],
+      ["unknown", 5],
+      ["torn", 6],
+      ["missing", null],
+    ]);
+    // Without --fix nothing is written.
+    expect(readFileSync(csv, "utf8")).toBe(planted);
+  });
+
+  it("is exit 2 for a config that does not exist or a sweep that never ran", async () => {
+    const { dir, sweep } = project();
+    const missing = await cli(["verify", join(dir, "nope.yaml")], dir);
+    expectCode(missing, 2);
+    expect(missing.stderr).toContain("nope.yaml");
+    const noLedger = await cli(["verify", sweep], dir);
+    expectCode(noLedger, 2);
+    expect(noLedger.stderr).toContain(`no ledger in ${join(dir, ".labsweep")}`);
+  });
+});
+
+describe("labsweep verify on PostgreSQL", () => {
+  const postgres = usePostgres();
+
+  it("checks against a PostgreSQL ledger", async () => {
+    const { dir, sweep, csv } = project();
+    const url = await postgres().createDatabase();
+    expectCode(await cli(["run", sweep, "--store", url, "--no-dashboard"], dir), 0);
+    expectCode(await cli(["verify", sweep, "--store", url], dir), 0);
+    const { header, row } = rowsByX(csv);
+    writeFileSync(csv, `${[header, row.get("1"), row.get("1"), row.get("3")].join("\n")}\n`);
+    const found = await cli(["verify", sweep, "--store", url], dir);
+    expectCode(found, 1);
+    expect(found.stdout).toContain(`${csv}:3: duplicate: task 1`);
+    expect(found.stdout).toContain(`${csv}: missing: task 2`);
+  });
+});
