@@ -1,13 +1,14 @@
 /**
- * `labsweep verify CONFIG…` through the built CLI, after a real `labsweep run` of real python3
- * tasks: a clean run verifies; a planted duplicate, torn, unknown and deleted row are each named
- * by file:line (exit 1); bad input is exit 2; once on PostgreSQL. Run `npm run build` first (the
- * CLI runs dist/).
+ * `labsweep verify CONFIG… [--fix]` through the built CLI, after a real `labsweep run` of real
+ * python3 tasks: a clean run verifies; a planted duplicate, torn, unknown and deleted row are
+ * each named by file:line (exit 1); --fix repairs them and verify exits 0 again; --fix refuses
+ * while a `serve` holds the ledger; bad input is exit 2; once on PostgreSQL. Run `npm run build`
+ * first (the CLI runs dist/).
  */
-import { readFileSync, writeFileSync } from "node:fs";
+import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { type CliResult, runCli, tempDir, writeFile } from "./helpers/cli.js";
+import { type CliResult, collect, runCli, startCli, tempDir, writeFile } from "./helpers/cli.js";
 import { usePostgres } from "./helpers/postgres.js";
 
 const TASK_PY = `import json, os, sys
@@ -47,7 +48,7 @@ function rowsByX(csv: string): { header: string; row: Map<string, string> } {
 }
 
 describe("labsweep verify", () => {
-  it("passes a clean run, names each planted problem by file:line", async () => {
+  it("passes a clean run, names each planted problem by file:line, and --fix repairs them all", async () => {
     const { dir, sweep, csv } = project();
     expectCode(await cli(["run", sweep, "--no-dashboard"], dir), 0);
     const clean = await cli(["verify", sweep], dir);
@@ -89,6 +90,43 @@ describe("labsweep verify", () => {
     ]);
     // Without --fix nothing is written.
     expect(readFileSync(csv, "utf8")).toBe(planted);
+
+    const fixed = await cli(["verify", sweep, "--fix"], dir);
+    expectCode(fixed, 0);
+    expect(fixed.stdout).toMatch(/fix: moved 3 rows out of .* into .*final_results\.csv\.foreign-.*\.csv/);
+    expect(fixed.stdout).toContain("fix: 1 missing rows owed to");
+    const [side] = readdirSync(join(dir, "out")).filter((name) =>
+      name.startsWith("final_results.csv.foreign-"),
+    );
+    expect(readFileSync(join(dir, "out", side as string), "utf8")).toBe(
+      `source_line,reason,${header}\n3,duplicate,${one}\n5,unknown,${one.replace("main,1,0.1,", "main,7,0.7,")}\n6,torn,"main,3,0."\n`,
+    );
+    expect(readFileSync(csv, "utf8")).toBe(`${[header, one, three, row.get("2")].join("\n")}\n`);
+    expectCode(await cli(["verify", sweep], dir), 0);
+  });
+
+  it("refuses --fix while serve holds the ledger (exit 2), and still checks without it", async () => {
+    const { dir, sweep } = project();
+    expectCode(await cli(["run", sweep, "--no-dashboard"], dir), 0);
+    const server = startCli(["serve", sweep, "--port", "0"], { cwd: dir, env: CLEAN_ENV });
+    const exit = collect(server, 60_000);
+    try {
+      // serve prints its URL once it holds the state dir.
+      await new Promise<void>((resolve, reject) => {
+        server.stdout?.on("data", (chunk: Buffer) => {
+          if (chunk.toString().includes("\n")) resolve();
+        });
+        void exit.then((result) => reject(new Error(`serve exited ${result.code}:\n${result.stderr}`)));
+      });
+      const refused = await cli(["verify", sweep, "--fix"], dir);
+      expectCode(refused, 2);
+      expect(refused.stderr).toContain(`cannot --fix while a labsweep run or serve is using this ledger`);
+      expect(refused.stderr).toContain(`(pid ${server.pid})`);
+      expectCode(await cli(["verify", sweep], dir), 0);
+    } finally {
+      server.kill("SIGTERM");
+      await exit;
+    }
   });
 
   it("is exit 2 for a config that does not exist or a sweep that never ran", async () => {
@@ -105,7 +143,7 @@ describe("labsweep verify", () => {
 describe("labsweep verify on PostgreSQL", () => {
   const postgres = usePostgres();
 
-  it("checks against a PostgreSQL ledger", async () => {
+  it("checks and repairs against a PostgreSQL ledger", async () => {
     const { dir, sweep, csv } = project();
     const url = await postgres().createDatabase();
     expectCode(await cli(["run", sweep, "--store", url, "--no-dashboard"], dir), 0);
@@ -116,5 +154,7 @@ describe("labsweep verify on PostgreSQL", () => {
     expectCode(found, 1);
     expect(found.stdout).toContain(`${csv}:3: duplicate: task 1`);
     expect(found.stdout).toContain(`${csv}: missing: task 2`);
+    expectCode(await cli(["verify", sweep, "--store", url, "--fix"], dir), 0);
+    expectCode(await cli(["verify", sweep, "--store", url], dir), 0);
   });
 });

@@ -2,12 +2,14 @@
  * `labsweep verify`'s check and repair of results files against the ledger, on SQLite and on
  * PostgreSQL: real ledgers, real CSV files written by the results writer, then damaged by hand.
  */
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { parse } from "csv-parse/sync";
 import { describe, expect, it } from "vitest";
 import type { Db } from "../src/ledger/db.js";
 import { writeOwedResults } from "../src/results/resultsWriter.js";
 import { verifyOutputDirs } from "../src/results/verify.js";
+import { fixOutputDirs } from "../src/results/verifyFix.js";
 import { type LedgerBackend, useLedgerBackends } from "./helpers/postgres.js";
 import { succeedAll, sweepLedger } from "./helpers/resultsLedger.js";
 
@@ -78,16 +80,49 @@ describe.each(backends)("verify on $name", (backend) => {
     ]);
   });
 
-  it("tells a row the ledger has not seen succeed", async () => {
+  it("--fix moves foreign rows to a side file with their lines, writes the missing row, and then all is well", async () => {
+    const { db, dir, csv } = await ranSweep(backend);
+    const [header, row1, row2, row3, row4a, row4b] = linesOf(csv);
+    const planted = [header, row1, row1, row3, row4a, row4b, row1?.replace("main,1,", "main,9,")];
+    writeFileSync(csv, `${planted.join("\n")}\n${row1?.slice(0, 8)}`);
+
+    const fix = await fixOutputDirs(db, [dir], new Date(Date.UTC(2026, 0, 2, 3, 4, 5, 6)));
+    expect(fix.dirs).toEqual([expect.objectContaining({ outputDir: dir, moved: 3, owed: 1, error: null })]);
+    expect(fix.drain.written).toBe(1);
+    const side = join(dir, "final_results.csv.foreign-2026-01-02T03-04-05-006Z.csv");
+    expect(fix.dirs[0]?.sideFile).toBe(side);
+    // The torn row's text is one cell (under `phase`): its other cells never arrived.
+    const moved = parse(readFileSync(side), { columns: true, relax_column_count: true }) as Array<
+      Record<string, string>
+    >;
+    expect(moved.map((row) => [row.source_line, row.reason, row.x])).toEqual([
+      ["3", "duplicate", "1"],
+      ["7", "unknown", "9"],
+      ["8", "torn", undefined],
+    ]);
+    expect(moved[2]?.phase).toBe(row1?.slice(0, 8));
+    // The good rows stay byte for byte, in their order; the missing one is appended.
+    expect(linesOf(csv)).toEqual([header, row1, row3, row4a, row4b, row2, ""]);
+    expect(await problems(db, dir)).toEqual([]);
+    // Nothing left to move: a second fix writes no side file and changes nothing.
+    const again = await fixOutputDirs(db, [dir]);
+    expect(again.dirs[0]).toEqual(expect.objectContaining({ moved: 0, owed: 0, sideFile: null }));
+    expect(readdirSync(dir).filter((name) => name.includes(".foreign-"))).toHaveLength(1);
+  });
+
+  it("tells a row the ledger has not seen succeed; --fix imports it, as a run's resume scan would", async () => {
     const { db, root } = await sweepLedger(backend, SWEEP);
     const dir = join(root, "out");
     mkdirSync(dir);
     // The original system's file: x=2's result, which the ledger has as pending.
     writeFileSync(join(dir, "final_results.csv"), "x,loss\n2,0.25\n");
     expect(await problems(db, dir)).toEqual([{ kind: "unimported", line: 2, task: 2 }]);
+    const fix = await fixOutputDirs(db, [dir]);
+    expect(fix.dirs[0]).toEqual(expect.objectContaining({ moved: 0, owed: 0 }));
+    expect(await problems(db, dir)).toEqual([]);
   });
 
-  it("reports a missing file's rows, and an unreadable file once", async () => {
+  it("reports a missing file's rows, and an unreadable file once, which --fix leaves alone", async () => {
     const { db, dir, csv } = await ranSweep(backend);
     const bad = 'phase,x,loss\nmain,"1"x,2\n';
     writeFileSync(csv, bad);
@@ -95,6 +130,9 @@ describe.each(backends)("verify on $name", (backend) => {
     expect(report?.problems).toEqual([
       expect.objectContaining({ kind: "unreadable", file: csv, line: null }),
     ]);
+    const fix = await fixOutputDirs(db, [dir]);
+    expect(fix.dirs[0]?.error).toContain(`malformed CSV file ${csv}`);
+    expect(readFileSync(csv, "utf8")).toBe(bad);
 
     const { db: other, root } = await sweepLedger(backend, SWEEP);
     await succeedAll(other, (params) => ({ metrics: { loss: Number(params.x) } }));

@@ -341,6 +341,7 @@ function registerLedgerCommands(program: Command, finish: Finish): void {
     .option(...STATE)
     .option(...STORE_OPTION)
     .option(...COMMAND)
+    .option("--fix", "write missing rows, move foreign ones to a side file beside the CSV (deletes nothing)")
     .option("--json", "print one JSON object")
     .option("--yes", "accept grids over 10 million tasks")
     .action(async (configs: string[], flags) => {

@@ -1,6 +1,9 @@
 import { openSweep } from "../coordinator/openSweep.js";
-import { openLedgerReadOnly } from "../ledger/openLedger.js";
+import { acquireStateLock, StateLockedError } from "../coordinator/stateLock.js";
+import type { Db } from "../ledger/db.js";
+import { openLedger, openLedgerReadOnly } from "../ledger/openLedger.js";
 import { type DirReport, type VerifyProblem, verifyOutputDirs } from "../results/verify.js";
+import { type FixReport, fixOutputDirs } from "../results/verifyFix.js";
 import { outputDirsOf } from "../sweep/expand.js";
 import { EXIT, UsageError } from "./exitCodes.js";
 import { stateDirFrom } from "./stateDir.js";
@@ -12,15 +15,17 @@ export interface VerifyFlags {
   command?: string;
   yes?: boolean;
   json?: boolean;
+  /** Repair what is wrong (Default: only report). */
+  fix?: boolean;
 }
 
 /** PostgreSQL's error code for a table that does not exist. */
 const UNDEFINED_TABLE = "42P01";
 
 /**
- * `labsweep verify CONFIG…`: checks every output dir of the configs against the ledger
+ * `labsweep verify CONFIG… [--fix]`: checks every output dir of the configs against the ledger
  * (results/verify.ts). Exit 0 when all is well, 1 when anything is wrong, 2 for bad input. It
- * writes nothing.
+ * writes nothing without --fix; --fix needs the state dir to itself.
  */
 export async function verifyCommand(configs: string[], flags: VerifyFlags): Promise<number> {
   const sweep = openSweep(configs, { defaultCommand: flags.command, yes: flags.yes });
@@ -31,10 +36,37 @@ export async function verifyCommand(configs: string[], flags: VerifyFlags): Prom
     throw new UsageError(
       `no ledger in ${stateDir}: nothing to verify against (run the configs first, or pass --state DIR)`,
     );
+  if (!flags.fix) {
+    try {
+      return finish(await ledgerCall(() => verifyOutputDirs(reader, outputDirs)), null, flags);
+    } finally {
+      await reader.close();
+    }
+  }
+  await reader.close();
+  const release = lockForFix(stateDir);
+  let db: Db | null = null;
   try {
-    return finish(await ledgerCall(() => verifyOutputDirs(reader, outputDirs)), flags);
+    db = await openLedger(stateDir, { store: flags.store });
+    const writable = db;
+    const fix = await ledgerCall(() => fixOutputDirs(writable, outputDirs));
+    return finish(await verifyOutputDirs(writable, outputDirs), fix, flags);
   } finally {
-    await reader.close();
+    await db?.close();
+    release();
+  }
+}
+
+/** The state dir's lock, or exit 2: a run or serve writes these files and would race the fix. */
+function lockForFix(stateDir: string): () => void {
+  try {
+    return acquireStateLock(stateDir);
+  } catch (error) {
+    if (!(error instanceof StateLockedError)) throw error;
+    throw new UsageError(
+      `cannot --fix while a labsweep run or serve is using this ledger (${error.message}): it writes the same result files, and the two would race; stop it, or run verify without --fix`,
+      { cause: error },
+    );
   }
 }
 
@@ -49,15 +81,16 @@ async function ledgerCall<T>(call: () => Promise<T>): Promise<T> {
   }
 }
 
-/** Prints the verdict; returns the exit code. */
-function finish(reports: DirReport[], flags: VerifyFlags): number {
+/** Prints the fix (if any) and the verdict; returns the exit code. */
+function finish(reports: DirReport[], fix: FixReport | null, flags: VerifyFlags): number {
   const problems = reports.flatMap((report) => report.problems);
   const dirs = [...new Set(reports.map((report) => report.outputDir))];
   const rows = reports.reduce((sum, report) => sum + report.rows, 0);
   if (flags.json) {
-    process.stdout.write(`${JSON.stringify({ ok: problems.length === 0, dirs: reports, problems })}\n`);
+    process.stdout.write(`${JSON.stringify({ ok: problems.length === 0, dirs: reports, problems, fix })}\n`);
     return problems.length === 0 ? EXIT.ok : EXIT.failed;
   }
+  if (fix) for (const line of fixLines(fix)) process.stdout.write(`${line}\n`);
   for (const problem of problems) process.stdout.write(`${problemLine(problem)}\n`);
   if (problems.length === 0) {
     process.stdout.write(`verify: ${dirs.length} output dirs, ${rows} rows: every result in place\n`);
@@ -68,7 +101,7 @@ function finish(reports: DirReport[], flags: VerifyFlags): number {
   const dirsWrong = new Set(problems.map((problem) => problem.file)).size;
   const byKind = [...kinds].map(([kind, count]) => `${count} ${kind}`).join(", ");
   process.stdout.write(
-    `verify: ${problems.length} problems (${byKind}) in ${dirsWrong} of ${dirs.length} output dirs\n`,
+    `verify: ${problems.length} problems (${byKind}) in ${dirsWrong} of ${dirs.length} output dirs${fix ? "" : "; `labsweep verify --fix` repairs them"}\n`,
   );
   return EXIT.failed;
 }
@@ -78,4 +111,18 @@ export function problemLine(problem: VerifyProblem): string {
   const place = problem.line === null ? problem.file : `${problem.file}:${problem.line}`;
   const task = problem.task ? ` task ${problem.task.id} ${JSON.stringify(problem.task.params)}:` : "";
   return `${place}: ${problem.kind}:${task} ${problem.detail}`;
+}
+
+function fixLines(fix: FixReport): string[] {
+  const lines: string[] = [];
+  for (const dir of fix.dirs) {
+    if (dir.error) lines.push(`fix: left ${dir.outputDir} as it is: ${dir.error}`);
+    if (dir.moved > 0)
+      lines.push(`fix: moved ${dir.moved} rows out of ${dir.outputDir} into ${dir.sideFile}`);
+    if (dir.owed > 0) lines.push(`fix: ${dir.owed} missing rows owed to ${dir.outputDir} again`);
+  }
+  lines.push(`fix: wrote ${fix.drain.written} result rows`);
+  for (const failed of fix.drain.failed)
+    lines.push(`fix: cannot write results to ${failed.outputDir}: ${failed.error}`);
+  return lines;
 }
