@@ -8,6 +8,7 @@ import { flattenMetrics } from "../protocol/metricNames.js";
 import type { Placement } from "../sweep/types.js";
 import { STATE_DIR_MARKER } from "./leftovers.js";
 import { withPythonClient } from "./pythonClient.js";
+import { parseResultJson } from "./resultJson.js";
 
 /** What the agent sends a task's process group on a stop (LABSWEEP_STOP_SIGNAL). */
 const STOP_SIGNAL = "SIGTERM";
@@ -114,7 +115,8 @@ export const RESULT_LIMIT_BYTES = 256 * 1024;
 
 /**
  * The metrics a task wrote to LABSWEEP_RESULT_FILE, nested objects flattened to dotted names as
- * the Python client does (`{"val": {"acc": 1}}` → `val.acc`): an empty or missing file means a
+ * the Python client does (`{"val": {"acc": 1}}` → `val.acc`), and Python's bare NaN/Infinity as
+ * its strings (parseResultJson): an empty or missing file means a
  * task with no metrics (a no-op or side-effect-only task); anything but a JSON object, a name
  * reached twice, or a file over RESULT_LIMIT_BYTES, is an error.
  */
@@ -131,7 +133,7 @@ export function readResult(resultPath: string): { metrics: Record<string, unknow
   }
   if (text.trim() === "") return { metrics: {} };
   try {
-    const value = JSON.parse(text) as unknown;
+    const value = parseResultJson(text);
     if (value !== null && typeof value === "object" && !Array.isArray(value)) {
       const flat = flattenMetrics(value as Record<string, unknown>);
       return "error" in flat ? { error: `LABSWEEP_RESULT_FILE: ${flat.error}` } : flat;
