@@ -53,7 +53,7 @@ describe("labsweep verify", () => {
     expectCode(await cli(["run", sweep, "--no-dashboard"], dir), 0);
     const clean = await cli(["verify", sweep], dir);
     expectCode(clean, 0);
-    expect(clean.stdout).toContain("verify: 1 output dirs, 3 rows: every result in place");
+    expect(clean.stdout).toContain("verify: 1 output dir, 3 rows: every result in place");
 
     const { header, row } = rowsByX(csv);
     const [one, three] = [row.get("1") as string, row.get("3") as string];
@@ -73,7 +73,7 @@ describe("labsweep verify", () => {
       `${csv}: missing: task 2 {"x":2}: no row holds this succeeded task's metrics`,
     );
     expect(found.stdout).toContain(
-      "verify: 4 problems (1 duplicate, 1 unknown, 1 torn, 1 missing) in 1 of 1 output dirs",
+      "verify: 4 problems (1 duplicate, 1 unknown, 1 torn, 1 missing) in 1 file",
     );
     const json = await cli(["verify", sweep, "--json"], dir);
     expectCode(json, 1);
@@ -93,8 +93,8 @@ describe("labsweep verify", () => {
 
     const fixed = await cli(["verify", sweep, "--fix"], dir);
     expectCode(fixed, 0);
-    expect(fixed.stdout).toMatch(/fix: moved 3 rows out of .* into .*final_results\.csv\.foreign-.*\.csv/);
-    expect(fixed.stdout).toContain("fix: 1 missing rows owed to");
+    expect(fixed.stdout).toMatch(/fix: moved 3 rows into .*final_results\.csv\.foreign-.*\.csv/);
+    expect(fixed.stdout).toContain("fix: 1 missing row owed to");
     const [side] = readdirSync(join(dir, "out")).filter((name) =>
       name.startsWith("final_results.csv.foreign-"),
     );
@@ -127,6 +127,31 @@ describe("labsweep verify", () => {
       server.kill("SIGTERM");
       await exit;
     }
+  });
+
+  it("holds failed_experiments.csv to the ledger: a line of no task is named, and --fix moves it aside", async () => {
+    const dir = tempDir();
+    writeFile(dir, "task.py", `import sys\nsys.exit(int(sys.argv[1]))\n`);
+    const sweep = writeFile(
+      dir,
+      "sweep.yaml",
+      `command: python3 task.py {x}\nretries: 0\nmain:\n  output_dir: out\n  combinations:\n    - x: [0, 3]\n`,
+    );
+    expectCode(await cli(["run", sweep, "--no-dashboard"], dir), 1);
+    // A failed task is owed no row: all is well.
+    expectCode(await cli(["verify", sweep], dir), 0);
+    const log = join(dir, ".labsweep", "failed_experiments.csv");
+    const text = readFileSync(log, "utf8");
+    const [header, line] = text.split("\n");
+    expect(header).toMatch(/^timestamp,task_id,/);
+    const planted = `${text}${line?.replace(/^([^,]*),2,/, "$1,99,")}\n`;
+    writeFileSync(log, planted);
+    const found = await cli(["verify", sweep], dir);
+    expectCode(found, 1);
+    expect(found.stdout).toContain(`${log}:3: unknown: task_id "99" is no task of the ledger`);
+    expectCode(await cli(["verify", sweep, "--fix"], dir), 0);
+    expect(readFileSync(log, "utf8")).toBe(text);
+    expectCode(await cli(["verify", sweep], dir), 0);
   });
 
   it("is exit 2 for a config that does not exist or a sweep that never ran", async () => {

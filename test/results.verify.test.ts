@@ -86,7 +86,7 @@ describe.each(backends)("verify on $name", (backend) => {
     const planted = [header, row1, row1, row3, row4a, row4b, row1?.replace("main,1,", "main,9,")];
     writeFileSync(csv, `${planted.join("\n")}\n${row1?.slice(0, 8)}`);
 
-    const fix = await fixOutputDirs(db, [dir], new Date(Date.UTC(2026, 0, 2, 3, 4, 5, 6)));
+    const fix = await fixOutputDirs(db, [dir], { now: new Date(Date.UTC(2026, 0, 2, 3, 4, 5, 6)) });
     expect(fix.dirs).toEqual([expect.objectContaining({ outputDir: dir, moved: 3, owed: 1, error: null })]);
     expect(fix.drain.written).toBe(1);
     const side = join(dir, "final_results.csv.foreign-2026-01-02T03-04-05-006Z.csv");

@@ -3,6 +3,7 @@ import { acquireStateLock, StateLockedError } from "../coordinator/stateLock.js"
 import type { Db } from "../ledger/db.js";
 import { openLedger, openLedgerReadOnly } from "../ledger/openLedger.js";
 import { type DirReport, type VerifyProblem, verifyOutputDirs } from "../results/verify.js";
+import { inspectFailedLog } from "../results/verifyFailedLog.js";
 import { type FixReport, fixOutputDirs } from "../results/verifyFix.js";
 import { outputDirsOf } from "../sweep/expand.js";
 import { EXIT, UsageError } from "./exitCodes.js";
@@ -38,7 +39,7 @@ export async function verifyCommand(configs: string[], flags: VerifyFlags): Prom
     );
   if (!flags.fix) {
     try {
-      return finish(await ledgerCall(() => verifyOutputDirs(reader, outputDirs)), null, flags);
+      return finish(await ledgerCall(() => checkAll(reader, outputDirs, stateDir)), null, flags);
     } finally {
       await reader.close();
     }
@@ -49,12 +50,18 @@ export async function verifyCommand(configs: string[], flags: VerifyFlags): Prom
   try {
     db = await openLedger(stateDir, { store: flags.store });
     const writable = db;
-    const fix = await ledgerCall(() => fixOutputDirs(writable, outputDirs));
-    return finish(await verifyOutputDirs(writable, outputDirs), fix, flags);
+    const fix = await ledgerCall(() => fixOutputDirs(writable, outputDirs, { stateDir }));
+    return finish(await checkAll(writable, outputDirs, stateDir), fix, flags);
   } finally {
     await db?.close();
     release();
   }
+}
+
+/** Every output dir's checks, then the state dir's failed_experiments.csv. */
+async function checkAll(db: Db, outputDirs: readonly string[], stateDir: string): Promise<DirReport[]> {
+  const reports = await verifyOutputDirs(db, outputDirs);
+  return [...reports, (await inspectFailedLog(db, stateDir)).report];
 }
 
 /** The state dir's lock, or exit 2: a run or serve writes these files and would race the fix. */
@@ -84,8 +91,9 @@ async function ledgerCall<T>(call: () => Promise<T>): Promise<T> {
 /** Prints the fix (if any) and the verdict; returns the exit code. */
 function finish(reports: DirReport[], fix: FixReport | null, flags: VerifyFlags): number {
   const problems = reports.flatMap((report) => report.problems);
-  const dirs = [...new Set(reports.map((report) => report.outputDir))];
-  const rows = reports.reduce((sum, report) => sum + report.rows, 0);
+  // The last report is the state dir's failed log, not an output dir.
+  const dirs = new Set(reports.slice(0, -1).map((report) => report.outputDir)).size;
+  const rows = reports.slice(0, -1).reduce((sum, report) => sum + report.rows, 0);
   if (flags.json) {
     process.stdout.write(`${JSON.stringify({ ok: problems.length === 0, dirs: reports, problems, fix })}\n`);
     return problems.length === 0 ? EXIT.ok : EXIT.failed;
@@ -93,15 +101,17 @@ function finish(reports: DirReport[], fix: FixReport | null, flags: VerifyFlags)
   if (fix) for (const line of fixLines(fix)) process.stdout.write(`${line}\n`);
   for (const problem of problems) process.stdout.write(`${problemLine(problem)}\n`);
   if (problems.length === 0) {
-    process.stdout.write(`verify: ${dirs.length} output dirs, ${rows} rows: every result in place\n`);
+    process.stdout.write(
+      `verify: ${plural(dirs, "output dir")}, ${plural(rows, "row")}: every result in place\n`,
+    );
     return EXIT.ok;
   }
   const kinds = new Map<string, number>();
   for (const problem of problems) kinds.set(problem.kind, (kinds.get(problem.kind) ?? 0) + 1);
-  const dirsWrong = new Set(problems.map((problem) => problem.file)).size;
+  const files = new Set(problems.map((problem) => problem.file)).size;
   const byKind = [...kinds].map(([kind, count]) => `${count} ${kind}`).join(", ");
   process.stdout.write(
-    `verify: ${problems.length} problems (${byKind}) in ${dirsWrong} of ${dirs.length} output dirs${fix ? "" : "; `labsweep verify --fix` repairs them"}\n`,
+    `verify: ${plural(problems.length, "problem")} (${byKind}) in ${plural(files, "file")}${fix ? "" : "; `labsweep verify --fix` repairs them"}\n`,
   );
   return EXIT.failed;
 }
@@ -117,12 +127,15 @@ function fixLines(fix: FixReport): string[] {
   const lines: string[] = [];
   for (const dir of fix.dirs) {
     if (dir.error) lines.push(`fix: left ${dir.outputDir} as it is: ${dir.error}`);
-    if (dir.moved > 0)
-      lines.push(`fix: moved ${dir.moved} rows out of ${dir.outputDir} into ${dir.sideFile}`);
-    if (dir.owed > 0) lines.push(`fix: ${dir.owed} missing rows owed to ${dir.outputDir} again`);
+    if (dir.moved > 0) lines.push(`fix: moved ${plural(dir.moved, "row")} into ${dir.sideFile}`);
+    if (dir.owed > 0) lines.push(`fix: ${plural(dir.owed, "missing row")} owed to ${dir.outputDir} again`);
   }
-  lines.push(`fix: wrote ${fix.drain.written} result rows`);
+  lines.push(`fix: wrote ${plural(fix.drain.written, "result row")}`);
   for (const failed of fix.drain.failed)
     lines.push(`fix: cannot write results to ${failed.outputDir}: ${failed.error}`);
   return lines;
+}
+
+function plural(count: number, noun: string): string {
+  return `${count} ${noun}${count === 1 ? "" : "s"}`;
 }

@@ -2,15 +2,18 @@ import { randomBytes } from "node:crypto";
 import { rename, rm } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { stringify } from "csv-stringify/sync";
+import { tightenFile } from "../files/privateFiles.js";
 import type { Db } from "../ledger/db.js";
 import { oweRowsAgain } from "../ledger/oweRowsAgain.js";
 import { oweRowsToNewPlacements } from "../ledger/resultRows.js";
 import { CsvFileError, errorText } from "./csvFile.js";
 import type { CsvRecords } from "./csvRecords.js";
 import { syncDirectory, writeAndSync } from "./durableWrite.js";
+import { FAILED_FILE } from "./failedLog.js";
 import { type DrainOutcome, drainOwedResults } from "./resultsWriter.js";
 import { RESULTS_FILE, rescanOutputDir } from "./resumeScan.js";
 import { inspectResultsFile, type VerifyProblem } from "./verify.js";
+import { inspectFailedLog } from "./verifyFailedLog.js";
 
 /** What `verify --fix` did to one dir. */
 export interface DirFix {
@@ -35,18 +38,41 @@ export interface FixReport {
  * scan a run starts with (rows of tasks the ledger has not seen succeed become their results);
  * then every foreign row (duplicate, torn, unknown) goes to a side file beside the CSV, with its
  * original line, and out of the CSV by one atomic rewrite; then the rows missing are owed again
- * and the results writer writes them as a run would. The caller holds the state dir's lock: a
+ * and the results writer writes them as a run would. With `stateDir`, its failed_experiments.csv
+ * too: lines of unknown tasks and a torn one go to a side file. The caller holds the state dir's lock: a
  * run or serve writing the same files at the same time would race with the rewrite.
  */
 export async function fixOutputDirs(
   db: Db,
   outputDirs: readonly string[],
-  now = new Date(),
+  options: { now?: Date; stateDir?: string } = {},
 ): Promise<FixReport> {
+  const now = options.now ?? new Date();
   await oweRowsToNewPlacements(db);
   const dirs: DirFix[] = [];
   for (const outputDir of outputDirs) dirs.push(await fixDir(db, outputDir, now));
+  if (options.stateDir !== undefined) dirs.push(await fixFailedLog(db, options.stateDir, now));
   return { dirs, drain: await drainOwedResults(db) };
+}
+
+/** The failed log's torn line and lines of tasks the ledger does not know go to a side file. */
+async function fixFailedLog(db: Db, stateDir: string, now: Date): Promise<DirFix> {
+  const fix: DirFix = { outputDir: stateDir, moved: 0, sideFile: null, owed: 0, error: null };
+  try {
+    const { csv, foreign, report } = await inspectFailedLog(db, stateDir);
+    const unreadable = report.problems.find((problem) => problem.kind === "unreadable");
+    if (unreadable) return { ...fix, error: unreadable.detail };
+    if (!csv || foreign.size === 0) return fix;
+    fix.sideFile = await moveAside(join(stateDir, FAILED_FILE), csv, foreign, now);
+    // In the state dir: the owner's alone, like the log itself (log tails can hold secrets).
+    tightenFile(fix.sideFile);
+    tightenFile(join(stateDir, FAILED_FILE));
+    fix.moved = foreign.size;
+  } catch (error) {
+    if (!(error instanceof CsvFileError)) throw error;
+    fix.error = errorText(error);
+  }
+  return fix;
 }
 
 async function fixDir(db: Db, outputDir: string, now: Date): Promise<DirFix> {

@@ -27,3 +27,17 @@ export async function tasksOfDir(db: Db, outputDir: string): Promise<DirTaskRow[
     [outputDir],
   );
 }
+
+/** Those of these task ids the ledger knows. */
+export async function knownTaskIds(db: Db, taskIds: readonly number[]): Promise<Set<number>> {
+  const known = new Set<number>();
+  for (let start = 0; start < taskIds.length; start += 500) {
+    const slice = taskIds.slice(start, start + 500);
+    const rows = await db.all<{ id: number }>(
+      `SELECT id FROM tasks WHERE id IN (${slice.map((_, i) => `$${i + 1}`).join(", ")})`,
+      slice,
+    );
+    for (const row of rows) known.add(Number(row.id));
+  }
+  return known;
+}
