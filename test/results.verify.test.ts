@@ -7,9 +7,10 @@ import { join } from "node:path";
 import { parse } from "csv-parse/sync";
 import { describe, expect, it } from "vitest";
 import type { Db } from "../src/ledger/db.js";
+import { LEDGER_LOCKS, tryLockLedger } from "../src/ledger/dialect.js";
 import { writeOwedResults } from "../src/results/resultsWriter.js";
 import { verifyOutputDirs } from "../src/results/verify.js";
-import { fixOutputDirs } from "../src/results/verifyFix.js";
+import { fixOutputDirs, ResultsBusyError } from "../src/results/verifyFix.js";
 import { type LedgerBackend, useLedgerBackends } from "./helpers/postgres.js";
 import { succeedAll, sweepLedger } from "./helpers/resultsLedger.js";
 
@@ -167,5 +168,23 @@ b:
       { kind: "unknown", line: 4, task: null },
       { kind: "missing", line: null, task: 1 },
     ]);
+  });
+});
+
+describe("verify --fix on PostgreSQL", () => {
+  const postgres = backends.find((backend) => backend.name === "postgres") as LedgerBackend;
+
+  it("refuses while another coordinator holds the results writers' lock, and touches nothing", async () => {
+    const { db, dir, csv } = await ranSweep(postgres);
+    const [header, row1] = linesOf(csv);
+    const planted = `${[header, row1, row1].join("\n")}\n`;
+    writeFileSync(csv, planted);
+    // A transaction takes a connection of its own: here, the other coordinator mid-drain.
+    await db.transaction(async (tx) => {
+      expect(await tryLockLedger(tx, LEDGER_LOCKS.results)).toBe(true);
+      await expect(fixOutputDirs(db, [dir])).rejects.toThrow(ResultsBusyError);
+    });
+    expect(readFileSync(csv, "utf8")).toBe(planted);
+    expect((await fixOutputDirs(db, [dir])).dirs[0]?.moved).toBe(1);
   });
 });

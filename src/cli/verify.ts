@@ -4,7 +4,7 @@ import type { Db } from "../ledger/db.js";
 import { openLedger, openLedgerReadOnly } from "../ledger/openLedger.js";
 import { type DirReport, type VerifyProblem, verifyOutputDirs } from "../results/verify.js";
 import { inspectFailedLog } from "../results/verifyFailedLog.js";
-import { type FixReport, fixOutputDirs } from "../results/verifyFix.js";
+import { type FixReport, fixOutputDirs, ResultsBusyError } from "../results/verifyFix.js";
 import { outputDirsOf } from "../sweep/expand.js";
 import { EXIT, UsageError } from "./exitCodes.js";
 import { stateDirFrom } from "./stateDir.js";
@@ -50,7 +50,11 @@ export async function verifyCommand(configs: string[], flags: VerifyFlags): Prom
   try {
     db = await openLedger(stateDir, { store: flags.store });
     const writable = db;
-    const fix = await ledgerCall(() => fixOutputDirs(writable, outputDirs, { stateDir }));
+    const fix = await ledgerCall(() => fixOutputDirs(writable, outputDirs, { stateDir })).catch((error) => {
+      if (error instanceof ResultsBusyError)
+        throw new UsageError(`cannot --fix: ${error.message}`, { cause: error });
+      throw error;
+    });
     return finish(await checkAll(writable, outputDirs, stateDir), fix, flags);
   } finally {
     await db?.close();

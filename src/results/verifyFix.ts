@@ -4,6 +4,7 @@ import { basename, dirname, join } from "node:path";
 import { stringify } from "csv-stringify/sync";
 import { tightenFile } from "../files/privateFiles.js";
 import type { Db } from "../ledger/db.js";
+import { LEDGER_LOCKS, tryLockLedger } from "../ledger/dialect.js";
 import { oweRowsAgain } from "../ledger/oweRowsAgain.js";
 import { oweRowsToNewPlacements } from "../ledger/resultRows.js";
 import { CsvFileError, errorText } from "./csvFile.js";
@@ -46,6 +47,28 @@ export async function fixOutputDirs(
   db: Db,
   outputDirs: readonly string[],
   options: { now?: Date; stateDir?: string } = {},
+): Promise<FixReport> {
+  if (db.dialect === "sqlite") return fixAll(db, outputDirs, options);
+  // On PostgreSQL, coordinators with state dirs of their own (whose locks this process cannot
+  // see) may drain rows into these files: hold the results writers' lock for the whole repair.
+  return db.transaction(async (tx) => {
+    if (!(await tryLockLedger(tx, LEDGER_LOCKS.results)))
+      throw new ResultsBusyError(
+        "another coordinator is writing this ledger's result files right now; stop it, or try again",
+      );
+    return fixAll(tx, outputDirs, options);
+  });
+}
+
+/** Another coordinator holds the results writers' lock: a repair now would race its appends. */
+export class ResultsBusyError extends Error {
+  override name = "ResultsBusyError";
+}
+
+async function fixAll(
+  db: Db,
+  outputDirs: readonly string[],
+  options: { now?: Date; stateDir?: string },
 ): Promise<FixReport> {
   const now = options.now ?? new Date();
   await oweRowsToNewPlacements(db);
