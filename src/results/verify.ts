@@ -69,6 +69,8 @@ interface DirTask extends MatchableTask {
   state: string;
   /** Its row is owed here: it succeeded, and it and its placement are active. */
   required: boolean;
+  /** The ledger still owes its row here: a running writer has not caught up, or cannot write. */
+  owed: boolean;
 }
 
 /** One dir's report, with the file's records (for --fix, which moves some of them). */
@@ -89,6 +91,7 @@ export async function inspectResultsFile(db: Db, outputDir: string): Promise<Res
     params: JSON.parse(row.params_json) as Params,
     state: row.state,
     required: row.state === "succeeded" && Number(row.placed) === 1,
+    owed: row.written !== null && Number(row.written) === 0,
     ...(row.result_json === null ? {} : { metrics: JSON.parse(row.result_json) as Record<string, unknown> }),
   }));
   let csv: CsvRecords | null;
@@ -129,7 +132,7 @@ export async function inspectResultsFile(db: Db, outputDir: string): Promise<Res
       file,
       line: null,
       task: taskOf(task),
-      detail: csv ? "no row holds this succeeded task's metrics" : "the file does not exist",
+      detail: missingDetail(csv !== null, task.owed),
     });
   const rows = (csv?.rows.length ?? 0) + (csv?.torn ? 1 : 0);
   return {
@@ -215,6 +218,14 @@ function holdsStoredMetrics(
 
 function normal(cell: string): string {
   return formatCell(cellValue(cell));
+}
+
+function missingDetail(fileExists: boolean, owed: boolean): string {
+  const why = fileExists ? "no row holds this succeeded task's metrics" : "the file does not exist";
+  // Owed: not yet written, which a live writer is about to do; else it was there and went.
+  return owed
+    ? `${why} (its row is owed: a running run or serve writes it, unless the dir cannot be written)`
+    : why;
 }
 
 function taskOf(task: DirTask): { id: number; params: Params } {

@@ -9,6 +9,8 @@ export interface DirTaskRow {
   result_json: string | null;
   /** 1 when the task and one of its placements in this dir are active: its row is owed here. */
   placed: number;
+  /** 0 while its row here is owed (not yet written), 1 once written, null if never owed. */
+  written: number | null;
 }
 
 /**
@@ -20,8 +22,9 @@ export async function tasksOfDir(db: Db, outputDir: string): Promise<DirTaskRow[
     `SELECT t.id, t.params_json, t.state,
             CASE WHEN t.state = 'succeeded' THEN t.result_json END AS result_json,
             CASE WHEN t.active = 1 AND EXISTS (SELECT 1 FROM placements q
-                   WHERE q.task_id = t.id AND q.output_dir = $1 AND q.active = 1) THEN 1 ELSE 0 END AS placed
-       FROM tasks t
+                   WHERE q.task_id = t.id AND q.output_dir = $1 AND q.active = 1) THEN 1 ELSE 0 END AS placed,
+            r.written
+       FROM tasks t LEFT JOIN result_rows r ON r.task_id = t.id AND r.output_dir = $1
       WHERE t.id IN (SELECT task_id FROM placements WHERE output_dir = $1)
       ORDER BY t.id`,
     [outputDir],
