@@ -39,7 +39,7 @@ async function problems(db: Db, dir: string) {
   return (report?.problems ?? []).map((problem) => ({
     kind: problem.kind,
     line: problem.line,
-    task: problem.task?.params.x ?? null,
+    task: problem.task?.params?.x ?? null,
   }));
 }
 

@@ -123,7 +123,8 @@ function finish(reports: DirReport[], fix: FixReport | null, flags: VerifyFlags)
 /** `FILE:LINE: duplicate: task 3 {"x":1}: why`. */
 export function problemLine(problem: VerifyProblem): string {
   const place = problem.line === null ? problem.file : `${problem.file}:${problem.line}`;
-  const task = problem.task ? ` task ${problem.task.id} ${JSON.stringify(problem.task.params)}:` : "";
+  const params = problem.task?.params ? ` ${JSON.stringify(problem.task.params)}` : "";
+  const task = problem.task ? ` task ${problem.task.id}${params}:` : "";
   return `${place}: ${problem.kind}:${task} ${problem.detail}`;
 }
 

@@ -27,7 +27,8 @@ export interface VerifyProblem {
   file: string;
   /** The row's first line in `file`; null for what is not a row (a missing row). */
   line: number | null;
-  task: { id: number; params: Params } | null;
+  /** The task the problem is about; `params` where the check knows them. */
+  task: { id: number; params?: Params } | null;
   /** One sentence, without the file and the task. */
   detail: string;
 }
