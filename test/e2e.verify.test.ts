@@ -57,8 +57,10 @@ describe("labsweep verify", () => {
 
     const { header, row } = rowsByX(csv);
     const [one, three] = [row.get("1") as string, row.get("3") as string];
-    // x=2 deleted; line 3 duplicates x=1; line 5 is x=7, no task's; line 6 is cut short.
-    const planted = `${[header, one, one, three, one.replace("main,1,0.1,", "main,7,0.7,")].join("\n")}\nmain,3,0.`;
+    // x=2 deleted; line 3 duplicates x=1; lines 5-6 are x=7, no task's; line 7 is cut short.
+    // x=7's loss is a quoted cell holding a newline and a terminal escape: printed escaped.
+    const hostile = one.replace("main,1,0.1,", 'main,7,"0.7\n\u001b[31m",');
+    const planted = `${[header, one, one, three, hostile].join("\n")}\nmain,3,0.`;
     writeFileSync(csv, planted);
     const found = await cli(["verify", sweep], dir);
     expectCode(found, 1);
@@ -66,9 +68,9 @@ describe("labsweep verify", () => {
       `${csv}:3: duplicate: task 1 {"x":1}: a second row of this task (the first is line 2)`,
     );
     expect(found.stdout).toContain(
-      `${csv}:5: unknown: no task of this dir has these parameters: phase=main, x=7`,
+      `${csv}:5: unknown: no task of this dir has these parameters: phase=main, x=7, loss=0.7\\u000a\\u001b[31m, wall_seconds=`,
     );
-    expect(found.stdout).toContain(`${csv}:6: torn: a last row cut short`);
+    expect(found.stdout).toContain(`${csv}:7: torn: a last row cut short`);
     expect(found.stdout).toContain(
       `${csv}: missing: task 2 {"x":2}: no row holds this succeeded task's metrics`,
     );
@@ -85,7 +87,7 @@ describe("labsweep verify", () => {
     expect(parsed.problems.map((problem) => [problem.kind, problem.line])).toEqual([
       ["duplicate", 3],
       ["unknown", 5],
-      ["torn", 6],
+      ["torn", 7],
       ["missing", null],
     ]);
     // Without --fix nothing is written.
@@ -99,7 +101,7 @@ describe("labsweep verify", () => {
       name.startsWith("final_results.csv.foreign-"),
     );
     expect(readFileSync(join(dir, "out", side as string), "utf8")).toBe(
-      `source_line,reason,${header}\n3,duplicate,${one}\n5,unknown,${one.replace("main,1,0.1,", "main,7,0.7,")}\n6,torn,"main,3,0."\n`,
+      `source_line,reason,${header}\n3,duplicate,${one}\n5,unknown,${hostile}\n7,torn,"main,3,0."\n`,
     );
     expect(readFileSync(csv, "utf8")).toBe(`${[header, one, three, row.get("2")].join("\n")}\n`);
     expectCode(await cli(["verify", sweep], dir), 0);

@@ -125,7 +125,7 @@ export function problemLine(problem: VerifyProblem): string {
   const place = problem.line === null ? problem.file : `${problem.file}:${problem.line}`;
   const params = problem.task?.params ? ` ${JSON.stringify(problem.task.params)}` : "";
   const task = problem.task ? ` task ${problem.task.id}${params}:` : "";
-  return `${place}: ${problem.kind}:${task} ${problem.detail}`;
+  return `${place}: ${problem.kind}:${task} ${visible(problem.detail)}`;
 }
 
 function fixLines(fix: FixReport): string[] {
@@ -143,4 +143,14 @@ function fixLines(fix: FixReport): string[] {
 
 function plural(count: number, noun: string): string {
   return `${count} ${noun}${count === 1 ? "" : "s"}`;
+}
+
+/** Control characters escaped: a cell's newline or terminal escape stays inside its one line. */
+function visible(text: string): string {
+  return [...text]
+    .map((char) => {
+      const code = char.charCodeAt(0);
+      return code < 0x20 || code === 0x7f ? `\\u${code.toString(16).padStart(4, "0")}` : char;
+    })
+    .join("");
 }
