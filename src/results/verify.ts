@@ -80,7 +80,7 @@ export interface ResultsInspection {
   csv: CsvRecords | null;
   /** The records a --fix moves aside, by line, with why. */
   foreign: Map<number, VerifyProblem>;
-  /** Tasks whose row --fix has written again. */
+  /** Tasks whose row is missing: --fix owes them again. */
   missing: number[];
 }
 
