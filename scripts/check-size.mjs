@@ -23,7 +23,6 @@ const PENDING = new Set([
   "src/app/serve.ts#startServer",
   "src/cli/main.ts#main",
   "src/cli/run.ts#runCommand",
-  "src/coordinator/http/agentRoutes.ts#registerAgentRoutes",
   "src/ledger/finishAttempts.ts#finishAttempts",
   "src/ledger/postgresDb.ts#openPostgresDb",
   "src/ledger/reads/overview.ts#computeOverview",

@@ -1,7 +1,7 @@
 import http from "node:http";
 import https from "node:https";
 import { type Warn, warnOnStderr } from "../log/warn.js";
-import { API_PREFIX } from "../protocol/http.js";
+import { API_PREFIX, type ErrorBody, type ErrorCode } from "../protocol/http.js";
 
 /** The coordinator rejected the token (401). Not retried: a wrong token stays wrong. */
 export class UnauthorizedError extends Error {
@@ -24,6 +24,8 @@ export class HttpError extends Error {
     readonly server: string,
     readonly request: string,
     readonly detail: string,
+    /** What the coordinator says the agent may act on (see ErrorCode); absent when nothing. */
+    readonly code?: ErrorCode,
   ) {
     super(`${request} at ${server} failed with ${status}${detail ? `: ${detail}` : ""}`);
   }
@@ -116,7 +118,8 @@ export class CoordinatorClient {
         if (status >= 200 && status < 300) return answer;
         const detail = errorDetail(answer.text);
         if (status === 401) throw new UnauthorizedError(server, detail);
-        if (status < 500) throw new HttpError(status, server, `${method} ${path}`, detail);
+        if (status < 500)
+          throw new HttpError(status, server, `${method} ${path}`, detail, errorCode(answer.text));
         failure = `HTTP ${status}${detail ? `: ${detail}` : ""}`;
       } catch (error) {
         if (error instanceof UnauthorizedError || error instanceof HttpError) throw error;
@@ -322,6 +325,16 @@ function errorDetail(text: string): string {
     // not the contract's { error } body: show the text
   }
   return text.trim().slice(0, 200);
+}
+
+function errorCode(text: string): ErrorCode | undefined {
+  try {
+    const body = JSON.parse(text) as ErrorBody;
+    if (typeof body?.code === "string") return body.code;
+  } catch {
+    // not the contract's { error, code } body: nothing to branch on
+  }
+  return undefined;
 }
 
 function networkFailure(error: unknown, timeoutMs: number): string {

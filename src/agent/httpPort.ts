@@ -384,14 +384,9 @@ export class HttpPort implements CoordinatorPort {
     try {
       return await this.contact.guard(call);
     } catch (error) {
-      if (!(error instanceof HttpError && isUnknownAgent(error) && this.capabilities)) throw error;
+      if (!(error instanceof HttpError && error.code === "unknown_agent" && this.capabilities)) throw error;
       await this.register(this.capabilities);
       return this.contact.guard(call);
     }
   }
-}
-
-/** The coordinator answers 409 "unknown agent …" to an agent it has no registration of. */
-function isUnknownAgent(error: HttpError): boolean {
-  return (error.status === 409 || error.status === 404) && /unknown agent/i.test(error.detail);
 }
