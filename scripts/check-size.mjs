@@ -18,7 +18,6 @@ const report = process.argv.includes("--report");
 // Over budget when the check arrived, each to be split (issue 12); remove an entry once it holds.
 // An entry that holds already fails the check, so the list only shrinks.
 const PENDING = new Set([
-  "src/agent/remoteAgent.ts#connectAndRun",
   "src/agent/runProcess.ts#startProcess",
   "src/app/serve.ts#startServer",
   "src/cli/main.ts#main",

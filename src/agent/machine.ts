@@ -1,9 +1,10 @@
 import { availableParallelism } from "node:os";
 import type { Warn } from "../log/warn.js";
 import type { AgentCapabilities } from "../protocol/http.js";
+import type { GpuSample } from "../protocol/interfaces.js";
 import { describeMachine, type ProbeSpec } from "./capabilities.js";
 import { type GpuLockResult, lockGpus } from "./gpuLocks.js";
-import { type GpuInfo, probeGpus } from "./gpuProbe.js";
+import { type GpuInfo, probeGpus, readGpuUsage } from "./gpuProbe.js";
 import { planSlots, type Slot } from "./slots.js";
 
 /** What decides which of this machine's GPUs and slots an agent takes (see RemoteAgentOptions). */
@@ -89,4 +90,24 @@ export function describeCapabilities(capabilities: AgentCapabilities): string {
     .map(([name, ok]) => `${name} ${ok ? "ok" : "failed"}`)
     .join(", ");
   return `${capabilities.name} (id ${capabilities.agentId}): ${capabilities.slots} slot(s) on ${gpus}${tags}${probes ? `; probes: ${probes}` : ""}`;
+}
+
+/** The agent's GPUs now (utilisation, memory), for the dashboard; none if nvidia-smi fails. */
+export async function gpuSamples(machine: Machine, env = process.env): Promise<GpuSample[] | undefined> {
+  if (machine.capabilities.gpus.length === 0) return undefined;
+  try {
+    const usage = await readGpuUsage({ env });
+    const totals = new Map(machine.allGpus.map((gpu) => [gpu.index, gpu.memoryTotalMiB]));
+    const mine = new Set(machine.capabilities.gpus.map((gpu) => gpu.index));
+    return usage
+      .filter((gpu) => mine.has(gpu.index))
+      .map((gpu) => ({
+        index: gpu.index,
+        utilizationPct: gpu.utilizationPercent ?? 0,
+        memoryUsedMiB: gpu.memoryUsedMiB ?? 0,
+        memoryTotalMiB: totals.get(gpu.index) ?? 0,
+      }));
+  } catch {
+    return undefined;
+  }
 }

@@ -5,17 +5,17 @@ import { type Warn, warnOnStderr } from "../log/warn.js";
 import { attemptFiles } from "../protocol/attemptFiles.js";
 import type { Capacity } from "../protocol/capacity.js";
 import type { ChannelEvent } from "../protocol/http.js";
-import type { GpuSample, Lease } from "../protocol/interfaces.js";
+import type { Lease } from "../protocol/interfaces.js";
 import { Agent, type AgentEvent, type AgentExit } from "./agent.js";
 import { forgetRunning, killPreviousTasks, openAgentState, recordRunning } from "./agentState.js";
 import type { ProbeSpec } from "./capabilities.js";
 import { holdChannel } from "./channel.js";
 import type { CoordinatorPort } from "./coordinatorPort.js";
-import { probeGpus, readGpuUsage } from "./gpuProbe.js";
+import { probeGpus } from "./gpuProbe.js";
 import { CoordinatorClient, UnauthorizedError } from "./httpClient.js";
 import { HttpPort } from "./httpPort.js";
 import { LogStream } from "./logStream.js";
-import { describeCapabilities, type Machine, probeMachine } from "./machine.js";
+import { describeCapabilities, gpuSamples, type Machine, probeMachine } from "./machine.js";
 import { Outbox } from "./outbox.js";
 
 export interface RemoteAgentOptions {
@@ -120,46 +120,10 @@ export class RemoteAgent {
       token: this.options.token,
       warn: this.log,
     });
-    let port: HttpPort | null = null;
-    const outbox = new Outbox(
-      join(stateDir, "outbox"),
-      (record, signal) => (port as HttpPort).deliver(record, signal),
-      {
-        warn: this.log,
-        onError: (error) => this.onError(error),
-        // While tasks are held ahead (short tasks, a lease every task or two), a report waits a
-        // moment for the next lease to carry it: one request then settles several.
-        sendDelayMs: () => ((this.agent?.heldCount ?? 0) > 0 ? REPORT_DELAY_MS : 0),
-      },
-    );
-    port = new HttpPort(client, {
-      agentId,
-      slots: machine.slots.length,
-      outbox,
-      stay: this.options.stay,
-      onFatal: (error) => this.onError(error),
-      warn: this.log,
-    });
-    const http = port;
+    const { http, outbox } = this.openPort(client, stateDir, machine);
     const channelStop = new AbortController();
     let channel: Promise<void> = Promise.resolve();
-    const giveUpAfterMs = this.options.giveUpAfterMs;
-    const watchdog =
-      giveUpAfterMs === undefined
-        ? undefined
-        : setInterval(
-            () => {
-              if (this.gaveUp || client.outageMs() < giveUpAfterMs) return;
-              if (this.agent && (this.agent.runningCount > 0 || this.agent.heldCount > 0)) return;
-              this.gaveUp = true;
-              this.log(
-                `labsweep agent: no coordinator has answered for ${Math.round(client.outageMs() / 1000)} s (--give-up-after); giving up`,
-              );
-              this.stopLeasing();
-            },
-            Math.min(1000, giveUpAfterMs),
-          );
-    watchdog?.unref();
+    const watchdog = this.watchOutage(client);
     try {
       const registration = await this.unlessStopped(() =>
         http.register(machine.capabilities, this.stop.signal),
@@ -193,6 +157,55 @@ export class RemoteAgent {
       await outbox.close();
       for (const stream of this.streams.values()) await stream.finish();
     }
+  }
+
+  /** The HTTP port and the outbox its reports wait in (each needs the other). */
+  private openPort(
+    client: CoordinatorClient,
+    stateDir: string,
+    machine: Machine,
+  ): { http: HttpPort; outbox: Outbox } {
+    let port: HttpPort | null = null;
+    const outbox = new Outbox(
+      join(stateDir, "outbox"),
+      (record, signal) => (port as HttpPort).deliver(record, signal),
+      {
+        warn: this.log,
+        onError: (error) => this.onError(error),
+        // While tasks are held ahead (short tasks, a lease every task or two), a report waits a
+        // moment for the next lease to carry it: one request then settles several.
+        sendDelayMs: () => ((this.agent?.heldCount ?? 0) > 0 ? REPORT_DELAY_MS : 0),
+      },
+    );
+    port = new HttpPort(client, {
+      agentId: machine.capabilities.agentId,
+      slots: machine.slots.length,
+      outbox,
+      stay: this.options.stay,
+      onFatal: (error) => this.onError(error),
+      warn: this.log,
+    });
+    return { http: port, outbox };
+  }
+
+  /** --give-up-after: stops leasing once no coordinator has answered that long while nothing runs. */
+  private watchOutage(client: CoordinatorClient): NodeJS.Timeout | undefined {
+    const giveUpAfterMs = this.options.giveUpAfterMs;
+    if (giveUpAfterMs === undefined) return undefined;
+    const watchdog = setInterval(
+      () => {
+        if (this.gaveUp || client.outageMs() < giveUpAfterMs) return;
+        if (this.agent && (this.agent.runningCount > 0 || this.agent.heldCount > 0)) return;
+        this.gaveUp = true;
+        this.log(
+          `labsweep agent: no coordinator has answered for ${Math.round(client.outageMs() / 1000)} s (--give-up-after); giving up`,
+        );
+        this.stopLeasing();
+      },
+      Math.min(1000, giveUpAfterMs),
+    );
+    watchdog.unref();
+    return watchdog;
   }
 
   /** The dispatch loop (agent.ts) over this port, until done or stopped. */
@@ -253,7 +266,11 @@ export class RemoteAgent {
     return {
       lease: (request) => this.leaseRunnable(port, request),
       awaitWork: (maxWaitMs) => port.awaitWork(maxWaitMs),
-      heartbeat: async (attemptIds) => port.heartbeat(attemptIds, await this.gpuSamples()),
+      heartbeat: async (attemptIds) =>
+        port.heartbeat(
+          attemptIds,
+          this.machine ? await gpuSamples(this.machine, this.options.env) : undefined,
+        ),
       started: async (attemptId, pid, logPath) => {
         recordRunning(stateDir, { attemptId, pid, logPath, startedAt: Date.now() });
         await port.started(attemptId, pid, logPath);
@@ -292,27 +309,6 @@ export class RemoteAgent {
         });
       }
       if (runnable.length > 0 || claims.length === 0 || request.signal?.aborted) return runnable;
-    }
-  }
-
-  /** This agent's GPUs now (utilisation, memory), for the dashboard; none if nvidia-smi fails. */
-  private async gpuSamples(): Promise<GpuSample[] | undefined> {
-    const machine = this.machine;
-    if (!machine || machine.capabilities.gpus.length === 0) return undefined;
-    try {
-      const usage = await readGpuUsage({ env: this.options.env ?? process.env });
-      const totals = new Map(machine.allGpus.map((gpu) => [gpu.index, gpu.memoryTotalMiB]));
-      const mine = new Set(machine.capabilities.gpus.map((gpu) => gpu.index));
-      return usage
-        .filter((gpu) => mine.has(gpu.index))
-        .map((gpu) => ({
-          index: gpu.index,
-          utilizationPct: gpu.utilizationPercent ?? 0,
-          memoryUsedMiB: gpu.memoryUsedMiB ?? 0,
-          memoryTotalMiB: totals.get(gpu.index) ?? 0,
-        }));
-    } catch {
-      return undefined;
     }
   }
 

@@ -1,7 +1,8 @@
+import { EXIT } from "../app/exitCodes.js";
 import { ConfigError } from "../sweep/configError.js";
 
-/** Exit codes: 0 all good, 1 tasks failed or a runtime error, 2 bad input, 130 interrupted. */
-export const EXIT = { ok: 0, failed: 1, badInput: 2, interrupted: 130 } as const;
+// The verdicts live with the composition roots that reach them (app/); commands print them.
+export { EXIT };
 
 /** Bad command-line input: exit 2, like a bad config. */
 export class UsageError extends Error {
