@@ -19,9 +19,7 @@ const report = process.argv.includes("--report");
 // An entry that holds already fails the check, so the list only shrinks.
 const PENDING = new Set([
   "src/agent/runProcess.ts#startProcess",
-  "src/app/serve.ts#startServer",
   "src/cli/main.ts#main",
-  "src/cli/run.ts#runCommand",
   "src/ledger/finishAttempts.ts#finishAttempts",
   "src/ledger/postgresDb.ts#openPostgresDb",
   "src/ledger/reads/overview.ts#computeOverview",

@@ -5,7 +5,7 @@ import { type GpuInfo, probeGpus } from "../agent/gpuProbe.js";
 import { killTasksOf } from "../agent/leftovers.js";
 import { planSlots, type Slot } from "../agent/slots.js";
 import { Coordinator } from "../coordinator/coordinator.js";
-import type { GpuTelemetry } from "../coordinator/gpuTelemetry.js";
+import type { GpuTelemetry } from "../telemetry/gpuTelemetry.js";
 import { LOCAL_WORKER_PREFIX } from "../coordinator/runningTasks.js";
 import { acquireStateLock } from "../coordinator/stateLock.js";
 import type { LocalMachine } from "../dashboard/machines.js";

@@ -1,4 +1,4 @@
-import type { GpuReading, GpuTelemetry } from "../coordinator/gpuTelemetry.js";
+import type { GpuReading, GpuTelemetry } from "../telemetry/gpuTelemetry.js";
 import type { AgentState } from "../ledger/agents.js";
 import type { Db } from "../ledger/db.js";
 import { agentRecords, connectedAgentInfos, openAttempts } from "../ledger/reads/machines.js";

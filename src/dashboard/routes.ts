@@ -1,7 +1,7 @@
 import { Readable } from "node:stream";
 import { stringify } from "csv-stringify/sync";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
-import type { GpuTelemetry } from "../coordinator/gpuTelemetry.js";
+import type { GpuTelemetry } from "../telemetry/gpuTelemetry.js";
 import { type AccessOptions, allowed, VIEWER_COOKIE } from "../http/access.js";
 import { HttpError } from "../http/httpError.js";
 import { tokenMatches, viewerCookieValue } from "../http/tokens.js";
