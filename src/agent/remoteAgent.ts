@@ -216,7 +216,7 @@ export class RemoteAgent {
     heartbeatMs: number,
   ): Promise<AgentExit> {
     const agent = new Agent(this.agentPort(port, stateDir), {
-      worker: machine.capabilities.agentId,
+      agentId: machine.capabilities.agentId,
       host: machine.capabilities.host,
       stateDir,
       slots: machine.slots,
@@ -294,40 +294,40 @@ export class RemoteAgent {
     request: { capacity: Capacity; max: number; signal?: AbortSignal },
   ): Promise<Lease[]> {
     for (;;) {
-      const claims = await port.lease(request);
+      const leases = await port.lease(request);
       const runnable: Lease[] = [];
-      for (const claim of claims) {
-        const cwd = isDirectory(claim.task.cwd) ? claim.task.cwd : this.options.workdir;
+      for (const lease of leases) {
+        const cwd = isDirectory(lease.task.cwd) ? lease.task.cwd : this.options.workdir;
         if (cwd !== undefined) {
-          runnable.push({ ...claim, task: { ...claim.task, cwd } });
+          runnable.push({ ...lease, task: { ...lease.task, cwd } });
           continue;
         }
-        const error = `cwd ${claim.task.cwd} does not exist on this machine: start the agent with --workdir DIR or check out the project at the same path`;
-        this.log(`labsweep agent: task ${claim.task.id} failed: ${error}`);
-        await port.finish(claim.attemptId, {
+        const error = `cwd ${lease.task.cwd} does not exist on this machine: start the agent with --workdir DIR or check out the project at the same path`;
+        this.log(`labsweep agent: task ${lease.task.id} failed: ${error}`);
+        await port.finish(lease.attemptId, {
           outcome: { kind: "failed", exitCode: null, signal: null, error, wallSeconds: 0 },
         });
       }
-      if (runnable.length > 0 || claims.length === 0 || request.signal?.aborted) return runnable;
+      if (runnable.length > 0 || leases.length === 0 || request.signal?.aborted) return runnable;
     }
   }
 
   private onAgentEvent(event: AgentEvent, port: HttpPort, stateDir: string): void {
-    const { claim } = event;
+    const { lease } = event;
     // The task's own attempt number (1 for its first), not the ledger-wide attempt id.
-    const what = `task ${claim.task.id} (attempt ${claim.attemptNumber})`;
+    const what = `task ${lease.task.id} (attempt ${lease.attemptNumber})`;
     if (event.kind === "started") {
-      const gpus = claim.gpuIds.length > 0 ? ` on GPU ${claim.gpuIds.join(",")}` : "";
-      this.log(`labsweep agent: ${what} started${gpus}: ${claim.task.command}`);
+      const gpus = lease.gpuIds.length > 0 ? ` on GPU ${lease.gpuIds.join(",")}` : "";
+      this.log(`labsweep agent: ${what} started${gpus}: ${lease.task.command}`);
       const stream = new LogStream({
-        logPath: attemptFiles(stateDir, claim.task.id, claim.attemptNumber).logPath,
-        send: (offset, text) => port.sendLog(claim.attemptId, offset, text),
+        logPath: attemptFiles(stateDir, lease.task.id, lease.attemptNumber).logPath,
+        send: (offset, text) => port.sendLog(lease.attemptId, offset, text),
       });
-      this.streams.set(claim.attemptId, stream);
+      this.streams.set(lease.attemptId, stream);
       stream.start();
       return;
     }
-    forgetRunning(stateDir, claim.attemptId);
+    forgetRunning(stateDir, lease.attemptId);
     const outcome = event.outcome;
     this.log(`labsweep agent: ${what} ${outcome.kind}${"error" in outcome ? `: ${outcome.error}` : ""}`);
   }

@@ -1,6 +1,5 @@
 import type { Agent, AgentEvent } from "../agent/agent.js";
 import { Coordinator } from "../coordinator/coordinator.js";
-import { GpuTelemetry } from "../telemetry/gpuTelemetry.js";
 import { openSweep } from "../coordinator/openSweep.js";
 import type { LocalMachine } from "../dashboard/machines.js";
 import { isLoopback } from "../http/tokens.js";
@@ -8,6 +7,7 @@ import type { Db } from "../ledger/db.js";
 import { pendingResources } from "../ledger/pendingResources.js";
 import { taskCounts } from "../ledger/taskCounts.js";
 import { type Capacity, whyNoFit } from "../protocol/capacity.js";
+import { GpuTelemetry } from "../telemetry/gpuTelemetry.js";
 import { EXIT } from "./exitCodes.js";
 import { Interrupts } from "./interrupts.js";
 import { type LocalRunResult, type PreparedLedger, prepareLedger, runLocally } from "./localRun.js";
@@ -127,9 +127,9 @@ function announce(prepared: PreparedLedger, stateDir: string, view: RunView): vo
 /** What runs now, by attempt id, for the progress line. */
 function trackRunning(running: Map<number, string>, event: AgentEvent): void {
   if (event.kind === "started") {
-    const gpu = event.claim.gpuIds.length ? ` gpu ${event.claim.gpuIds.join(",")}` : "";
-    running.set(event.claim.attemptId, `task ${event.claim.task.id}${gpu}: ${event.claim.task.command}`);
-  } else running.delete(event.claim.attemptId);
+    const gpu = event.lease.gpuIds.length ? ` gpu ${event.lease.gpuIds.join(",")}` : "";
+    running.set(event.lease.attemptId, `task ${event.lease.task.id}${gpu}: ${event.lease.task.command}`);
+  } else running.delete(event.lease.attemptId);
 }
 
 /**

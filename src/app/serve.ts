@@ -2,7 +2,6 @@ import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import type { FastifyInstance } from "fastify";
 import { Coordinator } from "../coordinator/coordinator.js";
-import { GpuTelemetry } from "../telemetry/gpuTelemetry.js";
 import { buildApp } from "../coordinator/http/app.js";
 import type { AddOptions } from "../coordinator/http/options.js";
 import { checkSweep, type OpenSweepOptions } from "../coordinator/openSweep.js";
@@ -13,6 +12,7 @@ import type { Db } from "../ledger/db.js";
 import { evaluateGates } from "../ledger/evaluateGates.js";
 import { type SyncReport, syncSweep } from "../ledger/syncSweep.js";
 import type { WakeBus } from "../ledger/wakeBus.js";
+import { GpuTelemetry } from "../telemetry/gpuTelemetry.js";
 
 export interface ServeOptions {
   stateDir: string;

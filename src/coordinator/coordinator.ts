@@ -109,7 +109,7 @@ export class Coordinator {
    * left. Empty if nothing fits right now.
    */
   async leaseMany(request: LeaseRequest, max: number): Promise<Lease[]> {
-    return (await this.reportAndLease([], request, max)).claims;
+    return (await this.reportAndLease([], request, max)).leases;
   }
 
   /**
@@ -124,9 +124,9 @@ export class Coordinator {
     items: ReportItem[],
     request: LeaseRequest | null,
     max: number,
-  ): Promise<{ results: Array<FinishResult | FinishRefusal>; claims: Lease[] }> {
+  ): Promise<{ results: Array<FinishResult | FinishRefusal>; leases: Lease[] }> {
     const leasing = request !== null && max >= 1;
-    if (items.length === 0 && !leasing) return { results: [], claims: [] };
+    if (items.length === 0 && !leasing) return { results: [], leases: [] };
     // Counted down as tasks are placed; each run of the transaction starts from the full capacity.
     let capacity = request?.capacity;
     const fits: ClaimRequest["fits"] = (policy) => {
@@ -134,8 +134,8 @@ export class Coordinator {
       if (capacity && placement) capacity = consume(capacity, policy.resources, placement.gpuIds);
       return placement;
     };
-    // Reports and claims reach their rows by id and through the claimable index: keyed.
-    const { results, claims } = await this.db.transaction(
+    // Reports and leases reach their rows by id and through the claimable index: keyed.
+    const { results, leases } = await this.db.transaction(
       async (tx) => {
         capacity = request?.capacity;
         const now = this.now();
@@ -146,7 +146,7 @@ export class Coordinator {
         }));
         return {
           results: items.length > 0 ? await finishAttempts(tx, reports, now) : [],
-          claims:
+          leases:
             request && leasing
               ? await claimTasks(
                   tx,
@@ -158,12 +158,12 @@ export class Coordinator {
       },
       { keyed: true },
     );
-    if (items.length > 0 && (await this.afterFinish(items, results)) && request && claims.length < max) {
+    if (items.length > 0 && (await this.afterFinish(items, results)) && request && leases.length < max) {
       // A finish opened a phase: its tasks were not claimable yet inside the transaction.
       const rest = { ...request, capacity: capacity ?? request.capacity };
-      claims.push(...(await this.leaseMany(rest, max - claims.length)));
+      leases.push(...(await this.leaseMany(rest, max - leases.length)));
     }
-    return { results, claims };
+    return { results, leases };
   }
 
   /**
