@@ -1,4 +1,4 @@
-import { type Warn, warnOnStderr } from "../log/warn.js";
+import { logger, type Warn } from "../log/logger.js";
 import { attemptFiles } from "../protocol/attemptFiles.js";
 import type { Capacity } from "../protocol/capacity.js";
 import { shareOf } from "../protocol/capacity.js";
@@ -338,8 +338,10 @@ export class Agent {
   }
 
   private warnOf(what: string, error: unknown): void {
-    const message = `labsweep: ${what}: ${error instanceof Error ? error.message : String(error)}`;
-    (this.options.warn ?? warnOnStderr)(message);
+    // The dispatch loop runs in `labsweep run` too: its notices speak for labsweep, not an agent.
+    logger("labsweep", this.options.warn).warn(
+      `${what}: ${error instanceof Error ? error.message : String(error)}`,
+    );
   }
 
   private wake(): void {

@@ -1,6 +1,6 @@
 import http from "node:http";
 import https from "node:https";
-import { type Warn, warnOnStderr } from "../log/warn.js";
+import { logger, type Warn } from "../log/logger.js";
 import { API_PREFIX, type ErrorBody, type ErrorCode } from "../protocol/http.js";
 
 /** The coordinator rejected the token (401). Not retried: a wrong token stays wrong. */
@@ -258,27 +258,25 @@ export class CoordinatorClient {
     const server = this.servers[index] as string;
     if (this.current === index) this.current = (index + 1) % this.servers.length;
     const now = Date.now();
-    const warn = this.options.warn ?? warnOnStderr;
+    const { warn } = logger("agent", this.options.warn);
     const next = this.servers.length > 1 ? `; trying ${this.server} next` : "";
     if (!this.outage) {
       this.outage = { since: now, noticed: now };
       warn(
-        `labsweep agent: cannot reach the coordinator at ${server} (${failure}); retrying with backoff (0.5 s doubling to 10 s)${next}`,
+        `cannot reach the coordinator at ${server} (${failure}); retrying with backoff (0.5 s doubling to 10 s)${next}`,
       );
     } else if (now - this.outage.noticed >= (this.options.remindEveryMs ?? 30_000)) {
       this.outage.noticed = now;
       warn(
-        `labsweep agent: still cannot reach the coordinator after ${seconds(now - this.outage.since)} (${server}: ${failure}); retrying${next}`,
+        `still cannot reach the coordinator after ${seconds(now - this.outage.since)} (${server}: ${failure}); retrying${next}`,
       );
     }
   }
 
   private reachable(server: string): void {
     if (!this.outage) return;
-    const warn = this.options.warn ?? warnOnStderr;
-    warn(
-      `labsweep agent: reached the coordinator at ${server} again after ${seconds(Date.now() - this.outage.since)}`,
-    );
+    const { warn } = logger("agent", this.options.warn);
+    warn(`reached the coordinator at ${server} again after ${seconds(Date.now() - this.outage.since)}`);
     this.outage = null;
   }
 }

@@ -1,5 +1,5 @@
 import { availableParallelism } from "node:os";
-import type { Warn } from "../log/warn.js";
+import type { Logger } from "../log/logger.js";
 import type { AgentCapabilities } from "../protocol/http.js";
 import type { GpuSample } from "../protocol/interfaces.js";
 import { describeMachine, type ProbeSpec } from "./capabilities.js";
@@ -30,7 +30,7 @@ export interface Machine {
 }
 
 /** This machine's GPUs (those it could lock), slots and capability record. */
-export async function probeMachine(agentId: string, options: MachineOptions, log: Warn): Promise<Machine> {
+export async function probeMachine(agentId: string, options: MachineOptions, log: Logger): Promise<Machine> {
   const env = options.env ?? process.env;
   const allGpus = await probeGpus({ env });
   const { slots, locks } = planGpus(allGpus, options, log);
@@ -56,7 +56,7 @@ export async function probeMachine(agentId: string, options: MachineOptions, log
 function planGpus(
   allGpus: GpuInfo[],
   options: MachineOptions,
-  log: Warn,
+  log: Logger,
 ): { slots: Slot[]; locks: GpuLockResult } {
   const cpuCount = availableParallelism();
   const qualifying = new Set(
@@ -66,9 +66,7 @@ function planGpus(
   const want = Math.min(options.slots ?? candidates.length, candidates.length);
   const locks = lockGpus(candidates, { dir: options.lockDir, want });
   for (const { gpu, owner } of locks.busy)
-    log(
-      `labsweep agent: GPU ${gpu.index} (${gpu.uuid}) is in use by another agent (pid ${owner}); skipping it`,
-    );
+    log.info(`GPU ${gpu.index} (${gpu.uuid}) is in use by another agent (pid ${owner}); skipping it`);
   if (candidates.length > 0 && locks.locked.length === 0 && options.gpus !== undefined) {
     locks.release();
     throw new Error(
@@ -76,7 +74,7 @@ function planGpus(
     );
   }
   if (candidates.length > 0 && locks.locked.length === 0)
-    log("labsweep agent: every GPU is in use by other agents; running CPU slots only");
+    log.info(`every GPU is in use by other agents; running CPU slots only`);
   const slots = planSlots({ gpus: locks.locked, cpuCount, slotsOverride: options.slots });
   return { slots, locks };
 }

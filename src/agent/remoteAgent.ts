@@ -1,7 +1,7 @@
 import { statSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { join } from "node:path";
-import { type Warn, warnOnStderr } from "../log/warn.js";
+import { type Logger, logger, type Warn } from "../log/logger.js";
 import { attemptFiles } from "../protocol/attemptFiles.js";
 import type { Capacity } from "../protocol/capacity.js";
 import type { ChannelEvent } from "../protocol/http.js";
@@ -73,12 +73,15 @@ export class RemoteAgent {
   private fatal: Error | null = null;
   private terminating = false;
   private readonly streams = new Map<number, LogStream>();
-  private readonly log: Warn;
+  /** Where notices go, as given (the parts this agent builds write there too). */
+  private readonly sink: Warn | undefined;
+  private readonly log: Logger;
   private machine: Machine | null = null;
   private gaveUp = false;
 
   constructor(private readonly options: RemoteAgentOptions) {
-    this.log = options.log ?? warnOnStderr;
+    this.sink = options.log;
+    this.log = logger("agent", options.log);
   }
 
   /** Ctrl-C once: lease nothing new, let running tasks finish, then exit. */
@@ -99,7 +102,7 @@ export class RemoteAgent {
     try {
       const previous = killPreviousTasks(state.stateDir);
       if (previous.killed > 0)
-        this.log(`labsweep agent: killed ${previous.killed} leftover process(es) of a previous run`);
+        this.log.info(`killed ${previous.killed} leftover process(es) of a previous run`);
       const machine = await probeMachine(state.agentId, this.options, this.log);
       this.machine = machine;
       try {
@@ -118,7 +121,7 @@ export class RemoteAgent {
     const client = new CoordinatorClient({
       servers: this.options.servers,
       token: this.options.token,
-      warn: this.log,
+      warn: this.sink,
     });
     const { http, outbox } = this.openPort(client, stateDir, machine);
     const channelStop = new AbortController();
@@ -129,15 +132,13 @@ export class RemoteAgent {
         http.register(machine.capabilities, this.stop.signal),
       );
       if (!registration) return { kind: this.gaveUp ? "unreachable" : "stopped" };
-      this.log(
-        `labsweep agent: registered with ${client.server} as ${describeCapabilities(machine.capabilities)}`,
-      );
+      this.log.info(`registered with ${client.server} as ${describeCapabilities(machine.capabilities)}`);
       // Held before the previous run's reports are settled: the last of them may finish the
       // sweep, and a coordinator that then exits says "done" only to agents on the channel.
       channel = holdChannel(client, {
         agentId,
         signal: channelStop.signal,
-        warn: this.log,
+        warn: this.sink,
         onEvent: (event) => this.onChannelEvent(event, http),
         onFatal: (error) => this.onError(error),
       });
@@ -170,7 +171,7 @@ export class RemoteAgent {
       join(stateDir, "outbox"),
       (record, signal) => (port as HttpPort).deliver(record, signal),
       {
-        warn: this.log,
+        warn: this.sink,
         onError: (error) => this.onError(error),
         // While tasks are held ahead (short tasks, a lease every task or two), a report waits a
         // moment for the next lease to carry it: one request then settles several.
@@ -183,7 +184,7 @@ export class RemoteAgent {
       outbox,
       stay: this.options.stay,
       onFatal: (error) => this.onError(error),
-      warn: this.log,
+      warn: this.sink,
     });
     return { http: port, outbox };
   }
@@ -197,8 +198,8 @@ export class RemoteAgent {
         if (this.gaveUp || client.outageMs() < giveUpAfterMs) return;
         if (this.agent && (this.agent.runningCount > 0 || this.agent.heldCount > 0)) return;
         this.gaveUp = true;
-        this.log(
-          `labsweep agent: no coordinator has answered for ${Math.round(client.outageMs() / 1000)} s (--give-up-after); giving up`,
+        this.log.info(
+          `no coordinator has answered for ${Math.round(client.outageMs() / 1000)} s (--give-up-after); giving up`,
         );
         this.stopLeasing();
       },
@@ -253,8 +254,7 @@ export class RemoteAgent {
    */
   private async settlePrevious(port: HttpPort, outbox: Outbox, openAttempts: number[]): Promise<void> {
     const reported = new Set(outbox.pending());
-    if (reported.size > 0)
-      this.log(`labsweep agent: sending ${reported.size} report(s) left from a previous run`);
+    if (reported.size > 0) this.log.info(`sending ${reported.size} report(s) left from a previous run`);
     const error = "its agent ended while it ran (found open when the agent started again)";
     for (const attemptId of openAttempts)
       if (!reported.has(attemptId)) await port.finish(attemptId, { outcome: { kind: "lost", error } });
@@ -303,7 +303,7 @@ export class RemoteAgent {
           continue;
         }
         const error = `cwd ${lease.task.cwd} does not exist on this machine: start the agent with --workdir DIR or check out the project at the same path`;
-        this.log(`labsweep agent: task ${lease.task.id} failed: ${error}`);
+        this.log.info(`task ${lease.task.id} failed: ${error}`);
         await port.finish(lease.attemptId, {
           outcome: { kind: "failed", exitCode: null, signal: null, error, wallSeconds: 0 },
         });
@@ -318,7 +318,7 @@ export class RemoteAgent {
     const what = `task ${lease.task.id} (attempt ${lease.attemptNumber})`;
     if (event.kind === "started") {
       const gpus = lease.gpuIds.length > 0 ? ` on GPU ${lease.gpuIds.join(",")}` : "";
-      this.log(`labsweep agent: ${what} started${gpus}: ${lease.task.command}`);
+      this.log.info(`${what} started${gpus}: ${lease.task.command}`);
       const stream = new LogStream({
         logPath: attemptFiles(stateDir, lease.task.id, lease.attemptNumber).logPath,
         send: (offset, text) => port.sendLog(lease.attemptId, offset, text),
@@ -329,14 +329,14 @@ export class RemoteAgent {
     }
     forgetRunning(stateDir, lease.attemptId);
     const outcome = event.outcome;
-    this.log(`labsweep agent: ${what} ${outcome.kind}${"error" in outcome ? `: ${outcome.error}` : ""}`);
+    this.log.info(`${what} ${outcome.kind}${"error" in outcome ? `: ${outcome.error}` : ""}`);
   }
 
   private onChannelEvent(event: ChannelEvent, port: HttpPort): void {
     if (event.type === "work") port.notifyWork();
     else if (event.type === "done") port.sweepDone();
     else if (event.type === "cancel") {
-      this.log(`labsweep agent: the coordinator cancelled attempt(s) ${event.attemptIds.join(", ")}`);
+      this.log.info(`the coordinator cancelled attempt(s) ${event.attemptIds.join(", ")}`);
       this.agent?.abandon(event.attemptIds);
     }
   }
@@ -348,7 +348,7 @@ export class RemoteAgent {
       this.terminate();
       return;
     }
-    this.log(`labsweep agent: ${error instanceof Error ? error.message : String(error)}`);
+    this.log.info(`${error instanceof Error ? error.message : String(error)}`);
   }
 
   /** Waits for reports still on their way, then exits as asked. */
@@ -360,10 +360,10 @@ export class RemoteAgent {
     if (this.fatal) throw this.fatal;
     const sent = await outbox.flush({ timeoutMs: kind === "done" ? 60_000 : 10_000 });
     if (this.fatal) throw this.fatal;
-    if (kind === "done") for (const why of http.unfit) this.log(`labsweep agent: nothing here fits ${why}`);
+    if (kind === "done") for (const why of http.unfit) this.log.info(`nothing here fits ${why}`);
     if (!sent)
-      this.log(
-        `labsweep agent: ${outbox.pending().length} report(s) not sent yet; kept in ${outbox.dir} and sent at the next start`,
+      this.log.info(
+        `${outbox.pending().length} report(s) not sent yet; kept in ${outbox.dir} and sent at the next start`,
       );
     // Said before the channel closes (`finally` above), so the coordinator sees an exit, not a loss.
     else if (kind !== "unreachable") await http.goodbye();

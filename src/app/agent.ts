@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { StateDirInUseError } from "../agent/agentState.js";
 import { UnauthorizedError } from "../agent/httpClient.js";
 import { RemoteAgent, type RemoteAgentOptions } from "../agent/remoteAgent.js";
+import { type Logger, logger, type Warn } from "../log/logger.js";
 import { EXIT } from "./exitCodes.js";
 import { Interrupts } from "./interrupts.js";
 
@@ -13,7 +14,7 @@ export interface AgentRunOptions extends Omit<RemoteAgentOptions, "stateDir"> {
   /** This agent's own state dir. (Default: the first free `~/.labsweep/agents/N`) */
   stateDir?: string;
   /** Where the agent's verdicts and Ctrl-C notices go, one line each. (Default: stderr) */
-  say?: (line: string) => void;
+  say?: Warn;
 }
 
 /**
@@ -23,12 +24,10 @@ export interface AgentRunOptions extends Omit<RemoteAgentOptions, "stateDir"> {
  * 130 stopped by Ctrl-C or SIGTERM, 1 anything else (an error thrown is 1 too).
  */
 export async function runAgent(options: AgentRunOptions): Promise<number> {
-  const say = options.say ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const log = logger("agent", options.say);
   const interrupts = new Interrupts({
-    stopping: () =>
-      say("labsweep agent: stopping — no new tasks; running ones finish (Ctrl-C again to terminate them)"),
-    terminating: () =>
-      say("labsweep agent: terminating running tasks (SIGTERM, then SIGKILL after the grace period)"),
+    stopping: () => log.info("stopping — no new tasks; running ones finish (Ctrl-C again to terminate them)"),
+    terminating: () => log.info("terminating running tasks (SIGTERM, then SIGKILL after the grace period)"),
   });
   try {
     for (let candidate = 1; ; candidate++) {
@@ -38,13 +37,13 @@ export async function runAgent(options: AgentRunOptions): Promise<number> {
         terminateRunning: () => agent.terminate(),
       });
       try {
-        return exitOf(await agent.run(), say);
+        return exitOf(await agent.run(), log);
       } catch (error) {
         // Another agent on this host has this default dir: take the next one.
         if (error instanceof StateDirInUseError && !options.stateDir && candidate < MAX_DEFAULT_STATE_DIRS)
           continue;
         if (!(error instanceof StateDirInUseError || error instanceof UnauthorizedError)) throw error;
-        say(`labsweep: ${error.message}`);
+        logger("labsweep", options.say).warn(error.message);
         return EXIT.badInput;
       }
     }
@@ -53,13 +52,13 @@ export async function runAgent(options: AgentRunOptions): Promise<number> {
   }
 }
 
-function exitOf(exit: Awaited<ReturnType<RemoteAgent["run"]>>, say: (line: string) => void): number {
+function exitOf(exit: Awaited<ReturnType<RemoteAgent["run"]>>, log: Logger): number {
   if (exit.kind === "stopped") {
-    say("labsweep agent: stopped");
+    log.info("stopped");
     return EXIT.interrupted;
   }
   if (exit.kind === "unreachable") return EXIT.failed;
-  say("labsweep agent: the coordinator has nothing left for this machine; exiting");
+  log.info("the coordinator has nothing left for this machine; exiting");
   return EXIT.ok;
 }
 

@@ -12,6 +12,7 @@ import type { Db } from "../ledger/db.js";
 import { evaluateGates } from "../ledger/evaluateGates.js";
 import { type SyncReport, syncSweep } from "../ledger/syncSweep.js";
 import type { WakeBus } from "../ledger/wakeBus.js";
+import { logger, warnOnStderr } from "../log/logger.js";
 import { GpuTelemetry } from "../telemetry/gpuTelemetry.js";
 
 export interface ServeOptions {
@@ -78,7 +79,7 @@ const DONE_GRACE_MS = 3000;
 
 /** Serves a prepared ledger to agents over HTTP(S). */
 export async function startServer(db: Db, options: ServeOptions): Promise<RunningServer> {
-  const warn = options.warn ?? ((message: string) => process.stderr.write(`${message}\n`));
+  const warn = options.warn ?? warnOnStderr;
   const tokens = loadOrCreateTokens(options.stateDir, options.tokens);
   const coordinator =
     options.coordinator ??
@@ -91,7 +92,7 @@ export async function startServer(db: Db, options: ServeOptions): Promise<Runnin
   const telemetry = options.telemetry ?? new GpuTelemetry();
   const agents = new RemoteAgents(coordinator, {
     disconnectGraceMs: options.disconnectGraceMs,
-    onEvent: (message) => warn(`labsweep: ${message}`),
+    onEvent: logger("labsweep", warn).info,
   });
   const https = options.tls
     ? { cert: readFileSync(options.tls.certPath), key: readFileSync(options.tls.keyPath) }

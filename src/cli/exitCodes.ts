@@ -1,4 +1,5 @@
 import { EXIT } from "../app/exitCodes.js";
+import { describe } from "../log/logger.js";
 import { ConfigError } from "../sweep/configError.js";
 
 // The verdicts live with the composition roots that reach them (app/); commands print them.
@@ -21,9 +22,4 @@ export function reportError(
   write(`labsweep: ${describe(error)}\n`);
   if (process.env.LABSWEEP_DEBUG && error instanceof Error) write(`${error.stack}\n`);
   return EXIT.failed;
-}
-
-function describe(error: unknown): string {
-  if (!(error instanceof Error)) return String(error);
-  return error.cause ? `${error.message}: ${describe(error.cause)}` : error.message;
 }

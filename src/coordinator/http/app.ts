@@ -4,6 +4,7 @@ import { accessHook } from "../../http/access.js";
 import { HttpError } from "../../http/httpError.js";
 import { UnknownPhaseError } from "../../ledger/knownPhase.js";
 import { DashboardQueryError } from "../../ledger/reads/cursor.js";
+import { logger } from "../../log/logger.js";
 import { API_PREFIX, type ErrorBody, type ErrorCode, REQUEST_BODY_LIMIT_BYTES } from "../../protocol/http.js";
 import { ConfigError } from "../../sweep/configError.js";
 import { UnknownAgentError } from "../remoteAgents.js";
@@ -24,7 +25,7 @@ export function buildApp(options: AppOptions): FastifyInstance {
     forceCloseConnections: true,
     ...(options.https ? { https: options.https } : {}),
   }) as unknown as FastifyInstance;
-  const warn = options.warn ?? ((message: string) => process.stderr.write(`${message}\n`));
+  const log = logger("labsweep", options.warn);
 
   app.addHook("onRequest", accessHook(options));
   app.setErrorHandler(
@@ -35,7 +36,7 @@ export function buildApp(options: AppOptions): FastifyInstance {
       if (error instanceof UnknownAgentError)
         return reply.code(status).send(bodyOf(error.message, "unknown_agent"));
       if (status >= 500) {
-        warn(`labsweep: ${error.stack ?? error.message}`);
+        log.warn(error.stack ?? error.message);
         return reply.code(500).send({ error: "internal error in the coordinator (see its log)" });
       }
       return reply.code(status).send({ error: messageOf(error) });
