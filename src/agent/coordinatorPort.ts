@@ -6,7 +6,8 @@ export interface CoordinatorPort {
   /** `signal` aborts a lease still waiting (long-poll) when the agent stops: it resolves null. */
   /** Up to `max` tasks that fit `capacity` together; [] when none fits now. */
   lease(request: {
-    worker: string;
+    /** The agent asking (the ledger records it as the attempt's `worker`). */
+    agentId: string;
     host: string;
     capacity: Capacity;
     max: number;

@@ -5,7 +5,8 @@ import { recordAttemptProcess } from "../ledger/recoverAbandoned.js";
 /** The in-process path from an agent to its coordinator, used by `labsweep run`. */
 export function localPort(coordinator: Coordinator): CoordinatorPort {
   return {
-    lease: (request) => coordinator.leaseMany(request, request.max),
+    // The ledger's word for the agent holding an attempt is its `worker`.
+    lease: ({ agentId, ...request }) => coordinator.leaseMany({ ...request, worker: agentId }, request.max),
     awaitWork: (maxWaitMs) => coordinator.awaitWork(maxWaitMs),
     heartbeat: (attemptIds) => coordinator.heartbeat(attemptIds),
     started: (attemptId, pid, logPath) => recordAttemptProcess(coordinator.db, attemptId, pid, logPath),

@@ -146,7 +146,21 @@ export type ChannelEvent =
   /** The sweep has finished: nothing will ever be leased again (agents without --stay exit). */
   | { type: "done" };
 
-/** Errors are always `{ error: "one clear sentence" }` with a 4xx/5xx status. */
+/**
+ * What a client may branch on, one word each (the status alone is ambiguous: 409 is both):
+ * - `unknown_agent`: the coordinator has no registration of this agent (it restarted): register again.
+ * - `unknown_attempt`: no such attempt.
+ * - `foreign_attempt`: the attempt belongs to another agent (its lease was lost and re-leased).
+ * - `not_extendable`: this coordinator serves no sweep that configs can be added to.
+ */
+export type ErrorCode = "unknown_agent" | "unknown_attempt" | "foreign_attempt" | "not_extendable";
+
+/**
+ * Errors are always `{ error: "one clear sentence" }` with a 4xx/5xx status, and a `code` where a
+ * client may act on the error. Clients branch on `code`, never on the text.
+ */
 export interface ErrorBody {
   error: string;
+  /** (Default: absent — nothing to branch on) */
+  code?: ErrorCode;
 }

@@ -17,7 +17,7 @@
  * - slot: room for one task on an agent (`--slots`); what else is free is its `Capacity`.
  * - lease: a task handed to one agent for one attempt, renewed by heartbeats until it ends or
  *   runs out (`Lease`). "Claim" and "leased task" are old names for it; the ledger operation
- *   that makes one is still `claimTask`, and the agent still calls a lease it holds `claim`.
+ *   that makes one is `claimTask` (claiming is the ledger's verb).
  * - attempt: one run of a task's command; it ends with an `AttemptOutcome`.
  * - outcome: how an attempt ended (succeeded, failed, timeout, interrupted, lost).
  * - usage: what a successful attempt used, as the agent sampled it (`TaskUsage`).
