@@ -9,14 +9,17 @@ export interface SeriesArrays {
 }
 
 /**
- * Every series of one task, by metric name. Bounded by the ledger's own bounds: at most
- * MAX_SERIES_PER_TASK series of MAX_POINTS_PER_SERIES points (protocol/points.ts).
+ * Every series of one task, by metric name; null for an unknown task. Bounded by the ledger's
+ * own bounds: at most MAX_SERIES_PER_TASK series of MAX_POINTS_PER_SERIES points
+ * (protocol/points.ts).
  */
-export async function taskSeries(db: Db, taskId: number): Promise<Record<string, SeriesArrays>> {
+export async function taskSeries(db: Db, taskId: number): Promise<Record<string, SeriesArrays> | null> {
   const rows = await db.all<{ name: string; step: number; value: number; attempt: number }>(
     "SELECT name, step, value, attempt FROM metric_points WHERE task_id = $1 ORDER BY name, step",
     [taskId],
   );
+  if (rows.length === 0 && !(await db.one("SELECT 1 AS found FROM tasks WHERE id = $1", [taskId])))
+    return null;
   const series: Record<string, SeriesArrays> = Object.create(null);
   for (const row of rows) {
     series[row.name] ??= { steps: [], values: [], attempts: [] };
@@ -111,4 +114,19 @@ export async function seriesPage(
      ORDER BY m.task_id, m.name, m.step`,
     [afterTaskId, tasks],
   );
+}
+
+/** The parameters of every task that has a series, in task order: `export --metrics` lays out its columns from them. */
+export async function* seriesTaskParams(db: Db): AsyncGenerator<Params> {
+  for (let after = 0; ; ) {
+    const rows = await db.all<{ id: number; params_json: string }>(
+      `SELECT t.id, t.params_json FROM tasks t
+       WHERE t.id > $1 AND EXISTS (SELECT 1 FROM metric_series s WHERE s.task_id = t.id)
+       ORDER BY t.id LIMIT 1000`,
+      [after],
+    );
+    if (rows.length === 0) return;
+    for (const row of rows) yield JSON.parse(row.params_json) as Params;
+    after = Number((rows.at(-1) as { id: number }).id);
+  }
 }
