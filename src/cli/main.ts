@@ -282,6 +282,10 @@ export async function main(argv: string[]): Promise<number> {
     .option(...STORE_OPTION)
     .option("--format <format>", "csv or jsonl", "csv")
     .option("--output <file>", "write here instead of stdout")
+    .option(
+      "--metrics",
+      "write the live metrics' series (task_id, params, metric, step, value, attempt, time)",
+    )
     .action(async (configs: string[], flags) => {
       exitCode = await exportCommand(configs, flags);
     });
