@@ -1,8 +1,11 @@
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
 import { join } from "node:path";
 import { parse } from "csv-parse/sync";
 import { describe, expect, it } from "vitest";
+import { Database } from "../src/ledger/sqliteDriver.js";
 import { type CliResult, runCli, startCli, tempDir, type Watched, watch, writeFile } from "./helpers/cli.js";
+import { fakeGpuEnv } from "./helpers/fakeGpus.js";
 
 /**
  * A task that reports like the Python client does (append-only JSON lines, flushed): five points,
@@ -32,6 +35,20 @@ report(8, loss=0.125)
 f.write('{"type": "report", "step": 9, "metrics": {"loss": 0.0625}}')
 f.flush()
 json.dump({"loss": 0.0625}, open(os.environ["LABSWEEP_RESULT_FILE"], "w"))
+`;
+
+/** A task that reports steps 0–4, then 5–9 once `go-a` exists, then 10–14 once `go-b` exists. */
+const STAGED_PY = `import json, os, time
+ev = os.environ.get("LABSWEEP_EVENTS_FILE") or os.environ["LABSWEEP_RESULT_FILE"][:-len(".result.json")] + ".events.jsonl"
+f = open(ev, "a")
+def stage(first):
+    for step in range(first, first + 5):
+        f.write(json.dumps({"type": "report", "step": step, "time": time.time(), "metrics": {"loss": step / 100}}) + "\\n")
+        f.flush()
+def wait(name):
+    while not os.path.exists(os.path.join(os.environ["GO_DIR"], name)):
+        time.sleep(0.05)
+stage(0); wait("go-a"); stage(5); wait("go-b"); stage(10)
 `;
 
 function project(count: number): { dir: string; goDir: string } {
@@ -166,4 +183,116 @@ describe("live metrics", () => {
       attempt: 1,
     });
   });
+
+  it("serve + agent: points written while the coordinator is dead (SIGKILL) arrive once it is back, each exactly once", async () => {
+    const dir = tempDir();
+    const goDir = tempDir();
+    writeFile(dir, "task.py", STAGED_PY);
+    writeFile(dir, "sweep.yaml", "command: python3 task.py\ntrain:\n  combinations:\n    - seed: [1]\n");
+    const port = String(await freePort());
+    const env = { ...fakeGpuEnv([]), LABSWEEP_GPU_LOCK_DIR: tempDir(), GO_DIR: goDir };
+    const first = await serve(dir, port);
+    const base = `${first.url}/api/v1`;
+    const worker = watch(
+      startCli(
+        ["agent", "--server", first.url, `--token=${first.token}`, "--state", join(tempDir(), "agent")],
+        { env },
+      ),
+    );
+    const losses = async () =>
+      ((await getJson(`${base}/tasks/1/metrics`)).body.series as Record<string, Series> | undefined)?.loss
+        ?.steps ?? [];
+    await until(losses, (steps) => steps.length === 5, "the first five points");
+    await hostilePosts(base, first.token);
+
+    first.child.kill("SIGKILL");
+    await first.result;
+    writeFileSync(join(goDir, "go-a"), "");
+    await worker.waitFor(/could not relay live metrics \(kept in the tasks' events files/);
+    const second = await serve(dir, port);
+    await until(losses, (steps) => steps.length === 10, "the points written while the coordinator was away");
+    writeFileSync(join(goDir, "go-b"), "");
+    const [served, agentExit] = await Promise.all([second.result, worker.result]);
+    expectCode(served, 0);
+    expectCode(agentExit, 0);
+
+    const db = new Database(join(dir, ".labsweep", "ledger.sqlite"), { readonly: true });
+    try {
+      const rows = db.prepare("SELECT name, step, value, attempt FROM metric_points ORDER BY step").all();
+      expect(rows).toEqual(
+        Array.from({ length: 15 }, (_, step) => ({ name: "loss", step, value: step / 100, attempt: 1 })),
+      );
+      expect(db.prepare("SELECT name, points, last_step FROM metric_series").all()).toEqual([
+        { name: "loss", points: 15, last_step: 14 },
+      ]);
+    } finally {
+      db.close();
+    }
+  });
 });
+
+/** Bodies an attacker (or a broken agent) might send: each refused or dropped, none a 500. */
+async function hostilePosts(base: string, token: string): Promise<void> {
+  const post = (body: string, auth = token) =>
+    fetch(`${base}/agents/someone/points`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${auth}` },
+      body,
+    });
+  expect((await post("{}", "wrong-token-0123456789")).status).toBe(401);
+  expect((await post("not json")).status).toBe(400);
+  expect(
+    (
+      await post(
+        JSON.stringify({ attempts: [{ attemptId: 1, points: [{ step: 1, time: 1, metrics: { a: "x" } }] }] }),
+      )
+    ).status,
+  ).toBe(400);
+  expect(
+    (
+      await post(
+        JSON.stringify({ attempts: [{ attemptId: 1, points: [{ step: -1, time: 1, metrics: {} }] }] }),
+      )
+    ).status,
+  ).toBe(400);
+  const huge = JSON.stringify({
+    attempts: [{ attemptId: 1, points: [{ step: 1, time: 1, metrics: { ["x".repeat(2_000_000)]: 1 } }] }],
+  });
+  expect((await post(huge)).status).toBe(413);
+  // Another agent's attempt (attempt 1 is the real agent's), and an unknown one: dropped.
+  const foreign = await post(
+    JSON.stringify({
+      attempts: [
+        { attemptId: 1, points: [{ step: 99, time: 1, metrics: { loss: 9 } }] },
+        { attemptId: 77, points: [{ step: 1, time: 1, metrics: { loss: 1 } }] },
+      ],
+    }),
+  );
+  expect(foreign.status).toBe(200);
+  expect(await foreign.json()).toEqual({ stored: 0, dropped: 2 });
+}
+
+interface Served extends Watched {
+  url: string;
+  token: string;
+}
+
+async function serve(dir: string, port: string): Promise<Served> {
+  const watched = watch(
+    startCli(["serve", join(dir, "sweep.yaml"), "--exit-when-done", "--trust-loopback", "--port", port], {
+      cwd: dir,
+    }),
+  );
+  await watched.waitFor(/^http:\/\/127\.0\.0\.1:\d+$/m);
+  const url = (/^(http:\/\/127\.0\.0\.1:\d+)$/m.exec(watched.output()) as RegExpExecArray)[1] as string;
+  const token = (await runCli(["token", "--state", join(dir, ".labsweep")])).stdout.trim();
+  return { ...watched, url, token };
+}
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
