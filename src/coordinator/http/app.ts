@@ -24,7 +24,7 @@ export function buildApp(options: AppOptions): FastifyInstance {
     bodyLimit: options.bodyLimit ?? REQUEST_BODY_LIMIT_BYTES,
     forceCloseConnections: true,
     // A metric name (up to 200 characters, percent-encoded up to three times that) is a path parameter.
-    maxParamLength: 1024,
+    routerOptions: { maxParamLength: 1024 },
     ...(options.https ? { https: options.https } : {}),
   }) as unknown as FastifyInstance;
   const warn = options.warn ?? ((message: string) => process.stderr.write(`${message}\n`));
