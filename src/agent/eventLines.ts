@@ -1,10 +1,11 @@
-import { closeSync, openSync, readSync } from "node:fs";
+import { closeSync, openSync, readSync, statSync } from "node:fs";
 import type { MetricPoint } from "../protocol/interfaces.js";
 import { MAX_EVENT_LINE_BYTES, MAX_SERIES_PER_TASK, readEventLine } from "../protocol/points.js";
 
 /** Bytes read from one events file per pass: several lines' worth, never a runaway file's all. */
 const READ_BYTES = 256 * 1024;
 const NEWLINE = 0x0a;
+const EMPTY = Buffer.alloc(0);
 
 /** Where reading an events file stands: everything before `offset` has been read. */
 export interface EventsCursor {
@@ -87,18 +88,17 @@ function take(read: EventsRead, text: string, bytes: number, names: Set<string>,
   read.bytes += Buffer.byteLength(JSON.stringify(point));
 }
 
-/** Up to READ_BYTES of the file from `offset`; empty when it does not exist (yet). */
+/**
+ * Up to READ_BYTES of the file from `offset`; empty when it does not exist (yet). Its size is
+ * looked at first: most passes find nothing new, and most tasks write no events file at all.
+ */
 function readFrom(path: string, offset: number): Buffer {
-  let fd: number;
+  const size = statSync(path, { throwIfNoEntry: false })?.size ?? 0;
+  if (size <= offset) return EMPTY;
+  const fd = openSync(path, "r");
   try {
-    fd = openSync(path, "r");
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === "ENOENT") return Buffer.alloc(0);
-    throw error;
-  }
-  try {
-    const buffer = Buffer.allocUnsafe(READ_BYTES);
-    const length = readSync(fd, buffer, 0, READ_BYTES, offset);
+    const buffer = Buffer.allocUnsafe(Math.min(READ_BYTES, size - offset));
+    const length = readSync(fd, buffer, 0, buffer.length, offset);
     return buffer.subarray(0, length);
   } finally {
     closeSync(fd);
