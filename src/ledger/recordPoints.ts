@@ -7,7 +7,7 @@ import {
   validValue,
 } from "../protocol/points.js";
 import type { Db } from "./db.js";
-import { forUpdate } from "./dialect.js";
+import { forUpdate, sql } from "./dialect.js";
 
 export interface RecordedPoints {
   /** Metric values written (inserted, or replacing an earlier attempt's or the same one's). */
@@ -21,8 +21,30 @@ export interface RecordedPoints {
 /** A value bound for one series, by step. */
 type SeriesPoints = Map<number, { value: number; time: number }>;
 
-/** Rows per INSERT: 6 parameters each, well below both backends' limits. */
-const INSERT_ROWS = 400;
+/** Points per statement. */
+const INSERT_ROWS = 1000;
+
+/**
+ * One statement text whatever the batch (rows as a JSON array on SQLite, arrays on PostgreSQL):
+ * a text per batch size would fill both backends' caches of prepared statements.
+ */
+const UPSERT = {
+  sqlite: `INSERT INTO metric_points (task_id, name, step, value, attempt, time)
+    SELECT $1, $2, json_extract(r.value, '$[0]'), json_extract(r.value, '$[1]'), $3, json_extract(r.value, '$[2]')
+    FROM json_each($4) r WHERE true
+    ON CONFLICT (task_id, name, step) DO UPDATE SET value = excluded.value, attempt = excluded.attempt, time = excluded.time
+    WHERE excluded.attempt >= metric_points.attempt`,
+  postgres: `INSERT INTO metric_points (task_id, name, step, value, attempt, time)
+    SELECT $1, $2, r.step, r.value, $3, r.time FROM unnest($4::bigint[], $5::float8[], $6::float8[]) AS r(step, value, time)
+    ON CONFLICT (task_id, name, step) DO UPDATE SET value = excluded.value, attempt = excluded.attempt, time = excluded.time
+    WHERE excluded.attempt >= metric_points.attempt`,
+};
+
+const THIN = {
+  sqlite:
+    "DELETE FROM metric_points WHERE task_id = $1 AND name = $2 AND step IN (SELECT value FROM json_each($3))",
+  postgres: "DELETE FROM metric_points WHERE task_id = $1 AND name = $2 AND step = ANY($3::bigint[])",
+};
 
 /**
  * Stores the points agents relayed. Idempotent: a point is keyed by (task, metric, step), and an
@@ -36,26 +58,29 @@ export async function recordPoints(
   batches: readonly AttemptPoints[],
   worker?: string,
 ): Promise<RecordedPoints> {
-  return db.transaction(async (tx) => {
-    const result: RecordedPoints = { stored: 0, dropped: 0, taskIds: [] };
-    const attempts = await attemptsOf(tx, batches, worker);
-    // Task id order: two coordinators recording points of the same tasks lock them in one order.
-    const ordered = [...batches].sort(
-      (a, b) => (attempts.get(a.attemptId)?.task_id ?? 0) - (attempts.get(b.attemptId)?.task_id ?? 0),
-    );
-    for (const batch of ordered) {
-      const attempt = attempts.get(batch.attemptId);
-      if (!attempt) {
-        result.dropped += countValues(batch);
-        continue;
+  return db.transaction(
+    async (tx) => {
+      const result: RecordedPoints = { stored: 0, dropped: 0, taskIds: [] };
+      const attempts = await attemptsOf(tx, batches, worker);
+      // Task id order: two coordinators recording points of the same tasks lock them in one order.
+      const ordered = [...batches].sort(
+        (a, b) => (attempts.get(a.attemptId)?.task_id ?? 0) - (attempts.get(b.attemptId)?.task_id ?? 0),
+      );
+      for (const batch of ordered) {
+        const attempt = attempts.get(batch.attemptId);
+        if (!attempt) {
+          result.dropped += countValues(batch);
+          continue;
+        }
+        const stored = result.stored;
+        await recordAttemptPoints(tx, attempt, batch, result);
+        if (result.stored > stored && !result.taskIds.includes(attempt.task_id))
+          result.taskIds.push(attempt.task_id);
       }
-      const stored = result.stored;
-      await recordAttemptPoints(tx, attempt, batch, result);
-      if (result.stored > stored && !result.taskIds.includes(attempt.task_id))
-        result.taskIds.push(attempt.task_id);
-    }
-    return result;
-  });
+      return result;
+    },
+    { keyed: true },
+  );
 }
 
 interface AttemptKey {
@@ -136,18 +161,14 @@ async function writeSeries(
   const entries = [...steps.entries()];
   for (let i = 0; i < entries.length; i += INSERT_ROWS) {
     const rows = entries.slice(i, i + INSERT_ROWS);
-    const params: unknown[] = [];
-    const values = rows.map(([step, { value, time }]) => {
-      params.push(attempt.task_id, name, step, value, attempt.number, time);
-      const n = params.length;
-      return `($${n - 5}, $${n - 4}, $${n - 3}, $${n - 2}, $${n - 1}, $${n})`;
-    });
-    await tx.run(
-      `INSERT INTO metric_points (task_id, name, step, value, attempt, time) VALUES ${values.join(", ")}
-       ON CONFLICT (task_id, name, step) DO UPDATE SET value = excluded.value, attempt = excluded.attempt, time = excluded.time
-       WHERE excluded.attempt >= metric_points.attempt`,
-      params,
-    );
+    await tx.run(sql(tx, UPSERT), [
+      attempt.task_id,
+      name,
+      attempt.number,
+      ...(tx.dialect === "postgres"
+        ? [rows.map(([step]) => step), rows.map(([, p]) => p.value), rows.map(([, p]) => p.time)]
+        : [JSON.stringify(rows.map(([step, p]) => [step, p.value, p.time]))]),
+    ]);
   }
   const lastStep = Math.max(before?.lastStep ?? -1, ...steps.keys());
   let points: number;
@@ -181,17 +202,12 @@ async function thinSeries(tx: Db, taskId: number, name: string): Promise<number>
     [taskId, name],
   );
   const doomed = rows.filter((_, i) => i % 2 === 1 && i < rows.length - 1).map((row) => Number(row.step));
-  let deleted = 0;
-  for (let i = 0; i < doomed.length; i += INSERT_ROWS) {
-    const chunk = doomed.slice(i, i + INSERT_ROWS);
-    const list = chunk.map((_, j) => `$${j + 3}`).join(", ");
-    const { changes } = await tx.run(
-      `DELETE FROM metric_points WHERE task_id = $1 AND name = $2 AND step IN (${list})`,
-      [taskId, name, ...chunk],
-    );
-    deleted += changes;
-  }
-  return deleted;
+  const { changes } = await tx.run(sql(tx, THIN), [
+    taskId,
+    name,
+    tx.dialect === "postgres" ? doomed : JSON.stringify(doomed),
+  ]);
+  return changes;
 }
 
 function countValues(batch: AttemptPoints): number {
