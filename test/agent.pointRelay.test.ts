@@ -2,6 +2,7 @@ import { appendFileSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { readEvents } from "../src/agent/eventLines.js";
+import { HttpError } from "../src/agent/httpClient.js";
 import { PointRelay } from "../src/agent/pointRelay.js";
 import type { AttemptPoints } from "../src/protocol/interfaces.js";
 import { MAX_SERIES_PER_TASK } from "../src/protocol/points.js";
@@ -154,5 +155,54 @@ describe("PointRelay", () => {
     relay.exited(3);
     await relay.settled(3, 5000);
     await relay.drain(1000);
+  });
+
+  it("sends smaller requests after a 413, and stops sending (dropping nothing from the file) after a 404", async () => {
+    const paths = files();
+    const metrics = Object.fromEntries(Array.from({ length: 50 }, (_, i) => [`metric_number_${i}`, i / 7]));
+    let text = "";
+    for (let step = 0; step < 1000; step++) text += report(step, metrics);
+    writeFileSync(paths.eventsPath, text);
+    const refused: number[] = [];
+    let points = 0;
+    const relay = new PointRelay({
+      send: async (batches) => {
+        const size = Buffer.byteLength(JSON.stringify({ attempts: batches }));
+        if (size > 100 * 1024) {
+          refused.push(size);
+          throw new HttpError(413, "http://x", "POST /points", "request body too large");
+        }
+        for (const batch of batches) points += batch.points.length;
+      },
+      intervalMs: 10,
+    });
+    relay.watch(1, paths);
+    relay.exited(1);
+    await relay.settled(1, 10_000);
+    relay.stop();
+    expect(refused.length).toBeGreaterThan(0);
+    expect(points).toBe(1000);
+
+    const old = files();
+    writeFileSync(old.eventsPath, report(0, { loss: 1 }));
+    const warnings: string[] = [];
+    let calls = 0;
+    const legacy = new PointRelay({
+      send: async () => {
+        calls++;
+        throw new HttpError(404, "http://x", "POST /points", "no such endpoint");
+      },
+      intervalMs: 10,
+      warn: (message) => warnings.push(message),
+    });
+    legacy.watch(2, old);
+    await until(() => warnings.length > 0, "the warning");
+    appendFileSync(old.eventsPath, report(1, { loss: 0.5 }));
+    legacy.exited(2);
+    await legacy.settled(2, 5000);
+    legacy.stop();
+    expect(calls).toBe(1);
+    expect(warnings).toEqual([expect.stringContaining("does not take live metrics")]);
+    expect(readFileSync(old.eventsPath, "utf8")).toBe(report(0, { loss: 1 }) + report(1, { loss: 0.5 }));
   });
 });

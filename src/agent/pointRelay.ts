@@ -4,7 +4,7 @@ import type { AttemptFiles } from "../protocol/attemptFiles.js";
 import { type PointsRequest, REQUEST_BODY_LIMIT_BYTES } from "../protocol/http.js";
 import type { AttemptPoints } from "../protocol/interfaces.js";
 import { type EventsCursor, type EventsRead, readEvents } from "./eventLines.js";
-import type { CoordinatorClient } from "./httpClient.js";
+import { type CoordinatorClient, HttpError } from "./httpClient.js";
 
 export interface PointRelayOptions {
   /** Sends points to the coordinator (CoordinatorPort.points); resolves once they are stored. */
@@ -17,6 +17,8 @@ export interface PointRelayOptions {
 
 /** JSON of points one request carries, about: a quarter of the body limit, a line or so over at most. */
 const BATCH_BYTES = REQUEST_BODY_LIMIT_BYTES / 4;
+/** The least a request is cut down to after 413s: one point of the largest kind fits. */
+const MIN_BATCH_BYTES = 64 * 1024;
 /** Longest wait between tries while the coordinator does not take points. */
 const MAX_BACKOFF_MS = 10_000;
 
@@ -49,6 +51,10 @@ export class PointRelay {
   private retryAt = 0;
   /** Callers waiting for an exited attempt's last points to be relayed (see settled). */
   private readonly waiting = new Map<number, Array<() => void>>();
+  /** Bytes of points a request carries; halved when a coordinator refuses one as too large. */
+  private batchBytes = BATCH_BYTES;
+  /** Set when the coordinator has no points endpoint (an older version): nothing is sent again. */
+  private unsupported = false;
   /** Which attempt a pass reads first, turning: one chatty task must not starve the others. */
   private turn = 0;
 
@@ -128,7 +134,7 @@ export class PointRelay {
       // Whether each read was made after its task exited: only such a read may find the file done.
       const reads = new Map<Relayed, { read: EventsRead; final: boolean }>();
       const batches: AttemptPoints[] = [];
-      let budget = BATCH_BYTES;
+      let budget = this.batchBytes;
       for (const entry of [...entries.slice(first), ...entries.slice(0, first)]) {
         if (budget <= 0) break;
         const read = readEvents(entry.files.eventsPath, entry.cursor, entry.names, entry.exited, budget);
@@ -148,9 +154,22 @@ export class PointRelay {
   }
 
   private async sent(batches: AttemptPoints[]): Promise<boolean> {
+    if (this.unsupported) return true;
     try {
       await this.options.send(batches);
     } catch (error) {
+      if (error instanceof HttpError && error.status === 413 && this.batchBytes > MIN_BATCH_BYTES) {
+        this.batchBytes = Math.max(MIN_BATCH_BYTES, this.batchBytes / 2);
+        return false;
+      }
+      if (error instanceof HttpError && error.status === 404) {
+        // Points are dropped (they stay in the files); tasks run on as before.
+        this.unsupported = true;
+        (this.options.warn ?? warnOnStderr)(
+          `labsweep: the coordinator does not take live metrics (an older version?): ${error.message}`,
+        );
+        return true;
+      }
       if (this.failures === 0)
         (this.options.warn ?? warnOnStderr)(
           `labsweep: could not relay live metrics (kept in the tasks' events files, sent again when the coordinator takes them): ${error instanceof Error ? error.message : String(error)}`,
