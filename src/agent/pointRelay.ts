@@ -101,10 +101,14 @@ export class PointRelay {
     });
   }
 
-  /** Relays what is left, for up to `timeoutMs` (the agent is exiting), then stops. */
+  /**
+   * Relays what exited attempts left, for up to `timeoutMs` (the agent is exiting), then stops.
+   * Attempts still running (the agent is leaving on an error) are not waited for.
+   */
   async drain(timeoutMs: number): Promise<void> {
     const deadline = Date.now() + timeoutMs;
-    while (this.relayed.size > 0 && Date.now() < deadline) {
+    const left = (): boolean => [...this.relayed.values()].some((entry) => entry.exited);
+    while (left() && Date.now() < deadline) {
       this.kick();
       await (this.passing ?? new Promise((resolve) => setTimeout(resolve, 100)));
     }
