@@ -9,6 +9,7 @@ import { freePort } from "./freePort.js";
 import { launchCommand, needsFreePort } from "./launchCommand.js";
 import { type Launch, LeaseAheadChain } from "./leaseAhead.js";
 import { Occupancy, type OccupancyOptions, type Running } from "./occupancy.js";
+import { PointRelay } from "./pointRelay.js";
 import { type ProcessExit, type RunningProcess, startProcess } from "./runProcess.js";
 import { type GpuReader, gpuReader, TaskSampler } from "./sampler.js";
 import { prepareAttempt, taskEnvironment } from "./taskFiles.js";
@@ -72,12 +73,18 @@ export class Agent {
   private failure: Error | null = null;
   /** GPU readings shared by the samplers of all running tasks. */
   private gpuReadings: GpuReader | null = null;
+  /** Relays tasks' live points, when the port takes them. */
+  private readonly relay: PointRelay;
 
   constructor(
     private readonly port: CoordinatorPort,
     private readonly options: AgentOptions,
   ) {
     this.occupancy = new Occupancy(options);
+    this.relay = new PointRelay({
+      send: (batches) => port.points?.(batches) ?? Promise.resolve(),
+      warn: options.warn,
+    });
     this.chain = new LeaseAheadChain({
       port,
       occupancy: this.occupancy,
@@ -149,6 +156,7 @@ export class Agent {
       clearInterval(heartbeat);
       // Leaving on a failure: a chained task must not start unwatched when its predecessor exits.
       this.chain.giveBack("the agent stopped before it started", true);
+      await this.relay.drain(5000);
     }
   }
 
@@ -263,6 +271,7 @@ export class Agent {
     const running: Running = { lease, process: child, gpuShare: share, cpus: task.policy.resources.cpus };
     this.occupancy.take(running);
     this.options.onEvent?.({ kind: "started", lease });
+    this.relay.watch(lease.attemptId, files);
     const noticed = child.pid.then((pid) => {
       if (pid <= 0) return undefined;
       const started = this.port.started(lease.attemptId, pid, files.logPath);
@@ -304,8 +313,11 @@ export class Agent {
     // first), so the slot idles for one round trip, not three.
     this.occupancy.free(task);
     if ("wallSeconds" in outcome) this.chain.recordWallMs(outcome.wallSeconds * 1000);
-    const report: Promise<void> = this.port
-      .finish(task.lease.attemptId, { outcome, logTail: tail })
+    this.relay.exited(task.lease.attemptId);
+    // A curve's last points go before the report that ends the task (the sweep may end with it).
+    const report: Promise<void> = this.relay
+      .settled(task.lease.attemptId, 1000)
+      .then(() => this.port.finish(task.lease.attemptId, { outcome, logTail: tail }))
       .then(
         () => this.options.onEvent?.({ kind: "finished", lease: task.lease, outcome }),
         (error: unknown) => {

@@ -74,7 +74,7 @@ export class HttpPort implements CoordinatorPort {
   private carryBytes = CARRIED_REPORT_BYTES;
 
   constructor(
-    private readonly client: CoordinatorClient,
+    readonly client: CoordinatorClient,
     private readonly options: HttpPortOptions,
   ) {}
 

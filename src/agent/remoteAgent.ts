@@ -17,6 +17,7 @@ import { HttpPort } from "./httpPort.js";
 import { LogStream } from "./logStream.js";
 import { describeCapabilities, gpuSamples, type Machine, probeMachine } from "./machine.js";
 import { Outbox } from "./outbox.js";
+import { postPoints } from "./pointRelay.js";
 
 export interface RemoteAgentOptions {
   /** The coordinator's base URLs; the next one is tried when one cannot be reached. */
@@ -282,6 +283,7 @@ export class RemoteAgent {
       },
       isFinished: () => port.isFinished(),
       claimableCount: () => port.claimableCount(),
+      points: (batches) => postPoints(port.client, (this.machine as Machine).capabilities.agentId, batches),
     };
   }
 

@@ -4,7 +4,7 @@
  * state, the viewer token (or the agent token, or a loopback request) for reads.
  */
 import type { Capacity } from "./capacity.js";
-import type { AttemptOutcome, GpuSample, Lease } from "./interfaces.js";
+import type { AttemptOutcome, AttemptPoints, GpuSample, Lease } from "./interfaces.js";
 
 export const API_PREFIX = "/api/v1";
 
@@ -136,6 +136,26 @@ export interface LogChunkRequest {
   /** Byte offset of this chunk in the agent's log file, so re-sent chunks are not appended twice. */
   offset: number;
   text: string;
+}
+
+/**
+ * POST /agents/:agentId/points — live points the agent read from its attempts' events files
+ * (agent/pointRelay.ts). Idempotent: the relay sends again what was not acknowledged.
+ */
+export interface PointsRequest {
+  attempts: AttemptPoints[];
+}
+export interface PointsResponse {
+  /** Metric values stored. */
+  stored: number;
+  /** Values left out: another agent's or an unknown attempt, a bad value, a name past a bound. */
+  dropped: number;
+}
+
+/** GET /tasks/:id/metrics — every series of the task, each as parallel arrays by step. */
+export interface TaskMetricsResponse {
+  taskId: number;
+  series: Record<string, { steps: number[]; values: number[]; attempts: number[] }>;
 }
 
 /** GET /channel?agentId=… — server-sent events held open for the agent's lifetime. */

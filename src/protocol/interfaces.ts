@@ -23,6 +23,9 @@
  * - usage: what a successful attempt used, as the agent sampled it (`TaskUsage`).
  * - report: an outcome on its way from an agent to the coordinator (kept in the agent's outbox
  *   until accepted).
+ * - point: the metrics one `labsweep.report(step, …)` call gave at a step, read by the agent from
+ *   the attempt's events file and relayed to the coordinator (`MetricPoint`). Users say "report".
+ * - series: a task's points of one metric, by step: its learning curve (ledger `metric_points`).
  */
 import type { Params, Placement, RunPolicy } from "../sweep/types.js";
 
@@ -86,4 +89,20 @@ export interface GpuSample {
   utilizationPct: number;
   memoryUsedMiB: number;
   memoryTotalMiB: number;
+}
+
+/**
+ * The metrics one `labsweep.report(step, …)` call gave, as relayed: names flattened
+ * (`flattenMetrics`), values finite numbers. `time` is epoch seconds.
+ */
+export interface MetricPoint {
+  step: number;
+  time: number;
+  metrics: Record<string, number>;
+}
+
+/** Points of one attempt, on their way from the agent's relay to the coordinator. */
+export interface AttemptPoints {
+  attemptId: number;
+  points: MetricPoint[];
 }

@@ -10,6 +10,7 @@ import { ConfigError } from "../../sweep/configError.js";
 import { UnknownAgentError } from "../remoteAgents.js";
 import { registerAgentRoutes } from "./agentRoutes.js";
 import type { AppOptions } from "./options.js";
+import { registerPointRoutes } from "./pointRoutes.js";
 import { registerReadRoutes } from "./readRoutes.js";
 
 /**
@@ -23,6 +24,8 @@ export function buildApp(options: AppOptions): FastifyInstance {
     logger: false,
     bodyLimit: options.bodyLimit ?? REQUEST_BODY_LIMIT_BYTES,
     forceCloseConnections: true,
+    // A metric name (up to 200 characters, percent-encoded up to three times that) is a path parameter.
+    routerOptions: { maxParamLength: 1024 },
     ...(options.https ? { https: options.https } : {}),
   }) as unknown as FastifyInstance;
   const log = logger("labsweep", options.warn);
@@ -50,6 +53,7 @@ export function buildApp(options: AppOptions): FastifyInstance {
     async (api) => {
       if (options.agentApi ?? true) registerAgentRoutes(api, options);
       registerReadRoutes(api, options);
+      registerPointRoutes(api, options);
     },
     { prefix: API_PREFIX },
   );
