@@ -123,7 +123,7 @@ describe.each(backends)("verify on $name", (backend) => {
     expect(await problems(db, dir)).toEqual([]);
   });
 
-  it("reports a missing file's rows, and an unreadable file once, which --fix leaves alone", async () => {
+  it("reports a missing file's rows (--fix writes them), and an unreadable file once (--fix leaves it alone)", async () => {
     const { db, dir, csv } = await ranSweep(backend);
     const bad = 'phase,x,loss\nmain,"1"x,2\n';
     writeFileSync(csv, bad);
@@ -145,6 +145,9 @@ describe.each(backends)("verify on $name", (backend) => {
     expect(owed?.problems[0]?.detail).toBe(
       "the file does not exist (its row is owed: a running run or serve writes it, unless the dir cannot be written)",
     );
+    // --fix writes the whole file anew, as the results writer would have.
+    expect((await fixOutputDirs(other, [empty])).drain.written).toBe(4);
+    expect(await problems(other, empty)).toEqual([]);
   });
 
   it("tells apart rows of tasks with equal parameters by their metrics", async () => {
