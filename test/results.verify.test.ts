@@ -8,9 +8,11 @@ import { parse } from "csv-parse/sync";
 import { describe, expect, it } from "vitest";
 import type { Db } from "../src/ledger/db.js";
 import { LEDGER_LOCKS, tryLockLedger } from "../src/ledger/dialect.js";
+import { syncSweep } from "../src/ledger/syncSweep.js";
 import { writeOwedResults } from "../src/results/resultsWriter.js";
 import { verifyOutputDirs } from "../src/results/verify.js";
 import { fixOutputDirs, ResultsBusyError } from "../src/results/verifyFix.js";
+import { loadSweep } from "../src/sweep/loadSweep.js";
 import { type LedgerBackend, useLedgerBackends } from "./helpers/postgres.js";
 import { succeedAll, sweepLedger } from "./helpers/resultsLedger.js";
 
@@ -148,6 +150,19 @@ describe.each(backends)("verify on $name", (backend) => {
     // --fix writes the whole file anew, as the results writer would have.
     expect((await fixOutputDirs(other, [empty])).drain.written).toBe(4);
     expect(await problems(other, empty)).toEqual([]);
+  });
+
+  it("takes the row of a task no config lists any more as explained, and owes it no row", async () => {
+    const { db, root, dir } = await ranSweep(backend);
+    // x=4 left out of the config: its task stays in the ledger, inactive.
+    await syncSweep(
+      db,
+      loadSweep([{ file: join(root, "sweep.yaml"), text: SWEEP.replace(", 4]", "]") }]),
+      5000,
+    );
+    expect(await problems(db, dir)).toEqual([]);
+    await fixOutputDirs(db, [dir]);
+    expect(linesOf(join(dir, "final_results.csv"))).toHaveLength(7);
   });
 
   it("tells apart rows of tasks with equal parameters by their metrics", async () => {
