@@ -3,6 +3,7 @@ import { attemptFiles } from "../protocol/attemptFiles.js";
 import type { Capacity } from "../protocol/capacity.js";
 import { shareOf } from "../protocol/capacity.js";
 import type { AttemptOutcome, Lease } from "../protocol/interfaces.js";
+import { reportWithArtifacts } from "./artifacts.js";
 import { readableTail, settledOutcome } from "./attemptOutcome.js";
 import type { CoordinatorPort } from "./coordinatorPort.js";
 import { freePort } from "./freePort.js";
@@ -304,10 +305,15 @@ export class Agent {
     // first), so the slot idles for one round trip, not three.
     this.occupancy.free(task);
     if ("wallSeconds" in outcome) this.chain.recordWallMs(outcome.wallSeconds * 1000);
-    const report: Promise<void> = this.port
-      .finish(task.claim.attemptId, { outcome, logTail: tail })
+    const { workDir } = attemptFiles(this.options.stateDir, task.claim.task.id, task.claim.attemptNumber);
+    const report: Promise<void> = reportWithArtifacts(
+      (end) => this.port.finish(task.claim.attemptId, end),
+      { outcome, logTail: tail },
+      workDir,
+      task.claim.task.policy,
+    )
       .then(
-        () => this.options.onEvent?.({ kind: "finished", claim: task.claim, outcome }),
+        (reported) => this.options.onEvent?.({ kind: "finished", claim: task.claim, outcome: reported }),
         (error: unknown) => {
           this.failure ??= error instanceof Error ? error : new Error(String(error));
         },
