@@ -1,8 +1,7 @@
-import { createHash } from "node:crypto";
-import { createReadStream } from "node:fs";
 import { lstat, realpath, rm } from "node:fs/promises";
 import { sep } from "node:path";
 import { glob } from "tinyglobby";
+import { sha256File } from "../files/sha256File.js";
 import { type ArtifactFile, artifactPathError, type CollectedArtifacts } from "../protocol/artifacts.js";
 import type { AttemptOutcome } from "../protocol/interfaces.js";
 import { DEFAULT_ARTIFACT_LIMIT_MB, type RunPolicy } from "../sweep/types.js";
@@ -45,19 +44,8 @@ export async function collectArtifacts(
       };
     files.push({ path, size: stat.size, sha256: "" });
   }
-  for (const file of files) file.sha256 = await sha256Of(`${root}${sep}${file.path}`);
+  for (const file of files) file.sha256 = await sha256File(`${root}${sep}${file.path}`);
   return { dir: root, files };
-}
-
-/** The SHA-256 (hex) of a file, read as a stream: an artifact may be larger than memory. */
-export function sha256Of(path: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const hash = createHash("sha256");
-    const stream = createReadStream(path);
-    stream.on("data", (chunk) => hash.update(chunk));
-    stream.on("error", reject);
-    stream.on("end", () => resolve(hash.digest("hex")));
-  });
 }
 
 /** How an attempt ended, as the port takes it. */

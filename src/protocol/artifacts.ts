@@ -1,3 +1,5 @@
+import { join } from "node:path";
+
 /**
  * Artifacts: files a task wrote in its attempt's work dir that its phase's `artifacts:` globs
  * match, collected by the agent after a success and stored by the coordinator under each output
@@ -15,6 +17,15 @@ export interface ArtifactFile {
 export interface CollectedArtifacts {
   dir: string;
   files: ArtifactFile[];
+}
+
+/**
+ * Where a task's artifacts live in one of its output dirs: `{output_dir}/artifacts/<signature>/`.
+ * The signature is the task's identity: the same for every attempt (and every ledger), and
+ * unique per task. The one owner of the naming: the store, the download route and verify use it.
+ */
+export function artifactDir(outputDir: string, signature: string): string {
+  return join(outputDir, "artifacts", signature);
 }
 
 /** The longest artifact path accepted, in UTF-8 bytes (PATH_MAX is 4096; the store adds its dirs). */

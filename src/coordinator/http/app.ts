@@ -8,6 +8,7 @@ import { API_PREFIX, REQUEST_BODY_LIMIT_BYTES } from "../../protocol/http.js";
 import { ConfigError } from "../../sweep/configError.js";
 import { UnknownAgentError } from "../remoteAgents.js";
 import { registerAgentRoutes } from "./agentRoutes.js";
+import { registerArtifactRoutes } from "./artifactRoutes.js";
 import type { AppOptions } from "./options.js";
 import { registerReadRoutes } from "./readRoutes.js";
 
@@ -47,6 +48,7 @@ export function buildApp(options: AppOptions): FastifyInstance {
     async (api) => {
       if (options.agentApi ?? true) registerAgentRoutes(api, options);
       registerReadRoutes(api, options);
+      registerArtifactRoutes(api, options);
     },
     { prefix: API_PREFIX },
   );
