@@ -5,13 +5,14 @@
  * once the report is sent, left-overs of a dead agent removed at start). Real files, a real
  * Outbox with a delivery function standing in for the network.
  */
+import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { collectArtifacts, reportWithArtifacts } from "../src/agent/artifacts.js";
 import { Outbox, type OutboxRecord } from "../src/agent/outbox.js";
 import type { AttemptOutcome } from "../src/protocol/interfaces.js";
-import { tempDir } from "./helpers/cli.js";
+import { REPO_ROOT, tempDir } from "./helpers/cli.js";
 
 function workDir(): string {
   const dir = join(tempDir(), "attempt-1.work");
@@ -118,5 +119,17 @@ describe("the outbox and artifacts", () => {
     });
     await outbox.close();
     expect(readdirSync(join(dir, "artifacts"))).toEqual(["6"]);
+  });
+});
+
+describe("labsweep.work_dir() in Python", () => {
+  it("is $LABSWEEP_WORK_DIR under labsweep and the current dir when run by hand", () => {
+    const script = "import labsweep; print(labsweep.work_dir())";
+    const env = { ...process.env, PYTHONPATH: join(REPO_ROOT, "python") };
+    delete env.LABSWEEP_WORK_DIR;
+    const run = (extra: NodeJS.ProcessEnv) =>
+      execFileSync("python3", ["-c", script], { env: { ...env, ...extra }, encoding: "utf8" }).trim();
+    expect(run({})).toBe(".");
+    expect(run({ LABSWEEP_WORK_DIR: "/tmp/x/attempt-2.work" })).toBe("/tmp/x/attempt-2.work");
   });
 });
