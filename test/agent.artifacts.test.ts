@@ -6,12 +6,20 @@
  * Outbox with a delivery function standing in for the network.
  */
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
+import {
+  cpSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { collectArtifacts, reportWithArtifacts } from "../src/agent/artifacts.js";
 import { Outbox, type OutboxRecord } from "../src/agent/outbox.js";
-import type { AttemptOutcome } from "../src/protocol/interfaces.js";
+import type { AttemptOutcome, Lease } from "../src/protocol/interfaces.js";
 import { REPO_ROOT, tempDir } from "./helpers/cli.js";
 
 function workDir(): string {
@@ -53,13 +61,19 @@ describe("collectArtifacts", () => {
   });
 
   it("a success whose artifacts cannot be taken is reported failed; the work dir goes either way", async () => {
-    const dir = workDir();
+    const work = workDir();
     const ends: Array<{ outcome: AttemptOutcome }> = [];
     const success: AttemptOutcome = { kind: "succeeded", metrics: {}, wallSeconds: 2 };
-    const reported = await reportWithArtifacts(async (end) => ends.push(end), { outcome: success }, dir, {
-      artifacts: ["**"],
-      artifactLimitMb: 1e-9,
-    });
+    const lease = {
+      attemptId: 5,
+      attemptNumber: 1,
+      task: { id: 3, policy: { artifacts: ["**"], artifactLimitMb: 1e-9 } },
+    } as unknown as Lease;
+    const stateDir = tempDir();
+    const dir = join(stateDir, "tasks", "3", "attempt-1.work");
+    cpSync(work, dir, { recursive: true, verbatimSymlinks: true });
+    const port = { finish: async (_attemptId: number, end: { outcome: AttemptOutcome }) => ends.push(end) };
+    const reported = await reportWithArtifacts(port, lease, { outcome: success }, stateDir);
     expect(reported).toMatchObject({ kind: "failed", error: expect.stringMatching(/artifact_limit_mb/) });
     expect(ends[0]?.outcome.kind).toBe("failed");
     expect(existsSync(dir)).toBe(false);
@@ -125,7 +139,7 @@ describe("the outbox and artifacts", () => {
 describe("labsweep.work_dir() in Python", () => {
   it("is $LABSWEEP_WORK_DIR under labsweep and the current dir when run by hand", () => {
     const script = "import labsweep; print(labsweep.work_dir())";
-    const env = { ...process.env, PYTHONPATH: join(REPO_ROOT, "python") };
+    const env: NodeJS.ProcessEnv = { ...process.env, PYTHONPATH: join(REPO_ROOT, "python") };
     delete env.LABSWEEP_WORK_DIR;
     const run = (extra: NodeJS.ProcessEnv) =>
       execFileSync("python3", ["-c", script], { env: { ...env, ...extra }, encoding: "utf8" }).trim();

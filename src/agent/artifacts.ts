@@ -3,8 +3,10 @@ import { sep } from "node:path";
 import { glob } from "tinyglobby";
 import { sha256File } from "../files/sha256File.js";
 import { type ArtifactFile, artifactPathError, type CollectedArtifacts } from "../protocol/artifacts.js";
-import type { AttemptOutcome } from "../protocol/interfaces.js";
+import { attemptFiles } from "../protocol/attemptFiles.js";
+import type { AttemptOutcome, Lease } from "../protocol/interfaces.js";
 import { DEFAULT_ARTIFACT_LIMIT_MB, type RunPolicy } from "../sweep/types.js";
+import type { CoordinatorPort } from "./coordinatorPort.js";
 import { formatBytes } from "./taskFiles.js";
 
 /**
@@ -56,21 +58,22 @@ export interface AttemptEnd {
 }
 
 /**
- * Reports an attempt's end through `finish` with its artifacts, collected from `workDir` when it
- * succeeded — a success whose artifacts cannot be collected (over the limit, unreadable) is
- * reported as a failure saying why — then deletes the work dir: once `finish` resolved the
+ * Reports an attempt's end through the port with its artifacts, collected from its work dir
+ * when it succeeded — a success whose artifacts cannot be collected (over the limit, unreadable)
+ * is reported as a failure saying why — then deletes the work dir: once `finish` resolved the
  * files are the port's (in the outbox, or stored). Returns the outcome reported.
  */
 export async function reportWithArtifacts(
-  finish: (end: AttemptEnd) => Promise<unknown>,
+  port: Pick<CoordinatorPort, "finish">,
+  lease: Lease,
   end: AttemptEnd,
-  workDir: string,
-  policy: Pick<RunPolicy, "artifacts" | "artifactLimitMb">,
+  stateDir: string,
 ): Promise<AttemptOutcome> {
+  const { workDir } = attemptFiles(stateDir, lease.task.id, lease.attemptNumber);
   let { outcome } = end;
   let artifacts: CollectedArtifacts | undefined;
   if (outcome.kind === "succeeded") {
-    const collected = await collectArtifacts(workDir, policy).catch((error: unknown) => ({
+    const collected = await collectArtifacts(workDir, lease.task.policy).catch((error: unknown) => ({
       error: `could not collect its artifacts: ${error instanceof Error ? error.message : String(error)}`,
     }));
     if (collected && "error" in collected)
@@ -83,7 +86,7 @@ export async function reportWithArtifacts(
       };
     else if (collected) artifacts = collected;
   }
-  await finish({ ...end, outcome, ...(artifacts && { artifacts }) });
+  await port.finish(lease.attemptId, { ...end, outcome, ...(artifacts && { artifacts }) });
   await rm(workDir, { recursive: true, force: true });
   return outcome;
 }

@@ -76,23 +76,23 @@ export function prepareAttempt(
  * task, attempt, params and files, and the Python client on PYTHONPATH.
  */
 export function taskEnvironment(
-  claim: Lease,
+  lease: Lease,
   files: AttemptFiles,
   options: { stateDir: string; env?: NodeJS.ProcessEnv; onGpuMachine: boolean },
 ): NodeJS.ProcessEnv {
-  const task = claim.task;
+  const task = lease.task;
   const inherited = { ...process.env, ...options.env };
   const env: NodeJS.ProcessEnv = {
     ...inherited,
     [STATE_DIR_MARKER]: resolve(options.stateDir),
     LABSWEEP_TASK_ID: String(task.id),
     LABSWEEP_TASK_SIGNATURE: task.signature,
-    LABSWEEP_ATTEMPT_ID: String(claim.attemptId),
+    LABSWEEP_ATTEMPT_ID: String(lease.attemptId),
     LABSWEEP_PARAMS: JSON.stringify(task.params),
     LABSWEEP_CONFIG_FILE: files.configPath,
     LABSWEEP_RESULT_FILE: files.resultPath,
-    LABSWEEP_OUTPUT_DIR: claim.placements[0]?.outputDir ?? "",
-    LABSWEEP_PHASES: [...new Set(claim.placements.map((placement) => placement.phase))].join(","),
+    LABSWEEP_OUTPUT_DIR: lease.placements[0]?.outputDir ?? "",
+    LABSWEEP_PHASES: [...new Set(lease.placements.map((placement) => placement.phase))].join(","),
     LABSWEEP_EVENTS_FILE: files.eventsPath,
     LABSWEEP_STOP_FILE: files.stopPath,
     LABSWEEP_STOP_SIGNAL: STOP_SIGNAL,
@@ -105,7 +105,7 @@ export function taskEnvironment(
   if (options.onGpuMachine || gpusWanted(task.policy.resources, false) > 0) {
     // nvidia-smi numbers GPUs by PCI bus; CUDA must use the same order for the ids to agree.
     env.CUDA_DEVICE_ORDER = "PCI_BUS_ID";
-    env.CUDA_VISIBLE_DEVICES = claim.gpuIds.join(",");
+    env.CUDA_VISIBLE_DEVICES = lease.gpuIds.join(",");
   }
   return env;
 }

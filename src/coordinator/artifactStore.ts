@@ -247,6 +247,8 @@ async function appendCapped(body: Readable, path: string, room: number): Promise
 }
 
 async function truncate(path: string, size: number): Promise<void> {
+  // Not there: the write stream was torn down before it opened the part; nothing to cut back.
+  if (size === 0) return rm(path, { force: true });
   const handle = await open(path, "r+");
   try {
     await handle.truncate(size);
