@@ -125,7 +125,8 @@ describe("artifact uploads", () => {
     );
     expect(held.json()).toEqual({ size: 4000, stored: false });
     // An offset other than what is held is refused, and changes nothing.
-    expect((await put(fixture, base, name, whole.subarray(0, 10), 0, whole)).status).toBe(409);
+    const behind = await put(fixture, base, name, whole.subarray(0, 10), 0, whole);
+    expect([behind.status, behind.json().code]).toEqual([409, "upload_offset"]);
     const rest = await put(fixture, base, name, whole.subarray(4000), 4000, whole);
     expect(rest.json()).toEqual({ size: whole.length, stored: true });
 
@@ -214,12 +215,10 @@ describe("artifact uploads", () => {
     const { attemptId } = await leasedAttempt(fixture);
     const small = Buffer.from("tiny");
     const big = Buffer.from("more than ten bytes");
-    expect(
-      (await put(fixture, `/agents/a2/attempts/${attemptId}/artifacts`, "x", small, 0, small)).status,
-    ).toBe(409);
-    expect((await put(fixture, "/agents/a1/attempts/999999/artifacts", "x", small, 0, small)).status).toBe(
-      404,
-    );
+    const foreign = await put(fixture, `/agents/a2/attempts/${attemptId}/artifacts`, "x", small, 0, small);
+    expect([foreign.status, foreign.json().code]).toEqual([409, "foreign_attempt"]);
+    const unknown = await put(fixture, "/agents/a1/attempts/999999/artifacts", "x", small, 0, small);
+    expect([unknown.status, unknown.json().code]).toEqual([404, "unknown_attempt"]);
     const viewer = { ...viewerAuth, "content-type": "application/octet-stream" };
     const path = `/agents/a1/attempts/${attemptId}/artifacts/x?offset=0&size=4&sha256=${sha(small)}`;
     expect((await raw(fixture, "PUT", path, viewer, small)).status).toBe(401);

@@ -2,7 +2,7 @@ import { createReadStream } from "node:fs";
 import { join } from "node:path";
 import { Readable } from "node:stream";
 import type { ArtifactFile } from "../protocol/artifacts.js";
-import { API_PREFIX, type FinishRequest } from "../protocol/http.js";
+import { API_PREFIX, type ErrorBody, type ErrorCode, type FinishRequest } from "../protocol/http.js";
 import type { Contact } from "./contact.js";
 import { type CoordinatorClient, HttpError, sleep, UnauthorizedError } from "./httpClient.js";
 import type { OutboxRecord } from "./outbox.js";
@@ -70,7 +70,7 @@ async function uploadOne(
       if (error instanceof UnauthorizedError || signal.aborted) throw error;
       // Cut off (or a 5xx): after a moment, ask what arrived and go on from there.
       if (!(error instanceof HttpError)) await sleep(BUSY_WAIT_MS, signal);
-      else if (error.status === 409) await sleep(BUSY_WAIT_MS, signal);
+      else if (error.code === "upload_offset") await sleep(BUSY_WAIT_MS, signal);
       else if (error.status !== 422 || ++mismatches >= MISMATCH_TRIES) return verdictOf(error);
     }
   }
@@ -99,13 +99,21 @@ async function put(
   if (!response.ok) {
     const detail = errorOf(text);
     if (response.status >= 500) throw new Error(`PUT ${path}: ${response.status} ${detail}`);
-    throw new HttpError(response.status, server, `PUT ${path}`, detail);
+    throw new HttpError(response.status, server, `PUT ${path}`, detail, codeOf(text));
   }
   return JSON.parse(text) as { size: number; stored: boolean };
 }
 
 function verdictOf(error: HttpError): Upload {
   return error.status === 410 ? "unwanted" : { refused: `${error.status}: ${error.detail}` };
+}
+
+function codeOf(text: string): ErrorCode | undefined {
+  try {
+    return (JSON.parse(text) as ErrorBody).code;
+  } catch {
+    return undefined;
+  }
 }
 
 function errorOf(text: string): string {

@@ -83,11 +83,13 @@ export class ArtifactStore {
     const already = await this.held(agentId, attemptId, file.path, file);
     if (already.stored) return already;
     const part = partPath(target, file.path);
-    if (this.writing.has(part)) throw new HttpError(409, `${file.path} is being received already; ask again`);
+    if (this.writing.has(part))
+      throw new HttpError(409, `${file.path} is being received already; ask again`, "upload_offset");
     if (offset !== already.size)
       throw new HttpError(
         409,
         `offset ${offset} is not what the coordinator holds of ${file.path} (${already.size} bytes)`,
+        "upload_offset",
       );
     this.writing.add(part);
     try {
@@ -113,9 +115,9 @@ export class ArtifactStore {
 
   private async target(agentId: string | null, attemptId: number): Promise<ArtifactTarget> {
     const target = await artifactTarget(this.db, attemptId);
-    if (!target) throw new HttpError(404, `unknown attempt ${attemptId}`);
+    if (!target) throw new HttpError(404, `unknown attempt ${attemptId}`, "unknown_attempt");
     if (agentId !== null && target.worker !== agentId)
-      throw new HttpError(409, `attempt ${attemptId} is not agent ${agentId}'s`);
+      throw new HttpError(409, `attempt ${attemptId} is not agent ${agentId}'s`, "foreign_attempt");
     return target;
   }
 
