@@ -255,4 +255,55 @@ describe("artifacts through serve and a remote agent", () => {
       await proxy.close();
     }
   }, 120_000);
+
+  it("a file over the coordinator's --artifact-limit fails its attempt at the agent, saying so; nothing is stored", async () => {
+    const dir = project();
+    writeFile(
+      dir,
+      "sweep.yaml",
+      readFileSync(join(dir, "sweep.yaml"), "utf8").replace("retries: 1", "retries: 0"),
+    );
+    const port = await freePort();
+    const served = watch(
+      startCli(
+        [
+          "serve",
+          join(dir, "sweep.yaml"),
+          "--exit-when-done",
+          "--port",
+          String(port),
+          "--artifact-limit",
+          "0.00001",
+        ],
+        {
+          cwd: dir,
+        },
+      ),
+    );
+    await served.waitFor(/^http:\/\/127\.0\.0\.1:\d+$/m);
+    const token = (await runCli(["token", "--state", join(dir, ".labsweep")])).stdout.trim();
+    const env = { ...fakeGpuEnv([]), LABSWEEP_GPU_LOCK_DIR: tempDir(), LABSWEEP_TOKEN: token };
+    const args = [
+      "agent",
+      "--server",
+      `http://127.0.0.1:${port}`,
+      "--state",
+      join(tempDir(), "agent"),
+      "--grace",
+      "1",
+    ];
+    const worker = watch(startCli(args, { env, cwd: tempDir() }));
+    const [agentExit, serveExit] = await Promise.all([worker.result, served.result]);
+    expectCode(agentExit, 0);
+    expect(serveExit.code, serveExit.stderr).not.toBeNull();
+    expect(artifactRows(join(dir, ".labsweep"))).toEqual([]);
+    const db = new Database(join(dir, ".labsweep", "ledger.sqlite"), { readonly: true });
+    const states = db.prepare("SELECT state FROM tasks").all() as Array<{ state: string }>;
+    const errors = db.prepare("SELECT error FROM attempts").all() as Array<{ error: string }>;
+    db.close();
+    expect(states.map((task) => task.state)).toEqual(["failed", "failed"]);
+    // The process succeeded; the attempt failed at the coordinator's limit, which it names.
+    for (const { error } of errors)
+      expect(error).toMatch(/the coordinator refused its artifact "plots\/loss\.csv" \(413: .*--artifact-limit/);
+  }, 60_000);
 });

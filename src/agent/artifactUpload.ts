@@ -30,18 +30,62 @@ export async function uploadArtifacts(
   signal: AbortSignal,
 ): Promise<FinishRequest> {
   const request = record.request;
-  for (const file of record.artifacts ?? []) {
-    const path = `/agents/${encodeURIComponent(request.agentId)}/attempts/${record.attemptId}/artifacts/${encodePath(file.path)}`;
-    const upload = await uploadOne(client, contact, path, file, join(dir, ...file.path.split("/")), signal);
+  const files = record.artifacts ?? [];
+  const pathOf = (file: ArtifactFile) =>
+    `/agents/${encodeURIComponent(request.agentId)}/attempts/${record.attemptId}/artifacts/${encodePath(file.path)}`;
+  // Every file is asked about before any is sent: one the coordinator would refuse (over its
+  // limit) fails the attempt before a file of it is stored.
+  for (const file of files) {
+    const held = await heldOf(client, contact, pathOf(file), file, signal);
+    if ("size" in held) continue;
+    return held.upload === "unwanted" ? request : refusedAsFailed(request, file, held.upload);
+  }
+  for (const file of files) {
+    const upload = await uploadOne(
+      client,
+      contact,
+      pathOf(file),
+      file,
+      join(dir, ...file.path.split("/")),
+      signal,
+    );
     // Another attempt's success holds the task: its report will be ignored as stale, as it is.
     if (upload === "unwanted") return request;
-    if (upload !== "stored" && request.outcome.kind === "succeeded") {
-      const error = `the coordinator refused its artifact ${JSON.stringify(file.path)} (${upload.refused})`;
-      const { wallSeconds } = request.outcome;
-      return { ...request, outcome: { kind: "failed", exitCode: 0, signal: null, error, wallSeconds } };
-    }
+    if (upload !== "stored") return refusedAsFailed(request, file, upload);
   }
   return request;
+}
+
+/** A success turned into a failure that names the artifact the coordinator refused, and why. */
+function refusedAsFailed(
+  request: FinishRequest,
+  file: ArtifactFile,
+  upload: { refused: string },
+): FinishRequest {
+  if (request.outcome.kind !== "succeeded") return request;
+  const error = `the coordinator refused its artifact ${JSON.stringify(file.path)} (${upload.refused})`;
+  const { wallSeconds } = request.outcome;
+  return { ...request, outcome: { kind: "failed", exitCode: 0, signal: null, error, wallSeconds } };
+}
+
+/**
+ * What the coordinator holds of a file — retried with backoff and failover while it is away: the
+ * resume point — or its verdict on it.
+ */
+async function heldOf(
+  client: CoordinatorClient,
+  contact: Contact,
+  path: string,
+  file: ArtifactFile,
+  signal: AbortSignal,
+): Promise<{ size: number; stored: boolean } | { upload: Exclude<Upload, "stored"> }> {
+  try {
+    const query = `?size=${file.size}&sha256=${file.sha256}`;
+    return await contact.guard(() => client.call("GET", `${path}${query}`, undefined, { signal }));
+  } catch (error) {
+    if (error instanceof HttpError) return { upload: verdictOf(error) };
+    throw error;
+  }
 }
 
 async function uploadOne(
@@ -54,15 +98,8 @@ async function uploadOne(
 ): Promise<Upload> {
   let mismatches = 0;
   for (;;) {
-    let held: { size: number; stored: boolean };
-    try {
-      // Retried with backoff and failover while the coordinator is away: the resume point.
-      const query = `?size=${file.size}&sha256=${file.sha256}`;
-      held = await contact.guard(() => client.call("GET", `${path}${query}`, undefined, { signal }));
-    } catch (error) {
-      if (error instanceof HttpError) return verdictOf(error);
-      throw error;
-    }
+    const held = await heldOf(client, contact, path, file, signal);
+    if (!("size" in held)) return held.upload;
     if (held.stored) return "stored";
     try {
       if ((await put(client, path, file, local, held.size, signal)).stored) return "stored";
@@ -104,7 +141,7 @@ async function put(
   return JSON.parse(text) as { size: number; stored: boolean };
 }
 
-function verdictOf(error: HttpError): Upload {
+function verdictOf(error: HttpError): Exclude<Upload, "stored"> {
   return error.status === 410 ? "unwanted" : { refused: `${error.status}: ${error.detail}` };
 }
 
