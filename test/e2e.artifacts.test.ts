@@ -304,6 +304,8 @@ describe("artifacts through serve and a remote agent", () => {
     expect(states.map((task) => task.state)).toEqual(["failed", "failed"]);
     // The process succeeded; the attempt failed at the coordinator's limit, which it names.
     for (const { error } of errors)
-      expect(error).toMatch(/the coordinator refused its artifact "plots\/loss\.csv" \(413: .*--artifact-limit/);
+      expect(error).toMatch(
+        /the coordinator refused its artifact "plots\/loss\.csv" \(413: .*--artifact-limit/,
+      );
   }, 60_000);
 });
