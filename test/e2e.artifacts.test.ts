@@ -297,6 +297,9 @@ describe("artifacts through serve and a remote agent", () => {
     expectCode(agentExit, 0);
     expect(serveExit.code, serveExit.stderr).not.toBeNull();
     expect(artifactRows(join(dir, ".labsweep"))).toEqual([]);
+    expect(agentExit.stderr).toMatch(
+      /attempt \d+ is reported failed: the coordinator refused its artifact "plots\/loss\.csv"/,
+    );
     const db = new Database(join(dir, ".labsweep", "ledger.sqlite"), { readonly: true });
     const states = db.prepare("SELECT state FROM tasks").all() as Array<{ state: string }>;
     const errors = db.prepare("SELECT error FROM attempts").all() as Array<{ error: string }>;

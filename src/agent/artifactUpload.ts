@@ -1,6 +1,7 @@
 import { createReadStream } from "node:fs";
 import { join } from "node:path";
 import { Readable } from "node:stream";
+import type { Warn } from "../log/logger.js";
 import type { ArtifactFile } from "../protocol/artifacts.js";
 import { API_PREFIX, type ErrorBody, type ErrorCode, type FinishRequest } from "../protocol/http.js";
 import type { Contact } from "./contact.js";
@@ -26,7 +27,7 @@ export async function uploadArtifacts(
   client: CoordinatorClient,
   contact: Contact,
   record: OutboxRecord,
-  dir: string,
+  { dir, warn }: { dir: string; warn: Warn },
   signal: AbortSignal,
 ): Promise<FinishRequest> {
   const request = record.request;
@@ -38,7 +39,7 @@ export async function uploadArtifacts(
   for (const file of files) {
     const held = await heldOf(client, contact, pathOf(file), file, signal);
     if ("size" in held) continue;
-    return held.upload === "unwanted" ? request : refusedAsFailed(request, file, held.upload);
+    return held.upload === "unwanted" ? request : refusedAsFailed(record, file, held.upload, warn);
   }
   for (const file of files) {
     const upload = await uploadOne(
@@ -51,19 +52,23 @@ export async function uploadArtifacts(
     );
     // Another attempt's success holds the task: its report will be ignored as stale, as it is.
     if (upload === "unwanted") return request;
-    if (upload !== "stored") return refusedAsFailed(request, file, upload);
+    if (upload !== "stored") return refusedAsFailed(record, file, upload, warn);
   }
   return request;
 }
 
 /** A success turned into a failure that names the artifact the coordinator refused, and why. */
 function refusedAsFailed(
-  request: FinishRequest,
+  record: OutboxRecord,
   file: ArtifactFile,
   upload: { refused: string },
+  warn: Warn,
 ): FinishRequest {
+  const request = record.request;
   if (request.outcome.kind !== "succeeded") return request;
   const error = `the coordinator refused its artifact ${JSON.stringify(file.path)} (${upload.refused})`;
+  // The agent said "succeeded" when the process ended: say what the coordinator will record.
+  warn(`attempt ${record.attemptId} is reported failed: ${error}`);
   const { wallSeconds } = request.outcome;
   return { ...request, outcome: { kind: "failed", exitCode: 0, signal: null, error, wallSeconds } };
 }

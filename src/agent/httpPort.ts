@@ -373,13 +373,10 @@ export class HttpPort implements CoordinatorPort {
 
   /** Sends one outbox record (see deliverReport). */
   deliver(record: OutboxRecord, signal: AbortSignal): Promise<"sent" | { refused: string }> {
-    return deliverReport(
-      this.client,
-      this.contact,
-      record,
-      signal,
-      this.options.outbox.artifactsDir(record.attemptId),
-    );
+    return deliverReport(this.client, this.contact, record, signal, {
+      dir: this.options.outbox.artifactsDir(record.attemptId),
+      warn: (message) => this.warn(message),
+    });
   }
 
   /** Runs a request; a coordinator that forgot this agent (it restarted) gets it registered again. */

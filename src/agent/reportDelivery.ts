@@ -1,3 +1,4 @@
+import type { Warn } from "../log/logger.js";
 import type { FinishResponse } from "../protocol/http.js";
 import { uploadArtifacts } from "./artifactUpload.js";
 import { refusedAsFailure } from "./attemptOutcome.js";
@@ -18,15 +19,16 @@ export async function deliverReport(
   contact: Contact,
   record: OutboxRecord,
   signal: AbortSignal,
-  artifactsDir?: string,
+  /** Where the record's artifacts wait, and where a refusal of one is told. */
+  artifacts?: { dir: string; warn: Warn },
 ): Promise<"sent" | { refused: string }> {
   const path = `/attempts/${record.attemptId}`;
   // The log's end first; it is a courtesy, the report matters.
   await sendFinalLog(client, contact, record, signal);
   // Then the artifacts: a success the coordinator records has its files stored.
   let request =
-    record.artifacts?.length && artifactsDir !== undefined
-      ? await uploadArtifacts(client, contact, record, artifactsDir, signal)
+    record.artifacts?.length && artifacts !== undefined
+      ? await uploadArtifacts(client, contact, record, artifacts, signal)
       : record.request;
   for (;;) {
     try {
