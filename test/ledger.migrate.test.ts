@@ -113,6 +113,7 @@ describe("migrate", () => {
     expect(await versions(db)).toEqual(VERSIONS);
     expect(await tableNames(db)).toEqual([
       "agents",
+      "artifacts",
       "attempts",
       "events",
       "labsweep_migrations",

@@ -41,6 +41,7 @@ __all__ = [
     "report",
     "result",
     "checkpoint_dir",
+    "work_dir",
     "should_stop",
     "FLUSH_INTERVAL",
     "MAX_LINE_BYTES",
@@ -375,6 +376,15 @@ def checkpoint_dir() -> pathlib.Path:
     path = pathlib.Path(os.environ.get("LABSWEEP_CHECKPOINT_DIR") or "checkpoints")
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def work_dir() -> pathlib.Path:
+    """This attempt's own directory: write files the phase's ``artifacts:`` globs collect here.
+
+    ``$LABSWEEP_WORK_DIR`` (new and empty for every attempt, removed once its artifacts are
+    taken); ``.`` outside labsweep, so a script run by hand writes beside itself.
+    """
+    return pathlib.Path(os.environ.get("LABSWEEP_WORK_DIR") or ".")
 
 
 # --- stops ----------------------------------------------------------------------------------

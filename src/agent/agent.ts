@@ -3,6 +3,7 @@ import { attemptFiles } from "../protocol/attemptFiles.js";
 import type { Capacity } from "../protocol/capacity.js";
 import { shareOf } from "../protocol/capacity.js";
 import type { AttemptOutcome, Lease } from "../protocol/interfaces.js";
+import { reportWithArtifacts } from "./artifacts.js";
 import { readableTail, settledOutcome } from "./attemptOutcome.js";
 import type { CoordinatorPort } from "./coordinatorPort.js";
 import { freePort } from "./freePort.js";
@@ -317,9 +318,11 @@ export class Agent {
     // A curve's last points go before the report that ends the task (the sweep may end with it).
     const report: Promise<void> = this.relay
       .settled(task.lease.attemptId, 1000)
-      .then(() => this.port.finish(task.lease.attemptId, { outcome, logTail: tail }))
+      .then(() =>
+        reportWithArtifacts(this.port, task.lease, { outcome, logTail: tail }, this.options.stateDir),
+      )
       .then(
-        () => this.options.onEvent?.({ kind: "finished", lease: task.lease, outcome }),
+        (reported) => this.options.onEvent?.({ kind: "finished", lease: task.lease, outcome: reported }),
         (error: unknown) => {
           this.failure ??= error instanceof Error ? error : new Error(String(error));
         },

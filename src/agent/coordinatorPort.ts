@@ -1,3 +1,4 @@
+import type { CollectedArtifacts } from "../protocol/artifacts.js";
 import type { Capacity } from "../protocol/capacity.js";
 import type { AttemptOutcome, AttemptPoints, Lease } from "../protocol/interfaces.js";
 
@@ -19,7 +20,14 @@ export interface CoordinatorPort {
   /** Renews leases; returns the attempts that are no longer this agent's: the agent stops them. */
   heartbeat(attemptIds: number[]): Promise<number[]>;
   started(attemptId: number, pid: number, logPath: string): Promise<void>;
-  finish(attemptId: number, report: { outcome: AttemptOutcome; logTail?: string }): Promise<unknown>;
+  /**
+   * Reports how an attempt ended. A success's `artifacts` are the port's once this resolves
+   * (moved to the outbox, or stored): the agent may delete their dir.
+   */
+  finish(
+    attemptId: number,
+    report: { outcome: AttemptOutcome; logTail?: string; artifacts?: CollectedArtifacts },
+  ): Promise<unknown>;
   /**
    * Stores live points (agent/pointRelay.ts); resolves once stored, rejects if they were not.
    * (Default: none — points stay in the attempts' events files)

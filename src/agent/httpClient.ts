@@ -82,6 +82,11 @@ export class CoordinatorClient {
     return this.servers[this.current] as string;
   }
 
+  /** The Authorization header, for a request this client does not send (a streamed upload). */
+  get authorization(): string {
+    return `Bearer ${this.options.token}`;
+  }
+
   /** Sends a JSON request and returns the parsed 2xx answer. */
   async call<T>(method: "GET" | "POST", path: string, body?: unknown, options: CallOptions = {}): Promise<T> {
     const { text } = await this.send(method, path, body, options, false);

@@ -9,7 +9,8 @@ import {
   type RegisterResponse,
   type ReportVerdict,
 } from "../protocol/http.js";
-import type { AttemptOutcome, GpuSample, Lease } from "../protocol/interfaces.js";
+import type { GpuSample, Lease } from "../protocol/interfaces.js";
+import type { AttemptEnd } from "./artifacts.js";
 import { Contact } from "./contact.js";
 import type { CoordinatorPort } from "./coordinatorPort.js";
 import { type CoordinatorClient, HttpError, isAbort, type UnauthorizedError } from "./httpClient.js";
@@ -311,11 +312,7 @@ export class HttpPort implements CoordinatorPort {
   }
 
   /** Writes the report to the outbox (durably) and returns; it is sent from there. */
-  async finish(
-    attemptId: number,
-    report: { outcome: AttemptOutcome; logTail?: string },
-    log?: OutboxRecord["log"],
-  ): Promise<void> {
+  async finish(attemptId: number, report: AttemptEnd, log?: OutboxRecord["log"]): Promise<void> {
     clearTimeout(this.startNotices.get(attemptId));
     this.startNotices.delete(attemptId);
     const request = { agentId: this.options.agentId, outcome: report.outcome, logTail: report.logTail };
@@ -326,7 +323,7 @@ export class HttpPort implements CoordinatorPort {
       "wallSeconds" in report.outcome ? report.outcome.wallSeconds : Number.POSITIVE_INFINITY;
     await this.options.outbox.put(
       { attemptId, request, ...(log ? { log } : {}) },
-      { durable: wallSeconds >= DURABLE_REPORT_SECONDS },
+      { durable: wallSeconds >= DURABLE_REPORT_SECONDS, artifacts: report.artifacts },
     );
   }
 
@@ -376,7 +373,10 @@ export class HttpPort implements CoordinatorPort {
 
   /** Sends one outbox record (see deliverReport). */
   deliver(record: OutboxRecord, signal: AbortSignal): Promise<"sent" | { refused: string }> {
-    return deliverReport(this.client, this.contact, record, signal);
+    return deliverReport(this.client, this.contact, record, signal, {
+      dir: this.options.outbox.artifactsDir(record.attemptId),
+      warn: (message) => this.warn(message),
+    });
   }
 
   /** Runs a request; a coordinator that forgot this agent (it restarted) gets it registered again. */

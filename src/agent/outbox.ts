@@ -1,8 +1,9 @@
 import { mkdirSync, readdirSync, rmSync } from "node:fs";
-import { open, readFile, rename, unlink } from "node:fs/promises";
-import { join } from "node:path";
+import { copyFile, mkdir, open, readFile, rename, rm, unlink } from "node:fs/promises";
+import { dirname, join } from "node:path";
 import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from "../files/privateFiles.js";
 import { type Logger, logger } from "../log/logger.js";
+import type { ArtifactFile, CollectedArtifacts } from "../protocol/artifacts.js";
 import type { FinishRequest } from "../protocol/http.js";
 
 /** One attempt's finish report, as kept on the agent's disk until the coordinator has it. */
@@ -11,6 +12,8 @@ export interface OutboxRecord {
   request: FinishRequest;
   /** The end of the attempt's log the coordinator has not been sent yet. */
   log?: { offset: number; text: string };
+  /** A success's artifacts, in `artifactsDir(attemptId)`: uploaded before the report is sent. */
+  artifacts?: ArtifactFile[];
 }
 
 /**
@@ -71,6 +74,30 @@ export class Outbox {
     const sorted = [...this.ids].sort((a, b) => a - b);
     this.ids.clear();
     for (const id of sorted) this.ids.add(id);
+    // Artifacts moved here by an agent that died before its report was written: no report will
+    // send them (the attempt is reported lost), so they go.
+    for (const name of readdirOrNone(join(dir, "artifacts")))
+      if (!this.ids.has(Number(name))) rmSync(join(dir, "artifacts", name), { recursive: true, force: true });
+  }
+
+  /** Where a report's artifacts wait: `<outbox>/artifacts/<attemptId>/`. */
+  artifactsDir(attemptId: number): string {
+    return join(this.dir, "artifacts", String(attemptId));
+  }
+
+  /**
+   * Moves a success's artifacts out of its work dir into the outbox (before its report is put):
+   * the work dir can go, and the next attempt's files never meet this one's.
+   */
+  async stageArtifacts(attemptId: number, collected: CollectedArtifacts): Promise<ArtifactFile[]> {
+    const target = this.artifactsDir(attemptId);
+    await rm(target, { recursive: true, force: true });
+    for (const file of collected.files) {
+      const to = join(target, ...file.path.split("/"));
+      await mkdir(dirname(to), { recursive: true, mode: PRIVATE_DIR_MODE });
+      await moveFile(join(collected.dir, ...file.path.split("/")), to);
+    }
+    return collected.files;
   }
 
   /** Attempts whose reports wait here (the previous incarnation's included). */
@@ -81,10 +108,16 @@ export class Outbox {
   /**
    * Writes the report (whole: temp file and rename, so it survives the agent's death at any
    * moment), then starts sending it. `durable`: fsynced too, file and dir, so it also survives
-   * the machine's power loss. (Default: true)
+   * the machine's power loss. (Default: true) `artifacts`: a success's files, moved here first
+   * (stageArtifacts), so a report on disk always has its files beside it.
    */
-  async put(record: OutboxRecord, options: { durable?: boolean } = {}): Promise<void> {
+  async put(
+    record: OutboxRecord,
+    options: { durable?: boolean; artifacts?: CollectedArtifacts } = {},
+  ): Promise<void> {
     const durable = options.durable ?? true;
+    if (options.artifacts)
+      record = { ...record, artifacts: await this.stageArtifacts(record.attemptId, options.artifacts) };
     const path = this.pathOf(record.attemptId);
     const temp = join(this.dir, `.${record.attemptId}.json.${process.pid}.tmp`);
     const file = await open(temp, "w", PRIVATE_FILE_MODE);
@@ -119,7 +152,8 @@ export class Outbox {
     for (const id of this.ids) {
       if (taken.length >= max) break;
       const record = this.records.get(id);
-      if (!record || this.carried.has(id) || this.sendingId === id) continue;
+      // A report with artifacts goes on its own, after them: a lease cannot carry files.
+      if (!record || this.carried.has(id) || this.sendingId === id || record.artifacts?.length) continue;
       const size = reportBytes(record);
       if (size > maxBytes) continue;
       if (bytes + size > maxBytes) break;
@@ -134,7 +168,7 @@ export class Outbox {
   async settle(verdicts: Array<{ attemptId: number; refused?: string }>): Promise<void> {
     for (const { attemptId, refused } of verdicts) {
       if (!this.carried.has(attemptId)) continue;
-      if (refused === undefined) await unlink(this.pathOf(attemptId)).catch(ignoreMissing);
+      if (refused === undefined) await this.remove(attemptId);
       else await this.setAside(attemptId, refused);
       this.carried.delete(attemptId);
       this.ids.delete(attemptId);
@@ -224,7 +258,7 @@ export class Outbox {
         const record = this.records.get(id) ?? (await this.read(id));
         if (!record) continue;
         const verdict = await this.deliver(record, signal);
-        if (verdict === "sent") await unlink(this.pathOf(id)).catch(ignoreMissing);
+        if (verdict === "sent") await this.remove(id);
         else await this.setAside(id, verdict.refused);
         this.ids.delete(id);
         this.records.delete(id);
@@ -261,10 +295,17 @@ export class Outbox {
     return null;
   }
 
+  /** A sent report's file, then its artifacts (a crash between leaves them to the next start). */
+  private async remove(id: number): Promise<void> {
+    await unlink(this.pathOf(id)).catch(ignoreMissing);
+    await rm(this.artifactsDir(id), { recursive: true, force: true });
+  }
+
   private async setAside(id: number, reason: string): Promise<void> {
     const refused = join(this.dir, "refused");
     mkdirSync(refused, { recursive: true, mode: PRIVATE_DIR_MODE });
     await rename(this.pathOf(id), join(refused, `${id}.json`)).catch(ignoreMissing);
+    await rename(this.artifactsDir(id), join(refused, `${id}.artifacts`)).catch(ignoreMissing);
     this.log.warn(
       `the report of attempt ${id} was refused (${reason}); kept in ${join(refused, `${id}.json`)}`,
     );
@@ -288,6 +329,26 @@ async function syncDir(dir: string): Promise<void> {
     await handle.sync();
   } finally {
     await handle.close();
+  }
+}
+
+/** Renames `from` to `to`; across filesystems (a work dir elsewhere), copies and deletes. */
+async function moveFile(from: string, to: string): Promise<void> {
+  try {
+    await rename(from, to);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "EXDEV") throw error;
+    await copyFile(from, to);
+    await unlink(from);
+  }
+}
+
+function readdirOrNone(dir: string): string[] {
+  try {
+    return readdirSync(dir);
+  } catch (error) {
+    ignoreMissing(error);
+    return [];
   }
 }
 

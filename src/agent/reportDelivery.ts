@@ -1,4 +1,6 @@
+import type { Warn } from "../log/logger.js";
 import type { FinishResponse } from "../protocol/http.js";
+import { uploadArtifacts } from "./artifactUpload.js";
 import { refusedAsFailure } from "./attemptOutcome.js";
 import type { Contact } from "./contact.js";
 import { type CoordinatorClient, HttpError } from "./httpClient.js";
@@ -17,11 +19,17 @@ export async function deliverReport(
   contact: Contact,
   record: OutboxRecord,
   signal: AbortSignal,
+  /** Where the record's artifacts wait, and where a refusal of one is told. */
+  artifacts?: { dir: string; warn: Warn },
 ): Promise<"sent" | { refused: string }> {
   const path = `/attempts/${record.attemptId}`;
   // The log's end first; it is a courtesy, the report matters.
   await sendFinalLog(client, contact, record, signal);
-  let request = record.request;
+  // Then the artifacts: a success the coordinator records has its files stored.
+  let request =
+    record.artifacts?.length && artifacts !== undefined
+      ? await uploadArtifacts(client, contact, record, artifacts, signal)
+      : record.request;
   for (;;) {
     try {
       await contact.guard(() => client.call<FinishResponse>("POST", `${path}/finish`, request, { signal }));

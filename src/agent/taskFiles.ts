@@ -24,7 +24,8 @@ export function checkpointDir(stateDir: string, signature: string): string {
 
 /**
  * Writes the task's full config for LABSWEEP_CONFIG_FILE, and the files the task protocol
- * promises (docs/task-protocol.md): an empty events file, no stop file, the checkpoint dir.
+ * promises (docs/task-protocol.md): an empty events file, no stop file, an empty work dir, the
+ * checkpoint dir.
  */
 export function prepareAttempt(
   files: AttemptFiles,
@@ -62,6 +63,10 @@ export function prepareAttempt(
   writeFileSync(files.eventsPath, "", { mode: PRIVATE_FILE_MODE });
   tightenFile(files.eventsPath);
   rmSync(files.stopPath, { force: true });
+  // Emptied for the same reason: a work dir left by an old ledger's attempt of this number must
+  // not lend its files to this attempt's artifacts.
+  rmSync(files.workDir, { recursive: true, force: true });
+  mkdirSync(files.workDir, { mode: PRIVATE_DIR_MODE });
   if (stateDir !== undefined) {
     mkdirSync(checkpointDir(stateDir, task.signature), { recursive: true, mode: PRIVATE_DIR_MODE });
   }
@@ -93,6 +98,7 @@ export function taskEnvironment(
     LABSWEEP_STOP_FILE: files.stopPath,
     LABSWEEP_STOP_SIGNAL: STOP_SIGNAL,
     LABSWEEP_CHECKPOINT_DIR: checkpointDir(options.stateDir, task.signature),
+    LABSWEEP_WORK_DIR: files.workDir,
     PYTHONPATH: withPythonClient(inherited.PYTHONPATH),
   };
   // A CPU slot on a machine with GPUs (all too busy, or left out by --gpus) gets "": without

@@ -1,17 +1,21 @@
 import type { CoordinatorPort } from "../agent/coordinatorPort.js";
+import { ArtifactStore, storeBeforeReport } from "../coordinator/artifactStore.js";
 import type { Coordinator } from "../coordinator/coordinator.js";
 import { recordPoints } from "../ledger/recordPoints.js";
 import { recordAttemptProcess } from "../ledger/recoverAbandoned.js";
 
 /** The in-process path from an agent to its coordinator, used by `labsweep run`. */
 export function localPort(coordinator: Coordinator): CoordinatorPort {
+  const store = new ArtifactStore(coordinator.db);
   return {
     // The ledger's word for the agent holding an attempt is its `worker`.
     lease: ({ agentId, ...request }) => coordinator.leaseMany({ ...request, worker: agentId }, request.max),
     awaitWork: (maxWaitMs) => coordinator.awaitWork(maxWaitMs),
     heartbeat: (attemptIds) => coordinator.heartbeat(attemptIds),
     started: (attemptId, pid, logPath) => recordAttemptProcess(coordinator.db, attemptId, pid, logPath),
-    finish: (attemptId, report) => coordinator.finish(attemptId, report),
+    // Files are local: copied into place, checked and recorded as an upload is, before the report.
+    finish: async (attemptId, { artifacts, ...report }) =>
+      coordinator.finish(attemptId, await storeBeforeReport(store, attemptId, report, artifacts)),
     points: (batches) => recordPoints(coordinator.db, batches),
     isFinished: () => coordinator.isFinished(),
     claimableCount: () => coordinator.claimableCount(),

@@ -60,6 +60,8 @@ export interface ServeOptions {
   wakeBus?: WakeBus;
   /** Largest request body taken (413 above it). (Default: REQUEST_BODY_LIMIT_BYTES, 1 MiB) */
   bodyLimit?: number;
+  /** Largest artifact file an agent may upload, in bytes (`serve --artifact-limit`). (Default: 1024 MiB) */
+  artifactLimitBytes?: number;
 }
 
 export interface RunningServer {
@@ -114,6 +116,7 @@ export async function startServer(db: Db, options: ServeOptions): Promise<Runnin
     maxEventStreams: options.streams?.max,
     streamBufferLimit: options.streams?.bufferLimit,
     bodyLimit: options.bodyLimit,
+    artifactLimitBytes: options.artifactLimitBytes,
   });
   const host = options.host ?? "127.0.0.1";
   const warning = clearTextWarning(host, Boolean(https));

@@ -142,6 +142,7 @@ function registerSweepCommands(program: Command, finish: Finish): void {
     .option("--tls-key <file>", "and this key (PEM)")
     .option("--lease-seconds <s>", "lease length without a heartbeat", "12")
     .option("--exit-when-done", "exit 0 once every task has finished")
+    .option("--artifact-limit <MB>", "largest artifact file agents may upload, in MiB", "1024")
     .option("--yes", "accept grids over 10 million tasks")
     .action(async (configs: string[], flags) => {
       finish(await serveCommand(configs, flags));

@@ -26,6 +26,7 @@ export interface ServeFlags {
   tlsKey?: string;
   exitWhenDone?: boolean;
   leaseSeconds?: string;
+  artifactLimit?: string;
 }
 
 /** `labsweep serve`: the coordinator for remote agents. Runs until Ctrl-C, or until done with --exit-when-done. */
@@ -36,6 +37,9 @@ export async function serveCommand(configs: string[], flags: ServeFlags): Promis
   const leaseMs = flags.leaseSeconds === undefined ? undefined : Number(flags.leaseSeconds) * 1000;
   if (leaseMs !== undefined && !(leaseMs > 0))
     throw new UsageError(`--lease-seconds must be positive, got "${flags.leaseSeconds}"`);
+  const artifactLimitMb = Number(flags.artifactLimit ?? "1024");
+  if (!(artifactLimitMb > 0))
+    throw new UsageError(`--artifact-limit must be a positive number of MiB, got "${flags.artifactLimit}"`);
   const tokens = serveTokens(flags);
   const sweep = openSweep(configs, { defaultCommand: flags.command, yes: flags.yes });
   const stateDir = stateDirFrom(flags, configs);
@@ -57,6 +61,7 @@ export async function serveCommand(configs: string[], flags: ServeFlags): Promis
       tls: flags.tlsCert && flags.tlsKey ? { certPath: flags.tlsCert, keyPath: flags.tlsKey } : undefined,
       sweep: { files: sweep.files, load: { defaultCommand: flags.command, yes: flags.yes } },
       wakeBus,
+      artifactLimitBytes: Math.floor(artifactLimitMb * 1024 * 1024),
     });
     const { sync } = prepared;
     process.stderr.write(

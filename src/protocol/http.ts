@@ -186,7 +186,13 @@ export type ChannelEvent =
  * - `foreign_attempt`: the attempt belongs to another agent (its lease was lost and re-leased).
  * - `not_extendable`: this coordinator serves no sweep that configs can be added to.
  */
-export type ErrorCode = "unknown_agent" | "unknown_attempt" | "foreign_attempt" | "not_extendable";
+export type ErrorCode =
+  | "unknown_agent"
+  | "unknown_attempt"
+  | "foreign_attempt"
+  | "not_extendable"
+  /** An artifact upload's offset is not what the coordinator holds (or it is still writing): ask again. */
+  | "upload_offset";
 
 /**
  * Errors are always `{ error: "one clear sentence" }` with a 4xx/5xx status, and a `code` where a

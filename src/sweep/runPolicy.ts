@@ -1,7 +1,7 @@
 import { parseDuration } from "./duration.js";
 import { toLauncher } from "./launcherSetting.js";
 import type { FileSettingsInput, PhaseInput } from "./schema.js";
-import { DEFAULT_MAX_LOST, type Gate, type RunPolicy } from "./types.js";
+import { DEFAULT_ARTIFACT_LIMIT_MB, DEFAULT_MAX_LOST, type Gate, type RunPolicy } from "./types.js";
 
 // A phase's gate and run policy: its own settings over the file's, with labsweep's defaults.
 
@@ -27,5 +27,8 @@ export function toPolicy(phase: PhaseInput, file: FileSettingsInput): RunPolicy 
     },
     // The phase's launcher replaces the file's as a whole (`none` turns it off).
     launcher: toLauncher(phase.launcher ?? file.launcher),
+    // Like launcher: a phase's list replaces the file's (`[]` collects nothing).
+    artifacts: phase.artifacts ?? file.artifacts ?? [],
+    artifactLimitMb: phase.artifact_limit_mb ?? file.artifact_limit_mb ?? DEFAULT_ARTIFACT_LIMIT_MB,
   };
 }

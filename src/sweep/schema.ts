@@ -16,6 +16,8 @@ export const PHASE_KEYS: Record<string, string> = {
   backoff: "1s",
   resources: "{gpus: 1 per task on GPU machines, gpu_memory_gb: 0, cpus: 1, tags: []}",
   launcher: "the file-level launcher, else none",
+  artifacts: "the file-level artifacts, else [] (none collected)",
+  artifact_limit_mb: "the file-level limit, else 1024",
 };
 
 /** Top-level keys that are settings; every other top-level key is a phase. */
@@ -30,6 +32,8 @@ export const FILE_KEYS: Record<string, string> = {
   backoff: "1s",
   resources: "{}",
   launcher: "none (the command runs as is)",
+  artifacts: "[] (none collected)",
+  artifact_limit_mb: "1024",
 };
 
 export const RESOURCE_KEYS: Record<string, string> = {
@@ -109,6 +113,24 @@ const launcher = z
     }
   });
 
+/**
+ * `artifacts:` globs, relative to the attempt's work dir (LABSWEEP_WORK_DIR): one that is
+ * absolute or climbs out with `..` could only match files outside it, which are never collected.
+ */
+const artifactGlob = z
+  .string()
+  .min(1, "is empty")
+  .max(1000, "is longer than 1000 characters")
+  .refine((glob) => !glob.includes("\0"), "holds a NUL character")
+  .refine(
+    (glob) => !glob.startsWith("/") && !glob.startsWith("~"),
+    "is absolute: globs are relative to the attempt's work dir ($LABSWEEP_WORK_DIR)",
+  )
+  .refine(
+    (glob) => !glob.split(/[\\/]/).includes(".."),
+    "climbs out of the work dir with `..`: globs are relative to $LABSWEEP_WORK_DIR",
+  );
+
 const paramMap = z.record(z.string(), z.unknown());
 
 const axis = z
@@ -125,6 +147,8 @@ const policy = {
   backoff: duration.optional(),
   resources: resources.optional(),
   launcher: launcher.optional(),
+  artifacts: z.array(artifactGlob).optional(),
+  artifact_limit_mb: z.number().positive().optional(),
 };
 
 export const phaseSchema = z.strictObject({

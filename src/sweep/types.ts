@@ -22,6 +22,9 @@ export interface Resources {
 /** When a phase listed in `after` counts as good enough for its dependents to run. */
 export type Gate = { kind: "all_succeeded" } | { kind: "min_success"; ratio: number };
 
+/** `artifact_limit_mb` when a config leaves it out: the files one attempt may hand back, together. */
+export const DEFAULT_ARTIFACT_LIMIT_MB = 1024;
+
 /** `max_lost` when a config leaves it out, and for ledgers written before it existed. */
 export const DEFAULT_MAX_LOST = 3;
 
@@ -45,6 +48,17 @@ export interface RunPolicy {
    * Ledgers written before launchers existed lack the field: read it as `launcher ?? null`.
    */
   launcher: LauncherSpec | null;
+  /**
+   * Globs of files, relative to the attempt's work dir, collected after a success and stored
+   * under each output dir's `artifacts/`. Ledgers written before artifacts lack the field (hence optional): read
+   * it as `artifacts ?? []`. (Default: [])
+   */
+  artifacts?: string[];
+  /**
+   * The most one attempt's artifacts may weigh together, in MB (MiB); more fails the attempt.
+   * Read as `artifactLimitMb ?? DEFAULT_ARTIFACT_LIMIT_MB`. (Default: 1024)
+   */
+  artifactLimitMb?: number;
 }
 
 /** `launcher:` after validation: a multi-process launcher and its settings. */

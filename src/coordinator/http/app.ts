@@ -9,6 +9,7 @@ import { API_PREFIX, type ErrorBody, type ErrorCode, REQUEST_BODY_LIMIT_BYTES } 
 import { ConfigError } from "../../sweep/configError.js";
 import { UnknownAgentError } from "../remoteAgents.js";
 import { registerAgentRoutes } from "./agentRoutes.js";
+import { registerArtifactRoutes } from "./artifactRoutes.js";
 import type { AppOptions } from "./options.js";
 import { registerPointRoutes } from "./pointRoutes.js";
 import { registerReadRoutes } from "./readRoutes.js";
@@ -54,6 +55,7 @@ export function buildApp(options: AppOptions): FastifyInstance {
       if (options.agentApi ?? true) registerAgentRoutes(api, options);
       registerReadRoutes(api, options);
       registerPointRoutes(api, options);
+      registerArtifactRoutes(api, options);
     },
     { prefix: API_PREFIX },
   );

@@ -33,6 +33,8 @@ export interface AppOptions {
   trustLoopback?: boolean;
   /** Dashboard event streams open at once; the next one gets 503. (Default: 64) */
   maxEventStreams?: number;
+  /** The largest artifact file an agent may upload, in bytes (`serve --artifact-limit`). (Default: 1024 MiB) */
+  artifactLimitBytes?: number;
   /** Bytes an event stream may have waiting for a client that does not read; past it, dropped. (Default: 1 MiB) */
   streamBufferLimit?: number;
 }

@@ -1,5 +1,6 @@
 // A task's page: parameters, the error, the attempts as a timeline, and the log's tail, which
 // follows a running attempt.
+import { artifactsSection } from "./artifacts.js";
 import { badge, clock, duration, fill, getJson, h, show } from "./util.js";
 
 const root = document.getElementById("task-detail");
@@ -110,6 +111,7 @@ export async function showTask(id) {
         : null,
       task.attempts.length ? logBox : h("p", {}, "No attempt yet."),
     ),
+    artifactsSection(task.id),
   );
   root.setAttribute("aria-busy", "false");
   if (!task.attempts.length) return;
