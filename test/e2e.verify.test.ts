@@ -2,10 +2,11 @@
  * `labsweep verify CONFIG… [--fix]` through the built CLI, after a real `labsweep run` of real
  * python3 tasks: a clean run verifies; a planted duplicate, torn, unknown and deleted row are
  * each named by file:line (exit 1); --fix repairs them and verify exits 0 again; --fix refuses
- * while a `serve` holds the ledger; bad input is exit 2; once on PostgreSQL. Run `npm run build`
+ * while a `serve` holds the ledger; bad input is exit 2; once on PostgreSQL; a changed or missing
+ * stored artifact is found by its checksum. Run `npm run build`
  * first (the CLI runs dist/).
  */
-import { readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { type CliResult, collect, runCli, startCli, tempDir, writeFile } from "./helpers/cli.js";
@@ -48,6 +49,34 @@ function rowsByX(csv: string): { header: string; row: Map<string, string> } {
 }
 
 describe("labsweep verify", () => {
+  it("finds a stored artifact whose bytes changed or that is gone, naming its file", async () => {
+    const dir = tempDir();
+    writeFile(
+      dir,
+      "task.py",
+      `import json, os, sys
+open(os.path.join(os.environ["LABSWEEP_WORK_DIR"], "model.txt"), "w").write("weights " + sys.argv[1])
+json.dump({"loss": 0.5}, open(os.environ["LABSWEEP_RESULT_FILE"], "w"))
+`,
+    );
+    const sweep = writeFile(
+      dir,
+      "sweep.yaml",
+      'command: python3 task.py {x}\nartifacts: ["*.txt"]\nmain:\n  output_dir: out\n  combinations:\n    - x: [1, 2]\n',
+    );
+    expectCode(await cli(["run", sweep, "--no-dashboard"], dir), 0);
+    expectCode(await cli(["verify", sweep], dir), 0);
+    const stored = readdirSync(join(dir, "out", "artifacts")).filter((name) => !name.startsWith("."));
+    expect(stored).toHaveLength(2);
+    const [first, second] = stored.map((signature) => join(dir, "out", "artifacts", signature, "model.txt"));
+    writeFileSync(first as string, "weights X"); // same size, other bytes
+    rmSync(second as string);
+    const broken = await cli(["verify", sweep], dir);
+    expectCode(broken, 1);
+    expect(broken.stdout).toContain(`${first}: artifact-sha256:`);
+    expect(broken.stdout).toContain(`${second}: artifact-missing:`);
+  });
+
   it("passes a clean run, names each planted problem by file:line, and --fix repairs them all", async () => {
     const { dir, sweep, csv } = project();
     expectCode(await cli(["run", sweep, "--no-dashboard"], dir), 0);

@@ -3,6 +3,7 @@ import { acquireStateLock, StateLockedError } from "../coordinator/stateLock.js"
 import type { Db } from "../ledger/db.js";
 import { openLedger, openLedgerReadOnly } from "../ledger/openLedger.js";
 import { type DirReport, type VerifyProblem, verifyOutputDirs } from "../results/verify.js";
+import { verifyArtifacts } from "../results/verifyArtifacts.js";
 import { inspectFailedLog } from "../results/verifyFailedLog.js";
 import { type FixReport, fixOutputDirs, ResultsBusyError } from "../results/verifyFix.js";
 import { outputDirsOf } from "../sweep/expand.js";
@@ -62,10 +63,28 @@ export async function verifyCommand(configs: string[], flags: VerifyFlags): Prom
   }
 }
 
-/** Every output dir's checks, then the state dir's failed_experiments.csv. */
-async function checkAll(db: Db, outputDirs: readonly string[], stateDir: string): Promise<DirReport[]> {
-  const reports = await verifyOutputDirs(db, outputDirs);
-  return [...reports, (await inspectFailedLog(db, stateDir)).report];
+/** What verify found: each output dir's report, then ledger-wide ones (artifacts, the failed log). */
+interface Verdict {
+  dirs: DirReport[];
+  ledgerWide: DirReport[];
+}
+
+/** Every output dir's checks, the stored artifacts' checksums, and failed_experiments.csv. */
+async function checkAll(db: Db, outputDirs: readonly string[], stateDir: string): Promise<Verdict> {
+  const dirs = await verifyOutputDirs(db, outputDirs);
+  const artifacts = await verifyArtifacts(db);
+  const artifactReport: DirReport = {
+    outputDir: "artifacts",
+    rows: 0,
+    problems: artifacts.map((problem) => ({
+      kind: `artifact-${problem.problem}`,
+      file: problem.file,
+      line: null,
+      task: { id: problem.taskId },
+      detail: problem.detail,
+    })),
+  };
+  return { dirs, ledgerWide: [artifactReport, (await inspectFailedLog(db, stateDir)).report] };
 }
 
 /** The state dir's lock, or exit 2: a run or serve writes these files and would race the fix. */
@@ -93,11 +112,11 @@ async function ledgerCall<T>(call: () => Promise<T>): Promise<T> {
 }
 
 /** Prints the fix (if any) and the verdict; returns the exit code. */
-function finish(reports: DirReport[], fix: FixReport | null, flags: VerifyFlags): number {
+function finish(verdict: Verdict, fix: FixReport | null, flags: VerifyFlags): number {
+  const reports = [...verdict.dirs, ...verdict.ledgerWide];
   const problems = reports.flatMap((report) => report.problems);
-  // The last report is the state dir's failed log, not an output dir.
-  const dirs = new Set(reports.slice(0, -1).map((report) => report.outputDir)).size;
-  const rows = reports.slice(0, -1).reduce((sum, report) => sum + report.rows, 0);
+  const dirs = new Set(verdict.dirs.map((report) => report.outputDir)).size;
+  const rows = verdict.dirs.reduce((sum, report) => sum + report.rows, 0);
   if (flags.json) {
     process.stdout.write(`${JSON.stringify({ ok: problems.length === 0, dirs: reports, problems, fix })}\n`);
     return problems.length === 0 ? EXIT.ok : EXIT.failed;
