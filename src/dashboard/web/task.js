@@ -1,5 +1,6 @@
 // A task's page: parameters, the error, the attempts as a timeline, and the log's tail, which
 // follows a running attempt.
+import { taskCurves } from "./taskCurves.js";
 import { badge, clock, duration, fill, getJson, h, show } from "./util.js";
 
 const root = document.getElementById("task-detail");
@@ -97,6 +98,7 @@ export async function showTask(id) {
         attemptsTable(task.attempts),
       ),
     ),
+    taskCurves(task),
     h(
       "section",
       { "aria-labelledby": "log-heading" },
