@@ -24,11 +24,13 @@ let announces = false;
 /** The curves section for `task` (a dashboard task detail); it fills itself and follows the task. */
 export function taskCurves(task) {
   stopCurves();
-  const body = h("div", { id: "task-curves-body", "aria-live": "polite" }, h("p", {}, "Loading…"));
+  const body = h("div", { id: "task-curves-body" }, h("p", {}, "Loading…"));
+  const status = h("p", { class: "summary", role: "status" });
   live = {
     id: task.id,
     state: task.state,
     body,
+    status,
     timer: null,
     fetching: false,
     again: false,
@@ -42,6 +44,7 @@ export function taskCurves(task) {
     "section",
     { id: "task-curves", "aria-labelledby": "curves-heading" },
     h("h3", { id: "curves-heading" }, "Curves"),
+    status,
     body,
   );
 }
@@ -101,9 +104,13 @@ async function refresh(state) {
   state.fetching = true;
   try {
     const data = await getApiJson(`/tasks/${state.id}/metrics`);
-    if (state === live) render(state, data.series ?? {});
+    if (state === live) {
+      state.status.textContent = "";
+      render(state, data.series ?? {});
+    }
   } catch (error) {
-    if (state === live) fill(state.body, h("p", { role: "alert" }, `Curves: ${error.message}`));
+    // The curves drawn so far stay: a coordinator away for a moment does not blank them.
+    if (state === live) state.status.textContent = `Curves not updated: ${error.message}`;
   } finally {
     state.fetching = false;
   }
