@@ -134,6 +134,8 @@ describe("live metrics", () => {
         { taskId: 1, params: { x: 1, step: 3 }, steps: [0, 1, 2, 3, 4], values: [0, 0.1, 0.2, 0.3, 0.4] },
       ],
     });
+    // The dashboard's event stream names the task that got points, so its page can redraw.
+    expect(await nextPointsEvent(`${base}/dashboard/events`)).toEqual({ taskIds: [1] });
     // Hostile reads: a clear 4xx each, never a 500.
     expect((await getJson(`${base}/tasks/abc/metrics`)).status).toBe(400);
     expect((await getJson(`${base}/tasks/99999/metrics`)).status).toBe(404);
@@ -230,6 +232,26 @@ describe("live metrics", () => {
     }
   });
 });
+
+/** The data of the first `points` event on the dashboard's stream. */
+async function nextPointsEvent(url: string): Promise<unknown> {
+  const abort = new AbortController();
+  const response = await fetch(url, { signal: abort.signal });
+  const reader = (response.body as ReadableStream<Uint8Array>).getReader();
+  const decoder = new TextDecoder();
+  let text = "";
+  try {
+    for (;;) {
+      const match = /event: points\ndata: (.*)\n\n/.exec(text);
+      if (match) return JSON.parse(match[1] as string);
+      const { value, done } = await reader.read();
+      if (done) throw new Error(`the stream ended without a points event:\n${text}`);
+      text += decoder.decode(value, { stream: true });
+    }
+  } finally {
+    abort.abort();
+  }
+}
 
 /** Bodies an attacker (or a broken agent) might send: each refused or dropped, none a 500. */
 async function hostilePosts(base: string, token: string): Promise<void> {

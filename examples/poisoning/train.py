@@ -10,7 +10,7 @@ Python (no numpy).
 
 It talks to labsweep through its Python client: parameters from
 labsweep.params() (flags override them, and are all it has when run by hand), the
-training loss per epoch by labsweep.report(), a checkpoint per epoch in
+training loss per epoch by labsweep.report(), a checkpoint (every few seconds and on a stop) in
 labsweep.checkpoint_dir() that a retried or requeued attempt resumes from, and
 the final metrics by labsweep.result() (printed to stderr when run by hand).
 
@@ -225,6 +225,7 @@ def parse_args(argv=None, params=None) -> argparse.Namespace:
 
 
 CHECKPOINT = "last.ckpt"
+CHECKPOINT_EVERY_S = 5.0  # wall seconds between saves while nothing asks the task to stop
 
 
 def load_checkpoint(path: Path, config: dict, model: MLP, rng: random.Random, order: list) -> int:
@@ -285,6 +286,7 @@ def main(argv=None) -> int:
         print(f"resuming after epoch {done} from {checkpoint}", flush=True)
 
     log_every = max(1, args.epochs // 5)
+    saved_at = time.monotonic()
     for epoch in range(done + 1, args.epochs + 1):
         # learning rate decays linearly from --lr to --lr/10 over training
         lr = args.lr * (1.0 - 0.9 * (epoch - 1) / max(1, args.epochs - 1))
@@ -294,8 +296,13 @@ def main(argv=None) -> int:
             idx = order[k:k + BATCH_SIZE]
             loss += model.sgd_step([train_x[i] for i in idx], [train_y[i] for i in idx], lr)
         labsweep.report(epoch, loss=loss / N_TRAIN, lr=lr)
-        save_checkpoint(checkpoint, config, epoch, model, model_rng, order)
-        if labsweep.should_stop():
+        # Saved when asked to stop, and every few seconds against a kill without warning:
+        # an epoch here is milliseconds, and a save per epoch would cost more than training.
+        stopping = labsweep.should_stop()
+        if stopping or time.monotonic() - saved_at >= CHECKPOINT_EVERY_S:
+            save_checkpoint(checkpoint, config, epoch, model, model_rng, order)
+            saved_at = time.monotonic()
+        if stopping:
             # Not a success (no result): the next attempt resumes from the checkpoint.
             print(f"stopping after epoch {epoch}; {checkpoint} resumes it", file=sys.stderr, flush=True)
             return 1

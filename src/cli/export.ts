@@ -1,6 +1,7 @@
 import { once } from "node:events";
 import { appendFileSync, writeFileSync } from "node:fs";
 import { stringify } from "csv-stringify/sync";
+import { METRIC_POINTS_SCHEMA, OldLedgerError, requireSchema } from "../ledger/migrate.js";
 import { openLedgerReadOnly } from "../ledger/openLedger.js";
 import { type ExportedResult, exportedResults, resultsTable } from "../results/exportResults.js";
 import { writeSeries } from "../results/exportSeries.js";
@@ -24,6 +25,12 @@ export async function exportCommand(configs: string[], flags: ExportFlags): Prom
   if (!db) throw new UsageError(`no ledger in ${stateDir}: nothing to export (pass --state DIR?)`);
   try {
     if (flags.metrics) {
+      try {
+        await requireSchema(db, METRIC_POINTS_SCHEMA, "export --metrics");
+      } catch (error) {
+        if (error instanceof OldLedgerError) throw new UsageError(error.message);
+        throw error;
+      }
       await writeSeries(db, flags.format, pageWriter(flags.output));
       return EXIT.ok;
     }

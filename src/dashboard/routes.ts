@@ -8,6 +8,7 @@ import type { Db } from "../ledger/db.js";
 import { DashboardQueryError } from "../ledger/reads/cursor.js";
 import { PlotCache, type PlotQuery, plotRows } from "../ledger/reads/plot.js";
 import { resultFields, resultsPage } from "../ledger/reads/results.js";
+import { runningSeriesMarks } from "../ledger/reads/series.js";
 import { taskDetail } from "../ledger/reads/taskDetail.js";
 import { TASK_SORTS, type TaskQuery, type TaskSort, taskPage } from "../ledger/reads/tasks.js";
 import { logger, warnOnStderr } from "../log/logger.js";
@@ -69,11 +70,16 @@ export async function dashboardPlugin(app: FastifyInstance, options: DashboardOp
     at: Date.now(),
     machines: await listMachines(db, options.telemetry, local()),
   });
-  const streams = new EventStreams(live, machines, {
-    maxStreams: options.maxEventStreams ?? 64,
-    bufferLimit: options.streamBufferLimit ?? 1024 * 1024,
-    warn,
-  });
+  const streams = new EventStreams(
+    live,
+    machines,
+    {
+      maxStreams: options.maxEventStreams ?? 64,
+      bufferLimit: options.streamBufferLimit ?? 1024 * 1024,
+      warn,
+    },
+    () => runningSeriesMarks(db),
+  );
 
   // The first overview of a large ledger costs a scan: do it before the first visitor asks.
   app.addHook("onReady", async () => {

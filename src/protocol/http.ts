@@ -158,6 +158,19 @@ export interface TaskMetricsResponse {
   series: Record<string, { steps: number[]; values: number[]; attempts: number[] }>;
 }
 
+/** GET /metrics[?phase=P] — the metric names that have a series (of P's tasks), alphabetical, at most 1,000. */
+export interface MetricNamesResponse {
+  names: string[];
+}
+
+/** GET /metrics/:name/series[?phase=P] — one metric for every task that has it, lowest ids first. */
+export interface MetricSeriesResponse {
+  name: string;
+  tasks: Array<{ taskId: number; params: Record<string, unknown>; steps: number[]; values: number[] }>;
+  /** More than 500 tasks have it: only the first 500 are here. */
+  truncated: boolean;
+}
+
 /** GET /channel?agentId=… — server-sent events held open for the agent's lifetime. */
 export type ChannelEvent =
   | { type: "hello"; serverTime: number }

@@ -3,7 +3,13 @@ import { HttpError } from "../../http/httpError.js";
 import { assertKnownPhase } from "../../ledger/knownPhase.js";
 import { metricNames, seriesAcrossTasks, taskSeries } from "../../ledger/reads/series.js";
 import { recordPoints } from "../../ledger/recordPoints.js";
-import type { PointsRequest, PointsResponse, TaskMetricsResponse } from "../../protocol/http.js";
+import type {
+  MetricNamesResponse,
+  MetricSeriesResponse,
+  PointsRequest,
+  PointsResponse,
+  TaskMetricsResponse,
+} from "../../protocol/http.js";
 import { MAX_METRIC_NAME_CHARS, MAX_SERIES_PER_TASK } from "../../protocol/points.js";
 import type { AppOptions } from "./options.js";
 import { schemas } from "./schemas.js";
@@ -100,7 +106,7 @@ export function registerPointRoutes(api: FastifyInstance, options: AppOptions): 
   api.get<{ Querystring: { phase?: string } }>(
     "/metrics",
     { config: viewer, schema: { querystring: phaseQuery } },
-    async (request) => {
+    async (request): Promise<MetricNamesResponse> => {
       const { phase } = request.query;
       if (phase !== undefined) await assertKnownPhase(db, phase);
       return { names: await metricNames(db, phase) };
@@ -110,7 +116,7 @@ export function registerPointRoutes(api: FastifyInstance, options: AppOptions): 
   api.get<{ Params: { name: string }; Querystring: { phase?: string } }>(
     "/metrics/:name/series",
     { config: viewer, schema: { params: nameParams, querystring: phaseQuery } },
-    async (request) => {
+    async (request): Promise<MetricSeriesResponse> => {
       const { phase } = request.query;
       if (phase !== undefined) await assertKnownPhase(db, phase);
       const across = await seriesAcrossTasks(db, request.params.name, phase);

@@ -130,3 +130,16 @@ export async function* seriesTaskParams(db: Db): AsyncGenerator<Params> {
     after = Number((rows.at(-1) as { id: number }).id);
   }
 }
+
+/**
+ * For each running task with series, a mark that changes when it gets new points (its point
+ * count and last step): the dashboard's event stream compares marks to announce new points.
+ */
+export async function runningSeriesMarks(db: Db): Promise<Map<number, string>> {
+  const rows = await db.all<{ task_id: number; points: number; last_step: number }>(
+    `SELECT s.task_id, sum(s.points) AS points, max(s.last_step) AS last_step
+     FROM tasks t JOIN metric_series s ON s.task_id = t.id
+     WHERE t.state = 'running' GROUP BY s.task_id`,
+  );
+  return new Map(rows.map((row) => [Number(row.task_id), `${Number(row.points)}:${Number(row.last_step)}`]));
+}
