@@ -5,6 +5,7 @@
  * failed task's log must open from the task table, and a plot with a ± std band must be drawn.
  * Screenshots go to test-artifacts/dashboard/. Run `npm run build` first (the CLI runs dist/).
  */
+import { writeFileSync } from "node:fs";
 import { type AddressInfo, createServer } from "node:net";
 import { join } from "node:path";
 import type { Page } from "playwright-core";
@@ -42,6 +43,27 @@ grid:
     - width: [1, 2, 4, 8]
     - poison: [0.0, 0.1]
     - seed: [1, 2, 3]
+`;
+
+// Curves: every task reports `loss` at steps 0..9 (seed 3 reaches step 10, alone) and a metric
+// with a hostile 200-character name; the task lr=0.1 seed=1 holds after steps 4 and 9 until the
+// test lets it go, so its page can be watched growing while it runs.
+const HOSTILE = `<img src=x onerror="window.pwned=1">'"&`.padEnd(200, "x");
+const CURVE = (dir: string) => `import json, os, time
+p = json.loads(os.environ["LABSWEEP_PARAMS"])
+events = open(os.environ["LABSWEEP_EVENTS_FILE"], "a")
+hold = p["lr"] == 0.1 and p["seed"] == 1
+def wait_for(name):
+    while not os.path.exists(os.path.join(${JSON.stringify(dir)}, name)):
+        time.sleep(0.05)
+for step in range(11 if p["seed"] == 3 else 10):
+    loss = p["lr"] * 10 / (step + 1) + p["seed"] * 0.01
+    events.write(json.dumps({"type": "report", "step": step, "metrics": {"loss": loss, ${JSON.stringify(HOSTILE)}: step}}) + "\\n")
+    events.flush()
+    if hold and step == 4: wait_for("release-1")
+    if hold and step == 9: wait_for("release-2")
+with open(os.environ["LABSWEEP_RESULT_FILE"], "w") as out:
+    json.dump({"loss": loss}, out)
 `;
 
 async function text(page: Page, selector: string): Promise<string> {
@@ -271,5 +293,138 @@ describe("dashboard in a browser", () => {
     } finally {
       await new Promise((resolve) => taken.close(resolve));
     }
+  });
+
+  it("draws a running task's curves live, and the Results view's curves: one line per value with a band; hostile names stay text", async () => {
+    const dir = tempDir();
+    writeFile(dir, "curve.py", CURVE(dir));
+    writeFile(
+      dir,
+      "sweep.yaml",
+      "command: python3 curve.py\nretries: 0\ngrid:\n  output_dir: out\n  combinations:\n    - lr: [0.1, 0.2]\n    - seed: [1, 2, 3]\n",
+    );
+    const run = watch(
+      startCli(["run", join(dir, "sweep.yaml"), "--slots", "3"], { cwd: dir, env: CLEAN_ENV }),
+      120_000,
+    );
+    await run.waitFor(/labsweep: dashboard at http:\/\/127\.0\.0\.1:\d+\/\n/);
+    const url = /labsweep: dashboard at (http:\/\/127\.0\.0\.1:\d+)\//.exec(run.output())?.[1] as string;
+    const browser = await launchBrowser();
+    const { page, errors } = await laptopPage(browser);
+    await page.goto(`${url}/`);
+    const held = await page.evaluate(async () => {
+      const answer = await fetch("api/v1/dashboard/tasks?p.lr=0.1&p.seed=1");
+      return ((await answer.json()) as { rows: Array<{ id: number }> }).rows[0]?.id;
+    });
+    expect(held).toBeGreaterThan(0);
+    await page.evaluate(() => {
+      (window as unknown as { sameDocument: boolean }).sameDocument = true;
+    });
+
+    // The task page: a curve per metric, growing while the task runs (no reload).
+    await page.goto(`${url}/#/task/${held}`);
+    const loss = page.locator('#task-curves figure[data-metric="loss"]');
+    await page
+      .locator('#task-curves figure[data-metric="loss"][data-points="5"]')
+      .waitFor({ timeout: 20_000 });
+    await loss.locator(".uplot canvas").first().waitFor();
+    expect(await loss.locator(".curve-note").textContent()).toContain("5 points, step 0 to 4");
+    // The hostile name is a caption's text, never markup.
+    expect(await page.locator("#task-curves figure").count()).toBe(2);
+    expect(await page.locator("#task-curves figcaption").allTextContents()).toContain(HOSTILE);
+    expect(await page.locator("main img").count()).toBe(0);
+    await screenshot(page, "task-curves-running");
+    writeFileSync(join(dir, "release-1"), "");
+    await page
+      .locator('#task-curves figure[data-metric="loss"][data-points="10"]')
+      .waitFor({ timeout: 20_000 });
+    // Still running (held at step 9): the curve grew live, on the same page.
+    const state = await page.evaluate(
+      async (id) => ((await (await fetch(`api/v1/dashboard/tasks/${id}`)).json()) as { state: string }).state,
+      held,
+    );
+    expect(state).toBe("running");
+    expect(await page.evaluate(() => (window as unknown as { sameDocument?: boolean }).sameDocument)).toBe(
+      true,
+    );
+
+    // Results, curves mode (reached by keyboard): loss by step, one line per lr, mean ± std over seeds.
+    await page.waitForFunction(
+      async () =>
+        ((await (await fetch("api/v1/dashboard/overview")).json()) as { totals: { succeeded: number } })
+          .totals.succeeded === 5,
+      null,
+      { timeout: 30_000, polling: 200 },
+    );
+    await page.getByRole("link", { name: "Results" }).click();
+    await page.getByLabel("Final metrics by parameter").focus();
+    await page.keyboard.press("ArrowRight");
+    await page.locator("#curves-view:not([hidden])").waitFor({ timeout: 5000 });
+    expect(await page.locator("#plot-form").isHidden()).toBe(true);
+    const metrics = page.getByLabel("Metric (reported by step)");
+    expect(await metrics.locator("option").allTextContents()).toEqual([HOSTILE, "loss"].sort());
+    await metrics.selectOption("loss");
+    await page.getByLabel("Group by (a line per value)").selectOption("lr");
+    const figure = page.locator("#curves figure", {
+      has: page.locator("figcaption", { hasText: /^loss by step, one line per lr$/ }),
+    });
+    await figure.locator(".uplot canvas").first().waitFor({ timeout: 10_000 });
+    expect(await figure.getAttribute("data-lines")).toBe("2");
+    expect(await figure.getAttribute("data-bands")).toBe("2");
+    expect(await figure.getAttribute("data-tasks")).toBe("6");
+    expect(await figure.getAttribute("data-truncated")).toBe("false");
+    // Step 10 only seed 3 reached: averaged over that one task (n=1); the data table says so.
+    const rows = await figure.locator("details tbody tr").allTextContents();
+    expect(rows).toHaveLength(2);
+    expect(await figure.locator("details tbody tr").first().locator("td").allTextContents()).toEqual([
+      "0.1",
+      "3",
+      "11",
+      "10",
+      String(Number(((0.1 * 10) / 11 + 0.03).toPrecision(4))),
+      "0",
+      "1",
+    ]);
+    // The legend gives mean ± std (n) where the cursor is: at step 0, lr=0.2's seeds give 2.01, 2.02, 2.03.
+    await expect
+      .poll(
+        async () => {
+          const box = (await figure.locator(".uplot .u-over").boundingBox()) as { x: number; y: number };
+          await page.mouse.move(box.x + 1 + Math.random(), box.y + 20);
+          return figure.locator(".u-legend").textContent();
+        },
+        { timeout: 10_000 },
+      )
+      .toContain("2.02 ± 0.01 (n=3)");
+    const bandPixels = await page.evaluate(() => {
+      const canvas = document.querySelector("#curves figure canvas") as HTMLCanvasElement;
+      const pixels = (canvas.getContext("2d") as CanvasRenderingContext2D).getImageData(
+        0,
+        0,
+        canvas.width,
+        canvas.height,
+      ).data;
+      let translucent = 0;
+      for (let i = 3; i < pixels.length; i += 4)
+        if ((pixels[i] as number) > 20 && (pixels[i] as number) < 120) translucent++;
+      return translucent;
+    });
+    expect(bandPixels).toBeGreaterThan(500);
+    await screenshot(page, "results-curves");
+
+    // The hostile metric: drawn, its name shown as text, never as markup.
+    await metrics.selectOption(HOSTILE);
+    await page.locator("#curves figure figcaption", { hasText: "onerror" }).waitFor({ timeout: 10_000 });
+    expect(await page.locator("#curves figure figcaption").textContent()).toBe(
+      `${HOSTILE} by step, one line per lr`,
+    );
+    expect(await page.locator("main img").count()).toBe(0);
+    expect(await page.evaluate(() => (window as unknown as { pwned?: number }).pwned)).toBeUndefined();
+
+    writeFileSync(join(dir, "release-2"), "");
+    const exit = await run.result;
+    expect(exit.code, run.output()).toBe(0);
+    expect(errors).toEqual([]);
+    await browser.close();
   });
 });

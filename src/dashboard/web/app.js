@@ -3,6 +3,7 @@
 import { renderMachines, renderOverview } from "./overview.js";
 import { refreshResults, showResults } from "./results.js";
 import { showTask } from "./task.js";
+import { pointsAnnounced } from "./taskCurves.js";
 import { refreshTasks, showTasks } from "./tasks.js";
 import { getJson } from "./util.js";
 
@@ -88,6 +89,7 @@ function connect() {
   });
   events.addEventListener("overview", (event) => onOverview(JSON.parse(event.data)));
   events.addEventListener("machines", (event) => onMachines(JSON.parse(event.data)));
+  events.addEventListener("points", (event) => pointsAnnounced(JSON.parse(event.data).taskIds));
   window.addEventListener("pagehide", () => events.close());
 }
 

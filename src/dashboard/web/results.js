@@ -1,6 +1,7 @@
 // Results: a plot builder (x = a parameter, y = a metric, one line per value of another
 // parameter, optional small multiples) drawing mean ± std over everything not chosen (seeds),
 // aggregated by the server; CSV export of the view; and the completed results as a table.
+import { refreshCurves, showCurves, showMode } from "./resultCurves.js";
 import { apiUrl, count, fill, getJson, h, PALETTE, show, withAlpha } from "./util.js";
 
 const form = document.getElementById("plot-form");
@@ -51,7 +52,10 @@ function plotQuery(query) {
 
 export async function showResults(query) {
   await loadFields();
-  if (!fields.metrics.length) {
+  const curves = query.get("mode") === "curves";
+  showMode(curves);
+  if (curves) await showCurves(query, fields.phases);
+  else if (!fields.metrics.length) {
     summary.textContent = "No results yet: plots appear once tasks have succeeded with metrics.";
     fill(plots);
   } else {
@@ -71,9 +75,10 @@ let succeeded = null;
 
 /** Redraws the shown plot when results arrived since, at most every 5 s. */
 export function refreshResults(overview) {
+  refreshCurves();
   const now = overview.totals.succeeded;
   if (succeeded === null) succeeded = now;
-  if (!shown || drawing || now === succeeded || Date.now() - shown.at < 5000) return;
+  if (!shown || drawing || form.hidden || now === succeeded || Date.now() - shown.at < 5000) return;
   succeeded = now;
   void draw(shown.plot);
 }

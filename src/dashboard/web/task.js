@@ -1,6 +1,7 @@
 // A task's page: parameters, the error, the attempts as a timeline, and the log's tail, which
 // follows a running attempt.
 import { artifactsSection } from "./artifacts.js";
+import { taskCurves } from "./taskCurves.js";
 import { badge, clock, duration, fill, getJson, h, show } from "./util.js";
 
 const root = document.getElementById("task-detail");
@@ -98,6 +99,7 @@ export async function showTask(id) {
         attemptsTable(task.attempts),
       ),
     ),
+    taskCurves(task),
     h(
       "section",
       { "aria-labelledby": "log-heading" },

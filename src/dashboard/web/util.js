@@ -4,7 +4,16 @@ const API = "api/v1/dashboard";
 
 /** GET a dashboard endpoint (relative to the page, so a path prefix works) and parse its JSON. */
 export async function getJson(path, params) {
-  const response = await fetch(apiUrl(path, params), { headers: { accept: "application/json" } });
+  return fetchJson(apiUrl(path, params));
+}
+
+/** GET the coordinator's own API (`/tasks/1/metrics` → api/v1/tasks/1/metrics) and parse its JSON. */
+export async function getApiJson(path, params) {
+  return fetchJson(apiUrl(path, params, "api/v1"));
+}
+
+async function fetchJson(url) {
+  const response = await fetch(url, { headers: { accept: "application/json" } });
   const text = await response.text();
   if (!response.ok) {
     let message = text;
@@ -19,14 +28,14 @@ export async function getJson(path, params) {
 }
 
 /** The URL of a dashboard endpoint with a query; empty values are left out. */
-export function apiUrl(path, params = {}) {
+export function apiUrl(path, params = {}, prefix = API) {
   const query = new URLSearchParams();
   for (const [key, value] of Object.entries(params)) {
     if (value === undefined || value === null || value === "") continue;
     query.append(key, String(value));
   }
   const text = query.toString();
-  return `${API}${path}${text ? `?${text}` : ""}`;
+  return `${prefix}${path}${text ? `?${text}` : ""}`;
 }
 
 /**
