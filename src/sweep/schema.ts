@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { parseDuration } from "./duration.js";
 import { managedFlagIn } from "./launcher.js";
+import { stopSignalProblem } from "./stopSignal.js";
 
 /** Keys a phase may carry, with the default the user gets when leaving one out. */
 export const PHASE_KEYS: Record<string, string> = {
@@ -16,6 +17,10 @@ export const PHASE_KEYS: Record<string, string> = {
   backoff: "1s",
   resources: "{gpus: 1 per task on GPU machines, gpu_memory_gb: 0, cpus: 1, tags: []}",
   launcher: "the file-level launcher, else none",
+  checkpoint_root: "the file's, else <agent state dir>/checkpoints",
+  stop_signal: "SIGTERM",
+  stop_grace: "the agent's --grace, else 30s",
+  hang_timeout: "none",
 };
 
 /** Top-level keys that are settings; every other top-level key is a phase. */
@@ -30,6 +35,10 @@ export const FILE_KEYS: Record<string, string> = {
   backoff: "1s",
   resources: "{}",
   launcher: "none (the command runs as is)",
+  checkpoint_root: "<agent state dir>/checkpoints",
+  stop_signal: "SIGTERM",
+  stop_grace: "the agent's --grace, else 30s",
+  hang_timeout: "none",
 };
 
 export const RESOURCE_KEYS: Record<string, string> = {
@@ -68,6 +77,22 @@ const timeout = duration.refine(
   (value) => (parseDuration(value) ?? 1) > 0,
   "must be longer than 0 (leave timeout out for no timeout)",
 );
+
+/** A stop_grace of 0 would SIGKILL at once: no task could save anything. */
+const stopGrace = duration.refine(
+  (value) => (parseDuration(value) ?? 1) > 0,
+  "must be longer than 0 (the time a task has to save a checkpoint before SIGKILL)",
+);
+
+const hangTimeout = duration.refine(
+  (value) => (parseDuration(value) ?? 1) > 0,
+  "must be longer than 0 (leave hang_timeout out to never stop a silent task)",
+);
+
+const stopSignal = z.string().superRefine((value, context) => {
+  const problem = stopSignalProblem(value);
+  if (problem) context.addIssue({ code: "custom", message: problem });
+});
 
 const resources = z.strictObject({
   gpus: z.number().min(0).optional(),
@@ -125,6 +150,10 @@ const policy = {
   backoff: duration.optional(),
   resources: resources.optional(),
   launcher: launcher.optional(),
+  checkpoint_root: z.string().min(1, "is empty").optional(),
+  stop_signal: stopSignal.optional(),
+  stop_grace: stopGrace.optional(),
+  hang_timeout: hangTimeout.optional(),
 };
 
 export const phaseSchema = z.strictObject({
