@@ -6,12 +6,13 @@ import type { AttemptOutcome, Lease } from "../protocol/interfaces.js";
 import { readableTail, settledOutcome } from "./attemptOutcome.js";
 import type { CoordinatorPort } from "./coordinatorPort.js";
 import { freePort } from "./freePort.js";
+import { watchForHang } from "./hangWatch.js";
 import { launchCommand, needsFreePort } from "./launchCommand.js";
 import { type Launch, LeaseAheadChain } from "./leaseAhead.js";
 import { Occupancy, type OccupancyOptions, type Running } from "./occupancy.js";
 import { type ProcessExit, type RunningProcess, startProcess } from "./runProcess.js";
 import { type GpuReader, gpuReader, TaskSampler } from "./sampler.js";
-import { prepareAttempt, taskEnvironment } from "./taskFiles.js";
+import { checkpointDir, prepareAttempt, taskEnvironment } from "./taskFiles.js";
 
 /** What the dispatch loop needs beyond what occupancy.ts tracks of the machine. */
 export interface AgentOptions extends OccupancyOptions {
@@ -20,8 +21,10 @@ export interface AgentOptions extends OccupancyOptions {
   stateDir: string;
   /** Heartbeat period. (Default: 3 s) */
   heartbeatMs?: number;
-  /** SIGTERM → SIGKILL grace on timeouts and a second Ctrl-C. (Default: 10 s) */
+  /** Stop signal → SIGKILL grace where a phase sets no stop_grace. (Default: 30 s) */
   graceMs?: number;
+  /** Root of the tasks' checkpoint dirs on this machine; wins over checkpoint_root. (Default: none) */
+  checkpointRoot?: string;
   /** Extra environment for every task. */
   env?: NodeJS.ProcessEnv;
   /**
@@ -160,10 +163,13 @@ export class Agent {
     this.wake();
   }
 
-  /** Ctrl-C twice: SIGTERM every running task's process group, SIGKILL after the grace period. */
+  /**
+   * Ctrl-C twice, or the agent's SIGTERM: stop every running task (stop file, stop signal,
+   * SIGKILL after the grace period); those that leave a checkpoint are reported preempted.
+   */
   terminateRunning(): void {
     this.stopLeasing();
-    for (const task of this.occupancy.running.values()) task.process.terminate();
+    for (const task of this.occupancy.running.values()) task.process.terminate("shutdown");
   }
 
   /**
@@ -178,7 +184,7 @@ export class Agent {
       const task = this.occupancy.running.get(id);
       if (!task) continue;
       task.abandoned = true;
-      task.process.terminate();
+      task.process.terminate("abandoned");
     }
   }
 
@@ -222,6 +228,7 @@ export class Agent {
   private launch(claim: Lease, after?: RunningProcess): Launch {
     const task = claim.task;
     const files = attemptFiles(this.options.stateDir, task.id, claim.attemptNumber);
+    const checkpoint = checkpointDir(this.options.stateDir, task, this.options.checkpointRoot);
     const onGpuMachine = this.occupancy.hasGpus || this.options.gpuFreeMiB.size > 0;
     const env = taskEnvironment(claim, files, { ...this.options, onGpuMachine });
     // Ledgers from before launchers have none; an `auto` port is picked in `prepare`, which runs
@@ -236,11 +243,14 @@ export class Agent {
       env,
       logPath: files.logPath,
       timeoutMs: task.policy.timeoutMs,
-      graceMs: this.options.graceMs,
+      // A phase's stop_grace wins over --grace: the phase knows how long its checkpoint takes.
+      graceMs: task.policy.stopGraceMs ?? this.options.graceMs,
+      stopSignal: task.policy.stopSignal,
+      stopPath: files.stopPath,
       prepare: async () => {
         const port = needsFreePort(launcher, claim.gpuIds) ? await freePort() : undefined;
         command = launchCommand(task.command, launcher, claim.gpuIds, { port });
-        prepareAttempt(files, task, claim.attemptId, claim.placements);
+        prepareAttempt(files, task, claim.attemptId, claim.placements, checkpoint);
       },
       after,
     });
@@ -274,6 +284,7 @@ export class Agent {
         // Tasks of a few ms (the agent's busiest case) are not worth a scan of every process.
         firstAfterMs: FIRST_SAMPLE_MS,
       });
+      running.hangWatch = watchForHang(claim, files, running.sampler, () => child.terminate("hang"));
       return started;
     });
     // Only the dashboard wants the pid: a notice that fails costs the task nothing.
@@ -291,7 +302,10 @@ export class Agent {
     resultPath: string,
     logPath: string,
   ): Promise<void> {
-    let outcome = settledOutcome(exit, resultPath, task.claim.task.policy.timeoutMs);
+    task.hangWatch?.stop();
+    const { timeoutMs, hangTimeoutMs } = task.claim.task.policy;
+    const checkpoint = checkpointDir(this.options.stateDir, task.claim.task, this.options.checkpointRoot);
+    let outcome = settledOutcome(exit, resultPath, { timeoutMs, hangTimeoutMs, checkpointDir: checkpoint });
     if (task.abandoned && outcome.kind !== "succeeded") {
       const error = "stopped: the coordinator no longer assigns it to this agent";
       outcome = { kind: "interrupted", error, exitCode: exit.exitCode, signal: exit.signal };

@@ -2,11 +2,21 @@
  * What an attempt's report says: how its process ended (its result file read), and the failure
  * that replaces a success the coordinator will not take.
  */
+import { readdirSync } from "node:fs";
 import type { FinishRequest } from "../protocol/http.js";
 import type { AttemptOutcome } from "../protocol/interfaces.js";
+import { formatDuration } from "../sweep/duration.js";
 import type { HttpError } from "./httpClient.js";
 import { logTail, type ProcessExit } from "./runProcess.js";
 import { formatBytes, RESULT_LIMIT_BYTES, readResult } from "./taskFiles.js";
+
+/** What an outcome's wording and kind depend on besides the process's exit. */
+export interface AttemptContext {
+  timeoutMs: number | null;
+  hangTimeoutMs?: number | undefined;
+  /** The task's checkpoint dir: a stop at the agent's shutdown that left one is a preemption. */
+  checkpointDir?: string;
+}
 
 /**
  * How the attempt ended; a result file that cannot be read (its permissions, a directory in its
@@ -15,10 +25,10 @@ import { formatBytes, RESULT_LIMIT_BYTES, readResult } from "./taskFiles.js";
 export function settledOutcome(
   exit: ProcessExit,
   resultPath: string,
-  timeoutMs: number | null,
+  context: AttemptContext,
 ): AttemptOutcome {
   try {
-    return outcomeOf(exit, resultPath, timeoutMs);
+    return outcomeOf(exit, resultPath, context);
   } catch (error) {
     const why = error instanceof Error ? error.message : String(error);
     const { exitCode, signal, wallSeconds } = exit;
@@ -42,15 +52,27 @@ export function readableTail(logPath: string): string | undefined {
   }
 }
 
-function outcomeOf(exit: ProcessExit, resultPath: string, timeoutMs: number | null): AttemptOutcome {
-  const wallSeconds = exit.wallSeconds;
-  if (exit.stopped && !exit.timedOut) {
+function outcomeOf(exit: ProcessExit, resultPath: string, context: AttemptContext): AttemptOutcome {
+  const { wallSeconds, exitCode, signal } = exit;
+  const timeoutMs = context.timeoutMs;
+  if (exit.stopReason === "hang") {
+    const silent = formatDuration(context.hangTimeoutMs ?? 0);
     return {
-      kind: "interrupted",
-      error: "stopped by the user",
-      exitCode: exit.exitCode,
-      signal: exit.signal,
+      kind: "hung",
+      exitCode,
+      signal,
+      error: `hung: no output, report or GPU use for ${silent}`,
+      wallSeconds,
     };
+  }
+  if (exit.stopped && !exit.timedOut) {
+    // Stopped as its agent shut down (a scheduler's SIGTERM, Ctrl-C) with a checkpoint to go
+    // on from: preempted. Without one it starts over: interrupted, as before checkpoints.
+    if (exit.stopReason === "shutdown" && holdsFiles(context.checkpointDir)) {
+      const error = "preempted: stopped as its agent shut down; the next attempt resumes from its checkpoint";
+      return { kind: "preempted", error, exitCode, signal };
+    }
+    return { kind: "interrupted", error: "stopped by the user", exitCode, signal };
   }
   if (exit.timedOut) {
     return {
@@ -68,6 +90,17 @@ function outcomeOf(exit: ProcessExit, resultPath: string, timeoutMs: number | nu
   }
   const error = exit.signal ? `killed by ${exit.signal}` : `exit code ${exit.exitCode}`;
   return { kind: "failed", exitCode: exit.exitCode, signal: exit.signal, error, wallSeconds };
+}
+
+/** Whether a dir exists and holds anything. */
+function holdsFiles(dir: string | undefined): boolean {
+  if (dir === undefined) return false;
+  try {
+    return readdirSync(dir).length > 0;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return false;
+    throw error;
+  }
 }
 
 /**

@@ -1,6 +1,7 @@
 import type { Capacity, GpuOffer } from "../protocol/capacity.js";
 import { memoryForNewTask, shareOf } from "../protocol/capacity.js";
 import type { Lease } from "../protocol/interfaces.js";
+import type { HangWatch } from "./hangWatch.js";
 import type { RunningProcess } from "./runProcess.js";
 import type { TaskSampler } from "./sampler.js";
 import type { Slot } from "./slots.js";
@@ -15,6 +16,8 @@ export interface Running {
   sampler?: TaskSampler;
   /** No longer this agent's (stale lease, cancelled): stopped, and reported as interrupted. */
   abandoned?: boolean;
+  /** Stops it as hung after its phase's hang_timeout without a sign of life (hangWatch.ts). */
+  hangWatch?: HangWatch;
 }
 
 export interface OccupancyOptions {

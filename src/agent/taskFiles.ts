@@ -1,11 +1,23 @@
-import { mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
-import { resolve } from "node:path";
+import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
 import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, touchPrivateFile } from "../files/privateFiles.js";
 import type { AttemptFiles } from "../protocol/attemptFiles.js";
 import { gpusWanted } from "../protocol/capacity.js";
 import type { Lease, Task } from "../protocol/interfaces.js";
+import { DEFAULT_STOP_SIGNAL } from "../sweep/stopSignal.js";
 import type { Placement } from "../sweep/types.js";
 import { STATE_DIR_MARKER } from "./leftovers.js";
+
+/**
+ * LABSWEEP_CHECKPOINT_DIR: one dir per task, by signature, the same for every attempt, so a
+ * retried or preempted attempt resumes from what the last one saved. Its root: the agent's
+ * `--checkpoint-root` (its own mount of shared storage wins on its machine), else the phase's
+ * `checkpoint_root`, else `<agent state dir>/checkpoints` (this machine only).
+ */
+export function checkpointDir(stateDir: string, task: Task, agentRoot?: string): string {
+  const root = agentRoot ?? task.policy.checkpointRoot ?? join(stateDir, "checkpoints");
+  return join(resolve(root), task.signature);
+}
 
 /**
  * Writes the task's full config for LABSWEEP_CONFIG_FILE.
@@ -15,6 +27,7 @@ export function prepareAttempt(
   task: Task,
   attemptId: number,
   placements: Placement[] = [],
+  checkpoint?: string,
 ): void {
   // Synchronous: two small writes cost less than two trips through the thread pool, and this
   // sits between a slot freeing up and its next task starting.
@@ -40,6 +53,9 @@ export function prepareAttempt(
   writeFileSync(files.configPath, `${JSON.stringify(config, null, 2)}\n`, { mode: PRIVATE_FILE_MODE });
   // Created empty (no metrics) and private, so a task that writes it in place keeps it 0600.
   touchPrivateFile(files.resultPath);
+  // An attempt number repeats only for a new ledger in an old state dir: its stop is not ours.
+  rmSync(files.stopPath, { force: true });
+  if (checkpoint !== undefined) mkdirSync(checkpoint, { recursive: true, mode: PRIVATE_DIR_MODE });
 }
 
 /**
@@ -49,7 +65,7 @@ export function prepareAttempt(
 export function taskEnvironment(
   claim: Lease,
   files: AttemptFiles,
-  options: { stateDir: string; env?: NodeJS.ProcessEnv; onGpuMachine: boolean },
+  options: { stateDir: string; env?: NodeJS.ProcessEnv; onGpuMachine: boolean; checkpointRoot?: string },
 ): NodeJS.ProcessEnv {
   const task = claim.task;
   const env: NodeJS.ProcessEnv = {
@@ -64,6 +80,10 @@ export function taskEnvironment(
     LABSWEEP_RESULT_FILE: files.resultPath,
     LABSWEEP_OUTPUT_DIR: claim.placements[0]?.outputDir ?? "",
     LABSWEEP_PHASES: [...new Set(claim.placements.map((placement) => placement.phase))].join(","),
+    LABSWEEP_EVENTS_FILE: files.eventsPath,
+    LABSWEEP_STOP_FILE: files.stopPath,
+    LABSWEEP_STOP_SIGNAL: task.policy.stopSignal ?? DEFAULT_STOP_SIGNAL,
+    LABSWEEP_CHECKPOINT_DIR: checkpointDir(options.stateDir, task, options.checkpointRoot),
   };
   // A CPU slot on a machine with GPUs (all too busy, or left out by --gpus) gets "": without
   // it the task would see, and likely use, every GPU, including other users' busy ones.

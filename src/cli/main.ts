@@ -60,6 +60,16 @@ export async function main(argv: string[]): Promise<number> {
 /** Records a command's exit code, for `main` to return. */
 type Finish = (exitCode: number) => void;
 
+const GRACE = [
+  "--grace <seconds>",
+  "time a stopped task (timeout, hang, Ctrl-C, SIGTERM, cancel) has between its stop signal and SIGKILL where its phase sets no stop_grace (default: 30)",
+] as const;
+
+const CHECKPOINT_ROOT = [
+  "--checkpoint-root <dir>",
+  "where tasks' checkpoint dirs live on this machine (<dir>/<task signature>); wins over checkpoint_root (default: the config's checkpoint_root, else <state>/checkpoints)",
+] as const;
+
 const STATE = [
   "--state <dir>",
   "state dir with the ledger (default: .labsweep/ beside the first config)",
@@ -105,7 +115,8 @@ function registerSweepCommands(program: Command, finish: Finish): void {
     )
     .option("--gpus <list>", "only these GPU indices, e.g. 0,2")
     .option("--tag <tag>", "a tag tasks can ask for in resources.tags (repeatable)", collect)
-    .option("--grace <seconds>", "SIGTERM → SIGKILL grace for timeouts and a second Ctrl-C", "10")
+    .option(...GRACE)
+    .option(...CHECKPOINT_ROOT)
     .option("--progress-every <seconds>", "period of plain progress lines when not on a terminal", "10")
     .option("--host <address>", "address the live dashboard listens on", "127.0.0.1")
     .option("--port <port>", "the dashboard's port (0: any free port)", "0")
@@ -177,7 +188,8 @@ function registerMachineCommands(program: Command, finish: Finish): void {
       collect,
     )
     .option("--probe-timeout <seconds>", "how long a probe may run", "30")
-    .option("--grace <seconds>", "SIGTERM → SIGKILL grace for timeouts and a second Ctrl-C", "10")
+    .option(...GRACE)
+    .option(...CHECKPOINT_ROOT)
     .option(
       "--give-up-after <seconds>",
       "exit 1 once no coordinator has answered for this long and no task runs here (default: retry forever)",

@@ -1,3 +1,4 @@
+import { resolve } from "node:path";
 import type { Agent } from "../agent/agent.js";
 import { Interrupts } from "../app/interrupts.js";
 import { type LocalRunResult, prepareLedger, runLocally } from "../app/localRun.js";
@@ -27,6 +28,7 @@ export interface RunFlags {
   command?: string;
   yes?: boolean;
   grace?: string;
+  checkpointRoot?: string;
   progressEvery?: string;
   /** Address the dashboard listens on. (Default: 127.0.0.1) */
   host?: string;
@@ -92,6 +94,7 @@ export async function runCommand(configs: string[], flags: RunFlags): Promise<nu
       gpus,
       tags,
       graceMs,
+      ...(flags.checkpointRoot !== undefined && { checkpointRoot: resolve(flags.checkpointRoot) }),
       coordinator,
       telemetry,
       onMachine: (machine) => machines.push(machine),
