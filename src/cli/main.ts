@@ -70,6 +70,11 @@ const CHECKPOINT_ROOT = [
   "where tasks' checkpoint dirs live on this machine (<dir>/<task signature>); wins over checkpoint_root (default: the config's checkpoint_root, else <state>/checkpoints)",
 ] as const;
 
+const STOP_BEFORE = [
+  "--stop-before <seconds>",
+  "SLURM sends each agent SIGTERM this long before the time limit (--signal=B:TERM@N), so its tasks checkpoint and are preempted, not killed (default: 120)",
+] as const;
+
 const STATE = [
   "--state <dir>",
   "state dir with the ledger (default: .labsweep/ beside the first config)",
@@ -222,6 +227,7 @@ function registerMachineCommands(program: Command, finish: Finish): void {
       "--give-up-after <seconds>",
       "an idle agent exits after this long without an answer from the coordinator (default: 600)",
     )
+    .option(...STOP_BEFORE)
     .option("--dry-run", "print the sbatch script instead of submitting it")
     .action(async (flags) => {
       finish(await slurmCommand(flags));
