@@ -97,9 +97,10 @@ function holdsFiles(dir: string | undefined): boolean {
   if (dir === undefined) return false;
   try {
     return readdirSync(dir).length > 0;
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === "ENOENT") return false;
-    throw error;
+  } catch {
+    // Gone, unreadable, or its storage away: nothing this agent can say was saved, so the stop
+    // is an interruption — the label only; either way the task is pending again, no retry spent.
+    return false;
   }
 }
 
