@@ -6,27 +6,24 @@ import { readdirSync } from "node:fs";
 import type { FinishRequest } from "../protocol/http.js";
 import type { AttemptOutcome } from "../protocol/interfaces.js";
 import { formatDuration } from "../sweep/duration.js";
+import type { RunPolicy } from "../sweep/types.js";
 import type { HttpError } from "./httpClient.js";
 import { logTail, type ProcessExit } from "./runProcess.js";
 import { formatBytes, RESULT_LIMIT_BYTES, readResult } from "./taskFiles.js";
 
-/** What an outcome's wording and kind depend on besides the process's exit. */
-export interface AttemptContext {
-  timeoutMs: number | null;
-  hangTimeoutMs?: number | undefined;
-  /** The task's checkpoint dir: a stop at the agent's shutdown that left one is a preemption. */
-  checkpointDir?: string;
-}
-
 /**
  * How the attempt ended; a result file that cannot be read (its permissions, a directory in its
- * place) fails the attempt rather than leave its slot taken and its report unsent.
+ * place) fails the attempt rather than leave its slot taken and its report unsent. A stop at the
+ * agent's shutdown that left something in the task's checkpoint dir is a preemption.
  */
 export function settledOutcome(
   exit: ProcessExit,
   resultPath: string,
-  context: AttemptContext,
+  policy: Pick<RunPolicy, "timeoutMs" | "hangTimeoutMs">,
+  checkpointDir?: string,
 ): AttemptOutcome {
+  const context: AttemptContext = { timeoutMs: policy.timeoutMs, hangTimeoutMs: policy.hangTimeoutMs };
+  if (checkpointDir !== undefined) context.checkpointDir = checkpointDir;
   try {
     return outcomeOf(exit, resultPath, context);
   } catch (error) {
@@ -40,6 +37,13 @@ export function settledOutcome(
       wallSeconds,
     };
   }
+}
+
+/** What an outcome's wording and kind depend on besides the process's exit. */
+interface AttemptContext {
+  timeoutMs: number | null;
+  hangTimeoutMs?: number | undefined;
+  checkpointDir?: string;
 }
 
 /** The log's last lines for the report; none when the log cannot be read. */

@@ -1,23 +1,23 @@
 import { statSync } from "node:fs";
 import type { Lease } from "../protocol/interfaces.js";
 import { formatDuration } from "../sweep/duration.js";
-import { appendNote } from "./runProcess.js";
+import { appendNote, type RunningProcess } from "./runProcess.js";
 import type { TaskSampler } from "./sampler.js";
 
 /**
- * A watch on a started attempt whose phase sets hang_timeout (none otherwise); a GPU task's
- * busy GPUs count as life, read from its sampler.
+ * Watches a started attempt whose phase sets hang_timeout (none otherwise) until its process
+ * exits, and stops it as hung; a GPU task's busy GPUs count as life, read from its sampler.
  */
 export function watchForHang(
-  claim: Lease,
+  lease: Lease,
   files: { logPath: string; eventsPath: string },
   sampler: TaskSampler | undefined,
-  onHang: () => void,
+  child: RunningProcess,
 ): HangWatch | undefined {
-  const hangTimeoutMs = claim.task.policy.hangTimeoutMs;
+  const hangTimeoutMs = lease.task.policy.hangTimeoutMs;
   if (hangTimeoutMs === undefined) return undefined;
   const { logPath, eventsPath } = files;
-  const gpuBusyAt = claim.gpuIds.length > 0 ? () => sampler?.gpuBusyAt ?? null : undefined;
+  const gpuBusyAt = lease.gpuIds.length > 0 ? () => sampler?.gpuBusyAt ?? null : undefined;
   // Said in the log too: its tail is what failed_experiments.csv and the dashboard show.
   const stop = (): void => {
     const silent = formatDuration(hangTimeoutMs);
@@ -26,10 +26,18 @@ export function watchForHang(
     } catch {
       // A log that cannot be written must not keep a hung task running: the report says it too.
     }
-    onHang();
+    child.terminate("hang");
   };
-
-  return new HangWatch({ logPath, eventsPath, hangTimeoutMs, ...(gpuBusyAt && { gpuBusyAt }), onHang: stop });
+  const watch = new HangWatch({
+    logPath,
+    eventsPath,
+    hangTimeoutMs,
+    ...(gpuBusyAt && { gpuBusyAt }),
+    onHang: stop,
+  });
+  const stopWatching = (): void => watch.stop();
+  child.exited.then(stopWatching, stopWatching);
+  return watch;
 }
 
 export interface HangWatchOptions {

@@ -1,6 +1,7 @@
 import { spawn, spawnSync } from "node:child_process";
 import { appendFileSync, closeSync, openSync, readSync, statSync } from "node:fs";
 import { PRIVATE_FILE_MODE } from "../files/privateFiles.js";
+import type { RunPolicy } from "../sweep/types.js";
 import { DroppedLaunch, Launcher, sharedLauncher } from "./launcher.js";
 import { ProcessGroup, type StopReason, type StopSpec } from "./processGroup.js";
 
@@ -76,6 +77,23 @@ export function taskEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
 
 /** Time a stopped task has to save a checkpoint before SIGKILL, when neither phase nor agent says. */
 export const DEFAULT_GRACE_MS = 30_000;
+
+/**
+ * How a task of this policy is stopped: its phase's stop_signal, and its stop_grace, which wins
+ * over the agent's --grace (`graceMs`): the phase knows how long its checkpoint takes.
+ */
+export function stopSpec(
+  policy: RunPolicy,
+  stopPath: string,
+  graceMs: number | undefined,
+): Pick<ProcessSpec, "graceMs" | "stopSignal" | "stopPath"> {
+  const grace = policy.stopGraceMs ?? graceMs;
+  return {
+    stopPath,
+    ...(grace !== undefined && { graceMs: grace }),
+    ...(policy.stopSignal && { stopSignal: policy.stopSignal }),
+  };
+}
 
 const HAS_SETPRIV = spawnSync("setpriv", ["--version"], { stdio: "ignore" }).status === 0;
 
