@@ -175,6 +175,46 @@ describe("stops", () => {
     expect(starts[1]?.step).toBe(result.resumed_from);
   });
 
+  it("with the Python client and stop_signal SIGUSR1: labsweep run SIGTERMed is preempted, and the rerun resumes", async () => {
+    const dir = tempDir();
+    writeFile(
+      dir,
+      "train.py",
+      `import json, time
+import labsweep
+state = labsweep.checkpoint_dir() / "state.json"
+step = json.loads(state.read_text())["step"] if state.exists() else 0
+start = step
+while step < 60:
+    if labsweep.should_stop():
+        state.with_suffix(".tmp").write_text(json.dumps({"step": step}))
+        state.with_suffix(".tmp").replace(state)
+        raise SystemExit(1)
+    time.sleep(0.05)
+    step += 1
+    labsweep.report(step, loss=1.0 / step)
+labsweep.result(resumed_from=start, steps=step)
+`,
+    );
+    writeFile(dir, "sweep.yaml", "command: python3 train.py\nretries: 0\nt:\n  stop_signal: SIGUSR1\n");
+    const first = watch(startCli(["run", "sweep.yaml", "--slots", "1", "--no-dashboard"], { cwd: dir }));
+    const ckpt = join(dir, ".labsweep", "checkpoints");
+    const events = join(dir, ".labsweep", "tasks", "1", "attempt-1.events.jsonl");
+    await until(() => existsSync(events) && readFileSync(events, "utf8").split("\n").length > 5, "reports");
+    first.child.kill("SIGTERM");
+    expectCode(await first.result, 130);
+    expect(ledger(join(dir, ".labsweep")).attempts).toMatchObject([{ outcome: "preempted" }]);
+    expect(readdirSync(ckpt)).toHaveLength(1);
+
+    expectCode(await runCli(["run", "sweep.yaml", "--slots", "1", "--no-dashboard"], { cwd: dir }), 0);
+    const { tasks, attempts } = ledger(join(dir, ".labsweep"));
+    expect(attempts.map((attempt) => attempt.outcome)).toEqual(["preempted", "succeeded"]);
+    expect(tasks[0]).toMatchObject({ state: "succeeded", attempts: 0 });
+    const result = JSON.parse(tasks[0]?.result_json as string) as { resumed_from: number; steps: number };
+    expect(result).toMatchObject({ steps: 60 });
+    expect(result.resumed_from).toBeGreaterThan(0);
+  });
+
   it("sends the phase's stop_signal and creates the stop file, saying why", async () => {
     const dir = tempDir();
     writeFile(
