@@ -298,14 +298,15 @@ describe("hangs", () => {
   });
 
   it("a long task that keeps logging, or keeps adding events, is not hung", async () => {
+    // 6 s of work, a sign of life every 0.3 s, against a 3 s hang_timeout: silent, it would be hung.
     const dir = tempDir();
     writeFile(
       dir,
       "task.py",
       `import json, os, sys, time
 how = sys.argv[1]
-for step in range(15):
-    time.sleep(0.2)
+for step in range(20):
+    time.sleep(0.3)
     if how == "log":
         print("step", step, flush=True)
     else:
@@ -317,7 +318,7 @@ json.dump({"ok": 1}, open(os.environ["LABSWEEP_RESULT_FILE"], "w"))
     writeFile(
       dir,
       "sweep.yaml",
-      "command: python3 task.py {how}\nretries: 0\nt:\n  hang_timeout: 1s\n  combinations:\n    - how: [log, events]\n",
+      "command: python3 task.py {how}\nretries: 0\nt:\n  hang_timeout: 3s\n  combinations:\n    - how: [log, events]\n",
     );
     const result = await runCli(["run", "sweep.yaml", "--slots", "2"], { cwd: dir, timeoutMs: 40_000 });
     expectCode(result, 0);
