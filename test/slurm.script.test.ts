@@ -163,7 +163,15 @@ describe("option validation", () => {
     ["--output empty", { output: "" }, /^--output needs a directory/],
     ["--give-up-after 0", { giveUpAfter: "0" }, /^--give-up-after must be a positive whole number, got "0"$/],
     ["--give-up-after 10m", { giveUpAfter: "10m" }, /^--give-up-after must be a positive whole number/],
+    ["--stop-before 0", { stopBefore: "0" }, /^--stop-before must be a positive whole number, got "0"$/],
+    ["--stop-before 2m", { stopBefore: "2m" }, /^--stop-before must be a positive whole number/],
+    ["--stop-before 70000", { stopBefore: "70000" }, /^--stop-before must be at most 65535 seconds/],
   ];
+
+  it("--stop-before sets how long before the time limit the agent gets SIGTERM", () => {
+    const spec = parseSlurmOptions(["http://c:1"], { agents: "1", stopBefore: "600" }, "/home/ada");
+    expect(sbatchScript(spec, PLAIN)).toContain("\n#SBATCH --signal=B:TERM@600\n");
+  });
 
   it.each(BAD)("%s", (_name, flags, message) => {
     let error: unknown;
@@ -225,6 +233,7 @@ describe("quoting", () => {
       "--nodes=1",
       "--ntasks=1",
       `--output=${HOSTILE_DIR.replaceAll("%", "%%")}/labsweep-%A_%a.log`,
+      "--signal=B:TERM@120",
       "--no-requeue",
       "--export=ALL",
     ]);

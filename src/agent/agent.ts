@@ -7,13 +7,14 @@ import { reportWithArtifacts } from "./artifacts.js";
 import { readableTail, settledOutcome } from "./attemptOutcome.js";
 import type { CoordinatorPort } from "./coordinatorPort.js";
 import { freePort } from "./freePort.js";
+import { watchForHang } from "./hangWatch.js";
 import { launchCommand, needsFreePort } from "./launchCommand.js";
 import { type Launch, LeaseAheadChain } from "./leaseAhead.js";
 import { Occupancy, type OccupancyOptions, type Running } from "./occupancy.js";
 import { PointRelay } from "./pointRelay.js";
-import { type ProcessExit, type RunningProcess, startProcess } from "./runProcess.js";
+import { type ProcessExit, type RunningProcess, startProcess, stopSpec } from "./runProcess.js";
 import { type GpuReader, gpuReader, TaskSampler } from "./sampler.js";
-import { prepareAttempt, taskEnvironment } from "./taskFiles.js";
+import { checkpointDir, prepareAttempt, taskEnvironment } from "./taskFiles.js";
 
 /** What the dispatch loop needs beyond what occupancy.ts tracks of the machine. */
 export interface AgentOptions extends OccupancyOptions {
@@ -22,8 +23,10 @@ export interface AgentOptions extends OccupancyOptions {
   stateDir: string;
   /** Heartbeat period. (Default: 3 s) */
   heartbeatMs?: number;
-  /** SIGTERM → SIGKILL grace on timeouts and a second Ctrl-C. (Default: 10 s) */
+  /** Stop signal → SIGKILL grace where a phase sets no stop_grace. (Default: 30 s) */
   graceMs?: number;
+  /** Root of the tasks' checkpoint dirs on this machine; wins over checkpoint_root. (Default: none) */
+  checkpointRoot?: string;
   /** Extra environment for every task. */
   env?: NodeJS.ProcessEnv;
   /**
@@ -169,10 +172,10 @@ export class Agent {
     this.wake();
   }
 
-  /** Ctrl-C twice: SIGTERM every running task's process group, SIGKILL after the grace period. */
+  /** Ctrl-C twice or SIGTERM: stop every running task; those that left a checkpoint are preempted. */
   terminateRunning(): void {
     this.stopLeasing();
-    for (const task of this.occupancy.running.values()) task.process.terminate();
+    for (const task of this.occupancy.running.values()) task.process.terminate("shutdown");
   }
 
   /**
@@ -187,7 +190,7 @@ export class Agent {
       const task = this.occupancy.running.get(id);
       if (!task) continue;
       task.abandoned = true;
-      task.process.terminate();
+      task.process.terminate("abandoned");
     }
   }
 
@@ -245,11 +248,11 @@ export class Agent {
       env,
       logPath: files.logPath,
       timeoutMs: task.policy.timeoutMs,
-      graceMs: this.options.graceMs,
+      ...stopSpec(task.policy, files.stopPath, this.options.graceMs),
       prepare: async () => {
         const port = needsFreePort(launcher, lease.gpuIds) ? await freePort() : undefined;
         command = launchCommand(task.command, launcher, lease.gpuIds, { port });
-        prepareAttempt(files, task, lease.attemptId, lease.placements, this.options.stateDir);
+        prepareAttempt(files, task, lease.attemptId, lease.placements, env.LABSWEEP_CHECKPOINT_DIR);
       },
       after,
     });
@@ -284,6 +287,7 @@ export class Agent {
         // Tasks of a few ms (the agent's busiest case) are not worth a scan of every process.
         firstAfterMs: FIRST_SAMPLE_MS,
       });
+      watchForHang(lease, files, running.sampler, child);
       return started;
     });
     // Only the dashboard wants the pid: a notice that fails costs the task nothing.
@@ -301,7 +305,8 @@ export class Agent {
     resultPath: string,
     logPath: string,
   ): Promise<void> {
-    let outcome = settledOutcome(exit, resultPath, task.lease.task.policy.timeoutMs);
+    const checkpoint = checkpointDir(this.options.stateDir, task.lease.task, this.options.checkpointRoot);
+    let outcome = settledOutcome(exit, resultPath, task.lease.task.policy, checkpoint);
     if (task.abandoned && outcome.kind !== "succeeded") {
       const error = "stopped: the coordinator no longer assigns it to this agent";
       outcome = { kind: "interrupted", error, exitCode: exit.exitCode, signal: exit.signal };

@@ -133,7 +133,7 @@ export class LeaseAheadChain {
         const running = this.host.adopt(launch);
         if (stop) {
           running.abandoned = true;
-          running.process.terminate();
+          running.process.terminate("abandoned");
         }
       }
     })();

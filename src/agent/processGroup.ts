@@ -1,14 +1,35 @@
+import { writeFileSync } from "node:fs";
+import { PRIVATE_FILE_MODE } from "../files/privateFiles.js";
 import { Launcher, sharedLauncher } from "./launcher.js";
 import { isGone, listPids, readProcStat } from "./procfs.js";
 
 /**
+ * Why the agent stopped a task: its timeout, the agent's own shutdown (SIGTERM or Ctrl-C: a
+ * scheduler's time limit or preemption), the coordinator taking the attempt back (a cancel, a
+ * lost lease), or a hang (hang_timeout). Written as the stop file's one line.
+ */
+export type StopReason = "timeout" | "shutdown" | "abandoned" | "hang";
+
+/** How a stop is made: the same for every reason. */
+export interface StopSpec {
+  /** Sent to the group first, so the task can save a checkpoint. (Default: SIGTERM) */
+  signal?: NodeJS.Signals;
+  /** Then SIGKILL after this long. */
+  graceMs: number;
+  /** Created just before the signal (LABSWEEP_STOP_FILE), for tasks that poll rather than listen. */
+  stopPath?: string;
+}
+
+/**
  * A task's process group as the agent steers it: signals (held until its pid is known), the
- * timeout, and SIGTERM's grace period before SIGKILL, which the task keeps even once the shell
- * leading the group has died.
+ * timeout, and every stop: the stop file, the stop signal, and SIGKILL after the grace period,
+ * which the task keeps even once the shell leading the group has died.
  */
 export class ProcessGroup {
   /** Whether the timeout ended it. */
   timedOut = false;
+  /** Why it was stopped; null while it was not. */
+  stopReason: StopReason | null = null;
   /** Whether the group's leader has exited: its id may be free for reuse, so nothing is sent. */
   leaderGone = false;
   private pid = -1;
@@ -18,24 +39,31 @@ export class ProcessGroup {
   private graceDeadline = 0;
 
   constructor(
-    private readonly graceMs: number,
+    private readonly stop: StopSpec,
     private readonly timeoutMs: number | null,
   ) {}
 
-  /** The leader is running as `pid`: the timeout starts, and a signal sent meanwhile is delivered. */
+  /** The leader is running as `pid`: the timeout starts, and a stop asked for meanwhile is made. */
   started(pid: number): void {
     this.pid = pid;
     this.armTimeout();
-    if (this.deferred) this.signal(this.deferred);
+    if (this.deferred) {
+      this.writeStopFile();
+      this.signal(this.deferred);
+    }
   }
 
-  /** SIGTERM to the group, SIGKILL after the grace period. */
-  terminate(): void {
+  /** The stop file, the stop signal to the group, SIGKILL after the grace period. */
+  terminate(reason: StopReason): void {
     // After the leader's exit the group is being cleaned up (or gone, its id free for reuse).
     if (this.killTimer || this.leaderGone) return;
-    this.signal("SIGTERM");
-    this.graceDeadline = performance.now() + this.graceMs;
-    this.killTimer = setTimeout(() => this.signal("SIGKILL"), this.graceMs);
+    this.stopReason = reason;
+    // Not started yet: the file is written when the signal is delivered, after the attempt's
+    // files are (writing them removes a stale stop file).
+    if (this.pid > 0) this.writeStopFile();
+    this.signal(this.stop.signal ?? "SIGTERM");
+    this.graceDeadline = performance.now() + this.stop.graceMs;
+    this.killTimer = setTimeout(() => this.signal("SIGKILL"), this.stop.graceMs);
   }
 
   /** The leader exited: waits out a grace period under way, then kills what the task left. */
@@ -54,6 +82,16 @@ export class ProcessGroup {
     if (pid > 0 && Launcher.available()) sharedLauncher().forget(pid);
   }
 
+  private writeStopFile(): void {
+    if (!this.stop.stopPath) return;
+    try {
+      writeFileSync(this.stop.stopPath, `${this.stopReason ?? "stop"}\n`, { mode: PRIVATE_FILE_MODE });
+    } catch {
+      // The signal is the stop; the file only tells tasks that poll. A state dir that cannot be
+      // written fails the next attempt's files anyway, saying why: never block the stop on it.
+    }
+  }
+
   private signal(signal: NodeJS.Signals): void {
     if (this.pid <= 0) {
       this.deferred = signal; // not started yet: delivered the moment its pid is known
@@ -70,7 +108,7 @@ export class ProcessGroup {
     if (this.timeoutMs === null || this.leaderGone) return;
     this.timeout = setTimeout(() => {
       this.timedOut = true;
-      this.terminate();
+      this.terminate("timeout");
     }, this.timeoutMs);
   }
 }

@@ -39,8 +39,10 @@ export interface RemoteAgentOptions {
   probes?: ProbeSpec[];
   /** How long a probe may run before it counts as failed. (Default: 30 s) */
   probeTimeoutMs?: number;
-  /** SIGTERM → SIGKILL grace. (Default: 10 s) */
+  /** Stop signal → SIGKILL grace where a phase sets no stop_grace. (Default: 30 s) */
   graceMs?: number;
+  /** This machine's mount of the tasks' checkpoint root; wins over checkpoint_root. (Default: none) */
+  checkpointRoot?: string | undefined;
   /** Environment for nvidia-smi, probes and tasks. (Default: process.env) */
   env?: NodeJS.ProcessEnv;
   /** Host-wide GPU lock dir. (Default: gpuLockDir()) */
@@ -234,6 +236,7 @@ export class RemoteAgent {
       tags: machine.capabilities.tags,
       heartbeatMs,
       graceMs: this.options.graceMs,
+      ...(this.options.checkpointRoot !== undefined && { checkpointRoot: this.options.checkpointRoot }),
       env: this.options.env,
       onEvent: (event) => this.onAgentEvent(event, port, stateDir),
     });

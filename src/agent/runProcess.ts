@@ -1,8 +1,9 @@
 import { spawn, spawnSync } from "node:child_process";
 import { appendFileSync, closeSync, openSync, readSync, statSync } from "node:fs";
 import { PRIVATE_FILE_MODE } from "../files/privateFiles.js";
+import type { RunPolicy } from "../sweep/types.js";
 import { DroppedLaunch, Launcher, sharedLauncher } from "./launcher.js";
-import { ProcessGroup } from "./processGroup.js";
+import { ProcessGroup, type StopReason, type StopSpec } from "./processGroup.js";
 
 export interface ProcessSpec {
   command: string;
@@ -11,8 +12,12 @@ export interface ProcessSpec {
   logPath: string;
   /** Kill the process group after this long; null for no limit. */
   timeoutMs: number | null;
-  /** Time between SIGTERM and SIGKILL on timeouts and stops. (Default: 10 s) */
+  /** Time between the stop signal and SIGKILL on timeouts and stops. (Default: 30 s) */
   graceMs?: number;
+  /** The stop signal (a phase's stop_signal). (Default: SIGTERM) */
+  stopSignal?: NodeJS.Signals;
+  /** The attempt's stop file (LABSWEEP_STOP_FILE), created on every stop. (Default: none) */
+  stopPath?: string;
   /** Runs before the launch (writing the task's files) off the event loop; a failure fails the start. */
   prepare?: () => Promise<void>;
   /**
@@ -28,6 +33,8 @@ export interface ProcessExit {
   timedOut: boolean;
   /** Stopped by `terminate` (Ctrl-C twice, cancel): not the task's failure. */
   stopped: boolean;
+  /** Why the agent stopped it (the timeout included); null when it ended by itself. */
+  stopReason: StopReason | null;
   wallSeconds: number;
 }
 
@@ -35,8 +42,8 @@ export interface RunningProcess {
   /** The task's pid and process group id, once it has started (-1 if it could not start). */
   pid: Promise<number>;
   exited: Promise<ProcessExit>;
-  /** SIGTERM to the whole process group, SIGKILL after the grace period. */
-  terminate(): void;
+  /** The stop file, the stop signal to the whole process group, SIGKILL after the grace period. */
+  terminate(reason: StopReason): void;
   /** Whether another launch can be chained to start when this one exits (the launcher is used). */
   chainable: boolean;
   /** The launcher's id for this launch, which a chained launch follows (null without launcher). */
@@ -68,6 +75,26 @@ export function taskEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
   return result;
 }
 
+/** Time a stopped task has to save a checkpoint before SIGKILL, when neither phase nor agent says. */
+export const DEFAULT_GRACE_MS = 30_000;
+
+/**
+ * How a task of this policy is stopped: its phase's stop_signal, and its stop_grace, which wins
+ * over the agent's --grace (`graceMs`): the phase knows how long its checkpoint takes.
+ */
+export function stopSpec(
+  policy: RunPolicy,
+  stopPath: string,
+  graceMs: number | undefined,
+): Pick<ProcessSpec, "graceMs" | "stopSignal" | "stopPath"> {
+  const grace = policy.stopGraceMs ?? graceMs;
+  return {
+    stopPath,
+    ...(grace !== undefined && { graceMs: grace }),
+    ...(policy.stopSignal && { stopSignal: policy.stopSignal }),
+  };
+}
+
 const HAS_SETPRIV = spawnSync("setpriv", ["--version"], { stdio: "ignore" }).status === 0;
 
 /**
@@ -78,7 +105,9 @@ const HAS_SETPRIV = spawnSync("setpriv", ["--version"], { stdio: "ignore" }).sta
  * agent, and a restarted agent kills what is left (leftovers.ts).
  */
 export function startProcess(spec: ProcessSpec): RunningProcess {
-  const group = new ProcessGroup(spec.graceMs ?? 10_000, spec.timeoutMs);
+  const stop: StopSpec = { graceMs: spec.graceMs ?? DEFAULT_GRACE_MS, signal: spec.stopSignal };
+  if (spec.stopPath) stop.stopPath = spec.stopPath;
+  const group = new ProcessGroup(stop, spec.timeoutMs);
   // Counted again from the real start once the pid is known (a chained launch waits first).
   let started = performance.now();
   let stopped = false;
@@ -100,17 +129,18 @@ export function startProcess(spec: ProcessSpec): RunningProcess {
     await pidKnown;
     await group.leaderExited();
     if (dropped) stopped = true;
-    const timedOut = group.timedOut;
-    return { exitCode, signal, timedOut, stopped, wallSeconds: (performance.now() - started) / 1000 };
+    const { timedOut, stopReason } = group;
+    const wallSeconds = (performance.now() - started) / 1000;
+    return { exitCode, signal, timedOut, stopped, stopReason, wallSeconds };
   });
   const launchId = launched.id;
   return {
     pid: pidKnown,
     exited,
-    terminate() {
+    terminate(reason) {
       if (group.leaderGone) return;
       stopped = true;
-      group.terminate();
+      group.terminate(reason);
     },
     chainable: Launcher.available(),
     launchId,
@@ -206,7 +236,8 @@ function viaSpawn(spec: ProcessSpec): Launched {
   return { id: Promise.resolve(null), pid, exit };
 }
 
-function appendNote(path: string, line: string): void {
+/** Appends one line of labsweep's own to a task's log. */
+export function appendNote(path: string, line: string): void {
   try {
     appendFileSync(path, `${line}\n`, { mode: PRIVATE_FILE_MODE });
   } catch (error) {

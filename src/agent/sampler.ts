@@ -113,6 +113,8 @@ export class TaskSampler {
   private peakRssKiB = 0;
   private gpuQueryBusy = false;
   private lastGpuAt = Number.NEGATIVE_INFINITY;
+  /** When a reading last showed one of the task's GPUs busy (performance.now()); hangWatch.ts. */
+  gpuBusyAt: number | null = null;
   private utilSum = 0;
   private utilSamples = 0;
   private ownMemPeakMiB: number | null = null;
@@ -211,6 +213,7 @@ export class TaskSampler {
 
     const utilizations = known(mine.map((gpu) => gpu.utilizationPercent));
     if (utilizations.length > 0) {
+      if (utilizations.some((percent) => percent > 0)) this.gpuBusyAt = performance.now();
       this.utilSum += sum(utilizations) / utilizations.length;
       this.utilSamples++;
     }

@@ -5,21 +5,21 @@ import type { AttemptFiles } from "../protocol/attemptFiles.js";
 import { gpusWanted } from "../protocol/capacity.js";
 import type { Lease, Task } from "../protocol/interfaces.js";
 import { flattenMetrics } from "../protocol/metricNames.js";
+import { DEFAULT_STOP_SIGNAL } from "../sweep/stopSignal.js";
 import type { Placement } from "../sweep/types.js";
 import { STATE_DIR_MARKER } from "./leftovers.js";
 import { withPythonClient } from "./pythonClient.js";
 import { parseResultJson } from "./resultJson.js";
 
-/** What the agent sends a task's process group on a stop (LABSWEEP_STOP_SIGNAL). */
-const STOP_SIGNAL = "SIGTERM";
-
 /**
- * LABSWEEP_CHECKPOINT_DIR: one dir per task, by signature, the same for every attempt wherever
- * the agent's state dir is, so a retried or requeued attempt on this agent resumes from what the
- * last one saved.
+ * LABSWEEP_CHECKPOINT_DIR: one dir per task, by signature, the same for every attempt, so a
+ * retried or preempted attempt resumes from what the last one saved. Its root: the agent's
+ * `--checkpoint-root` (its own mount of shared storage wins on its machine), else the phase's
+ * `checkpoint_root`, else `<agent state dir>/checkpoints` (this machine only).
  */
-export function checkpointDir(stateDir: string, signature: string): string {
-  return join(resolve(stateDir), "checkpoints", signature);
+export function checkpointDir(stateDir: string, task: Task, agentRoot?: string): string {
+  const root = agentRoot ?? task.policy.checkpointRoot ?? join(stateDir, "checkpoints");
+  return join(resolve(root), task.signature);
 }
 
 /**
@@ -32,7 +32,7 @@ export function prepareAttempt(
   task: Task,
   attemptId: number,
   placements: Placement[] = [],
-  stateDir?: string,
+  checkpoint?: string,
 ): void {
   // Synchronous: two small writes cost less than two trips through the thread pool, and this
   // sits between a slot freeing up and its next task starting.
@@ -67,9 +67,7 @@ export function prepareAttempt(
   // not lend its files to this attempt's artifacts.
   rmSync(files.workDir, { recursive: true, force: true });
   mkdirSync(files.workDir, { mode: PRIVATE_DIR_MODE });
-  if (stateDir !== undefined) {
-    mkdirSync(checkpointDir(stateDir, task.signature), { recursive: true, mode: PRIVATE_DIR_MODE });
-  }
+  if (checkpoint !== undefined) mkdirSync(checkpoint, { recursive: true, mode: PRIVATE_DIR_MODE });
 }
 
 /**
@@ -79,7 +77,7 @@ export function prepareAttempt(
 export function taskEnvironment(
   lease: Lease,
   files: AttemptFiles,
-  options: { stateDir: string; env?: NodeJS.ProcessEnv; onGpuMachine: boolean },
+  options: { stateDir: string; env?: NodeJS.ProcessEnv; onGpuMachine: boolean; checkpointRoot?: string },
 ): NodeJS.ProcessEnv {
   const task = lease.task;
   const inherited = { ...process.env, ...options.env };
@@ -96,8 +94,8 @@ export function taskEnvironment(
     LABSWEEP_PHASES: [...new Set(lease.placements.map((placement) => placement.phase))].join(","),
     LABSWEEP_EVENTS_FILE: files.eventsPath,
     LABSWEEP_STOP_FILE: files.stopPath,
-    LABSWEEP_STOP_SIGNAL: STOP_SIGNAL,
-    LABSWEEP_CHECKPOINT_DIR: checkpointDir(options.stateDir, task.signature),
+    LABSWEEP_STOP_SIGNAL: task.policy.stopSignal ?? DEFAULT_STOP_SIGNAL,
+    LABSWEEP_CHECKPOINT_DIR: checkpointDir(options.stateDir, task, options.checkpointRoot),
     LABSWEEP_WORK_DIR: files.workDir,
     PYTHONPATH: withPythonClient(inherited.PYTHONPATH),
   };

@@ -97,8 +97,10 @@ export interface LocalRunOptions {
   gpus?: number[];
   /** Tags this machine offers: tasks with resources.tags run only if it offers them all. (Default: none) */
   tags?: string[];
-  /** SIGTERM → SIGKILL grace. (Default: 10 s) */
+  /** Stop signal → SIGKILL grace where a phase sets no stop_grace. (Default: 30 s) */
   graceMs?: number;
+  /** This machine's checkpoint root; wins over checkpoint_root. (Default: none) */
+  checkpointRoot?: string;
   env?: NodeJS.ProcessEnv;
   onEvent?: (event: AgentEvent) => void;
   /** Called with the agent once it runs, so signal handlers can stop it. */
@@ -144,6 +146,7 @@ export async function runLocally(db: Db, options: LocalRunOptions): Promise<Loca
     cpuCount: availableParallelism(),
     tags: options.tags ?? [],
     graceMs: options.graceMs,
+    ...(options.checkpointRoot !== undefined && { checkpointRoot: options.checkpointRoot }),
     env: options.env,
     onEvent: options.onEvent,
     warn: options.warn,

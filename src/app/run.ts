@@ -29,8 +29,10 @@ export interface RunOptions {
   gpus?: number[];
   /** Tags this machine offers to tasks' resources.tags. */
   tags: string[];
-  /** SIGTERM → SIGKILL grace. (Default: 10 s) */
+  /** Stop signal → SIGKILL grace where a phase sets no stop_grace. (Default: 30 s) */
   graceMs?: number;
+  /** This machine's checkpoint root; wins over checkpoint_root. (Default: none) */
+  checkpointRoot?: string;
   /** The command of configs that name none. (Default: none) */
   command?: string;
   /** Take a grid over the large-grid limit. (Default: false) */
@@ -88,6 +90,7 @@ export async function runSweep(configs: string[], options: RunOptions): Promise<
       gpus: options.gpus,
       tags,
       graceMs: options.graceMs,
+      ...(options.checkpointRoot !== undefined && { checkpointRoot: options.checkpointRoot }),
       coordinator,
       telemetry,
       onMachine: (machine) => machines.push(machine),

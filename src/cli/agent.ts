@@ -20,6 +20,7 @@ export interface AgentFlags {
   probe?: string[];
   probeTimeout?: string;
   grace?: string;
+  checkpointRoot?: string;
   giveUpAfter?: string;
 }
 
@@ -49,6 +50,7 @@ export async function agentCommand(flags: AgentFlags): Promise<number> {
     probeTimeoutMs:
       flags.probeTimeout === undefined ? undefined : seconds("--probe-timeout", flags.probeTimeout) * 1000,
     graceMs: flags.grace === undefined ? undefined : seconds("--grace", flags.grace) * 1000,
+    checkpointRoot: flags.checkpointRoot === undefined ? undefined : resolve(flags.checkpointRoot),
     giveUpAfterMs:
       flags.giveUpAfter === undefined ? undefined : seconds("--give-up-after", flags.giveUpAfter) * 1000,
   };

@@ -6,6 +6,17 @@ import { EXIT, reportError } from "./exitCodes.js";
 import { exportCommand } from "./export.js";
 import { collect } from "./flags.js";
 import { applyStoreOption, migrateCommand, STORE_OPTION } from "./migrate.js";
+import {
+  CHECKPOINT_ROOT,
+  COMMAND,
+  type Finish,
+  GRACE,
+  SERVER,
+  STATE,
+  STOP_BEFORE,
+  TOKEN,
+  TOKEN_FILE,
+} from "./options.js";
 import { planCommand } from "./plan.js";
 import {
   addCommand,
@@ -58,26 +69,6 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
-/** Records a command's exit code, for `main` to return. */
-type Finish = (exitCode: number) => void;
-
-const STATE = [
-  "--state <dir>",
-  "state dir with the ledger (default: .labsweep/ beside the first config)",
-] as const;
-const SERVER = ["--server <url>", "a running coordinator (default: $LABSWEEP_SERVER)"] as const;
-// Reads take any token; add, cancel and retry the admin token. Prefer the environment or a
-// file: an argument is visible to every user of the machine in `ps`.
-const TOKEN = [
-  "--token <token>",
-  "its token (default: $LABSWEEP_VIEWER_TOKEN, $LABSWEEP_TOKEN, $LABSWEEP_ADMIN_TOKEN; add/cancel/retry: $LABSWEEP_ADMIN_TOKEN) — other users can see arguments: prefer --token-file",
-] as const;
-const TOKEN_FILE = ["--token-file <file>", "read the token from this file's first line"] as const;
-const COMMAND = [
-  "--command <template>",
-  "command for configs that declare none (the original system's configs)",
-] as const;
-
 /** `plan`, `run` and `serve`: the commands that read a sweep's configs. */
 function registerSweepCommands(program: Command, finish: Finish): void {
   program
@@ -106,7 +97,8 @@ function registerSweepCommands(program: Command, finish: Finish): void {
     )
     .option("--gpus <list>", "only these GPU indices, e.g. 0,2")
     .option("--tag <tag>", "a tag tasks can ask for in resources.tags (repeatable)", collect)
-    .option("--grace <seconds>", "SIGTERM → SIGKILL grace for timeouts and a second Ctrl-C", "10")
+    .option(...GRACE)
+    .option(...CHECKPOINT_ROOT)
     .option("--progress-every <seconds>", "period of plain progress lines when not on a terminal", "10")
     .option("--host <address>", "address the live dashboard listens on", "127.0.0.1")
     .option("--port <port>", "the dashboard's port (0: any free port)", "0")
@@ -179,7 +171,8 @@ function registerMachineCommands(program: Command, finish: Finish): void {
       collect,
     )
     .option("--probe-timeout <seconds>", "how long a probe may run", "30")
-    .option("--grace <seconds>", "SIGTERM → SIGKILL grace for timeouts and a second Ctrl-C", "10")
+    .option(...GRACE)
+    .option(...CHECKPOINT_ROOT)
     .option(
       "--give-up-after <seconds>",
       "exit 1 once no coordinator has answered for this long and no task runs here (default: retry forever)",
@@ -212,6 +205,7 @@ function registerMachineCommands(program: Command, finish: Finish): void {
       "--give-up-after <seconds>",
       "an idle agent exits after this long without an answer from the coordinator (default: 600)",
     )
+    .option(...STOP_BEFORE)
     .option("--dry-run", "print the sbatch script instead of submitting it")
     .action(async (flags) => {
       finish(await slurmCommand(flags));

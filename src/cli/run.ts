@@ -1,3 +1,4 @@
+import { resolve } from "node:path";
 import { runSweep } from "../app/run.js";
 import { gpuList, portNumber, positiveInteger, seconds, tagList } from "./flags.js";
 import { ProgressView } from "./progress.js";
@@ -12,6 +13,7 @@ export interface RunFlags {
   command?: string;
   yes?: boolean;
   grace?: string;
+  checkpointRoot?: string;
   progressEvery?: string;
   /** Address the dashboard listens on. (Default: 127.0.0.1) */
   host?: string;
@@ -36,6 +38,7 @@ export async function runCommand(configs: string[], flags: RunFlags): Promise<nu
     gpus,
     tags,
     graceMs,
+    ...(flags.checkpointRoot !== undefined && { checkpointRoot: resolve(flags.checkpointRoot) }),
     command: flags.command,
     yes: flags.yes,
     dashboard: flags.dashboard === false ? null : { host: flags.host ?? "127.0.0.1", port },

@@ -110,13 +110,15 @@ export function decideFinish(
     };
   }
   if (outcome.kind === "lost") return decideLoss(attempt, task, end, outcome.error, now);
-  if (outcome.kind === "interrupted") {
+  // Preempted (its agent shut down; a checkpoint to resume from) is an interruption by another
+  // name: pending at once, no retry or backoff spent; its own event kind tells them apart.
+  if (outcome.kind === "interrupted" || outcome.kind === "preempted") {
     return {
       result: { taskState: "pending", finalFailure: false, retryAt: null },
       attempt: end,
       task: { state: "pending", attempt_id: null, not_before: 0 },
       oweRows: false,
-      event: { kind: "task_interrupted", detail: { attempt: attempt.id, why: outcome.error } },
+      event: { kind: `task_${outcome.kind}`, detail: { attempt: attempt.id, why: outcome.error } },
     };
   }
   const { retries, backoffMs } = JSON.parse(task.policy_json) as { retries: number; backoffMs: number };

@@ -19,7 +19,11 @@
  *   runs out (`Lease`). "Claim" and "leased task" are old names for it; the ledger operation
  *   that makes one is `claimTask` (claiming is the ledger's verb).
  * - attempt: one run of a task's command; it ends with an `AttemptOutcome`.
- * - outcome: how an attempt ended (succeeded, failed, timeout, interrupted, lost).
+ * - outcome: how an attempt ended (succeeded, failed, timeout, hung, interrupted, preempted, lost).
+ * - stop: the agent ending an attempt it runs (timeout, hang, cancel, its own shutdown): the
+ *   attempt's stop file, its phase's stop_signal, SIGKILL after stop_grace.
+ * - preempted: stopped as its agent shut down (a scheduler's SIGTERM, Ctrl-C) with a checkpoint
+ *   left to resume from; like interrupted, it spends no retry.
  * - usage: what a successful attempt used, as the agent sampled it (`TaskUsage`).
  * - report: an outcome on its way from an agent to the coordinator (kept in the agent's outbox
  *   until accepted).
@@ -71,17 +75,23 @@ export interface TaskUsage {
 export type AttemptOutcome =
   | { kind: "succeeded"; metrics: Record<string, unknown>; wallSeconds: number; usage?: TaskUsage }
   | {
-      kind: "failed" | "timeout";
+      /** hung: stopped by hang_timeout; like a timeout, it spends a retry. */
+      kind: "failed" | "timeout" | "hung";
       exitCode: number | null;
       signal: string | null;
       error: string;
       wallSeconds: number;
     }
   /**
-   * Stopped by the user or lost with its agent: back to pending without spending a retry. How
-   * a stopped process ended is kept on the attempt when known.
+   * Stopped by the user, preempted, or lost with its agent: back to pending at once without
+   * spending a retry. How a stopped process ended is kept on the attempt when known.
    */
-  | { kind: "interrupted" | "lost"; error: string; exitCode?: number | null; signal?: string | null };
+  | {
+      kind: "interrupted" | "preempted" | "lost";
+      error: string;
+      exitCode?: number | null;
+      signal?: string | null;
+    };
 
 /** One GPU's reading at one moment, as an agent (or `labsweep run`'s sampler) reported it. */
 export interface GpuSample {

@@ -28,6 +28,13 @@ export interface SlurmFlagValues {
   output?: string;
   /** Seconds an idle agent waits for an unreachable coordinator before it exits. (Default: 600) */
   giveUpAfter?: string;
+  /**
+   * Seconds before the time limit SLURM sends the agent SIGTERM (`--signal=B:TERM@N`), so it stops
+   * its tasks gracefully (they checkpoint; attempts are preempted) and sends its reports before
+   * the kill. (Default: 120: a 30 s stop_grace, and a margin for the reports and SLURM's up to
+   * 60 s of slack)
+   */
+  stopBefore?: string;
 }
 
 /** A `--gres` value: `gpu:1` is `{name: "gpu", type: null, count: 1}`. */
@@ -53,6 +60,8 @@ export interface SlurmJobSpec {
    * element that starts after the sweep's coordinator has exited releases its allocation.
    */
   giveUpAfterSeconds: number;
+  /** `#SBATCH --signal=B:TERM@N`: SIGTERM to the agent (the batch shell it replaces) N s before the time limit. */
+  stopBeforeSeconds: number;
   jobName: string;
   /** Absolute. */
   outputDir: string;
@@ -100,9 +109,24 @@ export function parseSlurmOptions(
       flags.giveUpAfter === undefined
         ? DEFAULT_GIVE_UP_AFTER_SECONDS
         : positiveInteger("--give-up-after", flags.giveUpAfter),
+    stopBeforeSeconds:
+      flags.stopBefore === undefined ? DEFAULT_STOP_BEFORE_SECONDS : stopBefore(flags.stopBefore),
     jobName: parseJobName(flags.jobName ?? DEFAULT_JOB_NAME),
     outputDir: parseOutputDir(flags.output ?? DEFAULT_OUTPUT_DIR, cwd),
   };
+}
+
+/** SLURM takes `--signal=…@N` up to 65535 s. */
+const MAX_STOP_BEFORE_SECONDS = 65_535;
+const DEFAULT_STOP_BEFORE_SECONDS = 120;
+
+function stopBefore(text: string): number {
+  const seconds = positiveInteger("--stop-before", text);
+  if (seconds > MAX_STOP_BEFORE_SECONDS)
+    throw new SlurmOptionError(
+      `--stop-before must be at most ${MAX_STOP_BEFORE_SECONDS} seconds (SLURM's limit), got ${seconds}`,
+    );
+  return seconds;
 }
 
 function positiveInteger(flag: string, text: string): number {

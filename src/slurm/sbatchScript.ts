@@ -33,6 +33,8 @@ export function sbatchScript(spec: SlurmJobSpec, binary: AgentBinary): string {
     spec.time === null ? null : `--time=${spec.time}`,
     spec.mem === null ? null : `--mem=${spec.mem}`,
     `--output=${sbatchQuote(`${spec.outputDir.replaceAll("%", "%%")}/${LOG_PATTERN}`)}`,
+    // B: signals the batch shell, which `exec` made the agent: it stops its tasks gracefully.
+    `--signal=B:TERM@${spec.stopBeforeSeconds}`,
     "--no-requeue",
     "--export=ALL",
   ].filter((line): line is string => line !== null);
@@ -72,7 +74,9 @@ args=(agent --server ${shellQuote(spec.servers.join(","))} --slots ${spec.slots}
 if [[ "\${CUDA_VISIBLE_DEVICES:-}" =~ ^[0-9]+(,[0-9]+)*$ ]]; then
   args+=(--gpus "$CUDA_VISIBLE_DEVICES")
 fi
-# exec: SLURM's signals (scancel, the time limit) reach the agent, which stops its tasks.
+# exec: SLURM's signals (scancel, the time limit, the --signal warning before it) reach the
+# agent, which stops its tasks: each gets its stop signal and stop_grace to checkpoint, and is
+# recorded as preempted (no retry spent) to resume wherever it runs next.
 exec "$node" "$labsweep" "\${args[@]}"
 `;
 }

@@ -18,3 +18,22 @@ export function parseDuration(value: unknown): number | null {
   }
   return consumed > 0 && consumed === text.length ? total : null;
 }
+
+/** Milliseconds as a config would write them: "10m", "1h30m", "90s", "2.5s", "500ms". */
+export function formatDuration(ms: number): string {
+  if (ms < 1000) return `${ms}ms`;
+  if (ms % 1000 !== 0 || ms < 60_000) return `${Number((ms / 1000).toFixed(3))}s`;
+  let rest = ms / 1000;
+  let text = "";
+  for (const [unit, seconds] of [
+    ["d", 86_400],
+    ["h", 3600],
+    ["m", 60],
+    ["s", 1],
+  ] as const) {
+    const count = Math.floor(rest / seconds);
+    if (count > 0) text += `${count}${unit}`;
+    rest -= count * seconds;
+  }
+  return text;
+}

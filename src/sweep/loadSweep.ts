@@ -191,11 +191,12 @@ function buildPhase(
   checkShellSafety(source, name, commandPath, commandTemplate);
   checkLauncherCommand(source, name, input, settings, commandPath, commandTemplate);
   const writtenAs = writtenSpellings(source, name, input, settings, axes, seedsAxis);
+  const baseDir = dirname(resolve(source.file));
   return {
     name,
     file: source.file,
     line: source.placeOf([name], "key").line,
-    baseDir: dirname(resolve(source.file)),
+    baseDir,
     defaults,
     axes,
     outputDirTemplate,
@@ -203,6 +204,6 @@ function buildPhase(
     ...(writtenAs ? { writtenAs } : {}),
     after: input.after ?? [],
     gate: toGate(input.gate),
-    policy: toPolicy(input, settings),
+    policy: toPolicy(input, settings, baseDir),
   };
 }

@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { parseDuration } from "./duration.js";
 import { managedFlagIn } from "./launcher.js";
+import { stopSignalProblem } from "./stopSignal.js";
 
 /** Keys a phase may carry, with the default the user gets when leaving one out. */
 export const PHASE_KEYS: Record<string, string> = {
@@ -18,6 +19,10 @@ export const PHASE_KEYS: Record<string, string> = {
   launcher: "the file-level launcher, else none",
   artifacts: "the file-level artifacts, else [] (none collected)",
   artifact_limit_mb: "the file-level limit, else 1024",
+  checkpoint_root: "the file's, else <agent state dir>/checkpoints",
+  stop_signal: "SIGTERM",
+  stop_grace: "the agent's --grace, else 30s",
+  hang_timeout: "none",
 };
 
 /** Top-level keys that are settings; every other top-level key is a phase. */
@@ -34,6 +39,10 @@ export const FILE_KEYS: Record<string, string> = {
   launcher: "none (the command runs as is)",
   artifacts: "[] (none collected)",
   artifact_limit_mb: "1024",
+  checkpoint_root: "<agent state dir>/checkpoints",
+  stop_signal: "SIGTERM",
+  stop_grace: "the agent's --grace, else 30s",
+  hang_timeout: "none",
 };
 
 export const RESOURCE_KEYS: Record<string, string> = {
@@ -72,6 +81,22 @@ const timeout = duration.refine(
   (value) => (parseDuration(value) ?? 1) > 0,
   "must be longer than 0 (leave timeout out for no timeout)",
 );
+
+/** A stop_grace of 0 would SIGKILL at once: no task could save anything. */
+const stopGrace = duration.refine(
+  (value) => (parseDuration(value) ?? 1) > 0,
+  "must be longer than 0 (the time a task has to save a checkpoint before SIGKILL)",
+);
+
+const hangTimeout = duration.refine(
+  (value) => (parseDuration(value) ?? 1) > 0,
+  "must be longer than 0 (leave hang_timeout out to never stop a silent task)",
+);
+
+const stopSignal = z.string().superRefine((value, context) => {
+  const problem = stopSignalProblem(value);
+  if (problem) context.addIssue({ code: "custom", message: problem });
+});
 
 const resources = z.strictObject({
   gpus: z.number().min(0).optional(),
@@ -149,6 +174,10 @@ const policy = {
   launcher: launcher.optional(),
   artifacts: z.array(artifactGlob).optional(),
   artifact_limit_mb: z.number().positive().optional(),
+  checkpoint_root: z.string().min(1, "is empty").optional(),
+  stop_signal: stopSignal.optional(),
+  stop_grace: stopGrace.optional(),
+  hang_timeout: hangTimeout.optional(),
 };
 
 export const phaseSchema = z.strictObject({

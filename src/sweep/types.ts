@@ -1,3 +1,5 @@
+import type { StopSignal } from "./stopSignal.js";
+
 /** A parameter value as written in YAML or read back from a CSV cell. */
 export type ParamValue = string | number | boolean | null | ParamValue[] | { [key: string]: ParamValue };
 
@@ -59,6 +61,21 @@ export interface RunPolicy {
    * Read as `artifactLimitMb ?? DEFAULT_ARTIFACT_LIMIT_MB`. (Default: 1024)
    */
   artifactLimitMb?: number;
+  /**
+   * Absolute dir under which each task's checkpoint dir (`<root>/<signature>`) lives: storage
+   * every agent sees. An agent's `--checkpoint-root` wins on its machine. Absent when the config
+   * sets none. (Default: `<agent state dir>/checkpoints`)
+   */
+  checkpointRoot?: string;
+  /** The signal a stop sends the task's process group first; absent when not set. (Default: SIGTERM) */
+  stopSignal?: StopSignal;
+  /** Time between the stop signal and SIGKILL; absent when not set. (Default: the agent's --grace, else 30 s) */
+  stopGraceMs?: number;
+  /**
+   * Stop an attempt as `hung` after this long without log output, an events-file line or (for
+   * GPU tasks) GPU utilisation; absent when not set. (Default: none)
+   */
+  hangTimeoutMs?: number;
 }
 
 /** `launcher:` after validation: a multi-process launcher and its settings. */

@@ -30,7 +30,7 @@ const outcome = {
   type: "object",
   required: ["kind"],
   properties: {
-    kind: { enum: ["succeeded", "failed", "timeout", "interrupted", "lost"] },
+    kind: { enum: ["succeeded", "failed", "timeout", "hung", "interrupted", "preempted", "lost"] },
     metrics: { type: "object" },
     wallSeconds: { type: "number" },
     exitCode: { type: ["integer", "null"] },

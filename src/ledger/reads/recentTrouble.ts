@@ -16,7 +16,10 @@ export async function recentFailures(db: Db): Promise<RecentFailure[]> {
   );
 }
 
-/** A task requeued because its agent, not the task, failed (connection closed, lease expired). */
+/**
+ * A task requeued because of its agent, not the task: lost (connection closed, lease expired) or
+ * preempted (the agent shut down; `why` says so).
+ */
 export interface RecentRequeue {
   /** ISO time. */
   at: string;
@@ -27,7 +30,7 @@ export interface RecentRequeue {
 /** The ten latest requeues, newest first. */
 export async function recentRequeues(db: Db): Promise<RecentRequeue[]> {
   const events = await db.all<{ at: number; task_id: number; detail: string }>(
-    "SELECT at, task_id, detail FROM events WHERE kind = 'task_lost' ORDER BY id DESC LIMIT 10",
+    "SELECT at, task_id, detail FROM events WHERE kind IN ('task_lost', 'task_preempted') ORDER BY id DESC LIMIT 10",
   );
   return events.map((event) => ({
     at: new Date(event.at).toISOString(),

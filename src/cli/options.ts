@@ -1,0 +1,37 @@
+// The options several commands share, each as commander's [flags, description] pair, so every
+// command words them the same.
+
+/** Records a command's exit code, for `main` to return. */
+export type Finish = (exitCode: number) => void;
+
+export const GRACE = [
+  "--grace <seconds>",
+  "time a stopped task (timeout, hang, Ctrl-C, SIGTERM, cancel) has between its stop signal and SIGKILL where its phase sets no stop_grace (default: 30)",
+] as const;
+
+export const CHECKPOINT_ROOT = [
+  "--checkpoint-root <dir>",
+  "where tasks' checkpoint dirs live on this machine (<dir>/<task signature>); wins over checkpoint_root (default: the config's checkpoint_root, else <state>/checkpoints)",
+] as const;
+
+export const STOP_BEFORE = [
+  "--stop-before <seconds>",
+  "SLURM sends each agent SIGTERM this long before the time limit (--signal=B:TERM@N), so its tasks checkpoint and are preempted, not killed (default: 120)",
+] as const;
+
+export const STATE = [
+  "--state <dir>",
+  "state dir with the ledger (default: .labsweep/ beside the first config)",
+] as const;
+export const SERVER = ["--server <url>", "a running coordinator (default: $LABSWEEP_SERVER)"] as const;
+// Reads take any token; add, cancel and retry the admin token. Prefer the environment or a
+// file: an argument is visible to every user of the machine in `ps`.
+export const TOKEN = [
+  "--token <token>",
+  "its token (default: $LABSWEEP_VIEWER_TOKEN, $LABSWEEP_TOKEN, $LABSWEEP_ADMIN_TOKEN; add/cancel/retry: $LABSWEEP_ADMIN_TOKEN) — other users can see arguments: prefer --token-file",
+] as const;
+export const TOKEN_FILE = ["--token-file <file>", "read the token from this file's first line"] as const;
+export const COMMAND = [
+  "--command <template>",
+  "command for configs that declare none (the original system's configs)",
+] as const;
