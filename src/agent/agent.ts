@@ -291,7 +291,7 @@ export class Agent {
     resultPath: string,
     logPath: string,
   ): Promise<void> {
-    let outcome = settledOutcome(exit, resultPath, task.claim.task.policy.timeoutMs);
+    let outcome = settledOutcome(exit, resultPath, task.claim.task.policy.timeoutMs, logPath);
     if (task.abandoned && outcome.kind !== "succeeded") {
       const error = "stopped: the coordinator no longer assigns it to this agent";
       outcome = { kind: "interrupted", error, exitCode: exit.exitCode, signal: exit.signal };

@@ -5,20 +5,24 @@
 import type { FinishRequest } from "../protocol/http.js";
 import type { AttemptOutcome } from "../protocol/interfaces.js";
 import type { HttpError } from "./httpClient.js";
+import { killedBySigkill, oomError, oomSignalOf } from "./outOfMemory.js";
 import { logTail, type ProcessExit } from "./runProcess.js";
 import { formatBytes, RESULT_LIMIT_BYTES, readResult } from "./taskFiles.js";
 
 /**
  * How the attempt ended; a result file that cannot be read (its permissions, a directory in its
- * place) fails the attempt rather than leave its slot taken and its report unsent.
+ * place) fails the attempt rather than leave its slot taken and its report unsent. With the
+ * log's path, a failure that ran out of memory is told as such (`oom`).
  */
 export function settledOutcome(
   exit: ProcessExit,
   resultPath: string,
   timeoutMs: number | null,
+  logPath?: string,
 ): AttemptOutcome {
   try {
-    return outcomeOf(exit, resultPath, timeoutMs);
+    const outcome = outcomeOf(exit, resultPath, timeoutMs);
+    return outcome.kind === "failed" && logPath !== undefined ? outOfMemory(outcome, exit, logPath) : outcome;
   } catch (error) {
     const why = error instanceof Error ? error.message : String(error);
     const { exitCode, signal, wallSeconds } = exit;
@@ -68,6 +72,28 @@ function outcomeOf(exit: ProcessExit, resultPath: string, timeoutMs: number | nu
   }
   const error = exit.signal ? `killed by ${exit.signal}` : `exit code ${exit.exitCode}`;
   return { kind: "failed", exitCode: exit.exitCode, signal: exit.signal, error, wallSeconds };
+}
+
+type Failure = Extract<AttemptOutcome, { kind: "failed" | "timeout" }>;
+
+/**
+ * A failure as `oom` when it ran out of memory. A SIGKILL the agent did not send with no OOM
+ * count to read is only likely the OOM killer: it stays a failure, saying so.
+ */
+function outOfMemory(failure: Failure, exit: ProcessExit, logPath: string): AttemptOutcome {
+  if (failure.exitCode === 0) return failure; // a bad result file, not a crash
+  const oomKills = exit.oomKills ?? null;
+  const signal = oomSignalOf(exit, logPath, oomKills);
+  if (signal !== null) {
+    const oom = signal.source === "log" ? signal.message : "kernel";
+    return { ...failure, kind: "oom", error: oomError(signal), oom };
+  }
+  if (killedBySigkill(exit) && oomKills === null)
+    return {
+      ...failure,
+      error: `${failure.error} (likely the kernel's OOM killer; no OOM kill count could be read)`,
+    };
+  return failure;
 }
 
 /**

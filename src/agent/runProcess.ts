@@ -2,6 +2,7 @@ import { spawn, spawnSync } from "node:child_process";
 import { appendFileSync, closeSync, openSync, readSync, statSync } from "node:fs";
 import { PRIVATE_FILE_MODE } from "../files/privateFiles.js";
 import { DroppedLaunch, Launcher, sharedLauncher } from "./launcher.js";
+import { oomKillCount } from "./outOfMemory.js";
 import { ProcessGroup } from "./processGroup.js";
 
 export interface ProcessSpec {
@@ -29,6 +30,8 @@ export interface ProcessExit {
   /** Stopped by `terminate` (Ctrl-C twice, cancel): not the task's failure. */
   stopped: boolean;
   wallSeconds: number;
+  /** How far the kernel's OOM kill count rose while it ran (outOfMemory.ts); null when unreadable. */
+  oomKills?: number | null;
 }
 
 export interface RunningProcess {
@@ -83,10 +86,12 @@ export function startProcess(spec: ProcessSpec): RunningProcess {
   let started = performance.now();
   let stopped = false;
   let dropped = false;
+  let oomKillsBefore: number | null = null;
   const launched = launchWhenReady(spec);
   const pidKnown = launched.pid.then(
     (known) => {
       started = performance.now();
+      oomKillsBefore = oomKillCount();
       group.started(known);
       return known;
     },
@@ -101,7 +106,10 @@ export function startProcess(spec: ProcessSpec): RunningProcess {
     await group.leaderExited();
     if (dropped) stopped = true;
     const timedOut = group.timedOut;
-    return { exitCode, signal, timedOut, stopped, wallSeconds: (performance.now() - started) / 1000 };
+    const wallSeconds = (performance.now() - started) / 1000;
+    const oomKillsAfter = oomKillsBefore === null ? null : oomKillCount();
+    const oomKills = oomKillsAfter === null ? null : oomKillsAfter - (oomKillsBefore as number);
+    return { exitCode, signal, timedOut, stopped, wallSeconds, oomKills };
   });
   const launchId = launched.id;
   return {

@@ -58,7 +58,7 @@ export async function owedResultRows(db: Db, query: OwedRowsQuery = {}): Promise
   if (skip.length > 0) where.push(`r.output_dir NOT IN (${skip.join(", ")})`);
   const rows = await db.all<OwedRowRecord>(
     `SELECT r.task_id, r.output_dir, r.phase, t.params_json, t.result_json, t.wall_seconds, t.host, t.gpu_ids, t.usage_json,
-            (SELECT count(*) FROM attempts a WHERE a.task_id = t.id AND a.outcome IN ('succeeded', 'failed', 'timeout')) AS attempts
+            (SELECT count(*) FROM attempts a WHERE a.task_id = t.id AND a.outcome IN ('succeeded', 'failed', 'timeout', 'oom')) AS attempts
        FROM result_rows r JOIN tasks t ON t.id = r.task_id
       WHERE ${where.join(" AND ")}
       ORDER BY r.output_dir, r.task_id

@@ -19,7 +19,7 @@
  *   runs out (`Lease`). "Claim" and "leased task" are old names for it; the ledger operation
  *   that makes one is still `claimTask`, and the agent still calls a lease it holds `claim`.
  * - attempt: one run of a task's command; it ends with an `AttemptOutcome`.
- * - outcome: how an attempt ended (succeeded, failed, timeout, interrupted, lost).
+ * - outcome: how an attempt ended (succeeded, failed, timeout, oom, interrupted, lost).
  * - usage: what a successful attempt used, as the agent sampled it (`TaskUsage`).
  * - report: an outcome on its way from an agent to the coordinator (kept in the agent's outbox
  *   until accepted).
@@ -73,6 +73,20 @@ export type AttemptOutcome =
       signal: string | null;
       error: string;
       wallSeconds: number;
+    }
+  /**
+   * Failed for want of memory: a GPU framework's out-of-memory message in its log, or the
+   * kernel's OOM killer (agent/outOfMemory.ts). A phase's `on_oom` retries it with a smaller
+   * parameter; without one it is a failure like any other, reported as out of memory.
+   */
+  | {
+      kind: "oom";
+      exitCode: number | null;
+      signal: string | null;
+      error: string;
+      wallSeconds: number;
+      /** What showed it: the log's message ("CUDA out of memory"), or "kernel" for the OOM killer. */
+      oom: string;
     }
   /**
    * Stopped by the user or lost with its agent: back to pending without spending a retry. How

@@ -22,7 +22,7 @@ export interface SucceededTaskRow {
 export async function succeededTaskPage(db: Db, after: number, batch: number): Promise<SucceededTaskRow[]> {
   return db.all<SucceededTaskRow>(
     `SELECT t.id, t.params_json, t.result_json, t.wall_seconds, t.host, t.gpu_ids, t.origin, t.usage_json,
-            (SELECT count(*) FROM attempts a WHERE a.task_id = t.id AND a.outcome IN ('succeeded', 'failed', 'timeout')) AS attempts,
+            (SELECT count(*) FROM attempts a WHERE a.task_id = t.id AND a.outcome IN ('succeeded', 'failed', 'timeout', 'oom')) AS attempts,
             (SELECT group_concat(DISTINCT phase) FROM placements WHERE task_id = t.id AND active = 1) AS phases,
             (SELECT group_concat(DISTINCT output_dir) FROM placements WHERE task_id = t.id AND active = 1) AS dirs
        FROM tasks t WHERE t.state = 'succeeded' AND t.active = 1 AND t.id > $1 ORDER BY t.id LIMIT $2`,
