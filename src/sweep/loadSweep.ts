@@ -9,7 +9,7 @@ import {
   rejectReservedNames,
   writtenSpellings,
 } from "./phaseParams.js";
-import { toGate, toPolicy } from "./runPolicy.js";
+import { toGate, toOnOom, toPolicy } from "./runPolicy.js";
 import { FILE_KEYS, type FileSettingsInput, fileSettingsSchema, PHASE_KEYS, phaseSchema } from "./schema.js";
 import { validate } from "./schemaIssues.js";
 import type { Params, ParamValue, PhaseSpec, SweepFile } from "./types.js";
@@ -191,6 +191,7 @@ function buildPhase(
   checkShellSafety(source, name, commandPath, commandTemplate);
   checkLauncherCommand(source, name, input, settings, commandPath, commandTemplate);
   const writtenAs = writtenSpellings(source, name, input, settings, axes, seedsAxis);
+  const onOom = toOnOom(source, name, input, settings, { defaults, axes, commandTemplate, writtenAs });
   return {
     name,
     file: source.file,
@@ -203,6 +204,6 @@ function buildPhase(
     ...(writtenAs ? { writtenAs } : {}),
     after: input.after ?? [],
     gate: toGate(input.gate),
-    policy: toPolicy(input, settings),
+    policy: { ...toPolicy(input, settings), ...(onOom ? { onOom } : {}) },
   };
 }

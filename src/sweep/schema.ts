@@ -12,6 +12,7 @@ export const PHASE_KEYS: Record<string, string> = {
   gate: "all_succeeded",
   retries: "3",
   max_lost: "3",
+  on_oom: "the file-level on_oom, else none (e.g. {param: batch_size, factor: 0.5, min: 1})",
   timeout: "none",
   backoff: "1s",
   resources: "{gpus: 1 per task on GPU machines, gpu_memory_gb: 0, cpus: 1, tags: []}",
@@ -26,6 +27,7 @@ export const FILE_KEYS: Record<string, string> = {
   command: "none: required here, in each phase, or via --command",
   retries: "3",
   max_lost: "3",
+  on_oom: "none (e.g. {param: batch_size, factor: 0.5, min: 1})",
   timeout: "none",
   backoff: "1s",
   resources: "{}",
@@ -109,6 +111,20 @@ const launcher = z
     }
   });
 
+/** Keys of `on_oom`, with their defaults. */
+export const ON_OOM_KEYS: Record<string, string> = {
+  param: "required: a parameter with numeric values",
+  factor: "0.5",
+  min: "1",
+};
+
+/** `on_oom`: retry an attempt that ran out of memory with `param` scaled by `factor`. */
+const onOom = z.strictObject({
+  param: z.string().min(1, "is empty"),
+  factor: z.number().gt(0).lt(1).optional(),
+  min: z.number().min(0).optional(),
+});
+
 const paramMap = z.record(z.string(), z.unknown());
 
 const axis = z
@@ -121,6 +137,7 @@ const policy = {
   command: z.string().min(1, "is empty").optional(),
   retries: z.int().min(0).optional(),
   max_lost: z.int().min(1).optional(),
+  on_oom: onOom.optional(),
   timeout: timeout.optional(),
   backoff: duration.optional(),
   resources: resources.optional(),
