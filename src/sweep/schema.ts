@@ -12,11 +12,11 @@ export const PHASE_KEYS: Record<string, string> = {
   gate: "all_succeeded",
   retries: "3",
   max_lost: "3",
-  on_oom: "the file-level on_oom, else none (e.g. {param: batch_size, factor: 0.5, min: 1})",
   timeout: "none",
   backoff: "1s",
   resources: "{gpus: 1 per task on GPU machines, gpu_memory_gb: 0, cpus: 1, tags: []}",
   launcher: "the file-level launcher, else none",
+  on_oom: "the file-level on_oom, else none (e.g. {param: batch_size, factor: 0.5, min: 1})",
 };
 
 /** Top-level keys that are settings; every other top-level key is a phase. */
@@ -27,11 +27,11 @@ export const FILE_KEYS: Record<string, string> = {
   command: "none: required here, in each phase, or via --command",
   retries: "3",
   max_lost: "3",
-  on_oom: "none (e.g. {param: batch_size, factor: 0.5, min: 1})",
   timeout: "none",
   backoff: "1s",
   resources: "{}",
   launcher: "none (the command runs as is)",
+  on_oom: "none (e.g. {param: batch_size, factor: 0.5, min: 1})",
 };
 
 export const RESOURCE_KEYS: Record<string, string> = {
