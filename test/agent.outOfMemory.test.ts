@@ -10,12 +10,13 @@ import { settledOutcome } from "../src/agent/attemptOutcome.js";
 import {
   OOM_MESSAGES,
   OOM_TAIL_BYTES,
-  oomKillCount,
+  oomKillsSince,
   oomMessageIn,
   oomMessageInLog,
   oomSignalOf,
 } from "../src/agent/outOfMemory.js";
-import type { ProcessExit } from "../src/agent/runProcess.js";
+import { oomKillCount } from "../src/agent/procfs.js";
+import { type ProcessExit, startProcess } from "../src/agent/runProcess.js";
 
 const dir = mkdtempSync(join(tmpdir(), "labsweep-oom-"));
 let logs = 0;
@@ -99,6 +100,31 @@ describe("the kernel's OOM killer", () => {
   it("reads a count here, or says it cannot", () => {
     const count = oomKillCount();
     expect(count === null || (Number.isInteger(count) && count >= 0)).toBe(true);
+  });
+
+  it("is looked for only after a SIGKILL (or a shell's 137)", () => {
+    expect(oomKillsSince(0, { exitCode: 1, signal: null })).toBeUndefined();
+    expect(oomKillsSince(null, { exitCode: null, signal: "SIGKILL" })).toBeNull();
+    const now = oomKillCount();
+    if (now !== null) expect(oomKillsSince(now, { exitCode: 137, signal: null })).toBeGreaterThanOrEqual(0);
+  });
+
+  it("a real process SIGKILLed by someone else is no OOM unless the count rose", async () => {
+    const logPath = log("");
+    const child = startProcess({
+      command: "echo started; kill -KILL $$",
+      cwd: dir,
+      env: process.env,
+      logPath,
+      timeoutMs: null,
+    });
+    const exit = await child.exited;
+    expect(exit.signal ?? exit.exitCode).toMatch(/SIGKILL|137/);
+    const outcome = settledOutcome(exit, join(dir, "none.json"), null, logPath);
+    if (exit.oomKills === null)
+      expect(outcome).toMatchObject({ kind: "failed", error: expect.stringContaining("likely") });
+    else if (exit.oomKills === 0)
+      expect(outcome).toMatchObject({ kind: "failed", error: "killed by SIGKILL" });
   });
 
   it("counts an unsent SIGKILL only when the OOM kill count rose", () => {

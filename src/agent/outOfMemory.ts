@@ -1,8 +1,10 @@
-import { closeSync, openSync, readFileSync, readSync, statSync } from "node:fs";
+import { closeSync, openSync, readSync, statSync } from "node:fs";
+import { oomKillCount } from "./procfs.js";
 
 /**
  * Whether an attempt ran out of memory: a GPU framework's out-of-memory message in the tail of
- * its log, or the kernel's OOM killer. The one table of messages labsweep recognises.
+ * its log, or the kernel's OOM killer (its kill count is procfs.ts `oomKillCount`, read as the
+ * task starts and ends). The one table of messages labsweep recognises.
  */
 
 /**
@@ -69,49 +71,28 @@ export function oomMessageInLog(logPath: string): string | null {
   }
 }
 
+let lastCount: { at: number; count: number | null } | null = null;
+
 /**
- * How many processes the kernel's OOM killer has killed, as far as this process can tell: its
- * cgroup's `oom_kill` count (cgroup v2 `memory.events`, found through /proc/self/cgroup, at
- * /sys/fs/cgroup or the hybrid layout's /sys/fs/cgroup/unified), else the host's
- * (`oom_kill` in /proc/vmstat, Linux 4.13+). Null where neither can be read.
+ * The OOM kill count at most a second old, for a task that starts: a busy agent starts hundreds
+ * a second. An older count only widens the window a rise is looked for in, never hides one.
  */
-export function oomKillCount(): number | null {
-  for (const path of eventFiles()) {
-    const count = counterIn(path, /^oom_kill (\d+)$/m);
-    if (count !== null) return count;
-  }
-  return null;
+export function recentOomKillCount(now = performance.now()): number | null {
+  if (lastCount === null || now - lastCount.at > 1000) lastCount = { at: now, count: oomKillCount() };
+  return lastCount.count;
 }
 
-let cachedEventFiles: string[] | null = null;
-
-/** Where the OOM kill count may be read, best first (read once: a process stays in its cgroup). */
-function eventFiles(): string[] {
-  if (cachedEventFiles) return cachedEventFiles;
-  const files: string[] = [];
-  try {
-    const line = /^0::(.*)$/m.exec(readFileSync("/proc/self/cgroup", "utf8"));
-    const group = line?.[1]?.trim();
-    if (group !== undefined && !group.includes("..")) {
-      const relative = group === "/" ? "" : group;
-      for (const root of ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"])
-        files.push(`${root}${relative}/memory.events`);
-    }
-  } catch {
-    // No cgroup information (not Linux, or no procfs): only the host's count remains.
-  }
-  files.push("/proc/vmstat");
-  cachedEventFiles = files;
-  return files;
-}
-
-function counterIn(path: string, pattern: RegExp): number | null {
-  try {
-    const match = pattern.exec(readFileSync(path, "latin1"));
-    return match ? Number(match[1]) : null;
-  } catch {
-    return null;
-  }
+/**
+ * How far the OOM kill count rose since `before`, read only for an exit that a SIGKILL could
+ * have been the OOM killer's (undefined otherwise); null when unreadable.
+ */
+export function oomKillsSince(
+  before: number | null,
+  exit: { exitCode: number | null; signal: string | null },
+): number | null | undefined {
+  if (!killedBySigkill(exit)) return undefined;
+  const after = before === null ? null : oomKillCount();
+  return after === null ? null : after - (before as number);
 }
 
 /** What ended an attempt that ran out of memory: the log's message, or the kernel. */

@@ -2,7 +2,7 @@ import { spawn, spawnSync } from "node:child_process";
 import { appendFileSync, closeSync, openSync, readSync, statSync } from "node:fs";
 import { PRIVATE_FILE_MODE } from "../files/privateFiles.js";
 import { DroppedLaunch, Launcher, sharedLauncher } from "./launcher.js";
-import { oomKillCount } from "./outOfMemory.js";
+import { oomKillsSince, recentOomKillCount } from "./outOfMemory.js";
 import { ProcessGroup } from "./processGroup.js";
 
 export interface ProcessSpec {
@@ -30,7 +30,10 @@ export interface ProcessExit {
   /** Stopped by `terminate` (Ctrl-C twice, cancel): not the task's failure. */
   stopped: boolean;
   wallSeconds: number;
-  /** How far the kernel's OOM kill count rose while it ran (outOfMemory.ts); null when unreadable. */
+  /**
+   * For a SIGKILL (or a shell's 137): how far the kernel's OOM kill count rose while it ran
+   * (outOfMemory.ts); null when unreadable. Absent for other exits.
+   */
   oomKills?: number | null;
 }
 
@@ -91,7 +94,7 @@ export function startProcess(spec: ProcessSpec): RunningProcess {
   const pidKnown = launched.pid.then(
     (known) => {
       started = performance.now();
-      oomKillsBefore = oomKillCount();
+      oomKillsBefore = recentOomKillCount();
       group.started(known);
       return known;
     },
@@ -107,9 +110,8 @@ export function startProcess(spec: ProcessSpec): RunningProcess {
     if (dropped) stopped = true;
     const timedOut = group.timedOut;
     const wallSeconds = (performance.now() - started) / 1000;
-    const oomKillsAfter = oomKillsBefore === null ? null : oomKillCount();
-    const oomKills = oomKillsAfter === null ? null : oomKillsAfter - (oomKillsBefore as number);
-    return { exitCode, signal, timedOut, stopped, wallSeconds, oomKills };
+    const oomKills = oomKillsSince(oomKillsBefore, { exitCode, signal });
+    return { exitCode, signal, timedOut, stopped, wallSeconds, ...(oomKills !== undefined && { oomKills }) };
   });
   const launchId = launched.id;
   return {
