@@ -6,6 +6,7 @@
  */
 import { beforeEach, describe, expect, it } from "vitest";
 import { claimTask } from "../src/ledger/claimTask.js";
+import { claimTasks } from "../src/ledger/claimTasks.js";
 import type { Db } from "../src/ledger/db.js";
 import { finishAttempt } from "../src/ledger/finishAttempt.js";
 import { finishAttempts } from "../src/ledger/finishAttempts.js";
@@ -32,6 +33,15 @@ train:
 `;
   await syncSweep(db, loadSweep([{ file: "/tmp/oom/sweep.yaml", text }]), NOW);
   return db;
+}
+
+const REQUEST = { worker: "w", host: "h", now: NOW, leaseMs: 60_000, fits: () => ({ gpuIds: [] }) };
+
+/** The batch claim (PostgreSQL's own statement) hands out the same lease. */
+async function claimBatch(db: Db): Promise<Lease> {
+  const [lease] = await claimTasks(db, REQUEST, 4);
+  if (!lease) throw new Error("nothing to claim");
+  return lease;
 }
 
 async function claim(db: Db): Promise<Lease> {
@@ -97,7 +107,7 @@ describe.each(backends)("on $name", (each) => {
         oom_value: 32,
         oom_retries: 1,
       });
-      const second = await claim(db);
+      const second = await claimBatch(db);
       // The lease runs the scaled value; the task's identity and stored parameters keep 64.
       expect(second.task.params).toEqual({ batch_size: 32, lr: 0 });
       expect(second.task.command).toBe("python3 train.py --bs 32 --lr 0.0");

@@ -44,7 +44,7 @@ export function toTask(row: TaskRow): Task {
   const policy = JSON.parse(row.policy_json) as RunPolicy;
   let params = JSON.parse(row.params_json) as Params;
   let command = row.command;
-  // Ledgers from before on_oom have no column: undefined, like null.
+  // `!= null`: a row read without the column (a hand-built one) has undefined, meaning the same.
   if (row.oom_value != null && policy.onOom)
     ({ params, command } = withOomValue(policy.onOom, params, row.oom_value));
   return {
