@@ -47,7 +47,7 @@ describe("the agent's background work", () => {
     };
     const warnings: string[] = [];
     const agent = new Agent(port, {
-      worker: "local-test",
+      agentId: "local-test",
       host: "test",
       stateDir,
       slots: [{ index: 0, gpuIndices: [] }],

@@ -297,7 +297,10 @@ describe("the HTTP port", () => {
         return json(response, 200, registration);
       }
       if (registered < 2)
-        return json(response, 409, { error: "unknown agent agent-1: register first (POST /agents)" });
+        return json(response, 409, {
+          error: "unknown agent agent-1: register first (POST /agents)",
+          code: "unknown_agent",
+        });
       json(response, 200, { lease: leased, done: false });
     });
     const agentPort = port(client([peer.url]));

@@ -40,7 +40,7 @@ async function setup(count: number, command: string, options: Partial<AgentOptio
   const prepared = await prepareLedger(stateDir, openSweep([config]));
   const coordinator = new Coordinator(prepared.db, { stateDir });
   const agent = new Agent(localPort(coordinator), {
-    worker: "local-test",
+    agentId: "local-test",
     host: "test",
     stateDir,
     slots: [{ index: 0, gpuIndices: [] }],

@@ -5,9 +5,9 @@
  * dumping its environment; run `npm run build` first.
  */
 import { readFileSync } from "node:fs";
-import { join } from "node:path";
+import { delimiter, join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { runCli, tempDir, writeFile } from "./helpers/cli.js";
+import { REPO_ROOT, runCli, tempDir, writeFile } from "./helpers/cli.js";
 
 describe("a task's environment", () => {
   it("holds no labsweep token and no store URL, and everything else the run had", async () => {
@@ -35,5 +35,43 @@ describe("a task's environment", () => {
     const leaked = Object.keys(env).filter((key) => /TOKEN|STORE/i.test(key) && key.startsWith("LABSWEEP_"));
     expect(leaked).toEqual([]);
     expect(JSON.stringify(env)).not.toMatch(/secret|ledger\.sqlite/);
+  });
+
+  it("names the task protocol's files and signal and puts the Python client first on PYTHONPATH", async () => {
+    const dir = tempDir();
+    writeFile(
+      dir,
+      "task.py",
+      `import json, os
+e = os.environ
+seen = {"events_size": os.path.getsize(e["LABSWEEP_EVENTS_FILE"]), "stop_exists": os.path.exists(e["LABSWEEP_STOP_FILE"]),
+        "checkpoint_mode": oct(os.stat(e["LABSWEEP_CHECKPOINT_DIR"]).st_mode & 0o777)}
+json.dump({"env": dict(e), "seen": seen}, open("env.json", "w"))
+`,
+    );
+    const config = writeFile(
+      dir,
+      "sweep.yaml",
+      "command: python3 task.py {x}\np:\n  combinations:\n    - x: [1]\n",
+    );
+    const result = await runCli(["run", config, "--no-dashboard"], {
+      cwd: dir,
+      env: { PYTHONPATH: "/opt/mine", LABSWEEP_TOKEN: "agent-secret" },
+    });
+    expect(result.code, result.stderr).toBe(0);
+    const { env, seen } = JSON.parse(readFileSync(join(dir, "env.json"), "utf8")) as {
+      env: Record<string, string>;
+      seen: Record<string, unknown>;
+    };
+    const state = join(dir, ".labsweep");
+    expect(env).toMatchObject({
+      LABSWEEP_EVENTS_FILE: join(state, "tasks", "1", "attempt-1.events.jsonl"),
+      LABSWEEP_STOP_FILE: join(state, "tasks", "1", "attempt-1.stop"),
+      LABSWEEP_STOP_SIGNAL: "SIGTERM",
+      LABSWEEP_CHECKPOINT_DIR: join(state, "checkpoints", env.LABSWEEP_TASK_SIGNATURE as string),
+      PYTHONPATH: `${join(REPO_ROOT, "python")}${delimiter}/opt/mine`,
+    });
+    expect(seen).toEqual({ events_size: 0, stop_exists: false, checkpoint_mode: "0o700" });
+    expect(JSON.stringify(env)).not.toMatch(/secret/);
   });
 });

@@ -317,6 +317,22 @@ describe("attempts are fenced", () => {
     expect(await count(fixture, "attempts")).toBe(1);
   });
 
+  it("says what a client may act on in a code, beside the human text", async () => {
+    const fixture = await serve(simpleSweep(2));
+    await register(fixture, "a1");
+    await register(fixture, "a2");
+    const attemptId = (await lease(fixture, "a1")).lease?.attemptId as number;
+    const codeOf = (response: LightMyRequestResponse) => (response.json() as { code?: string }).code;
+
+    expect(codeOf(await finish(fixture, "a1", 9999, success))).toBe("unknown_attempt");
+    expect(codeOf(await finish(fixture, "a2", attemptId, success))).toBe("foreign_attempt");
+    const ghost = { agentId: "ghost", capacity: capacityOf(), waitMs: 0 };
+    expect(codeOf(await call(fixture, "POST", "/lease", ghost))).toBe("unknown_agent");
+    expect(codeOf(await call(fixture, "GET", "/channel?agentId=ghost"))).toBe("unknown_agent");
+    // An error no client branches on has no code.
+    expect(codeOf(await call(fixture, "POST", "/lease", { agentId: "a1" }))).toBeUndefined();
+  });
+
   it("accepts a finish once: a re-send is accepted:false and writes no second CSV row", async () => {
     const fixture = await serve(simpleSweep(1));
     await register(fixture, "a1");

@@ -9,7 +9,6 @@
 import { parse } from "csv-parse/sync";
 import type { InjectOptions, LightMyRequestResponse } from "fastify";
 import { afterEach, describe, expect, it } from "vitest";
-import { GpuTelemetry } from "../src/coordinator/gpuTelemetry.js";
 import { appendLogChunk } from "../src/coordinator/taskLogs.js";
 import { markAgentLost } from "../src/ledger/agents.js";
 import type { Overview } from "../src/ledger/reads/overview.js";
@@ -20,6 +19,7 @@ import type { AttemptRow } from "../src/ledger/rows.js";
 import { phaseProgress } from "../src/ledger/taskCounts.js";
 import type { Capacity } from "../src/protocol/capacity.js";
 import { API_PREFIX } from "../src/protocol/http.js";
+import { GpuTelemetry } from "../src/telemetry/gpuTelemetry.js";
 import {
   AGENT_TOKEN,
   agentAuth,

@@ -6,7 +6,6 @@
  */
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { GpuTelemetry } from "../src/coordinator/gpuTelemetry.js";
 import { listMachines } from "../src/dashboard/machines.js";
 import { registerAgent } from "../src/ledger/agents.js";
 import type { Db } from "../src/ledger/db.js";
@@ -19,6 +18,7 @@ import { type TaskListRow, type TaskQuery, taskPage } from "../src/ledger/reads/
 import { syncSweep } from "../src/ledger/syncSweep.js";
 import { phaseProgress } from "../src/ledger/taskCounts.js";
 import { loadSweep } from "../src/sweep/loadSweep.js";
+import { GpuTelemetry } from "../src/telemetry/gpuTelemetry.js";
 import { useLedgerBackends } from "./helpers/postgres.js";
 
 const backends = useLedgerBackends();

@@ -287,7 +287,7 @@ describe("batches on PostgreSQL replicas", () => {
         expect(
           round.results.every((result) => "taskState" in result && result.taskState === "succeeded"),
         ).toBe(true);
-        held = round.claims;
+        held = round.leases;
         leased.push(...held.map((claimed) => claimed.task.id));
         if (held.length === 0 && reports.length === 0) return;
       }

@@ -116,6 +116,8 @@ describe("migrate", () => {
       "attempts",
       "events",
       "labsweep_migrations",
+      "metric_points",
+      "metric_series",
       "phases",
       "placements",
       "result_dir_errors",

@@ -6,8 +6,13 @@ noisy Gaussian blobs) is generated deterministically from --seed. A fraction
 --poison-ratio of the TRAINING labels is flipped (label-flip poisoning); the
 test set stays clean. A one-hidden-layer tanh MLP with --width hidden units and
 a sigmoid output is trained with mini-batch SGD on binary cross-entropy, in pure
-Python (no numpy). Metrics are written as JSON to $LABSWEEP_RESULT_FILE (or
-printed to stdout when that variable is unset).
+Python (no numpy).
+
+It talks to labsweep through its Python client: parameters from
+labsweep.params() (flags override them, and are all it has when run by hand), the
+training loss per epoch by labsweep.report(), a checkpoint (every few seconds and on a stop) in
+labsweep.checkpoint_dir() that a retried or requeued attempt resumes from, and
+the final metrics by labsweep.result() (printed to stderr when run by hand).
 
 Only the Python 3.11 standard library is needed.
 """
@@ -21,6 +26,13 @@ import os
 import random
 import sys
 import time
+from pathlib import Path
+
+try:
+    import labsweep  # on PYTHONPATH in every labsweep task
+except ImportError:  # run by hand from a checkout: the client ships beside this example
+    sys.path.append(str(Path(__file__).resolve().parents[2] / "python"))
+    import labsweep
 
 N_TRAIN = 600
 N_TEST = 400
@@ -106,19 +118,23 @@ class MLP:
         z = self.b2 + sum(w * v for w, v in zip(self.w2, h))
         return _sigmoid(z)
 
-    def sgd_step(self, batch_x, batch_y, lr: float) -> None:
+    def sgd_step(self, batch_x, batch_y, lr: float) -> float:
+        """One SGD step; returns the batch's summed cross-entropy before the step."""
         width = self.width
         g_w1a = [0.0] * width
         g_w1b = [0.0] * width
         g_b1 = [0.0] * width
         g_w2 = [0.0] * width
         g_b2 = 0.0
+        loss = 0.0
         w2 = self.w2
         for x, y in zip(batch_x, batch_y):
             x1, x2 = x
             h = self.hidden(x)
             z = self.b2 + sum(w * v for w, v in zip(w2, h))
-            dz = _sigmoid(z) - y  # d(BCE)/dz
+            p = _sigmoid(z)
+            loss -= math.log(max(p if y == 1 else 1.0 - p, 1e-12))
+            dz = p - y  # d(BCE)/dz
             g_b2 += dz
             for j in range(width):
                 hj = h[j]
@@ -134,6 +150,16 @@ class MLP:
             self.b1[j] -= step * g_b1[j]
             self.w2[j] -= step * g_w2[j]
         self.b2 -= step * g_b2
+        return loss
+
+    WEIGHTS = ("w1a", "w1b", "b1", "w2", "b2")
+
+    def state(self) -> dict:
+        return {name: getattr(self, name) for name in self.WEIGHTS}
+
+    def load(self, state: dict) -> None:
+        for name in self.WEIGHTS:
+            setattr(self, name, state[name])
 
 
 def _sigmoid(z: float) -> float:
@@ -155,7 +181,8 @@ def evaluate(model: MLP, xs, ys) -> tuple[float, float]:
     return correct / len(ys), loss / len(ys)
 
 
-def parse_args(argv=None) -> argparse.Namespace:
+def parse_args(argv=None, params=None) -> argparse.Namespace:
+    """The flags; labsweep's params (by the flags' names, `poison_ratio`) are their defaults."""
     def ratio(s: str) -> float:
         v = float(s)
         if not 0.0 <= v <= 1.0:
@@ -174,12 +201,13 @@ def parse_args(argv=None) -> argparse.Namespace:
             raise argparse.ArgumentTypeError(f"must be a positive number, got {s}")
         return v
 
+    params = {} if params is None else params
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--poison-ratio", type=ratio, required=True,
+    p.add_argument("--poison-ratio", type=ratio, required="poison_ratio" not in params,
                    help="fraction of training labels to flip, in [0, 1]")
-    p.add_argument("--width", type=positive_int, required=True,
+    p.add_argument("--width", type=positive_int, required="width" not in params,
                    help="number of hidden units")
-    p.add_argument("--seed", type=int, required=True,
+    p.add_argument("--seed", type=int, required="seed" not in params,
                    help="seed for data, poisoning, init and shuffling")
     p.add_argument("--epochs", type=positive_int, default=150,
                    help="training epochs (default: 150)")
@@ -189,11 +217,45 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="which labels get flipped (default: targeted)")
     p.add_argument("--dataset", choices=sorted(DATASETS), default="moons",
                    help="synthetic dataset (default: moons)")
+    # Through each flag's type, so a param is checked like the flag it stands for.
+    known = {a.dest: a for a in p._actions if a.dest in params}
+    p.set_defaults(**{dest: a.type(str(params[dest])) if a.type else params[dest]
+                      for dest, a in known.items()})
     return p.parse_args(argv)
 
 
+CHECKPOINT = "last.ckpt"
+CHECKPOINT_EVERY_S = 5.0  # wall seconds between saves while nothing asks the task to stop
+
+
+def load_checkpoint(path: Path, config: dict, model: MLP, rng: random.Random, order: list) -> int:
+    """The epoch a checkpoint of this very configuration reached (its weights, shuffling stream
+    and sample order restored), or 0 without one."""
+    try:
+        saved = json.loads(path.read_text())
+    except FileNotFoundError:
+        return 0
+    if saved.get("config") != config:
+        print(f"ignoring {path}: it is another configuration's", flush=True)
+        return 0
+    model.load(saved["model"])
+    state = saved["rng"]
+    rng.setstate((state[0], tuple(state[1]), state[2]))
+    order[:] = saved["order"]
+    return saved["epoch"]
+
+
+def save_checkpoint(path: Path, config: dict, epoch: int, model: MLP, rng: random.Random,
+                    order: list) -> None:
+    # A temp file and a rename: a kill mid-write leaves the previous checkpoint whole.
+    temp = path.with_suffix(".tmp")
+    temp.write_text(json.dumps({"config": config, "epoch": epoch, "model": model.state(),
+                                "rng": rng.getstate(), "order": order}))
+    os.replace(temp, path)
+
+
 def main(argv=None) -> int:
-    args = parse_args(argv)
+    args = parse_args(argv, labsweep.params())
     start = time.process_time()
 
     # Independent, seed-derived streams so e.g. changing --width does not
@@ -214,15 +276,36 @@ def main(argv=None) -> int:
           f"params={model.num_parameters()} epochs={args.epochs} lr={args.lr} seed={args.seed}",
           flush=True)
 
-    order = list(range(N_TRAIN))
+    # Resuming replays nothing: the weights and the shuffling stream continue where they were,
+    # so a resumed run ends with the metrics of one never interrupted.
+    config = vars(args)
+    checkpoint = labsweep.checkpoint_dir() / CHECKPOINT
+    order = list(range(N_TRAIN))  # shuffled in place each epoch: part of the state
+    done = load_checkpoint(checkpoint, config, model, model_rng, order)
+    if done:
+        print(f"resuming after epoch {done} from {checkpoint}", flush=True)
+
     log_every = max(1, args.epochs // 5)
-    for epoch in range(1, args.epochs + 1):
+    saved_at = time.monotonic()
+    for epoch in range(done + 1, args.epochs + 1):
         # learning rate decays linearly from --lr to --lr/10 over training
         lr = args.lr * (1.0 - 0.9 * (epoch - 1) / max(1, args.epochs - 1))
         model_rng.shuffle(order)
+        loss = 0.0
         for k in range(0, N_TRAIN, BATCH_SIZE):
             idx = order[k:k + BATCH_SIZE]
-            model.sgd_step([train_x[i] for i in idx], [train_y[i] for i in idx], lr)
+            loss += model.sgd_step([train_x[i] for i in idx], [train_y[i] for i in idx], lr)
+        labsweep.report(epoch, loss=loss / N_TRAIN, lr=lr)
+        # Saved when asked to stop, and every few seconds against a kill without warning:
+        # an epoch here is milliseconds, and a save per epoch would cost more than training.
+        stopping = labsweep.should_stop()
+        if stopping or time.monotonic() - saved_at >= CHECKPOINT_EVERY_S:
+            save_checkpoint(checkpoint, config, epoch, model, model_rng, order)
+            saved_at = time.monotonic()
+        if stopping:
+            # Not a success (no result): the next attempt resumes from the checkpoint.
+            print(f"stopping after epoch {epoch}; {checkpoint} resumes it", file=sys.stderr, flush=True)
+            return 1
         if epoch % log_every == 0 or epoch == args.epochs:
             tr_acc, tr_loss = evaluate(model, train_x, train_y)
             print(f"epoch {epoch:3d}/{args.epochs}  train_loss={tr_loss:.4f} "
@@ -244,13 +327,7 @@ def main(argv=None) -> int:
     print(f"done in {time.process_time() - start:.2f}s cpu  test_acc={test_acc:.4f} "
           f"test_loss={test_loss:.4f}", flush=True)
 
-    out = os.environ.get("LABSWEEP_RESULT_FILE")
-    if out:
-        with open(out, "w", encoding="utf-8") as f:
-            json.dump(metrics, f)
-            f.write("\n")
-    else:
-        print(json.dumps(metrics))
+    labsweep.result(**metrics)
     return 0
 
 

@@ -1,4 +1,4 @@
-import { type Warn, warnOnStderr } from "../log/warn.js";
+import { logger, type Warn } from "../log/logger.js";
 import { attemptFiles } from "../protocol/attemptFiles.js";
 import type { Capacity } from "../protocol/capacity.js";
 import { shareOf } from "../protocol/capacity.js";
@@ -9,13 +9,14 @@ import { freePort } from "./freePort.js";
 import { launchCommand, needsFreePort } from "./launchCommand.js";
 import { type Launch, LeaseAheadChain } from "./leaseAhead.js";
 import { Occupancy, type OccupancyOptions, type Running } from "./occupancy.js";
+import { PointRelay } from "./pointRelay.js";
 import { type ProcessExit, type RunningProcess, startProcess } from "./runProcess.js";
 import { type GpuReader, gpuReader, TaskSampler } from "./sampler.js";
 import { prepareAttempt, taskEnvironment } from "./taskFiles.js";
 
 /** What the dispatch loop needs beyond what occupancy.ts tracks of the machine. */
 export interface AgentOptions extends OccupancyOptions {
-  worker: string;
+  agentId: string;
   host: string;
   stateDir: string;
   /** Heartbeat period. (Default: 3 s) */
@@ -36,8 +37,8 @@ export interface AgentOptions extends OccupancyOptions {
 }
 
 export type AgentEvent =
-  | { kind: "started"; claim: Lease }
-  | { kind: "finished"; claim: Lease; outcome: AttemptOutcome };
+  | { kind: "started"; lease: Lease }
+  | { kind: "finished"; lease: Lease; outcome: AttemptOutcome };
 
 export type AgentExit =
   | { kind: "done" }
@@ -72,20 +73,26 @@ export class Agent {
   private failure: Error | null = null;
   /** GPU readings shared by the samplers of all running tasks. */
   private gpuReadings: GpuReader | null = null;
+  /** Relays tasks' live points, when the port takes them. */
+  private readonly relay: PointRelay;
 
   constructor(
     private readonly port: CoordinatorPort,
     private readonly options: AgentOptions,
   ) {
     this.occupancy = new Occupancy(options);
+    this.relay = new PointRelay({
+      send: (batches) => port.points?.(batches) ?? Promise.resolve(),
+      warn: options.warn,
+    });
     this.chain = new LeaseAheadChain({
       port,
       occupancy: this.occupancy,
       options,
       stopping: () => this.stopping,
-      launch: (claim, after) => this.launch(claim, after),
+      launch: (lease, after) => this.launch(lease, after),
       adopt: (launch) => this.adopt(launch),
-      release: (claim, error) => this.release(claim, error),
+      release: (lease, error) => this.release(lease, error),
       survive: (work, what) => this.survive(work, what),
       wake: () => this.wake(),
     });
@@ -112,16 +119,16 @@ export class Agent {
         this.changed = false;
         if (this.stopping) break;
         if (this.failure) throw this.failure;
-        if (this.chain.startHead((claim) => this.start(claim))) continue;
+        if (this.chain.startHead((lease) => this.start(lease))) continue;
         if (this.occupancy.running.size < this.options.slots.length) await this.occupancy.refreshGpuMemory();
         const capacity = this.chain.besideChained(this.occupancy.capacity());
         if (capacity.freeSlots === 0 && (await this.chain.leaseAhead())) continue;
         if (capacity.freeSlots > 0) {
           this.leaseAbort = new AbortController();
-          const claims = await this.lease(capacity, this.leaseAbort.signal);
+          const leases = await this.lease(capacity, this.leaseAbort.signal);
           this.leaseAbort = null;
-          if (claims.length > 0) {
-            for (const claim of claims) this.startOrRelease(claim);
+          if (leases.length > 0) {
+            for (const lease of leases) this.startOrRelease(lease);
             continue;
           }
         }
@@ -135,7 +142,7 @@ export class Agent {
             const idle = this.occupancy.capacity();
             const retry = await this.lease(idle);
             if (retry.length > 0) {
-              for (const claim of retry) this.startOrRelease(claim);
+              for (const lease of retry) this.startOrRelease(lease);
               continue;
             }
             return { kind: "stuck", claimable, idle };
@@ -149,6 +156,7 @@ export class Agent {
       clearInterval(heartbeat);
       // Leaving on a failure: a chained task must not start unwatched when its predecessor exits.
       this.chain.giveBack("the agent stopped before it started", true);
+      await this.relay.drain(5000);
     }
   }
 
@@ -184,46 +192,46 @@ export class Agent {
 
   /** Asks the port for as many tasks as `capacity` has free slots. */
   private lease(capacity: Capacity, signal?: AbortSignal): Promise<Lease[]> {
-    const { worker, host } = this.options;
-    return this.port.lease({ worker, host, capacity, max: capacity.freeSlots, ...(signal && { signal }) });
+    const { agentId, host } = this.options;
+    return this.port.lease({ agentId, host, capacity, max: capacity.freeSlots, ...(signal && { signal }) });
   }
 
   /**
    * Starts a leased task, unless Ctrl-C came while the lease was on its way: then the task goes
    * straight back to pending (an interruption spends no retry) and the loop sees `stopping`.
    */
-  private startOrRelease(claim: Lease): void {
+  private startOrRelease(lease: Lease): void {
     if (!this.stopping) {
-      this.start(claim);
+      this.start(lease);
       return;
     }
-    this.release(claim, "stopped before it started");
+    this.release(lease, "stopped before it started");
   }
 
   /** Hands a leased task that never started back: pending again, no retry spent. */
-  private release(claim: Lease, error: string): void {
+  private release(lease: Lease, error: string): void {
     const outcome: AttemptOutcome = { kind: "interrupted", error };
     // Should this fail, the attempt stays open and the next run requeues it like a lost one.
     const released: Promise<unknown> = this.port
-      .finish(claim.attemptId, { outcome })
+      .finish(lease.attemptId, { outcome })
       .catch(() => undefined)
       .finally(() => this.releasing.delete(released));
     this.releasing.add(released);
   }
 
-  private start(claim: Lease): void {
-    this.adopt(this.launch(claim));
+  private start(lease: Lease): void {
+    this.adopt(this.launch(lease));
   }
 
   /**
    * Writes a task's files and launches its process: at once, or with `after`, chained to start
    * the moment that task's process exits. The slot, GPUs and CPUs are taken by `adopt`.
    */
-  private launch(claim: Lease, after?: RunningProcess): Launch {
-    const task = claim.task;
-    const files = attemptFiles(this.options.stateDir, task.id, claim.attemptNumber);
+  private launch(lease: Lease, after?: RunningProcess): Launch {
+    const task = lease.task;
+    const files = attemptFiles(this.options.stateDir, task.id, lease.attemptNumber);
     const onGpuMachine = this.occupancy.hasGpus || this.options.gpuFreeMiB.size > 0;
-    const env = taskEnvironment(claim, files, { ...this.options, onGpuMachine });
+    const env = taskEnvironment(lease, files, { ...this.options, onGpuMachine });
     // Ledgers from before launchers have none; an `auto` port is picked in `prepare`, which runs
     // before the launch reads `command`.
     const launcher = task.policy.launcher ?? null;
@@ -238,13 +246,13 @@ export class Agent {
       timeoutMs: task.policy.timeoutMs,
       graceMs: this.options.graceMs,
       prepare: async () => {
-        const port = needsFreePort(launcher, claim.gpuIds) ? await freePort() : undefined;
-        command = launchCommand(task.command, launcher, claim.gpuIds, { port });
-        prepareAttempt(files, task, claim.attemptId, claim.placements);
+        const port = needsFreePort(launcher, lease.gpuIds) ? await freePort() : undefined;
+        command = launchCommand(task.command, launcher, lease.gpuIds, { port });
+        prepareAttempt(files, task, lease.attemptId, lease.placements, this.options.stateDir);
       },
       after,
     });
-    const launch: Launch = { claim, process: child, files, started: false };
+    const launch: Launch = { lease, process: child, files, started: false };
     this.survive(
       child.pid.then((pid) => {
         launch.started = true;
@@ -257,19 +265,20 @@ export class Agent {
 
   /** Counts a launched task as running: it takes its slot, CPUs and GPU shares, and is watched. */
   private adopt(launch: Launch): Running {
-    const { claim, process: child, files } = launch;
-    const task = claim.task;
+    const { lease, process: child, files } = launch;
+    const task = lease.task;
     const share = shareOf(task.policy.resources, this.occupancy.hasGpus);
-    const running: Running = { claim, process: child, gpuShare: share, cpus: task.policy.resources.cpus };
+    const running: Running = { lease, process: child, gpuShare: share, cpus: task.policy.resources.cpus };
     this.occupancy.take(running);
-    this.options.onEvent?.({ kind: "started", claim });
+    this.options.onEvent?.({ kind: "started", lease });
+    this.relay.watch(lease.attemptId, files);
     const noticed = child.pid.then((pid) => {
       if (pid <= 0) return undefined;
-      const started = this.port.started(claim.attemptId, pid, files.logPath);
+      const started = this.port.started(lease.attemptId, pid, files.logPath);
       this.gpuReadings ??= gpuReader({ env: { ...process.env, ...this.options.env } });
       running.sampler = new TaskSampler({
         processGroup: pid,
-        gpuIndices: claim.gpuIds,
+        gpuIndices: lease.gpuIds,
         gpus: this.gpuReadings,
         // Tasks of a few ms (the agent's busiest case) are not worth a scan of every process.
         firstAfterMs: FIRST_SAMPLE_MS,
@@ -291,7 +300,7 @@ export class Agent {
     resultPath: string,
     logPath: string,
   ): Promise<void> {
-    let outcome = settledOutcome(exit, resultPath, task.claim.task.policy.timeoutMs, logPath);
+    let outcome = settledOutcome(exit, resultPath, task.lease.task.policy.timeoutMs, logPath);
     if (task.abandoned && outcome.kind !== "succeeded") {
       const error = "stopped: the coordinator no longer assigns it to this agent";
       outcome = { kind: "interrupted", error, exitCode: exit.exitCode, signal: exit.signal };
@@ -304,10 +313,13 @@ export class Agent {
     // first), so the slot idles for one round trip, not three.
     this.occupancy.free(task);
     if ("wallSeconds" in outcome) this.chain.recordWallMs(outcome.wallSeconds * 1000);
-    const report: Promise<void> = this.port
-      .finish(task.claim.attemptId, { outcome, logTail: tail })
+    this.relay.exited(task.lease.attemptId);
+    // A curve's last points go before the report that ends the task (the sweep may end with it).
+    const report: Promise<void> = this.relay
+      .settled(task.lease.attemptId, 1000)
+      .then(() => this.port.finish(task.lease.attemptId, { outcome, logTail: tail }))
       .then(
-        () => this.options.onEvent?.({ kind: "finished", claim: task.claim, outcome }),
+        () => this.options.onEvent?.({ kind: "finished", lease: task.lease, outcome }),
         (error: unknown) => {
           this.failure ??= error instanceof Error ? error : new Error(String(error));
         },
@@ -338,8 +350,10 @@ export class Agent {
   }
 
   private warnOf(what: string, error: unknown): void {
-    const message = `labsweep: ${what}: ${error instanceof Error ? error.message : String(error)}`;
-    (this.options.warn ?? warnOnStderr)(message);
+    // The dispatch loop runs in `labsweep run` too: its notices speak for labsweep, not an agent.
+    logger("labsweep", this.options.warn).warn(
+      `${what}: ${error instanceof Error ? error.message : String(error)}`,
+    );
   }
 
   private wake(): void {

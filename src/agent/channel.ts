@@ -1,4 +1,4 @@
-import { describeError, type Warn, warnOnStderr } from "../log/warn.js";
+import { describe, logger, type Warn } from "../log/logger.js";
 import type { ChannelEvent } from "../protocol/http.js";
 import { type CoordinatorClient, isAbort, sleep, UnauthorizedError } from "./httpClient.js";
 
@@ -21,7 +21,7 @@ export interface ChannelOptions {
  * aborts.
  */
 export async function holdChannel(client: CoordinatorClient, options: ChannelOptions): Promise<void> {
-  const warn = options.warn ?? warnOnStderr;
+  const log = logger("agent", options.warn);
   const minBackoff = options.minBackoffMs ?? 500;
   let failures = 0;
   while (!options.signal.aborted) {
@@ -40,7 +40,7 @@ export async function holdChannel(client: CoordinatorClient, options: ChannelOpt
         options.onFatal?.(error);
         return;
       }
-      warn(`labsweep agent: the coordinator's event channel failed (${describeError(error)}); reconnecting`);
+      log.warn(`the coordinator's event channel failed (${describe(error)}); reconnecting`);
     }
     const wait = Math.min(minBackoff * 2 ** Math.min(failures, 30), 10_000);
     failures++;

@@ -1,7 +1,7 @@
 import http from "node:http";
 import https from "node:https";
-import { type Warn, warnOnStderr } from "../log/warn.js";
-import { API_PREFIX } from "../protocol/http.js";
+import { logger, type Warn } from "../log/logger.js";
+import { API_PREFIX, type ErrorBody, type ErrorCode } from "../protocol/http.js";
 
 /** The coordinator rejected the token (401). Not retried: a wrong token stays wrong. */
 export class UnauthorizedError extends Error {
@@ -24,6 +24,8 @@ export class HttpError extends Error {
     readonly server: string,
     readonly request: string,
     readonly detail: string,
+    /** What the coordinator says the agent may act on (see ErrorCode); absent when nothing. */
+    readonly code?: ErrorCode,
   ) {
     super(`${request} at ${server} failed with ${status}${detail ? `: ${detail}` : ""}`);
   }
@@ -116,7 +118,8 @@ export class CoordinatorClient {
         if (status >= 200 && status < 300) return answer;
         const detail = errorDetail(answer.text);
         if (status === 401) throw new UnauthorizedError(server, detail);
-        if (status < 500) throw new HttpError(status, server, `${method} ${path}`, detail);
+        if (status < 500)
+          throw new HttpError(status, server, `${method} ${path}`, detail, errorCode(answer.text));
         failure = `HTTP ${status}${detail ? `: ${detail}` : ""}`;
       } catch (error) {
         if (error instanceof UnauthorizedError || error instanceof HttpError) throw error;
@@ -255,27 +258,25 @@ export class CoordinatorClient {
     const server = this.servers[index] as string;
     if (this.current === index) this.current = (index + 1) % this.servers.length;
     const now = Date.now();
-    const warn = this.options.warn ?? warnOnStderr;
+    const { warn } = logger("agent", this.options.warn);
     const next = this.servers.length > 1 ? `; trying ${this.server} next` : "";
     if (!this.outage) {
       this.outage = { since: now, noticed: now };
       warn(
-        `labsweep agent: cannot reach the coordinator at ${server} (${failure}); retrying with backoff (0.5 s doubling to 10 s)${next}`,
+        `cannot reach the coordinator at ${server} (${failure}); retrying with backoff (0.5 s doubling to 10 s)${next}`,
       );
     } else if (now - this.outage.noticed >= (this.options.remindEveryMs ?? 30_000)) {
       this.outage.noticed = now;
       warn(
-        `labsweep agent: still cannot reach the coordinator after ${seconds(now - this.outage.since)} (${server}: ${failure}); retrying${next}`,
+        `still cannot reach the coordinator after ${seconds(now - this.outage.since)} (${server}: ${failure}); retrying${next}`,
       );
     }
   }
 
   private reachable(server: string): void {
     if (!this.outage) return;
-    const warn = this.options.warn ?? warnOnStderr;
-    warn(
-      `labsweep agent: reached the coordinator at ${server} again after ${seconds(Date.now() - this.outage.since)}`,
-    );
+    const { warn } = logger("agent", this.options.warn);
+    warn(`reached the coordinator at ${server} again after ${seconds(Date.now() - this.outage.since)}`);
     this.outage = null;
   }
 }
@@ -322,6 +323,16 @@ function errorDetail(text: string): string {
     // not the contract's { error } body: show the text
   }
   return text.trim().slice(0, 200);
+}
+
+function errorCode(text: string): ErrorCode | undefined {
+  try {
+    const body = JSON.parse(text) as ErrorBody;
+    if (typeof body?.code === "string") return body.code;
+  } catch {
+    // not the contract's { error, code } body: nothing to branch on
+  }
+  return undefined;
 }
 
 function networkFailure(error: unknown, timeoutMs: number): string {

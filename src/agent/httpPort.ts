@@ -1,4 +1,4 @@
-import { type Warn, warnOnStderr } from "../log/warn.js";
+import { logger, type Warn } from "../log/logger.js";
 import type { Capacity } from "../protocol/capacity.js";
 import {
   type AgentCapabilities,
@@ -74,7 +74,7 @@ export class HttpPort implements CoordinatorPort {
   private carryBytes = CARRIED_REPORT_BYTES;
 
   constructor(
-    private readonly client: CoordinatorClient,
+    readonly client: CoordinatorClient,
     private readonly options: HttpPortOptions,
   ) {}
 
@@ -179,26 +179,26 @@ export class HttpPort implements CoordinatorPort {
       const refused = error instanceof HttpError && (error.status === 413 || error.status === 400);
       if (!refused || (carried.length === 0 && error.status === 400)) throw error;
       if (carried.length === 0) {
-        this.warn(`labsweep agent: the coordinator refused a lease as too large (${error.detail})`);
+        this.warn(`the coordinator refused a lease as too large (${error.detail})`);
         return nothing;
       }
       const sent = Buffer.byteLength(JSON.stringify(body(carried)));
       this.carryBytes = Math.min(this.carryBytes, Math.floor(sent / 2));
       this.warn(
-        `labsweep agent: the coordinator refused a lease carrying ${carried.length} report(s) (${error.status}: ${error.detail}); they go one by one, and leases carry at most ${this.carryBytes} bytes of reports from now on`,
+        `the coordinator refused a lease carrying ${carried.length} report(s) (${error.status}: ${error.detail}); they go one by one, and leases carry at most ${this.carryBytes} bytes of reports from now on`,
       );
     }
     try {
       return await post([]);
     } catch (error) {
       if (!(error instanceof HttpError && error.status === 413)) throw error;
-      this.warn(`labsweep agent: the coordinator refused a lease as too large (${error.detail})`);
+      this.warn(`the coordinator refused a lease as too large (${error.detail})`);
       return nothing;
     }
   }
 
   private warn(message: string): void {
-    (this.options.warn ?? warnOnStderr)(message);
+    logger("agent", this.options.warn).warn(message);
   }
 
   /**
@@ -384,14 +384,9 @@ export class HttpPort implements CoordinatorPort {
     try {
       return await this.contact.guard(call);
     } catch (error) {
-      if (!(error instanceof HttpError && isUnknownAgent(error) && this.capabilities)) throw error;
+      if (!(error instanceof HttpError && error.code === "unknown_agent" && this.capabilities)) throw error;
       await this.register(this.capabilities);
       return this.contact.guard(call);
     }
   }
-}
-
-/** The coordinator answers 409 "unknown agent …" to an agent it has no registration of. */
-function isUnknownAgent(error: HttpError): boolean {
-  return (error.status === 409 || error.status === 404) && /unknown agent/i.test(error.detail);
 }

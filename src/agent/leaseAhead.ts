@@ -7,7 +7,7 @@ import type { RunningProcess } from "./runProcess.js";
 
 /** A task's process, launched (or chained to start after another's) but not yet counted as running. */
 export interface Launch {
-  claim: Lease;
+  lease: Lease;
   process: RunningProcess;
   files: AttemptFiles;
   /** Its process has started (a chained one: the launcher opened its gate). */
@@ -20,7 +20,7 @@ export interface Launch {
  * from the loop. The first one held follows a running task (`follows`), a second one the first.
  */
 interface Ahead {
-  claim: Lease;
+  lease: Lease;
   launch?: Launch;
   follows?: Running;
 }
@@ -37,14 +37,14 @@ const MAX_CHAIN = 8;
 export interface ChainHost {
   port: CoordinatorPort;
   occupancy: Occupancy;
-  options: { worker: string; host: string; leaseAheadBelowMs?: number; slots: unknown[] };
+  options: { agentId: string; host: string; leaseAheadBelowMs?: number; slots: unknown[] };
   stopping(): boolean;
   /** Writes a task's files and launches its process, chained after `after`'s. */
-  launch(claim: Lease, after: RunningProcess): Launch;
+  launch(lease: Lease, after: RunningProcess): Launch;
   /** Counts a launched task as running. */
   adopt(launch: Launch): Running;
   /** Hands a leased task that never started back: pending again, no retry spent. */
-  release(claim: Lease, error: string): void;
+  release(lease: Lease, error: string): void;
   survive(work: Promise<unknown>, what: string): void;
   wake(): void;
 }
@@ -72,7 +72,7 @@ export class LeaseAheadChain {
 
   /** The attempts held ahead, for heartbeats. */
   get attemptIds(): number[] {
-    return this.aheads.map((ahead) => ahead.claim.attemptId);
+    return this.aheads.map((ahead) => ahead.lease.attemptId);
   }
 
   /** Remembers how long a task ran: only short tasks are leased ahead. */
@@ -82,15 +82,15 @@ export class LeaseAheadChain {
   }
 
   /** Starts the chain's head if it fits what is free now; true if it did. */
-  startHead(start: (claim: Lease) => void): boolean {
+  startHead(start: (lease: Lease) => void): boolean {
     const ahead = this.aheads[0];
-    if (!ahead || !this.host.occupancy.fitsNow(ahead.claim)) return false;
+    if (!ahead || !this.host.occupancy.fitsNow(ahead.lease)) return false;
     this.aheads.shift();
     if (ahead.launch) {
       // Usually started by the launcher already, when the task it follows exited.
       ahead.launch.process.startNow();
       this.adoptHead(ahead.launch);
-    } else start(ahead.claim);
+    } else start(ahead.lease);
     return true;
   }
 
@@ -103,13 +103,13 @@ export class LeaseAheadChain {
     const first = this.aheads[0];
     const follows = first?.follows;
     if (!first?.launch || !follows) return capacity;
-    return this.host.occupancy.besideChained(capacity, first.claim, follows);
+    return this.host.occupancy.besideChained(capacity, first.lease, follows);
   }
 
   /** Gives back the held attempts among `attemptIds` and those after them in the chain. */
   abandon(attemptIds: number[]): void {
     // Those after an abandoned one in the chain go back too: they were leased for its capacity.
-    const first = this.aheads.findIndex((ahead) => attemptIds.includes(ahead.claim.attemptId));
+    const first = this.aheads.findIndex((ahead) => attemptIds.includes(ahead.lease.attemptId));
     if (first >= 0) this.giveBack("the coordinator no longer assigns it to this agent", true, first);
   }
 
@@ -127,7 +127,7 @@ export class LeaseAheadChain {
       for (const ahead of given.reverse()) {
         const launch = ahead.launch;
         if (!launch || (await launch.process.withdraw())) {
-          this.host.release(ahead.claim, error);
+          this.host.release(ahead.lease, error);
           continue;
         }
         const running = this.host.adopt(launch);
@@ -198,47 +198,47 @@ export class LeaseAheadChain {
     const want = last ? depth - this.heldCount : 1;
     if (want <= 0) return false;
     const epoch = this.epoch;
-    const claims = await this.host.port.lease({
-      worker: options.worker,
+    const leases = await this.host.port.lease({
+      agentId: options.agentId,
       host: options.host,
       // Several chained tasks run one after another in what the last held one frees: asked for
       // together, they get that much capacity each (each one is checked against it below).
-      capacity: last ? times(occupancy.capacityFreedBy(last.claim), want) : occupancy.capacityWithout(oldest),
+      capacity: last ? times(occupancy.capacityFreedBy(last.lease), want) : occupancy.capacityWithout(oldest),
       max: want,
       // Answered at once: this request must not hold up the loop while a slot frees up.
       waitMs: 0,
     });
-    if (claims.length === 0) return false;
-    this.hold(claims, epoch, last, oldest);
+    if (leases.length === 0) return false;
+    this.hold(leases, epoch, last, oldest);
     return true;
   }
 
-  /** Queues leased `claims` behind `last` (or the `oldest` running task), or gives them back. */
-  private hold(claims: Lease[], epoch: number, last: Ahead | undefined, oldest: Running): void {
+  /** Queues leased `leases` behind `last` (or the `oldest` running task), or gives them back. */
+  private hold(leases: Lease[], epoch: number, last: Ahead | undefined, oldest: Running): void {
     const { occupancy } = this.host;
     let previous = last;
-    for (const claim of claims) {
+    for (const lease of leases) {
       if (this.host.stopping() || this.epoch !== epoch) {
         // Stopped, or the chain was given back while the lease was on its way.
-        this.host.release(claim, "stopped before it started");
+        this.host.release(lease, "stopped before it started");
         continue;
       }
-      let ahead: Ahead | null = { claim };
+      let ahead: Ahead | null = { lease };
       if (previous?.launch)
-        ahead = fitsWithin(claim, occupancy.capacityFreedBy(previous.claim), occupancy.hasGpus)
-          ? { claim, launch: this.host.launch(claim, previous.launch.process) }
+        ahead = fitsWithin(lease, occupancy.capacityFreedBy(previous.lease), occupancy.hasGpus)
+          ? { lease, launch: this.host.launch(lease, previous.launch.process) }
           : null;
       // Queued in the launcher behind the task whose capacity it was leased for: it starts the
       // moment that one exits, without waiting for the exit to reach this loop.
       else if (oldest.process.chainable)
-        ahead = { claim, launch: this.host.launch(claim, oldest.process), follows: oldest };
+        ahead = { lease, launch: this.host.launch(lease, oldest.process), follows: oldest };
       if (!ahead) {
-        this.host.release(claim, "it does not fit where the task before it in the chain runs");
+        this.host.release(lease, "it does not fit where the task before it in the chain runs");
         continue;
       }
       // The task it follows started while the lease was on its way: it follows that one running.
       if (this.aheads.length === 0 && previous)
-        ahead.follows ??= occupancy.running.get(previous.claim.attemptId);
+        ahead.follows ??= occupancy.running.get(previous.lease.attemptId);
       this.aheads.push(ahead);
       previous = ahead;
     }

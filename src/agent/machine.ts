@@ -1,9 +1,10 @@
 import { availableParallelism } from "node:os";
-import type { Warn } from "../log/warn.js";
+import type { Logger } from "../log/logger.js";
 import type { AgentCapabilities } from "../protocol/http.js";
+import type { GpuSample } from "../protocol/interfaces.js";
 import { describeMachine, type ProbeSpec } from "./capabilities.js";
 import { type GpuLockResult, lockGpus } from "./gpuLocks.js";
-import { type GpuInfo, probeGpus } from "./gpuProbe.js";
+import { type GpuInfo, probeGpus, readGpuUsage } from "./gpuProbe.js";
 import { planSlots, type Slot } from "./slots.js";
 
 /** What decides which of this machine's GPUs and slots an agent takes (see RemoteAgentOptions). */
@@ -29,7 +30,7 @@ export interface Machine {
 }
 
 /** This machine's GPUs (those it could lock), slots and capability record. */
-export async function probeMachine(agentId: string, options: MachineOptions, log: Warn): Promise<Machine> {
+export async function probeMachine(agentId: string, options: MachineOptions, log: Logger): Promise<Machine> {
   const env = options.env ?? process.env;
   const allGpus = await probeGpus({ env });
   const { slots, locks } = planGpus(allGpus, options, log);
@@ -55,7 +56,7 @@ export async function probeMachine(agentId: string, options: MachineOptions, log
 function planGpus(
   allGpus: GpuInfo[],
   options: MachineOptions,
-  log: Warn,
+  log: Logger,
 ): { slots: Slot[]; locks: GpuLockResult } {
   const cpuCount = availableParallelism();
   const qualifying = new Set(
@@ -65,9 +66,7 @@ function planGpus(
   const want = Math.min(options.slots ?? candidates.length, candidates.length);
   const locks = lockGpus(candidates, { dir: options.lockDir, want });
   for (const { gpu, owner } of locks.busy)
-    log(
-      `labsweep agent: GPU ${gpu.index} (${gpu.uuid}) is in use by another agent (pid ${owner}); skipping it`,
-    );
+    log.info(`GPU ${gpu.index} (${gpu.uuid}) is in use by another agent (pid ${owner}); skipping it`);
   if (candidates.length > 0 && locks.locked.length === 0 && options.gpus !== undefined) {
     locks.release();
     throw new Error(
@@ -75,7 +74,7 @@ function planGpus(
     );
   }
   if (candidates.length > 0 && locks.locked.length === 0)
-    log("labsweep agent: every GPU is in use by other agents; running CPU slots only");
+    log.info(`every GPU is in use by other agents; running CPU slots only`);
   const slots = planSlots({ gpus: locks.locked, cpuCount, slotsOverride: options.slots });
   return { slots, locks };
 }
@@ -89,4 +88,24 @@ export function describeCapabilities(capabilities: AgentCapabilities): string {
     .map(([name, ok]) => `${name} ${ok ? "ok" : "failed"}`)
     .join(", ");
   return `${capabilities.name} (id ${capabilities.agentId}): ${capabilities.slots} slot(s) on ${gpus}${tags}${probes ? `; probes: ${probes}` : ""}`;
+}
+
+/** The agent's GPUs now (utilisation, memory), for the dashboard; none if nvidia-smi fails. */
+export async function gpuSamples(machine: Machine, env = process.env): Promise<GpuSample[] | undefined> {
+  if (machine.capabilities.gpus.length === 0) return undefined;
+  try {
+    const usage = await readGpuUsage({ env });
+    const totals = new Map(machine.allGpus.map((gpu) => [gpu.index, gpu.memoryTotalMiB]));
+    const mine = new Set(machine.capabilities.gpus.map((gpu) => gpu.index));
+    return usage
+      .filter((gpu) => mine.has(gpu.index))
+      .map((gpu) => ({
+        index: gpu.index,
+        utilizationPct: gpu.utilizationPercent ?? 0,
+        memoryUsedMiB: gpu.memoryUsedMiB ?? 0,
+        memoryTotalMiB: totals.get(gpu.index) ?? 0,
+      }));
+  } catch {
+    return undefined;
+  }
 }

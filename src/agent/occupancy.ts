@@ -7,7 +7,7 @@ import type { Slot } from "./slots.js";
 
 /** A task whose process runs on this agent, holding its slot, CPUs and GPU shares. */
 export interface Running {
-  claim: Lease;
+  lease: Lease;
   process: RunningProcess;
   gpuShare: number;
   cpus: number;
@@ -65,21 +65,21 @@ export class Occupancy {
 
   /** Counts a task as running: it takes its slot, CPUs and GPU shares. */
   take(running: Running): void {
-    for (const index of running.claim.gpuIds) {
+    for (const index of running.lease.gpuIds) {
       const gpu = this.gpus.find((offer) => offer.index === index);
       if (gpu) gpu.freeShare -= running.gpuShare;
       this.gpuStarts.set(index, (this.gpuStarts.get(index) ?? 0) + 1);
     }
-    this.running.set(running.claim.attemptId, running);
+    this.running.set(running.lease.attemptId, running);
   }
 
   /** Gives a task's slot, CPUs and GPU shares back: its process is gone. */
   free(running: Running): void {
-    for (const index of running.claim.gpuIds) {
+    for (const index of running.lease.gpuIds) {
       const gpu = this.gpus.find((offer) => offer.index === index);
       if (gpu) gpu.freeShare += running.gpuShare;
     }
-    this.running.delete(running.claim.attemptId);
+    this.running.delete(running.lease.attemptId);
   }
 
   /**
@@ -130,22 +130,22 @@ export class Occupancy {
   }
 
   /** Whether a leased task fits what is free now: a slot, its CPUs, its GPUs' shares. */
-  fitsNow(claim: Lease): boolean {
-    return fitsWithin(claim, this.capacity(), this.gpus.length > 0);
+  fitsNow(lease: Lease): boolean {
+    return fitsWithin(lease, this.capacity(), this.gpus.length > 0);
   }
 
   /** Exactly what a task held ahead will free when it ends: its slot, CPUs and GPU shares. */
-  capacityFreedBy(claim: Lease): Capacity {
-    const resources = claim.task.policy.resources;
+  capacityFreedBy(lease: Lease): Capacity {
+    const resources = lease.task.policy.resources;
     const share = shareOf(resources, this.gpus.length > 0);
     // Its memory reservation comes back only once it runs; a held one's is not counted yet.
-    const freedMiB = this.running.has(claim.attemptId) ? reservationOf(claim) : 0;
+    const freedMiB = this.running.has(lease.attemptId) ? reservationOf(lease) : 0;
     return {
       freeSlots: 1,
       // Replacing the only running task, it runs alone: any CPU count fits, as on an idle agent.
       freeCpus: this.running.size === 1 ? Number.POSITIVE_INFINITY : resources.cpus,
       gpus: this.capacity()
-        .gpus.filter((gpu) => claim.gpuIds.includes(gpu.index))
+        .gpus.filter((gpu) => lease.gpuIds.includes(gpu.index))
         .map((gpu) => ({ ...gpu, freeShare: share, freeMemoryMiB: plus(gpu.freeMemoryMiB, freedMiB) })),
       hasGpus: this.gpus.length > 0,
       tags: [...(this.options.tags ?? [])],
@@ -161,11 +161,11 @@ export class Occupancy {
       freeSlots: capacity.freeSlots + 1,
       freeCpus,
       gpus: capacity.gpus.map((gpu) =>
-        task.claim.gpuIds.includes(gpu.index)
+        task.lease.gpuIds.includes(gpu.index)
           ? {
               ...gpu,
               freeShare: gpu.freeShare + task.gpuShare,
-              freeMemoryMiB: plus(gpu.freeMemoryMiB, reservationOf(task.claim)),
+              freeMemoryMiB: plus(gpu.freeMemoryMiB, reservationOf(task.lease)),
             }
           : gpu,
       ),
@@ -185,9 +185,9 @@ export class Occupancy {
         capacity.freeCpus + follows.cpus - next.task.policy.resources.cpus,
       ),
       gpus: capacity.gpus.map((gpu) => {
-        const freed = follows.claim.gpuIds.includes(gpu.index) ? follows.gpuShare : 0;
+        const freed = follows.lease.gpuIds.includes(gpu.index) ? follows.gpuShare : 0;
         const taken = next.gpuIds.includes(gpu.index) ? nextShare : 0;
-        const freedMiB = follows.claim.gpuIds.includes(gpu.index) ? reservationOf(follows.claim) : 0;
+        const freedMiB = follows.lease.gpuIds.includes(gpu.index) ? reservationOf(follows.lease) : 0;
         const takenMiB = next.gpuIds.includes(gpu.index) ? reservationOf(next) : 0;
         return {
           ...gpu,
@@ -200,7 +200,7 @@ export class Occupancy {
 
   /** Whether a task of this agent runs on the GPU. */
   private busyOn(index: number): boolean {
-    for (const task of this.running.values()) if (task.claim.gpuIds.includes(index)) return true;
+    for (const task of this.running.values()) if (task.lease.gpuIds.includes(index)) return true;
     return false;
   }
 
@@ -208,25 +208,25 @@ export class Occupancy {
   private reservedOn(index: number): number {
     let reserved = 0;
     for (const task of this.running.values())
-      if (task.claim.gpuIds.includes(index)) reserved += reservationOf(task.claim);
+      if (task.lease.gpuIds.includes(index)) reserved += reservationOf(task.lease);
     return reserved;
   }
 }
 
 /** Whether a leased task, on the GPUs it was given, fits `capacity`: a slot, its CPUs, its GPU shares. */
-export function fitsWithin(claim: Lease, capacity: Capacity, hasGpus: boolean): boolean {
-  const resources = claim.task.policy.resources;
+export function fitsWithin(lease: Lease, capacity: Capacity, hasGpus: boolean): boolean {
+  const resources = lease.task.policy.resources;
   if (capacity.freeSlots < 1 || resources.cpus > capacity.freeCpus) return false;
   const share = shareOf(resources, hasGpus);
-  return claim.gpuIds.every((index) => {
+  return lease.gpuIds.every((index) => {
     const gpu = capacity.gpus.find((offer) => offer.index === index);
     return gpu !== undefined && gpu.freeShare >= share - 1e-9;
   });
 }
 
 /** The GPU memory a task reserves on each of its GPUs while it runs. */
-function reservationOf(claim: Lease): number {
-  return claim.task.policy.resources.gpuMemoryGb * 1024;
+function reservationOf(lease: Lease): number {
+  return lease.task.policy.resources.gpuMemoryGb * 1024;
 }
 
 function plus(mib: number | null, delta: number): number | null {

@@ -2,7 +2,7 @@ import { mkdirSync, readdirSync, rmSync } from "node:fs";
 import { open, readFile, rename, unlink } from "node:fs/promises";
 import { join } from "node:path";
 import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from "../files/privateFiles.js";
-import { type Warn, warnOnStderr } from "../log/warn.js";
+import { type Logger, logger } from "../log/logger.js";
 import type { FinishRequest } from "../protocol/http.js";
 
 /** One attempt's finish report, as kept on the agent's disk until the coordinator has it. */
@@ -53,7 +53,7 @@ export class Outbox {
   /** A sender start put off by sendDelayMs. */
   private delayed: NodeJS.Timeout | null = null;
   private stopped: unknown = null;
-  private readonly warn: Warn;
+  private readonly log: Logger;
 
   constructor(
     readonly dir: string,
@@ -61,7 +61,7 @@ export class Outbox {
     private readonly options: OutboxOptions = {},
   ) {
     mkdirSync(dir, { recursive: true, mode: PRIVATE_DIR_MODE });
-    this.warn = options.warn ?? warnOnStderr;
+    this.log = logger("agent", options.warn);
     for (const name of readdirSync(dir)) {
       const id = /^(\d+)\.json$/.exec(name)?.[1];
       if (id !== undefined) this.ids.add(Number(id));
@@ -265,8 +265,8 @@ export class Outbox {
     const refused = join(this.dir, "refused");
     mkdirSync(refused, { recursive: true, mode: PRIVATE_DIR_MODE });
     await rename(this.pathOf(id), join(refused, `${id}.json`)).catch(ignoreMissing);
-    this.warn(
-      `labsweep agent: the report of attempt ${id} was refused (${reason}); kept in ${join(refused, `${id}.json`)}`,
+    this.log.warn(
+      `the report of attempt ${id} was refused (${reason}); kept in ${join(refused, `${id}.json`)}`,
     );
   }
 

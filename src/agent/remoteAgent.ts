@@ -1,22 +1,23 @@
 import { statSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { join } from "node:path";
-import { type Warn, warnOnStderr } from "../log/warn.js";
+import { type Logger, logger, type Warn } from "../log/logger.js";
 import { attemptFiles } from "../protocol/attemptFiles.js";
 import type { Capacity } from "../protocol/capacity.js";
 import type { ChannelEvent } from "../protocol/http.js";
-import type { GpuSample, Lease } from "../protocol/interfaces.js";
+import type { Lease } from "../protocol/interfaces.js";
 import { Agent, type AgentEvent, type AgentExit } from "./agent.js";
 import { forgetRunning, killPreviousTasks, openAgentState, recordRunning } from "./agentState.js";
 import type { ProbeSpec } from "./capabilities.js";
 import { holdChannel } from "./channel.js";
 import type { CoordinatorPort } from "./coordinatorPort.js";
-import { probeGpus, readGpuUsage } from "./gpuProbe.js";
+import { probeGpus } from "./gpuProbe.js";
 import { CoordinatorClient, UnauthorizedError } from "./httpClient.js";
 import { HttpPort } from "./httpPort.js";
 import { LogStream } from "./logStream.js";
-import { describeCapabilities, type Machine, probeMachine } from "./machine.js";
+import { describeCapabilities, gpuSamples, type Machine, probeMachine } from "./machine.js";
 import { Outbox } from "./outbox.js";
+import { postPoints } from "./pointRelay.js";
 
 export interface RemoteAgentOptions {
   /** The coordinator's base URLs; the next one is tried when one cannot be reached. */
@@ -73,12 +74,15 @@ export class RemoteAgent {
   private fatal: Error | null = null;
   private terminating = false;
   private readonly streams = new Map<number, LogStream>();
-  private readonly log: Warn;
+  /** Where notices go, as given (the parts this agent builds write there too). */
+  private readonly sink: Warn | undefined;
+  private readonly log: Logger;
   private machine: Machine | null = null;
   private gaveUp = false;
 
   constructor(private readonly options: RemoteAgentOptions) {
-    this.log = options.log ?? warnOnStderr;
+    this.sink = options.log;
+    this.log = logger("agent", options.log);
   }
 
   /** Ctrl-C once: lease nothing new, let running tasks finish, then exit. */
@@ -99,7 +103,7 @@ export class RemoteAgent {
     try {
       const previous = killPreviousTasks(state.stateDir);
       if (previous.killed > 0)
-        this.log(`labsweep agent: killed ${previous.killed} leftover process(es) of a previous run`);
+        this.log.info(`killed ${previous.killed} leftover process(es) of a previous run`);
       const machine = await probeMachine(state.agentId, this.options, this.log);
       this.machine = machine;
       try {
@@ -118,62 +122,24 @@ export class RemoteAgent {
     const client = new CoordinatorClient({
       servers: this.options.servers,
       token: this.options.token,
-      warn: this.log,
+      warn: this.sink,
     });
-    let port: HttpPort | null = null;
-    const outbox = new Outbox(
-      join(stateDir, "outbox"),
-      (record, signal) => (port as HttpPort).deliver(record, signal),
-      {
-        warn: this.log,
-        onError: (error) => this.onError(error),
-        // While tasks are held ahead (short tasks, a lease every task or two), a report waits a
-        // moment for the next lease to carry it: one request then settles several.
-        sendDelayMs: () => ((this.agent?.heldCount ?? 0) > 0 ? REPORT_DELAY_MS : 0),
-      },
-    );
-    port = new HttpPort(client, {
-      agentId,
-      slots: machine.slots.length,
-      outbox,
-      stay: this.options.stay,
-      onFatal: (error) => this.onError(error),
-      warn: this.log,
-    });
-    const http = port;
+    const { http, outbox } = this.openPort(client, stateDir, machine);
     const channelStop = new AbortController();
     let channel: Promise<void> = Promise.resolve();
-    const giveUpAfterMs = this.options.giveUpAfterMs;
-    const watchdog =
-      giveUpAfterMs === undefined
-        ? undefined
-        : setInterval(
-            () => {
-              if (this.gaveUp || client.outageMs() < giveUpAfterMs) return;
-              if (this.agent && (this.agent.runningCount > 0 || this.agent.heldCount > 0)) return;
-              this.gaveUp = true;
-              this.log(
-                `labsweep agent: no coordinator has answered for ${Math.round(client.outageMs() / 1000)} s (--give-up-after); giving up`,
-              );
-              this.stopLeasing();
-            },
-            Math.min(1000, giveUpAfterMs),
-          );
-    watchdog?.unref();
+    const watchdog = this.watchOutage(client);
     try {
       const registration = await this.unlessStopped(() =>
         http.register(machine.capabilities, this.stop.signal),
       );
       if (!registration) return { kind: this.gaveUp ? "unreachable" : "stopped" };
-      this.log(
-        `labsweep agent: registered with ${client.server} as ${describeCapabilities(machine.capabilities)}`,
-      );
+      this.log.info(`registered with ${client.server} as ${describeCapabilities(machine.capabilities)}`);
       // Held before the previous run's reports are settled: the last of them may finish the
       // sweep, and a coordinator that then exits says "done" only to agents on the channel.
       channel = holdChannel(client, {
         agentId,
         signal: channelStop.signal,
-        warn: this.log,
+        warn: this.sink,
         onEvent: (event) => this.onChannelEvent(event, http),
         onFatal: (error) => this.onError(error),
       });
@@ -195,6 +161,55 @@ export class RemoteAgent {
     }
   }
 
+  /** The HTTP port and the outbox its reports wait in (each needs the other). */
+  private openPort(
+    client: CoordinatorClient,
+    stateDir: string,
+    machine: Machine,
+  ): { http: HttpPort; outbox: Outbox } {
+    let port: HttpPort | null = null;
+    const outbox = new Outbox(
+      join(stateDir, "outbox"),
+      (record, signal) => (port as HttpPort).deliver(record, signal),
+      {
+        warn: this.sink,
+        onError: (error) => this.onError(error),
+        // While tasks are held ahead (short tasks, a lease every task or two), a report waits a
+        // moment for the next lease to carry it: one request then settles several.
+        sendDelayMs: () => ((this.agent?.heldCount ?? 0) > 0 ? REPORT_DELAY_MS : 0),
+      },
+    );
+    port = new HttpPort(client, {
+      agentId: machine.capabilities.agentId,
+      slots: machine.slots.length,
+      outbox,
+      stay: this.options.stay,
+      onFatal: (error) => this.onError(error),
+      warn: this.sink,
+    });
+    return { http: port, outbox };
+  }
+
+  /** --give-up-after: stops leasing once no coordinator has answered that long while nothing runs. */
+  private watchOutage(client: CoordinatorClient): NodeJS.Timeout | undefined {
+    const giveUpAfterMs = this.options.giveUpAfterMs;
+    if (giveUpAfterMs === undefined) return undefined;
+    const watchdog = setInterval(
+      () => {
+        if (this.gaveUp || client.outageMs() < giveUpAfterMs) return;
+        if (this.agent && (this.agent.runningCount > 0 || this.agent.heldCount > 0)) return;
+        this.gaveUp = true;
+        this.log.info(
+          `no coordinator has answered for ${Math.round(client.outageMs() / 1000)} s (--give-up-after); giving up`,
+        );
+        this.stopLeasing();
+      },
+      Math.min(1000, giveUpAfterMs),
+    );
+    watchdog.unref();
+    return watchdog;
+  }
+
   /** The dispatch loop (agent.ts) over this port, until done or stopped. */
   private async runTasks(
     port: HttpPort,
@@ -203,7 +218,7 @@ export class RemoteAgent {
     heartbeatMs: number,
   ): Promise<AgentExit> {
     const agent = new Agent(this.agentPort(port, stateDir), {
-      worker: machine.capabilities.agentId,
+      agentId: machine.capabilities.agentId,
       host: machine.capabilities.host,
       stateDir,
       slots: machine.slots,
@@ -240,8 +255,7 @@ export class RemoteAgent {
    */
   private async settlePrevious(port: HttpPort, outbox: Outbox, openAttempts: number[]): Promise<void> {
     const reported = new Set(outbox.pending());
-    if (reported.size > 0)
-      this.log(`labsweep agent: sending ${reported.size} report(s) left from a previous run`);
+    if (reported.size > 0) this.log.info(`sending ${reported.size} report(s) left from a previous run`);
     const error = "its agent ended while it ran (found open when the agent started again)";
     for (const attemptId of openAttempts)
       if (!reported.has(attemptId)) await port.finish(attemptId, { outcome: { kind: "lost", error } });
@@ -253,7 +267,11 @@ export class RemoteAgent {
     return {
       lease: (request) => this.leaseRunnable(port, request),
       awaitWork: (maxWaitMs) => port.awaitWork(maxWaitMs),
-      heartbeat: async (attemptIds) => port.heartbeat(attemptIds, await this.gpuSamples()),
+      heartbeat: async (attemptIds) =>
+        port.heartbeat(
+          attemptIds,
+          this.machine ? await gpuSamples(this.machine, this.options.env) : undefined,
+        ),
       started: async (attemptId, pid, logPath) => {
         recordRunning(stateDir, { attemptId, pid, logPath, startedAt: Date.now() });
         await port.started(attemptId, pid, logPath);
@@ -265,6 +283,7 @@ export class RemoteAgent {
       },
       isFinished: () => port.isFinished(),
       claimableCount: () => port.claimableCount(),
+      points: (batches) => postPoints(port.client, (this.machine as Machine).capabilities.agentId, batches),
     };
   }
 
@@ -277,70 +296,49 @@ export class RemoteAgent {
     request: { capacity: Capacity; max: number; signal?: AbortSignal },
   ): Promise<Lease[]> {
     for (;;) {
-      const claims = await port.lease(request);
+      const leases = await port.lease(request);
       const runnable: Lease[] = [];
-      for (const claim of claims) {
-        const cwd = isDirectory(claim.task.cwd) ? claim.task.cwd : this.options.workdir;
+      for (const lease of leases) {
+        const cwd = isDirectory(lease.task.cwd) ? lease.task.cwd : this.options.workdir;
         if (cwd !== undefined) {
-          runnable.push({ ...claim, task: { ...claim.task, cwd } });
+          runnable.push({ ...lease, task: { ...lease.task, cwd } });
           continue;
         }
-        const error = `cwd ${claim.task.cwd} does not exist on this machine: start the agent with --workdir DIR or check out the project at the same path`;
-        this.log(`labsweep agent: task ${claim.task.id} failed: ${error}`);
-        await port.finish(claim.attemptId, {
+        const error = `cwd ${lease.task.cwd} does not exist on this machine: start the agent with --workdir DIR or check out the project at the same path`;
+        this.log.info(`task ${lease.task.id} failed: ${error}`);
+        await port.finish(lease.attemptId, {
           outcome: { kind: "failed", exitCode: null, signal: null, error, wallSeconds: 0 },
         });
       }
-      if (runnable.length > 0 || claims.length === 0 || request.signal?.aborted) return runnable;
-    }
-  }
-
-  /** This agent's GPUs now (utilisation, memory), for the dashboard; none if nvidia-smi fails. */
-  private async gpuSamples(): Promise<GpuSample[] | undefined> {
-    const machine = this.machine;
-    if (!machine || machine.capabilities.gpus.length === 0) return undefined;
-    try {
-      const usage = await readGpuUsage({ env: this.options.env ?? process.env });
-      const totals = new Map(machine.allGpus.map((gpu) => [gpu.index, gpu.memoryTotalMiB]));
-      const mine = new Set(machine.capabilities.gpus.map((gpu) => gpu.index));
-      return usage
-        .filter((gpu) => mine.has(gpu.index))
-        .map((gpu) => ({
-          index: gpu.index,
-          utilizationPct: gpu.utilizationPercent ?? 0,
-          memoryUsedMiB: gpu.memoryUsedMiB ?? 0,
-          memoryTotalMiB: totals.get(gpu.index) ?? 0,
-        }));
-    } catch {
-      return undefined;
+      if (runnable.length > 0 || leases.length === 0 || request.signal?.aborted) return runnable;
     }
   }
 
   private onAgentEvent(event: AgentEvent, port: HttpPort, stateDir: string): void {
-    const { claim } = event;
+    const { lease } = event;
     // The task's own attempt number (1 for its first), not the ledger-wide attempt id.
-    const what = `task ${claim.task.id} (attempt ${claim.attemptNumber})`;
+    const what = `task ${lease.task.id} (attempt ${lease.attemptNumber})`;
     if (event.kind === "started") {
-      const gpus = claim.gpuIds.length > 0 ? ` on GPU ${claim.gpuIds.join(",")}` : "";
-      this.log(`labsweep agent: ${what} started${gpus}: ${claim.task.command}`);
+      const gpus = lease.gpuIds.length > 0 ? ` on GPU ${lease.gpuIds.join(",")}` : "";
+      this.log.info(`${what} started${gpus}: ${lease.task.command}`);
       const stream = new LogStream({
-        logPath: attemptFiles(stateDir, claim.task.id, claim.attemptNumber).logPath,
-        send: (offset, text) => port.sendLog(claim.attemptId, offset, text),
+        logPath: attemptFiles(stateDir, lease.task.id, lease.attemptNumber).logPath,
+        send: (offset, text) => port.sendLog(lease.attemptId, offset, text),
       });
-      this.streams.set(claim.attemptId, stream);
+      this.streams.set(lease.attemptId, stream);
       stream.start();
       return;
     }
-    forgetRunning(stateDir, claim.attemptId);
+    forgetRunning(stateDir, lease.attemptId);
     const outcome = event.outcome;
-    this.log(`labsweep agent: ${what} ${outcome.kind}${"error" in outcome ? `: ${outcome.error}` : ""}`);
+    this.log.info(`${what} ${outcome.kind}${"error" in outcome ? `: ${outcome.error}` : ""}`);
   }
 
   private onChannelEvent(event: ChannelEvent, port: HttpPort): void {
     if (event.type === "work") port.notifyWork();
     else if (event.type === "done") port.sweepDone();
     else if (event.type === "cancel") {
-      this.log(`labsweep agent: the coordinator cancelled attempt(s) ${event.attemptIds.join(", ")}`);
+      this.log.info(`the coordinator cancelled attempt(s) ${event.attemptIds.join(", ")}`);
       this.agent?.abandon(event.attemptIds);
     }
   }
@@ -352,7 +350,7 @@ export class RemoteAgent {
       this.terminate();
       return;
     }
-    this.log(`labsweep agent: ${error instanceof Error ? error.message : String(error)}`);
+    this.log.info(`${error instanceof Error ? error.message : String(error)}`);
   }
 
   /** Waits for reports still on their way, then exits as asked. */
@@ -364,10 +362,10 @@ export class RemoteAgent {
     if (this.fatal) throw this.fatal;
     const sent = await outbox.flush({ timeoutMs: kind === "done" ? 60_000 : 10_000 });
     if (this.fatal) throw this.fatal;
-    if (kind === "done") for (const why of http.unfit) this.log(`labsweep agent: nothing here fits ${why}`);
+    if (kind === "done") for (const why of http.unfit) this.log.info(`nothing here fits ${why}`);
     if (!sent)
-      this.log(
-        `labsweep agent: ${outbox.pending().length} report(s) not sent yet; kept in ${outbox.dir} and sent at the next start`,
+      this.log.info(
+        `${outbox.pending().length} report(s) not sent yet; kept in ${outbox.dir} and sent at the next start`,
       );
     // Said before the channel closes (`finally` above), so the coordinator sees an exit, not a loss.
     else if (kind !== "unreachable") await http.goodbye();

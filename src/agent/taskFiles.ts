@@ -1,20 +1,36 @@
-import { mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
-import { resolve } from "node:path";
-import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, touchPrivateFile } from "../files/privateFiles.js";
+import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, tightenFile, touchPrivateFile } from "../files/privateFiles.js";
 import type { AttemptFiles } from "../protocol/attemptFiles.js";
 import { gpusWanted } from "../protocol/capacity.js";
 import type { Lease, Task } from "../protocol/interfaces.js";
+import { flattenMetrics } from "../protocol/metricNames.js";
 import type { Placement } from "../sweep/types.js";
 import { STATE_DIR_MARKER } from "./leftovers.js";
+import { withPythonClient } from "./pythonClient.js";
+
+/** What the agent sends a task's process group on a stop (LABSWEEP_STOP_SIGNAL). */
+const STOP_SIGNAL = "SIGTERM";
 
 /**
- * Writes the task's full config for LABSWEEP_CONFIG_FILE.
+ * LABSWEEP_CHECKPOINT_DIR: one dir per task, by signature, the same for every attempt wherever
+ * the agent's state dir is, so a retried or requeued attempt on this agent resumes from what the
+ * last one saved.
+ */
+export function checkpointDir(stateDir: string, signature: string): string {
+  return join(resolve(stateDir), "checkpoints", signature);
+}
+
+/**
+ * Writes the task's full config for LABSWEEP_CONFIG_FILE, and the files the task protocol
+ * promises (docs/task-protocol.md): an empty events file, no stop file, the checkpoint dir.
  */
 export function prepareAttempt(
   files: AttemptFiles,
   task: Task,
   attemptId: number,
   placements: Placement[] = [],
+  stateDir?: string,
 ): void {
   // Synchronous: two small writes cost less than two trips through the thread pool, and this
   // sits between a slot freeing up and its next task starting.
@@ -40,37 +56,50 @@ export function prepareAttempt(
   writeFileSync(files.configPath, `${JSON.stringify(config, null, 2)}\n`, { mode: PRIVATE_FILE_MODE });
   // Created empty (no metrics) and private, so a task that writes it in place keeps it 0600.
   touchPrivateFile(files.resultPath);
+  // Emptied: an attempt number repeats only for a new ledger in an old state dir, whose
+  // reports and stop request are not this attempt's.
+  writeFileSync(files.eventsPath, "", { mode: PRIVATE_FILE_MODE });
+  tightenFile(files.eventsPath);
+  rmSync(files.stopPath, { force: true });
+  if (stateDir !== undefined) {
+    mkdirSync(checkpointDir(stateDir, task.signature), { recursive: true, mode: PRIVATE_DIR_MODE });
+  }
 }
 
 /**
- * The environment a task runs in: the agent's, `env`, and the LABSWEEP_* variables that name its
- * task, attempt, params and files.
+ * The environment a task runs in: the agent's, `env`, the LABSWEEP_* variables that name its
+ * task, attempt, params and files, and the Python client on PYTHONPATH.
  */
 export function taskEnvironment(
-  claim: Lease,
+  lease: Lease,
   files: AttemptFiles,
   options: { stateDir: string; env?: NodeJS.ProcessEnv; onGpuMachine: boolean },
 ): NodeJS.ProcessEnv {
-  const task = claim.task;
+  const task = lease.task;
+  const inherited = { ...process.env, ...options.env };
   const env: NodeJS.ProcessEnv = {
-    ...process.env,
-    ...options.env,
+    ...inherited,
     [STATE_DIR_MARKER]: resolve(options.stateDir),
     LABSWEEP_TASK_ID: String(task.id),
     LABSWEEP_TASK_SIGNATURE: task.signature,
-    LABSWEEP_ATTEMPT_ID: String(claim.attemptId),
+    LABSWEEP_ATTEMPT_ID: String(lease.attemptId),
     LABSWEEP_PARAMS: JSON.stringify(task.params),
     LABSWEEP_CONFIG_FILE: files.configPath,
     LABSWEEP_RESULT_FILE: files.resultPath,
-    LABSWEEP_OUTPUT_DIR: claim.placements[0]?.outputDir ?? "",
-    LABSWEEP_PHASES: [...new Set(claim.placements.map((placement) => placement.phase))].join(","),
+    LABSWEEP_OUTPUT_DIR: lease.placements[0]?.outputDir ?? "",
+    LABSWEEP_PHASES: [...new Set(lease.placements.map((placement) => placement.phase))].join(","),
+    LABSWEEP_EVENTS_FILE: files.eventsPath,
+    LABSWEEP_STOP_FILE: files.stopPath,
+    LABSWEEP_STOP_SIGNAL: STOP_SIGNAL,
+    LABSWEEP_CHECKPOINT_DIR: checkpointDir(options.stateDir, task.signature),
+    PYTHONPATH: withPythonClient(inherited.PYTHONPATH),
   };
   // A CPU slot on a machine with GPUs (all too busy, or left out by --gpus) gets "": without
   // it the task would see, and likely use, every GPU, including other users' busy ones.
   if (options.onGpuMachine || gpusWanted(task.policy.resources, false) > 0) {
     // nvidia-smi numbers GPUs by PCI bus; CUDA must use the same order for the ids to agree.
     env.CUDA_DEVICE_ORDER = "PCI_BUS_ID";
-    env.CUDA_VISIBLE_DEVICES = claim.gpuIds.join(",");
+    env.CUDA_VISIBLE_DEVICES = lease.gpuIds.join(",");
   }
   return env;
 }
@@ -84,9 +113,10 @@ export function taskEnvironment(
 export const RESULT_LIMIT_BYTES = 256 * 1024;
 
 /**
- * The metrics a task wrote to LABSWEEP_RESULT_FILE: an empty or missing file means a task with
- * no metrics (a no-op or side-effect-only task); anything but a JSON object, or a file over
- * RESULT_LIMIT_BYTES, is an error.
+ * The metrics a task wrote to LABSWEEP_RESULT_FILE, nested objects flattened to dotted names as
+ * the Python client does (`{"val": {"acc": 1}}` → `val.acc`): an empty or missing file means a
+ * task with no metrics (a no-op or side-effect-only task); anything but a JSON object, a name
+ * reached twice, or a file over RESULT_LIMIT_BYTES, is an error.
  */
 export function readResult(resultPath: string): { metrics: Record<string, unknown> } | { error: string } {
   let text: string;
@@ -103,7 +133,8 @@ export function readResult(resultPath: string): { metrics: Record<string, unknow
   try {
     const value = JSON.parse(text) as unknown;
     if (value !== null && typeof value === "object" && !Array.isArray(value)) {
-      return { metrics: value as Record<string, unknown> };
+      const flat = flattenMetrics(value as Record<string, unknown>);
+      return "error" in flat ? { error: `LABSWEEP_RESULT_FILE: ${flat.error}` } : flat;
     }
     return { error: `LABSWEEP_RESULT_FILE must hold a JSON object of metrics, got: ${text.slice(0, 200)}` };
   } catch (error) {

@@ -5,7 +5,6 @@ import { type GpuInfo, probeGpus } from "../agent/gpuProbe.js";
 import { killTasksOf } from "../agent/leftovers.js";
 import { planSlots, type Slot } from "../agent/slots.js";
 import { Coordinator } from "../coordinator/coordinator.js";
-import type { GpuTelemetry } from "../coordinator/gpuTelemetry.js";
 import { LOCAL_WORKER_PREFIX } from "../coordinator/runningTasks.js";
 import { acquireStateLock } from "../coordinator/stateLock.js";
 import type { LocalMachine } from "../dashboard/machines.js";
@@ -18,6 +17,7 @@ import type { GpuSample } from "../protocol/interfaces.js";
 import { type DrainOutcome, drainOwedResults } from "../results/resultsWriter.js";
 import { type ResumeReport, resumeFromResults } from "../results/resumeScan.js";
 import type { Sweep } from "../sweep/loadSweep.js";
+import type { GpuTelemetry } from "../telemetry/gpuTelemetry.js";
 import { localPort } from "./localPort.js";
 
 export interface PreparedLedger {
@@ -124,7 +124,7 @@ export interface LocalRunResult {
 export async function runLocally(db: Db, options: LocalRunOptions): Promise<LocalRunResult> {
   const coordinator = options.coordinator ?? new Coordinator(db, { stateDir: options.stateDir });
   const gpus = await probeGpus({ env: options.env ?? process.env });
-  const worker = `${LOCAL_WORKER_PREFIX}${hostname()}-${process.pid}`;
+  const agentId = `${LOCAL_WORKER_PREFIX}${hostname()}-${process.pid}`;
   const slots = planSlots({
     gpus,
     cpuCount: availableParallelism(),
@@ -132,7 +132,7 @@ export async function runLocally(db: Db, options: LocalRunOptions): Promise<Loca
     gpuFilter: options.gpus,
   });
   const agent = new Agent(localPort(coordinator), {
-    worker,
+    agentId,
     host: hostname(),
     stateDir: options.stateDir,
     slots,
@@ -149,7 +149,7 @@ export async function runLocally(db: Db, options: LocalRunOptions): Promise<Loca
     warn: options.warn,
   });
   options.onMachine?.({
-    id: worker,
+    id: agentId,
     name: hostname(),
     host: hostname(),
     slots: slots.length,
@@ -158,7 +158,7 @@ export async function runLocally(db: Db, options: LocalRunOptions): Promise<Loca
   });
   const stopSampling = options.telemetry
     ? sampleGpus(
-        worker,
+        agentId,
         gpus,
         options.telemetry,
         options.telemetryEveryMs ?? 3000,
@@ -179,14 +179,14 @@ export async function runLocally(db: Db, options: LocalRunOptions): Promise<Loca
 
 /** Reads this machine's GPUs into `telemetry` every `everyMs`; returns the function that stops it. */
 function sampleGpus(
-  worker: string,
+  agentId: string,
   first: GpuInfo[],
   telemetry: GpuTelemetry,
   everyMs: number,
   env: NodeJS.ProcessEnv,
 ): () => Promise<void> {
   if (first.length === 0) return async () => undefined;
-  const record = (gpus: GpuInfo[]): void => telemetry.record(worker, Date.now(), gpus.map(toSample));
+  const record = (gpus: GpuInfo[]): void => telemetry.record(agentId, Date.now(), gpus.map(toSample));
   record(first);
   let reading: Promise<void> | null = null;
   const timer = setInterval(() => {

@@ -2,7 +2,6 @@ import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import type { FastifyInstance } from "fastify";
 import { Coordinator } from "../coordinator/coordinator.js";
-import { GpuTelemetry } from "../coordinator/gpuTelemetry.js";
 import { buildApp } from "../coordinator/http/app.js";
 import type { AddOptions } from "../coordinator/http/options.js";
 import { checkSweep, type OpenSweepOptions } from "../coordinator/openSweep.js";
@@ -13,6 +12,8 @@ import type { Db } from "../ledger/db.js";
 import { evaluateGates } from "../ledger/evaluateGates.js";
 import { type SyncReport, syncSweep } from "../ledger/syncSweep.js";
 import type { WakeBus } from "../ledger/wakeBus.js";
+import { logger, warnOnStderr } from "../log/logger.js";
+import { GpuTelemetry } from "../telemetry/gpuTelemetry.js";
 
 export interface ServeOptions {
   stateDir: string;
@@ -78,7 +79,7 @@ const DONE_GRACE_MS = 3000;
 
 /** Serves a prepared ledger to agents over HTTP(S). */
 export async function startServer(db: Db, options: ServeOptions): Promise<RunningServer> {
-  const warn = options.warn ?? ((message: string) => process.stderr.write(`${message}\n`));
+  const warn = options.warn ?? warnOnStderr;
   const tokens = loadOrCreateTokens(options.stateDir, options.tokens);
   const coordinator =
     options.coordinator ??
@@ -91,45 +92,12 @@ export async function startServer(db: Db, options: ServeOptions): Promise<Runnin
   const telemetry = options.telemetry ?? new GpuTelemetry();
   const agents = new RemoteAgents(coordinator, {
     disconnectGraceMs: options.disconnectGraceMs,
-    onEvent: (message) => warn(`labsweep: ${message}`),
+    onEvent: logger("labsweep", warn).info,
   });
   const https = options.tls
     ? { cert: readFileSync(options.tls.certPath), key: readFileSync(options.tls.keyPath) }
     : undefined;
-  // The text of every config the sweep is made of, in declaration order. Files added over HTTP
-  // need not exist on this machine (`labsweep add` runs anywhere), so texts are kept, not paths.
-  const sweepTexts = new Map<string, string>(
-    (options.sweep?.files ?? []).map((file) => [file, readFileSync(file, "utf8")]),
-  );
-  // One `labsweep add` at a time: two interleaved syncs would each miss the other's file and mark
-  // its tasks inactive.
-  let adding: Promise<unknown> = Promise.resolve();
-  const addConfigs = (
-    files: Array<{ path: string; text: string }>,
-    addOptions: AddOptions = {},
-  ): Promise<SyncReport> => {
-    const next = adding.then(() => syncConfigs(files, addOptions));
-    adding = next.catch(() => undefined);
-    return next;
-  };
-  const syncConfigs = async (
-    files: Array<{ path: string; text: string }>,
-    addOptions: AddOptions,
-  ): Promise<SyncReport> => {
-    const texts = new Map(sweepTexts);
-    for (const added of files) texts.set(resolve(added.path), added.text);
-    const inputs = [...texts].map(([file, text]) => ({ file, text }));
-    // The same check `serve` gave its own configs, over the sweep as it would become: a
-    // ConfigError here is a 400 with its message, and nothing reaches the ledger.
-    const load = options.sweep?.load ?? {};
-    const sweep = checkSweep(inputs, { ...load, yes: Boolean(load.yes || addOptions.yes) });
-    const report = await syncSweep(db, sweep, Date.now());
-    coordinator.phasesChanged();
-    await evaluateGates(db, Date.now());
-    for (const [file, text] of texts) sweepTexts.set(file, text);
-    coordinator.notifyWork();
-    return report;
-  };
+  const addConfigs = configAdder(db, coordinator, options.sweep);
   const app = buildApp({
     coordinator,
     agents,
@@ -181,6 +149,48 @@ export async function startServer(db: Db, options: ServeOptions): Promise<Runnin
       coordinator.stopRetryingResults();
       await options.wakeBus?.close();
     },
+  };
+}
+
+/**
+ * `labsweep add`'s handler: checks the sweep as it would become and syncs it into the ledger,
+ * one add at a time.
+ */
+function configAdder(
+  db: Db,
+  coordinator: Coordinator,
+  served: ServeOptions["sweep"],
+): (files: Array<{ path: string; text: string }>, addOptions?: AddOptions) => Promise<SyncReport> {
+  // The text of every config the sweep is made of, in declaration order. Files added over HTTP
+  // need not exist on this machine (`labsweep add` runs anywhere), so texts are kept, not paths.
+  const sweepTexts = new Map<string, string>(
+    (served?.files ?? []).map((file) => [file, readFileSync(file, "utf8")]),
+  );
+  const syncConfigs = async (
+    files: Array<{ path: string; text: string }>,
+    addOptions: AddOptions,
+  ): Promise<SyncReport> => {
+    const texts = new Map(sweepTexts);
+    for (const added of files) texts.set(resolve(added.path), added.text);
+    const inputs = [...texts].map(([file, text]) => ({ file, text }));
+    // The same check `serve` gave its own configs, over the sweep as it would become: a
+    // ConfigError here is a 400 with its message, and nothing reaches the ledger.
+    const load = served?.load ?? {};
+    const sweep = checkSweep(inputs, { ...load, yes: Boolean(load.yes || addOptions.yes) });
+    const report = await syncSweep(db, sweep, Date.now());
+    coordinator.phasesChanged();
+    await evaluateGates(db, Date.now());
+    for (const [file, text] of texts) sweepTexts.set(file, text);
+    coordinator.notifyWork();
+    return report;
+  };
+  // One `labsweep add` at a time: two interleaved syncs would each miss the other's file and mark
+  // its tasks inactive.
+  let adding: Promise<unknown> = Promise.resolve();
+  return (files, addOptions = {}) => {
+    const next = adding.then(() => syncConfigs(files, addOptions));
+    adding = next.catch(() => undefined);
+    return next;
   };
 }
 

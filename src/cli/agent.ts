@@ -1,13 +1,9 @@
 import { statSync } from "node:fs";
-import { homedir } from "node:os";
-import { join, resolve } from "node:path";
-import { StateDirInUseError } from "../agent/agentState.js";
+import { resolve } from "node:path";
 import { type ProbeSpec, parseProbe } from "../agent/capabilities.js";
-import { UnauthorizedError } from "../agent/httpClient.js";
-import { RemoteAgent } from "../agent/remoteAgent.js";
-import { Interrupts } from "../app/interrupts.js";
+import { type AgentRunOptions, runAgent } from "../app/agent.js";
 import { tokenFrom } from "./apiClient.js";
-import { EXIT, UsageError } from "./exitCodes.js";
+import { UsageError } from "./exitCodes.js";
 import { gpuList, positiveInteger, seconds, tagList } from "./flags.js";
 
 export interface AgentFlags {
@@ -27,13 +23,10 @@ export interface AgentFlags {
   giveUpAfter?: string;
 }
 
-/** How many default state dirs (`~/.labsweep/agents/1`, `2`, …) one host may use. */
-const MAX_DEFAULT_STATE_DIRS = 64;
-
 /**
  * `labsweep agent`: runs tasks for a coordinator (`labsweep serve`) until it says nothing is left
- * for this machine (or forever with --stay). Exit codes: 0 done, 2 bad flags or a rejected token,
- * 130 stopped by Ctrl-C or SIGTERM, 1 anything else.
+ * for this machine (or forever with --stay). Parses the flags (bad ones exit 2); the run and its
+ * other exit codes are app/agent.ts's.
  */
 export async function agentCommand(flags: AgentFlags): Promise<number> {
   const servers = serverList(flags.server ?? process.env.LABSWEEP_SERVER);
@@ -43,7 +36,7 @@ export async function agentCommand(flags: AgentFlags): Promise<number> {
       "labsweep agent needs the coordinator's agent token: LABSWEEP_TOKEN in the environment, or --token-file FILE",
     );
   const workdir = flags.workdir === undefined ? undefined : existingDir("--workdir", flags.workdir);
-  const base = {
+  const base: AgentRunOptions = {
     servers,
     token,
     slots: flags.slots === undefined ? undefined : positiveInteger("--slots", flags.slots),
@@ -59,50 +52,7 @@ export async function agentCommand(flags: AgentFlags): Promise<number> {
     giveUpAfterMs:
       flags.giveUpAfter === undefined ? undefined : seconds("--give-up-after", flags.giveUpAfter) * 1000,
   };
-  const interrupts = new Interrupts({
-    stopping: () =>
-      process.stderr.write(
-        "labsweep agent: stopping — no new tasks; running ones finish (Ctrl-C again to terminate them)\n",
-      ),
-    terminating: () =>
-      process.stderr.write(
-        "labsweep agent: terminating running tasks (SIGTERM, then SIGKILL after the grace period)\n",
-      ),
-  });
-  try {
-    for (let candidate = 1; ; candidate++) {
-      const stateDir = flags.state ? resolve(flags.state) : defaultStateDir(candidate);
-      const agent = new RemoteAgent({ ...base, stateDir });
-      interrupts.attach({
-        stopLeasing: () => agent.stopLeasing(),
-        terminateRunning: () => agent.terminate(),
-      });
-      try {
-        const exit = await agent.run();
-        if (exit.kind === "stopped") {
-          process.stderr.write("labsweep agent: stopped\n");
-          return EXIT.interrupted;
-        }
-        if (exit.kind === "unreachable") return EXIT.failed;
-        process.stderr.write("labsweep agent: the coordinator has nothing left for this machine; exiting\n");
-        return EXIT.ok;
-      } catch (error) {
-        // Another agent on this host has this default dir: take the next one.
-        if (error instanceof StateDirInUseError && !flags.state && candidate < MAX_DEFAULT_STATE_DIRS)
-          continue;
-        if (error instanceof StateDirInUseError || error instanceof UnauthorizedError)
-          throw new UsageError(error.message);
-        throw error;
-      }
-    }
-  } finally {
-    interrupts.dispose();
-  }
-}
-
-/** `~/.labsweep/agents/N`: each agent on a host needs its own outbox and running files. */
-function defaultStateDir(candidate: number): string {
-  return join(homedir(), ".labsweep", "agents", String(candidate));
+  return runAgent({ ...base, stateDir: flags.state ? resolve(flags.state) : undefined });
 }
 
 /** `--server URL[,URL…]`; a bare host:port means http://host:port. */

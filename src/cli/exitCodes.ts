@@ -1,7 +1,9 @@
+import { EXIT } from "../app/exitCodes.js";
+import { describe } from "../log/logger.js";
 import { ConfigError } from "../sweep/configError.js";
 
-/** Exit codes: 0 all good, 1 tasks failed or a runtime error, 2 bad input, 130 interrupted. */
-export const EXIT = { ok: 0, failed: 1, badInput: 2, interrupted: 130 } as const;
+// The verdicts live with the composition roots that reach them (app/); commands print them.
+export { EXIT };
 
 /** Bad command-line input: exit 2, like a bad config. */
 export class UsageError extends Error {
@@ -20,9 +22,4 @@ export function reportError(
   write(`labsweep: ${describe(error)}\n`);
   if (process.env.LABSWEEP_DEBUG && error instanceof Error) write(`${error.stack}\n`);
   return EXIT.failed;
-}
-
-function describe(error: unknown): string {
-  if (!(error instanceof Error)) return String(error);
-  return error.cause ? `${error.message}: ${describe(error.cause)}` : error.message;
 }

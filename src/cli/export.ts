@@ -1,7 +1,10 @@
-import { writeFileSync } from "node:fs";
+import { once } from "node:events";
+import { appendFileSync, writeFileSync } from "node:fs";
 import { stringify } from "csv-stringify/sync";
+import { METRIC_POINTS_SCHEMA, OldLedgerError, requireSchema } from "../ledger/migrate.js";
 import { openLedgerReadOnly } from "../ledger/openLedger.js";
 import { type ExportedResult, exportedResults, resultsTable } from "../results/exportResults.js";
+import { writeSeries } from "../results/exportSeries.js";
 import { EXIT, UsageError } from "./exitCodes.js";
 import { stateDirFrom } from "./stateDir.js";
 
@@ -9,6 +12,8 @@ export interface ExportFlags {
   state?: string;
   format: string;
   output?: string;
+  /** Write the live metrics' series instead of the results (`--metrics`). (Default: false) */
+  metrics?: boolean;
 }
 
 export async function exportCommand(configs: string[], flags: ExportFlags): Promise<number> {
@@ -19,6 +24,16 @@ export async function exportCommand(configs: string[], flags: ExportFlags): Prom
   const db = openLedgerReadOnly(stateDir);
   if (!db) throw new UsageError(`no ledger in ${stateDir}: nothing to export (pass --state DIR?)`);
   try {
+    if (flags.metrics) {
+      try {
+        await requireSchema(db, METRIC_POINTS_SCHEMA, "export --metrics");
+      } catch (error) {
+        if (error instanceof OldLedgerError) throw new UsageError(error.message);
+        throw error;
+      }
+      await writeSeries(db, flags.format, pageWriter(flags.output));
+      return EXIT.ok;
+    }
     const results: ExportedResult[] = [];
     for await (const result of exportedResults(db)) results.push(result);
     let text: string;
@@ -33,4 +48,13 @@ export async function exportCommand(configs: string[], flags: ExportFlags): Prom
   } finally {
     await db.close();
   }
+}
+
+/** Writes page after page to `output` (created afresh) or to stdout, waiting while stdout is full. */
+function pageWriter(output: string | undefined): (text: string) => Promise<void> {
+  if (output !== undefined) writeFileSync(output, "");
+  return async (text) => {
+    if (output !== undefined) appendFileSync(output, text);
+    else if (!process.stdout.write(text)) await once(process.stdout, "drain");
+  };
 }

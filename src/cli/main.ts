@@ -328,6 +328,10 @@ function registerLedgerCommands(program: Command, finish: Finish): void {
     .option(...STORE_OPTION)
     .option("--format <format>", "csv or jsonl", "csv")
     .option("--output <file>", "write here instead of stdout")
+    .option(
+      "--metrics",
+      "write the live metrics' series (task_id, params, metric, step, value, attempt, time)",
+    )
     .action(async (configs: string[], flags) => {
       finish(await exportCommand(configs, flags));
     });

@@ -4,6 +4,7 @@ import { openSweep } from "../coordinator/openSweep.js";
 import { isTokenShaped, readTokensFile, TOKEN_KINDS, TokenError, type Tokens } from "../http/tokens.js";
 import { ledgerStore } from "../ledger/openLedger.js";
 import { postgresWakeBus } from "../ledger/wakeBus.js";
+import { warnOnStderr } from "../log/logger.js";
 import { shellQuote } from "../slurm/shellQuote.js";
 import { EXIT, UsageError } from "./exitCodes.js";
 import { portNumber } from "./flags.js";
@@ -44,10 +45,7 @@ export async function serveCommand(configs: string[], flags: ServeFlags): Promis
   let server: Awaited<ReturnType<typeof startServer>> | null = null;
   // Replicas on one PostgreSQL ledger wake each other's waiting agents (LISTEN/NOTIFY).
   const store = ledgerStore(stateDir);
-  const wakeBus =
-    store.kind === "postgres"
-      ? postgresWakeBus(store.url, (message) => process.stderr.write(`${message}\n`))
-      : undefined;
+  const wakeBus = store.kind === "postgres" ? postgresWakeBus(store.url, warnOnStderr) : undefined;
   try {
     server = await startServer(prepared.db, {
       stateDir,

@@ -12,6 +12,7 @@ import { owedRowCount } from "../ledger/resultRows.js";
 import { retryFailed } from "../ledger/retryFailed.js";
 import { type Counts, taskCounts } from "../ledger/taskCounts.js";
 import type { WakeBus } from "../ledger/wakeBus.js";
+import { describe, type Logger, logger } from "../log/logger.js";
 import { allocate, type Capacity, consume } from "../protocol/capacity.js";
 import type { Lease } from "../protocol/interfaces.js";
 import { writeOwedResultsOnce } from "../results/resultsWriter.js";
@@ -76,7 +77,7 @@ export interface ReportItem {
 export class Coordinator {
   readonly leaseMs: number;
   private readonly now: () => number;
-  private readonly warn: (message: string) => void;
+  private readonly log: Logger;
   private readonly wake = new EventEmitter();
   private flushing: Promise<void> | null = null;
   private flushAgain = false;
@@ -94,7 +95,7 @@ export class Coordinator {
     this.leaseMs = options.leaseMs ?? 12_000;
     this.resultsRetryMs = options.resultsRetryMs ?? RESULTS_RETRY_MS;
     this.now = options.now ?? Date.now;
-    this.warn = options.warn ?? ((message) => process.stderr.write(`${message}\n`));
+    this.log = logger("labsweep", options.warn);
     this.wake.setMaxListeners(0);
     options.wakeBus?.subscribe(() => this.wake.emit("work"));
   }
@@ -109,7 +110,7 @@ export class Coordinator {
    * left. Empty if nothing fits right now.
    */
   async leaseMany(request: LeaseRequest, max: number): Promise<Lease[]> {
-    return (await this.reportAndLease([], request, max)).claims;
+    return (await this.reportAndLease([], request, max)).leases;
   }
 
   /**
@@ -124,9 +125,9 @@ export class Coordinator {
     items: ReportItem[],
     request: LeaseRequest | null,
     max: number,
-  ): Promise<{ results: Array<FinishResult | FinishRefusal>; claims: Lease[] }> {
+  ): Promise<{ results: Array<FinishResult | FinishRefusal>; leases: Lease[] }> {
     const leasing = request !== null && max >= 1;
-    if (items.length === 0 && !leasing) return { results: [], claims: [] };
+    if (items.length === 0 && !leasing) return { results: [], leases: [] };
     // Counted down as tasks are placed; each run of the transaction starts from the full capacity.
     let capacity = request?.capacity;
     const fits: ClaimRequest["fits"] = (policy) => {
@@ -134,8 +135,8 @@ export class Coordinator {
       if (capacity && placement) capacity = consume(capacity, policy.resources, placement.gpuIds);
       return placement;
     };
-    // Reports and claims reach their rows by id and through the claimable index: keyed.
-    const { results, claims } = await this.db.transaction(
+    // Reports and leases reach their rows by id and through the claimable index: keyed.
+    const { results, leases } = await this.db.transaction(
       async (tx) => {
         capacity = request?.capacity;
         const now = this.now();
@@ -146,7 +147,7 @@ export class Coordinator {
         }));
         return {
           results: items.length > 0 ? await finishAttempts(tx, reports, now) : [],
-          claims:
+          leases:
             request && leasing
               ? await claimTasks(
                   tx,
@@ -158,12 +159,12 @@ export class Coordinator {
       },
       { keyed: true },
     );
-    if (items.length > 0 && (await this.afterFinish(items, results)) && request && claims.length < max) {
+    if (items.length > 0 && (await this.afterFinish(items, results)) && request && leases.length < max) {
       // A finish opened a phase: its tasks were not claimable yet inside the transaction.
       const rest = { ...request, capacity: capacity ?? request.capacity };
-      claims.push(...(await this.leaseMany(rest, max - claims.length)));
+      leases.push(...(await this.leaseMany(rest, max - leases.length)));
     }
-    return { results, claims };
+    return { results, leases };
   }
 
   /**
@@ -327,12 +328,12 @@ export class Coordinator {
           } else {
             // Said once per new error, not on every retry; status and the dashboard show it too.
             for (const dir of drained.failed)
-              if (dir.news) this.warn(`labsweep: cannot write results to ${dir.outputDir}: ${dir.error}`);
+              if (dir.news) this.log.warn(`cannot write results to ${dir.outputDir}: ${dir.error}`);
             this.retryResultsLater();
           }
         } catch (error) {
           // The rows stay owed in the ledger and are retried on the next flush and at the next start.
-          this.warn(`labsweep: could not write results: ${describe(error)}`);
+          this.log.warn(`could not write results: ${describe(error)}`);
           return;
         }
       } while (this.flushAgain);
@@ -369,9 +370,4 @@ export class Coordinator {
     while (this.flushing) await this.flushing;
     await this.flushResults();
   }
-}
-
-function describe(error: unknown): string {
-  if (!(error instanceof Error)) return String(error);
-  return error.cause ? `${error.message}: ${describe(error.cause)}` : error.message;
 }

@@ -145,19 +145,19 @@ export class RemoteAgents {
         unreported = [];
       }
       if (!leasing) return { leases: [], done: false, results };
-      const claims = round.claims;
-      if (claims.length > 0) {
+      const leases = round.leases;
+      if (leases.length > 0) {
         if (gone()) {
           const outcome = {
             kind: "interrupted" as const,
             error: "the agent hung up before the lease reached it",
           };
           await this.coordinator.finishMany(
-            claims.map(({ attemptId }) => ({ attemptId, report: { outcome } })),
+            leases.map(({ attemptId }) => ({ attemptId, report: { outcome } })),
           );
           return { leases: [], done: false, results };
         }
-        return { leases: claims, done: false, results };
+        return { leases: leases, done: false, results };
       }
       const unfit = await this.nothingLeftFor(info);
       if (unfit) return { leases: [], done: true, results, unfit };

@@ -21,10 +21,15 @@ export class EventStreams {
   private machinesTimer: NodeJS.Timeout | null = null;
   private broadcasting = false;
 
+  /** The last marks of running tasks' series (see pointMarks), to tell which got new points. */
+  private marks = new Map<number, string>();
+
   constructor(
     private readonly live: LiveOverview,
     private readonly machines: () => Promise<unknown>,
     private readonly limits: EventStreamLimits,
+    /** Running tasks' series marks (ledger/reads/series.ts runningSeriesMarks). (Default: no points events) */
+    private readonly pointMarks?: () => Promise<Map<number, string>>,
   ) {}
 
   /** Takes the reply over as a stream, or throws 503 when too many are open. */
@@ -57,7 +62,10 @@ export class EventStreams {
       }
     });
     if (!this.machinesTimer) {
-      this.machinesTimer = setInterval(() => this.broadcastMachines(), 2000);
+      this.machinesTimer = setInterval(() => {
+        this.broadcastMachines();
+        this.broadcastPoints();
+      }, 2000);
       this.machinesTimer.unref();
     }
     try {
@@ -105,5 +113,20 @@ export class EventStreams {
       .finally(() => {
         this.broadcasting = false;
       });
+  }
+
+  // `points` ({taskIds}) names the running tasks that got new live points since the last look,
+  // every 2 s with the machines, so a task page redraws its curves without polling.
+  private broadcastPoints(): void {
+    if (!this.pointMarks || this.streams.size === 0) return;
+    void this.pointMarks()
+      .then((marks) => {
+        const taskIds = [...marks].filter(([id, mark]) => this.marks.get(id) !== mark).map(([id]) => id);
+        this.marks = marks;
+        if (taskIds.length === 0) return;
+        const text = `event: points\ndata: ${JSON.stringify({ taskIds })}\n\n`;
+        for (const stream of this.streams) this.writeOrDrop(stream, text);
+      })
+      .catch((error: Error) => this.limits.warn(`labsweep: dashboard: ${error.message}`));
   }
 }

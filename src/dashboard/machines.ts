@@ -1,8 +1,8 @@
-import type { GpuReading, GpuTelemetry } from "../coordinator/gpuTelemetry.js";
 import type { AgentState } from "../ledger/agents.js";
 import type { Db } from "../ledger/db.js";
 import { agentRecords, connectedAgentInfos, openAttempts } from "../ledger/reads/machines.js";
 import type { AgentCapabilities } from "../protocol/http.js";
+import type { GpuReading, GpuTelemetry } from "../telemetry/gpuTelemetry.js";
 
 /** The machine `labsweep run` works on (it registers no agent row). */
 export interface LocalMachine {

@@ -1,7 +1,6 @@
 import { Readable } from "node:stream";
 import { stringify } from "csv-stringify/sync";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
-import type { GpuTelemetry } from "../coordinator/gpuTelemetry.js";
 import { type AccessOptions, allowed, VIEWER_COOKIE } from "../http/access.js";
 import { HttpError } from "../http/httpError.js";
 import { tokenMatches, viewerCookieValue } from "../http/tokens.js";
@@ -9,12 +8,15 @@ import type { Db } from "../ledger/db.js";
 import { DashboardQueryError } from "../ledger/reads/cursor.js";
 import { PlotCache, type PlotQuery, plotRows } from "../ledger/reads/plot.js";
 import { resultFields, resultsPage } from "../ledger/reads/results.js";
+import { runningSeriesMarks } from "../ledger/reads/series.js";
 import { taskDetail } from "../ledger/reads/taskDetail.js";
 import { TASK_SORTS, type TaskQuery, type TaskSort, taskPage } from "../ledger/reads/tasks.js";
+import { logger, warnOnStderr } from "../log/logger.js";
 import { API_PREFIX } from "../protocol/http.js";
 import type { TaskState } from "../protocol/interfaces.js";
 import { metricColumns, paramColumnsOf, reservedColumns } from "../results/columns.js";
 import { formatCell } from "../results/csvFile.js";
+import type { GpuTelemetry } from "../telemetry/gpuTelemetry.js";
 import { loadAssets } from "./assets.js";
 import { EventStreams } from "./eventStreams.js";
 import { LiveOverview } from "./liveOverview.js";
@@ -60,7 +62,7 @@ export async function dashboardPlugin(app: FastifyInstance, options: DashboardOp
   const { db } = options;
   const { page, assets } = loadAssets();
   const local = options.localMachines ?? (() => []);
-  const warn = options.warn ?? ((message: string) => process.stderr.write(`${message}\n`));
+  const warn = options.warn ?? warnOnStderr;
   const plots = new PlotCache(db);
   const live = new LiveOverview(db, { slots: () => workingSlots(db, local()), warn });
   let closing = false;
@@ -68,17 +70,24 @@ export async function dashboardPlugin(app: FastifyInstance, options: DashboardOp
     at: Date.now(),
     machines: await listMachines(db, options.telemetry, local()),
   });
-  const streams = new EventStreams(live, machines, {
-    maxStreams: options.maxEventStreams ?? 64,
-    bufferLimit: options.streamBufferLimit ?? 1024 * 1024,
-    warn,
-  });
+  const streams = new EventStreams(
+    live,
+    machines,
+    {
+      maxStreams: options.maxEventStreams ?? 64,
+      bufferLimit: options.streamBufferLimit ?? 1024 * 1024,
+      warn,
+    },
+    () => runningSeriesMarks(db),
+  );
 
   // The first overview of a large ledger costs a scan: do it before the first visitor asks.
   app.addHook("onReady", async () => {
     setImmediate(() => {
       if (closing) return;
-      void live.refresh().catch((error: Error) => warn(`labsweep: dashboard: ${error.message}`));
+      void live
+        .refresh()
+        .catch((error: Error) => logger("labsweep", warn).warn(`dashboard: ${error.message}`));
     });
   });
   app.addHook("preClose", async () => {

@@ -4,6 +4,9 @@ import { LEDGER_LOCKS, lockLedger } from "./dialect.js";
 
 const MIGRATIONS_ROOT = new URL("../../migrations/", import.meta.url);
 
+/** The migration that added live metric points (`metric_points`, `metric_series`). */
+export const METRIC_POINTS_SCHEMA = 9;
+
 /**
  * Applies the numbered SQL files of the adapter's dialect that the database has not seen. Each
  * runs in a transaction that records its version first, so two processes starting together
@@ -57,3 +60,19 @@ export async function schemaVersion(db: Db): Promise<number> {
   );
   return row?.version ?? 0;
 }
+
+/**
+ * Refuses, in words, a ledger older than `version` (a read-only command does not migrate):
+ * "no such table" would say nothing about what to do.
+ */
+export async function requireSchema(db: Db, version: number, what: string): Promise<void> {
+  const current = await schemaVersion(db);
+  if (current < version) {
+    throw new OldLedgerError(
+      `${what} needs ledger version ${version}; this ledger is at ${current}: run \`labsweep migrate\` (or any \`labsweep run\`/\`serve\` on it) first`,
+    );
+  }
+}
+
+/** A ledger older than a command needs (a usage error: exit 2). */
+export class OldLedgerError extends Error {}

@@ -4,7 +4,7 @@
  * state, the viewer token (or the agent token, or a loopback request) for reads.
  */
 import type { Capacity } from "./capacity.js";
-import type { AttemptOutcome, GpuSample, Lease } from "./interfaces.js";
+import type { AttemptOutcome, AttemptPoints, GpuSample, Lease } from "./interfaces.js";
 
 export const API_PREFIX = "/api/v1";
 
@@ -138,6 +138,39 @@ export interface LogChunkRequest {
   text: string;
 }
 
+/**
+ * POST /agents/:agentId/points — live points the agent read from its attempts' events files
+ * (agent/pointRelay.ts). Idempotent: the relay sends again what was not acknowledged.
+ */
+export interface PointsRequest {
+  attempts: AttemptPoints[];
+}
+export interface PointsResponse {
+  /** Metric values stored. */
+  stored: number;
+  /** Values left out: another agent's or an unknown attempt, a bad value, a name past a bound. */
+  dropped: number;
+}
+
+/** GET /tasks/:id/metrics — every series of the task, each as parallel arrays by step. */
+export interface TaskMetricsResponse {
+  taskId: number;
+  series: Record<string, { steps: number[]; values: number[]; attempts: number[] }>;
+}
+
+/** GET /metrics[?phase=P] — the metric names that have a series (of P's tasks), alphabetical, at most 1,000. */
+export interface MetricNamesResponse {
+  names: string[];
+}
+
+/** GET /metrics/:name/series[?phase=P] — one metric for every task that has it, lowest ids first. */
+export interface MetricSeriesResponse {
+  name: string;
+  tasks: Array<{ taskId: number; params: Record<string, unknown>; steps: number[]; values: number[] }>;
+  /** More than 500 tasks have it: only the first 500 are here. */
+  truncated: boolean;
+}
+
 /** GET /channel?agentId=… — server-sent events held open for the agent's lifetime. */
 export type ChannelEvent =
   | { type: "hello"; serverTime: number }
@@ -146,7 +179,21 @@ export type ChannelEvent =
   /** The sweep has finished: nothing will ever be leased again (agents without --stay exit). */
   | { type: "done" };
 
-/** Errors are always `{ error: "one clear sentence" }` with a 4xx/5xx status. */
+/**
+ * What a client may branch on, one word each (the status alone is ambiguous: 409 is both):
+ * - `unknown_agent`: the coordinator has no registration of this agent (it restarted): register again.
+ * - `unknown_attempt`: no such attempt.
+ * - `foreign_attempt`: the attempt belongs to another agent (its lease was lost and re-leased).
+ * - `not_extendable`: this coordinator serves no sweep that configs can be added to.
+ */
+export type ErrorCode = "unknown_agent" | "unknown_attempt" | "foreign_attempt" | "not_extendable";
+
+/**
+ * Errors are always `{ error: "one clear sentence" }` with a 4xx/5xx status, and a `code` where a
+ * client may act on the error. Clients branch on `code`, never on the text.
+ */
 export interface ErrorBody {
   error: string;
+  /** (Default: absent — nothing to branch on) */
+  code?: ErrorCode;
 }

@@ -17,12 +17,15 @@
  * - slot: room for one task on an agent (`--slots`); what else is free is its `Capacity`.
  * - lease: a task handed to one agent for one attempt, renewed by heartbeats until it ends or
  *   runs out (`Lease`). "Claim" and "leased task" are old names for it; the ledger operation
- *   that makes one is still `claimTask`, and the agent still calls a lease it holds `claim`.
+ *   that makes one is `claimTask` (claiming is the ledger's verb).
  * - attempt: one run of a task's command; it ends with an `AttemptOutcome`.
  * - outcome: how an attempt ended (succeeded, failed, timeout, oom, interrupted, lost).
  * - usage: what a successful attempt used, as the agent sampled it (`TaskUsage`).
  * - report: an outcome on its way from an agent to the coordinator (kept in the agent's outbox
  *   until accepted).
+ * - point: the metrics one `labsweep.report(step, …)` call gave at a step, read by the agent from
+ *   the attempt's events file and relayed to the coordinator (`MetricPoint`). Users say "report".
+ * - series: a task's points of one metric, by step: its learning curve (ledger `metric_points`).
  */
 import type { Params, Placement, RunPolicy } from "../sweep/types.js";
 
@@ -100,4 +103,20 @@ export interface GpuSample {
   utilizationPct: number;
   memoryUsedMiB: number;
   memoryTotalMiB: number;
+}
+
+/**
+ * The metrics one `labsweep.report(step, …)` call gave, as relayed: names flattened
+ * (`flattenMetrics`), values finite numbers. `time` is epoch seconds.
+ */
+export interface MetricPoint {
+  step: number;
+  time: number;
+  metrics: Record<string, number>;
+}
+
+/** Points of one attempt, on their way from the agent's relay to the coordinator. */
+export interface AttemptPoints {
+  attemptId: number;
+  points: MetricPoint[];
 }

@@ -30,6 +30,14 @@ const adminOnly = { access: "admin" as const };
  * and the admin's: cancel, add configs, retry.
  */
 export function registerAgentRoutes(api: FastifyInstance, options: AppOptions): void {
+  registerPresenceRoutes(api, options);
+  registerLeaseRoute(api, options);
+  registerAttemptRoutes(api, options);
+  registerAdminRoutes(api, options);
+}
+
+/** An agent's presence: register, heartbeat, hold a channel, say goodbye. */
+function registerPresenceRoutes(api: FastifyInstance, options: AppOptions): void {
   const { coordinator, agents } = options;
 
   api.post<{ Body: RegisterRequest }>(
@@ -44,6 +52,51 @@ export function registerAgentRoutes(api: FastifyInstance, options: AppOptions): 
       };
     },
   );
+
+  api.post<{ Body: HeartbeatRequest }>(
+    "/heartbeat",
+    { config: agentOnly, schema: { body: schemas.heartbeat } },
+    async (request) => {
+      const { agentId, attemptIds, gpus } = request.body;
+      const stale = await agents.heartbeat(agentId, attemptIds);
+      if (gpus) options.telemetry.record(agentId, Date.now(), gpus);
+      return { stale };
+    },
+  );
+
+  api.post<{ Body: GoodbyeRequest }>(
+    "/goodbye",
+    { config: agentOnly, schema: { body: schemas.goodbye } },
+    async (request) => {
+      await agents.goodbye(request.body.agentId);
+      return { ok: true };
+    },
+  );
+
+  api.get<{ Querystring: { agentId: string } }>(
+    "/channel",
+    { config: agentOnly, schema: { querystring: schemas.channelQuery } },
+    async (request, reply) => {
+      if (!(await agents.known(request.query.agentId)))
+        throw new HttpError(409, "unknown agent: register first", "unknown_agent");
+      const raw = openEventStream(reply);
+      const send = (event: object): void => {
+        raw.write(`data: ${JSON.stringify(event)}\n\n`);
+      };
+      send({ type: "hello", serverTime: Date.now() });
+      const keepAlive = setInterval(() => raw.write(": keep-alive\n\n"), 15_000);
+      const disconnect = agents.connect(request.query.agentId, send);
+      raw.once("close", () => {
+        clearInterval(keepAlive);
+        disconnect();
+      });
+    },
+  );
+}
+
+/** POST /lease: carried reports first, then leases (long-poll). */
+function registerLeaseRoute(api: FastifyInstance, options: AppOptions): void {
+  const { coordinator, agents } = options;
 
   api.post<{ Body: LeaseRequest }>(
     "/lease",
@@ -81,26 +134,11 @@ export function registerAgentRoutes(api: FastifyInstance, options: AppOptions): 
       return { lease: first, leases: answer.leases, done: answer.done, reports: verdicts, ...unfit };
     },
   );
+}
 
-  api.post<{ Body: HeartbeatRequest }>(
-    "/heartbeat",
-    { config: agentOnly, schema: { body: schemas.heartbeat } },
-    async (request) => {
-      const { agentId, attemptIds, gpus } = request.body;
-      const stale = await agents.heartbeat(agentId, attemptIds);
-      if (gpus) options.telemetry.record(agentId, Date.now(), gpus);
-      return { stale };
-    },
-  );
-
-  api.post<{ Body: GoodbyeRequest }>(
-    "/goodbye",
-    { config: agentOnly, schema: { body: schemas.goodbye } },
-    async (request) => {
-      await agents.goodbye(request.body.agentId);
-      return { ok: true };
-    },
-  );
+/** What an agent tells of an attempt it runs: started, its log, its finish. */
+function registerAttemptRoutes(api: FastifyInstance, options: AppOptions): void {
+  const { coordinator } = options;
 
   api.post<{ Body: StartedRequest; Params: { id: string } }>(
     "/attempts/:id/started",
@@ -141,26 +179,11 @@ export function registerAgentRoutes(api: FastifyInstance, options: AppOptions): 
       return { ok: true };
     },
   );
+}
 
-  api.get<{ Querystring: { agentId: string } }>(
-    "/channel",
-    { config: agentOnly, schema: { querystring: schemas.channelQuery } },
-    async (request, reply) => {
-      if (!(await agents.known(request.query.agentId)))
-        throw new HttpError(409, "unknown agent: register first");
-      const raw = openEventStream(reply);
-      const send = (event: object): void => {
-        raw.write(`data: ${JSON.stringify(event)}\n\n`);
-      };
-      send({ type: "hello", serverTime: Date.now() });
-      const keepAlive = setInterval(() => raw.write(": keep-alive\n\n"), 15_000);
-      const disconnect = agents.connect(request.query.agentId, send);
-      raw.once("close", () => {
-        clearInterval(keepAlive);
-        disconnect();
-      });
-    },
-  );
+/** The admin's: cancel, add configs, retry. */
+function registerAdminRoutes(api: FastifyInstance, options: AppOptions): void {
+  const { coordinator, agents } = options;
 
   api.post<{ Body: { taskIds?: number[]; phase?: string } }>(
     "/cancel",
@@ -178,7 +201,7 @@ export function registerAgentRoutes(api: FastifyInstance, options: AppOptions): 
     { config: adminOnly, schema: { body: schemas.configs } },
     async (request) => {
       if (!options.addConfigs)
-        throw new HttpError(404, "this coordinator serves no sweep that can be extended");
+        throw new HttpError(404, "this coordinator serves no sweep that can be extended", "not_extendable");
       return options.addConfigs(request.body.files, { yes: request.body.yes ?? false });
     },
   );
@@ -208,8 +231,9 @@ function verdictOf(attemptId: number, result: FinishResult | FinishRefusal | und
 /** The attempt an agent names, which must be its own. */
 async function attemptOf(options: AppOptions, id: string, agentId: string): Promise<AttemptRow> {
   const attempt = await attemptById(options.coordinator.db, Number(id));
-  if (!attempt) throw new HttpError(404, `unknown attempt ${id}`);
-  if (attempt.worker !== agentId) throw new HttpError(409, `attempt ${id} belongs to another agent`);
+  if (!attempt) throw new HttpError(404, `unknown attempt ${id}`, "unknown_attempt");
+  if (attempt.worker !== agentId)
+    throw new HttpError(409, `attempt ${id} belongs to another agent`, "foreign_attempt");
   return attempt;
 }
 

@@ -4,11 +4,13 @@ import { accessHook } from "../../http/access.js";
 import { HttpError } from "../../http/httpError.js";
 import { UnknownPhaseError } from "../../ledger/knownPhase.js";
 import { DashboardQueryError } from "../../ledger/reads/cursor.js";
-import { API_PREFIX, REQUEST_BODY_LIMIT_BYTES } from "../../protocol/http.js";
+import { logger } from "../../log/logger.js";
+import { API_PREFIX, type ErrorBody, type ErrorCode, REQUEST_BODY_LIMIT_BYTES } from "../../protocol/http.js";
 import { ConfigError } from "../../sweep/configError.js";
 import { UnknownAgentError } from "../remoteAgents.js";
 import { registerAgentRoutes } from "./agentRoutes.js";
 import type { AppOptions } from "./options.js";
+import { registerPointRoutes } from "./pointRoutes.js";
 import { registerReadRoutes } from "./readRoutes.js";
 
 /**
@@ -22,18 +24,22 @@ export function buildApp(options: AppOptions): FastifyInstance {
     logger: false,
     bodyLimit: options.bodyLimit ?? REQUEST_BODY_LIMIT_BYTES,
     forceCloseConnections: true,
+    // A metric name (up to 200 characters, percent-encoded up to three times that) is a path parameter.
+    routerOptions: { maxParamLength: 1024 },
     ...(options.https ? { https: options.https } : {}),
   }) as unknown as FastifyInstance;
-  const warn = options.warn ?? ((message: string) => process.stderr.write(`${message}\n`));
+  const log = logger("labsweep", options.warn);
 
   app.addHook("onRequest", accessHook(options));
   app.setErrorHandler(
     (error: Error & { statusCode?: number; code?: string; validation?: unknown }, _request, reply) => {
       const status = error.statusCode ?? statusOf(error);
       // A 5xx raised on purpose (503: too many streams) says why; any other is a bug, kept in the log.
-      if (error instanceof HttpError) return reply.code(status).send({ error: error.message });
+      if (error instanceof HttpError) return reply.code(status).send(bodyOf(error.message, error.code));
+      if (error instanceof UnknownAgentError)
+        return reply.code(status).send(bodyOf(error.message, "unknown_agent"));
       if (status >= 500) {
-        warn(`labsweep: ${error.stack ?? error.message}`);
+        log.warn(error.stack ?? error.message);
         return reply.code(500).send({ error: "internal error in the coordinator (see its log)" });
       }
       return reply.code(status).send({ error: messageOf(error) });
@@ -47,6 +53,7 @@ export function buildApp(options: AppOptions): FastifyInstance {
     async (api) => {
       if (options.agentApi ?? true) registerAgentRoutes(api, options);
       registerReadRoutes(api, options);
+      registerPointRoutes(api, options);
     },
     { prefix: API_PREFIX },
   );
@@ -63,6 +70,11 @@ export function buildApp(options: AppOptions): FastifyInstance {
       streamBufferLimit: options.streamBufferLimit,
     });
   return app;
+}
+
+/** `{error}`, with the `code` a client branches on where there is one. */
+function bodyOf(error: string, code: ErrorCode | undefined): ErrorBody {
+  return code ? { error, code } : { error };
 }
 
 /** The status of an error some layer below raised for a caller to branch on; 500 for any other. */

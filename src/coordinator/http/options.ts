@@ -1,7 +1,7 @@
 import type { LocalMachine } from "../../dashboard/machines.js";
 import type { Tokens } from "../../http/tokens.js";
+import type { GpuTelemetry } from "../../telemetry/gpuTelemetry.js";
 import type { Coordinator } from "../coordinator.js";
-import type { GpuTelemetry } from "../gpuTelemetry.js";
 import type { RemoteAgents } from "../remoteAgents.js";
 
 /** What the coordinator's HTTP app serves, and how. Its route modules read it; none imports app.ts. */
