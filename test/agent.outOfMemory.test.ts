@@ -79,6 +79,7 @@ describe("out-of-memory messages", () => {
     expect(oomMessageIn("ValueError: bad lr\nMemoryError\nKilled\n")).toBeNull();
     expect(oomMessageIn("cuda out of memory")).toBeNull(); // the frameworks' own spelling only
     expect(oomMessageInLog(join(dir, "no-such-log"))).toBeNull();
+    expect(oomMessageInLog(dir)).toBeNull(); // a directory where the log should be
   });
 
   it("reads only the log's tail: a message earlier than that is not this failure's", () => {

@@ -1,4 +1,4 @@
-import { closeSync, openSync, readSync, statSync } from "node:fs";
+import { closeSync, fstatSync, openSync, readSync } from "node:fs";
 import { oomKillCount } from "./procfs.js";
 
 /**
@@ -59,13 +59,15 @@ export function oomMessageInLog(logPath: string): string | null {
     return null; // no log (the command never started): nothing to recognise
   }
   try {
-    const size = statSync(logPath).size;
+    const size = fstatSync(fd).size;
     const length = Math.min(size, OOM_TAIL_BYTES);
     const buffer = Buffer.alloc(length);
     const read = readSync(fd, buffer, 0, length, size - length);
     // latin1 maps every byte to one character: binary output cannot break the decoding, and the
     // messages are ASCII.
     return oomMessageIn(buffer.toString("latin1", 0, read));
+  } catch {
+    return null; // a log that cannot be read (a directory in its place) shows nothing; the failure stands
   } finally {
     closeSync(fd);
   }
