@@ -4,7 +4,7 @@ import type { Capacity } from "../protocol/capacity.js";
 import { shareOf } from "../protocol/capacity.js";
 import type { AttemptOutcome, Lease } from "../protocol/interfaces.js";
 import { reportWithArtifacts } from "./artifacts.js";
-import { readableTail, settledOutcome } from "./attemptOutcome.js";
+import { finalOutcome } from "./attemptOutcome.js";
 import type { CoordinatorPort } from "./coordinatorPort.js";
 import { freePort } from "./freePort.js";
 import { watchForHang } from "./hangWatch.js";
@@ -306,14 +306,7 @@ export class Agent {
     logPath: string,
   ): Promise<void> {
     const checkpoint = checkpointDir(this.options.stateDir, task.lease.task, this.options.checkpointRoot);
-    let outcome = settledOutcome(exit, resultPath, task.lease.task.policy, checkpoint);
-    if (task.abandoned && outcome.kind !== "succeeded") {
-      const error = "stopped: the coordinator no longer assigns it to this agent";
-      outcome = { kind: "interrupted", error, exitCode: exit.exitCode, signal: exit.signal };
-    }
-    const usage = task.sampler?.stop();
-    if (outcome.kind === "succeeded" && usage) outcome.usage = usage;
-    const tail = outcome.kind === "succeeded" ? undefined : readableTail(logPath);
+    const { outcome, tail } = finalOutcome(task, exit, { resultPath, logPath, checkpointDir: checkpoint });
     // The slot is free the moment the process is gone: leasing its next task need not wait for
     // this report to be written and sent (the port decides whether the coordinator must hear it
     // first), so the slot idles for one round trip, not three.

@@ -8,24 +8,30 @@ import type { AttemptOutcome } from "../protocol/interfaces.js";
 import { formatDuration } from "../sweep/duration.js";
 import type { RunPolicy } from "../sweep/types.js";
 import type { HttpError } from "./httpClient.js";
+import type { Running } from "./occupancy.js";
+import { killedBySigkill, oomError, oomSignalOf } from "./outOfMemory.js";
 import { logTail, type ProcessExit } from "./runProcess.js";
 import { formatBytes, RESULT_LIMIT_BYTES, readResult } from "./taskFiles.js";
 
 /**
  * How the attempt ended; a result file that cannot be read (its permissions, a directory in its
  * place) fails the attempt rather than leave its slot taken and its report unsent. A stop at the
- * agent's shutdown that left something in the task's checkpoint dir is a preemption.
+ * agent's shutdown that left something in the task's checkpoint dir is a preemption; with the
+ * log's path, a failure that ran out of memory is told as such (`oom`).
  */
 export function settledOutcome(
   exit: ProcessExit,
   resultPath: string,
   policy: Pick<RunPolicy, "timeoutMs" | "hangTimeoutMs">,
-  checkpointDir?: string,
+  where: { checkpointDir?: string; logPath?: string } = {},
 ): AttemptOutcome {
   const context: AttemptContext = { timeoutMs: policy.timeoutMs, hangTimeoutMs: policy.hangTimeoutMs };
-  if (checkpointDir !== undefined) context.checkpointDir = checkpointDir;
+  if (where.checkpointDir !== undefined) context.checkpointDir = where.checkpointDir;
   try {
-    return outcomeOf(exit, resultPath, context);
+    const outcome = outcomeOf(exit, resultPath, context);
+    return outcome.kind === "failed" && where.logPath !== undefined
+      ? outOfMemory(outcome, exit, where.logPath)
+      : outcome;
   } catch (error) {
     const why = error instanceof Error ? error.message : String(error);
     const { exitCode, signal, wallSeconds } = exit;
@@ -37,6 +43,27 @@ export function settledOutcome(
       wallSeconds,
     };
   }
+}
+
+/**
+ * The outcome a running task's report carries, with its usage on a success and its log's tail
+ * otherwise. A task the coordinator took back is interrupted, whatever its process did, unless
+ * it succeeded (a late success is still taken while the task has no result).
+ */
+export function finalOutcome(
+  task: Running,
+  exit: ProcessExit,
+  paths: { resultPath: string; logPath: string; checkpointDir: string },
+): { outcome: AttemptOutcome; tail: string | undefined } {
+  const where = { checkpointDir: paths.checkpointDir, logPath: paths.logPath };
+  let outcome = settledOutcome(exit, paths.resultPath, task.lease.task.policy, where);
+  if (task.abandoned && outcome.kind !== "succeeded") {
+    const error = "stopped: the coordinator no longer assigns it to this agent";
+    outcome = { kind: "interrupted", error, exitCode: exit.exitCode, signal: exit.signal };
+  }
+  const usage = task.sampler?.stop();
+  if (outcome.kind === "succeeded" && usage) outcome.usage = usage;
+  return { outcome, tail: outcome.kind === "succeeded" ? undefined : readableTail(paths.logPath) };
 }
 
 /** What an outcome's wording and kind depend on besides the process's exit. */
@@ -106,6 +133,28 @@ function holdsFiles(dir: string | undefined): boolean {
     // is an interruption — the label only; either way the task is pending again, no retry spent.
     return false;
   }
+}
+
+type Failure = Extract<AttemptOutcome, { kind: "failed" | "timeout" | "hung" }>;
+
+/**
+ * A failure as `oom` when it ran out of memory. A SIGKILL the agent did not send with no OOM
+ * count to read is only likely the OOM killer: it stays a failure, saying so.
+ */
+function outOfMemory(failure: Failure, exit: ProcessExit, logPath: string): AttemptOutcome {
+  if (failure.exitCode === 0) return failure; // a bad result file, not a crash
+  const oomKills = exit.oomKills ?? null;
+  const signal = oomSignalOf(exit, logPath, oomKills);
+  if (signal !== null) {
+    const oom = signal.source === "log" ? signal.message : "kernel";
+    return { ...failure, kind: "oom", error: oomError(signal), oom };
+  }
+  if (killedBySigkill(exit) && oomKills === null)
+    return {
+      ...failure,
+      error: `${failure.error} (likely the kernel's OOM killer; no OOM kill count could be read)`,
+    };
+  return failure;
 }
 
 /**

@@ -85,3 +85,63 @@ function readStatText(pid: number): string | null {
     closeSync(fd);
   }
 }
+
+/**
+ * How many processes the kernel's OOM killer has killed, as far as this process can tell: its
+ * cgroup's `oom_kill` count (cgroup v2 `memory.events`, found through /proc/self/cgroup, at
+ * /sys/fs/cgroup or the hybrid layout's /sys/fs/cgroup/unified), else the host's (`oom_kill` in
+ * /proc/vmstat, Linux 4.13+). Null where neither can be read. Read as every task starts and
+ * ends: the file that answered first is the only one read again, into a reused buffer.
+ */
+export function oomKillCount(): number | null {
+  if (oomCountFile === undefined) {
+    oomCountFile = null;
+    for (const path of oomCountFiles()) {
+      if (readOomCount(path) === null) continue;
+      oomCountFile = path;
+      break;
+    }
+  }
+  return oomCountFile === null ? null : readOomCount(oomCountFile);
+}
+
+/** The file oomKillCount reads; null: none answered (undefined: not looked for yet). */
+let oomCountFile: string | null | undefined;
+
+/** Where the OOM kill count may be read, best first. */
+function oomCountFiles(): string[] {
+  const files: string[] = [];
+  try {
+    const group = /^0::(.*)$/m.exec(readFileSync("/proc/self/cgroup", "utf8"))?.[1]?.trim();
+    if (group !== undefined && !group.includes("..")) {
+      const relative = group === "/" ? "" : group;
+      for (const root of ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"])
+        files.push(`${root}${relative}/memory.events`);
+    }
+  } catch {
+    // No cgroup information (not Linux, or no procfs): only the host's count remains.
+  }
+  files.push("/proc/vmstat");
+  return files;
+}
+
+// /proc/vmstat is about 4 KiB; oom_kill is in its first half.
+const countBuffer = Buffer.alloc(16 * 1024);
+
+function readOomCount(path: string): number | null {
+  let fd: number;
+  try {
+    fd = openSync(path, "r");
+  } catch {
+    return null;
+  }
+  try {
+    const text = countBuffer.toString("latin1", 0, readSync(fd, countBuffer, 0, countBuffer.length, 0));
+    const match = /^oom_kill (\d+)$/m.exec(text);
+    return match ? Number(match[1]) : null;
+  } catch {
+    return null;
+  } finally {
+    closeSync(fd);
+  }
+}

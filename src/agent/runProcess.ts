@@ -3,6 +3,7 @@ import { appendFileSync, closeSync, openSync, readSync, statSync } from "node:fs
 import { PRIVATE_FILE_MODE } from "../files/privateFiles.js";
 import type { RunPolicy } from "../sweep/types.js";
 import { DroppedLaunch, Launcher, sharedLauncher } from "./launcher.js";
+import { oomKillsSince, recentOomKillCount } from "./outOfMemory.js";
 import { ProcessGroup, type StopReason, type StopSpec } from "./processGroup.js";
 
 export interface ProcessSpec {
@@ -36,6 +37,11 @@ export interface ProcessExit {
   /** Why the agent stopped it (the timeout included); null when it ended by itself. */
   stopReason: StopReason | null;
   wallSeconds: number;
+  /**
+   * For a SIGKILL (or a shell's 137): how far the kernel's OOM kill count rose while it ran
+   * (outOfMemory.ts); null when unreadable. Absent for other exits.
+   */
+  oomKills?: number | null;
 }
 
 export interface RunningProcess {
@@ -112,10 +118,12 @@ export function startProcess(spec: ProcessSpec): RunningProcess {
   let started = performance.now();
   let stopped = false;
   let dropped = false;
+  let oomKillsBefore: number | null = null;
   const launched = launchWhenReady(spec);
   const pidKnown = launched.pid.then(
     (known) => {
       started = performance.now();
+      oomKillsBefore = recentOomKillCount();
       group.started(known);
       return known;
     },
@@ -131,7 +139,16 @@ export function startProcess(spec: ProcessSpec): RunningProcess {
     if (dropped) stopped = true;
     const { timedOut, stopReason } = group;
     const wallSeconds = (performance.now() - started) / 1000;
-    return { exitCode, signal, timedOut, stopped, stopReason, wallSeconds };
+    const oomKills = oomKillsSince(oomKillsBefore, { exitCode, signal });
+    return {
+      exitCode,
+      signal,
+      timedOut,
+      stopped,
+      stopReason,
+      wallSeconds,
+      ...(oomKills !== undefined && { oomKills }),
+    };
   });
   const launchId = launched.id;
   return {

@@ -1,5 +1,6 @@
 import type { AttemptOutcome, TaskState } from "../protocol/interfaces.js";
-import { DEFAULT_MAX_LOST } from "../sweep/types.js";
+import { nextOomValue } from "../sweep/oomScaling.js";
+import { DEFAULT_MAX_LOST, type Params, type RunPolicy } from "../sweep/types.js";
 import type { Db } from "./db.js";
 import { forUpdate } from "./dialect.js";
 import { recordEvent } from "./recordEvent.js";
@@ -22,7 +23,18 @@ const MAX_BACKOFF_MS = 10 * 60_000;
 /** The attempt columns a decision reads. */
 export type EndingAttempt = Pick<AttemptRow, "id" | "host" | "gpu_ids" | "ended_at" | "outcome">;
 /** The task columns a decision reads (with its declaring phase's policy). */
-export type EndingTask = Pick<TaskRow, "id" | "state" | "attempt_id" | "attempts" | "losses" | "policy_json">;
+export type EndingTask = Pick<
+  TaskRow,
+  | "id"
+  | "state"
+  | "attempt_id"
+  | "attempts"
+  | "losses"
+  | "policy_json"
+  | "params_json"
+  | "oom_value"
+  | "oom_retries"
+>;
 
 /** The task columns an attempt's end may change, with their new values. */
 export interface TaskChange {
@@ -38,6 +50,8 @@ export interface TaskChange {
   finished_at?: number;
   origin?: string;
   usage_json?: string | null;
+  oom_value?: number | null;
+  oom_retries?: number;
 }
 
 /** How an attempt's end is recorded on the attempt. */
@@ -121,6 +135,13 @@ export function decideFinish(
       event: { kind: `task_${outcome.kind}`, detail: { attempt: attempt.id, why: outcome.error } },
     };
   }
+  const oom = outcome.kind === "oom" ? oomStep(task) : null;
+  if (oom?.to != null) return decideOomRetry(attempt, task, end, { ...oom, to: oom.to });
+  // At on_oom's min the end is a failure like any other, saying why it was not shrunk again.
+  const error = oom
+    ? `${outcome.error} with ${oom.param} ${oom.from}: on_oom shrinks it no further`
+    : outcome.error;
+  if (oom) end.error = error;
   const { retries, backoffMs } = JSON.parse(task.policy_json) as { retries: number; backoffMs: number };
   const spent = task.attempts + 1;
   if (spent <= retries) {
@@ -130,15 +151,55 @@ export function decideFinish(
       attempt: end,
       task: { state: "pending", attempt_id: null, attempts: spent, not_before: retryAt },
       oweRows: false,
-      event: { kind: "task_retry", detail: { attempt: attempt.id, retryAt, error: outcome.error } },
+      event: { kind: "task_retry", detail: { attempt: attempt.id, retryAt, error } },
     };
   }
   return {
-    result: { taskState: "failed", finalFailure: true, retryAt: null },
+    result: { taskState: "failed", finalFailure: true, retryAt: null, ...(oom ? { error } : {}) },
     attempt: end,
     task: { state: "failed", attempt_id: null, attempts: spent, finished_at: now },
     oweRows: false,
-    event: { kind: "task_failed", detail: { attempt: attempt.id, error: outcome.error } },
+    event: { kind: "task_failed", detail: { attempt: attempt.id, error } },
+  };
+}
+
+/** Where a task's on_oom parameter stands after an attempt that ran out of memory. */
+interface OomStep {
+  param: string;
+  /** The value the attempt ran with. */
+  from: number;
+  /** The next one; null when it cannot shrink further. */
+  to: number | null;
+}
+
+/** Null when the task's phase has no on_oom (or its value is not a number, as in a hand-edited ledger). */
+function oomStep(task: EndingTask): OomStep | null {
+  const onOom = (JSON.parse(task.policy_json) as RunPolicy).onOom;
+  if (!onOom) return null;
+  const declared = (JSON.parse(task.params_json) as Params)[onOom.param];
+  if (typeof declared !== "number") return null;
+  const from = task.oom_value ?? declared;
+  return { param: onOom.param, from, to: nextOomValue(onOom, declared, from, task.oom_retries ?? 0) };
+}
+
+/**
+ * on_oom: an attempt that ran out of memory is retried at once with the parameter scaled,
+ * spending no retry: a smaller batch is a new try, not the same one failing again.
+ */
+function decideOomRetry(
+  attempt: EndingAttempt,
+  task: EndingTask,
+  end: AttemptEnd,
+  step: OomStep & { to: number },
+): FinishDecision {
+  const oomRetries = (task.oom_retries ?? 0) + 1;
+  const detail = { attempt: attempt.id, param: step.param, from: step.from, to: step.to, error: end.error };
+  return {
+    result: { taskState: "pending", finalFailure: false, retryAt: null },
+    attempt: end,
+    task: { state: "pending", attempt_id: null, not_before: 0, oom_value: step.to, oom_retries: oomRetries },
+    oweRows: false,
+    event: { kind: "task_oom_retry", detail },
   };
 }
 

@@ -25,6 +25,8 @@ const WRITTEN_TASK_COLUMNS = [
   "finished_at",
   "origin",
   "usage_json",
+  "oom_value",
+  "oom_retries",
 ] as const;
 // A column added to TaskChange but not written back here fails to compile.
 const everyColumnWritten: [Exclude<keyof TaskChange, (typeof WRITTEN_TASK_COLUMNS)[number]>] extends [never]
@@ -217,16 +219,18 @@ const FINISH_BATCH_SQL = `WITH ended AS (
 ), moved AS (
   UPDATE tasks SET state = m.state, attempt_id = m.attempt_id, attempts = m.attempts, losses = m.losses,
          not_before = m.not_before, result_json = m.result_json, wall_seconds = m.wall_seconds, host = m.host,
-         gpu_ids = m.gpu_ids, finished_at = m.finished_at, origin = m.origin, usage_json = m.usage_json
+         gpu_ids = m.gpu_ids, finished_at = m.finished_at, origin = m.origin, usage_json = m.usage_json,
+         oom_value = m.oom_value, oom_retries = m.oom_retries
     FROM unnest($7::bigint[], $8::text[], $9::bigint[], $10::integer[], $11::integer[], $12::bigint[],
-                $13::text[], $14::float8[], $15::text[], $16::text[], $17::bigint[], $18::text[], $19::text[])
+                $13::text[], $14::float8[], $15::text[], $16::text[], $17::bigint[], $18::text[], $19::text[],
+                $20::float8[], $21::integer[])
       AS m(id, state, attempt_id, attempts, losses, not_before, result_json, wall_seconds, host, gpu_ids,
-           finished_at, origin, usage_json)
+           finished_at, origin, usage_json, oom_value, oom_retries)
    WHERE tasks.id = m.id
 ), owed AS (
-  ${oweRowsSql("p.task_id = ANY($20::bigint[])")}
+  ${oweRowsSql("p.task_id = ANY($22::bigint[])")}
 )
 INSERT INTO events (at, kind, task_id, detail)
 SELECT $1, v.kind, v.task_id, v.detail
-  FROM unnest($21::text[], $22::bigint[], $23::text[]) WITH ORDINALITY AS v(kind, task_id, detail, n)
+  FROM unnest($23::text[], $24::bigint[], $25::text[]) WITH ORDINALITY AS v(kind, task_id, detail, n)
  ORDER BY v.n`;

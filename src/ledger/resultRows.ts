@@ -1,5 +1,5 @@
 import type { TaskUsage } from "../protocol/interfaces.js";
-import type { Params } from "../sweep/types.js";
+import type { Params, RunPolicy } from "../sweep/types.js";
 import type { Db } from "./db.js";
 import { sql } from "./dialect.js";
 import { recordEvent } from "./recordEvent.js";
@@ -17,6 +17,27 @@ export interface OwedRow {
   gpuIds: string | null;
   /** Null when the task was not sampled (found in a CSV, or run before sampling existed). */
   usage: TaskUsage | null;
+  /** Its phase's on_oom parameter, the value that succeeded and the out-of-memory retries; absent without on_oom. */
+  oom?: OomRun;
+}
+
+/** What on_oom did for a succeeded task (the results CSV's `<param>_used` and `oom_retries`). */
+export interface OomRun {
+  param: string;
+  used: unknown;
+  retries: number;
+}
+
+/** A task's OomRun from its row and its phase's policy; null when the phase has no on_oom. */
+export function oomRunOf(
+  policyJson: string | null,
+  params: Params,
+  oomValue: number | null,
+  oomRetries: number | null,
+): OomRun | null {
+  const onOom = policyJson ? (JSON.parse(policyJson) as RunPolicy).onOom : undefined;
+  if (!onOom) return null;
+  return { param: onOom.param, used: oomValue ?? params[onOom.param] ?? null, retries: oomRetries ?? 0 };
 }
 
 interface OwedRowRecord {
@@ -30,6 +51,9 @@ interface OwedRowRecord {
   host: string | null;
   gpu_ids: string | null;
   usage_json: string | null;
+  policy_json: string | null;
+  oom_value: number | null;
+  oom_retries: number | null;
 }
 
 /** Which owed rows to read. */
@@ -58,25 +82,31 @@ export async function owedResultRows(db: Db, query: OwedRowsQuery = {}): Promise
   if (skip.length > 0) where.push(`r.output_dir NOT IN (${skip.join(", ")})`);
   const rows = await db.all<OwedRowRecord>(
     `SELECT r.task_id, r.output_dir, r.phase, t.params_json, t.result_json, t.wall_seconds, t.host, t.gpu_ids, t.usage_json,
-            (SELECT count(*) FROM attempts a WHERE a.task_id = t.id AND a.outcome IN ('succeeded', 'failed', 'timeout', 'hung')) AS attempts
-       FROM result_rows r JOIN tasks t ON t.id = r.task_id
+            t.oom_value, t.oom_retries, f.policy_json,
+            (SELECT count(*) FROM attempts a WHERE a.task_id = t.id AND a.outcome IN ('succeeded', 'failed', 'timeout', 'hung', 'oom')) AS attempts
+       FROM result_rows r JOIN tasks t ON t.id = r.task_id LEFT JOIN phases f ON f.name = t.phase
       WHERE ${where.join(" AND ")}
       ORDER BY r.output_dir, r.task_id
       LIMIT $1`,
     values,
   );
-  return rows.map((row) => ({
-    taskId: row.task_id,
-    outputDir: row.output_dir,
-    phase: row.phase,
-    params: JSON.parse(row.params_json) as Params,
-    metrics: row.result_json ? (JSON.parse(row.result_json) as Record<string, unknown>) : {},
-    wallSeconds: row.wall_seconds,
-    attempts: row.attempts,
-    host: row.host,
-    gpuIds: row.gpu_ids,
-    usage: row.usage_json ? (JSON.parse(row.usage_json) as TaskUsage) : null,
-  }));
+  return rows.map((row) => {
+    const params = JSON.parse(row.params_json) as Params;
+    const oom = oomRunOf(row.policy_json, params, row.oom_value, row.oom_retries);
+    return {
+      taskId: row.task_id,
+      outputDir: row.output_dir,
+      phase: row.phase,
+      params,
+      metrics: row.result_json ? (JSON.parse(row.result_json) as Record<string, unknown>) : {},
+      wallSeconds: row.wall_seconds,
+      attempts: row.attempts,
+      host: row.host,
+      gpuIds: row.gpu_ids,
+      usage: row.usage_json ? (JSON.parse(row.usage_json) as TaskUsage) : null,
+      ...(oom ? { oom } : {}),
+    };
+  });
 }
 
 /** Marks rows as on disk: called only after the CSV write that holds them was fsynced. */

@@ -1,4 +1,5 @@
 import type { Task, TaskState } from "../protocol/interfaces.js";
+import { withOomValue } from "../sweep/oomScaling.js";
 import type { Params, RunPolicy } from "../sweep/types.js";
 
 /** A task row joined with its declaring phase's shared columns (see TASK_ROW_SQL). */
@@ -25,21 +26,35 @@ export interface TaskRow {
   gpu_ids: string | null;
   finished_at: number | null;
   origin: string | null;
+  /** The on_oom parameter's value after out-of-memory retries; null: the declared one. */
+  oom_value: number | null;
+  /** Out-of-memory retries so far (they spend no retry). */
+  oom_retries: number;
 }
 
 /** Selects TaskRows: `${TASK_ROW_SQL} WHERE t.id = $1`. */
 export const TASK_ROW_SQL =
   "SELECT t.*, f.cwd, f.config_file, f.policy_json FROM tasks t JOIN phases f ON f.name = t.phase";
 
+/**
+ * A task as its next attempt runs it: after out-of-memory retries, with the on_oom parameter's
+ * scaled value in its parameters and command (its signature and CSV row keep the declared one).
+ */
 export function toTask(row: TaskRow): Task {
+  const policy = JSON.parse(row.policy_json) as RunPolicy;
+  let params = JSON.parse(row.params_json) as Params;
+  let command = row.command;
+  // `!= null`: a row read without the column (a hand-built one) has undefined, meaning the same.
+  if (row.oom_value != null && policy.onOom)
+    ({ params, command } = withOomValue(policy.onOom, params, row.oom_value));
   return {
     id: row.id,
     signature: row.signature,
-    params: JSON.parse(row.params_json) as Params,
-    command: row.command,
+    params,
+    command,
     cwd: row.cwd,
     configFile: row.config_file,
-    policy: JSON.parse(row.policy_json) as RunPolicy,
+    policy,
     state: row.state,
     attempts: row.attempts,
   };

@@ -19,7 +19,8 @@
  *   runs out (`Lease`). "Claim" and "leased task" are old names for it; the ledger operation
  *   that makes one is `claimTask` (claiming is the ledger's verb).
  * - attempt: one run of a task's command; it ends with an `AttemptOutcome`.
- * - outcome: how an attempt ended (succeeded, failed, timeout, hung, interrupted, preempted, lost).
+ * - outcome: how an attempt ended (succeeded, failed, timeout, oom, hung, interrupted,
+ *   preempted, lost)..
  * - stop: the agent ending an attempt it runs (timeout, hang, cancel, its own shutdown): the
  *   attempt's stop file, its phase's stop_signal, SIGKILL after stop_grace.
  * - preempted: stopped as its agent shut down (a scheduler's SIGTERM, Ctrl-C) with a checkpoint
@@ -81,6 +82,20 @@ export type AttemptOutcome =
       signal: string | null;
       error: string;
       wallSeconds: number;
+    }
+  /**
+   * Failed for want of memory: a GPU framework's out-of-memory message in its log, or the
+   * kernel's OOM killer (agent/outOfMemory.ts). A phase's `on_oom` retries it with a smaller
+   * parameter; without one it is a failure like any other, reported as out of memory.
+   */
+  | {
+      kind: "oom";
+      exitCode: number | null;
+      signal: string | null;
+      error: string;
+      wallSeconds: number;
+      /** What showed it: the log's message ("CUDA out of memory"), or "kernel" for the OOM killer. */
+      oom: string;
     }
   /**
    * Stopped by the user, preempted, or lost with its agent: back to pending at once without

@@ -19,6 +19,16 @@ export const METADATA_COLUMNS = [
   "gpu_ids",
 ] as const;
 
+/**
+ * The metadata columns of a phase with `on_oom`, after the ones above: the value of its parameter
+ * that succeeded (`<param>_used`; the parameter's own column keeps the declared value) and how
+ * many out-of-memory retries it took.
+ */
+export const OOM_RETRIES_COLUMN = "oom_retries";
+export function usedColumn(param: string): string {
+  return `${param}_used`;
+}
+
 /** What a metric whose name clashes with a column labsweep writes itself is prefixed with. */
 export const METRIC_PREFIX = "metric_";
 
@@ -65,9 +75,20 @@ function clashes(name: string, reserved: ReadonlySet<string>): boolean {
   }
 }
 
-/** The columns labsweep writes itself for rows with these parameters (the clash set). */
+/**
+ * The columns labsweep writes itself for rows with these parameters (the clash set): with the
+ * on_oom columns any parameter could have, so a metric's column depends on names alone.
+ */
 export function reservedColumns(params: Iterable<string>, extra: readonly string[] = []): Set<string> {
-  return new Set<string>(["phase", ...extra, ...params, ...METADATA_COLUMNS]);
+  const names = [...params];
+  return new Set<string>([
+    "phase",
+    ...extra,
+    ...names,
+    ...METADATA_COLUMNS,
+    OOM_RETRIES_COLUMN,
+    ...names.map(usedColumn),
+  ]);
 }
 
 /** What the metadata columns are made of. */
@@ -78,6 +99,8 @@ export interface RunMetadata {
   gpuIds: string | null;
   /** Null when the task was not sampled (found in a CSV, or run before sampling existed). */
   usage: TaskUsage | null;
+  /** What on_oom did: its parameter, the value that succeeded, the retries. (Default: no on_oom) */
+  oom?: { param: string; used: unknown; retries: number } | null;
 }
 
 /**
@@ -86,9 +109,14 @@ export interface RunMetadata {
  * blank, never 0: a task that ended before its first sample has no peak RSS (ledgers from before
  * peak_rss_mb could be null hold 0 with `samples: 0`).
  */
-export function metadataValues(run: RunMetadata): Record<(typeof METADATA_COLUMNS)[number], unknown> {
+export function metadataValues(
+  run: RunMetadata,
+): Record<(typeof METADATA_COLUMNS)[number], unknown> & Record<string, unknown> {
   const usage = run.usage;
   const sampled = usage !== null && usage.samples > 0;
+  const oom = run.oom
+    ? { [usedColumn(run.oom.param)]: run.oom.used, [OOM_RETRIES_COLUMN]: run.oom.retries }
+    : {};
   return {
     wall_seconds: run.wallSeconds === null ? null : Math.round(run.wallSeconds * 1000) / 1000,
     peak_rss_mb: sampled ? usage.peak_rss_mb : null,
@@ -98,6 +126,7 @@ export function metadataValues(run: RunMetadata): Record<(typeof METADATA_COLUMN
     attempts: run.attempts,
     host: run.host,
     gpu_ids: run.gpuIds,
+    ...oom,
   };
 }
 
@@ -150,7 +179,7 @@ export function resultTable(
   const metricsByRow = rows.map((row) => metricColumns(Object.keys(row.metrics), reserved));
   const metrics = new Set<string>();
   for (const columns of metricsByRow) for (const column of columns.values()) metrics.add(column);
-  const metadata = METADATA_COLUMNS.filter((name) => !params.has(name));
+  const metadata = [...METADATA_COLUMNS, ...oomColumnsOf(rows, params)].filter((name) => !params.has(name));
   const header = [...leading, ...paramColumns.values(), ...metrics, ...metadata];
   const cells = rows.map((row, index) => {
     const byColumn = new Map<string, unknown>(leading.map((name, i) => [name, row.leading[i]]));
@@ -162,4 +191,10 @@ export function resultTable(
     return header.map((column) => formatCell(byColumn.get(column)));
   });
   return { header, rows: cells };
+}
+
+/** The on_oom metadata columns some row has values for: `<param>_used`, then `oom_retries`. */
+function oomColumnsOf(rows: readonly TableRow[], params: ReadonlySet<string>): string[] {
+  const candidates = [...[...params].map(usedColumn), OOM_RETRIES_COLUMN];
+  return candidates.filter((name) => rows.some((row) => row.metadata[name] !== undefined));
 }

@@ -1,5 +1,6 @@
 import type { Db } from "../ledger/db.js";
 import { succeededTaskPage } from "../ledger/reads/resultSources.js";
+import { type OomRun, oomRunOf } from "../ledger/resultRows.js";
 import type { TaskUsage } from "../protocol/interfaces.js";
 import type { Params } from "../sweep/types.js";
 import { metadataValues, resultTable } from "./columns.js";
@@ -22,6 +23,8 @@ export interface ExportedResult {
   host: string | null;
   gpu_ids: string | null;
   origin: string | null;
+  /** on_oom's parameter, the value that succeeded and the out-of-memory retries; absent without on_oom. */
+  oom?: OomRun;
 }
 
 /** Every succeeded task of the sweep with its phases, parameters and metrics, from the ledger. */
@@ -31,6 +34,8 @@ export async function* exportedResults(db: Db): AsyncGenerator<ExportedResult> {
     const rows = await succeededTaskPage(db, after, batch);
     if (rows.length === 0) return;
     for (const row of rows) {
+      const params = JSON.parse(row.params_json) as Params;
+      const oom = oomRunOf(row.policy_json, params, row.oom_value, row.oom_retries);
       const run = {
         wallSeconds: row.wall_seconds,
         attempts: Number(row.attempts),
@@ -44,7 +49,7 @@ export async function* exportedResults(db: Db): AsyncGenerator<ExportedResult> {
         task_id: row.id,
         phases: row.phases ? row.phases.split(",") : [],
         output_dirs: row.dirs ? row.dirs.split(",") : [],
-        params: JSON.parse(row.params_json) as Params,
+        params,
         metrics: row.result_json ? (JSON.parse(row.result_json) as Record<string, unknown>) : {},
         wall_seconds: metadata.wall_seconds as number | null,
         attempts: run.attempts,
@@ -55,11 +60,15 @@ export async function* exportedResults(db: Db): AsyncGenerator<ExportedResult> {
         host: row.host,
         gpu_ids: row.gpu_ids,
         origin: row.origin,
+        ...(oom ? { oom } : {}),
       };
     }
     after = (rows.at(-1) as { id: number }).id;
   }
 }
+
+/** A run with nothing but its on_oom columns to give. */
+const NO_RUN = { wallSeconds: null, attempts: 0, host: null, gpuIds: null, usage: null };
 
 /**
  * Flattens results into CSV columns: task_id, phases, then the columns of final_results.csv in
@@ -74,8 +83,8 @@ export function resultsTable(results: readonly ExportedResult[]): { header: stri
       leading: [result.task_id, result.phases.join(";")],
       params: result.params,
       metrics: result.metrics,
-      // Already rounded and blanked as in final_results.csv (exportedResults).
-      metadata: { ...result },
+      // Already rounded and blanked as in final_results.csv (exportedResults); on_oom's columns as there.
+      metadata: { ...result, ...(result.oom ? metadataValues({ ...NO_RUN, oom: result.oom }) : {}) },
     })),
   );
 }

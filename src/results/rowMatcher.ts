@@ -4,7 +4,9 @@ import {
   METADATA_COLUMNS,
   metricColumns as metricColumnsOf,
   metricOfColumn,
+  OOM_RETRIES_COLUMN,
   reservedColumns,
+  usedColumn,
 } from "./columns.js";
 import { formatCell } from "./csvFile.js";
 
@@ -99,7 +101,8 @@ export function rowKeys<T extends MatchableTask>(tasks: readonly T[], header: re
   const { paramNames, keyColumns, groups } = groupByKey(tasks, header);
   const columnOf = new Map(header.map((name, index) => [name, index]));
   const reserved = reservedColumns(paramNames);
-  const skip = new Set<string>(["phase", ...METADATA_COLUMNS, ...paramNames]);
+  const oomColumns = [OOM_RETRIES_COLUMN, ...[...paramNames].map(usedColumn)];
+  const skip = new Set<string>(["phase", ...METADATA_COLUMNS, ...oomColumns, ...paramNames]);
   const metricColumns: MetricColumn[] = header
     .map((name, index) => ({ name: metricOfColumn(name, reserved), column: name, index }))
     .filter((column) => !skip.has(column.column));

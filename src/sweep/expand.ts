@@ -123,7 +123,11 @@ function advance(digits: number[], phase: PhaseSpec): void {
 
 /** A value's text in templates: as written in the config when recorded, else its plain text. */
 function textIn(phase: PhaseSpec): TextOf {
-  const written = phase.writtenAs;
+  return spelledText(phase.writtenAs);
+}
+
+/** A value's text: as `written` records its spelling, else its plain text. */
+export function spelledText(written: PhaseSpec["writtenAs"]): TextOf {
   if (!written) return valueText;
   return (value, name) => {
     const spellings = written[name];

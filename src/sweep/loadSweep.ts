@@ -9,7 +9,7 @@ import {
   rejectReservedNames,
   writtenSpellings,
 } from "./phaseParams.js";
-import { toGate, toPolicy } from "./runPolicy.js";
+import { toGate, toOnOom, toPolicy } from "./runPolicy.js";
 import { FILE_KEYS, type FileSettingsInput, fileSettingsSchema, PHASE_KEYS, phaseSchema } from "./schema.js";
 import { validate } from "./schemaIssues.js";
 import type { Params, ParamValue, PhaseSpec, SweepFile } from "./types.js";
@@ -192,6 +192,7 @@ function buildPhase(
   checkLauncherCommand(source, name, input, settings, commandPath, commandTemplate);
   const writtenAs = writtenSpellings(source, name, input, settings, axes, seedsAxis);
   const baseDir = dirname(resolve(source.file));
+  const onOom = toOnOom(source, name, input, settings, { defaults, axes, commandTemplate, writtenAs });
   return {
     name,
     file: source.file,
@@ -204,6 +205,6 @@ function buildPhase(
     ...(writtenAs ? { writtenAs } : {}),
     after: input.after ?? [],
     gate: toGate(input.gate),
-    policy: toPolicy(input, settings, baseDir),
+    policy: { ...toPolicy(input, settings, baseDir), ...(onOom ? { onOom } : {}) },
   };
 }

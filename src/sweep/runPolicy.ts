@@ -1,11 +1,22 @@
 import { resolve } from "node:path";
+import { didYouMean } from "./closest.js";
 import { parseDuration } from "./duration.js";
+import { describeValue, endSentence } from "./errorWording.js";
 import { toLauncher } from "./launcherSetting.js";
 import type { FileSettingsInput, PhaseInput } from "./schema.js";
 import { type StopSignal, toStopSignal } from "./stopSignal.js";
-import { DEFAULT_ARTIFACT_LIMIT_MB, DEFAULT_MAX_LOST, type Gate, type RunPolicy } from "./types.js";
+import {
+  DEFAULT_ARTIFACT_LIMIT_MB,
+  DEFAULT_MAX_LOST,
+  type Gate,
+  type OnOom,
+  type Params,
+  type ParamValue,
+  type RunPolicy,
+} from "./types.js";
+import type { YamlSource } from "./yamlSource.js";
 
-// A phase's gate and run policy: its own settings over the file's, with labsweep's defaults.
+// A phase's gate and run policy (with on_oom, checked against its parameters): its own settings over the file's, with labsweep's defaults.
 
 export function toGate(input: PhaseInput["gate"]): Gate {
   if (input === undefined || input === "all_succeeded") return { kind: "all_succeeded" };
@@ -54,5 +65,60 @@ function stopPolicy(
     ...(signal !== undefined && { stopSignal: toStopSignal(signal) as StopSignal }),
     ...(grace !== undefined && { stopGraceMs: parseDuration(grace) as number }),
     ...(hang !== undefined && { hangTimeoutMs: parseDuration(hang) as number }),
+  };
+}
+
+/** What `on_oom` needs to know of its phase: its parameters and how its command is rendered. */
+export interface OomContext {
+  defaults: Params;
+  axes: ReadonlyArray<{ name: string; values: readonly ParamValue[] }>;
+  commandTemplate: string;
+  writtenAs: Record<string, Record<string, string>> | undefined;
+}
+
+/**
+ * The phase's `on_oom` (its own, else the file's), checked against its parameters: `param` must
+ * be one of them, every value of it a number. Undefined when neither sets one.
+ */
+export function toOnOom(
+  source: YamlSource,
+  phase: string,
+  input: PhaseInput,
+  file: FileSettingsInput,
+  context: OomContext,
+): OnOom | undefined {
+  const setting = input.on_oom ?? file.on_oom;
+  if (setting === undefined) return undefined;
+  const at = input.on_oom ? [phase, "on_oom", "param"] : ["on_oom", "param"];
+  const { param } = setting;
+  const axis = context.axes.find((entry) => entry.name === param);
+  const values = axis
+    ? axis.values
+    : Object.hasOwn(context.defaults, param)
+      ? [context.defaults[param]]
+      : null;
+  if (values === null) {
+    const names = [
+      ...new Set([...Object.keys(context.defaults), ...context.axes.map((entry) => entry.name)]),
+    ];
+    const from = input.on_oom ? "" : " (the file-level on_oom; set on_oom in the phases that have it)";
+    throw source.error(
+      at,
+      `on_oom: phase "${phase}" has no parameter "${param}"${from}${endSentence(didYouMean(param, names))}Parameters: ${names.join(", ") || "(none)"}`,
+    );
+  }
+  const bad = values.find((value) => typeof value !== "number" || !Number.isFinite(value));
+  if (bad !== undefined) {
+    throw source.error(
+      at,
+      `on_oom: parameter "${param}" of phase "${phase}" must have numeric values to be scaled, but one is ${describeValue(bad)}`,
+    );
+  }
+  return {
+    param,
+    factor: setting.factor ?? 0.5,
+    min: setting.min ?? 1,
+    commandTemplate: context.commandTemplate,
+    ...(context.writtenAs ? { writtenAs: context.writtenAs } : {}),
   };
 }

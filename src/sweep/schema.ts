@@ -23,6 +23,7 @@ export const PHASE_KEYS: Record<string, string> = {
   stop_signal: "SIGTERM",
   stop_grace: "the agent's --grace, else 30s",
   hang_timeout: "none",
+  on_oom: "the file-level on_oom, else none (e.g. {param: batch_size, factor: 0.5, min: 1})",
 };
 
 /** Top-level keys that are settings; every other top-level key is a phase. */
@@ -43,6 +44,7 @@ export const FILE_KEYS: Record<string, string> = {
   stop_signal: "SIGTERM",
   stop_grace: "the agent's --grace, else 30s",
   hang_timeout: "none",
+  on_oom: "none (e.g. {param: batch_size, factor: 0.5, min: 1})",
 };
 
 export const RESOURCE_KEYS: Record<string, string> = {
@@ -155,6 +157,19 @@ const artifactGlob = z
     (glob) => !glob.split(/[\\/]/).includes(".."),
     "climbs out of the work dir with `..`: globs are relative to $LABSWEEP_WORK_DIR",
   );
+/** Keys of `on_oom`, with their defaults. */
+export const ON_OOM_KEYS: Record<string, string> = {
+  param: "required: a parameter with numeric values",
+  factor: "0.5",
+  min: "1",
+};
+
+/** `on_oom`: retry an attempt that ran out of memory with `param` scaled by `factor`. */
+const onOom = z.strictObject({
+  param: z.string().min(1, "is empty"),
+  factor: z.number().gt(0).lt(1).optional(),
+  min: z.number().min(0).optional(),
+});
 
 const paramMap = z.record(z.string(), z.unknown());
 
@@ -168,6 +183,7 @@ const policy = {
   command: z.string().min(1, "is empty").optional(),
   retries: z.int().min(0).optional(),
   max_lost: z.int().min(1).optional(),
+  on_oom: onOom.optional(),
   timeout: timeout.optional(),
   backoff: duration.optional(),
   resources: resources.optional(),

@@ -2,7 +2,7 @@ import type { z } from "zod";
 import { closest, didYouMean } from "./closest.js";
 import { describeValue, endSentence } from "./errorWording.js";
 import { launcherProblem } from "./launcherSetting.js";
-import { FILE_KEYS, RESOURCE_KEYS } from "./schema.js";
+import { FILE_KEYS, ON_OOM_KEYS, RESOURCE_KEYS } from "./schema.js";
 import type { YamlSource } from "./yamlSource.js";
 
 // zod's issues turned into ConfigErrors that teach: the place, the allowed keys, a "did you mean".
@@ -35,7 +35,11 @@ export function validate<T>(
   if (issue.code === "unrecognized_keys") {
     const key = issue.keys[0] as string;
     const keyPath = [...path, key];
-    const scope = keyPath.includes("resources") ? RESOURCE_KEYS : allowed;
+    const scope = keyPath.includes("resources")
+      ? RESOURCE_KEYS
+      : keyPath.includes("on_oom")
+        ? ON_OOM_KEYS
+        : allowed;
     const listing = Object.entries(scope)
       .map(([name, fallback]) => `${name} (default: ${fallback})`)
       .join(", ");

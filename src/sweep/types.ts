@@ -76,6 +76,24 @@ export interface RunPolicy {
    * GPU tasks) GPU utilisation; absent when not set. (Default: none)
    */
   hangTimeoutMs?: number;
+  /** `on_oom`: how an attempt that ran out of memory is retried. Absent without one. */
+  onOom?: OnOom;
+}
+
+/**
+ * `on_oom` after validation: an attempt that ran out of memory runs again at once, without
+ * spending a retry, with `param` scaled by `factor` (rounded down for an integer value, never
+ * below `min`); at `min` it is a failure like any other.
+ */
+export interface OnOom {
+  param: string;
+  /** In (0, 1). (Default: 0.5) */
+  factor: number;
+  /** (Default: 1) */
+  min: number;
+  /** The phase's command template and spellings: the command is rendered again with the scaled value. */
+  commandTemplate: string;
+  writtenAs?: Record<string, Record<string, string>>;
 }
 
 /** `launcher:` after validation: a multi-process launcher and its settings. */

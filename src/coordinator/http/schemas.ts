@@ -30,12 +30,13 @@ const outcome = {
   type: "object",
   required: ["kind"],
   properties: {
-    kind: { enum: ["succeeded", "failed", "timeout", "hung", "interrupted", "preempted", "lost"] },
+    kind: { enum: ["succeeded", "failed", "timeout", "oom", "hung", "interrupted", "preempted", "lost"] },
     metrics: { type: "object" },
     wallSeconds: { type: "number" },
     exitCode: { type: ["integer", "null"] },
     signal: { type: ["string", "null"] },
     error: { type: "string", maxLength: 10_000 },
+    oom: { type: "string", maxLength: 200 },
   },
   // A success carries its metrics and wall time (finishAttempt stores both).
   anyOf: [

@@ -10,8 +10,12 @@ export interface SucceededTaskRow {
   gpu_ids: string | null;
   origin: string | null;
   usage_json: string | null;
-  /** Attempts that ran to an end (succeeded, failed or timed out). */
+  /** Attempts that ran to an end (succeeded, failed, timed out or out of memory). */
   attempts: number;
+  /** The declaring phase's policy (for on_oom) and what on_oom did. */
+  policy_json: string | null;
+  oom_value: number | null;
+  oom_retries: number | null;
   /** Comma-separated active phases, null when none. */
   phases: string | null;
   /** Comma-separated active output dirs, null when none. */
@@ -22,7 +26,8 @@ export interface SucceededTaskRow {
 export async function succeededTaskPage(db: Db, after: number, batch: number): Promise<SucceededTaskRow[]> {
   return db.all<SucceededTaskRow>(
     `SELECT t.id, t.params_json, t.result_json, t.wall_seconds, t.host, t.gpu_ids, t.origin, t.usage_json,
-            (SELECT count(*) FROM attempts a WHERE a.task_id = t.id AND a.outcome IN ('succeeded', 'failed', 'timeout', 'hung')) AS attempts,
+            t.oom_value, t.oom_retries, (SELECT policy_json FROM phases WHERE name = t.phase) AS policy_json,
+            (SELECT count(*) FROM attempts a WHERE a.task_id = t.id AND a.outcome IN ('succeeded', 'failed', 'timeout', 'hung', 'oom')) AS attempts,
             (SELECT group_concat(DISTINCT phase) FROM placements WHERE task_id = t.id AND active = 1) AS phases,
             (SELECT group_concat(DISTINCT output_dir) FROM placements WHERE task_id = t.id AND active = 1) AS dirs
        FROM tasks t WHERE t.state = 'succeeded' AND t.active = 1 AND t.id > $1 ORDER BY t.id LIMIT $2`,
