@@ -15,9 +15,9 @@ describe("export --metrics on a ledger from before live metrics", () => {
     expect((await runCli(["run", "sweep.yaml", "--no-dashboard"], { cwd: dir })).code).toBe(0);
     // Turn it back into a version-8 ledger, as an older labsweep left it.
     const db = new Database(join(dir, ".labsweep", "ledger.sqlite"));
-    db.exec(
-      "DROP TABLE metric_points; DROP TABLE metric_series; DELETE FROM labsweep_migrations WHERE version >= 9",
-    );
+    db.exec(`DROP TABLE metric_points; DROP TABLE metric_series; DROP TABLE artifacts;
+      ALTER TABLE tasks DROP COLUMN oom_value; ALTER TABLE tasks DROP COLUMN oom_retries;
+      DELETE FROM labsweep_migrations WHERE version >= 9`);
     db.close();
 
     const old = await runCli(["export", "sweep.yaml", "--metrics"], { cwd: dir });
@@ -26,7 +26,8 @@ describe("export --metrics on a ledger from before live metrics", () => {
     expect(old.stderr).toContain("labsweep migrate");
     expect(old.stderr).not.toContain("no such table");
 
-    expect((await runCli(["migrate", "--state", join(dir, ".labsweep")], { cwd: dir })).code).toBe(0);
+    const migrate = await runCli(["migrate", "--state", join(dir, ".labsweep")], { cwd: dir });
+    expect(migrate.code, migrate.stderr).toBe(0);
     const migrated = await runCli(["export", "sweep.yaml", "--metrics"], { cwd: dir });
     expect(migrated.code).toBe(0);
     expect(migrated.stdout.split("\n")[0]).toContain("metric");

@@ -1,5 +1,14 @@
--- on_oom: the value a task's on_oom parameter was scaled to after attempts that ran out of memory
--- (NULL: the declared value), and how many such retries it has had. Its params_json keeps the
--- declared value: the task's identity and its CSV row's parameter column.
-ALTER TABLE tasks ADD COLUMN oom_value REAL;
-ALTER TABLE tasks ADD COLUMN oom_retries INTEGER NOT NULL DEFAULT 0;
+-- Artifacts: files a task's successful attempt handed back (its phase's `artifacts:` globs),
+-- stored under each of the task's output dirs at {output_dir}/artifacts/<signature>/<path>.
+-- One attempt's files per task: a row is written once its file is in place and checked (size and
+-- SHA-256), and a later attempt's first file replaces every row (and file) of an earlier one,
+-- so a task's artifacts never mix two attempts.
+CREATE TABLE artifacts (
+  task_id    INTEGER NOT NULL REFERENCES tasks (id),
+  attempt_id INTEGER NOT NULL,
+  path       TEXT NOT NULL,                -- relative to the task's artifact dir, '/'-separated
+  size       INTEGER NOT NULL,
+  sha256     TEXT NOT NULL,                -- lowercase hex
+  stored_at  INTEGER NOT NULL,             -- epoch ms
+  PRIMARY KEY (task_id, path)
+);

@@ -314,11 +314,10 @@ export class Agent {
     if ("wallSeconds" in outcome) this.chain.recordWallMs(outcome.wallSeconds * 1000);
     this.relay.exited(task.lease.attemptId);
     // A curve's last points go before the report that ends the task (the sweep may end with it).
-    const report: Promise<void> = this.relay
-      .settled(task.lease.attemptId, 1000)
-      .then(() =>
-        reportWithArtifacts(this.port, task.lease, { outcome, logTail: tail }, this.options.stateDir),
-      )
+    const send = () =>
+      reportWithArtifacts(this.port, task.lease, { outcome, logTail: tail }, this.options.stateDir);
+    const settled = this.relay.settled(task.lease.attemptId, 1000);
+    const report: Promise<void> = (settled ? settled.then(send) : send())
       .then(
         (reported) => this.options.onEvent?.({ kind: "finished", lease: task.lease, outcome: reported }),
         (error: unknown) => {

@@ -1,6 +1,7 @@
-import { lstat, realpath, rm } from "node:fs/promises";
+import { lstat, realpath } from "node:fs/promises";
 import { sep } from "node:path";
 import { glob } from "tinyglobby";
+import { removeDir } from "../files/privateFiles.js";
 import { sha256File } from "../files/sha256File.js";
 import { type ArtifactFile, artifactPathError, type CollectedArtifacts } from "../protocol/artifacts.js";
 import { attemptFiles } from "../protocol/attemptFiles.js";
@@ -72,7 +73,8 @@ export async function reportWithArtifacts(
   const { workDir } = attemptFiles(stateDir, lease.task.id, lease.attemptNumber);
   let { outcome } = end;
   let artifacts: CollectedArtifacts | undefined;
-  if (outcome.kind === "succeeded") {
+  // Only a phase with artifacts awaits anything before `finish`: the usual report leaves at once.
+  if (outcome.kind === "succeeded" && (lease.task.policy.artifacts?.length ?? 0) > 0) {
     const collected = await collectArtifacts(workDir, lease.task.policy).catch((error: unknown) => ({
       error: `could not collect its artifacts: ${error instanceof Error ? error.message : String(error)}`,
     }));
@@ -87,6 +89,6 @@ export async function reportWithArtifacts(
     else if (collected) artifacts = collected;
   }
   await port.finish(lease.attemptId, { ...end, outcome, ...(artifacts && { artifacts }) });
-  await rm(workDir, { recursive: true, force: true });
+  await removeDir(workDir);
   return outcome;
 }

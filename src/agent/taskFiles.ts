@@ -1,6 +1,12 @@
-import { mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, tightenFile, touchPrivateFile } from "../files/privateFiles.js";
+import {
+  freshPrivateDir,
+  PRIVATE_FILE_MODE,
+  privateDirWithParents,
+  tightenFile,
+  touchPrivateFile,
+} from "../files/privateFiles.js";
 import type { AttemptFiles } from "../protocol/attemptFiles.js";
 import { gpusWanted } from "../protocol/capacity.js";
 import type { Lease, Task } from "../protocol/interfaces.js";
@@ -36,7 +42,7 @@ export function prepareAttempt(
 ): void {
   // Synchronous: two small writes cost less than two trips through the thread pool, and this
   // sits between a slot freeing up and its next task starting.
-  mkdirSync(files.dir, { recursive: true, mode: PRIVATE_DIR_MODE });
+  privateDirWithParents(files.dir);
   const config = {
     task_id: task.id,
     signature: task.signature,
@@ -65,9 +71,8 @@ export function prepareAttempt(
   rmSync(files.stopPath, { force: true });
   // Emptied for the same reason: a work dir left by an old ledger's attempt of this number must
   // not lend its files to this attempt's artifacts.
-  rmSync(files.workDir, { recursive: true, force: true });
-  mkdirSync(files.workDir, { mode: PRIVATE_DIR_MODE });
-  if (checkpoint !== undefined) mkdirSync(checkpoint, { recursive: true, mode: PRIVATE_DIR_MODE });
+  freshPrivateDir(files.workDir);
+  if (checkpoint !== undefined) privateDirWithParents(checkpoint);
 }
 
 /**

@@ -1,4 +1,5 @@
-import { chmodSync, closeSync, existsSync, mkdirSync, openSync, statSync } from "node:fs";
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync, rmSync, statSync } from "node:fs";
+import { rm, rmdir } from "node:fs/promises";
 
 /**
  * Everything labsweep keeps in a state dir — the ledger, tokens, logs, outboxes, results — is its
@@ -34,4 +35,42 @@ export function touchPrivateFile(path: string): void {
 export function tightenFile(path: string): void {
   if (!existsSync(path)) return;
   if (statSync(path).mode & 0o077) chmodSync(path, PRIVATE_FILE_MODE);
+}
+
+/**
+ * An empty private dir at `dir`: made at once where none is (every attempt's case, so a task
+ * costs one mkdir), emptied first where one was left behind.
+ */
+export function freshPrivateDir(dir: string): void {
+  try {
+    mkdirSync(dir, { mode: PRIVATE_DIR_MODE });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
+    rmSync(dir, { recursive: true, force: true });
+    mkdirSync(dir, { mode: PRIVATE_DIR_MODE });
+  }
+}
+
+/** A private dir at `dir`, its parents made too where missing; one mkdir when they exist. */
+export function privateDirWithParents(dir: string): void {
+  try {
+    mkdirSync(dir, { mode: PRIVATE_DIR_MODE });
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === "EEXIST") return;
+    if (code !== "ENOENT") throw error;
+    mkdirSync(dir, { recursive: true, mode: PRIVATE_DIR_MODE });
+  }
+}
+
+/** Removes `dir` and what it holds; one rmdir when it is empty (the usual case), nothing if gone. */
+export async function removeDir(dir: string): Promise<void> {
+  try {
+    await rmdir(dir);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === "ENOENT") return;
+    if (code !== "ENOTEMPTY" && code !== "EEXIST" && code !== "ENOTDIR") throw error;
+    await rm(dir, { recursive: true, force: true });
+  }
 }

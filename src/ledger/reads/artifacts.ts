@@ -1,6 +1,6 @@
 import type { Db } from "../db.js";
 
-/** One stored artifact (table `artifacts`, migration 12). */
+/** One stored artifact (table `artifacts`, migration 11). */
 export interface ArtifactRow {
   task_id: number;
   attempt_id: number;

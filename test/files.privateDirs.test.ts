@@ -1,0 +1,45 @@
+/** The dirs an attempt needs, made with one syscall in the usual case and right in every other. */
+import { existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { freshPrivateDir, privateDirWithParents, removeDir } from "../src/files/privateFiles.js";
+import { tempDir } from "./helpers/cli.js";
+
+describe("attempt dirs", () => {
+  it("freshPrivateDir makes a new dir 0700, and empties one left behind", () => {
+    const root = tempDir();
+    const dir = join(root, "work");
+    freshPrivateDir(dir);
+    expect(statSync(dir).mode & 0o777).toBe(0o700);
+    mkdirSync(join(dir, "sub"));
+    writeFileSync(join(dir, "sub", "old.txt"), "from an older attempt");
+    freshPrivateDir(dir);
+    expect(readdirSync(dir)).toEqual([]);
+  });
+
+  it("privateDirWithParents makes missing parents and leaves an existing dir as it is", () => {
+    const root = tempDir();
+    const dir = join(root, "a", "b", "c");
+    privateDirWithParents(dir);
+    expect(statSync(dir).isDirectory()).toBe(true);
+    writeFileSync(join(dir, "keep.txt"), "checkpoint");
+    privateDirWithParents(dir);
+    expect(readdirSync(dir)).toEqual(["keep.txt"]);
+  });
+
+  it("removeDir removes an empty dir, a full one and a file in its place, and ignores a missing one", async () => {
+    const root = tempDir();
+    const empty = join(root, "empty");
+    mkdirSync(empty);
+    await removeDir(empty);
+    const full = join(root, "full");
+    mkdirSync(join(full, "deep"), { recursive: true });
+    writeFileSync(join(full, "deep", "x"), "x");
+    await removeDir(full);
+    const file = join(root, "file");
+    writeFileSync(file, "not a dir");
+    await removeDir(file);
+    await removeDir(join(root, "never"));
+    expect([empty, full, file].some((path) => existsSync(path))).toBe(false);
+  });
+});
