@@ -1,17 +1,12 @@
 import { describe, expect, it } from "vitest";
-import { ConfigError } from "../src/sweep/configError.js";
+import type { ConfigError } from "../src/sweep/configError.js";
 import { parseSweepFile } from "../src/sweep/loadSweep.js";
+import { configErrorOf } from "./helpers/configErrors.js";
 
 const FILE = "/sweeps/exp/sweep.yaml";
 
 function errorOf(text: string): ConfigError {
-  try {
-    parseSweepFile(FILE, text);
-  } catch (error) {
-    if (error instanceof ConfigError) return error;
-    throw error;
-  }
-  throw new Error("expected a ConfigError, but the config was accepted");
+  return configErrorOf(FILE, text);
 }
 
 describe("artifacts: and artifact_limit_mb", () => {

@@ -1,9 +1,10 @@
 /** `launcher:` in configs: the forms it takes, how phases inherit it, its errors, and identity. */
 import { describe, expect, it } from "vitest";
-import { ConfigError } from "../src/sweep/configError.js";
+import type { ConfigError } from "../src/sweep/configError.js";
 import { expandPhase } from "../src/sweep/expand.js";
 import { parseSweepFile } from "../src/sweep/loadSweep.js";
 import type { LauncherSpec, PhaseSpec, TorchrunLauncher } from "../src/sweep/types.js";
+import { configErrorOf } from "./helpers/configErrors.js";
 
 const FILE = "/sweeps/exp/sweep.yaml";
 
@@ -18,13 +19,7 @@ function launcherOf(text: string, phase = "exp"): LauncherSpec | null {
 }
 
 function errorOf(text: string): ConfigError {
-  try {
-    parseSweepFile(FILE, text);
-  } catch (error) {
-    if (error instanceof ConfigError) return error;
-    throw error;
-  }
-  throw new Error("expected a ConfigError, but the config was accepted");
+  return configErrorOf(FILE, text);
 }
 
 /** Checks the error's line (and column), key path and texts; errors are one line. */

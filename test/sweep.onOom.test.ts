@@ -4,21 +4,16 @@
  * the scaling arithmetic (rounded down for integers, never below min, always shrinking).
  */
 import { describe, expect, it } from "vitest";
-import { ConfigError } from "../src/sweep/configError.js";
+import type { ConfigError } from "../src/sweep/configError.js";
 import { parseSweepFile } from "../src/sweep/loadSweep.js";
 import { MAX_OOM_RETRIES, nextOomValue, withOomValue } from "../src/sweep/oomScaling.js";
 import type { OnOom } from "../src/sweep/types.js";
+import { configErrorOf } from "./helpers/configErrors.js";
 
 const FILE = "/sweeps/oom/sweep.yaml";
 
 function errorOf(text: string): ConfigError {
-  try {
-    parseSweepFile(FILE, text);
-  } catch (error) {
-    if (error instanceof ConfigError) return error;
-    throw error;
-  }
-  throw new Error("expected a ConfigError, but the config was accepted");
+  return configErrorOf(FILE, text);
 }
 
 describe("on_oom in a config", () => {

@@ -1,9 +1,10 @@
 /** `resources.tags` in configs: defaults, how phases inherit it, its errors, and task identity. */
 import { describe, expect, it } from "vitest";
-import { ConfigError } from "../src/sweep/configError.js";
+import type { ConfigError } from "../src/sweep/configError.js";
 import { expandPhase } from "../src/sweep/expand.js";
 import { parseSweepFile } from "../src/sweep/loadSweep.js";
 import type { PhaseSpec, Resources } from "../src/sweep/types.js";
+import { configErrorOf } from "./helpers/configErrors.js";
 
 const FILE = "/sweeps/exp/sweep.yaml";
 const TRAIN = "command: python train.py --lr {lr}\nexp:\n  combinations:\n    - lr: [0.1, 0.2]\n";
@@ -19,13 +20,7 @@ function resourcesOf(text: string, phase = "exp"): Resources {
 }
 
 function errorOf(text: string): ConfigError {
-  try {
-    parseSweepFile(FILE, text);
-  } catch (error) {
-    if (error instanceof ConfigError) return error;
-    throw error;
-  }
-  throw new Error("expected a ConfigError, but the config was accepted");
+  return configErrorOf(FILE, text);
 }
 
 describe("resources.tags", () => {
