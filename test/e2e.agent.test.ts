@@ -369,7 +369,7 @@ describe("labsweep serve + labsweep agent", () => {
     expect(ledger(stateDir2).tasks[0]?.state).toBe("succeeded");
   });
 
-  it("SIGTERM terminates running tasks, reports them interrupted, and releases the GPU locks", async () => {
+  it("SIGTERM (a scheduler stopping the job) terminates running tasks, reports them preempted (issue 13), and releases the GPU locks", async () => {
     const dir = project(1, 60, "  retries: 0\n");
     const locks = tempDir();
     const pids = tempDir();
@@ -388,7 +388,7 @@ describe("labsweep serve + labsweep agent", () => {
     expect(isAlive(Number(readFileSync(join(pids, "pid-1"), "utf8")))).toBe(false);
     expect(readdirSync(locks)).toEqual([]);
     const { tasks, attempts } = ledger(join(dir, ".labsweep"));
-    expect(attempts[0]?.outcome).toBe("interrupted");
+    expect(attempts[0]?.outcome).toBe("preempted");
     expect(tasks[0]).toMatchObject({ state: "pending" }); // back in the queue, no retry spent
     served.child.kill("SIGINT");
     expectCode(await served.result, 130);

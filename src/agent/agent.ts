@@ -173,9 +173,9 @@ export class Agent {
   }
 
   /** Ctrl-C twice or SIGTERM: stop every running task; those that left a checkpoint are preempted. */
-  terminateRunning(): void {
+  terminateRunning(why: "preempt" | "shutdown" = "shutdown"): void {
     this.stopLeasing();
-    for (const task of this.occupancy.running.values()) task.process.terminate("shutdown");
+    for (const task of this.occupancy.running.values()) task.process.terminate(why);
   }
 
   /**

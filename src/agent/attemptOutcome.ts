@@ -97,8 +97,14 @@ function outcomeOf(exit: ProcessExit, resultPath: string, context: AttemptContex
     };
   }
   if (exit.stopped && !exit.timedOut) {
-    // Stopped as its agent shut down (a scheduler's SIGTERM, Ctrl-C) with a checkpoint to go
-    // on from: preempted. Without one it starts over: interrupted, as before checkpoints.
+    // Its agent was sent SIGTERM (a scheduler's time limit or preemption): preempted, whatever
+    // it saved. A user's Ctrl-C is preempted too when a checkpoint is there to go on from; else
+    // it starts over: interrupted, as before checkpoints. Neither spends a retry.
+    if (exit.stopReason === "preempt") {
+      const error =
+        "preempted: its agent was sent SIGTERM (a time limit or preemption); the next attempt resumes from its checkpoint dir";
+      return { kind: "preempted", error, exitCode, signal };
+    }
     if (exit.stopReason === "shutdown" && holdsFiles(context.checkpointDir)) {
       const error = "preempted: stopped as its agent shut down; the next attempt resumes from its checkpoint";
       return { kind: "preempted", error, exitCode, signal };

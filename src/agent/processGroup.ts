@@ -4,11 +4,11 @@ import { Launcher, sharedLauncher } from "./launcher.js";
 import { isGone, listPids, readProcStat } from "./procfs.js";
 
 /**
- * Why the agent stopped a task: its timeout, the agent's own shutdown (SIGTERM or Ctrl-C: a
- * scheduler's time limit or preemption), the coordinator taking the attempt back (a cancel, a
+ * Why the agent stopped a task: its timeout, the agent's own SIGTERM (`preempt`: a scheduler's
+ * time limit or preemption) or Ctrl-C (`shutdown`), the coordinator taking the attempt back (a cancel, a
  * lost lease), or a hang (hang_timeout). Written as the stop file's one line.
  */
-export type StopReason = "timeout" | "shutdown" | "abandoned" | "hang";
+export type StopReason = "timeout" | "shutdown" | "preempt" | "abandoned" | "hang";
 
 /** How a stop is made: the same for every reason. */
 export interface StopSpec {

@@ -74,7 +74,7 @@ export class RemoteAgent {
   private agent: Agent | null = null;
   private readonly stop = new AbortController();
   private fatal: Error | null = null;
-  private terminating = false;
+  private terminating: "preempt" | "shutdown" | null = null;
   private readonly streams = new Map<number, LogStream>();
   /** Where notices go, as given (the parts this agent builds write there too). */
   private readonly sink: Warn | undefined;
@@ -93,11 +93,11 @@ export class RemoteAgent {
     this.agent?.stopLeasing();
   }
 
-  /** Ctrl-C twice, SIGTERM: also terminate running tasks (reported as interrupted). */
-  terminate(): void {
-    this.terminating = true;
+  /** Ctrl-C twice, SIGTERM (`preempt`): also stop running tasks (interrupted or preempted). */
+  terminate(why: "preempt" | "shutdown" = "shutdown"): void {
+    this.terminating = why;
     this.stopLeasing();
-    this.agent?.terminateRunning();
+    this.agent?.terminateRunning(why);
   }
 
   async run(): Promise<RemoteAgentExit> {
@@ -241,7 +241,7 @@ export class RemoteAgent {
       onEvent: (event) => this.onAgentEvent(event, port, stateDir),
     });
     this.agent = agent;
-    if (this.terminating) agent.terminateRunning();
+    if (this.terminating) agent.terminateRunning(this.terminating);
     else if (this.stop.signal.aborted) agent.stopLeasing();
     const exit = await agent.run().catch((error: unknown) => {
       agent.terminateRunning(); // their reports wait in the outbox for the next start

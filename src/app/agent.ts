@@ -34,7 +34,7 @@ export async function runAgent(options: AgentRunOptions): Promise<number> {
       const agent = new RemoteAgent({ ...options, stateDir: options.stateDir ?? defaultStateDir(candidate) });
       interrupts.attach({
         stopLeasing: () => agent.stopLeasing(),
-        terminateRunning: () => agent.terminate(),
+        terminateRunning: (why) => agent.terminate(why),
       });
       try {
         return exitOf(await agent.run(), log);

@@ -1,7 +1,8 @@
 /** What a Ctrl-C stops: first new work, then what runs. */
 export interface Interruptible {
   stopLeasing(): void;
-  terminateRunning(): void;
+  /** `preempt`: the process was sent SIGTERM (a scheduler's time limit or preemption). */
+  terminateRunning(why: "preempt" | "shutdown"): void;
 }
 
 /** What to tell the user at each stage. */
@@ -20,7 +21,7 @@ export interface InterruptNotes {
  */
 export class Interrupts {
   private count = 0;
-  private terminating = false;
+  private terminating: "preempt" | "shutdown" | null = null;
   private target: Interruptible | null = null;
 
   constructor(private readonly notes: InterruptNotes) {
@@ -35,7 +36,7 @@ export class Interrupts {
 
   attach(target: Interruptible): void {
     this.target = target;
-    if (this.terminating) target.terminateRunning();
+    if (this.terminating) target.terminateRunning(this.terminating);
     else if (this.count > 0) target.stopLeasing();
   }
 
@@ -51,8 +52,10 @@ export class Interrupts {
       this.target?.stopLeasing();
     } else {
       this.notes.terminating();
-      this.terminating = true;
-      this.target?.terminateRunning();
+      // SIGTERM is how schedulers (a SLURM time limit, preemption, a shutdown) stop a job: its
+      // tasks are preempted, resumed from their checkpoints. A second Ctrl-C is the user's stop.
+      this.terminating = signal === "SIGTERM" ? "preempt" : "shutdown";
+      this.target?.terminateRunning(this.terminating);
     }
   };
 }
