@@ -95,11 +95,17 @@ async function loadPage() {
   }
 }
 
+/** The newest page asked for: an older answer arriving after it (a live refresh overtaken by a
+ * new filter) is dropped, never drawn over the newer one. */
+let asked = 0;
+
 async function loadPageNow() {
   const query = currentQuery();
   table.setAttribute("aria-busy", "true");
   const params = { ...apiQuery(query), after: pages.current };
+  const ticket = ++asked;
   const page = await getJson("/tasks", params);
+  if (ticket !== asked) return;
   pages.next = page.next;
   renderHead(query);
   renderRows(page.rows);
