@@ -20,6 +20,8 @@ if (!base) {
 const root = new URL("..", import.meta.url).pathname;
 const here = join(root, "bin/labsweep.js");
 const baseDir = mkdtempSync(join(tmpdir(), "labsweep-bench-base-"));
+// Every round's files are deleted at the end, not between timed rounds (see cleanup in lib.mjs).
+const trash = mkdtempSync(join(tmpdir(), "labsweep-bench-trash-"));
 
 // Each benchmark, the environment that sizes it, and the figures compared (with their direction).
 const benches = [
@@ -51,7 +53,7 @@ function figuresOf(output, wanted) {
 
 function runBench(bench, cli) {
   const run = spawnSync(process.execPath, ["--expose-gc", join(root, "bench", bench.file)], {
-    env: { ...process.env, ...bench.env, BENCH_CLI: cli },
+    env: { ...process.env, ...bench.env, BENCH_CLI: cli, BENCH_TRASH: trash },
     encoding: "utf8",
   });
   if (run.status !== 0) throw new Error(`${bench.file} failed with ${cli}:\n${run.stdout}${run.stderr}`);
@@ -89,4 +91,5 @@ try {
 } finally {
   spawnSync("git", ["-C", root, "worktree", "remove", "--force", baseDir], { stdio: "ignore" });
   rmSync(baseDir, { recursive: true, force: true });
+  rmSync(trash, { recursive: true, force: true });
 }

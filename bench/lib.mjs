@@ -1,8 +1,8 @@
 // Shared helpers for benchmarks: timing, child-process runs with peak RSS, temp dirs.
 import { spawn, spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 
 // BENCH_CLI runs another build (bench/before-after.mjs compares two commits in one script).
 export const CLI = process.env.BENCH_CLI ?? new URL("../bin/labsweep.js", import.meta.url).pathname;
@@ -11,9 +11,23 @@ export function tempDir(name) {
   return mkdtempSync(join(tmpdir(), `labsweep-bench-${name}-`));
 }
 
+/**
+ * Removes a benchmark's files, or with BENCH_TRASH set moves them into that dir for the caller to
+ * delete once every timing is over. On ext4 without a journal (these VMs) each new inode is
+ * found by stepping past every inode deleted in the last ~30 s, so the thousands a round deletes
+ * would slow the next timed round's mkdirs and file creations, most for the build that creates
+ * the most: a cost of the harness, not of labsweep.
+ */
 export function cleanup(dir) {
-  rmSync(dir, { recursive: true, force: true });
+  const trash = process.env.BENCH_TRASH;
+  if (!trash || !existsSync(dir)) {
+    rmSync(dir, { recursive: true, force: true });
+    return;
+  }
+  trashed += 1;
+  renameSync(dir, join(trash, `${basename(dir)}-${process.pid}-${trashed}`));
 }
+let trashed = 0;
 
 /** Runs a shell command, returns wall seconds and peak RSS (MB) from GNU time if present. */
 export function timeShell(command, options = {}) {

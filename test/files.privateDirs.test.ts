@@ -6,24 +6,24 @@ import { freshPrivateDir, privateDirWithParents, removeDir } from "../src/files/
 import { tempDir } from "./helpers/cli.js";
 
 describe("attempt dirs", () => {
-  it("freshPrivateDir makes a new dir 0700, and empties one left behind", () => {
+  it("freshPrivateDir makes a new dir 0700, and empties one left behind", async () => {
     const root = tempDir();
     const dir = join(root, "work");
-    freshPrivateDir(dir);
+    await freshPrivateDir(dir);
     expect(statSync(dir).mode & 0o777).toBe(0o700);
     mkdirSync(join(dir, "sub"));
     writeFileSync(join(dir, "sub", "old.txt"), "from an older attempt");
-    freshPrivateDir(dir);
+    await freshPrivateDir(dir);
     expect(readdirSync(dir)).toEqual([]);
   });
 
-  it("privateDirWithParents makes missing parents and leaves an existing dir as it is", () => {
+  it("privateDirWithParents makes missing parents and leaves an existing dir as it is", async () => {
     const root = tempDir();
     const dir = join(root, "a", "b", "c");
-    privateDirWithParents(dir);
+    expect(await privateDirWithParents(dir)).toBe(true);
     expect(statSync(dir).isDirectory()).toBe(true);
     writeFileSync(join(dir, "keep.txt"), "checkpoint");
-    privateDirWithParents(dir);
+    expect(await privateDirWithParents(dir)).toBe(false);
     expect(readdirSync(dir)).toEqual(["keep.txt"]);
   });
 

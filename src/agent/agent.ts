@@ -252,7 +252,7 @@ export class Agent {
       prepare: async () => {
         const port = needsFreePort(launcher, lease.gpuIds) ? await freePort() : undefined;
         command = launchCommand(task.command, launcher, lease.gpuIds, { port });
-        prepareAttempt(files, task, lease.attemptId, lease.placements, env.LABSWEEP_CHECKPOINT_DIR);
+        await prepareAttempt(files, task, lease.attemptId, lease.placements, env.LABSWEEP_CHECKPOINT_DIR);
       },
       after,
     });

@@ -1,7 +1,9 @@
-import { readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { readFileSync, statSync } from "node:fs";
+import { mkdir, rm, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import {
   freshPrivateDir,
+  PRIVATE_DIR_MODE,
   PRIVATE_FILE_MODE,
   privateDirWithParents,
   tightenFile,
@@ -31,19 +33,49 @@ export function checkpointDir(stateDir: string, task: Task, agentRoot?: string):
 /**
  * Writes the task's full config for LABSWEEP_CONFIG_FILE, and the files the task protocol
  * promises (docs/task-protocol.md): an empty events file, no stop file, an empty work dir, the
- * checkpoint dir.
+ * checkpoint dir. Off the event loop and all at once: a task's start waits for the slowest of
+ * them, not their sum, and the loop meanwhile serves other slots (profile of 1,000 no-op tasks:
+ * done one by one in sync calls they held the loop for over 3 ms a task).
  */
-export function prepareAttempt(
+export async function prepareAttempt(
   files: AttemptFiles,
   task: Task,
   attemptId: number,
   placements: Placement[] = [],
   checkpoint?: string,
-): void {
-  // Synchronous: two small writes cost less than two trips through the thread pool, and this
-  // sits between a slot freeing up and its next task starting.
-  privateDirWithParents(files.dir);
-  const config = {
+): Promise<void> {
+  // A task dir made now holds nothing: no file of an earlier attempt to empty, tighten or
+  // remove, which is every first attempt's case.
+  const made = await privateDirWithParents(files.dir);
+  const config = `${JSON.stringify(attemptConfig(task, attemptId, placements), null, 2)}\n`;
+  const writes: Promise<unknown>[] = [
+    writeFile(files.configPath, config, { mode: PRIVATE_FILE_MODE }),
+    // Created empty (no metrics) and private, so a task that writes it in place keeps it 0600.
+    // The result path is new for every attempt, so no stale result can be mistaken for this one's.
+    made
+      ? writeFile(files.resultPath, "", { mode: PRIVATE_FILE_MODE, flag: "wx" })
+      : touchResult(files.resultPath),
+    made
+      ? writeFile(files.eventsPath, "", { mode: PRIVATE_FILE_MODE, flag: "wx" })
+      : writeFile(files.eventsPath, "", { mode: PRIVATE_FILE_MODE }).then(() =>
+          tightenFile(files.eventsPath),
+        ),
+    made ? mkdir(files.workDir, { mode: PRIVATE_DIR_MODE }) : freshPrivateDir(files.workDir),
+  ];
+  // Emptied or removed where an attempt number repeats (a new ledger in an old state dir): its
+  // reports, stop request and work files are not this attempt's.
+  if (!made) writes.push(rm(files.stopPath, { force: true }));
+  if (checkpoint !== undefined) writes.push(privateDirWithParents(checkpoint));
+  await Promise.all(writes);
+}
+
+/** A result file left where the attempt number repeats is kept as it is, as before, but private. */
+async function touchResult(path: string): Promise<void> {
+  touchPrivateFile(path);
+}
+
+function attemptConfig(task: Task, attemptId: number, placements: Placement[]): object {
+  return {
     task_id: task.id,
     signature: task.signature,
     attempt_id: attemptId,
@@ -60,19 +92,6 @@ export function prepareAttempt(
     backoff_ms: task.policy.backoffMs,
     resources: task.policy.resources,
   };
-  // The result path is new for every attempt, so no stale result can be mistaken for this one's.
-  writeFileSync(files.configPath, `${JSON.stringify(config, null, 2)}\n`, { mode: PRIVATE_FILE_MODE });
-  // Created empty (no metrics) and private, so a task that writes it in place keeps it 0600.
-  touchPrivateFile(files.resultPath);
-  // Emptied: an attempt number repeats only for a new ledger in an old state dir, whose
-  // reports and stop request are not this attempt's.
-  writeFileSync(files.eventsPath, "", { mode: PRIVATE_FILE_MODE });
-  tightenFile(files.eventsPath);
-  rmSync(files.stopPath, { force: true });
-  // Emptied for the same reason: a work dir left by an old ledger's attempt of this number must
-  // not lend its files to this attempt's artifacts.
-  freshPrivateDir(files.workDir);
-  if (checkpoint !== undefined) privateDirWithParents(checkpoint);
 }
 
 /**
