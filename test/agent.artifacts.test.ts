@@ -19,6 +19,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { collectArtifacts, reportWithArtifacts } from "../src/agent/artifacts.js";
 import { Outbox, type OutboxRecord } from "../src/agent/outbox.js";
+import { WorkDirs } from "../src/agent/workDirs.js";
 import type { AttemptOutcome, Lease } from "../src/protocol/interfaces.js";
 import { REPO_ROOT, tempDir } from "./helpers/cli.js";
 
@@ -69,14 +70,16 @@ describe("collectArtifacts", () => {
       attemptNumber: 1,
       task: { id: 3, policy: { artifacts: ["**"], artifactLimitMb: 1e-9 } },
     } as unknown as Lease;
-    const stateDir = tempDir();
-    const dir = join(stateDir, "tasks", "3", "attempt-1.work");
+    const pool = new WorkDirs(join(tempDir(), "work"));
+    const dir = pool.take();
+    pool.prepare(dir);
     cpSync(work, dir, { recursive: true, verbatimSymlinks: true });
     const port = { finish: async (_attemptId: number, end: { outcome: AttemptOutcome }) => ends.push(end) };
-    const reported = await reportWithArtifacts(port, lease, { outcome: success }, stateDir);
+    const reported = await reportWithArtifacts(port, lease, { outcome: success }, dir);
     expect(reported).toMatchObject({ kind: "failed", error: expect.stringMatching(/artifact_limit_mb/) });
     expect(ends[0]?.outcome.kind).toBe("failed");
-    expect(existsSync(dir)).toBe(false);
+    await pool.giveBack(dir);
+    expect(readdirSync(dir)).toEqual([]);
   });
 });
 

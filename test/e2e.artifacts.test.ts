@@ -140,11 +140,9 @@ describe("artifacts through labsweep run", () => {
     }>;
     db.close();
     expect(new Set(rows.map((row) => row.attempt_id))).toEqual(new Set(second.map((row) => row.id)));
-    // Work dirs are gone once the attempt ended: their files were taken.
-    for (const task of readdirSync(join(dir, ".labsweep", "tasks")))
-      expect(
-        readdirSync(join(dir, ".labsweep", "tasks", task)).filter((name) => name.endsWith(".work")),
-      ).toEqual([]);
+    // Work dirs are emptied once the attempt ended (their files were taken), ready for reuse.
+    for (const work of readdirSync(join(dir, ".labsweep", "work")))
+      expect(readdirSync(join(dir, ".labsweep", "work", work))).toEqual([]);
   });
 
   it("a success whose artifacts are over artifact_limit_mb fails, saying so", async () => {

@@ -2,28 +2,17 @@
 import { existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { freshPrivateDir, privateDirWithParents, removeDir } from "../src/files/privateFiles.js";
+import { privateDirWithParents, removeDir } from "../src/files/privateFiles.js";
 import { tempDir } from "./helpers/cli.js";
 
 describe("attempt dirs", () => {
-  it("freshPrivateDir makes a new dir 0700, and empties one left behind", async () => {
-    const root = tempDir();
-    const dir = join(root, "work");
-    await freshPrivateDir(dir);
-    expect(statSync(dir).mode & 0o777).toBe(0o700);
-    mkdirSync(join(dir, "sub"));
-    writeFileSync(join(dir, "sub", "old.txt"), "from an older attempt");
-    await freshPrivateDir(dir);
-    expect(readdirSync(dir)).toEqual([]);
-  });
-
-  it("privateDirWithParents makes missing parents and leaves an existing dir as it is", async () => {
+  it("privateDirWithParents makes missing parents and leaves an existing dir as it is", () => {
     const root = tempDir();
     const dir = join(root, "a", "b", "c");
-    expect(await privateDirWithParents(dir)).toBe(true);
+    expect(privateDirWithParents(dir)).toBe(true);
     expect(statSync(dir).isDirectory()).toBe(true);
     writeFileSync(join(dir, "keep.txt"), "checkpoint");
-    expect(await privateDirWithParents(dir)).toBe(false);
+    expect(privateDirWithParents(dir)).toBe(false);
     expect(readdirSync(dir)).toEqual(["keep.txt"]);
   });
 

@@ -1,10 +1,10 @@
 import { logger, type Warn } from "../log/logger.js";
-import { attemptFiles } from "../protocol/attemptFiles.js";
 import type { Capacity } from "../protocol/capacity.js";
 import { shareOf } from "../protocol/capacity.js";
 import type { AttemptOutcome, Lease } from "../protocol/interfaces.js";
 import { reportWithArtifacts } from "./artifacts.js";
 import { finalOutcome } from "./attemptOutcome.js";
+import { AttemptSetup } from "./attemptSetup.js";
 import type { CoordinatorPort } from "./coordinatorPort.js";
 import { freePort } from "./freePort.js";
 import { watchForHang } from "./hangWatch.js";
@@ -14,7 +14,7 @@ import { Occupancy, type OccupancyOptions, type Running } from "./occupancy.js";
 import { PointRelay } from "./pointRelay.js";
 import { type ProcessExit, type RunningProcess, startProcess, stopSpec } from "./runProcess.js";
 import { type GpuReader, gpuReader, TaskSampler } from "./sampler.js";
-import { checkpointDir, prepareAttempt, taskEnvironment } from "./taskFiles.js";
+import type { TaskFiles } from "./taskFiles.js";
 
 /** What the dispatch loop needs beyond what occupancy.ts tracks of the machine. */
 export interface AgentOptions extends OccupancyOptions {
@@ -77,6 +77,8 @@ export class Agent {
   private failure: Error | null = null;
   /** GPU readings shared by the samplers of all running tasks. */
   private gpuReadings: GpuReader | null = null;
+  /** Each attempt's files, work dir and environment. */
+  private readonly setup: AttemptSetup;
   /** Relays tasks' live points, when the port takes them. */
   private readonly relay: PointRelay;
 
@@ -85,6 +87,7 @@ export class Agent {
     private readonly options: AgentOptions,
   ) {
     this.occupancy = new Occupancy(options);
+    this.setup = new AttemptSetup(options);
     this.relay = new PointRelay({
       send: (batches) => port.points?.(batches) ?? Promise.resolve(),
       warn: options.warn,
@@ -205,11 +208,8 @@ export class Agent {
    * straight back to pending (an interruption spends no retry) and the loop sees `stopping`.
    */
   private startOrRelease(lease: Lease): void {
-    if (!this.stopping) {
-      this.start(lease);
-      return;
-    }
-    this.release(lease, "stopped before it started");
+    if (this.stopping) this.release(lease, "stopped before it started");
+    else this.start(lease);
   }
 
   /** Hands a leased task that never started back: pending again, no retry spent. */
@@ -233,9 +233,9 @@ export class Agent {
    */
   private launch(lease: Lease, after?: RunningProcess): Launch {
     const task = lease.task;
-    const files = attemptFiles(this.options.stateDir, task.id, lease.attemptNumber);
+    const files = this.setup.files(lease);
     const onGpuMachine = this.occupancy.hasGpus || this.options.gpuFreeMiB.size > 0;
-    const env = taskEnvironment(lease, files, { ...this.options, onGpuMachine });
+    const env = this.setup.environment(lease, files, onGpuMachine);
     // Ledgers from before launchers have none; an `auto` port is picked in `prepare`, which runs
     // before the launch reads `command`.
     const launcher = task.policy.launcher ?? null;
@@ -252,7 +252,7 @@ export class Agent {
       prepare: async () => {
         const port = needsFreePort(launcher, lease.gpuIds) ? await freePort() : undefined;
         command = launchCommand(task.command, launcher, lease.gpuIds, { port });
-        await prepareAttempt(files, task, lease.attemptId, lease.placements, env.LABSWEEP_CHECKPOINT_DIR);
+        this.setup.prepare(lease, files);
       },
       after,
     });
@@ -293,19 +293,15 @@ export class Agent {
     // Only the dashboard wants the pid: a notice that fails costs the task nothing.
     this.survive(noticed, `could not record the process of task ${task.id}`);
     this.survive(
-      child.exited.then((exit) => this.finished(running, exit, files.resultPath, files.logPath)),
+      child.exited.then((exit) => this.finished(running, exit, files)),
       `could not report task ${task.id}`,
     );
     return running;
   }
 
-  private async finished(
-    task: Running,
-    exit: ProcessExit,
-    resultPath: string,
-    logPath: string,
-  ): Promise<void> {
-    const checkpoint = checkpointDir(this.options.stateDir, task.lease.task, this.options.checkpointRoot);
+  private async finished(task: Running, exit: ProcessExit, files: TaskFiles): Promise<void> {
+    const { resultPath, logPath, workDir } = files;
+    const checkpoint = this.setup.checkpointDir(task.lease.task);
     const { outcome, tail } = finalOutcome(task, exit, { resultPath, logPath, checkpointDir: checkpoint });
     // The slot is free the moment the process is gone: leasing its next task need not wait for
     // this report to be written and sent (the port decides whether the coordinator must hear it
@@ -315,7 +311,9 @@ export class Agent {
     this.relay.exited(task.lease.attemptId);
     // A curve's last points go before the report that ends the task (the sweep may end with it).
     const send = () =>
-      reportWithArtifacts(this.port, task.lease, { outcome, logTail: tail }, this.options.stateDir);
+      reportWithArtifacts(this.port, task.lease, { outcome, logTail: tail }, workDir).finally(() =>
+        this.setup.release(files),
+      );
     const settled = this.relay.settled(task.lease.attemptId, 1000);
     const report: Promise<void> = (settled ? settled.then(send) : send())
       .then(

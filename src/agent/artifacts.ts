@@ -1,10 +1,8 @@
 import { lstat, realpath } from "node:fs/promises";
 import { sep } from "node:path";
 import { glob } from "tinyglobby";
-import { removeDir } from "../files/privateFiles.js";
 import { sha256File } from "../files/sha256File.js";
 import { type ArtifactFile, artifactPathError, type CollectedArtifacts } from "../protocol/artifacts.js";
-import { attemptFiles } from "../protocol/attemptFiles.js";
 import type { AttemptOutcome, Lease } from "../protocol/interfaces.js";
 import { DEFAULT_ARTIFACT_LIMIT_MB, type RunPolicy } from "../sweep/types.js";
 import type { CoordinatorPort } from "./coordinatorPort.js";
@@ -61,16 +59,15 @@ export interface AttemptEnd {
 /**
  * Reports an attempt's end through the port with its artifacts, collected from its work dir
  * when it succeeded — a success whose artifacts cannot be collected (over the limit, unreadable)
- * is reported as a failure saying why — then deletes the work dir: once `finish` resolved the
- * files are the port's (in the outbox, or stored). Returns the outcome reported.
+ * is reported as a failure saying why. Once `finish` resolved the files are the port's (in the
+ * outbox, or stored), and the caller may empty the work dir. Returns the outcome reported.
  */
 export async function reportWithArtifacts(
   port: Pick<CoordinatorPort, "finish">,
   lease: Lease,
   end: AttemptEnd,
-  stateDir: string,
+  workDir: string,
 ): Promise<AttemptOutcome> {
-  const { workDir } = attemptFiles(stateDir, lease.task.id, lease.attemptNumber);
   let { outcome } = end;
   let artifacts: CollectedArtifacts | undefined;
   // Only a phase with artifacts awaits anything before `finish`: the usual report leaves at once.
@@ -89,6 +86,5 @@ export async function reportWithArtifacts(
     else if (collected) artifacts = collected;
   }
   await port.finish(lease.attemptId, { ...end, outcome, ...(artifacts && { artifacts }) });
-  await removeDir(workDir);
   return outcome;
 }

@@ -1,15 +1,15 @@
-import type { AttemptFiles } from "../protocol/attemptFiles.js";
 import type { Capacity } from "../protocol/capacity.js";
 import type { Lease } from "../protocol/interfaces.js";
 import type { CoordinatorPort } from "./coordinatorPort.js";
 import { fitsWithin, type Occupancy, type Running, times } from "./occupancy.js";
 import type { RunningProcess } from "./runProcess.js";
+import type { TaskFiles } from "./taskFiles.js";
 
 /** A task's process, launched (or chained to start after another's) but not yet counted as running. */
 export interface Launch {
   lease: Lease;
   process: RunningProcess;
-  files: AttemptFiles;
+  files: TaskFiles;
   /** Its process has started (a chained one: the launcher opened its gate). */
   started: boolean;
 }

@@ -1,5 +1,5 @@
 import { chmodSync, closeSync, existsSync, mkdirSync, openSync, statSync } from "node:fs";
-import { mkdir, rm, rmdir } from "node:fs/promises";
+import { rm, rmdir } from "node:fs/promises";
 
 /**
  * Everything labsweep keeps in a state dir — the ledger, tokens, logs, outboxes, results — is its
@@ -38,32 +38,18 @@ export function tightenFile(path: string): void {
 }
 
 /**
- * An empty private dir at `dir`: made at once where none is (every attempt's case, so a task
- * costs one mkdir), emptied first where one was left behind.
- */
-export async function freshPrivateDir(dir: string): Promise<void> {
-  try {
-    await mkdir(dir, { mode: PRIVATE_DIR_MODE });
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
-    await rm(dir, { recursive: true, force: true });
-    await mkdir(dir, { mode: PRIVATE_DIR_MODE });
-  }
-}
-
-/**
  * A private dir at `dir`, its parents made too where missing; one mkdir when they exist. True
  * when the dir was made now (so it holds nothing yet), false when it was there already.
  */
-export async function privateDirWithParents(dir: string): Promise<boolean> {
+export function privateDirWithParents(dir: string): boolean {
   try {
-    await mkdir(dir, { mode: PRIVATE_DIR_MODE });
+    mkdirSync(dir, { mode: PRIVATE_DIR_MODE });
     return true;
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === "EEXIST") return false;
     if (code !== "ENOENT") throw error;
-    await mkdir(dir, { recursive: true, mode: PRIVATE_DIR_MODE });
+    mkdirSync(dir, { recursive: true, mode: PRIVATE_DIR_MODE });
     return true;
   }
 }

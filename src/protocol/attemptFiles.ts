@@ -13,14 +13,9 @@ export interface AttemptFiles {
   /** Created by the agent when it asks the task to stop (LABSWEEP_STOP_FILE). */
   stopPath: string;
   configPath: string;
-  /**
-   * The attempt's own scratch dir (LABSWEEP_WORK_DIR), new for each attempt: its `artifacts:`
-   * are collected from here after a success, so files of two attempts never mix.
-   */
-  workDir: string;
 }
 
-/** Where one attempt's log, result, events, stop marker, config and work dir live: `<state>/tasks/<id>/`. */
+/** Where one attempt's log, result, events, stop marker and config live: `<state>/tasks/<id>/`. */
 export function attemptFiles(stateDir: string, taskId: number, attemptNumber: number): AttemptFiles {
   const dir = join(stateDir, "tasks", String(taskId));
   return {
@@ -30,6 +25,5 @@ export function attemptFiles(stateDir: string, taskId: number, attemptNumber: nu
     eventsPath: join(dir, `attempt-${attemptNumber}.events.jsonl`),
     stopPath: join(dir, `attempt-${attemptNumber}.stop`),
     configPath: join(dir, "config.json"),
-    workDir: join(dir, `attempt-${attemptNumber}.work`),
   };
 }

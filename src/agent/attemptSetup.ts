@@ -1,0 +1,50 @@
+import { join } from "node:path";
+import { attemptFiles } from "../protocol/attemptFiles.js";
+import type { Lease, Task } from "../protocol/interfaces.js";
+import { checkpointDir, prepareAttempt, type TaskFiles, taskEnvironment } from "./taskFiles.js";
+import { WorkDirs } from "./workDirs.js";
+
+/**
+ * What an attempt is given before its process starts and gives back once reported: its files,
+ * its work dir (from the pool), its environment. One per agent, so what is the same for every
+ * task is worked out once: reading the agent's environment (a getenv per variable) cost a no-op
+ * task a tenth of a millisecond.
+ */
+export class AttemptSetup {
+  private readonly workDirs: WorkDirs;
+  /** The agent's environment, `env` over it, as it was when the agent started. */
+  private readonly inherited: NodeJS.ProcessEnv;
+
+  constructor(
+    private readonly options: { stateDir: string; env?: NodeJS.ProcessEnv; checkpointRoot?: string },
+  ) {
+    this.workDirs = new WorkDirs(join(options.stateDir, "work"));
+    this.inherited = { ...process.env, ...options.env };
+  }
+
+  /** The attempt's files, with a work dir taken from the pool (given back by `release`). */
+  files(lease: Lease): TaskFiles {
+    const files = attemptFiles(this.options.stateDir, lease.task.id, lease.attemptNumber);
+    return { ...files, workDir: this.workDirs.take() };
+  }
+
+  environment(lease: Lease, files: TaskFiles, onGpuMachine: boolean): NodeJS.ProcessEnv {
+    return taskEnvironment(lease, files, { ...this.options, inherited: this.inherited, onGpuMachine });
+  }
+
+  checkpointDir(task: Task): string {
+    return checkpointDir(this.options.stateDir, task, this.options.checkpointRoot);
+  }
+
+  /** Writes the attempt's files and makes its dirs, just before its launch. */
+  prepare(lease: Lease, files: TaskFiles): void {
+    const { task, attemptId, placements } = lease;
+    prepareAttempt(files, task, attemptId, placements, this.checkpointDir(task));
+    this.workDirs.prepare(files.workDir);
+  }
+
+  /** Once the attempt is reported (its artifacts taken): its work dir goes back to the pool. */
+  release(files: TaskFiles): Promise<void> {
+    return this.workDirs.giveBack(files.workDir);
+  }
+}
