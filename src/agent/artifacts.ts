@@ -3,7 +3,12 @@ import { sep } from "node:path";
 import { glob } from "tinyglobby";
 import { removeDir } from "../files/privateFiles.js";
 import { sha256File } from "../files/sha256File.js";
-import { type ArtifactFile, artifactPathError, type CollectedArtifacts } from "../protocol/artifacts.js";
+import {
+  type ArtifactFile,
+  artifactPathError,
+  type CollectedArtifacts,
+  MAX_ARTIFACT_FILES,
+} from "../protocol/artifacts.js";
 import { attemptFiles } from "../protocol/attemptFiles.js";
 import type { AttemptOutcome, Lease } from "../protocol/interfaces.js";
 import { DEFAULT_ARTIFACT_LIMIT_MB, type RunPolicy } from "../sweep/types.js";
@@ -40,6 +45,10 @@ export async function collectArtifacts(
     if (!stat.isFile() || (await realpath(full)) !== full) continue;
     const bad = artifactPathError(path);
     if (bad) return { error: `artifact ${JSON.stringify(path)} ${bad}` };
+    if (files.length === MAX_ARTIFACT_FILES)
+      return {
+        error: `more than ${MAX_ARTIFACT_FILES} artifacts match its artifacts: globs: collect fewer files (an archive of a dir counts as one)`,
+      };
     total += stat.size;
     if (total > limit)
       return {
