@@ -20,6 +20,7 @@ import { describe, expect, it } from "vitest";
 import { collectArtifacts, reportWithArtifacts } from "../src/agent/artifacts.js";
 import { Outbox, type OutboxRecord } from "../src/agent/outbox.js";
 import { WorkDirs } from "../src/agent/workDirs.js";
+import { MAX_ARTIFACT_FILES } from "../src/protocol/artifacts.js";
 import type { AttemptOutcome, Lease } from "../src/protocol/interfaces.js";
 import { REPO_ROOT, tempDir } from "./helpers/cli.js";
 
@@ -58,6 +59,17 @@ describe("collectArtifacts", () => {
     const over = await collectArtifacts(dir, { artifacts: ["**"], artifactLimitMb: 4 / (1024 * 1024) });
     expect(over).toEqual({
       error: expect.stringMatching(/artifacts are over 4 bytes \(artifact_limit_mb: /),
+    });
+  });
+
+  it("more files than a finish report may list is an error saying so; exactly the most is fine", async () => {
+    const dir = tempDir();
+    for (let i = 0; i < MAX_ARTIFACT_FILES; i++) writeFileSync(join(dir, `f${i}.txt`), "");
+    const most = await collectArtifacts(dir, { artifacts: ["*.txt"] });
+    expect(most && "files" in most ? most.files.length : most).toBe(MAX_ARTIFACT_FILES);
+    writeFileSync(join(dir, "one-more.txt"), "");
+    expect(await collectArtifacts(dir, { artifacts: ["*.txt"] })).toEqual({
+      error: `more than ${MAX_ARTIFACT_FILES} artifacts match its artifacts: globs: collect fewer files (an archive of a dir counts as one)`,
     });
   });
 

@@ -3,10 +3,11 @@
  * python3 tasks: a clean run verifies; a planted duplicate, torn, unknown and deleted row are
  * each named by file:line (exit 1); --fix repairs them and verify exits 0 again; --fix refuses
  * while a `serve` holds the ledger; bad input is exit 2; once on PostgreSQL; a changed or missing
- * stored artifact is found by its checksum. Run `npm run build`
+ * stored artifact is found by its checksum, an artifact file no row names is reported and moved
+ * aside by --fix. Run `npm run build`
  * first (the CLI runs dist/).
  */
-import { readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { type CliResult, collect, runCli, startCli, tempDir, writeFile } from "./helpers/cli.js";
@@ -75,6 +76,46 @@ json.dump({"loss": 0.5}, open(os.environ["LABSWEEP_RESULT_FILE"], "w"))
     expectCode(broken, 1);
     expect(broken.stdout).toContain(`${first}: artifact-sha256:`);
     expect(broken.stdout).toContain(`${second}: artifact-missing:`);
+  });
+
+  it("reports an artifact file no row names (another attempt's left behind) and --fix moves it aside", async () => {
+    const dir = tempDir();
+    writeFile(
+      dir,
+      "task.py",
+      `import os
+open(os.path.join(os.environ["LABSWEEP_WORK_DIR"], "model.txt"), "w").write("weights")
+`,
+    );
+    const sweep = writeFile(
+      dir,
+      "sweep.yaml",
+      'command: python3 task.py\nartifacts: ["*.txt"]\nmain:\n  output_dir: out\n  combinations:\n    - x: [1]\n',
+    );
+    expectCode(await cli(["run", sweep, "--no-dashboard"], dir), 0);
+    const artifacts = join(dir, "out", "artifacts");
+    const [signature = ""] = readdirSync(artifacts).filter((name) => !name.startsWith("."));
+    // What a coordinator killed between a success's commit and deleting a superseded attempt's
+    // files leaves: files no artifact row names, beside the success's own.
+    mkdirSync(join(artifacts, signature, "plots"));
+    writeFileSync(join(artifacts, signature, "stale.txt"), "old attempt");
+    writeFileSync(join(artifacts, signature, "plots", "old.png"), "old plot");
+    const found = await cli(["verify", sweep], dir);
+    expectCode(found, 1);
+    expect(found.stdout).toContain(
+      `${join(artifacts, signature, "plots", "old.png")}: artifact-unknown: task 1:`,
+    );
+    expect(found.stdout).toContain(`${join(artifacts, signature, "stale.txt")}: artifact-unknown: task 1:`);
+    expect(found.stdout).toContain("2 problems (2 artifact-unknown)");
+    const fixed = await cli(["verify", sweep, "--fix"], dir);
+    expectCode(fixed, 0);
+    const [aside = ""] = readdirSync(artifacts).filter((name) => name.startsWith(".foreign-"));
+    expect(fixed.stdout).toContain(`fix: moved 2 unknown artifact files into ${join(artifacts, aside)}`);
+    // Moved, never deleted; the success's own file stays where it was.
+    expect(readFileSync(join(artifacts, aside, signature, "stale.txt"), "utf8")).toBe("old attempt");
+    expect(readFileSync(join(artifacts, aside, signature, "plots", "old.png"), "utf8")).toBe("old plot");
+    expect(readdirSync(join(artifacts, signature))).toEqual(["plots", "model.txt"].sort());
+    expectCode(await cli(["verify", sweep], dir), 0);
   });
 
   it("passes a clean run, names each planted problem by file:line, and --fix repairs them all", async () => {

@@ -2,7 +2,12 @@ import { lstat, realpath } from "node:fs/promises";
 import { sep } from "node:path";
 import { glob } from "tinyglobby";
 import { sha256File } from "../files/sha256File.js";
-import { type ArtifactFile, artifactPathError, type CollectedArtifacts } from "../protocol/artifacts.js";
+import {
+  type ArtifactFile,
+  artifactPathError,
+  type CollectedArtifacts,
+  MAX_ARTIFACT_FILES,
+} from "../protocol/artifacts.js";
 import type { AttemptOutcome, Lease } from "../protocol/interfaces.js";
 import { DEFAULT_ARTIFACT_LIMIT_MB, type RunPolicy } from "../sweep/types.js";
 import type { CoordinatorPort } from "./coordinatorPort.js";
@@ -38,6 +43,10 @@ export async function collectArtifacts(
     if (!stat.isFile() || (await realpath(full)) !== full) continue;
     const bad = artifactPathError(path);
     if (bad) return { error: `artifact ${JSON.stringify(path)} ${bad}` };
+    if (files.length === MAX_ARTIFACT_FILES)
+      return {
+        error: `more than ${MAX_ARTIFACT_FILES} artifacts match its artifacts: globs: collect fewer files (an archive of a dir counts as one)`,
+      };
     total += stat.size;
     if (total > limit)
       return {

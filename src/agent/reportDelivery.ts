@@ -1,5 +1,5 @@
 import type { Warn } from "../log/logger.js";
-import type { FinishResponse } from "../protocol/http.js";
+import type { FinishRequest, FinishResponse } from "../protocol/http.js";
 import { uploadArtifacts } from "./artifactUpload.js";
 import { refusedAsFailure } from "./attemptOutcome.js";
 import type { Contact } from "./contact.js";
@@ -26,10 +26,12 @@ export async function deliverReport(
   // The log's end first; it is a courtesy, the report matters.
   await sendFinalLog(client, contact, record, signal);
   // Then the artifacts: a success the coordinator records has its files stored.
-  let request =
+  let request = declaring(
     record.artifacts?.length && artifacts !== undefined
       ? await uploadArtifacts(client, contact, record, artifacts, signal)
-      : record.request;
+      : record.request,
+    record,
+  );
   for (;;) {
     try {
       await contact.guard(() => client.call<FinishResponse>("POST", `${path}/finish`, request, { signal }));
@@ -50,6 +52,16 @@ export async function deliverReport(
       return { refused: `${error.status}: ${error.detail}` };
     }
   }
+}
+
+/**
+ * A success names the artifacts it uploaded: the coordinator records it only if each is still
+ * stored as this attempt's own (another attempt's upload may have superseded them since).
+ */
+function declaring(request: FinishRequest, record: OutboxRecord): FinishRequest {
+  const files = record.artifacts ?? [];
+  if (request.outcome.kind !== "succeeded" || files.length === 0) return request;
+  return { ...request, artifacts: files.map(({ path, sha256 }) => ({ path, sha256 })) };
 }
 
 /** The unsent end of an attempt's log, in pieces a request may carry; stops at a refusal. */

@@ -3,7 +3,7 @@ import { acquireStateLock, StateLockedError } from "../coordinator/stateLock.js"
 import type { Db } from "../ledger/db.js";
 import { openLedger, openLedgerReadOnly } from "../ledger/openLedger.js";
 import { type DirReport, type VerifyProblem, verifyOutputDirs } from "../results/verify.js";
-import { verifyArtifacts } from "../results/verifyArtifacts.js";
+import { unknownArtifactFiles, verifyArtifacts } from "../results/verifyArtifacts.js";
 import { inspectFailedLog } from "../results/verifyFailedLog.js";
 import { type FixReport, fixOutputDirs, ResultsBusyError } from "../results/verifyFix.js";
 import { outputDirsOf } from "../sweep/expand.js";
@@ -73,16 +73,29 @@ interface Verdict {
 async function checkAll(db: Db, outputDirs: readonly string[], stateDir: string): Promise<Verdict> {
   const dirs = await verifyOutputDirs(db, outputDirs);
   const artifacts = await verifyArtifacts(db);
+  const unknown = (await unknownArtifactFiles(db, outputDirs)).map(
+    (file): VerifyProblem => ({
+      kind: "artifact-unknown",
+      file: file.file,
+      line: null,
+      task: file.taskId === null ? null : { id: file.taskId },
+      detail: "the ledger records no artifact of this name (another attempt's, left behind?)",
+    }),
+  );
   const artifactReport: DirReport = {
     outputDir: "artifacts",
     rows: 0,
-    problems: artifacts.map((problem) => ({
-      kind: `artifact-${problem.problem}`,
-      file: problem.file,
-      line: null,
-      task: { id: problem.taskId },
-      detail: problem.detail,
-    })),
+    problems: artifacts
+      .map(
+        (problem): VerifyProblem => ({
+          kind: `artifact-${problem.problem}`,
+          file: problem.file,
+          line: null,
+          task: { id: problem.taskId },
+          detail: problem.detail,
+        }),
+      )
+      .concat(unknown),
   };
   return { dirs, ledgerWide: [artifactReport, (await inspectFailedLog(db, stateDir)).report] };
 }
@@ -154,6 +167,10 @@ function fixLines(fix: FixReport): string[] {
     if (dir.moved > 0) lines.push(`fix: moved ${plural(dir.moved, "row")} into ${dir.sideFile}`);
     if (dir.owed > 0) lines.push(`fix: ${plural(dir.owed, "missing row")} owed to ${dir.outputDir} again`);
   }
+  if (fix.artifacts.moved > 0)
+    lines.push(
+      `fix: moved ${plural(fix.artifacts.moved, "unknown artifact file")} into ${fix.artifacts.into.join(", ")}`,
+    );
   lines.push(`fix: wrote ${plural(fix.drain.written, "result row")}`);
   for (const failed of fix.drain.failed)
     lines.push(`fix: cannot write results to ${failed.outputDir}: ${failed.error}`);

@@ -7,13 +7,22 @@ import { pipeline } from "node:stream/promises";
 import { sha256File } from "../files/sha256File.js";
 import { HttpError } from "../http/httpError.js";
 import type { Db } from "../ledger/db.js";
-import { type ArtifactTarget, artifactTarget, taskArtifact } from "../ledger/reads/artifacts.js";
+import {
+  type ArtifactRow,
+  type ArtifactTarget,
+  artifactTarget,
+  taskArtifact,
+  taskOutputDirs,
+  taskSignature,
+} from "../ledger/reads/artifacts.js";
 import { recordArtifact, supersedeArtifacts } from "../ledger/recordArtifact.js";
+import { describe, type Logger } from "../log/logger.js";
 import {
   type ArtifactFile,
   artifactDir,
   artifactPathError,
   type CollectedArtifacts,
+  type DeclaredArtifact,
   isSha256,
 } from "../protocol/artifacts.js";
 import type { AttemptOutcome } from "../protocol/interfaces.js";
@@ -141,9 +150,7 @@ export class ArtifactStore {
       await rm(part, { force: true });
       throw new HttpError(410, `not stored: ${room.refused}`);
     }
-    for (const old of room.superseded)
-      for (const outputDir of target.outputDirs)
-        await rm(join(artifactDir(outputDir, target.signature), ...old.path.split("/")), { force: true });
+    await removeFiles(target, room.superseded);
     await syncFile(part);
     const [first, ...others] = target.outputDirs.map((dir) => destination(dir, target.signature, file.path));
     if (first === undefined) throw new HttpError(409, `task ${target.taskId} has no output dir`);
@@ -155,7 +162,18 @@ export class ArtifactStore {
       await rename(temp, other.path);
     }
     const row = { task_id: target.taskId, attempt_id: target.attemptId, stored_at: Date.now() };
-    await recordArtifact(this.db, { ...row, path: file.path, size: file.size, sha256: file.sha256 });
+    const late = await recordArtifact(this.db, {
+      ...row,
+      path: file.path,
+      size: file.size,
+      sha256: file.sha256,
+    });
+    if (late) {
+      // Another attempt's success was recorded while this file was put in place (it declared no
+      // file of this path, or it could not have been recorded): the file is this attempt's alone.
+      await removeFiles(target, [file]);
+      throw new HttpError(410, `not stored: ${late.refused}`);
+    }
   }
 
   private async oneAtATime<T>(taskId: number, work: () => Promise<T>): Promise<T> {
@@ -166,6 +184,40 @@ export class ArtifactStore {
       return await mine;
     } finally {
       if (this.placing.get(taskId) === mine) this.placing.delete(taskId);
+    }
+  }
+}
+
+/** Deletes the files of `rows` in each of the target's output dirs (those not there are skipped). */
+async function removeFiles(
+  target: Pick<ArtifactTarget, "outputDirs" | "signature">,
+  rows: ReadonlyArray<Pick<ArtifactFile, "path">>,
+): Promise<void> {
+  for (const row of rows)
+    for (const outputDir of target.outputDirs)
+      await rm(join(artifactDir(outputDir, target.signature), ...row.path.split("/")), { force: true });
+}
+
+/**
+ * After a success was recorded: deletes the files of the artifact rows it discarded (other
+ * attempts', finishAttempt). A file left by a failure here (or a crash before) is one no row
+ * names: `labsweep verify` reports it, `--fix` moves it aside. Never throws: the success stands.
+ */
+export async function removeArtifactFiles(db: Db, rows: readonly ArtifactRow[], log: Logger): Promise<void> {
+  for (const taskId of new Set(rows.map((row) => row.task_id))) {
+    try {
+      const target = {
+        outputDirs: await taskOutputDirs(db, taskId),
+        signature: await taskSignature(db, taskId),
+      };
+      await removeFiles(
+        target,
+        rows.filter((row) => row.task_id === taskId),
+      );
+    } catch (error) {
+      log.warn(
+        `could not delete the artifacts another attempt of task ${taskId} left (${describe(error)}): \`labsweep verify\` reports them, \`--fix\` moves them aside`,
+      );
     }
   }
 }
@@ -288,14 +340,16 @@ export async function storeBeforeReport<R extends { outcome: AttemptOutcome }>(
   attemptId: number,
   report: R,
   collected: CollectedArtifacts | undefined,
-): Promise<R> {
+): Promise<R & { artifacts?: DeclaredArtifact[] }> {
   const outcome = report.outcome;
   if (!collected || outcome.kind !== "succeeded") return report;
+  // The success declares what it stored, as a remote agent's report does (FinishRequest).
+  const declared = { ...report, artifacts: collected.files.map(({ path, sha256 }) => ({ path, sha256 })) };
   try {
     for (const file of collected.files) await store.storeLocal(attemptId, collected.dir, file);
-    return report;
+    return declared;
   } catch (error) {
-    if (error instanceof HttpError && error.statusCode === 410) return report;
+    if (error instanceof HttpError && error.statusCode === 410) return declared;
     const why = error instanceof Error ? error.message : String(error);
     const failed: AttemptOutcome = {
       kind: "failed",

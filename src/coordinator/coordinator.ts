@@ -16,6 +16,7 @@ import { describe, type Logger, logger } from "../log/logger.js";
 import { allocate, type Capacity, consume } from "../protocol/capacity.js";
 import type { Lease } from "../protocol/interfaces.js";
 import { writeOwedResultsOnce } from "../results/resultsWriter.js";
+import { removeArtifactFiles } from "./artifactStore.js";
 import { type FinishReport, logFinalFailure } from "./finalFailure.js";
 
 /** How long finished rows may wait to be batched into one append per results file. */
@@ -144,6 +145,7 @@ export class Coordinator {
           attemptId,
           outcome: report.outcome,
           worker,
+          artifacts: report.artifacts,
         }));
         return {
           results: items.length > 0 ? await finishAttempts(tx, reports, now) : [],
@@ -240,6 +242,8 @@ export class Coordinator {
             error: result.error,
           });
       }
+      const discarded = recorded.flatMap((result) => result.discarded ?? []);
+      if (discarded.length > 0) await removeArtifactFiles(this.db, discarded, this.log);
       if (recorded.some((result) => result.taskState === "succeeded")) this.flushResults();
       if (recorded.some((result) => result.taskState === "succeeded" || result.taskState === "failed"))
         return await this.judgeGatesAfterFinish();

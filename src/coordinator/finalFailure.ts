@@ -1,5 +1,6 @@
 import type { Db } from "../ledger/db.js";
 import { attemptContext } from "../ledger/reads/attempts.js";
+import type { DeclaredArtifact } from "../protocol/artifacts.js";
 import type { AttemptOutcome } from "../protocol/interfaces.js";
 import { logFailedTask } from "../results/failedLog.js";
 
@@ -8,6 +9,8 @@ export interface FinishReport {
   outcome: AttemptOutcome;
   /** Last log lines, for failed_experiments.csv. */
   logTail?: string;
+  /** A success's artifacts, as uploaded: recorded only if each is stored as its own. (Default: none) */
+  artifacts?: DeclaredArtifact[];
 }
 
 /**

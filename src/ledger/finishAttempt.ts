@@ -1,8 +1,11 @@
+import type { DeclaredArtifact } from "../protocol/artifacts.js";
 import type { AttemptOutcome, TaskState } from "../protocol/interfaces.js";
 import { nextOomValue } from "../sweep/oomScaling.js";
 import { DEFAULT_MAX_LOST, type Params, type RunPolicy } from "../sweep/types.js";
 import type { Db } from "./db.js";
 import { forUpdate } from "./dialect.js";
+import { discardOtherArtifacts, storedArtifacts, unheldArtifacts } from "./finishArtifacts.js";
+import type { ArtifactRow } from "./reads/artifacts.js";
 import { recordEvent } from "./recordEvent.js";
 import { oweRowsSql } from "./resultRows.js";
 import { type AttemptRow, TASK_ROW_SQL, type TaskRow } from "./rows.js";
@@ -16,6 +19,11 @@ export interface FinishResult {
   retryAt: number | null;
   /** Why the task failed, when that is not the report's own error (it was lost too often). */
   error?: string;
+  /**
+   * A success was recorded: the artifact rows of the task's other attempts it removed, whose
+   * files the coordinator deletes after the commit. (Default: none)
+   */
+  discarded?: ArtifactRow[];
 }
 
 const MAX_BACKOFF_MS = 10 * 60_000;
@@ -82,12 +90,15 @@ const ignored = (): FinishResult => ({ taskState: "ignored", finalFailure: false
 /**
  * Fencing: only the task's current attempt may change it, except that a late success is still
  * accepted while the task has no result. A stale report still records how its attempt ended.
+ * `unheld`: why a success's declared artifacts are not all stored as its own (finishArtifacts.ts),
+ * null when they are: such a success is not recorded (see decideUnheld).
  */
 export function decideFinish(
   attempt: EndingAttempt,
   task: EndingTask,
   outcome: AttemptOutcome,
   now: number,
+  unheld: string | null = null,
 ): FinishDecision {
   if (attempt.ended_at !== null && attempt.outcome !== "lost")
     return { result: ignored(), attempt: null, task: null, oweRows: false, event: null };
@@ -104,25 +115,10 @@ export function decideFinish(
   if (!current && !lateSuccess)
     return { result: ignored(), attempt: end, task: null, oweRows: false, event: null };
 
-  if (outcome.kind === "succeeded") {
-    return {
-      result: { taskState: "succeeded", finalFailure: false, retryAt: null },
-      attempt: end,
-      task: {
-        state: "succeeded",
-        attempt_id: null,
-        result_json: JSON.stringify(outcome.metrics),
-        wall_seconds: outcome.wallSeconds,
-        host: attempt.host,
-        gpu_ids: attempt.gpu_ids,
-        finished_at: now,
-        origin: "run",
-        usage_json: outcome.usage ? JSON.stringify(outcome.usage) : null,
-      },
-      oweRows: true,
-      event: { kind: "task_succeeded", detail: { attempt: attempt.id } },
-    };
-  }
+  if (outcome.kind === "succeeded")
+    return unheld === null
+      ? decideSuccess(attempt, end, outcome, now)
+      : decideUnheld(attempt, end, current, unheld);
   if (outcome.kind === "lost") return decideLoss(attempt, task, end, outcome.error, now);
   // Preempted (its agent shut down; a checkpoint to resume from) is an interruption by another
   // name: pending at once, no retry or backoff spent; its own event kind tells them apart.
@@ -160,6 +156,57 @@ export function decideFinish(
     task: { state: "failed", attempt_id: null, attempts: spent, finished_at: now },
     oweRows: false,
     event: { kind: "task_failed", detail: { attempt: attempt.id, error } },
+  };
+}
+
+/** A success: its metrics are the task's result, and it owes one row per output dir. */
+function decideSuccess(
+  attempt: EndingAttempt,
+  end: AttemptEnd,
+  outcome: Extract<AttemptOutcome, { kind: "succeeded" }>,
+  now: number,
+): FinishDecision {
+  return {
+    result: { taskState: "succeeded", finalFailure: false, retryAt: null },
+    attempt: end,
+    task: {
+      state: "succeeded",
+      attempt_id: null,
+      result_json: JSON.stringify(outcome.metrics),
+      wall_seconds: outcome.wallSeconds,
+      host: attempt.host,
+      gpu_ids: attempt.gpu_ids,
+      finished_at: now,
+      origin: "run",
+      usage_json: outcome.usage ? JSON.stringify(outcome.usage) : null,
+    },
+    oweRows: true,
+    event: { kind: "task_succeeded", detail: { attempt: attempt.id } },
+  };
+}
+
+/**
+ * A success whose files another attempt's upload superseded: recording it would put its result
+ * beside another attempt's files. Its attempt's end says why, as an interruption — never as a
+ * success, which would refuse every later upload of the task (supersedeArtifacts). A late one is
+ * then ignored like any stale report; the current one requeues the task, no retry spent, so it
+ * runs again cleanly.
+ */
+function decideUnheld(
+  attempt: EndingAttempt,
+  end: AttemptEnd,
+  current: boolean,
+  unheld: string,
+): FinishDecision {
+  const why = `it succeeded, but ${unheld}: its result is not recorded`;
+  const interrupted: AttemptEnd = { ...end, outcome: "interrupted", error: why };
+  if (!current) return { result: ignored(), attempt: interrupted, task: null, oweRows: false, event: null };
+  return {
+    result: { taskState: "pending", finalFailure: false, retryAt: null },
+    attempt: interrupted,
+    task: { state: "pending", attempt_id: null, not_before: 0 },
+    oweRows: false,
+    event: { kind: "task_interrupted", detail: { attempt: attempt.id, why } },
   };
 }
 
@@ -247,6 +294,8 @@ export async function finishAttempt(
   attemptId: number,
   outcome: AttemptOutcome,
   now: number,
+  /** A success's artifacts, as its report declares them (see decideFinish). (Default: none) */
+  artifacts: readonly DeclaredArtifact[] = [],
 ): Promise<FinishResult> {
   return db.transaction(async (tx) => {
     let attempt = await tx.one<AttemptRow>("SELECT * FROM attempts WHERE id = $1", [attemptId]);
@@ -259,7 +308,11 @@ export async function finishAttempt(
     // Everything that ends an attempt locks its task first. (SQLite: nothing ran in between.)
     if (tx.dialect === "postgres")
       attempt = (await tx.one<AttemptRow>("SELECT * FROM attempts WHERE id = $1", [attemptId])) as AttemptRow;
-    const decision = decideFinish(attempt, task, outcome, now);
+    const unheld =
+      outcome.kind === "succeeded" && artifacts.length > 0
+        ? unheldArtifacts(attemptId, artifacts, await storedArtifacts(tx, task.id))
+        : null;
+    const decision = decideFinish(attempt, task, outcome, now, unheld);
     if (decision.attempt) {
       const end = decision.attempt;
       await tx.run(
@@ -278,7 +331,9 @@ export async function finishAttempt(
     }
     if (decision.oweRows) await oweResultRows(tx, task.id);
     if (decision.event) await recordEvent(tx, now, decision.event.kind, task.id, decision.event.detail);
-    return decision.result;
+    if (decision.result.taskState !== "succeeded") return decision.result;
+    const discarded = await discardOtherArtifacts(tx, task.id, attemptId);
+    return discarded.length > 0 ? { ...decision.result, discarded } : decision.result;
   });
 }
 

@@ -1,5 +1,7 @@
+import type { DeclaredArtifact } from "../protocol/artifacts.js";
 import type { AttemptOutcome } from "../protocol/interfaces.js";
 import type { Db } from "./db.js";
+import { type HeldArtifact, storedArtifactsOf, unheldArtifacts } from "./finishArtifacts.js";
 import {
   type AttemptEnd,
   decideFinish,
@@ -8,6 +10,7 @@ import {
   finishAttempt,
   type TaskChange,
 } from "./finishAttempt.js";
+import type { ArtifactRow } from "./reads/artifacts.js";
 import { oweRowsSql } from "./resultRows.js";
 import type { TaskRow } from "./rows.js";
 
@@ -49,6 +52,8 @@ export interface FinishItem {
   attemptId: number;
   outcome: AttemptOutcome;
   worker?: string;
+  /** A success's artifacts, as its report declares them (see decideFinish). (Default: none) */
+  artifacts?: readonly DeclaredArtifact[];
 }
 
 /** A report refused without effect: no such attempt, or another worker's. */
@@ -73,8 +78,8 @@ export async function finishAttempts(
   if (db.dialect !== "postgres") return finishOneByOne(db, items, now);
   return db.transaction(async (tx) => {
     const attempts = await lockBatch(tx, items);
-    const batch = decideBatch(attempts, items, now);
-    if (batch.ended.size > 0) await writeBatch(tx, batch, now);
+    const batch = decideBatch(attempts, items, await storedForBatch(tx, attempts, items), now);
+    if (batch.ended.size > 0) attachDiscarded(batch, await writeBatch(tx, batch, now));
     return batch.results;
   });
 }
@@ -87,7 +92,7 @@ function finishOneByOne(
 ): Promise<Array<FinishResult | FinishRefusal>> {
   return db.transaction(async (tx) => {
     const results: Array<FinishResult | FinishRefusal> = [];
-    for (const { attemptId, outcome, worker } of items) {
+    for (const { attemptId, outcome, worker, artifacts } of items) {
       if (worker !== undefined) {
         const owner = await tx.one<{ worker: string }>("SELECT worker FROM attempts WHERE id = $1", [
           attemptId,
@@ -97,7 +102,7 @@ function finishOneByOne(
           continue;
         }
       }
-      results.push(await finishAttempt(tx, attemptId, outcome, now));
+      results.push(await finishAttempt(tx, attemptId, outcome, now, artifacts));
     }
     return results;
   });
@@ -142,12 +147,43 @@ interface BatchDecisions {
   moved: Set<BatchRow>;
   owing: Set<number>;
   events: Array<{ kind: string; taskId: number; detail: string }>;
+  /** Per task that succeeded: the attempt whose success it is, and its report's answer. */
+  succeeded: Map<number, { attemptId: number; result: FinishResult }>;
+}
+
+/**
+ * The artifacts stored for the tasks of reports that declare some, by task: read only when a
+ * report does (a lease never carries one: reports with artifacts go on their own).
+ */
+async function storedForBatch(
+  tx: Db,
+  attempts: Map<number, BatchAttempt>,
+  items: readonly FinishItem[],
+): Promise<Map<number, HeldArtifact[]>> {
+  const byTask = new Map<number, HeldArtifact[]>();
+  const taskIds = items.flatMap((item) => {
+    const taskId = attempts.get(item.attemptId)?.task.id;
+    return item.artifacts?.length && taskId !== undefined ? [taskId] : [];
+  });
+  if (taskIds.length === 0) return byTask;
+  for (const row of await storedArtifactsOf(tx, taskIds))
+    byTask.set(row.task_id, [...(byTask.get(row.task_id) ?? []), row]);
+  return byTask;
+}
+
+/** Each success's answer names the other attempts' artifact rows its write removed. */
+function attachDiscarded(batch: BatchDecisions, discarded: ArtifactRow[]): void {
+  for (const row of discarded) {
+    const winner = batch.succeeded.get(row.task_id);
+    if (winner) winner.result.discarded = [...(winner.result.discarded ?? []), row];
+  }
 }
 
 /** decideFinish for each report in order, each on the rows as the reports before it left them. */
 function decideBatch(
   attempts: Map<number, BatchAttempt>,
   items: readonly FinishItem[],
+  stored: Map<number, HeldArtifact[]>,
   now: number,
 ): BatchDecisions {
   const batch: BatchDecisions = {
@@ -156,13 +192,18 @@ function decideBatch(
     moved: new Set(),
     owing: new Set(),
     events: [],
+    succeeded: new Map(),
   };
-  batch.results = items.map(({ attemptId, outcome, worker }): FinishResult | FinishRefusal => {
+  batch.results = items.map(({ attemptId, outcome, worker, artifacts }): FinishResult | FinishRefusal => {
     const attempt = attempts.get(attemptId);
     if (worker !== undefined && attempt?.worker !== worker)
       return { refused: attempt ? "foreign" : "unknown" };
     if (!attempt) throw new Error(`unknown attempt ${attemptId}`);
-    const decision = decideFinish(attempt, attempt.task, outcome, now);
+    const unheld =
+      outcome.kind === "succeeded" && artifacts?.length
+        ? unheldArtifacts(attemptId, artifacts, stored.get(attempt.task.id) ?? [])
+        : null;
+    const decision = decideFinish(attempt, attempt.task, outcome, now, unheld);
     if (decision.attempt) {
       batch.ended.set(attemptId, decision.attempt);
       attempt.ended_at = now;
@@ -173,6 +214,8 @@ function decideBatch(
       batch.moved.add(attempt.task);
     }
     if (decision.oweRows) batch.owing.add(attempt.task.id);
+    if (decision.result.taskState === "succeeded")
+      batch.succeeded.set(attempt.task.id, { attemptId, result: decision.result });
     if (decision.event)
       batch.events.push({
         kind: decision.event.kind,
@@ -184,14 +227,17 @@ function decideBatch(
   return batch;
 }
 
-/** One statement writes every decision of the batch. */
+/**
+ * One statement writes every decision of the batch, and removes the artifact rows of other
+ * attempts of each task that succeeded, returning them.
+ */
 async function writeBatch(
   tx: Db,
-  { ended, moved, owing, events }: BatchDecisions,
+  { ended, moved, owing, events, succeeded }: BatchDecisions,
   now: number,
-): Promise<void> {
+): Promise<ArtifactRow[]> {
   const written = [...moved];
-  await tx.run(FINISH_BATCH_SQL, [
+  return tx.all<ArtifactRow>(FINISH_BATCH_SQL, [
     now,
     [...ended.keys()],
     [...ended.values()].map((end) => end.outcome),
@@ -204,12 +250,15 @@ async function writeBatch(
     events.map((event) => event.kind),
     events.map((event) => event.taskId),
     events.map((event) => event.detail),
+    [...succeeded.keys()],
+    [...succeeded.values()].map((winner) => winner.attemptId),
   ]);
 }
 
 /**
  * finishAttempts' write on PostgreSQL: attempts' ends, tasks' new columns (whole, as decided),
- * owed result rows and events, each from parallel arrays. Data-modifying CTEs all run, in one
+ * owed result rows and events, each from parallel arrays; last, the artifact rows of the other
+ * attempts of tasks that succeeded go, and are returned. Data-modifying CTEs all run, in one
  * statement that is its own round trip.
  */
 const FINISH_BATCH_SQL = `WITH ended AS (
@@ -229,8 +278,13 @@ const FINISH_BATCH_SQL = `WITH ended AS (
    WHERE tasks.id = m.id
 ), owed AS (
   ${oweRowsSql("p.task_id = ANY($22::bigint[])")}
+), logged AS (
+  INSERT INTO events (at, kind, task_id, detail)
+  SELECT $1, v.kind, v.task_id, v.detail
+    FROM unnest($23::text[], $24::bigint[], $25::text[]) WITH ORDINALITY AS v(kind, task_id, detail, n)
+   ORDER BY v.n
 )
-INSERT INTO events (at, kind, task_id, detail)
-SELECT $1, v.kind, v.task_id, v.detail
-  FROM unnest($23::text[], $24::bigint[], $25::text[]) WITH ORDINALITY AS v(kind, task_id, detail, n)
- ORDER BY v.n`;
+DELETE FROM artifacts r
+ USING unnest($26::bigint[], $27::bigint[]) AS w(task_id, attempt_id)
+ WHERE r.task_id = w.task_id AND r.attempt_id <> w.attempt_id
+RETURNING r.*`;

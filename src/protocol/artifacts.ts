@@ -13,6 +13,19 @@ export interface ArtifactFile {
   sha256: string;
 }
 
+/**
+ * An artifact as a success's finish report declares it: the coordinator records the success only
+ * if each is stored as that attempt's own with that SHA-256, so a recorded success never has
+ * another attempt's files beside its result.
+ */
+export type DeclaredArtifact = Pick<ArtifactFile, "path" | "sha256">;
+
+/**
+ * The most files one attempt may hand back: the finish report lists them all, and must fit a
+ * request body (1 MiB) with its result.
+ */
+export const MAX_ARTIFACT_FILES = 1000;
+
 /** A successful attempt's artifacts: the files, in `dir` (the work dir, or where they were moved). */
 export interface CollectedArtifacts {
   dir: string;

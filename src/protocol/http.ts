@@ -3,6 +3,8 @@
  * two cannot drift. JSON bodies; bearer tokens: the agent token for everything that changes
  * state, the viewer token (or the agent token, or a loopback request) for reads.
  */
+
+import type { DeclaredArtifact } from "./artifacts.js";
 import type { Capacity } from "./capacity.js";
 import type { AttemptOutcome, AttemptPoints, GpuSample, Lease } from "./interfaces.js";
 
@@ -123,6 +125,11 @@ export interface FinishRequest {
   agentId: string;
   outcome: AttemptOutcome;
   logTail?: string;
+  /**
+   * A success's artifacts, as uploaded: it is recorded only if each is stored as this attempt's
+   * own. (Default: none declared — an agent from before this list, or a phase without artifacts)
+   */
+  artifacts?: DeclaredArtifact[];
 }
 export interface FinishResponse {
   /** False when this attempt's report was already recorded (a re-send from the outbox). */

@@ -1,5 +1,6 @@
-import { stat } from "node:fs/promises";
-import { join } from "node:path";
+import type { Dirent } from "node:fs";
+import { mkdir, readdir, rename, stat } from "node:fs/promises";
+import { dirname, join } from "node:path";
 import { sha256File } from "../files/sha256File.js";
 import type { Db } from "../ledger/db.js";
 import { artifactPage, taskOutputDirs } from "../ledger/reads/artifacts.js";
@@ -68,4 +69,99 @@ async function checkFile(
   const hash = await sha256File(file);
   if (hash !== sha256) return { problem: "sha256", detail: `SHA-256 ${hash}, the ledger says ${sha256}` };
   return null;
+}
+
+/** A file under `{output_dir}/artifacts/` that no artifact row names. */
+export interface UnknownArtifact {
+  outputDir: string;
+  /** Its path below `{output_dir}/artifacts/`, `/`-separated: `<signature>/<path>`. */
+  path: string;
+  /** The whole path of the file. */
+  file: string;
+  /** The task whose dir holds it, when the ledger has artifacts of that signature. */
+  taskId: number | null;
+}
+
+/**
+ * Files in the artifact dirs of `outputDirs` that the ledger does not record: another attempt's
+ * left behind (a crash between a success's commit and the deletion of the files it superseded),
+ * or put there by hand. Uploads in progress (`.parts/`) and what `--fix` moved aside (`.foreign-*`)
+ * are not looked at.
+ */
+export async function unknownArtifactFiles(
+  db: Db,
+  outputDirs: readonly string[],
+): Promise<UnknownArtifact[]> {
+  const known = new Map<string, { taskId: number; paths: Set<string> }>();
+  let after: { taskId: number; path: string } | null = null;
+  for (;;) {
+    const page = await artifactPage(db, after, PAGE);
+    for (const row of page) {
+      const entry = known.get(row.signature) ?? { taskId: row.task_id, paths: new Set<string>() };
+      entry.paths.add(row.path);
+      known.set(row.signature, entry);
+    }
+    const last = page.at(-1);
+    if (!last || page.length < PAGE) break;
+    after = { taskId: last.task_id, path: last.path };
+  }
+  const unknown: UnknownArtifact[] = [];
+  for (const outputDir of outputDirs) {
+    const root = join(outputDir, "artifacts");
+    for (const signature of (await entriesOf(root)).filter((entry) => !entry.name.startsWith("."))) {
+      const task = known.get(signature.name);
+      const paths = signature.isDirectory() ? await filesUnder(join(root, signature.name)) : [""];
+      for (const path of paths.filter((each) => !task?.paths.has(each))) {
+        const whole = path === "" ? signature.name : `${signature.name}/${path}`;
+        unknown.push({
+          outputDir,
+          path: whole,
+          file: join(root, ...whole.split("/")),
+          taskId: task?.taskId ?? null,
+        });
+      }
+    }
+  }
+  return unknown;
+}
+
+/**
+ * `verify --fix`: moves unknown files to `{output_dir}/artifacts/.foreign-<time>/<signature>/<path>`,
+ * never deleting one. Returns the dirs they went to.
+ */
+export async function moveUnknownArtifacts(
+  unknown: readonly UnknownArtifact[],
+  now: Date,
+): Promise<string[]> {
+  const stamp = now.toISOString().replace(/[:.]/g, "-");
+  const dirs = new Set<string>();
+  for (const { outputDir, path, file } of unknown) {
+    const aside = join(outputDir, "artifacts", `.foreign-${stamp}`);
+    const target = join(aside, ...path.split("/"));
+    await mkdir(dirname(target), { recursive: true });
+    await rename(file, target);
+    dirs.add(aside);
+  }
+  return [...dirs];
+}
+
+/** Every non-directory entry below `dir` (symlinks not followed), `/`-separated. */
+async function filesUnder(dir: string): Promise<string[]> {
+  const files: string[] = [];
+  for (const entry of await entriesOf(dir)) {
+    if (!entry.isDirectory()) files.push(entry.name);
+    else for (const below of await filesUnder(join(dir, entry.name))) files.push(`${entry.name}/${below}`);
+  }
+  return files;
+}
+
+/** A dir's entries by name; none when it does not exist. */
+async function entriesOf(dir: string): Promise<Dirent[]> {
+  try {
+    const entries = await readdir(dir, { withFileTypes: true });
+    return entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return [];
+    throw error;
+  }
 }

@@ -14,6 +14,7 @@ import { FAILED_FILE } from "./failedLog.js";
 import { type DrainOutcome, drainOwedResults } from "./resultsWriter.js";
 import { RESULTS_FILE, rescanOutputDir } from "./resumeScan.js";
 import { inspectResultsFile, type VerifyProblem } from "./verify.js";
+import { moveUnknownArtifacts, unknownArtifactFiles } from "./verifyArtifacts.js";
 import { inspectFailedLog } from "./verifyFailedLog.js";
 
 /** What `verify --fix` did to one dir. */
@@ -30,6 +31,8 @@ export interface DirFix {
 
 export interface FixReport {
   dirs: DirFix[];
+  /** Artifact files no row names, moved aside, and the `.foreign-<time>` dirs now holding them. */
+  artifacts: { moved: number; into: string[] };
   /** The results writer's drain of the owed rows. */
   drain: DrainOutcome;
 }
@@ -40,7 +43,8 @@ export interface FixReport {
  * then every foreign row (duplicate, torn, unknown) goes to a side file beside the CSV, with its
  * original line, and out of the CSV by one atomic rewrite; then the rows missing are owed again
  * and the results writer writes them as a run would. With `stateDir`, its failed_experiments.csv
- * too: lines of unknown tasks and a torn one go to a side file. The caller holds the state dir's lock: a
+ * too: lines of unknown tasks and a torn one go to a side file. Artifact files no row names are
+ * moved aside (moveUnknownArtifacts). The caller holds the state dir's lock: a
  * run or serve writing the same files at the same time would race with the rewrite.
  */
 export async function fixOutputDirs(
@@ -75,7 +79,9 @@ async function fixAll(
   const dirs: DirFix[] = [];
   for (const outputDir of outputDirs) dirs.push(await fixDir(db, outputDir, now));
   if (options.stateDir !== undefined) dirs.push(await fixFailedLog(db, options.stateDir, now));
-  return { dirs, drain: await drainOwedResults(db) };
+  const unknown = await unknownArtifactFiles(db, outputDirs);
+  const artifacts = { moved: unknown.length, into: await moveUnknownArtifacts(unknown, now) };
+  return { dirs, artifacts, drain: await drainOwedResults(db) };
 }
 
 /** The failed log's torn line and lines of tasks the ledger does not know go to a side file. */

@@ -6,6 +6,7 @@ import type { FinishRefusal } from "../../ledger/finishAttempts.js";
 import { attemptById } from "../../ledger/reads/attempts.js";
 import { recordAttemptProcess } from "../../ledger/recoverAbandoned.js";
 import type { AttemptRow } from "../../ledger/rows.js";
+import { artifactPathError } from "../../protocol/artifacts.js";
 import type { Capacity } from "../../protocol/capacity.js";
 import type {
   FinishRequest,
@@ -161,11 +162,10 @@ function registerAttemptRoutes(api: FastifyInstance, options: AppOptions): void 
     "/attempts/:id/finish",
     { config: agentOnly, schema: { body: schemas.finish, params: schemas.attemptParams } },
     async (request) => {
+      const { outcome, logTail, artifacts } = request.body;
+      checkDeclared(artifacts);
       const attempt = await attemptOf(options, request.params.id, request.body.agentId);
-      const result = await coordinator.finish(attempt.id, {
-        outcome: request.body.outcome,
-        logTail: request.body.logTail,
-      });
+      const result = await coordinator.finish(attempt.id, { outcome, logTail, artifacts });
       return { accepted: result.taskState !== "ignored", taskState: result.taskState };
     },
   );
@@ -213,6 +213,25 @@ function registerAdminRoutes(api: FastifyInstance, options: AppOptions): void {
       return { retried: await coordinator.retryFailed(request.body.phase) };
     },
   );
+}
+
+/**
+ * A 400 naming the first declared artifact whose path no store would take. A report without the
+ * list (an agent from before it) declares nothing: its success is recorded as before, and the
+ * files beside it are still one attempt's — its own, as far as another attempt's upload left
+ * them — because a recorded success removes every other attempt's (finishAttempt). What such a
+ * report cannot prove is that none of its own files was superseded: it may be recorded with
+ * fewer files than it uploaded, never with another attempt's.
+ */
+function checkDeclared(artifacts: FinishRequest["artifacts"]): void {
+  for (const [i, file] of (artifacts ?? []).entries()) {
+    const bad = artifactPathError(file.path);
+    if (bad)
+      throw new HttpError(
+        400,
+        `invalid request: artifacts[${i}].path ${JSON.stringify(file.path.slice(0, 200))} ${bad}`,
+      );
+  }
 }
 
 /** What the agent hears of one carried report: the errors attemptOf gives POST /attempts/:id/finish. */

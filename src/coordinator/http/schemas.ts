@@ -1,3 +1,5 @@
+import { ARTIFACT_PATH_MAX_BYTES, MAX_ARTIFACT_FILES } from "../../protocol/artifacts.js";
+
 /** JSON schemas of request bodies: anything else is a 400 before a handler runs. */
 const id = { type: "string", minLength: 1, maxLength: 200 } as const;
 
@@ -46,6 +48,24 @@ const outcome = {
 } as const;
 
 const logTail = { type: "string", maxLength: 65_536 } as const;
+
+/**
+ * A success's artifacts, as its finish report declares them: bounded, each a path and a SHA-256.
+ * The path's own rules (artifactPathError) are checked by the route, which names the entry.
+ */
+const declaredArtifacts = {
+  type: "array",
+  maxItems: MAX_ARTIFACT_FILES,
+  items: {
+    type: "object",
+    required: ["path", "sha256"],
+    additionalProperties: false,
+    properties: {
+      path: { type: "string", minLength: 1, maxLength: ARTIFACT_PATH_MAX_BYTES },
+      sha256: { type: "string", pattern: "^[0-9a-f]{64}$" },
+    },
+  },
+} as const;
 
 export const schemas = {
   register: {
@@ -117,6 +137,7 @@ export const schemas = {
       agentId: id,
       logTail,
       outcome,
+      artifacts: declaredArtifacts,
     },
   },
   log: {
