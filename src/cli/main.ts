@@ -1,11 +1,7 @@
 import { readFileSync } from "node:fs";
 import { Command, CommanderError } from "commander";
-import { agentCommand } from "./agent.js";
-import { doctorCommand } from "./doctor.js";
 import { EXIT, reportError } from "./exitCodes.js";
-import { exportCommand } from "./export.js";
 import { collect } from "./flags.js";
-import { applyStoreOption, migrateCommand, STORE_OPTION } from "./migrate.js";
 import {
   CHECKPOINT_ROOT,
   COMMAND,
@@ -14,25 +10,10 @@ import {
   SERVER,
   STATE,
   STOP_BEFORE,
+  STORE_OPTION,
   TOKEN,
   TOKEN_FILE,
 } from "./options.js";
-import { planCommand } from "./plan.js";
-import {
-  addCommand,
-  agentsCommand,
-  cancelCommand,
-  logsCommand,
-  remoteRetry,
-  remoteStatus,
-} from "./remoteOps.js";
-import { retryCommand } from "./retry.js";
-import { runCommand } from "./run.js";
-import { serveCommand } from "./serve.js";
-import { slurmCommand } from "./slurm.js";
-import { statusCommand } from "./status.js";
-import { tokenCommand } from "./token.js";
-import { verifyCommand } from "./verify.js";
 
 /** Parses argv, runs one command, returns the exit code. Errors become one clear line. */
 export async function main(argv: string[]): Promise<number> {
@@ -54,7 +35,8 @@ export async function main(argv: string[]): Promise<number> {
   registerLedgerCommands(program, finish);
   // Commands with --store check the store it (or $LABSWEEP_STORE) names before doing anything.
   program.hook("preAction", async (_program, action) => {
-    if (action.options.some((option) => option.long === "--store")) await applyStoreOption(action.opts());
+    if (action.options.some((option) => option.long === "--store"))
+      await (await import("./migrate.js")).applyStoreOption(action.opts());
   });
 
   try {
@@ -82,7 +64,7 @@ function registerSweepCommands(program: Command, finish: Finish): void {
     .option("--list", "list every task: its phase, parameters and full command line, launcher included")
     .option("--yes", "accept grids over 10 million tasks")
     .action(async (configs: string[], flags) => {
-      finish(await planCommand(configs, flags));
+      finish(await (await import("./plan.js")).planCommand(configs, flags));
     });
   program
     .command("run")
@@ -105,7 +87,7 @@ function registerSweepCommands(program: Command, finish: Finish): void {
     .option("--no-dashboard", "serve no dashboard")
     .option("--yes", "accept grids over 10 million tasks")
     .action(async (configs: string[], flags) => {
-      finish(await runCommand(configs, flags));
+      finish(await (await import("./run.js")).runCommand(configs, flags));
     });
   program
     .command("serve")
@@ -137,7 +119,7 @@ function registerSweepCommands(program: Command, finish: Finish): void {
     .option("--artifact-limit <MB>", "largest artifact file agents may upload, in MiB", "1024")
     .option("--yes", "accept grids over 10 million tasks")
     .action(async (configs: string[], flags) => {
-      finish(await serveCommand(configs, flags));
+      finish(await (await import("./serve.js")).serveCommand(configs, flags));
     });
 }
 
@@ -178,7 +160,7 @@ function registerMachineCommands(program: Command, finish: Finish): void {
       "exit 1 once no coordinator has answered for this long and no task runs here (default: retry forever)",
     )
     .action(async (flags) => {
-      finish(await agentCommand(flags));
+      finish(await (await import("./agent.js")).agentCommand(flags));
     });
   program
     .command("slurm")
@@ -208,7 +190,7 @@ function registerMachineCommands(program: Command, finish: Finish): void {
     .option(...STOP_BEFORE)
     .option("--dry-run", "print the sbatch script instead of submitting it")
     .action(async (flags) => {
-      finish(await slurmCommand(flags));
+      finish(await (await import("./slurm.js")).slurmCommand(flags));
     });
   program
     .command("doctor")
@@ -218,7 +200,7 @@ function registerMachineCommands(program: Command, finish: Finish): void {
     .option("--probe-timeout <seconds>", "how long a probe may run", "30")
     .option("--tag <tag>", "a tag to include (repeatable)", collect)
     .action(async (flags) => {
-      finish(await doctorCommand(flags));
+      finish(await (await import("./doctor.js")).doctorCommand(flags));
     });
 }
 
@@ -232,7 +214,7 @@ function registerReportCommands(program: Command, finish: Finish): void {
     .option("--viewer", "print the read-only viewer token")
     .option("--admin", "print the admin token (add, cancel, retry)")
     .action(async (configs: string[], flags) => {
-      finish(await tokenCommand(configs, flags));
+      finish(await (await import("./token.js")).tokenCommand(configs, flags));
     });
   program
     .command("status")
@@ -245,7 +227,11 @@ function registerReportCommands(program: Command, finish: Finish): void {
     .option(...TOKEN_FILE)
     .option("--json", "print one JSON object")
     .action(async (configs: string[], flags) => {
-      finish(flags.server ? await remoteStatus(flags) : await statusCommand(configs, flags));
+      finish(
+        flags.server
+          ? await (await import("./remoteOps.js")).remoteStatus(flags)
+          : await (await import("./status.js")).statusCommand(configs, flags),
+      );
     });
   program
     .command("agents")
@@ -258,7 +244,7 @@ function registerReportCommands(program: Command, finish: Finish): void {
     .option(...TOKEN_FILE)
     .option("--json", "print one JSON object")
     .action(async (configs: string[], flags) => {
-      finish(await agentsCommand(configs, flags));
+      finish(await (await import("./remoteOps.js")).agentsCommand(configs, flags));
     });
 }
 
@@ -273,7 +259,7 @@ function registerRemoteCommands(program: Command, finish: Finish): void {
     .option(...TOKEN)
     .option(...TOKEN_FILE)
     .action(async (tasks: string[], flags) => {
-      finish(await cancelCommand(tasks, flags));
+      finish(await (await import("./remoteOps.js")).cancelCommand(tasks, flags));
     });
   program
     .command("add")
@@ -284,7 +270,7 @@ function registerRemoteCommands(program: Command, finish: Finish): void {
     .option(...TOKEN_FILE)
     .option("--yes", "accept a sweep over 10 million tasks")
     .action(async (configs: string[], flags) => {
-      finish(await addCommand(configs, flags));
+      finish(await (await import("./remoteOps.js")).addCommand(configs, flags));
     });
   program
     .command("logs")
@@ -296,7 +282,7 @@ function registerRemoteCommands(program: Command, finish: Finish): void {
     .option(...TOKEN)
     .option(...TOKEN_FILE)
     .action(async (task: string, flags) => {
-      finish(await logsCommand(task, flags));
+      finish(await (await import("./remoteOps.js")).logsCommand(task, flags));
     });
 }
 
@@ -314,7 +300,11 @@ function registerLedgerCommands(program: Command, finish: Finish): void {
     .option(...TOKEN)
     .option(...TOKEN_FILE)
     .action(async (configs: string[], flags) => {
-      finish(flags.server ? await remoteRetry(flags) : await retryCommand(configs, flags));
+      finish(
+        flags.server
+          ? await (await import("./remoteOps.js")).remoteRetry(flags)
+          : await (await import("./retry.js")).retryCommand(configs, flags),
+      );
     });
   program
     .command("export")
@@ -329,7 +319,7 @@ function registerLedgerCommands(program: Command, finish: Finish): void {
       "write the live metrics' series (task_id, params, metric, step, value, attempt, time)",
     )
     .action(async (configs: string[], flags) => {
-      finish(await exportCommand(configs, flags));
+      finish(await (await import("./export.js")).exportCommand(configs, flags));
     });
   program
     .command("verify")
@@ -344,7 +334,7 @@ function registerLedgerCommands(program: Command, finish: Finish): void {
     .option("--json", "print one JSON object")
     .option("--yes", "accept grids over 10 million tasks")
     .action(async (configs: string[], flags) => {
-      finish(await verifyCommand(configs, flags));
+      finish(await (await import("./verify.js")).verifyCommand(configs, flags));
     });
   program
     .command("migrate")
@@ -354,7 +344,7 @@ function registerLedgerCommands(program: Command, finish: Finish): void {
     .option(...STORE_OPTION)
     .option("--json", "print one JSON object")
     .action(async (configs: string[], flags) => {
-      finish(await migrateCommand(configs, flags));
+      finish(await (await import("./migrate.js")).migrateCommand(configs, flags));
     });
 }
 

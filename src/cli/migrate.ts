@@ -10,12 +10,6 @@ export interface MigrateFlags {
   json?: boolean;
 }
 
-/** The --store option of every command that opens a ledger. */
-export const STORE_OPTION = [
-  "--store <url>",
-  `the ledger: postgres://USER@HOST:PORT/DB, sqlite:PATH or a file path (default: $${STORE_ENV}, else ledger.sqlite in the state dir)`,
-] as const;
-
 /**
  * Runs before a command that has --store: checks the store it names (the flag, else
  * $LABSWEEP_STORE) — a malformed URL or a PostgreSQL server that cannot be reached is bad input

@@ -1,6 +1,8 @@
 // The options several commands share, each as commander's [flags, description] pair, so every
 // command words them the same.
 
+import { STORE_ENV } from "../ledger/storeEnv.js";
+
 /** Records a command's exit code, for `main` to return. */
 export type Finish = (exitCode: number) => void;
 
@@ -34,4 +36,10 @@ export const TOKEN_FILE = ["--token-file <file>", "read the token from this file
 export const COMMAND = [
   "--command <template>",
   "command for configs that declare none (the original system's configs)",
+] as const;
+
+/** The --store option of every command that opens a ledger. */
+export const STORE_OPTION = [
+  "--store <url>",
+  `the ledger: postgres://USER@HOST:PORT/DB, sqlite:PATH or a file path (default: $${STORE_ENV}, else ledger.sqlite in the state dir)`,
 ] as const;

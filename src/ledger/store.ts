@@ -1,5 +1,6 @@
 import { isAbsolute, join, resolve } from "node:path";
 import { openPostgresDb } from "./postgresDb.js";
+import { STORE_ENV } from "./storeEnv.js";
 
 /** The ledger's file in a state dir when no store is named. */
 export const LEDGER_FILE = "ledger.sqlite";
@@ -13,7 +14,7 @@ export class StoreError extends Error {
 }
 
 /** The environment variable that names the store when --store is not given. */
-export const STORE_ENV = "LABSWEEP_STORE";
+export { STORE_ENV };
 
 /** --store's value, else $LABSWEEP_STORE, else undefined (the state dir's SQLite file). */
 export function storeText(flag?: string): string | undefined {

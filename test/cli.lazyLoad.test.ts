@@ -1,0 +1,54 @@
+/**
+ * A command loads only what it uses (issue 14): `--help` pays for no SQL driver, HTTP server or
+ * schema compiler, and `status` for no HTTP server — every researcher's `status` and `--help`
+ * would otherwise wait for all of labsweep to load.
+ */
+import { spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { REPO_ROOT, runCli, tempDir, writeFile } from "./helpers/cli.js";
+
+function loadedBy(args: string[], cwd: string): string[] {
+  const file = join(tempDir(), "loaded.txt");
+  const run = spawnSync(
+    process.execPath,
+    [
+      "--import",
+      join(REPO_ROOT, "test/helpers/loadedModules.mjs"),
+      join(REPO_ROOT, "bin/labsweep.js"),
+      ...args,
+    ],
+    { cwd, env: { ...process.env, LABSWEEP_TEST_LOADED_MODULES: file }, encoding: "utf8" },
+  );
+  expect(run.status, run.stderr).toBe(0);
+  return readFileSync(file, "utf8").trim().split("\n");
+}
+
+const packageOf = (urls: string[], name: string) =>
+  urls.filter((url) => url.includes(`/node_modules/${name}/`));
+
+describe("lazy loading", () => {
+  it("labsweep --help loads no SQL driver, HTTP server or schema compiler", () => {
+    const loaded = loadedBy(["--help"], tempDir());
+    expect(loaded.some((url) => url.endsWith("/dist/cli/main.js"))).toBe(true);
+    for (const name of ["better-sqlite3", "pg", "fastify", "ajv", "zod", "yaml"])
+      expect(packageOf(loaded, name)).toEqual([]);
+    expect(loaded.filter((url) => /\/dist\/(coordinator|agent|dashboard)\//.test(url))).toEqual([]);
+    // The ledger's one module here is the name of --store's environment variable.
+    expect(loaded.filter((url) => url.includes("/dist/ledger/"))).toEqual([
+      expect.stringMatching(/\/dist\/ledger\/storeEnv\.js$/),
+    ]);
+  });
+
+  it("labsweep status reads the ledger without loading the HTTP server or the agent", async () => {
+    const dir = tempDir();
+    const config = writeFile(dir, "sweep.yaml", 'command: "true"\np:\n  combinations:\n    - i: [1, 2]\n');
+    expect((await runCli(["run", config, "--no-dashboard"], { cwd: dir })).code).toBe(0);
+    const loaded = loadedBy(["status", config], dir);
+    // (better-sqlite3 itself is loaded by require, which these hooks do not see.)
+    expect(loaded.some((url) => url.endsWith("/dist/ledger/sqliteDriver.js"))).toBe(true);
+    expect(packageOf(loaded, "fastify")).toEqual([]);
+    expect(loaded.filter((url) => /\/dist\/(agent|dashboard)\//.test(url))).toEqual([]);
+  });
+});
