@@ -1,6 +1,7 @@
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
+import { onPath } from "./onPath.js";
 
 /** The same file from src/agent (tests) and dist/agent (the built CLI). */
 const LAUNCHER_SCRIPT = fileURLToPath(new URL("../../src/agent/launcher.py", import.meta.url));
@@ -47,9 +48,7 @@ export class Launcher {
   /** Whether python3 is here to run the launcher; otherwise the caller spawns directly. */
   static available(): boolean {
     if (availability === null) {
-      availability =
-        process.platform === "linux" &&
-        spawnSync("python3", ["-c", "import json, subprocess"], { stdio: "ignore" }).status === 0;
+      availability = process.platform === "linux" && onPath("python3");
     }
     return availability;
   }
@@ -83,6 +82,17 @@ export class Launcher {
     };
     child.stdin?.write(`${JSON.stringify(request)}\n`);
     return { id, pid, exit };
+  }
+
+  /**
+   * Starts the launcher now, ahead of the first task, so python3's start (slow behind a version
+   * manager's shim: half a second under pyenv) overlaps the caller's own work, such as opening
+   * and syncing the ledger. It holds the process alive only once a task runs.
+   */
+  warm(): void {
+    if (this.child || !Launcher.available()) return;
+    this.ensureRunning();
+    this.holdLoop(false);
   }
 
   /** Starts a chained launch now if it is still waiting for the task it follows. */

@@ -1,8 +1,9 @@
-import { spawn, spawnSync } from "node:child_process";
+import { spawn } from "node:child_process";
 import { appendFileSync, closeSync, openSync, readSync, statSync } from "node:fs";
 import { PRIVATE_FILE_MODE } from "../files/privateFiles.js";
 import type { RunPolicy } from "../sweep/types.js";
 import { DroppedLaunch, Launcher, sharedLauncher } from "./launcher.js";
+import { onPath } from "./onPath.js";
 import { oomKillsSince, recentOomKillCount } from "./outOfMemory.js";
 import { ProcessGroup, type StopReason, type StopSpec } from "./processGroup.js";
 
@@ -101,7 +102,8 @@ export function stopSpec(
   };
 }
 
-const HAS_SETPRIV = spawnSync("setpriv", ["--version"], { stdio: "ignore" }).status === 0;
+/** Looked up on first use: most agents run tasks through the launcher and never need it. */
+let hasSetpriv: boolean | null = null;
 
 /**
  * Starts a task's command with `sh -c` as the leader of a new process group, stdout and stderr
@@ -226,7 +228,9 @@ function viaLauncher(spec: ProcessSpec, after?: number): Launched {
 function viaSpawn(spec: ProcessSpec): Launched {
   const log = openSync(spec.logPath, "a", PRIVATE_FILE_MODE);
   const argv = ["/bin/sh", "-c", spec.command];
-  const [file, ...args] = HAS_SETPRIV ? ["setpriv", "--pdeathsig", "KILL", "--", ...argv] : argv;
+  const [file, ...args] = (hasSetpriv ??= onPath("setpriv"))
+    ? ["setpriv", "--pdeathsig", "KILL", "--", ...argv]
+    : argv;
   let child: ReturnType<typeof spawn>;
   try {
     child = spawn(file as string, args, {

@@ -2,6 +2,7 @@ import { homedir } from "node:os";
 import { join } from "node:path";
 import { StateDirInUseError } from "../agent/agentState.js";
 import { UnauthorizedError } from "../agent/httpClient.js";
+import { sharedLauncher } from "../agent/launcher.js";
 import { RemoteAgent, type RemoteAgentOptions } from "../agent/remoteAgent.js";
 import { type Logger, logger, type Warn } from "../log/logger.js";
 import { EXIT } from "./exitCodes.js";
@@ -29,6 +30,8 @@ export async function runAgent(options: AgentRunOptions): Promise<number> {
     stopping: () => log.info("stopping — no new tasks; running ones finish (Ctrl-C again to terminate them)"),
     terminating: () => log.info("terminating running tasks (SIGTERM, then SIGKILL after the grace period)"),
   });
+  // Ready before the first lease comes back (see Launcher.warm).
+  sharedLauncher().warm();
   try {
     for (let candidate = 1; ; candidate++) {
       const agent = new RemoteAgent({ ...options, stateDir: options.stateDir ?? defaultStateDir(candidate) });

@@ -1,4 +1,5 @@
 import type { Agent, AgentEvent } from "../agent/agent.js";
+import { sharedLauncher } from "../agent/launcher.js";
 import { Coordinator } from "../coordinator/coordinator.js";
 import { openSweep } from "../coordinator/openSweep.js";
 import type { LocalMachine } from "../dashboard/machines.js";
@@ -52,6 +53,7 @@ export interface RunOptions {
 export async function runSweep(configs: string[], options: RunOptions): Promise<number> {
   const { stateDir, view, tags } = options;
   const sweep = openSweep(configs, { defaultCommand: options.command, yes: options.yes });
+  sharedLauncher().warm();
   const prepared = await prepareLedger(stateDir, sweep);
   const { db } = prepared;
   announce(prepared, stateDir, view);
