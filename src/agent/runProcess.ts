@@ -228,9 +228,8 @@ function viaLauncher(spec: ProcessSpec, after?: number): Launched {
 function viaSpawn(spec: ProcessSpec): Launched {
   const log = openSync(spec.logPath, "a", PRIVATE_FILE_MODE);
   const argv = ["/bin/sh", "-c", spec.command];
-  const [file, ...args] = (hasSetpriv ??= onPath("setpriv"))
-    ? ["setpriv", "--pdeathsig", "KILL", "--", ...argv]
-    : argv;
+  hasSetpriv ??= onPath("setpriv");
+  const [file, ...args] = hasSetpriv ? ["setpriv", "--pdeathsig", "KILL", "--", ...argv] : argv;
   let child: ReturnType<typeof spawn>;
   try {
     child = spawn(file as string, args, {
