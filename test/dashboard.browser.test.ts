@@ -357,6 +357,8 @@ describe("dashboard in a browser", () => {
       { timeout: 30_000, polling: 200 },
     );
     await page.getByRole("link", { name: "Results" }).click();
+    // A hidden radio cannot take focus: wait for the view the click opens.
+    await page.locator("#view-results:not([hidden])").waitFor();
     await page.getByLabel("Final metrics by parameter").focus();
     await page.keyboard.press("ArrowRight");
     await page.locator("#curves-view:not([hidden])").waitFor({ timeout: 5000 });
@@ -420,6 +422,40 @@ describe("dashboard in a browser", () => {
     );
     expect(await page.locator("main img").count()).toBe(0);
     expect(await page.evaluate(() => (window as unknown as { pwned?: number }).pwned)).toBeUndefined();
+
+    // Results, then Curves at once, on a fresh page: the first visit's answer, held until after
+    // the second visit, must not put the final-metrics plot back over the curves.
+    const fresh = await laptopPage(browser);
+    let release = () => {};
+    const fieldsHeld = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    // The task list asks for the fields too: count the Results view's requests only.
+    let fieldRequests = -1;
+    await fresh.page.route("**/api/v1/dashboard/fields*", async (route) => {
+      if (fieldRequests >= 0 && fieldRequests++ === 0) await fieldsHeld;
+      await route.continue();
+    });
+    await Promise.all([
+      fresh.page.waitForResponse(/\/api\/v1\/dashboard\/fields/),
+      fresh.page.goto(`${url}/#/tasks`),
+    ]);
+    fieldRequests = 0;
+    await fresh.page.evaluate(() => {
+      location.hash = "#/results";
+    });
+    await expect.poll(() => fieldRequests).toBe(1);
+    await fresh.page.evaluate(() => {
+      location.hash = "#/results?mode=curves";
+    });
+    await fresh.page.evaluate(() => new Promise((resolve) => setTimeout(resolve, 300)));
+    release();
+    await fresh.page.locator("#curves figure .uplot canvas").first().waitFor({ timeout: 10_000 });
+    await fresh.page.evaluate(() => new Promise((resolve) => setTimeout(resolve, 300)));
+    expect(await fresh.page.locator("#curves-view").isVisible()).toBe(true);
+    expect(await fresh.page.locator("#plot-form").isHidden()).toBe(true);
+    expect(await fresh.page.getByLabel("Curves: a metric by step").isChecked()).toBe(true);
+    expect(fresh.errors).toEqual([]);
 
     writeFileSync(join(dir, "release-2"), "");
     const exit = await run.result;

@@ -14,11 +14,23 @@ const resultPager = {
   next: document.getElementById("results-next"),
 };
 let fields = null;
+/** The fetch of the fields in flight, shared by navigations that overlap it; each visit after
+ * it fetches again, so metrics that appeared since are offered. */
+let fieldsLoading = null;
+/** Counts visits: a visit whose fields arrive after a newer one started leaves the view alone
+ * (clicking Results and then Curves at once must not end on the final-metrics plot). */
+let visits = 0;
 let charts = [];
 let resultsCursor = { current: undefined, next: null };
 
-async function loadFields() {
-  if (fields) return fields;
+function loadFields() {
+  fieldsLoading ??= fetchFields().finally(() => {
+    fieldsLoading = null;
+  });
+  return fieldsLoading;
+}
+
+async function fetchFields() {
   fields = await getJson("/fields");
   const options = (select, names, keep = 0) => {
     while (select.options.length > keep) select.remove(keep);
@@ -51,7 +63,9 @@ function plotQuery(query) {
 }
 
 export async function showResults(query) {
+  const mine = ++visits;
   await loadFields();
+  if (mine !== visits) return;
   const curves = query.get("mode") === "curves";
   showMode(curves);
   if (curves) await showCurves(query, fields.phases);
