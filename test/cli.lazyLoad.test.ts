@@ -46,8 +46,10 @@ describe("lazy loading", () => {
     const config = writeFile(dir, "sweep.yaml", 'command: "true"\np:\n  combinations:\n    - i: [1, 2]\n');
     expect((await runCli(["run", config, "--no-dashboard"], { cwd: dir })).code).toBe(0);
     const loaded = loadedBy(["status", config], dir);
-    // (better-sqlite3 itself is loaded by require, which these hooks do not see.)
     expect(loaded.some((url) => url.endsWith("/dist/ledger/sqliteDriver.js"))).toBe(true);
+    expect(packageOf(loaded, "better-sqlite3").length).toBeGreaterThan(0);
+    // A SQLite ledger pays nothing for PostgreSQL's driver.
+    expect(packageOf(loaded, "pg")).toEqual([]);
     expect(packageOf(loaded, "fastify")).toEqual([]);
     expect(loaded.filter((url) => /\/dist\/(agent|dashboard)\//.test(url))).toEqual([]);
   });

@@ -1,5 +1,18 @@
-import pg from "pg";
+import { createRequire } from "node:module";
+import type pg from "pg";
 import type { Db, TransactionOptions } from "./db.js";
+
+const require = createRequire(import.meta.url);
+let driver: typeof pg | null = null;
+
+/**
+ * pg, loaded with the first PostgreSQL ledger: most ledgers are SQLite files, and every command
+ * (`status` included) paid some 40 ms loading a driver it never used.
+ */
+export function pgDriver(): typeof pg {
+  driver ??= require("pg") as typeof pg;
+  return driver;
+}
 
 const INT8_OID = 20;
 const NUMERIC_OID = 1700;
@@ -13,7 +26,7 @@ const types: pg.CustomTypesConfig = {
   getTypeParser: ((oid: number, format?: "text" | "binary") =>
     oid === INT8_OID || oid === NUMERIC_OID
       ? (value: string) => Number(value)
-      : pg.types.getTypeParser(oid, format)) as pg.CustomTypesConfig["getTypeParser"],
+      : pgDriver().types.getTypeParser(oid, format)) as pg.CustomTypesConfig["getTypeParser"],
 };
 
 /** Deadlock and serialization failures: the transaction did nothing and may simply run again. */
@@ -110,7 +123,7 @@ export function openPostgresDb(url: string, options: PostgresDbOptions = {}): Db
 
 /** A pg Pool whose connections' failures never end the process. */
 function createPool(url: string, options: PostgresDbOptions, settings?: string): pg.Pool {
-  const created = new pg.Pool({
+  const created = new (pgDriver().Pool)({
     connectionString: url,
     max: options.max ?? 10,
     connectionTimeoutMillis: options.connectTimeoutMs ?? 30_000,
@@ -188,7 +201,7 @@ function statementsOn(
   indexOnly = false,
 ): Omit<Db, "transaction" | "close"> {
   const send = (sql: string, params: readonly unknown[]) =>
-    client instanceof pg.Pool
+    client instanceof pgDriver().Pool
       ? persist(() => client.query(query(sql, params, indexOnly)))
       : client.query(query(sql, params, indexOnly));
   return {

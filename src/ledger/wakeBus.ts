@@ -1,4 +1,5 @@
-import pg from "pg";
+import type pg from "pg";
+import { pgDriver } from "./postgresDb.js";
 
 /**
  * Tells the other coordinators on one ledger that work may be claimable, so an agent's lease
@@ -73,7 +74,7 @@ function listeningConnection(
   let retry: NodeJS.Timeout | null = null;
   const connect = (): Promise<pg.Client | null> => {
     connecting ??= (async () => {
-      const next = new pg.Client({ connectionString: url });
+      const next = new (pgDriver().Client)({ connectionString: url });
       next.on("notification", (message) => {
         if (message.payload !== self) notice();
       });
