@@ -82,6 +82,8 @@ export class Coordinator {
   private readonly wake = new EventEmitter();
   private flushing: Promise<void> | null = null;
   private flushAgain = false;
+  /** The pause in which a flush gathers rows; drainResults ends it early. */
+  private gathering: { end: () => void } | null = null;
   /** The pending retry of result dirs that failed (retryResultsLater). */
   private resultsRetry: NodeJS.Timeout | null = null;
   private retriesStopped = false;
@@ -309,15 +311,18 @@ export class Coordinator {
     return claimableCount(this.db, this.now());
   }
 
-  /** Starts writing owed result rows in the background; rows arriving meanwhile are batched. */
-  flushResults(): Promise<void> {
+  /**
+   * Starts writing owed result rows in the background; rows arriving meanwhile are batched.
+   * `now`: no pause to gather rows first (nothing more is coming).
+   */
+  flushResults(options: { now?: boolean } = {}): Promise<void> {
     if (this.flushing) {
       this.flushAgain = true;
       return this.flushing;
     }
     this.flushing = (async () => {
       // Let rows gather for a moment: one append and one fsync per batch, not per task.
-      await new Promise((resolve) => setTimeout(resolve, RESULTS_BATCH_MS));
+      if (!options.now) await this.gather();
       do {
         this.flushAgain = false;
         try {
@@ -369,9 +374,23 @@ export class Coordinator {
     this.resultsRetry = null;
   }
 
-  /** Waits for result files to catch up with the ledger. */
+  /** Waits for result files to catch up with the ledger, at once: nothing more is coming. */
   async drainResults(): Promise<void> {
+    this.gathering?.end();
     while (this.flushing) await this.flushing;
-    await this.flushResults();
+    await this.flushResults({ now: true });
+  }
+
+  /** The flush's pause: RESULTS_BATCH_MS, or until drainResults ends it. */
+  private gather(): Promise<void> {
+    return new Promise((resolve) => {
+      const end = () => {
+        clearTimeout(timer);
+        this.gathering = null;
+        resolve();
+      };
+      const timer = setTimeout(end, RESULTS_BATCH_MS);
+      this.gathering = { end };
+    });
   }
 }
