@@ -5,6 +5,6 @@ import module from "node:module";
 // starts without compiling labsweep and its libraries again; Node 20 has no such cache.
 // NODE_DISABLE_COMPILE_CACHE=1 turns it off.
 module.enableCompileCache?.();
-const { main } = await import("../dist/cli/main.js");
+const { main } = await import("../dist/bundle/main.js");
 
 process.exitCode = await main(process.argv);

@@ -14,7 +14,7 @@ import { Interrupts } from "./interrupts.js";
 import { type LocalRunResult, type PreparedLedger, prepareLedger, runLocally } from "./localRun.js";
 import { reportOwedRows } from "./owedRows.js";
 import { type ProgressSink, startProgress } from "./progress.js";
-import { type RunningServer, startServer } from "./serve.js";
+import type { RunningServer } from "./serve.js";
 
 /** Where a run's progress and notes go (the CLI's ProgressView). */
 export interface RunView extends ProgressSink {
@@ -185,6 +185,8 @@ async function startDashboard(
   },
 ): Promise<RunningServer | null> {
   try {
+    // Loaded only when asked for: the HTTP server is a third of what a run would load.
+    const { startServer } = await import("./serve.js");
     const server = await startServer(db, {
       stateDir: options.stateDir,
       host: options.host,
