@@ -2,7 +2,7 @@
 import { chmodSync, mkdirSync, writeFileSync } from "node:fs";
 import { delimiter, join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { onPath } from "../src/agent/onPath.js";
+import { launcherPython, onPath } from "../src/agent/onPath.js";
 import { tempDir } from "./helpers/cli.js";
 
 describe("onPath", () => {
@@ -21,5 +21,22 @@ describe("onPath", () => {
     expect(onPath("missing", path)).toBe(false);
     expect(onPath("tool", first)).toBe(false);
     expect(onPath("sh")).toBe(true);
+  });
+});
+
+describe("launcherPython", () => {
+  it("skips a version manager's shim (a script) for a real python3 later on PATH, else takes the shim", () => {
+    const root = tempDir();
+    const [shims, bin] = [join(root, "shims"), join(root, "bin")];
+    mkdirSync(shims);
+    mkdirSync(bin);
+    writeFileSync(join(shims, "python3"), '#!/usr/bin/env bash\nexec pyenv exec python3 "$@"\n');
+    chmodSync(join(shims, "python3"), 0o755);
+    expect(launcherPython([shims, bin].join(delimiter))).toBe(join(shims, "python3"));
+    // A program: anything but a `#!` script (here a copy of the first bytes of an ELF file).
+    writeFileSync(join(bin, "python3"), Buffer.from([0x7f, 0x45, 0x4c, 0x46, 2, 1, 1]));
+    chmodSync(join(bin, "python3"), 0o755);
+    expect(launcherPython([shims, bin].join(delimiter))).toBe(join(bin, "python3"));
+    expect(launcherPython(join(root, "nowhere"))).toBeNull();
   });
 });

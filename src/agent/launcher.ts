@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
-import { onPath } from "./onPath.js";
+import { launcherPython } from "./onPath.js";
 
 /** The same file from src/agent (tests) and dist/agent (the built CLI). */
 const LAUNCHER_SCRIPT = fileURLToPath(new URL("../../src/agent/launcher.py", import.meta.url));
@@ -47,10 +47,7 @@ export class Launcher {
 
   /** Whether python3 is here to run the launcher; otherwise the caller spawns directly. */
   static available(): boolean {
-    if (availability === null) {
-      availability = process.platform === "linux" && onPath("python3");
-    }
-    return availability;
+    return python() !== null;
   }
 
   /**
@@ -127,7 +124,7 @@ export class Launcher {
 
   private ensureRunning(): ChildProcess {
     if (this.child) return this.child;
-    const child = spawn("python3", [LAUNCHER_SCRIPT], {
+    const child = spawn(python() ?? "python3", [LAUNCHER_SCRIPT], {
       stdio: ["pipe", "pipe", "inherit"],
     });
     createInterface({ input: child.stdout as NodeJS.ReadableStream }).on("line", (line) =>
@@ -205,8 +202,14 @@ export class Launcher {
   }
 }
 
-let availability: boolean | null = null;
+let interpreter: string | null | undefined;
 let shared: Launcher | null = null;
+
+/** The python3 that runs the launcher (onPath.ts's launcherPython), looked up once; null: none. */
+function python(): string | null {
+  if (interpreter === undefined) interpreter = process.platform === "linux" ? launcherPython() : null;
+  return interpreter;
+}
 
 /** The process-wide launcher. */
 export function sharedLauncher(): Launcher {
