@@ -1,5 +1,6 @@
 // 2,000 no-op tasks (`true`) with 8 slots through `labsweep run`, against `xargs -P 8` running
-// the same 2,000 commands in the same script. Target: labsweep ≤ 1.3× xargs, ledger durable.
+// the same 2,000 commands in the same script. Target (issue 14): labsweep ≤ 1.5× xargs,
+// start-up included, ledger durable, results written.
 // Rounds alternate so background noise hits both alike; medians are compared.
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -31,5 +32,5 @@ report("noop-2000", {
   labsweep_s: median(labsweep),
   xargs_s: median(xargs),
   ratio_vs_xargs: ratio,
-  target: "≤1.3",
+  target: "≤1.5",
 });

@@ -5,7 +5,9 @@ import { readdirSync } from "node:fs";
 const only = process.argv[2];
 const benches = readdirSync(new URL(".", import.meta.url))
   .filter(
-    (name) => /^[a-z].*\.mjs$/.test(name) && !["lib.mjs", "run-all.mjs", "before-after.mjs"].includes(name),
+    (name) =>
+      /^[a-z].*\.mjs$/.test(name) &&
+      !["lib.mjs", "run-all.mjs", "before-after.mjs", "scoreboard.mjs"].includes(name),
   )
   .filter((name) => !only || name.includes(only))
   .sort();
