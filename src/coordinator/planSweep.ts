@@ -5,7 +5,7 @@ import { succeededSignatures } from "../ledger/reads/signatures.js";
 import { readCsvFile } from "../results/csvFile.js";
 import { RESULTS_FILE } from "../results/resumeScan.js";
 import { matchCsvRows } from "../results/rowMatcher.js";
-import { expandPhase, gridSize, outputDirsOf } from "../sweep/expand.js";
+import { gridSize, outputDirsOf, phaseSignatures } from "../sweep/expand.js";
 import type { Sweep } from "../sweep/loadSweep.js";
 import type { Params } from "../sweep/types.js";
 
@@ -53,19 +53,20 @@ export async function planSweep(sweep: Sweep, ledger: Db | null): Promise<Plan> 
       remaining: 0,
     };
     const taskIndexes = new Uint32Array(gridSize(phase));
-    for (const task of expandPhase(phase)) {
-      let index = indexOf.get(task.signature);
+    // Signatures and dirs only: a plan renders no command and builds no task.
+    for (const point of phaseSignatures(phase)) {
+      let index = indexOf.get(point.signature);
       if (index === undefined) {
         index = complete.length;
-        indexOf.set(task.signature, index);
-        complete.push(succeeded.has(task.signature));
+        indexOf.set(point.signature, index);
+        complete.push(succeeded.has(point.signature));
       } else plan.merged++;
       taskIndexes[plan.tasks++] = index;
-      const dir = task.placement.outputDir;
+      const dir = point.outputDir;
       if (dirsWithCsv.has(dir)) {
         const list = csvTasks.get(dir) ?? [];
         if (list.length === 0) csvTasks.set(dir, list);
-        list.push({ id: index, params: task.params });
+        list.push({ id: index, params: point.params() });
       }
     }
     byPhase.push({ phase: plan, taskIndexes });

@@ -69,6 +69,11 @@ export function signaturePiece(key: string, value: ParamValue | undefined): stri
 
 /** The signature from sorted pieces: the hash of JSON `[[piece, …], template]`, 22 base64url chars. */
 export function signatureOf(sortedPieces: readonly string[], commandTemplate: string): string {
-  const text = `[[${sortedPieces.join(",")}],${JSON.stringify(commandTemplate)}]`;
-  return hash("sha256", text, "base64url").slice(0, 22);
+  return signer(commandTemplate)(sortedPieces.join(","));
+}
+
+/** signatureOf for one template and many tasks: takes the pieces already joined by commas. */
+export function signer(commandTemplate: string): (joinedPieces: string) => string {
+  const tail = `],${JSON.stringify(commandTemplate)}]`;
+  return (joinedPieces) => hash("sha256", `[[${joinedPieces}${tail}`, "base64url").slice(0, 22);
 }

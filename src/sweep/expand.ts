@@ -1,15 +1,6 @@
 import { resolve } from "node:path";
-import { signatureOf, signaturePiece } from "./canonical.js";
-import {
-  commandTemplateProblem,
-  compileTemplate,
-  placeholderNames,
-  type QuoteContext,
-  renderTemplate,
-  shellQuoteText,
-  type TemplatePart,
-  valueText,
-} from "./template.js";
+import { type CompiledGrid, compileGrid } from "./compiledGrid.js";
+import { commandTemplateProblem, placeholderNames, renderTemplate, valueText } from "./template.js";
 import type { Params, ParamValue, PhaseSpec, TaskSpec } from "./types.js";
 
 /** How many tasks a phase's grid has, before de-duplication. */
@@ -23,92 +14,57 @@ export function gridSize(phase: PhaseSpec): number {
  * phase defaults ← one combination.
  */
 export function* expandPhase(phase: PhaseSpec): Generator<TaskSpec> {
+  for (const { grid, digits } of gridPoints(phase)) {
+    yield {
+      signature: grid.signature(digits),
+      params: grid.params(digits),
+      command: grid.command(digits),
+      cwd: phase.baseDir,
+      configFile: phase.file,
+      placement: { phase: phase.name, outputDir: grid.outputDir(digits) },
+      policy: phase.policy,
+    };
+  }
+}
+
+/** One task of a phase as `plan` counts it: reused from task to task, so copy what you keep. */
+export interface GridPoint {
+  signature: string;
+  outputDir: string;
+  /** The task's parameters (built on demand: most plans never need them). */
+  params(): Params;
+}
+
+/** expandPhase for counting: each task's signature and output dir, no command or task object. */
+export function* phaseSignatures(phase: PhaseSpec): Generator<GridPoint> {
+  let walk: { grid: CompiledGrid; digits: readonly number[] } | undefined;
+  const point: GridPoint = {
+    signature: "",
+    outputDir: "",
+    params: () => (walk ? walk.grid.params(walk.digits) : {}),
+  };
+  for (const at of gridPoints(phase)) {
+    walk = at;
+    point.signature = at.grid.signature(at.digits);
+    point.outputDir = at.grid.outputDir(at.digits);
+    yield point;
+  }
+}
+
+/** The phase's grid points in order: its compiled grid and the digits, advanced in place. */
+function* gridPoints(phase: PhaseSpec): Generator<{ grid: CompiledGrid; digits: readonly number[] }> {
   const total = gridSize(phase);
   // loadSweep refuses such templates; a phase built by hand must not slip past that either.
   const unsafe = commandTemplateProblem(phase.commandTemplate);
   if (unsafe) throw new Error(`phase "${phase.name}": ${unsafe.detail}`);
-  const outputDirs = new Map<string, string>();
-  const text = textIn(phase);
-  const render = {
-    command: memoisedRenderer(phase.commandTemplate, (value, name, context) =>
-      shellQuoteText(text(value, name), context),
-    ),
-    outputDir: memoisedRenderer(phase.outputDirTemplate, (value, name) => text(value, name), {
-      phase: phase.name,
-    }),
-  };
-  const sign = memoisedSigner(phase.commandTemplate);
+  const grid = compileGrid(phase, textIn(phase));
   const digits = new Array<number>(phase.axes.length).fill(0);
-  const axes = phase.axes;
+  const point = { grid, digits };
   for (let n = 0; n < total; n++) {
-    const params: Params = { ...phase.defaults };
-    // Indexed loops: this runs once per task, and iterator objects per task add up at a million.
-    for (let i = 0; i < axes.length; i++) {
-      const axis = axes[i] as (typeof axes)[number];
-      params[axis.name] = axis.values[digits[i] as number] as ParamValue;
-    }
-    yield taskFor(phase, params, outputDirs, render, sign);
+    yield point;
     advance(digits, phase);
   }
 }
-
-type Quote = (value: ParamValue, name: string, context: QuoteContext) => string;
-
-/**
- * Renders a template for many parameter sets: each placeholder's text is computed once per
- * distinct value (values repeat across a grid), so rendering is string concatenation.
- */
-function memoisedRenderer(template: string, quote: Quote, fixed: Params = {}): (values: Params) => string {
-  const parts = compileTemplate(template);
-  const memo = parts.map(() => new Map<ParamValue, string>());
-  return (values) => {
-    let out = "";
-    for (let index = 0; index < parts.length; index++) {
-      const part = parts[index] as TemplatePart;
-      if (typeof part === "string") {
-        out += part;
-        continue;
-      }
-      let value = values[part.name];
-      if (value === undefined) value = fixed[part.name];
-      if (value === undefined) throw new Error(`undefined placeholder {${part.name}}`);
-      const seen = memo[index] as Map<ParamValue, string>;
-      let rendered = seen.get(value);
-      if (rendered === undefined) {
-        rendered = quote(value, part.name, part.context);
-        if (seen.size < MEMO_LIMIT) seen.set(value, rendered);
-      }
-      out += rendered;
-    }
-    return out;
-  };
-}
-
-/** taskSignature with each parameter's signed piece computed once per distinct value. */
-function memoisedSigner(commandTemplate: string): (params: Params) => string {
-  let keys: string[] | null = null;
-  const memo = new Map<string, Map<ParamValue, string>>();
-  return (params) => {
-    if (!keys) keys = Object.keys(params).sort();
-    const pieces = keys.map((key) => {
-      const value = params[key] as ParamValue;
-      let seen = memo.get(key);
-      if (!seen) {
-        seen = new Map();
-        memo.set(key, seen);
-      }
-      let piece = seen.get(value);
-      if (piece === undefined) {
-        piece = signaturePiece(key, value);
-        if (seen.size < MEMO_LIMIT) seen.set(value, piece);
-      }
-      return piece;
-    });
-    return signatureOf(pieces, commandTemplate);
-  };
-}
-
-const MEMO_LIMIT = 100_000;
 
 function advance(digits: number[], phase: PhaseSpec): void {
   for (let i = digits.length - 1; i >= 0; i--) {
@@ -136,30 +92,6 @@ export function spelledText(written: PhaseSpec["writtenAs"]): TextOf {
 }
 
 type TextOf = (value: ParamValue, name: string) => string;
-
-function taskFor(
-  phase: PhaseSpec,
-  params: Params,
-  outputDirs: Map<string, string>,
-  render: { command: (values: Params) => string; outputDir: (values: Params) => string },
-  sign: (params: Params) => string,
-): TaskSpec {
-  const renderedDir = render.outputDir(params);
-  let outputDir = outputDirs.get(renderedDir);
-  if (outputDir === undefined) {
-    outputDir = resolve(phase.baseDir, renderedDir);
-    outputDirs.set(renderedDir, outputDir);
-  }
-  return {
-    signature: sign(params),
-    params,
-    command: render.command(params),
-    cwd: phase.baseDir,
-    configFile: phase.file,
-    placement: { phase: phase.name, outputDir },
-    policy: phase.policy,
-  };
-}
 
 /**
  * The distinct output dirs a phase writes to, computed from only the axes its output_dir
