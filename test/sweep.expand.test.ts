@@ -3,8 +3,10 @@ import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { expandPhase, gridSize, outputDirsOf } from "../src/sweep/expand.js";
+import { taskSignature } from "../src/sweep/canonical.js";
+import { expandPhase, gridSize, outputDirsOf, phaseSignatures, spelledText } from "../src/sweep/expand.js";
 import { loadSweep, parseSweepFile } from "../src/sweep/loadSweep.js";
+import { renderTemplate, shellQuoteText } from "../src/sweep/template.js";
 import type { Params, PhaseSpec, TaskSpec } from "../src/sweep/types.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -152,6 +154,46 @@ exp:
     const [task] = tasksOf(p);
     expect(task?.params).toEqual({ a: "file", b: "phase", c: "combo", d: "phase" });
     expect(Object.keys(task?.params ?? {})).toEqual(["a", "b", "c", "d"]);
+  });
+
+  it("signs, renders and lists params per grid point exactly as the one-task functions do", () => {
+    // Expansion precomputes per axis value (compiledGrid.ts); every point must still match
+    // taskSignature, renderTemplate and plain layering, and phaseSignatures must agree.
+    const p = phase(
+      'command: run --lr {lr} --name "{name}" \'{tag}\' {seed}\ndefaults: {lr: 0.1, seed: 4.0, tag: "it\'s"}\n' +
+        'exp:\n  output_dir: out/{name}/{lr}\n  combinations:\n    - name: [a b, "$x", \'q"\']\n    - lr: [1, 1.0, .inf]\n    - seed: [1, 2]\n',
+    );
+    const tasks = tasksOf(p);
+    expect(tasks).toHaveLength(18);
+    // One object reused from point to point: copied as it comes.
+    const points: Array<{ signature: string; outputDir: string; params: Params }> = [];
+    for (const point of phaseSignatures(p))
+      points.push({ signature: point.signature, outputDir: point.outputDir, params: point.params() });
+    tasks.forEach((task, index) => {
+      expect(task.signature).toBe(taskSignature(task.params, p.commandTemplate));
+      const layered: Params = {
+        ...p.defaults,
+        name: task.params.name,
+        lr: task.params.lr,
+        seed: task.params.seed,
+      };
+      expect(Object.keys(task.params)).toEqual(Object.keys(layered));
+      expect(task.params).toEqual(layered);
+      expect(task.command).toBe(
+        renderTemplate(p.commandTemplate, task.params, (value, name, context) =>
+          shellQuoteText(spelledText(p.writtenAs)(value, name), context),
+        ),
+      );
+      expect(points[index]).toEqual({
+        signature: task.signature,
+        outputDir: task.placement.outputDir,
+        params: task.params,
+      });
+    });
+    // lr 1 and 1.0 are one value: half the points share a signature with another.
+    expect(new Set(tasks.map((task) => task.signature)).size).toBe(12);
+    const bare = phase('command: "true"\nexp: {}\n');
+    expect(tasksOf(bare)[0]?.signature).toBe(taskSignature({}, '"true"'.slice(1, -1)));
   });
 
   it("gives a phase without combinations one task from its defaults", () => {
