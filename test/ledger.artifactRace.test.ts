@@ -9,7 +9,6 @@
  */
 import { join } from "node:path";
 import { beforeEach, describe, expect, it } from "vitest";
-import { claimTask } from "../src/ledger/claimTask.js";
 import type { Db } from "../src/ledger/db.js";
 import { evaluateGates } from "../src/ledger/evaluateGates.js";
 import { type FinishResult, finishAttempt } from "../src/ledger/finishAttempt.js";
@@ -20,6 +19,7 @@ import { syncSweep } from "../src/ledger/syncSweep.js";
 import type { DeclaredArtifact } from "../src/protocol/artifacts.js";
 import type { AttemptOutcome, Lease } from "../src/protocol/interfaces.js";
 import { loadSweep } from "../src/sweep/loadSweep.js";
+import { claimOrThrow } from "./helpers/claims.js";
 import { tempDir } from "./helpers/cli.js";
 import { type LedgerBackend, useLedgerBackends } from "./helpers/postgres.js";
 
@@ -38,17 +38,7 @@ async function ledger(backend: LedgerBackend): Promise<Db> {
   return db;
 }
 
-async function claim(db: Db, worker: string): Promise<Lease> {
-  const claimed = await claimTask(db, {
-    worker,
-    host: "h",
-    now: NOW,
-    leaseMs: 60_000,
-    fits: () => ({ gpuIds: [] }),
-  });
-  if (!claimed) throw new Error("nothing to claim");
-  return claimed;
-}
+const claim = (db: Db, worker: string): Promise<Lease> => claimOrThrow(db, { worker, now: NOW });
 
 /** An upload as the store makes it: room first (supersedes other attempts' rows), then the row. */
 async function upload(db: Db, lease: Lease, path: string, sha256: string): Promise<void> {

@@ -8,7 +8,6 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { claimTask } from "../src/ledger/claimTask.js";
 import type { Db } from "../src/ledger/db.js";
 import { evaluateGates } from "../src/ledger/evaluateGates.js";
 import { finishAttempt } from "../src/ledger/finishAttempt.js";
@@ -19,6 +18,7 @@ import { artifactDir } from "../src/protocol/artifacts.js";
 import type { Lease } from "../src/protocol/interfaces.js";
 import { verifyArtifacts } from "../src/results/verifyArtifacts.js";
 import { loadSweep } from "../src/sweep/loadSweep.js";
+import { claimOrThrow } from "./helpers/claims.js";
 import { type LedgerBackend, useLedgerBackends } from "./helpers/postgres.js";
 
 const NOW = 13_000_000;
@@ -41,17 +41,7 @@ async function ledger(): Promise<Db> {
   return db;
 }
 
-async function claim(db: Db, worker = "agent-1"): Promise<Lease> {
-  const claimed = await claimTask(db, {
-    worker,
-    host: "h",
-    now: NOW,
-    leaseMs: 60_000,
-    fits: () => ({ gpuIds: [] }),
-  });
-  if (!claimed) throw new Error("nothing to claim");
-  return claimed;
-}
+const claim = (db: Db, worker = "agent-1"): Promise<Lease> => claimOrThrow(db, { worker, now: NOW });
 
 function row(lease: Lease, path: string, sha256 = "a".repeat(64), size = 3) {
   return { task_id: lease.task.id, attempt_id: lease.attemptId, path, size, sha256, stored_at: NOW };

@@ -1,5 +1,4 @@
 import { beforeEach, describe, expect, it } from "vitest";
-import { claimTask } from "../src/ledger/claimTask.js";
 import type { Db } from "../src/ledger/db.js";
 import { finishAttempt } from "../src/ledger/finishAttempt.js";
 import { finishAttempts } from "../src/ledger/finishAttempts.js";
@@ -7,6 +6,7 @@ import { retryFailed } from "../src/ledger/retryFailed.js";
 import { syncSweep } from "../src/ledger/syncSweep.js";
 import type { AttemptOutcome, Lease } from "../src/protocol/interfaces.js";
 import { loadSweep } from "../src/sweep/loadSweep.js";
+import { claimOrThrow } from "./helpers/claims.js";
 import { type LedgerBackend, useLedgerBackends } from "./helpers/postgres.js";
 
 const NOW = 7_000_000;
@@ -21,17 +21,8 @@ async function ledgerWith(text: string): Promise<Db> {
   return db;
 }
 
-async function claim(db: Db, now = NOW): Promise<Lease> {
-  const claimed = await claimTask(db, {
-    worker: "w",
-    host: "host-a",
-    now,
-    leaseMs: 60_000,
-    fits: () => ({ gpuIds: [0] }),
-  });
-  if (!claimed) throw new Error("nothing to claim");
-  return claimed;
-}
+const claim = (db: Db, now = NOW): Promise<Lease> =>
+  claimOrThrow(db, { host: "host-a", now, fits: () => ({ gpuIds: [0] }) });
 
 const ONE_TASK = (policy: string) => `
 command: python train.py --lr {lr}

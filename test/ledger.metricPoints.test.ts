@@ -1,5 +1,4 @@
 import { beforeEach, describe, expect, it } from "vitest";
-import { claimTask } from "../src/ledger/claimTask.js";
 import type { Db } from "../src/ledger/db.js";
 import { evaluateGates } from "../src/ledger/evaluateGates.js";
 import { finishAttempt } from "../src/ledger/finishAttempt.js";
@@ -9,6 +8,7 @@ import { syncSweep } from "../src/ledger/syncSweep.js";
 import type { Lease, MetricPoint } from "../src/protocol/interfaces.js";
 import { MAX_POINTS_PER_SERIES, MAX_SERIES_PER_TASK } from "../src/protocol/points.js";
 import { loadSweep } from "../src/sweep/loadSweep.js";
+import { claimOrThrow } from "./helpers/claims.js";
 import { type LedgerBackend, useLedgerBackends } from "./helpers/postgres.js";
 
 const NOW = 13_000_000;
@@ -32,17 +32,7 @@ async function ledger(): Promise<Db> {
   return db;
 }
 
-async function claim(db: Db, worker = "w"): Promise<Lease> {
-  const claimed = await claimTask(db, {
-    worker,
-    host: "h",
-    now: NOW,
-    leaseMs: 60_000,
-    fits: () => ({ gpuIds: [] }),
-  });
-  if (!claimed) throw new Error("nothing to claim");
-  return claimed;
-}
+const claim = (db: Db, worker = "w"): Promise<Lease> => claimOrThrow(db, { worker, now: NOW });
 
 const point = (step: number, metrics: Record<string, number>): MetricPoint => ({
   step,

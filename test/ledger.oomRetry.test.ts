@@ -5,7 +5,6 @@
  * the task's stored parameters keep the declared one; at min it is a plain failure.
  */
 import { beforeEach, describe, expect, it } from "vitest";
-import { claimTask } from "../src/ledger/claimTask.js";
 import { claimTasks } from "../src/ledger/claimTasks.js";
 import type { Db } from "../src/ledger/db.js";
 import { finishAttempt } from "../src/ledger/finishAttempt.js";
@@ -13,6 +12,7 @@ import { finishAttempts } from "../src/ledger/finishAttempts.js";
 import { syncSweep } from "../src/ledger/syncSweep.js";
 import type { AttemptOutcome, Lease } from "../src/protocol/interfaces.js";
 import { loadSweep } from "../src/sweep/loadSweep.js";
+import { claimOrThrow } from "./helpers/claims.js";
 import { type LedgerBackend, useLedgerBackends } from "./helpers/postgres.js";
 
 const NOW = 9_000_000;
@@ -44,17 +44,7 @@ async function claimBatch(db: Db): Promise<Lease> {
   return lease;
 }
 
-async function claim(db: Db): Promise<Lease> {
-  const lease = await claimTask(db, {
-    worker: "w",
-    host: "h",
-    now: NOW,
-    leaseMs: 60_000,
-    fits: () => ({ gpuIds: [] }),
-  });
-  if (!lease) throw new Error("nothing to claim");
-  return lease;
-}
+const claim = (db: Db): Promise<Lease> => claimOrThrow(db, { now: NOW });
 
 const oom: AttemptOutcome = {
   kind: "oom",

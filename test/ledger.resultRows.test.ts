@@ -1,5 +1,4 @@
 import { beforeEach, describe, expect, it } from "vitest";
-import { claimTask } from "../src/ledger/claimTask.js";
 import type { Db } from "../src/ledger/db.js";
 import { finishAttempt } from "../src/ledger/finishAttempt.js";
 import {
@@ -11,6 +10,7 @@ import {
 import { syncSweep } from "../src/ledger/syncSweep.js";
 import type { Lease } from "../src/protocol/interfaces.js";
 import { loadSweep } from "../src/sweep/loadSweep.js";
+import { claimOrThrow } from "./helpers/claims.js";
 import { type LedgerBackend, useLedgerBackends } from "./helpers/postgres.js";
 
 const NOW = 11_000_000;
@@ -50,17 +50,8 @@ const USAGE = {
   samples: 30,
 };
 
-async function claim(db: Db, now = NOW): Promise<Lease> {
-  const claimed = await claimTask(db, {
-    worker: "w",
-    host: "host-a",
-    now,
-    leaseMs: 60_000,
-    fits: () => ({ gpuIds: [0, 1] }),
-  });
-  if (!claimed) throw new Error("nothing to claim");
-  return claimed;
-}
+const claim = (db: Db, now = NOW): Promise<Lease> =>
+  claimOrThrow(db, { host: "host-a", now, fits: () => ({ gpuIds: [0, 1] }) });
 
 async function rows(db: Db) {
   return db.all<{ task_id: number; output_dir: string; phase: string; written: number }>(

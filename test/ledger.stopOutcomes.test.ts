@@ -5,7 +5,6 @@
  * a batch (finishAttempts, one statement on PostgreSQL), on SQLite and on PostgreSQL.
  */
 import { beforeEach, describe, expect, it } from "vitest";
-import { claimTask } from "../src/ledger/claimTask.js";
 import type { Db } from "../src/ledger/db.js";
 import { finishAttempt } from "../src/ledger/finishAttempt.js";
 import { finishAttempts } from "../src/ledger/finishAttempts.js";
@@ -13,6 +12,7 @@ import { recentRequeues } from "../src/ledger/reads/recentTrouble.js";
 import { syncSweep } from "../src/ledger/syncSweep.js";
 import type { AttemptOutcome, Lease } from "../src/protocol/interfaces.js";
 import { loadSweep } from "../src/sweep/loadSweep.js";
+import { claimOrThrow } from "./helpers/claims.js";
 import { type LedgerBackend, useLedgerBackends } from "./helpers/postgres.js";
 
 const NOW = 7_000_000;
@@ -26,17 +26,7 @@ async function ledgerWith(policy: string): Promise<Db> {
   return db;
 }
 
-async function claim(db: Db, now: number): Promise<Lease> {
-  const claimed = await claimTask(db, {
-    worker: "w",
-    host: "h",
-    now,
-    leaseMs: 60_000,
-    fits: () => ({ gpuIds: [] }),
-  });
-  if (!claimed) throw new Error("nothing to claim");
-  return claimed;
-}
+const claim = (db: Db, now: number): Promise<Lease> => claimOrThrow(db, { now });
 
 const preempted: AttemptOutcome = {
   kind: "preempted",

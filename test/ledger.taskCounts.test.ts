@@ -1,5 +1,4 @@
 import { beforeEach, describe, expect, it } from "vitest";
-import { claimTask } from "../src/ledger/claimTask.js";
 import type { Db } from "../src/ledger/db.js";
 import { evaluateGates } from "../src/ledger/evaluateGates.js";
 import { finishAttempt } from "../src/ledger/finishAttempt.js";
@@ -15,6 +14,7 @@ import {
 } from "../src/ledger/taskCounts.js";
 import type { Lease } from "../src/protocol/interfaces.js";
 import { loadSweep } from "../src/sweep/loadSweep.js";
+import { claimOrThrow } from "./helpers/claims.js";
 import { type LedgerBackend, useLedgerBackends } from "./helpers/postgres.js";
 
 const NOW = 13_000_000;
@@ -48,17 +48,7 @@ async function ledger(text = SWEEP): Promise<Db> {
   return db;
 }
 
-async function claim(db: Db): Promise<Lease> {
-  const claimed = await claimTask(db, {
-    worker: "w",
-    host: "h",
-    now: NOW,
-    leaseMs: 1,
-    fits: () => ({ gpuIds: [] }),
-  });
-  if (!claimed) throw new Error("nothing to claim");
-  return claimed;
-}
+const claim = (db: Db): Promise<Lease> => claimOrThrow(db, { now: NOW, leaseMs: 1 });
 
 const ok = (wallSeconds: number) => ({ kind: "succeeded", metrics: {}, wallSeconds }) as const;
 const bad = { kind: "failed", exitCode: 1, signal: null, error: "x", wallSeconds: 1 } as const;

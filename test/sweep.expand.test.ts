@@ -7,7 +7,7 @@ import { taskSignature } from "../src/sweep/canonical.js";
 import { expandPhase, gridSize, outputDirsOf, phaseSignatures, spelledText } from "../src/sweep/expand.js";
 import { loadSweep, parseSweepFile } from "../src/sweep/loadSweep.js";
 import { renderTemplate, shellQuoteText } from "../src/sweep/template.js";
-import type { Params, PhaseSpec, TaskSpec } from "../src/sweep/types.js";
+import type { Params, ParamValue, PhaseSpec, TaskSpec } from "../src/sweep/types.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const fixtures = join(here, "fixtures", "sweep");
@@ -173,9 +173,9 @@ exp:
       expect(task.signature).toBe(taskSignature(task.params, p.commandTemplate));
       const layered: Params = {
         ...p.defaults,
-        name: task.params.name,
-        lr: task.params.lr,
-        seed: task.params.seed,
+        name: task.params.name as ParamValue,
+        lr: task.params.lr as ParamValue,
+        seed: task.params.seed as ParamValue,
       };
       expect(Object.keys(task.params)).toEqual(Object.keys(layered));
       expect(task.params).toEqual(layered);
