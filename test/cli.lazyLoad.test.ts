@@ -69,6 +69,8 @@ describe("lazy loading", () => {
     const loaded = loadedBy(["status", config], dir);
     expect(loaded.some((url) => url.endsWith("/dist/ledger/sqliteDriver.js"))).toBe(true);
     expect(packageOf(loaded, "better-sqlite3").length).toBeGreaterThan(0);
+    // Its addon is named, not searched for through `bindings`.
+    expect(packageOf(loaded, "bindings")).toEqual([]);
     // A SQLite ledger pays nothing for PostgreSQL's driver.
     expect(packageOf(loaded, "pg")).toEqual([]);
     expect(packageOf(loaded, "fastify")).toEqual([]);

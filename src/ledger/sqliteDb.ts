@@ -1,5 +1,5 @@
 import type { Db } from "./db.js";
-import { Database, type SqliteDatabase, type SqliteStatement } from "./sqliteDriver.js";
+import { Database, nativeBinding, type SqliteDatabase, type SqliteStatement } from "./sqliteDriver.js";
 
 /**
  * SQLite adapter for the Db port. One connection per process; WAL so `labsweep status` in
@@ -8,7 +8,11 @@ import { Database, type SqliteDatabase, type SqliteStatement } from "./sqliteDri
  * queues behind a lock, and the transaction's own handle bypasses it.
  */
 export function openSqliteDb(path: string, options: { readonly?: boolean } = {}): Db {
-  const connection = new Database(path, { readonly: options.readonly ?? false, timeout: 10_000 });
+  const connection = new Database(path, {
+    readonly: options.readonly ?? false,
+    timeout: 10_000,
+    ...(nativeBinding !== undefined && { nativeBinding }),
+  });
   if (!options.readonly) configure(connection);
   const direct = directDb(connection);
   // Prepared once: preparing BEGIN and COMMIT anew for every transaction was measurable.

@@ -37,3 +37,19 @@ export const Database: DatabaseConstructor = loaded.Database;
 
 /** Which package `Database` came from (tests and `labsweep doctor` may say). */
 export const sqliteDriverModule: string = loaded.module;
+
+/**
+ * The build's compiled addon, for `new Database(path, { nativeBinding })`: left to itself
+ * better-sqlite3 finds it through the `bindings` package, which stats a dozen candidate paths on
+ * every start (~10 ms of each command). Undefined where it is not at the usual place: then
+ * `bindings` searches as before.
+ */
+export const nativeBinding: string | undefined = addonPath(loaded.module);
+
+function addonPath(module: string): string | undefined {
+  try {
+    return require.resolve(`${module}/build/Release/better_sqlite3.node`);
+  } catch {
+    return undefined;
+  }
+}
