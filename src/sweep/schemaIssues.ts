@@ -1,4 +1,4 @@
-import type { z } from "zod";
+import type * as z from "zod/mini";
 import { closest, didYouMean } from "./closest.js";
 import { describeValue, endSentence } from "./errorWording.js";
 import { launcherProblem } from "./launcherSetting.js";
@@ -11,7 +11,7 @@ import type { YamlSource } from "./yamlSource.js";
 export function validate<T>(
   source: YamlSource,
   base: Array<string | number>,
-  schema: z.ZodType<T>,
+  schema: z.ZodMiniType<T>,
   value: unknown,
   allowed: Record<string, string>,
   phaseName?: string,
