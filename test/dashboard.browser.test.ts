@@ -160,7 +160,8 @@ describe("dashboard in a browser", () => {
     await page.getByRole("link", { name: "Tasks" }).click();
     await page.getByLabel("State").selectOption("failed");
     await page.getByRole("button", { name: "Apply" }).click();
-    await page.locator("#task-summary", { hasText: "of 2" }).waitFor({ timeout: 5000 });
+    // Exactly "of 2": the unfiltered table's "of 24" holds "of 2" too.
+    await page.locator("#task-summary", { hasText: /^Tasks 1–2 of 2$/ }).waitFor({ timeout: 5000 });
     expect(await page.locator("#task-table tbody tr").count()).toBe(2);
     await screenshot(page, "tasks-failed");
     await page.locator("#task-table tbody tr a").first().click();
@@ -364,7 +365,8 @@ describe("dashboard in a browser", () => {
     await page.locator("#curves-view:not([hidden])").waitFor({ timeout: 5000 });
     expect(await page.locator("#plot-form").isHidden()).toBe(true);
     const metrics = page.getByLabel("Metric (reported by step)");
-    expect(await metrics.locator("option").allTextContents()).toEqual([HOSTILE, "loss"].sort());
+    // The view shows before its metric list arrives (GET /metrics): polled.
+    await expect.poll(() => metrics.locator("option").allTextContents()).toEqual([HOSTILE, "loss"].sort());
     await metrics.selectOption("loss");
     await page.getByLabel("Group by (a line per value)").selectOption("lr");
     const figure = page.locator("#curves figure", {
