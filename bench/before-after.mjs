@@ -40,6 +40,22 @@ const benches = [
     env: { BENCH_TASKS: "8000" },
     figures: { completions_per_s: "higher", server_cpu_ms_per_completion: "lower" },
   },
+  {
+    file: "startup.mjs",
+    env: { BENCH_ROUNDS: "3" },
+    figures: {
+      help_s: "lower",
+      status_s: "lower",
+      run_one_s: "lower",
+      run_one_no_dashboard_s: "lower",
+      exit_lag_s: "lower",
+    },
+  },
+  {
+    file: "sleep-400.mjs",
+    env: { BENCH_ROUNDS: "1" },
+    figures: { labsweep_s: "lower" },
+  },
 ];
 
 function figuresOf(output, wanted) {
@@ -71,6 +87,9 @@ try {
       stdio: "inherit",
     },
   );
+  // Since the CLI is bundled, bin/labsweep.js runs dist/bundle/: build it as `npm run build` does.
+  const bundle = join(baseDir, "scripts/bundle.mjs");
+  if (existsSync(bundle)) execFileSync(process.execPath, [bundle], { cwd: baseDir, stdio: "inherit" });
   const before = join(baseDir, "bin/labsweep.js");
   if (!existsSync(before)) throw new Error(`no bin/labsweep.js at ${base}`);
   console.log(`before: ${base}   after: this checkout   rounds: ${rounds}`);
