@@ -426,7 +426,7 @@ describe("dashboard in a browser", () => {
     expect(await page.evaluate(() => (window as unknown as { pwned?: number }).pwned)).toBeUndefined();
 
     // Results, then Curves at once, on a fresh page: the first visit's answer, held until after
-    // the second visit, must not put the final-metrics plot back over the curves.
+    // the second visit, must not put the final-metrics plot back over the curves, nor move focus.
     const fresh = await laptopPage(browser);
     let release = () => {};
     const fieldsHeld = new Promise<void>((resolve) => {
@@ -443,13 +443,12 @@ describe("dashboard in a browser", () => {
       fresh.page.goto(`${url}/#/tasks`),
     ]);
     fieldRequests = 0;
-    await fresh.page.evaluate(() => {
-      location.hash = "#/results";
-    });
+    // By keyboard, as the main test does: Results opens, and while its fields are still on their
+    // way the user switches to Curves; the first visit ending must not take their focus away.
+    await fresh.page.getByRole("link", { name: "Results" }).click();
     await expect.poll(() => fieldRequests).toBe(1);
-    await fresh.page.evaluate(() => {
-      location.hash = "#/results?mode=curves";
-    });
+    await fresh.page.getByLabel("Final metrics by parameter").focus();
+    await fresh.page.keyboard.press("ArrowRight");
     await fresh.page.evaluate(() => new Promise((resolve) => setTimeout(resolve, 300)));
     release();
     await fresh.page.locator("#curves figure .uplot canvas").first().waitFor({ timeout: 10_000 });
@@ -457,6 +456,7 @@ describe("dashboard in a browser", () => {
     expect(await fresh.page.locator("#curves-view").isVisible()).toBe(true);
     expect(await fresh.page.locator("#plot-form").isHidden()).toBe(true);
     expect(await fresh.page.getByLabel("Curves: a metric by step").isChecked()).toBe(true);
+    expect(await fresh.page.evaluate(() => document.activeElement?.getAttribute("value"))).toBe("curves");
     expect(fresh.errors).toEqual([]);
 
     writeFileSync(join(dir, "release-2"), "");

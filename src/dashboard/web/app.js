@@ -31,6 +31,7 @@ function route() {
 async function navigate() {
   const current = route();
   const changed = state.view !== current.name;
+  const focusedAtStart = document.activeElement;
   state.view = current.name;
   for (const [name, element] of Object.entries(views)) element.hidden = name !== current.name;
   for (const link of document.querySelectorAll("[data-nav]")) {
@@ -46,8 +47,9 @@ async function navigate() {
   } catch (error) {
     reportError(error);
   }
-  // Moving between views puts keyboard and screen-reader focus at the new content.
-  if (changed && document.activeElement !== document.body) {
+  // Moving between views puts keyboard and screen-reader focus at the new content — unless the
+  // user has moved it meanwhile (into the new view while it loaded): theirs wins.
+  if (changed && document.activeElement !== document.body && document.activeElement === focusedAtStart) {
     const heading = views[current.name].querySelector("h2");
     if (heading) {
       heading.setAttribute("tabindex", "-1");
