@@ -72,10 +72,12 @@ export async function runSweep(configs: string[], options: RunOptions): Promise<
   if (prepared.results.failed.length > 0) void coordinator.flushResults();
   const telemetry = new GpuTelemetry();
   const machines: LocalMachine[] = [];
-  const server =
+  // Started beside the tasks, not before them: loading the HTTP server takes longer than the
+  // first tasks need to start. Its address is printed once it listens.
+  const serverStarting =
     options.dashboard === null
-      ? null
-      : await startDashboard(db, {
+      ? Promise.resolve(null)
+      : startDashboard(db, {
           ...options.dashboard,
           stateDir,
           coordinator,
@@ -112,7 +114,7 @@ export async function runSweep(configs: string[], options: RunOptions): Promise<
   } finally {
     progress.stop();
     interrupts.dispose();
-    await server?.close();
+    await (await serverStarting)?.close();
     coordinator.stopRetryingResults();
     await db.close();
     prepared.release();
