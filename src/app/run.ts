@@ -72,12 +72,10 @@ export async function runSweep(configs: string[], options: RunOptions): Promise<
   if (prepared.results.failed.length > 0) void coordinator.flushResults();
   const telemetry = new GpuTelemetry();
   const machines: LocalMachine[] = [];
-  // Started beside the tasks, not before them: loading the HTTP server takes longer than the
-  // first tasks need to start. Its address is printed once it listens.
-  const serverStarting =
+  const server =
     options.dashboard === null
-      ? Promise.resolve(null)
-      : startDashboard(db, {
+      ? null
+      : await startDashboard(db, {
           ...options.dashboard,
           stateDir,
           coordinator,
@@ -114,7 +112,7 @@ export async function runSweep(configs: string[], options: RunOptions): Promise<
   } finally {
     progress.stop();
     interrupts.dispose();
-    await (await serverStarting)?.close();
+    await server?.close();
     coordinator.stopRetryingResults();
     await db.close();
     prepared.release();
