@@ -1,5 +1,4 @@
-import { canonicalText } from "../sweep/canonical.js";
-import type { Params, ParamValue } from "../sweep/types.js";
+import type { Params } from "../sweep/types.js";
 import {
   METADATA_COLUMNS,
   metricColumns as metricColumnsOf,
@@ -10,6 +9,7 @@ import {
 } from "./columns.js";
 import { formatCell } from "./csvFile.js";
 import { type MetricColumn, metricReaders } from "./metricCells.js";
+import { taskKeys } from "./taskKeys.js";
 
 export { METADATA_COLUMNS } from "./columns.js";
 export { cellValue, type MetricColumn } from "./metricCells.js";
@@ -81,7 +81,7 @@ export function matchRows<T extends MatchableTask, R>(
   const seen = new Set<T[]>();
   let unmatched = 0;
   for (const row of rows) {
-    const group = keys.groups.get(keys.keyOf(row));
+    const group = keys.groupOf(row);
     if (group === undefined) unmatched++;
     else if (group.length > 1) {
       const found = shared.get(group);
@@ -121,14 +121,12 @@ interface RowMatch<T extends MatchableTask> {
   row: readonly string[];
 }
 
-const KEY_SEPARATOR = "\u001f";
-
 /** The matching rules for one header (rowKeys). */
 export interface RowKeys<T extends MatchableTask> {
-  /** Tasks by key; a task placed twice in the dir is in its group once. */
-  groups: Map<string, T[]>;
-  /** A row's key: its parameter cells, compared by canonical value. */
-  keyOf: (row: readonly string[]) => string;
+  /** Tasks by key (taskKeys.ts); a task placed twice in the dir is in its group once. */
+  groups: Map<number | string, T[]>;
+  /** The group of tasks a row's parameter cells name, compared by canonical value. */
+  groupOf: (row: readonly string[]) => T[] | undefined;
   metricColumns: MetricColumn[];
   /** The columns labsweep writes itself for these tasks (columns.ts). */
   reserved: ReadonlySet<string>;
@@ -144,89 +142,30 @@ export interface RowKeys<T extends MatchableTask> {
  * them, so a row counts for the same tasks in both.
  */
 export function rowKeys<T extends MatchableTask>(tasks: readonly T[], header: readonly string[]): RowKeys<T> {
-  const { paramNames, keyColumns, constantKey, groups } = groupByKey(tasks, header);
+  const paramNames = new Set<string>();
+  for (const task of tasks) for (const name of Object.keys(task.params)) paramNames.add(name);
   const columnOf = new Map(header.map((name, index) => [name, index]));
+  const keyColumns = [...paramNames].filter((name) => columnOf.has(name));
+  const { groups, groupOf } = taskKeys(
+    tasks,
+    keyColumns,
+    keyColumns.map((name) => columnOf.get(name) as number),
+  );
   const reserved = reservedColumns(paramNames);
   const oomColumns = [OOM_RETRIES_COLUMN, ...[...paramNames].map(usedColumn)];
   const skip = new Set<string>(["phase", ...METADATA_COLUMNS, ...oomColumns, ...paramNames]);
   const metricColumns: MetricColumn[] = header
     .map((name, index) => ({ name: metricOfColumn(name, reserved), column: name, index }))
     .filter((column) => !skip.has(column.column));
-  const keyIndexes = keyColumns.map((name) => columnOf.get(name) as number);
-  // An empty cell under a parameter that is constant in this dir is that constant: the row was
-  // written before the column existed (labsweep appending to the original system's CSV adds the
-  // column and pads older rows with ""), so it must match just as it did without the column.
-  const cellTexts = keyIndexes.map((_, i) =>
-    memoized((cell: string) => (cell === "" ? (constantKey[i] ?? canonicalText(cell)) : cellKey(cell))),
-  );
-  const texts = keyIndexes.map(() => "");
-  const keyOf = (row: readonly string[]): string => {
-    for (let i = 0; i < keyIndexes.length; i++)
-      texts[i] = (cellTexts[i] as (cell: string) => string)(row[keyIndexes[i] as number] ?? "");
-    return texts.join(KEY_SEPARATOR);
-  };
-  return { groups, keyOf, metricColumns, reserved, ...metricReaders(metricColumns) };
+  return { groups, groupOf, metricColumns, reserved, ...metricReaders(metricColumns) };
 }
 
 /** The tasks whose group (rowKeys' `groups`) holds another task too. */
-export function sharedKeyTasks<T extends MatchableTask>(groups: ReadonlyMap<string, readonly T[]>): T[] {
+export function sharedKeyTasks<T extends MatchableTask>(groups: ReadonlyMap<unknown, readonly T[]>): T[] {
   const tasks: T[] = [];
   for (const group of groups.values()) if (group.length > 1) tasks.push(...group);
   return tasks;
 }
-
-/**
- * Tasks by the canonical text of their values under the header's parameter columns, and the
- * canonical text of each such parameter that all tasks share (undefined where they differ).
- */
-function groupByKey<T extends MatchableTask>(tasks: readonly T[], header: readonly string[]) {
-  const paramNames = new Set<string>();
-  for (const task of tasks) for (const name of Object.keys(task.params)) paramNames.add(name);
-  const present = new Set(header);
-  const keyColumns = [...paramNames].filter((name) => present.has(name));
-  // Grids repeat each value across many tasks: each column's values are made canonical once.
-  const valueTexts = keyColumns.map(() => memoized(canonicalText));
-  const firstTexts: Array<string | undefined> = [];
-  const varies = keyColumns.map(() => false);
-  const groups = new Map<string, T[]>();
-  const texts = keyColumns.map(() => "");
-  for (const task of tasks) {
-    for (let i = 0; i < keyColumns.length; i++) {
-      const text = (valueTexts[i] as (value: ParamValue | undefined) => string)(
-        task.params[keyColumns[i] as string],
-      );
-      if (firstTexts.length <= i) firstTexts.push(text);
-      else if (text !== firstTexts[i]) varies[i] = true;
-      texts[i] = text;
-    }
-    // Joined, as keyOf joins a row's: a flat string, hashed as it is.
-    const key = texts.join(KEY_SEPARATOR);
-    const group = groups.get(key);
-    if (group === undefined) groups.set(key, [task]);
-    // A task listed twice (placed by two phases in this dir) is one task.
-    else if (!group.some((other) => other.id === task.id)) group.push(task);
-  }
-  const constantKey = keyColumns.map((_, i) => (varies[i] ? undefined : firstTexts[i]));
-  return { paramNames, keyColumns, constantKey, groups };
-}
-
-/**
- * `text` remembering its answers for strings, numbers, booleans and null (a list or map value
- * is worked out each time), up to a bound: enough for the values a grid repeats.
- */
-function memoized<V>(text: (value: V) => string): (value: V) => string {
-  const known = new Map<V, string>();
-  return (value) => {
-    let answer = known.get(value);
-    if (answer === undefined) {
-      answer = text(value);
-      if (known.size < MEMO_LIMIT && (value === null || typeof value !== "object")) known.set(value, answer);
-    }
-    return answer;
-  };
-}
-
-const MEMO_LIMIT = 100_000;
 
 /**
  * Which tasks of one key the key's rows are. One task: every row is its row (a duplicate row is
@@ -273,20 +212,4 @@ function holdsMetrics(
   for (const [name, value] of Object.entries(task.metrics))
     expected.set(columns.get(name) as string, formatCell(value));
   return metricColumns.every((column) => (row[column.index] ?? "") === (expected.get(column.column) ?? ""));
-}
-
-/**
- * A parameter cell's canonical text. List and map values are written as JSON (formatCell), so a
- * cell that parses as a JSON array or object compares as that value, not as a string.
- */
-function cellKey(cell: string): string {
-  const trimmed = cell.trim();
-  if (trimmed.startsWith("[") || trimmed.startsWith("{")) {
-    try {
-      return canonicalText(JSON.parse(trimmed) as ParamValue);
-    } catch {
-      // not JSON: an ordinary string
-    }
-  }
-  return canonicalText(cell);
 }
