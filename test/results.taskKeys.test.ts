@@ -78,10 +78,9 @@ describe("taskKeys", () => {
     );
     const keyed = taskKeys(grid, ["a", "b", "c"], [0, 1, 2]);
     expect(keyed.groups.size).toBe(60);
-    grid.forEach((task) =>
-      expect(
-        ids(keyed.groupOf([String(task.params.a), String(task.params.b), String(task.params.c)])),
-      ).toEqual([task.id]),
-    );
+    for (const task of grid) {
+      const cells = [String(task.params.a), String(task.params.b), String(task.params.c)];
+      expect(ids(keyed.groupOf(cells))).toEqual([task.id]);
+    }
   });
 });
