@@ -1,6 +1,7 @@
 import { beforeEach, describe, expect, it } from "vitest";
 import type { Db } from "../src/ledger/db.js";
 import { finishAttempt } from "../src/ledger/finishAttempt.js";
+import { activeOutputDirs } from "../src/ledger/reads/resultSources.js";
 import {
   importCompletedTasks,
   markRowsWritten,
@@ -298,5 +299,76 @@ describe.each(backends)("on $name", (each) => {
         result_json: '{"x":699}',
       });
     });
+
+    it("writes a dir two phases share under the first-declared one, and a dir no phase names", async () => {
+      const { db } = await backend.open();
+      // zeta is declared first but sorts last by name; middle writes its own dir.
+      const text = `command: run {x}
+output_dir: out/shared
+zeta:
+  combinations:
+    - x: [1, 2]
+alpha:
+  combinations:
+    - x: [1, 2]
+middle:
+  output_dir: out/own
+  combinations:
+    - x: [1]
+`;
+      await syncSweep(db, loadSweep([{ file: "/tmp/x/sweep.yaml", text }]), NOW);
+      const found = [
+        { taskId: 1, outputDir: "/tmp/x/out/shared", metrics: { acc: 1 } },
+        { taskId: 2, outputDir: "/tmp/x/out/gone", metrics: { acc: 2 } },
+      ];
+      expect(await importCompletedTasks(db, found, NOW)).toBe(2);
+      expect(await rows(db)).toEqual([
+        { task_id: 1, output_dir: "/tmp/x/out/own", phase: "middle", written: 0 },
+        { task_id: 1, output_dir: "/tmp/x/out/shared", phase: "zeta", written: 1 },
+        { task_id: 2, output_dir: "/tmp/x/out/gone", phase: "", written: 1 },
+        { task_id: 2, output_dir: "/tmp/x/out/shared", phase: "zeta", written: 0 },
+      ]);
+    });
+
+    it("keeps the tasks' indexes as the migrations made them, importing most tasks or failing to", async () => {
+      const db = await ledger();
+      const before = await taskIndexes(db);
+      expect(before.length).toBeGreaterThanOrEqual(4);
+      // Task 9 does not exist: its row cannot be recorded, and the whole import rolls back.
+      const failing = [1, 2, 3, 9].map((taskId) => ({ taskId, outputDir: A, metrics: { acc: taskId } }));
+      const untouched = await snapshot(db);
+      await expect(importCompletedTasks(db, failing, NOW)).rejects.toThrow();
+      expect(await snapshot(db)).toEqual(untouched);
+      expect(await taskIndexes(db)).toEqual(before);
+      const found = [1, 2, 3].map((taskId) => ({ taskId, outputDir: A, metrics: { acc: taskId } }));
+      expect(await importCompletedTasks(db, found, NOW)).toBe(3);
+      expect(await taskIndexes(db)).toEqual(before);
+      expect(await db.all("SELECT id FROM tasks WHERE state = 'succeeded' ORDER BY id")).toEqual([
+        { id: 1 },
+        { id: 2 },
+        { id: 3 },
+      ]);
+    });
+  });
+
+  describe("activeOutputDirs", () => {
+    it("lists each dir an active placement writes to, once and sorted, not a dir a re-sync dropped", async () => {
+      const db = await ledger();
+      expect(await activeOutputDirs(db)).toEqual([A, B]);
+      const onlyB = "command: run {x}\nb:\n  output_dir: out/b\n  combinations:\n    - x: [2, 3]\n";
+      await syncSweep(db, loadSweep([{ file: "/tmp/x/sweep.yaml", text: onlyB }]), NOW + 1);
+      expect(await activeOutputDirs(db)).toEqual([B]);
+      await syncSweep(db, loadSweep([{ file: "/tmp/x/sweep.yaml", text: SWEEP }]), NOW + 2);
+      expect(await activeOutputDirs(db)).toEqual([A, B]);
+    });
   });
 });
+
+/** Each index on tasks with its definition, as the database itself describes it. */
+async function taskIndexes(db: Db): Promise<unknown[]> {
+  if (db.dialect === "sqlite")
+    return db.all(
+      "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'tasks' ORDER BY name",
+    );
+  return db.all("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'tasks' ORDER BY indexname");
+}

@@ -151,55 +151,70 @@ export async function writtenRowTasks(db: Db, outputDir: string): Promise<Set<nu
 /**
  * Results CSVs already hold these tasks' rows: each task is complete (taking the CSV's metrics
  * if the ledger has none), that dir's row counts as written, and the other dirs it belongs to
- * are owed a copy. Set-based, in one transaction: a 100,000-row CSV is a few hundred statements.
- * Returns how many tasks became complete.
+ * are owed a copy. Returns how many tasks became complete. (importFoundRows, with the metrics
+ * as objects.)
  */
 export async function importCompletedTasks(
   db: Db,
   found: ReadonlyArray<{ taskId: number; outputDir: string; metrics: Record<string, unknown> }>,
   now: number,
 ): Promise<number> {
+  return importFoundRows(
+    db,
+    found.map((row) => ({
+      taskId: row.taskId,
+      outputDir: row.outputDir,
+      metricsJson: JSON.stringify(row.metrics),
+    })),
+    now,
+  );
+}
+
+/** A row a results CSV holds: its task, its dir and its metrics as JSON (the tasks' result_json). */
+export interface FoundRow {
+  taskId: number;
+  outputDir: string;
+  metricsJson: string;
+}
+
+/**
+ * importCompletedTasks with the metrics already JSON. Set-based, in one transaction: a
+ * 100,000-row CSV is a few hundred statements, its rows taken in task order so each statement
+ * walks the tables' pages in order.
+ */
+export async function importFoundRows(db: Db, found: readonly FoundRow[], now: number): Promise<number> {
   if (found.length === 0) return 0;
+  const sorted = [...found].sort(
+    (a, b) => a.taskId - b.taskId || (a.outputDir < b.outputDir ? -1 : a.outputDir > b.outputDir ? 1 : 0),
+  );
   return db.transaction(async (tx) => {
-    // Keyed by (task, dir): a task found in two dirs' CSVs has both rows on disk already.
-    const columns =
-      "(task_id BIGINT NOT NULL, output_dir TEXT NOT NULL, metrics TEXT, PRIMARY KEY (task_id, output_dir))";
-    await tx.run(
-      sql(tx, {
-        // One connection: the table outlives the transaction, emptied before each use.
-        sqlite: `CREATE TEMP TABLE IF NOT EXISTS found_rows ${columns}`,
-        // A pooled connection: the table lives exactly as long as this transaction, which may be
-        // the results writer's pass importing several dirs' rows: hence IF NOT EXISTS there too.
-        postgres: `CREATE TEMP TABLE IF NOT EXISTS found_rows ${columns} ON COMMIT DROP`,
-      }),
-    );
-    await tx.run("DELETE FROM found_rows");
-    for (let start = 0; start < found.length; start += IMPORT_BATCH) {
-      const slice = found.slice(start, start + IMPORT_BATCH);
-      const values: unknown[] = [];
-      const rows = slice.map((row) => {
-        values.push(row.taskId, row.outputDir, JSON.stringify(row.metrics));
-        return `($${values.length - 2}, $${values.length - 1}, $${values.length})`;
-      });
-      await tx.run(
-        `INSERT INTO found_rows (task_id, output_dir, metrics) VALUES ${rows.join(", ")} ON CONFLICT DO NOTHING`,
-        values,
-      );
-    }
-    const completed = await tx.run(
-      `UPDATE tasks SET state = 'succeeded', result_json = f.metrics, finished_at = $1, origin = 'csv', attempt_id = NULL
-         FROM found_rows f WHERE tasks.id = f.task_id AND tasks.state != 'succeeded'`,
-      [now],
+    await fillFoundRows(tx, sorted);
+    const completed = await withIndexesRebuilt(tx, sorted.length, () =>
+      tx.run(
+        `UPDATE tasks SET state = 'succeeded', result_json = f.metrics, finished_at = $1, origin = 'csv', attempt_id = NULL
+           FROM found_rows f WHERE tasks.id = f.task_id AND tasks.state != 'succeeded'`,
+        [now],
+      ),
     );
     await tx.run(
       `UPDATE attempts SET ended_at = $1, outcome = 'superseded'
         WHERE ended_at IS NULL AND task_id IN (SELECT task_id FROM found_rows)`,
       [now],
     );
-    await tx.run(oweRowsSql("p.task_id IN (SELECT task_id FROM found_rows)"));
+    // The rows owed to the found tasks' dirs, those the CSVs hold written at once (one write of
+    // each, not an owed row then its update)...
+    await tx.run(
+      oweRowsSql(
+        "p.task_id IN (SELECT task_id FROM found_rows)",
+        "CASE WHEN EXISTS (SELECT 1 FROM found_rows x WHERE x.task_id = p.task_id AND x.output_dir = p.output_dir) THEN 1 ELSE 0 END",
+      ),
+    );
+    // ...then any found row not yet counted: one owed before, or of a dir no active phase names.
     await tx.run(
       `INSERT INTO result_rows (task_id, output_dir, phase, written)
-       SELECT task_id, output_dir, '', 1 FROM found_rows WHERE true
+       SELECT task_id, output_dir, '', 1 FROM found_rows f
+        WHERE NOT EXISTS (SELECT 1 FROM result_rows r
+                           WHERE r.task_id = f.task_id AND r.output_dir = f.output_dir AND r.written = 1)
        ON CONFLICT (task_id, output_dir) DO UPDATE SET written = 1`,
     );
     await recordEvent(tx, now, "tasks_found_in_csv", null, {
@@ -211,6 +226,76 @@ export async function importCompletedTasks(
   });
 }
 
+/** Puts the rows into the transaction's found_rows table (emptied first), keyed by (task, dir). */
+async function fillFoundRows(tx: Db, rows: readonly FoundRow[]): Promise<void> {
+  // Keyed by (task, dir): a task found in two dirs' CSVs has both rows on disk already.
+  const columns =
+    "(task_id BIGINT NOT NULL, output_dir TEXT NOT NULL, metrics TEXT, PRIMARY KEY (task_id, output_dir))";
+  await tx.run(
+    sql(tx, {
+      // One connection: the table outlives the transaction, emptied before each use. Without
+      // rowid: the key is the table, one B-tree to fill instead of a table and its key's index.
+      sqlite: `CREATE TEMP TABLE IF NOT EXISTS found_rows ${columns} WITHOUT ROWID`,
+      // A pooled connection: the table lives exactly as long as this transaction, which may be
+      // the results writer's pass importing several dirs' rows: hence IF NOT EXISTS there too.
+      postgres: `CREATE TEMP TABLE IF NOT EXISTS found_rows ${columns} ON COMMIT DROP`,
+    }),
+  );
+  await tx.run("DELETE FROM found_rows");
+  for (let start = 0; start < rows.length; start += IMPORT_BATCH) {
+    const slice = rows.slice(start, start + IMPORT_BATCH);
+    const values: unknown[] = [];
+    for (const row of slice) values.push(row.taskId, row.outputDir, row.metricsJson);
+    await tx.run(
+      `INSERT INTO found_rows (task_id, output_dir, metrics) VALUES ${valuesList(slice.length)} ON CONFLICT DO NOTHING`,
+      values,
+    );
+  }
+}
+
+/**
+ * The indexes of `tasks` over the columns that marking tasks complete sets (state, finished_at).
+ * An UPDATE moves a row's entry in each of them: two B-tree searches a row and index, most of the
+ * time of marking 100,000 tasks.
+ */
+const COMPLETION_INDEXES = ["tasks_claimable", "tasks_by_state", "tasks_by_phase", "tasks_by_finished"];
+
+/**
+ * Runs `update` (of `rows` tasks) with COMPLETION_INDEXES dropped and built again after it, on
+ * SQLite, when the rows are at least half the tasks: building an index sorts the table once, which
+ * then costs less than moving each row's entries (about half, for a whole table). The same
+ * transaction drops and builds them: a crash or an error rolls back both, and no other connection
+ * ever sees the ledger without them. Their definitions are read from the schema, so they are
+ * built exactly as the migrations made them. PostgreSQL: `update` alone.
+ */
+async function withIndexesRebuilt<T>(tx: Db, rows: number, update: () => Promise<T>): Promise<T> {
+  if (tx.dialect !== "sqlite") return update();
+  // Ids are numbered from 1 as tasks are added: the largest is the table's size, found in one
+  // step (count(*) would read an index whole, for every dir the scan imports).
+  const tasks = await tx.one<{ n: number | null }>("SELECT max(id) AS n FROM tasks");
+  if (rows * 2 < (tasks?.n ?? 0)) return update();
+  const indexes = await tx.all<{ name: string; sql: string }>(
+    `SELECT name, sql FROM sqlite_master
+      WHERE type = 'index' AND tbl_name = 'tasks' AND name IN (${COMPLETION_INDEXES.map((_, i) => `$${i + 1}`).join(", ")})`,
+    COMPLETION_INDEXES,
+  );
+  for (const index of indexes) await tx.run(`DROP INDEX "${index.name}"`);
+  const result = await update();
+  for (const index of indexes) await tx.run(index.sql);
+  return result;
+}
+
+/** `($1, $2, $3), ($4, $5, $6), …` for `rows` rows: the same text for every full batch. */
+function valuesList(rows: number): string {
+  let text = valuesLists.get(rows);
+  if (text === undefined) {
+    text = Array.from({ length: rows }, (_, i) => `($${3 * i + 1}, $${3 * i + 2}, $${3 * i + 3})`).join(", ");
+    valuesLists.set(rows, text);
+  }
+  return text;
+}
+const valuesLists = new Map<number, string>();
+
 /** 3 values a row: 900 parameters, far below either dialect's limit. */
 const IMPORT_BATCH = 300;
 
@@ -218,15 +303,19 @@ const IMPORT_BATCH = 300;
  * The statement that owes result rows: one per (task, output dir) of the active placements that
  * `where` selects (over `p` placements and `f` their phases), carrying the dir's first-declared
  * phase; rows already owed or written stay as they are. Portable: no bare column beside min().
+ * The earlier phases are looked for from the (few) phases, each a search of placements by its
+ * whole key (CROSS JOIN: SQLite's word for "in this order"), not by reading the task's every
+ * placement: the first-declared phase, the usual case, has none to look for.
+ * `written` is the new rows' `written`, an expression over `p` too. (Default: 0, owed)
  */
-export function oweRowsSql(where: string): string {
+export function oweRowsSql(where: string, written = "0"): string {
   return `INSERT INTO result_rows (task_id, output_dir, phase, written)
-     SELECT p.task_id, p.output_dir, p.phase, 0
+     SELECT p.task_id, p.output_dir, p.phase, ${written}
        FROM placements p JOIN phases f ON f.name = p.phase
       WHERE p.active = 1 AND (${where})
-        AND NOT EXISTS (SELECT 1 FROM placements q JOIN phases g ON g.name = q.phase
-                         WHERE q.task_id = p.task_id AND q.output_dir = p.output_dir AND q.active = 1
-                           AND g.position < f.position)
+        AND NOT EXISTS (SELECT 1 FROM phases g CROSS JOIN placements q
+                         WHERE g.position < f.position AND q.task_id = p.task_id AND q.phase = g.name
+                           AND q.output_dir = p.output_dir AND q.active = 1)
      ON CONFLICT (task_id, output_dir) DO NOTHING`;
 }
 

@@ -2,10 +2,16 @@ import { join } from "node:path";
 import type { Db } from "../ledger/db.js";
 import { activeOutputDirs, succeededMetrics, tasksPlacedIn } from "../ledger/reads/resultSources.js";
 import { recordDirError } from "../ledger/resultDirErrors.js";
-import { importCompletedTasks, oweRowsToNewPlacements } from "../ledger/resultRows.js";
+import {
+  type FoundRow,
+  importFoundRows,
+  oweRowsToNewPlacements,
+  writtenRowTasks,
+} from "../ledger/resultRows.js";
 import type { Params } from "../sweep/types.js";
-import { CsvFileError, errorText, readCsvFile } from "./csvFile.js";
-import { type MatchableTask, matchCsvRows, tasksSharingKeys } from "./rowMatcher.js";
+import { CsvFileError, errorText } from "./csvFile.js";
+import { readCsvRows } from "./csvRead.js";
+import { type MatchableTask, matchRows, rowKeys, sharedKeyTasks } from "./rowMatcher.js";
 
 export const RESULTS_FILE = "final_results.csv";
 
@@ -62,24 +68,27 @@ export async function rescanOutputDir(
   outputDir: string,
   now: number,
 ): Promise<Omit<ResumeReport, "files" | "failedDirs"> | null> {
-  const csv = await readCsvFile(join(outputDir, RESULTS_FILE));
+  const csv = await readCsvRows(join(outputDir, RESULTS_FILE));
   if (!csv) return null;
   const tasks = await tasksPlacedIn(db, outputDir);
+  const written = await writtenRowTasks(db, outputDir);
   const matchable: MatchableTask[] = tasks.map((task) => ({
     id: task.id,
     params: JSON.parse(task.params_json) as Params,
-    written: Number(task.written) === 1,
+    written: written.has(task.id),
   }));
+  const keys = rowKeys(matchable, csv.header);
   // Tasks with equal parameter values are told apart by their metrics: read those (few) only.
-  const metrics = await succeededMetrics(db, tasksSharingKeys(matchable, csv.header));
-  for (const task of matchable) task.metrics = metrics.get(task.id);
-  const match = matchCsvRows(matchable, csv.header, csv.rows);
-  const alreadyWritten = new Set(tasks.filter((task) => Number(task.written) === 1).map((task) => task.id));
-  const fresh = match.matched.filter((row) => !alreadyWritten.has(row.taskId));
-  const found = await importCompletedTasks(
+  const shared = sharedKeyTasks(keys.groups);
+  const metrics = await succeededMetrics(
     db,
-    fresh.map((row) => ({ ...row, outputDir })),
-    now,
+    shared.map((task) => task.id),
   );
+  for (const task of shared) task.metrics = metrics.get(task.id);
+  // Metrics are read (straight to JSON) only from rows the ledger does not count yet.
+  const match = matchRows(keys, csv.rows, (task, row): FoundRow | undefined =>
+    task.written ? undefined : { taskId: task.id, outputDir, metricsJson: keys.metricsJson(row) },
+  );
+  const found = await importFoundRows(db, match.matched, now);
   return { found, unmatchedRows: match.unmatched, ambiguousTasks: match.ambiguous };
 }

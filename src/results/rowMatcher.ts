@@ -1,5 +1,4 @@
-import { canonicalText } from "../sweep/canonical.js";
-import type { Params, ParamValue } from "../sweep/types.js";
+import type { Params } from "../sweep/types.js";
 import {
   METADATA_COLUMNS,
   metricColumns as metricColumnsOf,
@@ -9,8 +8,11 @@ import {
   usedColumn,
 } from "./columns.js";
 import { formatCell } from "./csvFile.js";
+import { type MetricColumn, metricReaders } from "./metricCells.js";
+import { taskKeys } from "./taskKeys.js";
 
 export { METADATA_COLUMNS } from "./columns.js";
+export { cellValue, type MetricColumn } from "./metricCells.js";
 
 export interface MatchableTask {
   id: number;
@@ -19,7 +21,7 @@ export interface MatchableTask {
   written?: boolean;
   /**
    * The ledger's metrics of a task that succeeded, needed only for tasks that share their
-   * parameter values with another (tasksSharingKeys): they tell those tasks' rows apart.
+   * parameter values with another (sharedKeyTasks): they tell those tasks' rows apart.
    * (Default: unknown)
    */
   metrics?: Readonly<Record<string, unknown>>;
@@ -58,38 +60,80 @@ export function matchCsvRows(
   header: readonly string[],
   rows: readonly string[][],
 ): MatchReport {
-  const { groups, keyOf, metricColumns, reserved } = rowKeys(tasks, header);
-  const rowsByKey = new Map<string, string[][]>();
-  let unmatched = 0;
-  for (const row of rows) {
-    const key = keyOf(row);
-    if (!groups.has(key)) {
-      unmatched++;
-      continue;
-    }
-    const list = rowsByKey.get(key) ?? [];
-    if (list.length === 0) rowsByKey.set(key, list);
-    list.push(row);
-  }
-  // fromEntries, not assignment: a metric named "__proto__" must stay a metric.
-  const metricsOf = (row: string[]): Record<string, unknown> =>
-    Object.fromEntries(metricColumns.map((column) => [column.name, cellValue(row[column.index] ?? "")]));
-  const matched: MatchedRow[] = [];
-  let ambiguous = 0;
-  for (const [key, keyRows] of rowsByKey) {
-    const group = groups.get(key) as MatchableTask[];
-    const { settled, unsure } = settleGroup(group, keyRows, metricColumns, reserved);
-    if (unsure) ambiguous++;
-    for (const { task, row } of settled) matched.push({ taskId: task.id, metrics: metricsOf(row) });
-  }
-  return { matched, unmatched, ambiguous };
+  const keys = rowKeys(tasks, header);
+  return matchRows(keys, rows, (task, row) => ({ taskId: task.id, metrics: keys.metricsOf(row) }));
 }
 
-/** A metric column of a results header: the metric it holds, its column name and index. */
-export interface MetricColumn {
-  name: string;
-  column: string;
-  index: number;
+/**
+ * matchCsvRows on keys already made (rowKeys), reading each row once as it goes (readCsvRows):
+ * `take` turns a matched row into what the caller keeps, as soon as the row is known to be its
+ * task's (undefined: nothing). Rows are not kept, but for keys several tasks share, until the end.
+ * In the order of the rows, a key's at its first row.
+ */
+export function matchRows<T extends MatchableTask, R>(
+  keys: RowKeys<T>,
+  rows: Iterable<readonly string[]>,
+  take: (task: T, row: readonly string[]) => R | undefined,
+): { matched: R[]; unmatched: number; ambiguous: number } {
+  const matched: R[] = [];
+  // Keys several tasks share: all their rows, and where in `matched` their first row fell.
+  const shared = new Map<T[], { rows: Array<readonly string[]>; at: number }>();
+  const seen = new Set<T[]>();
+  let unmatched = 0;
+  for (const row of rows) {
+    const group = keys.groupOf(row);
+    if (group === undefined) unmatched++;
+    else if (group.length > 1) {
+      const found = shared.get(group);
+      if (found === undefined) shared.set(group, { rows: [row], at: matched.length });
+      else found.rows.push(row);
+    } else if (!seen.has(group)) {
+      // One task: its first row is its row; a later one is a duplicate of it.
+      seen.add(group);
+      const value = take(group[0] as T, row);
+      if (value !== undefined) matched.push(value);
+    }
+  }
+  if (shared.size === 0) return { matched, unmatched, ambiguous: 0 };
+  let ambiguous = 0;
+  const settledAt = new Map<number, R[]>();
+  for (const [group, { rows: keyRows, at }] of shared) {
+    const { settled, unsure } = settleGroup(group, keyRows, keys.metricColumns, keys.reserved);
+    if (unsure) ambiguous++;
+    const values = settledAt.get(at) ?? [];
+    settledAt.set(at, values);
+    for (const { task, row } of settled) {
+      const value = take(task, row);
+      if (value !== undefined) values.push(value);
+    }
+  }
+  const ordered: R[] = [];
+  for (let index = 0; index <= matched.length; index++) {
+    ordered.push(...(settledAt.get(index) ?? []));
+    if (index < matched.length) ordered.push(matched[index] as R);
+  }
+  return { matched: ordered, unmatched, ambiguous };
+}
+
+/** A row and the task it is. */
+interface RowMatch<T extends MatchableTask> {
+  task: T;
+  row: readonly string[];
+}
+
+/** The matching rules for one header (rowKeys). */
+export interface RowKeys<T extends MatchableTask> {
+  /** Tasks by key (taskKeys.ts); a task placed twice in the dir is in its group once. */
+  groups: Map<number | string, T[]>;
+  /** The group of tasks a row's parameter cells name, compared by canonical value. */
+  groupOf: (row: readonly string[]) => T[] | undefined;
+  metricColumns: MetricColumn[];
+  /** The columns labsweep writes itself for these tasks (columns.ts). */
+  reserved: ReadonlySet<string>;
+  /** A row's metrics: numbers as numbers, empty as null, anything else as text (cellValue). */
+  metricsOf: (row: readonly string[]) => Record<string, unknown>;
+  /** `JSON.stringify(metricsOf(row))`, without the object in between. */
+  metricsJson: (row: readonly string[]) => string;
 }
 
 /**
@@ -97,53 +141,30 @@ export interface MetricColumn {
  * compared by canonical value), and which columns hold metrics. matchCsvRows and `verify` share
  * them, so a row counts for the same tasks in both.
  */
-export function rowKeys<T extends MatchableTask>(tasks: readonly T[], header: readonly string[]) {
-  const { paramNames, keyColumns, groups } = groupByKey(tasks, header);
+export function rowKeys<T extends MatchableTask>(tasks: readonly T[], header: readonly string[]): RowKeys<T> {
+  const paramNames = new Set<string>();
+  for (const task of tasks) for (const name of Object.keys(task.params)) paramNames.add(name);
   const columnOf = new Map(header.map((name, index) => [name, index]));
+  const keyColumns = [...paramNames].filter((name) => columnOf.has(name));
+  const { groups, groupOf } = taskKeys(
+    tasks,
+    keyColumns,
+    keyColumns.map((name) => columnOf.get(name) as number),
+  );
   const reserved = reservedColumns(paramNames);
   const oomColumns = [OOM_RETRIES_COLUMN, ...[...paramNames].map(usedColumn)];
   const skip = new Set<string>(["phase", ...METADATA_COLUMNS, ...oomColumns, ...paramNames]);
   const metricColumns: MetricColumn[] = header
     .map((name, index) => ({ name: metricOfColumn(name, reserved), column: name, index }))
     .filter((column) => !skip.has(column.column));
-  const keyIndexes = keyColumns.map((name) => columnOf.get(name) as number);
-  // An empty cell under a parameter that is constant in this dir is that constant: the row was
-  // written before the column existed (labsweep appending to the original system's CSV adds the
-  // column and pads older rows with ""), so it must match just as it did without the column.
-  const constantKey = keyColumns.map((name) => constantText(tasks, name));
-  const keyOf = (row: readonly string[]): string =>
-    keyIndexes
-      .map((index, i) => {
-        const cell = row[index] ?? "";
-        return cell === "" ? (constantKey[i] ?? canonicalText(cell)) : cellKey(cell);
-      })
-      .join("\u001f");
-  return { groups, keyOf, metricColumns, reserved };
+  return { groups, groupOf, metricColumns, reserved, ...metricReaders(metricColumns) };
 }
 
-/** The ids of tasks whose parameter columns in `header` equal another task's. */
-export function tasksSharingKeys(tasks: readonly MatchableTask[], header: readonly string[]): number[] {
-  const ids: number[] = [];
-  for (const group of groupByKey(tasks, header).groups.values())
-    if (group.length > 1) for (const task of group) ids.push(task.id);
-  return ids;
-}
-
-/** Tasks by the canonical text of their values under the header's parameter columns. */
-function groupByKey<T extends MatchableTask>(tasks: readonly T[], header: readonly string[]) {
-  const paramNames = new Set<string>();
-  for (const task of tasks) for (const name of Object.keys(task.params)) paramNames.add(name);
-  const present = new Set(header);
-  const keyColumns = [...paramNames].filter((name) => present.has(name));
-  const groups = new Map<string, T[]>();
-  for (const task of tasks) {
-    const key = keyColumns.map((name) => canonicalText(task.params[name])).join("\u001f");
-    const group = groups.get(key) ?? [];
-    if (group.length === 0) groups.set(key, group);
-    // A task listed twice (placed by two phases in this dir) is one task.
-    if (!group.some((other) => other.id === task.id)) group.push(task);
-  }
-  return { paramNames, keyColumns, groups };
+/** The tasks whose group (rowKeys' `groups`) holds another task too. */
+export function sharedKeyTasks<T extends MatchableTask>(groups: ReadonlyMap<unknown, readonly T[]>): T[] {
+  const tasks: T[] = [];
+  for (const group of groups.values()) if (group.length > 1) tasks.push(...group);
+  return tasks;
 }
 
 /**
@@ -154,21 +175,21 @@ function groupByKey<T extends MatchableTask>(tasks: readonly T[], header: readon
  * one row each. A task that never succeeded is never completed from such rows: which one a row
  * is would be a guess (`unsure`).
  */
-function settleGroup(
-  group: readonly MatchableTask[],
-  rows: readonly string[][],
+function settleGroup<T extends MatchableTask>(
+  group: readonly T[],
+  rows: ReadonlyArray<readonly string[]>,
   metricColumns: ReadonlyArray<{ column: string; index: number }>,
   reserved: ReadonlySet<string>,
-): { settled: Array<{ task: MatchableTask; row: string[] }>; unsure: boolean } {
+): { settled: Array<RowMatch<T>>; unsure: boolean } {
   if (group.length === 1)
-    return { settled: [{ task: group[0] as MatchableTask, row: rows[0] as string[] }], unsure: false };
+    return { settled: [{ task: group[0] as T, row: rows[0] as readonly string[] }], unsure: false };
   const spare = [...rows];
-  const take = (task: MatchableTask): string[] | null => {
+  const take = (task: MatchableTask): readonly string[] | null => {
     const index = spare.findIndex((row) => holdsMetrics(row, task, metricColumns, reserved));
-    return index === -1 ? null : (spare.splice(index, 1)[0] as string[]);
+    return index === -1 ? null : (spare.splice(index, 1)[0] as readonly string[]);
   };
   for (const task of group) if (task.written) take(task);
-  const settled: Array<{ task: MatchableTask; row: string[] }> = [];
+  const settled: Array<RowMatch<T>> = [];
   for (const task of [...group].sort((a, b) => a.id - b.id)) {
     if (task.written || task.metrics === undefined) continue;
     const row = take(task);
@@ -191,38 +212,4 @@ function holdsMetrics(
   for (const [name, value] of Object.entries(task.metrics))
     expected.set(columns.get(name) as string, formatCell(value));
   return metricColumns.every((column) => (row[column.index] ?? "") === (expected.get(column.column) ?? ""));
-}
-
-/**
- * A parameter cell's canonical text. List and map values are written as JSON (formatCell), so a
- * cell that parses as a JSON array or object compares as that value, not as a string.
- */
-function cellKey(cell: string): string {
-  const trimmed = cell.trim();
-  if (trimmed.startsWith("[") || trimmed.startsWith("{")) {
-    try {
-      return canonicalText(JSON.parse(trimmed) as ParamValue);
-    } catch {
-      // not JSON: an ordinary string
-    }
-  }
-  return canonicalText(cell);
-}
-
-/** The canonical text of `name` when every task has the same value for it, else undefined. */
-function constantText(tasks: readonly MatchableTask[], name: string): string | undefined {
-  let constant: string | undefined;
-  for (const task of tasks) {
-    const text = canonicalText(task.params[name]);
-    if (constant === undefined) constant = text;
-    else if (text !== constant) return undefined;
-  }
-  return constant;
-}
-
-/** A CSV cell as a metric value: numbers as numbers, empty as null, anything else as text. */
-export function cellValue(cell: string): unknown {
-  if (cell === "") return null;
-  const number = Number(cell);
-  return Number.isFinite(number) && /^[+-]?(\d|\.\d)/.test(cell.trim()) ? number : cell;
 }

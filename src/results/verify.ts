@@ -155,10 +155,10 @@ function judgeRows(
   file: string,
   report: (problem: VerifyProblem) => void,
 ): number[] {
-  const { groups, keyOf, metricColumns, reserved } = rowKeys(tasks, csv.header);
+  const { groupOf, metricColumns, reserved } = rowKeys(tasks, csv.header);
   const firstLine = new Map<number, number>();
   for (const record of csv.rows) {
-    const group = groups.get(keyOf(record.cells)) ?? [];
+    const group = groupOf(record.cells) ?? [];
     const holders = group.filter(
       (task) => task.state === "succeeded" && holdsStoredMetrics(record, task, metricColumns, reserved),
     );

@@ -35,22 +35,35 @@ export async function succeededTaskPage(db: Db, after: number, batch: number): P
   );
 }
 
-/** Every output dir some active placement writes to, sorted. */
+/**
+ * Every output dir some active placement writes to, sorted. The dirs are few and the placements
+ * many: the index is walked from one dir to the next (each `min(output_dir) > previous` one
+ * search), not read whole.
+ */
 export async function activeOutputDirs(db: Db): Promise<string[]> {
   const rows = await db.all<{ output_dir: string }>(
-    "SELECT DISTINCT output_dir FROM placements WHERE active = 1 ORDER BY output_dir",
+    `WITH RECURSIVE dirs (dir) AS (
+       SELECT min(output_dir) FROM placements
+       UNION ALL
+       SELECT (SELECT min(output_dir) FROM placements WHERE output_dir > dirs.dir) FROM dirs WHERE dirs.dir IS NOT NULL
+     )
+     SELECT dir AS output_dir FROM dirs
+      WHERE dir IS NOT NULL AND EXISTS (SELECT 1 FROM placements p WHERE p.output_dir = dirs.dir AND p.active = 1)
+      ORDER BY dir`,
   );
   return rows.map((row) => row.output_dir);
 }
 
-/** The tasks placed in an output dir, and whether their row there is written (1) or owed. */
+/**
+ * The tasks placed in an output dir. (Which of their rows there are written: writtenRowTasks,
+ * from its index, rather than a search of result_rows for each task.)
+ */
 export async function tasksPlacedIn(
   db: Db,
   outputDir: string,
-): Promise<Array<{ id: number; params_json: string; written: number | null }>> {
-  return db.all<{ id: number; params_json: string; written: number | null }>(
-    `SELECT t.id, t.params_json, r.written
-       FROM tasks t LEFT JOIN result_rows r ON r.task_id = t.id AND r.output_dir = $1
+): Promise<Array<{ id: number; params_json: string }>> {
+  return db.all<{ id: number; params_json: string }>(
+    `SELECT t.id, t.params_json FROM tasks t
       WHERE t.id IN (SELECT task_id FROM placements WHERE output_dir = $1 AND active = 1)`,
     [outputDir],
   );
