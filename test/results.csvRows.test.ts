@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { CsvFileError } from "../src/results/csvFileError.js";
 import { readCsvFile, readCsvRows } from "../src/results/csvRead.js";
+import { mulberry32 } from "./helpers/random.js";
 
 // readCsvRows is readCsvFile one row at a time (the resume scan's reader): the same header, rows
 // and torn tail for every file, and the same errors.
@@ -23,17 +24,6 @@ afterEach(async () => {
 async function readRows(path: string) {
   const source = await readCsvRows(path);
   return source && { header: source.header, rows: [...source.rows], tornTail: source.tornTail };
-}
-
-/** A deterministic stream of numbers in [0, 1) (mulberry32), so a failure names its sample. */
-function random(seed: number): () => number {
-  let state = seed;
-  return () => {
-    state = (state + 0x6d2b79f5) | 0;
-    let t = Math.imul(state ^ (state >>> 15), 1 | state);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 describe("readCsvRows", () => {
@@ -60,7 +50,7 @@ describe("readCsvRows", () => {
   });
 
   it("reads random quote-free and quoted files as readCsvFile does", async () => {
-    const next = random(14);
+    const next = mulberry32(14);
     const pieces = ["a", "7", "é", ",", ",", "\n", "\n", "\r\n", "\r", " ", "", '"'];
     for (let sample = 0; sample < 300; sample++) {
       const length = Math.floor(next() * 40);

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { cellValue, type MetricColumn, metricReaders } from "../src/results/metricCells.js";
+import { mulberry32 } from "./helpers/random.js";
 
 // The resume scan stores a CSV row's metrics as JSON written straight from its cells
 // (metricsJson): it must be exactly JSON.stringify of the values cellValue reads, which is what a
@@ -9,20 +10,9 @@ function columns(names: string[]): MetricColumn[] {
   return names.map((name, index) => ({ name, column: name, index }));
 }
 
-/** A deterministic stream of numbers in [0, 1) (mulberry32), so a failure names its cell. */
-function random(seed: number): () => number {
-  let state = seed;
-  return () => {
-    state = (state + 0x6d2b79f5) | 0;
-    let t = Math.imul(state ^ (state >>> 15), 1 | state);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** Numbers as tools write them: plain, padded, signed, exponents, many digits, very small. */
 function numberCells(count: number): string[] {
-  const next = random(7);
+  const next = mulberry32(7);
   const digits = (length: number) => Array.from({ length }, () => Math.floor(next() * 10)).join("");
   const cells: string[] = [];
   for (let i = 0; i < count; i++) {
