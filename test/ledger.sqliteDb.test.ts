@@ -184,6 +184,71 @@ describe("sqliteDb: transactions", () => {
   });
 });
 
+describe("sqliteDb: group commit", () => {
+  it("commits the transactions asked for together at once, and tells each caller only after", async () => {
+    const { db, path } = await withTable();
+    const other = open(path, { readonly: true });
+    const seenByOther: number[] = [];
+    const settled: string[] = [];
+    const first = db.transaction(async (tx) => {
+      await tx.run("INSERT INTO t (id, a) VALUES (1, 'first')");
+      return "first";
+    });
+    const second = db.transaction(async (tx) => {
+      // The first one's row is written but not yet committed: the two share one transaction.
+      const row = await other.one<{ n: number }>("SELECT count(*) AS n FROM t");
+      seenByOther.push(row?.n ?? -1);
+      await tx.run("INSERT INTO t (id, a) VALUES (2, 'second')");
+      return "second";
+    });
+    void first.then((value) => settled.push(value));
+    void second.then((value) => settled.push(value));
+    expect(await Promise.all([first, second])).toEqual(["first", "second"]);
+    expect(seenByOther).toEqual([0]);
+    expect(settled).toEqual(["first", "second"]);
+    expect(await other.all("SELECT id FROM t ORDER BY id")).toEqual([{ id: 1 }, { id: 2 }]);
+  });
+
+  it("a transaction that throws in a group rolls back alone; the others commit", async () => {
+    const { db, path } = await withTable();
+    const outcomes = await Promise.allSettled([
+      db.transaction((tx) => tx.run("INSERT INTO t (id, a) VALUES (1, 'kept')")),
+      db.transaction(async (tx) => {
+        await tx.run("INSERT INTO t (id, a) VALUES (2, 'dropped')");
+        await tx.run("UPDATE t SET a = 'changed' WHERE id = 1");
+        throw new Error("boom");
+      }),
+      db.transaction(async (tx) => {
+        // Sees the first one's row, not the failed one's.
+        const rows = await tx.all<{ id: number; a: string }>("SELECT id, a FROM t ORDER BY id");
+        await tx.run("INSERT INTO t (id, a) VALUES (3, $1)", [rows.map((row) => `${row.id}${row.a}`).join()]);
+      }),
+      db.transaction((tx) => tx.run("INSERT INTO t (id) VALUES (1)")),
+    ]);
+    expect(outcomes.map((outcome) => outcome.status)).toEqual([
+      "fulfilled",
+      "rejected",
+      "fulfilled",
+      "rejected",
+    ]);
+    expect(String((outcomes[3] as PromiseRejectedResult).reason)).toMatch(/UNIQUE/);
+    const other = open(path, { readonly: true });
+    expect(await other.all("SELECT id, a FROM t ORDER BY id")).toEqual([
+      { id: 1, a: "kept" },
+      { id: 3, a: "1kept" },
+    ]);
+  });
+
+  it("a plain statement asked for between two transactions runs between them", async () => {
+    const { db } = await withTable();
+    const first = db.transaction((tx) => tx.run("INSERT INTO t (id) VALUES (1)"));
+    const read = db.one<{ n: number }>("SELECT count(*) AS n FROM t");
+    const second = db.transaction((tx) => tx.run("INSERT INTO t (id) VALUES (2)"));
+    await Promise.all([first, second]);
+    expect(await read).toEqual({ n: 1 });
+  });
+});
+
 describe("sqliteDb: readers beside a writer", () => {
   it("a readonly connection reads committed data while a writer holds an open transaction", async () => {
     const { db, path } = await withTable();
