@@ -30,44 +30,87 @@ export const CANDIDATES = { sqlite: [4, 64], postgres: [1, 64] };
 export async function claimTask(db: Db, request: ClaimRequest): Promise<Lease | null> {
   return db.transaction(async (tx) => {
     const found = await firstFitting(tx, request);
-    if (!found) return null;
-    const { row, placement } = found;
-    const task = toTask(row);
-    // The attempt's number is counted in the INSERT itself: one round trip fewer per claim.
-    const attempt = (await tx.one<{ id: number; number: number }>(
-      `INSERT INTO attempts (task_id, number, worker, host, gpu_ids, started_at, lease_expires)
-       SELECT $1, count(*) + 1, $2, $3, $4, $5, $6 FROM attempts WHERE task_id = $1
-       RETURNING id, number`,
-      [
-        task.id,
-        request.worker,
-        request.host,
-        placement.gpuIds.join(","),
-        request.now,
-        request.now + request.leaseMs,
-      ],
-    )) as { id: number; number: number };
-    const attemptId = attempt.id;
-    const attemptNumber = Number(attempt.number);
-    await tx.run("UPDATE tasks SET state = 'running', attempt_id = $2 WHERE id = $1", [task.id, attemptId]);
-    await recordEvent(tx, request.now, "task_started", task.id, {
-      attempt: attemptId,
-      worker: request.worker,
-      gpus: placement.gpuIds,
-    });
-    const placements = await tx.all<Placement>(
-      `SELECT p.phase, p.output_dir AS "outputDir" FROM placements p JOIN phases f ON f.name = p.phase
-        WHERE p.task_id = $1 AND p.active = 1 ORDER BY f.position, p.output_dir`,
-      [task.id],
-    );
-    return {
-      task: { ...task, state: "running" },
-      attemptId,
-      attemptNumber,
-      gpuIds: placement.gpuIds,
-      placements,
-    };
+    return found ? openAttempt(tx, request, found) : null;
   });
+}
+
+/** A claimable task chosen for a claim, and where it would run. */
+export interface Fitting {
+  row: TaskRow;
+  placement: { gpuIds: number[] };
+}
+
+/**
+ * Opens an attempt for a chosen task, marks the task running under it and logs the start, in
+ * the caller's transaction.
+ */
+export async function openAttempt(
+  tx: Db,
+  request: ClaimRequest,
+  { row, placement }: Fitting,
+): Promise<Lease> {
+  const task = toTask(row);
+  // The attempt's number is counted in the INSERT itself: one round trip fewer per claim.
+  const attempt = (await tx.one<{ id: number; number: number }>(
+    `INSERT INTO attempts (task_id, number, worker, host, gpu_ids, started_at, lease_expires)
+     SELECT $1, count(*) + 1, $2, $3, $4, $5, $6 FROM attempts WHERE task_id = $1
+     RETURNING id, number`,
+    [
+      task.id,
+      request.worker,
+      request.host,
+      placement.gpuIds.join(","),
+      request.now,
+      request.now + request.leaseMs,
+    ],
+  )) as { id: number; number: number };
+  const attemptId = attempt.id;
+  const attemptNumber = Number(attempt.number);
+  await tx.run("UPDATE tasks SET state = 'running', attempt_id = $2 WHERE id = $1", [task.id, attemptId]);
+  await recordEvent(tx, request.now, "task_started", task.id, {
+    attempt: attemptId,
+    worker: request.worker,
+    gpus: placement.gpuIds,
+  });
+  const placements = await tx.all<Placement>(
+    `SELECT p.phase, p.output_dir AS "outputDir" FROM placements p JOIN phases f ON f.name = p.phase
+      WHERE p.task_id = $1 AND p.active = 1 ORDER BY f.position, p.output_dir`,
+    [task.id],
+  );
+  return {
+    task: { ...task, state: "running" },
+    attemptId,
+    attemptNumber,
+    gpuIds: placement.gpuIds,
+    placements,
+  };
+}
+
+/**
+ * Up to `max` claimable tasks that fit, lowest-numbered first, read in one statement where they
+ * all fit (SQLite: the transaction holds the write lock, so no one else claims them meanwhile).
+ * Reading a few candidates anew for each claim was a sixth of a busy coordinator's time.
+ */
+export async function fittingTasks(tx: Db, request: ClaimRequest, max: number): Promise<Fitting[]> {
+  const chosen: Fitting[] = [];
+  let after = 0;
+  // As many candidates as wanted and a few spare first, then further ones past any that did not fit.
+  for (const limit of [max + (CANDIDATES.sqlite[0] as number), CANDIDATES.sqlite[1] as number]) {
+    const rows = await tx.all<TaskRow>(
+      `${TASK_ROW_SQL}
+        WHERE t.state = 'pending' AND t.runnable = 1 AND t.active = 1 AND t.not_before <= $1 AND t.id > $2
+        ORDER BY t.id LIMIT ${limit}`,
+      [request.now, after],
+    );
+    for (const row of rows) {
+      if (chosen.length >= max) break;
+      const placement = request.fits(policyOf(row.policy_json));
+      if (placement) chosen.push({ row, placement });
+    }
+    if (chosen.length >= max || rows.length < limit) break;
+    after = (rows.at(-1) as TaskRow).id;
+  }
+  return chosen;
 }
 
 /**
@@ -77,10 +120,7 @@ export async function claimTask(db: Db, request: ClaimRequest): Promise<Lease | 
  * replicas) take disjoint tasks instead of all reaching for the first few; on SQLite the
  * transaction holds the database's write lock already.
  */
-async function firstFitting(
-  tx: Db,
-  request: ClaimRequest,
-): Promise<{ row: TaskRow; placement: { gpuIds: number[] } } | null> {
+async function firstFitting(tx: Db, request: ClaimRequest): Promise<Fitting | null> {
   let after = 0;
   // PostgreSQL locks every candidate it reads: one at a time first, so a claimer holds no more
   // than it takes and concurrent claimers each get the next free task.

@@ -1,6 +1,6 @@
 import type { Lease } from "../protocol/interfaces.js";
 import type { Placement } from "../sweep/types.js";
-import { CANDIDATES, type ClaimRequest, claimTask, policyOf } from "./claimTask.js";
+import { CANDIDATES, type ClaimRequest, fittingTasks, openAttempt, policyOf } from "./claimTask.js";
 import type { Db } from "./db.js";
 import { TASK_ROW_SQL, type TaskRow, toTask } from "./rows.js";
 
@@ -11,18 +11,16 @@ import { TASK_ROW_SQL, type TaskRow, toTask } from "./rows.js";
  * On PostgreSQL this is two statements whatever `max` is, not five per task: one reads and
  * locks candidates (`FOR UPDATE … SKIP LOCKED`, so concurrent claimers take disjoint tasks), one
  * opens the attempts, marks the tasks running, logs the events and returns the placements. On
- * SQLite, claimTask in a loop: statements there are function calls, not round trips.
+ * SQLite, the candidates are read once and each is opened in turn: statements there are
+ * function calls, not round trips.
  */
 export async function claimTasks(db: Db, request: ClaimRequest, max: number): Promise<Lease[]> {
   if (max < 1) return [];
   if (db.dialect !== "postgres") {
     return db.transaction(async (tx) => {
       const claims: Lease[] = [];
-      while (claims.length < max) {
-        const claim = await claimTask(tx, request);
-        if (!claim) break;
-        claims.push(claim);
-      }
+      for (const fitting of await fittingTasks(tx, request, max))
+        claims.push(await openAttempt(tx, request, fitting));
       return claims;
     });
   }
