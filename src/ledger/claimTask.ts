@@ -94,8 +94,9 @@ export async function openAttempt(
 export async function fittingTasks(tx: Db, request: ClaimRequest, max: number): Promise<Fitting[]> {
   const chosen: Fitting[] = [];
   let after = 0;
-  // As many candidates as wanted and a few spare first, then further ones past any that did not fit.
-  for (const limit of [max + (CANDIDATES.sqlite[0] as number), CANDIDATES.sqlite[1] as number]) {
+  // As many candidates as wanted first (in a uniform sweep they all fit), then further ones past
+  // any that did not fit.
+  for (const limit of [max, CANDIDATES.sqlite[1] as number]) {
     const rows = await tx.all<TaskRow>(
       `${TASK_ROW_SQL}
         WHERE t.state = 'pending' AND t.runnable = 1 AND t.active = 1 AND t.not_before <= $1 AND t.id > $2

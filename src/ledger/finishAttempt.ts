@@ -298,43 +298,101 @@ export async function finishAttempt(
   artifacts: readonly DeclaredArtifact[] = [],
 ): Promise<FinishResult> {
   return db.transaction(async (tx) => {
-    let attempt = await tx.one<AttemptRow>("SELECT * FROM attempts WHERE id = $1", [attemptId]);
-    if (!attempt) throw new Error(`unknown attempt ${attemptId}`);
-    const task = (await tx.one<TaskRow>(`${TASK_ROW_SQL} WHERE t.id = $1${forUpdate(tx, "t")}`, [
-      attempt.task_id,
-    ])) as TaskRow;
-    // PostgreSQL: a concurrent report of this attempt (an agent's resend, a lease sweeper) may
-    // have ended it while this one waited for the task's lock: read it again under the lock.
-    // Everything that ends an attempt locks its task first. (SQLite: nothing ran in between.)
-    if (tx.dialect === "postgres")
-      attempt = (await tx.one<AttemptRow>("SELECT * FROM attempts WHERE id = $1", [attemptId])) as AttemptRow;
-    const unheld =
-      outcome.kind === "succeeded" && artifacts.length > 0
-        ? unheldArtifacts(attemptId, artifacts, await storedArtifacts(tx, task.id))
-        : null;
-    const decision = decideFinish(attempt, task, outcome, now, unheld);
-    if (decision.attempt) {
-      const end = decision.attempt;
-      await tx.run(
-        `UPDATE attempts SET ended_at = $2, outcome = $3, exit_code = $4, signal = $5, error = $6
-          WHERE id = $1`,
-        [attemptId, now, end.outcome, end.exit_code, end.signal, end.error],
-      );
-    }
-    if (decision.task) {
-      // One text per kind of change (its set of columns), so each is prepared once.
-      const columns = Object.keys(decision.task);
-      await tx.run(
-        `UPDATE tasks SET ${columns.map((column, i) => `${column} = $${i + 2}`).join(", ")} WHERE id = $1`,
-        [task.id, ...Object.values(decision.task)],
-      );
-    }
-    if (decision.oweRows) await oweResultRows(tx, task.id);
-    if (decision.event) await recordEvent(tx, now, decision.event.kind, task.id, decision.event.detail);
-    if (decision.result.taskState !== "succeeded") return decision.result;
-    const discarded = await discardOtherArtifacts(tx, task.id, attemptId);
-    return discarded.length > 0 ? { ...decision.result, discarded } : decision.result;
+    const ending = await readEnding(tx, attemptId);
+    if (!ending) throw new Error(`unknown attempt ${attemptId}`);
+    return applyFinish(tx, ending.attempt, ending.task, outcome, now, artifacts);
   });
+}
+
+/** An attempt being ended, with its task (locked on PostgreSQL). */
+export interface Ending {
+  attempt: EndingAttempt & { worker: string };
+  task: TaskRow;
+}
+
+/**
+ * Reads an attempt and its task for finishAttempt. SQLite: one statement (the transaction holds
+ * the write lock; three reads per report were a tenth of a busy coordinator's time).
+ * PostgreSQL: the task is locked first, then the attempt read again under the lock: a
+ * concurrent report of it (an agent's resend, a lease sweeper) may have ended it meanwhile.
+ * Everything that ends an attempt locks its task first.
+ */
+export async function readEnding(tx: Db, attemptId: number): Promise<Ending | undefined> {
+  if (tx.dialect === "sqlite") {
+    const row = await tx.one<TaskRow & AttemptColumns>(ENDING_SQL, [attemptId]);
+    if (!row) return undefined;
+    const attempt = {
+      id: row.a_id,
+      host: row.a_host,
+      gpu_ids: row.a_gpu_ids,
+      ended_at: row.a_ended_at,
+      outcome: row.a_outcome,
+      worker: row.a_worker,
+    };
+    return { attempt, task: row };
+  }
+  const first = await tx.one<AttemptRow>("SELECT * FROM attempts WHERE id = $1", [attemptId]);
+  if (!first) return undefined;
+  const task = (await tx.one<TaskRow>(`${TASK_ROW_SQL} WHERE t.id = $1${forUpdate(tx, "t")}`, [
+    first.task_id,
+  ])) as TaskRow;
+  const attempt = (await tx.one<AttemptRow>("SELECT * FROM attempts WHERE id = $1", [
+    attemptId,
+  ])) as AttemptRow;
+  return { attempt, task };
+}
+
+/** readEnding's one statement on SQLite: a TaskRow (as TASK_ROW_SQL reads it) and the attempt's columns, renamed apart. */
+const ENDING_SQL = `SELECT t.*, f.cwd, f.config_file, f.policy_json,
+         a.id AS a_id, a.host AS a_host, a.gpu_ids AS a_gpu_ids, a.ended_at AS a_ended_at,
+         a.outcome AS a_outcome, a.worker AS a_worker
+    FROM attempts a JOIN tasks t ON t.id = a.task_id JOIN phases f ON f.name = t.phase
+   WHERE a.id = $1`;
+interface AttemptColumns {
+  a_id: number;
+  a_host: string | null;
+  a_gpu_ids: string | null;
+  a_ended_at: number | null;
+  a_outcome: string | null;
+  a_worker: string;
+}
+
+/** finishAttempt's decision and writes, on the rows readEnding read, in the caller's transaction. */
+export async function applyFinish(
+  tx: Db,
+  attempt: EndingAttempt,
+  task: TaskRow,
+  outcome: AttemptOutcome,
+  now: number,
+  artifacts: readonly DeclaredArtifact[],
+): Promise<FinishResult> {
+  const attemptId = attempt.id;
+  const unheld =
+    outcome.kind === "succeeded" && artifacts.length > 0
+      ? unheldArtifacts(attemptId, artifacts, await storedArtifacts(tx, task.id))
+      : null;
+  const decision = decideFinish(attempt, task, outcome, now, unheld);
+  if (decision.attempt) {
+    const end = decision.attempt;
+    await tx.run(
+      `UPDATE attempts SET ended_at = $2, outcome = $3, exit_code = $4, signal = $5, error = $6
+        WHERE id = $1`,
+      [attemptId, now, end.outcome, end.exit_code, end.signal, end.error],
+    );
+  }
+  if (decision.task) {
+    // One text per kind of change (its set of columns), so each is prepared once.
+    const columns = Object.keys(decision.task);
+    await tx.run(
+      `UPDATE tasks SET ${columns.map((column, i) => `${column} = $${i + 2}`).join(", ")} WHERE id = $1`,
+      [task.id, ...Object.values(decision.task)],
+    );
+  }
+  if (decision.oweRows) await oweResultRows(tx, task.id);
+  if (decision.event) await recordEvent(tx, now, decision.event.kind, task.id, decision.event.detail);
+  if (decision.result.taskState !== "succeeded") return decision.result;
+  const discarded = await discardOtherArtifacts(tx, task.id, attemptId);
+  return discarded.length > 0 ? { ...decision.result, discarded } : decision.result;
 }
 
 /**

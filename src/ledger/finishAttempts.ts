@@ -4,10 +4,11 @@ import type { Db } from "./db.js";
 import { type HeldArtifact, storedArtifactsOf, unheldArtifacts } from "./finishArtifacts.js";
 import {
   type AttemptEnd,
+  applyFinish,
   decideFinish,
   type EndingAttempt,
   type FinishResult,
-  finishAttempt,
+  readEnding,
   type TaskChange,
 } from "./finishAttempt.js";
 import type { ArtifactRow } from "./reads/artifacts.js";
@@ -93,16 +94,13 @@ function finishOneByOne(
   return db.transaction(async (tx) => {
     const results: Array<FinishResult | FinishRefusal> = [];
     for (const { attemptId, outcome, worker, artifacts } of items) {
-      if (worker !== undefined) {
-        const owner = await tx.one<{ worker: string }>("SELECT worker FROM attempts WHERE id = $1", [
-          attemptId,
-        ]);
-        if (owner?.worker !== worker) {
-          results.push({ refused: owner ? "foreign" : "unknown" });
-          continue;
-        }
+      const ending = await readEnding(tx, attemptId);
+      if (worker !== undefined && ending?.attempt.worker !== worker) {
+        results.push({ refused: ending ? "foreign" : "unknown" });
+        continue;
       }
-      results.push(await finishAttempt(tx, attemptId, outcome, now, artifacts));
+      if (!ending) throw new Error(`unknown attempt ${attemptId}`);
+      results.push(await applyFinish(tx, ending.attempt, ending.task, outcome, now, artifacts ?? []));
     }
     return results;
   });
