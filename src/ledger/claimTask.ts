@@ -48,6 +48,8 @@ export async function openAttempt(
   tx: Db,
   request: ClaimRequest,
   { row, placement }: Fitting,
+  /** Left empty for the caller to fill (claimTasks reads a lease's placements at once). */
+  withPlacements = true,
 ): Promise<Lease> {
   const task = toTask(row);
   // The attempt's number is counted in the INSERT itself: one round trip fewer per claim.
@@ -72,11 +74,13 @@ export async function openAttempt(
     worker: request.worker,
     gpus: placement.gpuIds,
   });
-  const placements = await tx.all<Placement>(
-    `SELECT p.phase, p.output_dir AS "outputDir" FROM placements p JOIN phases f ON f.name = p.phase
-      WHERE p.task_id = $1 AND p.active = 1 ORDER BY f.position, p.output_dir`,
-    [task.id],
-  );
+  const placements = withPlacements
+    ? await tx.all<Placement>(
+        `SELECT p.phase, p.output_dir AS "outputDir" FROM placements p JOIN phases f ON f.name = p.phase
+          WHERE p.task_id = $1 AND p.active = 1 ORDER BY f.position, p.output_dir`,
+        [task.id],
+      )
+    : [];
   return {
     task: { ...task, state: "running" },
     attemptId,

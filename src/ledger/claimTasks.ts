@@ -20,7 +20,16 @@ export async function claimTasks(db: Db, request: ClaimRequest, max: number): Pr
     return db.transaction(async (tx) => {
       const claims: Lease[] = [];
       for (const fitting of await fittingTasks(tx, request, max))
-        claims.push(await openAttempt(tx, request, fitting));
+        claims.push(await openAttempt(tx, request, fitting, false));
+      if (claims.length === 0) return claims;
+      const byTask = new Map(claims.map((claim) => [claim.task.id, claim]));
+      for (const { task_id, ...placement } of await tx.all<Placement & { task_id: number }>(
+        `SELECT p.task_id, p.phase, p.output_dir AS "outputDir" FROM placements p JOIN phases f ON f.name = p.phase
+          WHERE p.task_id IN (SELECT value FROM json_each($1)) AND p.active = 1
+          ORDER BY p.task_id, f.position, p.output_dir`,
+        [JSON.stringify([...byTask.keys()])],
+      ))
+        byTask.get(task_id)?.placements.push(placement);
       return claims;
     });
   }

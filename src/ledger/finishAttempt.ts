@@ -306,7 +306,7 @@ export async function finishAttempt(
 
 /** An attempt being ended, with its task (locked on PostgreSQL). */
 export interface Ending {
-  attempt: EndingAttempt & { worker: string };
+  attempt: EndingAttempt & Pick<AttemptRow, "worker" | "number">;
   task: TaskRow;
 }
 
@@ -328,6 +328,7 @@ export async function readEnding(tx: Db, attemptId: number): Promise<Ending | un
       ended_at: row.a_ended_at,
       outcome: row.a_outcome,
       worker: row.a_worker,
+      number: row.a_number,
     };
     return { attempt, task: row };
   }
@@ -345,7 +346,7 @@ export async function readEnding(tx: Db, attemptId: number): Promise<Ending | un
 /** readEnding's one statement on SQLite: a TaskRow (as TASK_ROW_SQL reads it) and the attempt's columns, renamed apart. */
 const ENDING_SQL = `SELECT t.*, f.cwd, f.config_file, f.policy_json,
          a.id AS a_id, a.host AS a_host, a.gpu_ids AS a_gpu_ids, a.ended_at AS a_ended_at,
-         a.outcome AS a_outcome, a.worker AS a_worker
+         a.outcome AS a_outcome, a.worker AS a_worker, a.number AS a_number
     FROM attempts a JOIN tasks t ON t.id = a.task_id JOIN phases f ON f.name = t.phase
    WHERE a.id = $1`;
 interface AttemptColumns {
@@ -355,18 +356,22 @@ interface AttemptColumns {
   a_ended_at: number | null;
   a_outcome: string | null;
   a_worker: string;
+  a_number: number;
 }
 
 /** finishAttempt's decision and writes, on the rows readEnding read, in the caller's transaction. */
 export async function applyFinish(
   tx: Db,
-  attempt: EndingAttempt,
+  attempt: Ending["attempt"],
   task: TaskRow,
   outcome: AttemptOutcome,
   now: number,
   artifacts: readonly DeclaredArtifact[],
 ): Promise<FinishResult> {
   const attemptId = attempt.id;
+  // The task's first attempt, and still its current one: no other attempt was ever opened (each
+  // claim makes its attempt the current one), so none left artifacts to discard.
+  const onlyAttempt = Number(attempt.number) === 1 && task.attempt_id === attemptId;
   const unheld =
     outcome.kind === "succeeded" && artifacts.length > 0
       ? unheldArtifacts(attemptId, artifacts, await storedArtifacts(tx, task.id))
@@ -390,7 +395,7 @@ export async function applyFinish(
   }
   if (decision.oweRows) await oweResultRows(tx, task.id);
   if (decision.event) await recordEvent(tx, now, decision.event.kind, task.id, decision.event.detail);
-  if (decision.result.taskState !== "succeeded") return decision.result;
+  if (decision.result.taskState !== "succeeded" || onlyAttempt) return decision.result;
   const discarded = await discardOtherArtifacts(tx, task.id, attemptId);
   return discarded.length > 0 ? { ...decision.result, discarded } : decision.result;
 }
