@@ -201,21 +201,15 @@ export async function importFoundRows(db: Db, found: readonly FoundRow[], now: n
         WHERE ended_at IS NULL AND task_id IN (SELECT task_id FROM found_rows)`,
       [now],
     );
-    // The rows owed to the found tasks' dirs, those the CSVs hold written at once (one write of
-    // each, not an owed row then its update)...
+    // The found rows counted as written, each written once (not owed, then updated)...
+    await tx.run(FOUND_ROWS_WRITTEN_SQL);
+    // ...then the rows the found tasks owe their other dirs (a found dir's row is there already).
     await tx.run(
       oweRowsSql(
-        "p.task_id IN (SELECT task_id FROM found_rows)",
-        "CASE WHEN EXISTS (SELECT 1 FROM found_rows x WHERE x.task_id = p.task_id AND x.output_dir = p.output_dir) THEN 1 ELSE 0 END",
+        "p.task_id = x.task_id AND p.output_dir != x.output_dir",
+        "0",
+        "found_rows x CROSS JOIN placements p",
       ),
-    );
-    // ...then any found row not yet counted: one owed before, or of a dir no active phase names.
-    await tx.run(
-      `INSERT INTO result_rows (task_id, output_dir, phase, written)
-       SELECT task_id, output_dir, '', 1 FROM found_rows f
-        WHERE NOT EXISTS (SELECT 1 FROM result_rows r
-                           WHERE r.task_id = f.task_id AND r.output_dir = f.output_dir AND r.written = 1)
-       ON CONFLICT (task_id, output_dir) DO UPDATE SET written = 1`,
     );
     await recordEvent(tx, now, "tasks_found_in_csv", null, {
       rows: found.length,
@@ -225,6 +219,24 @@ export async function importFoundRows(db: Db, found: readonly FoundRow[], now: n
     return completed.changes;
   });
 }
+
+/**
+ * Every found row as written: a new row carries its dir's first-declared active phase (as
+ * oweRowsSql's rows do), or '' when no active phase places the task there; a row owed before
+ * becomes written. Driven by found_rows in key order, one search of the task's placements each
+ * (owing every placement of the found tasks, then finding which are written, searched twice).
+ * Phases tie-broken by name: at most one row per found row, which PostgreSQL's DO UPDATE needs.
+ */
+const FOUND_ROWS_WRITTEN_SQL = `INSERT INTO result_rows (task_id, output_dir, phase, written)
+  SELECT x.task_id, x.output_dir, coalesce(p.phase, ''), 1
+    FROM found_rows x LEFT JOIN placements p
+         ON p.task_id = x.task_id AND p.output_dir = x.output_dir AND p.active = 1
+   WHERE NOT EXISTS (SELECT 1 FROM phases f CROSS JOIN phases g CROSS JOIN placements q
+                      WHERE f.name = p.phase
+                        AND (g.position < f.position OR (g.position = f.position AND g.name < f.name))
+                        AND q.task_id = p.task_id AND q.phase = g.name AND q.output_dir = p.output_dir
+                        AND q.active = 1)
+  ON CONFLICT (task_id, output_dir) DO UPDATE SET written = 1 WHERE result_rows.written = 0`;
 
 /** Puts the rows into the transaction's found_rows table (emptied first), keyed by (task, dir). */
 async function fillFoundRows(tx: Db, rows: readonly FoundRow[]): Promise<void> {
@@ -307,11 +319,13 @@ const IMPORT_BATCH = 300;
  * whole key (CROSS JOIN: SQLite's word for "in this order"), not by reading the task's every
  * placement: the first-declared phase, the usual case, has none to look for.
  * `written` is the new rows' `written`, an expression over `p` too. (Default: 0, owed)
+ * `placements` is where `p` comes from: a join that yields it, to drive the search from a few
+ * rows. (Default: every placement)
  */
-export function oweRowsSql(where: string, written = "0"): string {
+export function oweRowsSql(where: string, written = "0", placements = "placements p"): string {
   return `INSERT INTO result_rows (task_id, output_dir, phase, written)
      SELECT p.task_id, p.output_dir, p.phase, ${written}
-       FROM placements p JOIN phases f ON f.name = p.phase
+       FROM ${placements} JOIN phases f ON f.name = p.phase
       WHERE p.active = 1 AND (${where})
         AND NOT EXISTS (SELECT 1 FROM phases g CROSS JOIN placements q
                          WHERE g.position < f.position AND q.task_id = p.task_id AND q.phase = g.name
