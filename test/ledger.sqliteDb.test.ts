@@ -84,6 +84,27 @@ describe("sqliteDb: $n placeholders", () => {
     expect(await db.one("SELECT count(*) AS n FROM t WHERE a = $1", [true])).toEqual({ n: 1 });
   });
 
+  it("makes rows as objects named by their columns; a repeated name keeps its last value", async () => {
+    const { db } = await withTable();
+    await db.run("INSERT INTO t (id, a, b) VALUES (1, 'x', NULL)");
+    expect(await db.one("SELECT t.*, 7 AS a FROM t")).toEqual({ id: 1, a: 7, b: null, c: null });
+    expect(await db.all("SELECT id, a FROM t UNION ALL SELECT 2, 'y'")).toEqual([
+      { id: 1, a: "x" },
+      { id: 2, a: "y" },
+    ]);
+    expect(await db.one('SELECT 1 AS "a b", 2 AS "quote""d"')).toEqual({ "a b": 1, 'quote"d': 2 });
+    expect(await db.one("INSERT INTO t (id) VALUES (5) RETURNING id, a")).toEqual({ id: 5, a: null });
+  });
+
+  it("a prepared SELECT * sees columns another process added since", async () => {
+    const { db, path } = await withTable();
+    await db.run("INSERT INTO t (id, a) VALUES (1, 'x')");
+    expect(await db.one("SELECT * FROM t")).toEqual({ id: 1, a: "x", b: null, c: null });
+    const other = open(path);
+    await other.run("ALTER TABLE t ADD COLUMN d DEFAULT 'new'");
+    expect(await db.one("SELECT * FROM t")).toEqual({ id: 1, a: "x", b: null, c: null, d: "new" });
+  });
+
   it("one() is undefined without a row; run() reports changes", async () => {
     const { db } = await withTable();
     expect(await db.one("SELECT * FROM t WHERE id = $1", [1])).toBeUndefined();

@@ -177,8 +177,8 @@ function configure(connection: SqliteDatabase): void {
 function directDb(connection: SqliteDatabase): Db {
   // better-sqlite3 binds only plain `?` positionally: each `$n` becomes a `?`, and `order`
   // says which argument goes where (a `$n` may repeat or appear out of order).
-  const statements = new Map<string, { statement: SqliteStatement; order: number[] }>();
-  const prepare = (sql: string) => {
+  const statements = new Map<string, Prepared>();
+  const prepare = (sql: string): Prepared => {
     let prepared = statements.get(sql);
     if (!prepared) {
       const order: number[] = [];
@@ -186,24 +186,27 @@ function directDb(connection: SqliteDatabase): Db {
         order.push(Number(n) - 1);
         return "?";
       });
-      prepared = { statement: connection.prepare(text), order };
+      const statement = connection.prepare(text);
+      prepared = { statement, order, row: rowMaker(statement) };
       statements.set(sql, prepared);
     }
     return prepared;
   };
   const bound = (sql: string, params: readonly unknown[]) => {
-    const { statement, order } = prepare(sql);
-    return { statement, args: order.map((index) => bindable(params[index])) };
+    const prepared = prepare(sql);
+    return { ...prepared, args: prepared.order.map((index) => bindable(params[index])) };
   };
   const direct: Db = {
     dialect: "sqlite",
     async all<Row>(sql: string, params: readonly unknown[] = []) {
-      const { statement, args } = bound(sql, params);
-      return statement.all(...args) as Row[];
+      const { statement, args, row } = bound(sql, params);
+      const rows = statement.all(...args);
+      return (row ? (rows as unknown[][]).map(row) : rows) as Row[];
     },
     async one<Row>(sql: string, params: readonly unknown[] = []) {
-      const { statement, args } = bound(sql, params);
-      return statement.get(...args) as Row | undefined;
+      const { statement, args, row } = bound(sql, params);
+      const values = statement.get(...args);
+      return (row && values !== undefined ? row(values as unknown[]) : values) as Row | undefined;
     },
     async run(sql: string, params: readonly unknown[] = []) {
       const { statement, args } = bound(sql, params);
@@ -217,6 +220,45 @@ function directDb(connection: SqliteDatabase): Db {
     },
   };
   return direct;
+}
+
+interface Prepared {
+  statement: SqliteStatement;
+  order: number[];
+  /** Makes a row object from a raw row's values, for a statement that returns rows. */
+  row: ((values: unknown[]) => unknown) | null;
+}
+
+/**
+ * Rows as objects built by a function made once per statement. better-sqlite3 builds each row
+ * object by setting its columns one by one through V8's API, internalising every column name
+ * again: for a task row (30 columns) that was half the cost of reading it, and reads of task rows
+ * are a good part of every lease and report. Values come as arrays (`raw`), and an object literal
+ * with the statement's column names in order (the same object better-sqlite3 makes: a repeated
+ * name keeps its last value) takes them. Names are our own SQL's, written as JSON strings.
+ */
+function rowMaker(statement: SqliteStatement): Prepared["row"] {
+  if (!statement.reader) return null;
+  const build = (): ((values: unknown[]) => unknown) | null => {
+    const names = statement.columns().map((column) => column.name);
+    // `__proto__` in a literal would set the prototype rather than make a column.
+    if (names.includes("__proto__")) return null;
+    const fields = names.map((name, index) => `${JSON.stringify(name)}: values[${index}]`).join(", ");
+    return new Function("values", `return { ${fields} };`) as (values: unknown[]) => unknown;
+  };
+  let make = build();
+  if (!make) return null;
+  statement.raw(true);
+  let width = statement.columns().length;
+  return (values) => {
+    // SQLite prepares a statement again after a schema change (a migration by another
+    // process): a `SELECT *` may then have more columns than the names taken before.
+    if (values.length !== width) {
+      make = build() ?? make;
+      width = values.length;
+    }
+    return (make as (values: unknown[]) => unknown)(values);
+  };
 }
 
 function bindable(value: unknown): unknown {
