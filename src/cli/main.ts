@@ -306,6 +306,24 @@ function registerLedgerCommands(program: Command, finish: Finish): void {
           : await (await import("./retry.js")).retryCommand(configs, flags),
       );
     });
+  for (const [verb, paused, description] of [
+    ["pause", true, "stop starting new tasks (all phases, or --phase P); running tasks finish"],
+    ["resume", false, "start tasks again after `labsweep pause` (all phases, or --phase P)"],
+  ] as const) {
+    program
+      .command(verb)
+      .description(description)
+      .argument("[configs...]", "config files, to find the default state dir")
+      .option(...STATE)
+      .option(...STORE_OPTION)
+      .option("--phase <name>", `only this phase`)
+      .option(...SERVER)
+      .option(...TOKEN)
+      .option(...TOKEN_FILE)
+      .action(async (configs: string[], flags) => {
+        finish(await (await import("./pause.js")).pauseCommand(paused, configs, flags));
+      });
+  }
   program
     .command("export")
     .description("write all results from the ledger")

@@ -67,8 +67,11 @@ export function statusLines({ counts, phases }: LiveView): string[] {
   const lines = [`${done}/${counts.unique} done: ${countsText(counts, true)}`];
   for (const phase of phases) {
     const why = phase.reason ? `  — ${phase.reason}` : "";
+    // Shown only where they change anything: most sweeps are never paused and have one priority.
+    const paused = Number(phase.paused) ? " [paused: nothing new starts; labsweep resume]" : "";
+    const priority = Number(phase.priority ?? 0) !== 0 ? ` priority ${phase.priority}` : "";
     lines.push(
-      `  ${phase.name}: ${phase.succeeded}/${phase.unique} succeeded, ${countsText(phase, false)} [${phase.state}]${why}`,
+      `  ${phase.name}: ${phase.succeeded}/${phase.unique} succeeded, ${countsText(phase, false)} [${phase.state}]${paused}${priority}${why}`,
     );
   }
   if (counts.orphaned > 0)

@@ -91,60 +91,105 @@ export async function openAttempt(
 }
 
 /**
- * Up to `max` claimable tasks that fit, lowest-numbered first, read in one statement where they
- * all fit (SQLite: the transaction holds the write lock, so no one else claims them meanwhile).
+ * Up to `max` claimable tasks that fit, in claim order, read in one statement where they all
+ * fit (SQLite: the transaction holds the write lock, so no one else claims them meanwhile).
  * Reading a few candidates anew for each claim was a sixth of a busy coordinator's time.
  */
 export async function fittingTasks(tx: Db, request: ClaimRequest, max: number): Promise<Fitting[]> {
-  const chosen: Fitting[] = [];
-  let after = 0;
   // As many candidates as wanted first (in a uniform sweep they all fit), then further ones past
   // any that did not fit.
-  for (const limit of [max, CANDIDATES.sqlite[1] as number]) {
-    const rows = await tx.all<TaskRow>(
-      `${TASK_ROW_SQL}
-        WHERE t.state = 'pending' AND t.runnable = 1 AND t.active = 1 AND t.not_before <= $1 AND t.id > $2
-        ORDER BY t.id LIMIT ${limit}`,
-      [request.now, after],
-    );
-    for (const row of rows) {
-      if (chosen.length >= max) break;
-      const placement = request.fits(policyOf(row.policy_json));
-      if (placement) chosen.push({ row, placement });
+  return chooseFitting(tx, request, max, [max, CANDIDATES.sqlite[1] as number]);
+}
+
+/**
+ * The first claimable task that fits the request, locked for this transaction, and where it
+ * would run. On PostgreSQL the candidates are read and locked in one statement that skips rows
+ * other claimers hold, so concurrent claimers (requests of one coordinator, or replicas) take
+ * disjoint tasks instead of all reaching for the first few; on SQLite the transaction holds the
+ * database's write lock already. PostgreSQL locks every candidate it reads: one at a time
+ * first, so a claimer holds no more than it takes and concurrent claimers each get the next.
+ */
+async function firstFitting(tx: Db, request: ClaimRequest): Promise<Fitting | null> {
+  return (await chooseFitting(tx, request, 1, CANDIDATES[tx.dialect]))[0] ?? null;
+}
+
+/**
+ * Claimable tasks that fit, up to `want`, in claim order: phases by priority (highest first),
+ * paused phases skipped, and within one priority the lowest task id first. Round i reads
+ * `limits[i]` more candidates per phase; `fits` is asked about each in order (it may count each
+ * placement against the capacity left).
+ */
+async function chooseFitting(
+  tx: Db,
+  request: ClaimRequest,
+  want: number,
+  limits: readonly number[],
+): Promise<Fitting[]> {
+  const chosen: Fitting[] = [];
+  for (const group of await claimGroups(tx)) {
+    const cursors = group.map((phase) => ({ phase, after: 0, more: true }));
+    for (const limit of limits) {
+      const rows: TaskRow[] = [];
+      for (const cursor of cursors) {
+        if (!cursor.more) continue;
+        const found = await candidates(tx, request, cursor.phase, cursor.after, limit);
+        // Fewer rows than asked for: this phase has no more to look at.
+        cursor.more = found.length === limit;
+        if (found.length > 0) cursor.after = (found.at(-1) as TaskRow).id;
+        rows.push(...found);
+      }
+      if (cursors.length > 1) rows.sort((a, b) => a.id - b.id);
+      for (const row of rows) {
+        if (chosen.length >= want) break;
+        const placement = request.fits(policyOf(row.policy_json));
+        if (placement) chosen.push({ row, placement });
+      }
+      if (chosen.length >= want || !cursors.some((cursor) => cursor.more)) break;
     }
-    if (chosen.length >= max || rows.length < limit) break;
-    after = (rows.at(-1) as TaskRow).id;
+    if (chosen.length >= want) break;
   }
   return chosen;
 }
 
+/** Claimable tasks after task id `after`, of one (declaring) phase or of all (null). */
+function candidates(
+  tx: Db,
+  request: ClaimRequest,
+  phase: string | null,
+  after: number,
+  limit: number,
+): Promise<TaskRow[]> {
+  // With a phase, the tasks_by_phase index (phase, state, runnable, active, id) reads just it.
+  return tx.all<TaskRow>(
+    `${TASK_ROW_SQL}
+      WHERE ${phase === null ? "" : "t.phase = $3 AND "}t.state = 'pending' AND t.runnable = 1 AND t.active = 1
+        AND t.not_before <= $1 AND t.id > $2
+      ORDER BY t.id LIMIT ${limit}${forUpdate(tx, "t", { skipLocked: true })}`,
+    phase === null ? [request.now, after] : [request.now, after, phase],
+  );
+}
+
 /**
- * The lowest-numbered claimable task that fits the request, locked for this transaction, and
- * where it would run. On PostgreSQL the candidates are read and locked in one statement that
- * skips rows other claimers hold, so concurrent claimers (requests of one coordinator, or
- * replicas) take disjoint tasks instead of all reaching for the first few; on SQLite the
- * transaction holds the database's write lock already.
+ * The phases to claim from, in groups of equal priority, highest first, without paused ones. A
+ * task belongs to the phase that declared it (whose policy it runs with). When no phase is
+ * paused and all share one priority — most sweeps — one group stands for all phases (null),
+ * read by task id alone as before priorities existed.
  */
-async function firstFitting(tx: Db, request: ClaimRequest): Promise<Fitting | null> {
-  let after = 0;
-  // PostgreSQL locks every candidate it reads: one at a time first, so a claimer holds no more
-  // than it takes and concurrent claimers each get the next free task.
-  for (const limit of CANDIDATES[tx.dialect]) {
-    const rows = await tx.all<TaskRow>(
-      `${TASK_ROW_SQL}
-        WHERE t.state = 'pending' AND t.runnable = 1 AND t.active = 1 AND t.not_before <= $1 AND t.id > $2
-        ORDER BY t.id LIMIT ${limit}${forUpdate(tx, "t", { skipLocked: true })}`,
-      [request.now, after],
-    );
-    for (const row of rows) {
-      const placement = request.fits(policyOf(row.policy_json));
-      if (placement) return { row, placement };
-    }
-    // Fewer rows than asked for: there are no more to look at.
-    if (rows.length < limit) return null;
-    after = (rows.at(-1) as TaskRow).id;
+export async function claimGroups(tx: Db): Promise<Array<Array<string | null>>> {
+  const phases = await tx.all<{ name: string; priority: number; paused: number }>(
+    "SELECT name, priority, paused FROM phases ORDER BY priority DESC, position",
+  );
+  const first = phases[0]?.priority ?? 0;
+  if (phases.every((phase) => !phase.paused && Number(phase.priority) === first)) return [[null]];
+  const groups: string[][] = [];
+  let priority: number | null = null;
+  for (const phase of phases) {
+    if (phase.paused) continue;
+    if (Number(phase.priority) !== priority) groups.push([]);
+    priority = Number(phase.priority);
+    (groups.at(-1) as string[]).push(phase.name);
   }
-  return null;
+  return groups;
 }
 
 /** When the next task held back by retry backoff becomes claimable, or null if none is. */

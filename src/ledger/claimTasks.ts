@@ -1,8 +1,8 @@
 import type { Lease } from "../protocol/interfaces.js";
 import type { Placement } from "../sweep/types.js";
-import { CANDIDATES, type ClaimRequest, fittingTasks, openAttempt, policyOf } from "./claimTask.js";
+import { type ClaimRequest, fittingTasks, openAttempt } from "./claimTask.js";
 import type { Db } from "./db.js";
-import { TASK_ROW_SQL, type TaskRow, toTask } from "./rows.js";
+import { toTask } from "./rows.js";
 
 /**
  * Up to `max` claimable tasks, lowest-numbered first, each one that `fits` accepts, with fresh
@@ -34,25 +34,9 @@ export async function claimTasks(db: Db, request: ClaimRequest, max: number): Pr
     });
   }
   return db.transaction(async (tx) => {
-    const chosen: Array<{ row: TaskRow; placement: { gpuIds: number[] } }> = [];
-    let after = 0;
-    // As many candidates as wanted first (in a uniform sweep they all fit, and no claimer holds
-    // more than it takes), then a further few past any that did not fit.
-    for (const limit of [max, CANDIDATES.postgres[1] as number]) {
-      const rows = await tx.all<TaskRow>(
-        `${TASK_ROW_SQL}
-          WHERE t.state = 'pending' AND t.runnable = 1 AND t.active = 1 AND t.not_before <= $1 AND t.id > $2
-          ORDER BY t.id LIMIT $3 FOR UPDATE OF t SKIP LOCKED`,
-        [request.now, after, limit],
-      );
-      for (const row of rows) {
-        if (chosen.length >= max) break;
-        const placement = request.fits(policyOf(row.policy_json));
-        if (placement) chosen.push({ row, placement });
-      }
-      if (chosen.length >= max || rows.length < limit) break;
-      after = (rows.at(-1) as TaskRow).id;
-    }
+    // Read and locked `FOR UPDATE … SKIP LOCKED`: as many candidates as wanted first (in a
+    // uniform sweep they all fit, and no claimer holds more than it takes), then a further few.
+    const chosen = await fittingTasks(tx, request, max);
     if (chosen.length === 0) return [];
     const opened = await tx.all<{ id: number; task_id: number; number: number } & Placement>(
       CLAIM_BATCH_SQL,

@@ -158,10 +158,10 @@ async function writeBatch(tx: Db, batch: Batch, phase: string, runnable: number)
  */
 async function upsertPhase(tx: Db, phase: Sweep["phases"][number], position: number): Promise<string> {
   const stored = await tx.one<{ state: string }>(
-    `INSERT INTO phases (name, config_file, position, after_json, gate_json, state, active, cwd, policy_json)
-     VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $8)
+    `INSERT INTO phases (name, config_file, position, after_json, gate_json, state, active, cwd, policy_json, priority)
+     VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $8, $9)
      ON CONFLICT (name) DO UPDATE SET config_file = excluded.config_file, position = excluded.position,
-       cwd = excluded.cwd, policy_json = excluded.policy_json,
+       cwd = excluded.cwd, policy_json = excluded.policy_json, priority = excluded.priority,
        after_json = excluded.after_json, gate_json = excluded.gate_json, active = 1,
        state = CASE WHEN phases.after_json != excluded.after_json OR phases.gate_json != excluded.gate_json
                       OR phases.state = 'blocked' THEN 'waiting' ELSE phases.state END
@@ -175,6 +175,7 @@ async function upsertPhase(tx: Db, phase: Sweep["phases"][number], position: num
       phase.after.length === 0 ? "open" : "waiting",
       phase.baseDir,
       JSON.stringify(phase.policy),
+      phase.priority,
     ],
   );
   return stored?.state ?? "waiting";

@@ -18,6 +18,10 @@ export interface PhaseProgress extends Counts {
   state: "waiting" | "open" | "blocked";
   reason: string | null;
   configFile: string;
+  /** Higher leases first (the phase's `priority:`). */
+  priority: number;
+  /** `labsweep pause`d: starts no new task. (1 or 0) */
+  paused: number;
 }
 
 // count(CASE …) rather than sum(condition): PostgreSQL has no sum of booleans. count(t.id), not
@@ -40,7 +44,7 @@ export async function taskCounts(db: Db): Promise<Counts> {
 /** The same counts per phase, with each phase's gate state and why it waits. */
 export async function phaseProgress(db: Db): Promise<PhaseProgress[]> {
   return db.all<PhaseProgress>(
-    `SELECT f.name, f.state, f.reason, f.config_file AS "configFile", ${COUNT_COLUMNS}
+    `SELECT f.name, f.state, f.reason, f.config_file AS "configFile", f.priority, f.paused, ${COUNT_COLUMNS}
        FROM phases f
        LEFT JOIN placements p ON p.phase = f.name AND p.active = 1
        LEFT JOIN tasks t ON t.id = p.task_id

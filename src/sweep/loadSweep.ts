@@ -205,6 +205,7 @@ function buildPhase(
     ...(writtenAs ? { writtenAs } : {}),
     after: input.after ?? [],
     gate: toGate(input.gate),
+    priority: input.priority ?? 0,
     policy: { ...toPolicy(input, settings, baseDir), ...(onOom ? { onOom } : {}) },
   };
 }

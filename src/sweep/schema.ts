@@ -19,6 +19,7 @@ export const PHASE_KEYS: Record<string, string> = {
   command: "the file-level command",
   after: "[]",
   gate: "all_succeeded",
+  priority: "0 (a phase with a higher priority leases first)",
   retries: "3",
   max_lost: "3",
   timeout: "none",
@@ -233,6 +234,7 @@ export const phaseSchema = z.strictObject({
   output_dir: z.optional(nonEmpty),
   after: z.optional(z.array(z.string())),
   gate: z.optional(gate),
+  priority: z.optional(z.int()),
   ...policy,
 });
 

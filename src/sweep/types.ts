@@ -147,6 +147,8 @@ export interface PhaseSpec {
   writtenAs?: Record<string, Record<string, string>>;
   after: string[];
   gate: Gate;
+  /** Higher leases first when several phases have claimable tasks. (Default: 0) */
+  priority: number;
   policy: RunPolicy;
 }
 

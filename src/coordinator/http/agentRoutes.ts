@@ -28,7 +28,7 @@ const adminOnly = { access: "admin" as const };
 
 /**
  * Routes agents call: register, lease (long-poll), heartbeat, report, stream logs, hold a channel;
- * and the admin's: cancel, add configs, retry.
+ * and the admin's: cancel, add configs, retry, pause, resume.
  */
 export function registerAgentRoutes(api: FastifyInstance, options: AppOptions): void {
   registerPresenceRoutes(api, options);
@@ -181,7 +181,7 @@ function registerAttemptRoutes(api: FastifyInstance, options: AppOptions): void 
   );
 }
 
-/** The admin's: cancel, add configs, retry. */
+/** The admin's: cancel, add configs, retry, pause and resume. */
 function registerAdminRoutes(api: FastifyInstance, options: AppOptions): void {
   const { coordinator, agents } = options;
 
@@ -213,6 +213,18 @@ function registerAdminRoutes(api: FastifyInstance, options: AppOptions): void {
       return { retried: await coordinator.retryFailed(request.body.phase) };
     },
   );
+
+  // Running tasks finish; a paused phase starts nothing new until resumed.
+  for (const [path, paused] of [
+    ["/pause", true],
+    ["/resume", false],
+  ] as const) {
+    api.post<{ Body: { phase?: string } }>(
+      path,
+      { config: adminOnly, schema: { body: schemas.pause } },
+      async (request) => ({ phases: await coordinator.pause(paused, request.body.phase) }),
+    );
+  }
 }
 
 /**

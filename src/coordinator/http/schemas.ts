@@ -157,6 +157,11 @@ export const schemas = {
     },
   },
   retry: { type: "object", properties: { phase: { type: "string", maxLength: 200 } } },
+  pause: {
+    type: "object",
+    additionalProperties: false,
+    properties: { phase: { type: "string", maxLength: 200 } },
+  },
   configs: {
     type: "object",
     required: ["files"],

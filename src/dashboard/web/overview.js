@@ -111,7 +111,14 @@ export function renderOverview(root, overview) {
             { scope: "row" },
             h("a", { href: `#/tasks?phase=${encodeURIComponent(phase.name)}` }, phase.name),
           ),
-          h("td", {}, badge(phase.state === "open" ? "open" : phase.state)),
+          h(
+            "td",
+            {},
+            badge(phase.state === "open" ? "open" : phase.state),
+            // Shown only where they change anything: most sweeps are never paused, one priority.
+            phase.paused ? [" ", badge("paused")] : null,
+            phase.priority ? h("span", { class: "priority" }, ` priority ${phase.priority}`) : null,
+          ),
           ["succeeded", "running", "pending", "failed", "blocked", "cancelled", "unique"].map((key) =>
             h("td", { class: "num" }, count(phase[key])),
           ),

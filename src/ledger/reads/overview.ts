@@ -91,8 +91,11 @@ export async function computeOverview(db: Db, sources: OverviewSources, simple: 
     state: PhaseProgress["state"];
     reason: string | null;
     configFile: string;
+    priority: number;
+    paused: number;
   }>(
-    `SELECT name, state, reason, config_file AS "configFile" FROM phases WHERE active = 1 ORDER BY position`,
+    `SELECT name, state, reason, config_file AS "configFile", priority, paused
+       FROM phases WHERE active = 1 ORDER BY position`,
   );
   let phases: PhaseOverview[];
   if (simple) {
