@@ -106,6 +106,8 @@ describe.each(backends)("pause and priority on $name", (each) => {
   it("pausing an unknown phase names the phases there are", async () => {
     const db = await ledgerWith(sweepText());
     await expect(pausePhases(db, true, NOW, { phase: "hgih" })).rejects.toThrow(UnknownPhaseError);
-    await expect(pausePhases(db, true, NOW, { phase: "hgih" })).rejects.toThrow(/unknown phase hgih \(phases: low, mid, high\)/);
+    await expect(pausePhases(db, true, NOW, { phase: "hgih" })).rejects.toThrow(
+      /unknown phase hgih \(phases: low, mid, high\)/,
+    );
   });
 });
