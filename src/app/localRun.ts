@@ -28,6 +28,8 @@ export interface PreparedLedger {
   requeued: number;
   /** The first drain of owed result rows: what it wrote, and which dirs failed and why. */
   results: DrainOutcome;
+  /** Phases `labsweep pause` left paused: their tasks wait for `labsweep resume`. */
+  paused: string[];
   release: () => void;
 }
 
@@ -81,7 +83,10 @@ export async function prepareLedger(
     await evaluateGates(db, now);
     // A dir that cannot be written fails alone (recorded in the ledger), never the start.
     const results = await drainOwedResults(db);
-    return { db, sync, resume, requeued, results, release };
+    const paused = await db.all<{ name: string }>(
+      "SELECT name FROM phases WHERE active = 1 AND paused = 1 ORDER BY position",
+    );
+    return { db, sync, resume, requeued, results, paused: paused.map((row) => row.name), release };
   } catch (error) {
     await db?.close();
     release();

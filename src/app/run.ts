@@ -125,6 +125,10 @@ function announce(prepared: PreparedLedger, stateDir: string, view: RunView): vo
   view.note(
     `labsweep: ${sync.unique} unique tasks (${sync.merged} merged, ${sync.added} new${sync.dropped ? `, ${sync.dropped} no longer in the configs` : ""}); ${resume.found} found complete in result CSVs${prepared.requeued ? `; ${prepared.requeued} interrupted tasks requeued` : ""}; state in ${stateDir}`,
   );
+  if (prepared.paused.length > 0)
+    view.note(
+      `labsweep: paused (nothing of it starts until \`labsweep resume\`): ${prepared.paused.join(", ")}`,
+    );
   for (const failed of prepared.results.failed)
     view.note(`labsweep: cannot write results to ${failed.outputDir}: ${failed.error}`);
 }

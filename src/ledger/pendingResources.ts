@@ -16,7 +16,7 @@ export async function pendingResources(db: Db, now: number): Promise<PendingReso
   const rows = await db.all<{ phase: string; policy_json: string; n: number }>(
     `SELECT f.name AS phase, f.policy_json, count(*) AS n
        FROM tasks t JOIN phases f ON f.name = t.phase
-      WHERE t.state = 'pending' AND t.runnable = 1 AND t.active = 1 AND t.not_before <= $1
+      WHERE t.state = 'pending' AND t.runnable = 1 AND t.active = 1 AND t.not_before <= $1 AND f.paused = 0
       GROUP BY f.name, f.policy_json, f.position
       ORDER BY f.position`,
     [now],

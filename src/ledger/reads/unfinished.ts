@@ -8,10 +8,15 @@ export async function hasUnfinishedTasks(db: Db): Promise<boolean> {
   return Boolean(unfinished?.found);
 }
 
-/** Tasks that could be leased at `now` by an agent with room for them. */
+/**
+ * Tasks that could be leased at `now` by an agent with room for them: not those of a paused
+ * phase, which wait for `labsweep resume` however much room there is.
+ */
 export async function claimableCount(db: Db, now: number): Promise<number> {
   const row = await db.one<{ n: number }>(
-    "SELECT count(*) AS n FROM tasks WHERE state = 'pending' AND runnable = 1 AND active = 1 AND not_before <= $1",
+    `SELECT count(*) AS n FROM tasks
+      WHERE state = 'pending' AND runnable = 1 AND active = 1 AND not_before <= $1
+        AND phase NOT IN (SELECT name FROM phases WHERE paused = 1)`,
     [now],
   );
   return row?.n ?? 0;
