@@ -8,9 +8,9 @@ import {
   decideFinish,
   type EndingAttempt,
   type FinishResult,
-  readEnding,
   type TaskChange,
 } from "./finishAttempt.js";
+import { readEnding } from "./readEnding.js";
 import type { ArtifactRow } from "./reads/artifacts.js";
 import { oweRowsSql } from "./resultRows.js";
 import type { TaskRow } from "./rows.js";
