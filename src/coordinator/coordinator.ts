@@ -6,7 +6,6 @@ import type { Db } from "../ledger/db.js";
 import { evaluateGates, judgeGates } from "../ledger/evaluateGates.js";
 import type { FinishResult } from "../ledger/finishAttempt.js";
 import { type FinishRefusal, finishAttempts } from "../ledger/finishAttempts.js";
-import { pausePhases } from "../ledger/pausePhases.js";
 import { claimableCount, hasUnfinishedTasks } from "../ledger/reads/unfinished.js";
 import { renewLeases } from "../ledger/recoverAbandoned.js";
 import { owedRowCount } from "../ledger/resultRows.js";
@@ -299,16 +298,6 @@ export class Coordinator {
   }
 
   /** Gives failed tasks a fresh set of retries (all, or one phase's). */
-  /**
-   * Pauses or resumes a phase (or all): claims skip paused phases from the next lease on;
-   * resuming wakes agents waiting for work. Returns the phases whose flag changed.
-   */
-  async pause(paused: boolean, phase?: string): Promise<string[]> {
-    const changed = await pausePhases(this.db, paused, this.now(), { phase });
-    if (!paused && changed.length > 0) this.notifyWork();
-    return changed;
-  }
-
   async retryFailed(phase?: string): Promise<number> {
     const count = await retryFailed(this.db, this.now(), { phase });
     this.phasesChanged();

@@ -3,6 +3,7 @@ import { openEventStream } from "../../http/eventStream.js";
 import { HttpError } from "../../http/httpError.js";
 import type { FinishResult } from "../../ledger/finishAttempt.js";
 import type { FinishRefusal } from "../../ledger/finishAttempts.js";
+import { pausePhases } from "../../ledger/pausePhases.js";
 import { attemptById } from "../../ledger/reads/attempts.js";
 import { recordAttemptProcess } from "../../ledger/recoverAbandoned.js";
 import type { AttemptRow } from "../../ledger/rows.js";
@@ -222,7 +223,12 @@ function registerAdminRoutes(api: FastifyInstance, options: AppOptions): void {
     api.post<{ Body: { phase?: string } }>(
       path,
       { config: adminOnly, schema: { body: schemas.pause } },
-      async (request) => ({ phases: await coordinator.pause(paused, request.body.phase) }),
+      async (request) => {
+        const phases = await pausePhases(coordinator.db, paused, Date.now(), { phase: request.body.phase });
+        // Agents waiting for work hear of the resumed phases now, not at their next lease.
+        if (!paused && phases.length > 0) coordinator.notifyWork();
+        return { phases };
+      },
     );
   }
 }
