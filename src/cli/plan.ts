@@ -9,12 +9,14 @@ export interface PlanFlags {
   state?: string;
   json?: boolean;
   command?: string;
+  /** `--set [PHASE.]PARAM=VALUES` flags, in order (repeatable). */
+  set?: string[];
   yes?: boolean;
   list?: boolean;
 }
 
 export async function planCommand(configs: string[], flags: PlanFlags): Promise<number> {
-  const sweep = openSweep(configs, { defaultCommand: flags.command, yes: flags.yes });
+  const sweep = openSweep(configs, { defaultCommand: flags.command, overrides: flags.set, yes: flags.yes });
   const ledger = openLedgerReadOnly(stateDirFrom(flags, configs));
   try {
     if (flags.list) {
