@@ -10,7 +10,7 @@ import { closest } from "./closest.js";
 import { ConfigError } from "./configError.js";
 import { buildPhase, type Sweep } from "./loadSweep.js";
 import { parseOverride } from "./overrides.js";
-import { placeholderNames } from "./template.js";
+import { formatSpecUse, placeholderNames } from "./template.js";
 import type { YamlSource } from "./yamlSource.js";
 
 /** The phase a quick grid is: its name in `status`, the results CSV and `--set grid.p=…`. */
@@ -26,6 +26,14 @@ export const GRID_OUTPUT_DIR = "results";
 export function loadCommandGrid(command: string, overrides: readonly string[], dir: string): Sweep {
   const resolved = resolveOverrides(overrides.map(parseOverride), [GRID_PHASE]);
   const given = new Set(resolved.map((entry) => entry.param));
+  // `{lr:.3f}` is no placeholder of lr, so without this --set lr would be "unused".
+  const spec = formatSpecUse(command, given);
+  if (spec)
+    throw new ConfigError(
+      null,
+      "--command",
+      `${spec.text}: format specs and conversions are not supported; write {${spec.name}} (the value as given)`,
+    );
   for (const name of placeholderNames(command)) {
     // {phase} is no parameter: buildPhase explains that one.
     if (given.has(name) || name === "phase") continue;
