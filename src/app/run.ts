@@ -34,8 +34,10 @@ export interface RunOptions {
   graceMs?: number;
   /** This machine's checkpoint root; wins over checkpoint_root. (Default: none) */
   checkpointRoot?: string;
-  /** The command of configs that name none. (Default: none) */
+  /** The command of configs that name none; with no config, a quick grid's. (Default: none) */
   command?: string;
+  /** `--set` overrides, `[PHASE.]PARAM=VALUES`. (Default: none) */
+  overrides?: string[];
   /** Take a grid over the large-grid limit. (Default: false) */
   yes?: boolean;
   /** Where the dashboard listens; null for none. */
@@ -52,7 +54,11 @@ export interface RunOptions {
  */
 export async function runSweep(configs: string[], options: RunOptions): Promise<number> {
   const { stateDir, view, tags } = options;
-  const sweep = openSweep(configs, { defaultCommand: options.command, yes: options.yes });
+  const sweep = openSweep(configs, {
+    defaultCommand: options.command,
+    overrides: options.overrides,
+    yes: options.yes,
+  });
   sharedLauncher().warm();
   const prepared = await prepareLedger(stateDir, sweep);
   const { db } = prepared;

@@ -7,7 +7,9 @@ import {
   COMMAND,
   type Finish,
   GRACE,
+  GRID_COMMAND,
   SERVER,
+  SET,
   STATE,
   STOP_BEFORE,
   STORE_OPTION,
@@ -56,10 +58,11 @@ function registerSweepCommands(program: Command, finish: Finish): void {
   program
     .command("plan")
     .description("show tasks per phase, merged duplicates, what is complete and what remains")
-    .argument("<configs...>", "sweep config files (YAML)")
+    .argument("[configs...]", "sweep config files (YAML); none with --command: a quick grid")
     .option(...STATE)
     .option(...STORE_OPTION)
-    .option(...COMMAND)
+    .option(...GRID_COMMAND)
+    .option(...SET)
     .option("--json", "print one JSON object (with --list: one per task, a line each)")
     .option("--list", "list every task: its phase, parameters and full command line, launcher included")
     .option("--yes", "accept grids over 10 million tasks")
@@ -69,10 +72,11 @@ function registerSweepCommands(program: Command, finish: Finish): void {
   program
     .command("run")
     .description("run the sweep on this machine; run again to resume")
-    .argument("<configs...>", "sweep config files (YAML)")
+    .argument("[configs...]", "sweep config files (YAML); none with --command: a quick grid")
     .option(...STATE)
     .option(...STORE_OPTION)
-    .option(...COMMAND)
+    .option(...GRID_COMMAND)
+    .option(...SET)
     .option(
       "--slots <n>",
       "most tasks at once (default: one per GPU with ≥ 4 GB free, else one per CPU core); on GPU machines a cap only: GPU tasks never exceed their resources.gpus shares",
@@ -92,10 +96,11 @@ function registerSweepCommands(program: Command, finish: Finish): void {
   program
     .command("serve")
     .description("serve the sweep to remote agents over HTTP (the coordinator)")
-    .argument("<configs...>", "sweep config files (YAML)")
+    .argument("[configs...]", "sweep config files (YAML); none with --command: a quick grid")
     .option(...STATE)
     .option(...STORE_OPTION)
-    .option(...COMMAND)
+    .option(...GRID_COMMAND)
+    .option(...SET)
     .option("--host <address>", "address to listen on", "127.0.0.1")
     .option("--port <port>", "port to listen on (0: any free port)", "7070")
     .option(

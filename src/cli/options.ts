@@ -2,6 +2,7 @@
 // command words them the same.
 
 import { STORE_ENV } from "../ledger/storeEnv.js";
+import { collect } from "./flags.js";
 
 /** Records a command's exit code, for `main` to return. */
 export type Finish = (exitCode: number) => void;
@@ -23,7 +24,7 @@ export const STOP_BEFORE = [
 
 export const STATE = [
   "--state <dir>",
-  "state dir with the ledger (default: .labsweep/ beside the first config)",
+  "state dir with the ledger (default: .labsweep/ beside the first config, else ./.labsweep)",
 ] as const;
 export const SERVER = ["--server <url>", "a running coordinator (default: $LABSWEEP_SERVER)"] as const;
 // Reads take any token; add, cancel and retry the admin token. Prefer the environment or a
@@ -36,6 +37,19 @@ export const TOKEN_FILE = ["--token-file <file>", "read the token from this file
 export const COMMAND = [
   "--command <template>",
   "command for configs that declare none (the original system's configs)",
+] as const;
+
+/** --command on plan, run and serve, which also start a quick grid without any config. */
+export const GRID_COMMAND = [
+  "--command <template>",
+  "command for configs that declare none; with no config, a quick grid of this command, its {placeholders} given by --set (state in ./.labsweep, results in ./results)",
+] as const;
+
+/** --set on plan, run and serve (src/sweep/overrides.ts has the grammar). */
+export const SET = [
+  "--set <[phase.]param=values>",
+  'replace or add a parameter\'s values in every phase that has it (or PHASE.param in one): 0.1,0.01 (YAML values, "a,b" keeps a comma) or range(N) / range(A,B[,STEP]); repeatable',
+  collect,
 ] as const;
 
 /** The --store option of every command that opens a ledger. */

@@ -9,12 +9,14 @@ export interface PlanFlags {
   state?: string;
   json?: boolean;
   command?: string;
+  /** `--set [PHASE.]PARAM=VALUES` flags, in order (repeatable). */
+  set?: string[];
   yes?: boolean;
   list?: boolean;
 }
 
 export async function planCommand(configs: string[], flags: PlanFlags): Promise<number> {
-  const sweep = openSweep(configs, { defaultCommand: flags.command, yes: flags.yes });
+  const sweep = openSweep(configs, { defaultCommand: flags.command, overrides: flags.set, yes: flags.yes });
   const ledger = openLedgerReadOnly(stateDirFrom(flags, configs));
   try {
     if (flags.list) {
@@ -60,7 +62,11 @@ async function printList(tasks: AsyncIterable<ListedTask>, json: boolean): Promi
   process.stdout.on("error", onError);
   try {
     let chunk = "";
+    const counts = { tasks: 0, add: 0, done: 0 };
     for await (const task of tasks) {
+      counts.tasks++;
+      if (task.done) counts.done++;
+      else if (task.id === null) counts.add++;
       chunk += json ? `${JSON.stringify(task)}\n` : listing(task);
       if (chunk.length > 65_536) {
         await write(chunk);
@@ -69,6 +75,13 @@ async function printList(tasks: AsyncIterable<ListedTask>, json: boolean): Promi
       if (closed) return;
     }
     await write(chunk);
+    // On stderr: stdout stays the list, one task per entry, for scripts and pipes.
+    if (!json && !closed) {
+      const other = counts.tasks - counts.add - counts.done;
+      process.stderr.write(
+        `labsweep: ${counts.tasks} tasks: ${counts.add} to add, ${counts.done} done${other ? `, ${other} in the ledger not done yet` : ""}\n`,
+      );
+    }
   } finally {
     process.stdout.off("error", onError);
   }
@@ -76,7 +89,12 @@ async function printList(tasks: AsyncIterable<ListedTask>, json: boolean): Promi
 
 /** `#n id (state) phase: k=v …` and the command line below it, indented. */
 function listing(task: ListedTask): string {
-  const id = task.id === null ? "" : ` id ${task.id}${task.state ? ` (${task.state})` : ""}`;
+  const id =
+    task.id !== null
+      ? ` id ${task.id}${task.state ? ` (${task.state})` : ""}`
+      : task.done
+        ? " (done: in a results CSV)"
+        : "";
   const params = Object.entries(task.params)
     .map(([key, value]) => `${key}=${typeof value === "string" ? value : JSON.stringify(value)}`)
     .join(" ");

@@ -11,6 +11,8 @@ export interface RunFlags {
   /** Tags this machine offers to tasks' resources.tags (repeatable, comma-separated allowed). */
   tag?: string[];
   command?: string;
+  /** `--set [PHASE.]PARAM=VALUES` flags, in order (repeatable). */
+  set?: string[];
   yes?: boolean;
   grace?: string;
   checkpointRoot?: string;
@@ -40,6 +42,7 @@ export async function runCommand(configs: string[], flags: RunFlags): Promise<nu
     graceMs,
     ...(flags.checkpointRoot !== undefined && { checkpointRoot: resolve(flags.checkpointRoot) }),
     command: flags.command,
+    overrides: flags.set,
     yes: flags.yes,
     dashboard: flags.dashboard === false ? null : { host: flags.host ?? "127.0.0.1", port },
     view: new ProgressView(process.stderr, progressEveryMs),

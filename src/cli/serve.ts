@@ -14,6 +14,8 @@ import { stateDirFrom } from "./stateDir.js";
 export interface ServeFlags {
   state?: string;
   command?: string;
+  /** `--set [PHASE.]PARAM=VALUES` flags, in order (repeatable). */
+  set?: string[];
   yes?: boolean;
   host: string;
   port: string;
@@ -41,7 +43,7 @@ export async function serveCommand(configs: string[], flags: ServeFlags): Promis
   if (!(artifactLimitMb > 0))
     throw new UsageError(`--artifact-limit must be a positive number of MiB, got "${flags.artifactLimit}"`);
   const tokens = serveTokens(flags);
-  const sweep = openSweep(configs, { defaultCommand: flags.command, yes: flags.yes });
+  const sweep = openSweep(configs, { defaultCommand: flags.command, overrides: flags.set, yes: flags.yes });
   const stateDir = stateDirFrom(flags, configs);
   // Remote agents keep running through a coordinator restart: their attempts get a lease's
   // time to reconnect and report instead of being requeued at once.

@@ -21,7 +21,7 @@ export async function statusCommand(configs: string[], flags: StatusFlags): Prom
   const db = openLedgerReadOnly(stateDir, { store: flags.store });
   if (!db)
     throw new UsageError(
-      `no ledger in ${stateDir}: start one with \`labsweep run CONFIG…\` (or pass --state DIR)`,
+      `no ledger in ${stateDir}: start one with \`labsweep run CONFIG…\` or \`labsweep run --command … --set …\` here (or pass --state DIR)`,
     );
   try {
     const report = await statusReport(db).catch((error: unknown) => {

@@ -1,5 +1,6 @@
 import { accessSync, constants, readFileSync, statSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
+import { loadCommandGrid } from "../sweep/commandGrid.js";
 import { ConfigError } from "../sweep/configError.js";
 import { gridSize, outputDirsOf } from "../sweep/expand.js";
 import { type LoadOptions, loadSweep, type Sweep } from "../sweep/loadSweep.js";
@@ -22,7 +23,19 @@ export function defaultStateDir(configPaths: readonly string[]): string {
  * the ledger is touched: grid size and writable output dirs. Throws ConfigError (exit 2).
  */
 export function openSweep(configPaths: readonly string[], options: OpenSweepOptions = {}): Sweep {
-  if (configPaths.length === 0) throw new ConfigError(null, "", "no config file given");
+  if (configPaths.length === 0) {
+    if (options.defaultCommand === undefined)
+      throw new ConfigError(
+        null,
+        "",
+        "no config file given: name one (labsweep run sweep.yaml), or give a quick grid with --command 'python train.py --lr {lr}' --set lr=0.1,0.01",
+      );
+    // A quick grid runs where the command is typed: its tasks' cwd, ./results, ./.labsweep.
+    return checkLoaded(
+      loadCommandGrid(options.defaultCommand, options.overrides ?? [], resolve(".")),
+      options,
+    );
+  }
   const inputs = configPaths.map((path) => ({ file: resolve(path), text: readConfigText(path) }));
   return checkSweep(inputs, options);
 }
@@ -36,7 +49,11 @@ export function checkSweep(
   inputs: ReadonlyArray<{ file: string; text: string }>,
   options: OpenSweepOptions = {},
 ): Sweep {
-  const sweep = loadSweep(inputs, options);
+  return checkLoaded(loadSweep(inputs, options), options);
+}
+
+/** checkSweep's checks of a loaded sweep: its size and its output dirs. */
+function checkLoaded(sweep: Sweep, options: OpenSweepOptions): Sweep {
   const total = sweep.phases.reduce((sum, phase) => sum + gridSize(phase), 0);
   if (total > LARGE_GRID && !options.yes) {
     const largest = [...sweep.phases].sort((a, b) => gridSize(b) - gridSize(a))[0];

@@ -1,8 +1,10 @@
 import { dirname, resolve } from "node:path";
+import { overridePhase, type ResolvedOverride, rejectUnapplied, resolveOverrides } from "./applyOverrides.js";
 import { closest, didYouMean } from "./closest.js";
 import { checkShellSafety, rejectNulValues } from "./commandSafety.js";
 import { describeValue } from "./errorWording.js";
 import { checkLauncherCommand } from "./launcherSetting.js";
+import { parseOverride } from "./overrides.js";
 import {
   checkPlaceholders,
   rejectRepeatedAxes,
@@ -10,14 +12,33 @@ import {
   writtenSpellings,
 } from "./phaseParams.js";
 import { toGate, toOnOom, toPolicy } from "./runPolicy.js";
-import { FILE_KEYS, type FileSettingsInput, fileSettingsSchema, PHASE_KEYS, phaseSchema } from "./schema.js";
+import {
+  FILE_KEYS,
+  type FileSettingsInput,
+  fileSettingsSchema,
+  PHASE_KEYS,
+  type PhaseInput,
+  phaseSchema,
+} from "./schema.js";
 import { validate } from "./schemaIssues.js";
+import { placeholderNames } from "./template.js";
 import type { Params, ParamValue, PhaseSpec, SweepFile } from "./types.js";
 import { parseYamlSource, type YamlSource } from "./yamlSource.js";
 
 export interface LoadOptions {
   /** Command template for configs that declare none (the original system's configs). */
   defaultCommand?: string | undefined;
+  /**
+   * `--set` flags as given, `[PHASE.]PARAM=VALUES`, applied to each phase before its grid is
+   * built (overrides.ts, applyOverrides.ts). (Default: none)
+   */
+  overrides?: readonly string[] | undefined;
+}
+
+/** The overrides of one load, and every parameter its phases have (for "did you mean"). */
+interface OverrideContext {
+  resolved: ResolvedOverride[];
+  known: Set<string>;
 }
 
 /** A whole sweep: every phase of every config file, validated together. */
@@ -31,7 +52,9 @@ export function loadSweep(
   inputs: ReadonlyArray<{ file: string; text: string }>,
   options: LoadOptions = {},
 ): Sweep {
-  const parsed = inputs.map((input) => parseWithSource(input.file, input.text, options));
+  const sources = inputs.map((input) => parseYamlSource(input.file, input.text));
+  const context = overrideContext(sources, options);
+  const parsed = sources.map((source) => parseWithSource(source, options, context));
   const sourceOf = new Map<PhaseSpec, YamlSource>();
   for (const { sweepFile, source } of parsed)
     for (const phase of sweepFile.phases) sourceOf.set(phase, source);
@@ -59,6 +82,7 @@ export function loadSweep(
     }
   }
   rejectCycles(phases, byName, sourceOf);
+  rejectUnapplied(context.resolved, [...byName.keys()], context.known, { commandOnly: false });
   return { files: parsed.map(({ sweepFile }) => sweepFile.file), phases };
 }
 
@@ -88,17 +112,38 @@ function rejectCycles(
 
 /** Parses and validates one config file in the original system's format plus labsweep's keys. */
 export function parseSweepFile(file: string, text: string, options: LoadOptions = {}): SweepFile {
-  return parseWithSource(file, text, options).sweepFile;
+  const source = parseYamlSource(file, text);
+  const context = overrideContext([source], options);
+  const { sweepFile } = parseWithSource(source, options, context);
+  rejectUnapplied(
+    context.resolved,
+    sweepFile.phases.map((phase) => phase.name),
+    context.known,
+    { commandOnly: false },
+  );
+  return sweepFile;
+}
+
+/** The --set flags resolved against the phase names of these files. */
+function overrideContext(sources: readonly YamlSource[], options: LoadOptions): OverrideContext {
+  const names = sources.flatMap((source) =>
+    source.data !== null && typeof source.data === "object" && !Array.isArray(source.data)
+      ? Object.keys(source.data).filter((key) => !Object.hasOwn(FILE_KEYS, key))
+      : [],
+  );
+  return {
+    resolved: resolveOverrides((options.overrides ?? []).map(parseOverride), names),
+    known: new Set(),
+  };
 }
 
 const SETTINGS_LIST = Object.keys(FILE_KEYS).join(", ");
 
 function parseWithSource(
-  file: string,
-  text: string,
+  source: YamlSource,
   options: LoadOptions,
+  context: OverrideContext,
 ): { sweepFile: SweepFile; source: YamlSource } {
-  const source = parseYamlSource(file, text);
   const data = source.data;
   if (data === null || data === undefined) {
     throw source.error(
@@ -128,16 +173,17 @@ function parseWithSource(
       "no phases: add a top-level key per phase, each with `combinations` and `output_dir`",
     );
   }
-  const phases = phaseNames.map((name) => buildPhase(source, name, record[name], settings, options));
-  return { sweepFile: { file, phases }, source };
+  const phases = phaseNames.map((name) => buildPhase(source, name, record[name], settings, options, context));
+  return { sweepFile: { file: source.file, phases }, source };
 }
 
-function buildPhase(
+export function buildPhase(
   source: YamlSource,
   name: string,
   raw: unknown,
   settings: FileSettingsInput,
   options: LoadOptions,
+  context: OverrideContext,
 ): PhaseSpec {
   const isMapping = raw !== null && typeof raw === "object" && !Array.isArray(raw);
   const setting = closest(name, Object.keys(FILE_KEYS));
@@ -158,14 +204,7 @@ function buildPhase(
   }
   const input = validate(source, [name], phaseSchema, raw, PHASE_KEYS, name);
   const defaults: Params = { ...(settings.defaults as Params), ...(input.defaults as Params) };
-  const axes = (input.combinations ?? []).map((entry) => {
-    const [param, values] = Object.entries(entry)[0] as [string, unknown[]];
-    return { name: param, values: values as ParamValue[] };
-  });
-  rejectRepeatedAxes(source, name, axes);
-  const listsSeed = axes.some((axisEntry) => axisEntry.name === "seed");
-  const seedsAxis = settings.seeds !== undefined && !listsSeed;
-  if (seedsAxis) axes.unshift({ name: "seed", values: settings.seeds as ParamValue[] });
+  const yaml = yamlAxes(source, name, input, settings);
   rejectReservedNames(source, name, input, settings);
   rejectNulValues(source, name, input, settings);
 
@@ -178,6 +217,10 @@ function buildPhase(
     );
   }
   const outputDirTemplate = input.output_dir ?? settings.output_dir ?? "results/{phase}";
+  const { axes, writtenAs } = applyOverrides(context, name, defaults, [commandTemplate, outputDirTemplate], {
+    axes: yaml.axes,
+    writtenAs: writtenSpellings(source, name, input, settings, yaml.axes, yaml.seedsAxis),
+  });
   const known = new Set([...Object.keys(defaults), ...axes.map((axisEntry) => axisEntry.name)]);
   const commandPath = input.command ? [name, "command"] : settings.command ? ["command"] : [name];
   checkPlaceholders(source, commandPath, commandTemplate, known, `command of phase "${name}"`);
@@ -190,7 +233,6 @@ function buildPhase(
   );
   checkShellSafety(source, name, commandPath, commandTemplate);
   checkLauncherCommand(source, name, input, settings, commandPath, commandTemplate);
-  const writtenAs = writtenSpellings(source, name, input, settings, axes, seedsAxis);
   const baseDir = dirname(resolve(source.file));
   const onOom = toOnOom(source, name, input, settings, { defaults, axes, commandTemplate, writtenAs });
   return {
@@ -208,4 +250,43 @@ function buildPhase(
     priority: input.priority ?? 0,
     policy: { ...toPolicy(input, settings, baseDir), ...(onOom ? { onOom } : {}) },
   };
+}
+
+/** The phase's axes as the YAML gives them: its combinations, after the legacy `seeds` axis. */
+function yamlAxes(
+  source: YamlSource,
+  name: string,
+  input: PhaseInput,
+  settings: FileSettingsInput,
+): { axes: PhaseSpec["axes"]; seedsAxis: boolean } {
+  const axes = (input.combinations ?? []).map((entry) => {
+    const [param, values] = Object.entries(entry)[0] as [string, unknown[]];
+    return { name: param, values: values as ParamValue[] };
+  });
+  rejectRepeatedAxes(source, name, axes);
+  const listsSeed = axes.some((axisEntry) => axisEntry.name === "seed");
+  const seedsAxis = settings.seeds !== undefined && !listsSeed;
+  if (seedsAxis) axes.unshift({ name: "seed", values: settings.seeds as ParamValue[] });
+  return { axes, seedsAxis };
+}
+
+/**
+ * The phase's axes and spellings after the --set overrides that reach it; records what the phase
+ * has, for the "did you mean" of an override no phase takes.
+ */
+function applyOverrides(
+  context: OverrideContext,
+  phase: string,
+  defaults: Params,
+  templates: string[],
+  yaml: { axes: PhaseSpec["axes"]; writtenAs: PhaseSpec["writtenAs"] },
+): { axes: PhaseSpec["axes"]; writtenAs: PhaseSpec["writtenAs"] } {
+  const has = new Set([
+    ...Object.keys(defaults),
+    ...yaml.axes.map((axis) => axis.name),
+    ...templates.flatMap(placeholderNames),
+  ]);
+  has.delete("phase");
+  for (const param of has) context.known.add(param);
+  return overridePhase(phase, has, context.resolved, yaml.axes, yaml.writtenAs);
 }

@@ -79,15 +79,19 @@ export function parseYamlSource(file: string, text: string): YamlSource {
       return placeAt(node.range[0] + at);
     },
     writtenText(path) {
-      const node = nodeAt(doc, path);
-      if (!isScalar(node) || typeof node.source !== "string") return undefined;
-      if (typeof node.value === "boolean") return node.source;
-      if (typeof node.value === "number" && Number.isFinite(node.value) && DECIMAL.test(node.source))
-        return node.source;
-      return undefined;
+      return writtenSpelling(nodeAt(doc, path));
     },
   };
   return source;
+}
+
+/** How a parsed number or boolean node is spelt (see YamlSource.writtenText); else undefined. */
+export function writtenSpelling(node: unknown): string | undefined {
+  if (!isScalar(node) || typeof node.source !== "string") return undefined;
+  if (typeof node.value === "boolean") return node.source;
+  if (typeof node.value === "number" && Number.isFinite(node.value) && DECIMAL.test(node.source))
+    return node.source;
+  return undefined;
 }
 
 /**
