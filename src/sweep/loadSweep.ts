@@ -3,6 +3,7 @@ import { closest, didYouMean } from "./closest.js";
 import { checkShellSafety, rejectNulValues } from "./commandSafety.js";
 import { describeValue } from "./errorWording.js";
 import { checkLauncherCommand } from "./launcherSetting.js";
+import { toNotifyEntries } from "./notifySetting.js";
 import {
   checkPlaceholders,
   rejectRepeatedAxes,
@@ -12,7 +13,7 @@ import {
 import { toGate, toOnOom, toPolicy } from "./runPolicy.js";
 import { FILE_KEYS, type FileSettingsInput, fileSettingsSchema, PHASE_KEYS, phaseSchema } from "./schema.js";
 import { validate } from "./schemaIssues.js";
-import type { Params, ParamValue, PhaseSpec, SweepFile } from "./types.js";
+import type { NotifyEntry, Params, ParamValue, PhaseSpec, SweepFile } from "./types.js";
 import { parseYamlSource, type YamlSource } from "./yamlSource.js";
 
 export interface LoadOptions {
@@ -24,6 +25,8 @@ export interface LoadOptions {
 export interface Sweep {
   files: string[];
   phases: PhaseSpec[];
+  /** The `notify:` entries of every file, in file order: each applies to the whole sweep. */
+  notify: NotifyEntry[];
 }
 
 /** Validates several config files as one sweep: phase names unique, `after` refers to real phases, no cycles. */
@@ -59,7 +62,11 @@ export function loadSweep(
     }
   }
   rejectCycles(phases, byName, sourceOf);
-  return { files: parsed.map(({ sweepFile }) => sweepFile.file), phases };
+  return {
+    files: parsed.map(({ sweepFile }) => sweepFile.file),
+    phases,
+    notify: parsed.flatMap(({ sweepFile }) => sweepFile.notify ?? []),
+  };
 }
 
 function rejectCycles(
@@ -129,7 +136,8 @@ function parseWithSource(
     );
   }
   const phases = phaseNames.map((name) => buildPhase(source, name, record[name], settings, options));
-  return { sweepFile: { file, phases }, source };
+  const notify = toNotifyEntries(source, settings);
+  return { sweepFile: { file, phases, ...(notify.length > 0 ? { notify } : {}) }, source };
 }
 
 function buildPhase(
