@@ -121,6 +121,15 @@ function registerSweepCommands(program: Command, finish: Finish): void {
     .action(async (configs: string[], flags) => {
       finish(await (await import("./serve.js")).serveCommand(configs, flags));
     });
+  program
+    .command("notify")
+    .description("check the configs' notify: entries (--test sends each a test event and says how it went)")
+    .argument("<configs...>", "sweep config files (YAML)")
+    .option("--test", "send a test event to every notify: entry; exit 1 if any failed")
+    .option(...COMMAND)
+    .action(async (configs: string[], flags) => {
+      finish(await (await import("./notify.js")).notifyCommand(configs, flags));
+    });
 }
 
 /** `agent`, `slurm` and `doctor`: the commands that put a machine to work or describe it. */
