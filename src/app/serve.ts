@@ -89,25 +89,7 @@ const DONE_GRACE_MS = 3000;
 export async function startServer(db: Db, options: ServeOptions): Promise<RunningServer> {
   const warn = options.warn ?? warnOnStderr;
   const tokens = loadOrCreateTokens(options.stateDir, options.tokens);
-  // A coordinator given (`run`'s) comes with its own notifications.
-  const notifications =
-    options.coordinator || !options.sweep?.notify?.length
-      ? undefined
-      : new Notifications(db, options.sweep.notify, {
-          sweep: sweepIdentity(options.sweep.files),
-          warn,
-          sole: db.dialect === "sqlite",
-        });
-  const coordinator =
-    options.coordinator ??
-    new Coordinator(db, {
-      stateDir: options.stateDir,
-      leaseMs: options.leaseMs,
-      warn,
-      wakeBus: options.wakeBus,
-      notifications,
-    });
-  await notifications?.start();
+  const { coordinator, notifications } = await coordinatorFor(db, options, warn);
   const telemetry = options.telemetry ?? new GpuTelemetry();
   const agents = new RemoteAgents(coordinator, {
     disconnectGraceMs: options.disconnectGraceMs,
@@ -178,6 +160,28 @@ export async function startServer(db: Db, options: ServeOptions): Promise<Runnin
       await options.wakeBus?.close();
     },
   };
+}
+
+/**
+ * The coordinator to serve, with the served sweep's notifications started: the one given
+ * (`run`'s, which comes with its own notifications), else a new one.
+ */
+async function coordinatorFor(
+  db: Db,
+  options: ServeOptions,
+  warn: (message: string) => void,
+): Promise<{ coordinator: Coordinator; notifications?: Notifications }> {
+  if (options.coordinator) return { coordinator: options.coordinator };
+  const entries = options.sweep?.notify ?? [];
+  const sweep = sweepIdentity(options.sweep?.files ?? []);
+  const notifications =
+    entries.length > 0
+      ? new Notifications(db, entries, { sweep, warn, sole: db.dialect === "sqlite" })
+      : undefined;
+  const { stateDir, leaseMs, wakeBus } = options;
+  const coordinator = new Coordinator(db, { stateDir, leaseMs, warn, wakeBus, notifications });
+  await notifications?.start();
+  return { coordinator, notifications };
 }
 
 /**
