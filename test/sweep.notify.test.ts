@@ -19,6 +19,7 @@ describe("notify: entries", () => {
       {
         on: "failure_rate",
         threshold: 0.2,
+        minFinished: 10,
         command: 'echo "$LABSWEEP_EVENT"',
         file: FILE,
         line: 5,

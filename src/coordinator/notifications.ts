@@ -58,6 +58,7 @@ const CLAIM_MARGIN_MS = 15_000;
  */
 export function targetKey(entry: NotifyEntry): string {
   const what = [entry.on, entry.threshold ?? null, entry.webhook ?? null, entry.command ?? null];
+  if (entry.minFinished !== undefined) what.push(entry.minFinished);
   return createHash("sha256").update(JSON.stringify(what)).digest("hex").slice(0, 16);
 }
 
@@ -192,12 +193,14 @@ export class Notifications {
     if (!this.wantsStates()) return;
     this.lastCheck = performance.now();
     const thresholds = [...this.targets.values()].flatMap((entry) =>
-      entry.on === "failure_rate" && entry.threshold !== undefined ? [entry.threshold] : [],
+      entry.on === "failure_rate" && entry.threshold !== undefined
+        ? [{ threshold: entry.threshold, minFinished: entry.minFinished ?? 1 }]
+        : [],
     );
     const happenings = await levelHappenings(this.db, this.options.sweep, {
       phases: this.wants("phase_finished"),
       sweep: this.wants("sweep_finished"),
-      thresholds: [...new Set(thresholds)],
+      thresholds,
     });
     if (happenings.length === 0) return;
     const now = this.now();
@@ -214,7 +217,12 @@ export class Notifications {
     const rows: NotificationRow[] = [];
     for (const [target, entry] of this.targets) {
       if (entry.on !== happening.event) continue;
-      if (entry.on === "failure_rate" && happening.fields.threshold !== entry.threshold) continue;
+      const { threshold, min_finished } = happening.fields;
+      if (
+        entry.on === "failure_rate" &&
+        (threshold !== entry.threshold || min_finished !== entry.minFinished)
+      )
+        continue;
       const payload = { ...happening.fields, time: new Date(now).toISOString(), text: happening.text };
       rows.push({
         target,

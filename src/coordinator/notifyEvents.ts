@@ -111,13 +111,14 @@ export function agentLost(
 /**
  * The states worth a notification now, for the events some entry wants: each finished phase,
  * the finished sweep, and the sweep's failure rate (failed among succeeded + failed, over the
- * whole sweep) when it is at or above one of `thresholds`. Counting costs a pass over the tasks:
+ * whole sweep) when it is at or above one of `thresholds`, judged once `minFinished` tasks have
+ * finished (all of them, in a smaller sweep). Counting costs a pass over the tasks:
  * the caller asks at most about once a second.
  */
 export async function levelHappenings(
   db: Db,
   sweep: SweepIdentity,
-  wanted: { phases: boolean; sweep: boolean; thresholds: number[] },
+  wanted: { phases: boolean; sweep: boolean; thresholds: Array<{ threshold: number; minFinished: number }> },
 ): Promise<Happening[]> {
   const found: Happening[] = [];
   if (wanted.phases) {
@@ -146,13 +147,13 @@ export async function levelHappenings(
   }
   const finished = counts.succeeded + counts.failed;
   const rate = finished === 0 ? 0 : counts.failed / finished;
-  for (const threshold of wanted.thresholds) {
-    if (finished === 0 || rate < threshold) continue;
+  for (const { threshold, minFinished } of wanted.thresholds) {
+    if (finished === 0 || finished < Math.min(minFinished, counts.total) || rate < threshold) continue;
     found.push({
       event: "failure_rate",
-      // Once per threshold and ledger: a rate that dips and crosses again is not news.
-      about: `failure_rate:${threshold}`,
-      fields: { sweep, threshold, rate, counts: { ...counts, finished } },
+      // Once per entry and ledger: a rate that dips and crosses again is not news.
+      about: `failure_rate:${threshold}:${minFinished}`,
+      fields: { sweep, threshold, min_finished: minFinished, rate, counts: { ...counts, finished } },
       text: `labsweep ${sweep.name}: ${(rate * 100).toFixed(1)}% of finished tasks failed (${counts.failed} of ${finished}), at or above the failure_rate ${threshold}`,
     });
   }

@@ -1,14 +1,20 @@
 import { dirname, resolve } from "node:path";
 import { didYouMean } from "./closest.js";
 import { describeValue, endSentence } from "./errorWording.js";
-import { type FileSettingsInput, NOTIFY_EVENTS, NOTIFY_KEYS, webhookProblem } from "./schema.js";
+import {
+  DEFAULT_MIN_FINISHED,
+  type FileSettingsInput,
+  NOTIFY_EVENTS,
+  NOTIFY_KEYS,
+  webhookProblem,
+} from "./schema.js";
 import type { NotifyEntry } from "./types.js";
 import type { YamlSource } from "./yamlSource.js";
 
 // The `notify:` setting: its entries after validation, what is wrong with an invalid one, and how
 // a webhook URL is shown (it often carries a token in its path or query).
 
-const ON_FORM = `expected one of ${NOTIFY_EVENTS.join(", ")}, or the mapping {failure_rate: 0.2}`;
+const ON_FORM = `expected one of ${NOTIFY_EVENTS.join(", ")}, or the mapping {failure_rate: 0.2} (optionally with min_finished: N)`;
 const ENTRY_FORM = "an entry such as `- on: task_failed` with `webhook: https://…` or `command: …`";
 
 /** The validated entries of one file's `notify:` list, each with its place. */
@@ -17,7 +23,11 @@ export function toNotifyEntries(source: YamlSource, settings: FileSettingsInput)
   return (settings.notify ?? []).map((input, index) => ({
     ...(typeof input.on === "string"
       ? { on: input.on }
-      : { on: "failure_rate" as const, threshold: input.on.failure_rate }),
+      : {
+          on: "failure_rate" as const,
+          threshold: input.on.failure_rate,
+          minFinished: input.on.min_finished ?? DEFAULT_MIN_FINISHED,
+        }),
     ...(input.webhook !== undefined ? { webhook: input.webhook } : {}),
     ...(input.command !== undefined ? { command: input.command } : {}),
     file: source.file,
@@ -100,14 +110,21 @@ function onProblem(on: unknown): NotifyProblem | null {
   if (on === null || typeof on !== "object" || Array.isArray(on))
     return { path: [], message: `${ON_FORM}; got ${describeValue(on)}`, at: "value" };
   const keys = Object.keys(on);
-  const other = keys.find((key) => key !== "failure_rate");
-  if (other !== undefined || keys.length === 0)
+  const allowed = ["failure_rate", "min_finished"];
+  const other = keys.find((key) => !allowed.includes(key));
+  if (other !== undefined || !keys.includes("failure_rate"))
     return {
       path: other === undefined ? [] : [other],
-      message: `${ON_FORM}; got ${other === undefined ? "an empty mapping" : `key "${other}"${didYouMean(other, ["failure_rate"])}`}`,
+      message: `${ON_FORM}; got ${other === undefined ? "no failure_rate" : `key "${other}"${didYouMean(other, allowed)}`}`,
       at: other === undefined ? "value" : "key",
     };
-  const rate = (on as { failure_rate: unknown }).failure_rate;
+  const { failure_rate: rate, min_finished: least } = on as { failure_rate: unknown; min_finished?: unknown };
+  if (least !== undefined && !(typeof least === "number" && Number.isInteger(least) && least >= 1))
+    return {
+      path: ["min_finished"],
+      message: `min_finished is a number of finished tasks (a whole number ≥ 1); got ${describeValue(least)}`,
+      at: "value",
+    };
   if (typeof rate === "number" && rate > 0 && rate <= 1) return null;
   const percent = typeof rate === "number" && rate > 1 && rate <= 100 ? ` (${rate / 100}?)` : "";
   return {

@@ -202,9 +202,15 @@ const onOom = z.strictObject({
 /** Events a `notify:` entry's `on:` names as a word; `{failure_rate: F}` is the fifth. */
 export const NOTIFY_EVENTS = ["sweep_finished", "phase_finished", "task_failed", "agent_lost"] as const;
 
+/**
+ * `failure_rate`'s `min_finished` when left out: the rate is judged once this many tasks have
+ * finished (or all of a smaller sweep), so one early failure (1 of 1: 100%) does not fire it.
+ */
+export const DEFAULT_MIN_FINISHED = 10;
+
 /** Keys of a `notify:` entry, with their defaults. */
 export const NOTIFY_KEYS: Record<string, string> = {
-  on: `required: ${NOTIFY_EVENTS.join(", ")} or {failure_rate: 0.2}`,
+  on: `required: ${NOTIFY_EVENTS.join(", ")} or {failure_rate: 0.2, min_finished: ${DEFAULT_MIN_FINISHED}}`,
   webhook: "none: an http(s) URL that gets a JSON POST (exactly one of webhook and command)",
   command: "none: a shell command run with the event in its environment",
 };
@@ -219,7 +225,10 @@ const notifyEntry = z
   .strictObject({
     on: z.union([
       z.enum(NOTIFY_EVENTS),
-      z.strictObject({ failure_rate: z.number().check(z.gt(0), z.lte(1)) }),
+      z.strictObject({
+        failure_rate: z.number().check(z.gt(0), z.lte(1)),
+        min_finished: z.optional(z.int().check(z.gte(1))),
+      }),
     ]),
     webhook: z.optional(webhookUrl),
     command: z.optional(nonEmpty),

@@ -161,6 +161,11 @@ export interface NotifyEntry {
   on: NotifyEvent;
   /** `failure_rate`'s threshold in (0, 1]; absent for the other events. */
   threshold?: number;
+  /**
+   * `failure_rate`'s `min_finished`: the rate is judged once this many tasks finished, or every
+   * task of a smaller sweep. (Default: 10; absent for the other events)
+   */
+  minFinished?: number;
   /** An http(s) URL that gets a JSON POST. It may hold a token: show it only through redactUrl. */
   webhook?: string;
   /** A shell command run with the event in its environment (LABSWEEP_EVENT, LABSWEEP_EVENT_JSON, …). */
