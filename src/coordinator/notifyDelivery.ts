@@ -109,7 +109,7 @@ function runCommand(
   return new Promise((resolve) => {
     const child = spawn("sh", ["-c", entry.command ?? ""], {
       cwd: entry.baseDir,
-      env: { ...process.env, ...eventEnv(body) },
+      env: { ...inheritedEnv(), ...eventEnv(body) },
       stdio: ["ignore", "pipe", "pipe"],
       // Its own process group: a timeout kills whatever it started too.
       detached: true,
@@ -154,6 +154,17 @@ function killGroup(pid: number | undefined): void {
     // ESRCH: the group is already gone, which is what the kill was for.
     if ((error as NodeJS.ErrnoException).code !== "ESRCH") throw error;
   }
+}
+
+/**
+ * The coordinator's environment less labsweep's secrets, as a task gets it (runProcess.ts
+ * taskEnv): tokens and LABSWEEP_STORE, whose PostgreSQL URL may hold the ledger's password.
+ */
+function inheritedEnv(): NodeJS.ProcessEnv {
+  const env = { ...process.env };
+  for (const key of Object.keys(env))
+    if ((key.startsWith("LABSWEEP_") && key.includes("TOKEN")) || key === "LABSWEEP_STORE") delete env[key];
+  return env;
 }
 
 /** The event as environment variables a command reads (`$LABSWEEP_EVENT`, …). */
