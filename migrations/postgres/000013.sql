@@ -1,4 +1,4 @@
--- The notifications outbox on PostgreSQL: as migrations/sqlite/000012.sql. Replicas claim rows
+-- The notifications outbox on PostgreSQL: as migrations/sqlite/000013.sql. Replicas claim rows
 -- with FOR UPDATE SKIP LOCKED and a lease (next_try), so each is sent by one of them.
 -- Notifications (the sweep's `notify:` entries) owed to their destinations: an outbox, one row per
 -- entry and happening. A task's final failure and a lost agent are written in the transaction that
