@@ -119,6 +119,7 @@ describe("migrate", () => {
       "labsweep_migrations",
       "metric_points",
       "metric_series",
+      "notifications",
       "phases",
       "placements",
       "result_dir_errors",

@@ -1,6 +1,8 @@
 import type { Agent, AgentEvent } from "../agent/agent.js";
 import { sharedLauncher } from "../agent/launcher.js";
 import { Coordinator } from "../coordinator/coordinator.js";
+import { Notifications } from "../coordinator/notifications.js";
+import { sweepIdentity } from "../coordinator/notifyEvents.js";
 import { openSweep } from "../coordinator/openSweep.js";
 import type { LocalMachine } from "../dashboard/machines.js";
 import { isLoopback } from "../http/tokens.js";
@@ -73,7 +75,13 @@ export async function runSweep(configs: string[], options: RunOptions): Promise<
     terminating: () =>
       view.note("labsweep: terminating running tasks (SIGTERM, then SIGKILL after the grace period)"),
   });
-  const coordinator = new Coordinator(db, { stateDir, warn: (message) => view.note(message) });
+  const notifications = new Notifications(db, sweep.notify, {
+    sweep: sweepIdentity(sweep.files),
+    warn: (message) => view.note(message),
+    sole: db.dialect === "sqlite",
+  });
+  const coordinator = new Coordinator(db, { stateDir, warn: (message) => view.note(message), notifications });
+  await notifications.start();
   // A dir that failed at start is tried again while the run goes on, not only after a success.
   if (prepared.results.failed.length > 0) void coordinator.flushResults();
   const telemetry = new GpuTelemetry();
@@ -120,10 +128,18 @@ export async function runSweep(configs: string[], options: RunOptions): Promise<
     interrupts.dispose();
     await server?.close();
     coordinator.stopRetryingResults();
+    // The sweep's last notifications (it finished) go out before the run ends, if they can soon.
+    await notifications.stop(NOTIFY_DRAIN_MS);
     await db.close();
     prepared.release();
   }
 }
+
+/**
+ * How long a run that ends waits for owed notifications (a retried endpoint included); what is
+ * still owed then is sent by the next `run` or `serve` of this state dir.
+ */
+const NOTIFY_DRAIN_MS = 10_000;
 
 /** What the ledger holds now, and what result dirs cannot be written. */
 function announce(prepared: PreparedLedger, stateDir: string, view: RunView): void {

@@ -4,6 +4,8 @@ import type { FastifyInstance } from "fastify";
 import { Coordinator } from "../coordinator/coordinator.js";
 import { buildApp } from "../coordinator/http/app.js";
 import type { AddOptions } from "../coordinator/http/options.js";
+import { Notifications } from "../coordinator/notifications.js";
+import { sweepIdentity } from "../coordinator/notifyEvents.js";
 import { checkSweep, type OpenSweepOptions } from "../coordinator/openSweep.js";
 import { RemoteAgents } from "../coordinator/remoteAgents.js";
 import type { LocalMachine } from "../dashboard/machines.js";
@@ -13,6 +15,7 @@ import { evaluateGates } from "../ledger/evaluateGates.js";
 import { type SyncReport, syncSweep } from "../ledger/syncSweep.js";
 import type { WakeBus } from "../ledger/wakeBus.js";
 import { logger, warnOnStderr } from "../log/logger.js";
+import type { NotifyEntry } from "../sweep/types.js";
 import { GpuTelemetry } from "../telemetry/gpuTelemetry.js";
 
 export interface ServeOptions {
@@ -32,7 +35,7 @@ export interface ServeOptions {
    * The sweep being served, so `labsweep add` can extend it; `load.yes` (serve's `--yes`) lets
    * the extended sweep stay over the large-grid limit it was started with.
    */
-  sweep?: { files: string[]; load: OpenSweepOptions };
+  sweep?: { files: string[]; load: OpenSweepOptions; notify?: readonly NotifyEntry[] };
   /**
    * The coordinator to serve, when this process already has one for the ledger (`labsweep run`
    * shares its own with the dashboard: one ledger, one coordinator). (Default: a new one)
@@ -76,6 +79,9 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
+/** How long a stopping coordinator waits for owed notifications; the rest go at its next start. */
+const NOTIFY_DRAIN_MS = 5000;
+
 /** How long a finished sweep's coordinator waits for its agents to hear "done" and hang up. */
 const DONE_GRACE_MS = 3000;
 
@@ -83,18 +89,12 @@ const DONE_GRACE_MS = 3000;
 export async function startServer(db: Db, options: ServeOptions): Promise<RunningServer> {
   const warn = options.warn ?? warnOnStderr;
   const tokens = loadOrCreateTokens(options.stateDir, options.tokens);
-  const coordinator =
-    options.coordinator ??
-    new Coordinator(db, {
-      stateDir: options.stateDir,
-      leaseMs: options.leaseMs,
-      warn,
-      wakeBus: options.wakeBus,
-    });
+  const { coordinator, notifications } = await coordinatorFor(db, options, warn);
   const telemetry = options.telemetry ?? new GpuTelemetry();
   const agents = new RemoteAgents(coordinator, {
     disconnectGraceMs: options.disconnectGraceMs,
     onEvent: logger("labsweep", warn).info,
+    notifications,
   });
   const https = options.tls
     ? { cert: readFileSync(options.tls.certPath), key: readFileSync(options.tls.keyPath) }
@@ -125,6 +125,7 @@ export async function startServer(db: Db, options: ServeOptions): Promise<Runnin
     await app.listen({ host, port: options.port ?? 7070 });
   } catch (error) {
     await agents.close();
+    await notifications?.stop(0);
     throw error;
   }
   const address = app.server.address();
@@ -155,9 +156,32 @@ export async function startServer(db: Db, options: ServeOptions): Promise<Runnin
       coordinator.notifyWork();
       await coordinator.drainResults();
       coordinator.stopRetryingResults();
+      await notifications?.stop(NOTIFY_DRAIN_MS);
       await options.wakeBus?.close();
     },
   };
+}
+
+/**
+ * The coordinator to serve, with the served sweep's notifications started: the one given
+ * (`run`'s, which comes with its own notifications), else a new one.
+ */
+async function coordinatorFor(
+  db: Db,
+  options: ServeOptions,
+  warn: (message: string) => void,
+): Promise<{ coordinator: Coordinator; notifications?: Notifications }> {
+  if (options.coordinator) return { coordinator: options.coordinator };
+  const entries = options.sweep?.notify ?? [];
+  const sweep = sweepIdentity(options.sweep?.files ?? []);
+  const notifications =
+    entries.length > 0
+      ? new Notifications(db, entries, { sweep, warn, sole: db.dialect === "sqlite" })
+      : undefined;
+  const { stateDir, leaseMs, wakeBus } = options;
+  const coordinator = new Coordinator(db, { stateDir, leaseMs, warn, wakeBus, notifications });
+  await notifications?.start();
+  return { coordinator, notifications };
 }
 
 /**

@@ -16,6 +16,7 @@ import {
   TOKEN,
   TOKEN_FILE,
 } from "./options.js";
+import { registerNotifyCommand, registerRemoteCommands } from "./remoteCommands.js";
 
 /** Parses argv, runs one command, returns the exit code. Errors become one clear line. */
 export async function main(argv: string[]): Promise<number> {
@@ -34,6 +35,7 @@ export async function main(argv: string[]): Promise<number> {
   registerMachineCommands(program, finish);
   registerReportCommands(program, finish);
   registerRemoteCommands(program, finish);
+  registerNotifyCommand(program, finish);
   registerLedgerCommands(program, finish);
   // Commands with --store check the store it (or $LABSWEEP_STORE) names before doing anything.
   program.hook("preAction", async (_program, action) => {
@@ -250,44 +252,6 @@ function registerReportCommands(program: Command, finish: Finish): void {
     .option("--json", "print one JSON object")
     .action(async (configs: string[], flags) => {
       finish(await (await import("./remoteOps.js")).agentsCommand(configs, flags));
-    });
-}
-
-/** `cancel`, `add` and `logs`: the commands only a running coordinator answers. */
-function registerRemoteCommands(program: Command, finish: Finish): void {
-  program
-    .command("cancel")
-    .description("cancel tasks (ids) or a whole phase on a running coordinator")
-    .argument("[tasks...]", "task ids")
-    .option("--phase <name>", "every task of this phase")
-    .option(...SERVER)
-    .option(...TOKEN)
-    .option(...TOKEN_FILE)
-    .action(async (tasks: string[], flags) => {
-      finish(await (await import("./remoteOps.js")).cancelCommand(tasks, flags));
-    });
-  program
-    .command("add")
-    .description("add config files to a running coordinator's sweep")
-    .argument("<configs...>", "sweep config files (YAML)")
-    .option(...SERVER)
-    .option(...TOKEN)
-    .option(...TOKEN_FILE)
-    .option("--yes", "accept a sweep over 10 million tasks")
-    .action(async (configs: string[], flags) => {
-      finish(await (await import("./remoteOps.js")).addCommand(configs, flags));
-    });
-  program
-    .command("logs")
-    .description("a task's log (latest attempt) from a coordinator; -f follows it")
-    .argument("<task>", "task id")
-    .option("-f, --follow", "keep printing until the attempt ends")
-    .option("--attempt <n>", "a given attempt instead of the latest")
-    .option(...SERVER)
-    .option(...TOKEN)
-    .option(...TOKEN_FILE)
-    .action(async (task: string, flags) => {
-      finish(await (await import("./remoteOps.js")).logsCommand(task, flags));
     });
 }
 

@@ -61,7 +61,11 @@ export async function serveCommand(configs: string[], flags: ServeFlags): Promis
       tokens,
       trustLoopback: flags.trustLoopback ?? false,
       tls: flags.tlsCert && flags.tlsKey ? { certPath: flags.tlsCert, keyPath: flags.tlsKey } : undefined,
-      sweep: { files: sweep.files, load: { defaultCommand: flags.command, yes: flags.yes } },
+      sweep: {
+        files: sweep.files,
+        load: { defaultCommand: flags.command, yes: flags.yes },
+        notify: sweep.notify,
+      },
       wakeBus,
       artifactLimitBytes: Math.floor(artifactLimitMb * 1024 * 1024),
     });

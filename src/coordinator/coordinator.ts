@@ -17,7 +17,8 @@ import { allocate, type Capacity, consume } from "../protocol/capacity.js";
 import type { Lease } from "../protocol/interfaces.js";
 import { writeOwedResultsOnce } from "../results/resultsWriter.js";
 import { removeArtifactFiles } from "./artifactStore.js";
-import { type FinishReport, logFinalFailure } from "./finalFailure.js";
+import { type FinishReport, finalFailures, logFinalFailures } from "./finalFailure.js";
+import type { Notifications } from "./notifications.js";
 
 /** How long finished rows may wait to be batched into one append per results file. */
 const RESULTS_BATCH_MS = 200;
@@ -54,6 +55,8 @@ export interface CoordinatorOptions {
    * doubled after each failed try, up to 60 s. (Default: 5 s)
    */
   resultsRetryMs?: number;
+  /** The sweep's `notify:` entries at work: told of final failures and settled tasks. (Default: none) */
+  notifications?: Notifications;
 }
 
 export interface LeaseRequest {
@@ -149,8 +152,11 @@ export class Coordinator {
           worker,
           artifacts: report.artifacts,
         }));
+        const results = items.length > 0 ? await finishAttempts(tx, reports, now) : [];
+        // In the failures' own transaction: no crash can record one without its notification.
+        await this.options.notifications?.recordFinalFailures(tx, finalFailures(items, results), now);
         return {
-          results: items.length > 0 ? await finishAttempts(tx, reports, now) : [],
+          results,
           leases:
             request && leasing
               ? await claimTasks(
@@ -236,19 +242,15 @@ export class Coordinator {
   ): Promise<boolean> {
     try {
       const recorded = results.filter((result): result is FinishResult => "taskState" in result);
-      for (const [i, result] of results.entries()) {
-        const item = items[i] as ReportItem;
-        if ("finalFailure" in result && result.finalFailure)
-          await logFinalFailure(this.db, this.options.stateDir, item.attemptId, item.report, {
-            at: this.now(),
-            error: result.error,
-          });
-      }
+      await logFinalFailures(this.db, this.options.stateDir, items, results, this.now());
       const discarded = recorded.flatMap((result) => result.discarded ?? []);
       if (discarded.length > 0) await removeArtifactFiles(this.db, discarded, this.log);
       if (recorded.some((result) => result.taskState === "succeeded")) this.flushResults();
-      if (recorded.some((result) => result.taskState === "succeeded" || result.taskState === "failed"))
-        return await this.judgeGatesAfterFinish();
+      if (recorded.some((result) => result.taskState === "succeeded" || result.taskState === "failed")) {
+        const opened = await this.judgeGatesAfterFinish();
+        this.options.notifications?.tasksSettled(); // after the gates: a blocked phase is finished too
+        return opened;
+      }
       return false;
     } finally {
       this.notifyWork();
@@ -293,6 +295,7 @@ export class Coordinator {
   }): Promise<{ tasks: number; running: Array<{ worker: string; attemptId: number }> }> {
     const result = await cancelTasks(this.db, filter, this.now());
     if (result.tasks > 0) await evaluateGates(this.db, this.now());
+    if (result.tasks > 0) this.options.notifications?.tasksSettled();
     this.notifyWork();
     return result;
   }

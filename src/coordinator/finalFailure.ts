@@ -1,4 +1,6 @@
 import type { Db } from "../ledger/db.js";
+import type { FinishResult } from "../ledger/finishAttempt.js";
+import type { FinishRefusal } from "../ledger/finishAttempts.js";
 import { attemptContext } from "../ledger/reads/attempts.js";
 import type { DeclaredArtifact } from "../protocol/artifacts.js";
 import type { AttemptOutcome } from "../protocol/interfaces.js";
@@ -37,5 +39,34 @@ export async function logFinalFailure(
     signal: ("signal" in outcome ? outcome.signal : null) ?? null,
     error: options.error ?? ("error" in outcome ? outcome.error : ""),
     logTail: report.logTail ?? "",
+  });
+}
+
+/** Appends a batch's final failures to failed_experiments.csv (see logFinalFailure). */
+export async function logFinalFailures(
+  db: Db,
+  stateDir: string,
+  items: ReadonlyArray<{ attemptId: number; report: FinishReport }>,
+  results: ReadonlyArray<FinishResult | FinishRefusal>,
+  at: number,
+): Promise<void> {
+  for (const [i, result] of results.entries()) {
+    const item = items[i] as { attemptId: number; report: FinishReport };
+    if ("finalFailure" in result && result.finalFailure)
+      await logFinalFailure(db, stateDir, item.attemptId, item.report, { at, error: result.error });
+  }
+}
+
+/** The reports of a batch that failed their tasks for good: why, and with what exit code. */
+export function finalFailures(
+  items: ReadonlyArray<{ attemptId: number; report: FinishReport }>,
+  results: ReadonlyArray<FinishResult | FinishRefusal>,
+): Array<{ attemptId: number; error: string; exitCode: number | null }> {
+  return results.flatMap((result, i) => {
+    if (!("finalFailure" in result) || !result.finalFailure) return [];
+    const { attemptId, report } = items[i] as { attemptId: number; report: FinishReport };
+    const outcome = report.outcome;
+    const error = result.error ?? ("error" in outcome ? outcome.error : "");
+    return [{ attemptId, error, exitCode: ("exitCode" in outcome ? outcome.exitCode : null) ?? null }];
   });
 }

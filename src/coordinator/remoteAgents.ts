@@ -9,6 +9,7 @@ import type { AgentCapabilities } from "../protocol/http.js";
 import type { Lease } from "../protocol/interfaces.js";
 import type { RunPolicy } from "../sweep/types.js";
 import type { Coordinator, ReportItem } from "./coordinator.js";
+import type { Notifications } from "./notifications.js";
 
 export interface RemoteAgentsOptions {
   /** Running tasks of an agent whose connection dropped wait this long for it to come back. (Default: 2 s) */
@@ -18,6 +19,8 @@ export interface RemoteAgentsOptions {
   now?: () => number;
   /** Reports requeues and lost agents (for logs). (Default: none) */
   onEvent?: (message: string) => void;
+  /** The sweep's notifications: a lost agent is recorded in the transaction that marks it. (Default: none) */
+  notifications?: Notifications;
 }
 
 /**
@@ -247,7 +250,15 @@ export class RemoteAgents {
 
   private async agentLost(agentId: string, reason: string): Promise<void> {
     const open = await openAttempts(this.coordinator.db, { worker: agentId });
-    await markAgentLost(this.coordinator.db, agentId, reason, this.now());
+    const now = this.now();
+    await this.coordinator.db.transaction(async (tx) => {
+      const agent = await getAgent(tx, agentId);
+      await markAgentLost(tx, agentId, reason, now);
+      // Once per loss: an agent already lost (or gone with a goodbye) is not lost again.
+      if (agent && agent.state !== "lost" && agent.state !== "exited")
+        await this.options.notifications?.recordAgentLost(tx, agent, reason, now);
+    });
+    this.options.notifications?.poke();
     const requeued = await this.coordinator.requeueLost(
       open.map((attempt) => attempt.id),
       `agent lost: ${reason}`,

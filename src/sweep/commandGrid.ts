@@ -56,7 +56,7 @@ export function loadCommandGrid(command: string, overrides: readonly string[], d
     context,
   );
   rejectUnapplied(resolved, [GRID_PHASE], context.known, { commandOnly: true });
-  return { files: [source.file], phases: [phase] };
+  return { files: [source.file], phases: [phase], notify: [] };
 }
 
 /**

@@ -4,6 +4,7 @@ import { closest, didYouMean } from "./closest.js";
 import { checkShellSafety, rejectNulValues } from "./commandSafety.js";
 import { describeValue } from "./errorWording.js";
 import { checkLauncherCommand } from "./launcherSetting.js";
+import { toNotifyEntries } from "./notifySetting.js";
 import { parseOverride } from "./overrides.js";
 import {
   checkPlaceholders,
@@ -22,7 +23,7 @@ import {
 } from "./schema.js";
 import { validate } from "./schemaIssues.js";
 import { placeholderNames } from "./template.js";
-import type { Params, ParamValue, PhaseSpec, SweepFile } from "./types.js";
+import type { NotifyEntry, Params, ParamValue, PhaseSpec, SweepFile } from "./types.js";
 import { parseYamlSource, type YamlSource } from "./yamlSource.js";
 
 export interface LoadOptions {
@@ -45,6 +46,8 @@ interface OverrideContext {
 export interface Sweep {
   files: string[];
   phases: PhaseSpec[];
+  /** The `notify:` entries of every file, in file order: each applies to the whole sweep. */
+  notify: NotifyEntry[];
 }
 
 /** Validates several config files as one sweep: phase names unique, `after` refers to real phases, no cycles. */
@@ -83,7 +86,11 @@ export function loadSweep(
   }
   rejectCycles(phases, byName, sourceOf);
   rejectUnapplied(context.resolved, [...byName.keys()], context.known, { commandOnly: false });
-  return { files: parsed.map(({ sweepFile }) => sweepFile.file), phases };
+  return {
+    files: parsed.map(({ sweepFile }) => sweepFile.file),
+    phases,
+    notify: parsed.flatMap(({ sweepFile }) => sweepFile.notify ?? []),
+  };
 }
 
 function rejectCycles(
@@ -174,7 +181,8 @@ function parseWithSource(
     );
   }
   const phases = phaseNames.map((name) => buildPhase(source, name, record[name], settings, options, context));
-  return { sweepFile: { file: source.file, phases }, source };
+  const notify = toNotifyEntries(source, settings);
+  return { sweepFile: { file: source.file, phases, ...(notify.length > 0 ? { notify } : {}) }, source };
 }
 
 export function buildPhase(

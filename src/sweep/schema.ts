@@ -54,6 +54,7 @@ export const FILE_KEYS: Record<string, string> = {
   stop_grace: "the agent's --grace, else 30s",
   hang_timeout: "none",
   on_oom: "none (e.g. {param: batch_size, factor: 0.5, min: 1})",
+  notify: "[] (none; e.g. [{on: task_failed, webhook: URL}])",
 };
 
 export const RESOURCE_KEYS: Record<string, string> = {
@@ -199,6 +200,57 @@ const onOom = z.strictObject({
   min: z.optional(z.number().check(z.gte(0))),
 });
 
+/** Events a `notify:` entry's `on:` names as a word; `{failure_rate: F}` is the fifth. */
+export const NOTIFY_EVENTS = ["sweep_finished", "phase_finished", "task_failed", "agent_lost"] as const;
+
+/**
+ * `failure_rate`'s `min_finished` when left out: the rate is judged once this many tasks have
+ * finished (or all of a smaller sweep), so one early failure (1 of 1: 100%) does not fire it.
+ */
+export const DEFAULT_MIN_FINISHED = 10;
+
+/** Keys of a `notify:` entry, with their defaults. */
+export const NOTIFY_KEYS: Record<string, string> = {
+  on: `required: ${NOTIFY_EVENTS.join(", ")} or {failure_rate: 0.2, min_finished: ${DEFAULT_MIN_FINISHED}}`,
+  webhook: "none: an http(s) URL that gets a JSON POST (exactly one of webhook and command)",
+  command: "none: a shell command run with the event in its environment",
+};
+
+const webhookUrl = z.string().check(z.refine((text) => webhookProblem(text) === null, "not an http(s) URL"));
+
+/**
+ * A `notify:` entry. notifySetting.ts words what is wrong with one (schemaIssues defers to it):
+ * a union's issues say too little.
+ */
+const notifyEntry = z
+  .strictObject({
+    on: z.union([
+      z.enum(NOTIFY_EVENTS),
+      z.strictObject({
+        failure_rate: z.number().check(z.gt(0), z.lte(1)),
+        min_finished: z.optional(z.int().check(z.gte(1))),
+      }),
+    ]),
+    webhook: z.optional(webhookUrl),
+    command: z.optional(nonEmpty),
+  })
+  .check(
+    z.refine(
+      (entry) => (entry.webhook === undefined) !== (entry.command === undefined),
+      "needs exactly one of webhook and command",
+    ),
+  );
+
+/** Why `text` is not a webhook URL labsweep posts to, or null when it is one. */
+export function webhookProblem(text: string): string | null {
+  if (!URL.canParse(text)) return "is not a URL";
+  const url = new URL(text);
+  if (url.protocol !== "http:" && url.protocol !== "https:")
+    return `uses ${url.protocol.replace(/:$/, "")}: only http and https URLs are posted to`;
+  if (!url.hostname) return "names no host";
+  return null;
+}
+
 const paramMap = z.record(z.string(), z.unknown());
 
 const axis = z
@@ -242,9 +294,11 @@ export const fileSettingsSchema = z.strictObject({
   defaults: z.optional(paramMap),
   seeds: z.optional(z.array(z.union([z.number(), z.string()])).check(z.minLength(1, "is empty"))),
   output_dir: z.optional(nonEmpty),
+  notify: z.optional(z.array(notifyEntry)),
   ...policy,
 });
 
 export type PhaseInput = z.infer<typeof phaseSchema>;
 export type FileSettingsInput = z.infer<typeof fileSettingsSchema>;
 export type LauncherInput = z.infer<typeof launcher>;
+export type NotifyInput = z.infer<typeof notifyEntry>;

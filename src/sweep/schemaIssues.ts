@@ -2,6 +2,7 @@ import type * as z from "zod/mini";
 import { closest, didYouMean } from "./closest.js";
 import { describeValue, endSentence } from "./errorWording.js";
 import { launcherProblem } from "./launcherSetting.js";
+import { notifyProblem } from "./notifySetting.js";
 import { FILE_KEYS, ON_OOM_KEYS, RESOURCE_KEYS } from "./schema.js";
 import type { YamlSource } from "./yamlSource.js";
 
@@ -31,6 +32,10 @@ export function validate<T>(
           }
         : launcherProblem(valueAt(value, ["launcher"]));
     throw source.error([...base, "launcher", ...problem.path], problem.message, problem.at);
+  }
+  if (issue.path[0] === "notify") {
+    const problem = notifyProblem(valueAt(value, ["notify"]));
+    throw source.error([...base, "notify", ...problem.path], problem.message, problem.at);
   }
   if (issue.code === "unrecognized_keys") {
     const key = issue.keys[0] as string;

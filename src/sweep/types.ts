@@ -152,10 +152,38 @@ export interface PhaseSpec {
   policy: RunPolicy;
 }
 
+/** What a `notify:` entry fires on (`failure_rate` is written as the mapping `{failure_rate: 0.2}`). */
+export type NotifyEvent = "sweep_finished" | "phase_finished" | "task_failed" | "agent_lost" | "failure_rate";
+
+/**
+ * One `notify:` entry after validation: what it fires on and where it sends (exactly one of
+ * `webhook` and `command`). Entries of every config file apply to the whole sweep.
+ */
+export interface NotifyEntry {
+  on: NotifyEvent;
+  /** `failure_rate`'s threshold in (0, 1]; absent for the other events. */
+  threshold?: number;
+  /**
+   * `failure_rate`'s `min_finished`: the rate is judged once this many tasks finished, or every
+   * task of a smaller sweep. (Default: 10; absent for the other events)
+   */
+  minFinished?: number;
+  /** An http(s) URL that gets a JSON POST. It may hold a token: show it only through redactUrl. */
+  webhook?: string;
+  /** A shell command run with the event in its environment (LABSWEEP_EVENT, LABSWEEP_EVENT_JSON, …). */
+  command?: string;
+  /** Where the entry is declared, for messages: `file:line`, and the dir its command runs in. */
+  file: string;
+  line: number;
+  baseDir: string;
+}
+
 /** One validated config file. */
 export interface SweepFile {
   file: string;
   phases: PhaseSpec[];
+  /** Its `notify:` entries; absent when it declares none. */
+  notify?: NotifyEntry[];
 }
 
 /** Where a task's result row goes: one phase and the output dir it renders for that phase. */
