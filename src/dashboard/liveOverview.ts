@@ -50,6 +50,9 @@ export class LiveOverview {
    * would come sooner than its cost allows (a large ledger's counts lag by at most 8 × their cost).
    */
   async current(): Promise<Overview> {
+    // One computing now may have started before writes this caller already saw: let it land,
+    // then judge it by its version like any other (it records the version it started from).
+    if (this.computing) await this.computing.catch(() => undefined);
     if (!this.latest) return this.refresh();
     if (this.tooSoon(0)) return this.latest;
     if ((await ledgerVersion(this.db)) === this.latest.version) return this.latest;
