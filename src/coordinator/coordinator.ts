@@ -17,21 +17,19 @@ import { allocate, type Capacity, consume } from "../protocol/capacity.js";
 import type { Lease } from "../protocol/interfaces.js";
 import { writeOwedResultsOnce } from "../results/resultsWriter.js";
 import { removeArtifactFiles } from "./artifactStore.js";
+import { FailFast } from "./failFast.js";
 import { type FinishReport, finalFailures, logFinalFailures } from "./finalFailure.js";
 import type { Notifications } from "./notifications.js";
 
 /** How long finished rows may wait to be batched into one append per results file. */
 const RESULTS_BATCH_MS = 200;
-
 /** Retries of a result dir that could not be written: the first after 5 s, doubling to once a minute. */
 const RESULTS_RETRY_MS = 5000;
 const RESULTS_RETRY_MAX_MS = 60_000;
 
 /**
- * How long finishes trust "no phase is waiting" before asking the ledger again. Only a sync or
- * `retry` puts a phase back to waiting: those made through this coordinator say so at once
- * (phasesChanged); those of another process or replica are seen this late at most, or as soon
- * as agents run out of work (isFinished always judges gates).
+ * How long finishes trust "no phase is waiting" before asking again. A sync or `retry` through
+ * this coordinator says so at once (phasesChanged); another process's is seen this late at most.
  */
 const NO_WAITING_PHASES_MS = 1000;
 
@@ -93,6 +91,7 @@ export class Coordinator {
   private resultsRetryMs: number;
   /** Until when (performance.now()) finishes may skip judging gates: none was waiting. */
   private noWaitingPhasesUntil = 0;
+  private readonly failFast = new FailFast(() => this.now());
 
   constructor(
     readonly db: Db,
@@ -155,6 +154,8 @@ export class Coordinator {
         const results = items.length > 0 ? await finishAttempts(tx, reports, now) : [];
         // In the failures' own transaction: no crash can record one without its notification.
         await this.options.notifications?.recordFinalFailures(tx, finalFailures(items, results), now);
+        // Before leasing: a phase these failures stop hands out nothing more in this round.
+        await this.failFast.afterReports(tx, items);
         return {
           results,
           leases:

@@ -3,7 +3,8 @@ import type { Db } from "./db.js";
 import { LEDGER_LOCKS, lockLedger } from "./dialect.js";
 import { recordEvent } from "./recordEvent.js";
 
-export type PhaseState = "waiting" | "open" | "blocked";
+/** `stopped`: failed fast (its `max_failures`); held like `blocked` until `labsweep retry`. */
+export type PhaseState = "waiting" | "open" | "blocked" | "stopped";
 
 interface PhaseRow {
   name: string;
@@ -100,7 +101,8 @@ async function judge(
   for (const name of after) {
     const dependency = byName.get(name);
     if (!dependency) continue; // dropped from the configs: nothing to wait for
-    if (dependency.state === "blocked") return { state: "blocked", reason: `phase ${name} is blocked` };
+    if (dependency.state === "blocked" || dependency.state === "stopped")
+      return { state: "blocked", reason: `phase ${name} is ${dependency.state}` };
     const counts = await countsOf(name);
     if (dependency.state !== "open" || counts.settled < counts.total) {
       waitingOn.push(`${name} (${counts.settled}/${counts.total} settled)`);
@@ -124,6 +126,26 @@ function gateFailure(gate: Gate, counts: PhaseCounts, name: string): string | nu
   return null;
 }
 
+/**
+ * Stops a phase that failed fast: nothing more of it is leased, its pending tasks are blocked
+ * (so the sweep can finish, and phases `after` it are judged), until `retry` reopens it.
+ * Returns false if it was stopped or blocked already.
+ */
+export async function stopPhase(db: Db, name: string, reason: string, now: number): Promise<boolean> {
+  const stopped = await db.transaction(async (tx) => {
+    const phase = await tx.one<PhaseRow>(
+      "SELECT name, after_json, gate_json, state, reason FROM phases WHERE name = $1 AND active = 1",
+      [name],
+    );
+    if (!phase || phase.state === "stopped" || phase.state === "blocked") return false;
+    await applyVerdict(tx, phase, { state: "stopped", reason }, now);
+    return true;
+  });
+  // Phases after it wait for it: judged now, on its settled tasks.
+  if (stopped) await evaluateGates(db, now);
+  return stopped;
+}
+
 async function applyVerdict(
   tx: Db,
   phase: PhaseRow,
@@ -144,7 +166,7 @@ async function applyVerdict(
        state = CASE
          WHEN state IN ('pending', 'blocked') AND NOT EXISTS (
                 SELECT 1 FROM placements p JOIN phases f ON f.name = p.phase
-                 WHERE p.task_id = tasks.id AND p.active = 1 AND f.state != 'blocked')
+                 WHERE p.task_id = tasks.id AND p.active = 1 AND f.state NOT IN ('blocked', 'stopped'))
            THEN 'blocked'
          WHEN state = 'blocked' THEN 'pending'
          ELSE state END

@@ -19,7 +19,12 @@ export async function retryFailed(db: Db, now: number, filter: { phase?: string 
       filter.phase ? [filter.phase] : [],
     );
     // Dependents blocked by the failures get judged again.
-    await tx.run("UPDATE phases SET state = 'waiting', reason = NULL WHERE state = 'blocked'");
+    // And a phase that failed fast (stopped) opens again if retried, judged like any waiting one.
+    await tx.run(
+      `UPDATE phases SET state = 'waiting', reason = NULL
+        WHERE state = 'blocked' OR (state = 'stopped' ${filter.phase ? "AND name = $1" : ""})`,
+      filter.phase ? [filter.phase] : [],
+    );
     await recordEvent(tx, now, "retry_failed", null, { tasks: result.changes, phase: filter.phase ?? null });
     return result.changes;
   });

@@ -15,7 +15,7 @@ export interface Counts {
 
 export interface PhaseProgress extends Counts {
   name: string;
-  state: "waiting" | "open" | "blocked";
+  state: "waiting" | "open" | "blocked" | "stopped";
   reason: string | null;
   configFile: string;
   /** Higher leases first (the phase's `priority:`). */

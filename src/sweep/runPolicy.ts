@@ -30,6 +30,7 @@ export function toPolicy(phase: PhaseInput, file: FileSettingsInput, baseDir: st
   return {
     retries: phase.retries ?? file.retries ?? 3,
     maxLost: phase.max_lost ?? file.max_lost ?? DEFAULT_MAX_LOST,
+    ...maxFailures(phase.max_failures ?? file.max_failures),
     timeoutMs: timeout === undefined ? null : parseDuration(timeout),
     backoffMs: backoff === undefined ? 1000 : (parseDuration(backoff) as number),
     resources: {
@@ -45,6 +46,11 @@ export function toPolicy(phase: PhaseInput, file: FileSettingsInput, baseDir: st
     artifactLimitMb: phase.artifact_limit_mb ?? file.artifact_limit_mb ?? DEFAULT_ARTIFACT_LIMIT_MB,
     ...stopPolicy(phase, file, baseDir),
   };
+}
+
+/** Only where set, so a policy (and the ledger's copy of it) reads as before elsewhere. */
+function maxFailures(value: number | undefined): Pick<RunPolicy, "maxFailures"> {
+  return value === undefined ? {} : { maxFailures: value };
 }
 
 /**

@@ -22,6 +22,7 @@ export const PHASE_KEYS: Record<string, string> = {
   priority: "0 (a phase with a higher priority leases first)",
   retries: "3",
   max_lost: "3",
+  max_failures: "none (e.g. 5, or 0.2 of the phase's tasks: then the phase stops)",
   timeout: "none",
   backoff: "1s",
   resources: "{gpus: 1 per task on GPU machines, gpu_memory_gb: 0, cpus: 1, tags: []}",
@@ -43,6 +44,7 @@ export const FILE_KEYS: Record<string, string> = {
   command: "none: required here, in each phase, or via --command",
   retries: "3",
   max_lost: "3",
+  max_failures: "none",
   timeout: "none",
   backoff: "1s",
   resources: "{}",
@@ -265,6 +267,14 @@ const policy = {
   command: z.optional(nonEmpty),
   retries: z.optional(z.int().check(z.gte(0))),
   max_lost: z.optional(z.int().check(z.gte(1))),
+  max_failures: z.optional(
+    z.number().check(
+      z.refine((value) => (Number.isInteger(value) && value >= 1) || (value > 0 && value < 1), {
+        message:
+          "must be a whole number of tasks (at least 1) or a fraction of the phase's tasks between 0 and 1",
+      }),
+    ),
+  ),
   on_oom: z.optional(onOom),
   timeout: z.optional(timeout),
   backoff: z.optional(duration),

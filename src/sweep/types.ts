@@ -39,6 +39,12 @@ export interface RunPolicy {
    * Ledgers written before the setting existed lack the field: read it as `maxLost ?? DEFAULT_MAX_LOST`.
    */
   maxLost: number;
+  /**
+   * Fail fast: once this many of the phase's tasks failed for good (a fraction below 1: of its
+   * tasks), or its first this-many attempts all failed with one error line, the phase stops:
+   * nothing more of it is leased until `labsweep retry`. (Default: none)
+   */
+  maxFailures?: number;
   /** Kill the task's process group after this long. (Default: none) */
   timeoutMs: number | null;
   /** First retry delay; doubles per retry, capped at 10 minutes. (Default: 1 s) */
