@@ -14,7 +14,7 @@ import { Occupancy, type OccupancyOptions, type Running } from "./occupancy.js";
 import { PointRelay } from "./pointRelay.js";
 import { type ProcessExit, type RunningProcess, startProcess, stopSpec } from "./runProcess.js";
 import { type GpuReader, gpuReader, TaskSampler } from "./sampler.js";
-import type { TaskFiles } from "./taskFiles.js";
+import { type TaskFiles, tightenTaskFiles } from "./taskFiles.js";
 
 /** What the dispatch loop needs beyond what occupancy.ts tracks of the machine. */
 export interface AgentOptions extends OccupancyOptions {
@@ -301,6 +301,12 @@ export class Agent {
 
   private async finished(task: Running, exit: ProcessExit, files: TaskFiles): Promise<void> {
     const { resultPath, logPath, workDir } = files;
+    try {
+      tightenTaskFiles(files);
+    } catch (error) {
+      // Unreadable or another's: the report tells what reading the result finds; it must go out.
+      this.warnOf(`could not make the files of task ${task.lease.task.id} private`, error);
+    }
     const checkpoint = this.setup.checkpointDir(task.lease.task);
     const { outcome, tail } = finalOutcome(task, exit, { resultPath, logPath, checkpointDir: checkpoint });
     // The slot is free the moment the process is gone: leasing its next task need not wait for

@@ -18,14 +18,18 @@ export class AttemptSetup {
   constructor(
     private readonly options: { stateDir: string; env?: NodeJS.ProcessEnv; checkpointRoot?: string },
   ) {
-    this.workDirs = new WorkDirs(join(options.stateDir, "work"));
+    this.workDirs = new WorkDirs(join(options.stateDir, "work"), join(options.stateDir, "configs"));
     this.inherited = { ...process.env, ...options.env };
   }
 
-  /** The attempt's files, with a work dir taken from the pool (given back by `release`). */
+  /**
+   * The attempt's files, with a work dir taken from the pool (given back by `release`) and the
+   * config file that goes with it.
+   */
   files(lease: Lease): TaskFiles {
     const files = attemptFiles(this.options.stateDir, lease.task.id, lease.attemptNumber);
-    return { ...files, workDir: this.workDirs.take() };
+    const workDir = this.workDirs.take();
+    return { ...files, workDir, configPath: this.workDirs.configPath(workDir) };
   }
 
   environment(lease: Lease, files: TaskFiles, onGpuMachine: boolean): NodeJS.ProcessEnv {
@@ -39,8 +43,9 @@ export class AttemptSetup {
   /** Writes the attempt's files and makes its dirs, just before its launch. */
   prepare(lease: Lease, files: TaskFiles): void {
     const { task, attemptId, placements } = lease;
-    prepareAttempt(files, task, attemptId, placements, this.checkpointDir(task));
+    // The work dir first: the pool's roots, its config file's included, are made with the first.
     this.workDirs.prepare(files.workDir);
+    prepareAttempt(files, task, attemptId, placements, this.checkpointDir(task));
   }
 
   /** Once the attempt is reported (its artifacts taken): its work dir goes back to the pool. */

@@ -22,15 +22,23 @@ export function checkpointDir(stateDir: string, task: Task, agentRoot?: string):
   return join(resolve(root), task.signature);
 }
 
-/** An attempt's files, and the work dir (LABSWEEP_WORK_DIR) it has from the pool (workDirs.ts). */
+/**
+ * An attempt's files, its work dir (LABSWEEP_WORK_DIR) from the pool (workDirs.ts), and its
+ * config file (LABSWEEP_CONFIG_FILE), which goes with the work dir (`<state>/configs/<n>.json`),
+ * rewritten for each attempt that has the dir, so it costs no new file after the first.
+ */
 export interface TaskFiles extends AttemptFiles {
   workDir: string;
+  configPath: string;
 }
 
 /**
- * Writes the task's full config for LABSWEEP_CONFIG_FILE and what else the task protocol
- * promises (docs/task-protocol.md): empty result and events files, no stop file, the checkpoint
- * dir.
+ * Writes the attempt's config for LABSWEEP_CONFIG_FILE and makes what else the task protocol
+ * promises (docs/task-protocol.md): its task dir and its checkpoint dir. The result and events
+ * files are the task's to create (the Python client makes them 0600; the agent tightens what a
+ * task made looser once it exits, see `tightenTaskFiles`): on ext4 without a journal (these
+ * VMs) each new inode costs a walk past every inode deleted in the last 30 s, and two empty
+ * files per task were a fifth of a no-op task's cost.
  * Synchronous: a first attempt costs three small calls, less than three trips through the
  * thread pool (each a futex handoff and a wakeup, measured on 1,000 no-op tasks).
  */
@@ -41,22 +49,24 @@ export function prepareAttempt(
   placements: Placement[] = [],
   checkpoint?: string,
 ): void {
-  // A task dir made now holds nothing: no file of an earlier attempt to empty or remove, which
-  // is every first attempt's case.
-  const made = privateDirWithParents(files.dir);
+  // A task dir made now holds nothing: no file of an earlier attempt to remove, which is every
+  // first attempt's case. An attempt number repeats only for a new ledger in an old state dir:
+  // that attempt's result, reports and stop request are not this one's.
+  if (!privateDirWithParents(files.dir))
+    for (const path of [files.resultPath, files.eventsPath, files.stopPath]) rmSync(path, { force: true });
   const config = `${JSON.stringify(attemptConfig(task, attemptId, placements), null, 2)}\n`;
   writeFileSync(files.configPath, config, { mode: PRIVATE_FILE_MODE });
-  // Created empty and private, so a task that writes them in place keeps them 0600. An attempt
-  // number repeats only for a new ledger in an old state dir: that attempt's result, reports and
-  // stop request are not this one's.
-  const fresh = made ? "wx" : "w";
-  writeFileSync(files.resultPath, "", { mode: PRIVATE_FILE_MODE, flag: fresh });
-  writeFileSync(files.eventsPath, "", { mode: PRIVATE_FILE_MODE, flag: fresh });
-  if (!made) {
-    for (const path of [files.resultPath, files.eventsPath]) tightenFile(path);
-    rmSync(files.stopPath, { force: true });
-  }
   if (checkpoint !== undefined) privateDirWithParents(checkpoint);
+}
+
+/**
+ * Once the task has exited: its result and events files, which it created itself, made 0600 if
+ * it made them looser (a shell's `>` under its umask). Their dir is 0700 all along, so no one
+ * else could reach them meanwhile; this keeps every file at rest in a state dir its owner's.
+ */
+export function tightenTaskFiles(files: Pick<AttemptFiles, "resultPath" | "eventsPath">): void {
+  tightenFile(files.resultPath);
+  tightenFile(files.eventsPath);
 }
 
 function attemptConfig(task: Task, attemptId: number, placements: Placement[]): object {

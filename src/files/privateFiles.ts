@@ -1,4 +1,4 @@
-import { chmodSync, closeSync, existsSync, mkdirSync, openSync, statSync } from "node:fs";
+import { chmodSync, closeSync, mkdirSync, openSync, statSync } from "node:fs";
 import { rm, rmdir } from "node:fs/promises";
 
 /**
@@ -31,10 +31,10 @@ export function touchPrivateFile(path: string): void {
   }
 }
 
-/** Makes an existing file 0600 if others may read it; nothing when it does not exist. */
+/** Makes an existing file 0600 if others may read it; nothing when it does not exist. One stat. */
 export function tightenFile(path: string): void {
-  if (!existsSync(path)) return;
-  if (statSync(path).mode & 0o077) chmodSync(path, PRIVATE_FILE_MODE);
+  const stat = statSync(path, { throwIfNoEntry: false });
+  if (stat && stat.mode & 0o077) chmodSync(path, PRIVATE_FILE_MODE);
 }
 
 /**
