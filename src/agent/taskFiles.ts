@@ -1,6 +1,6 @@
-import { readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { readFileSync, rmSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { PRIVATE_FILE_MODE, privateDirWithParents, tightenFile } from "../files/privateFiles.js";
+import { overwritePrivateFile, privateDirWithParents, tightenFile } from "../files/privateFiles.js";
 import type { AttemptFiles } from "../protocol/attemptFiles.js";
 import { gpusWanted } from "../protocol/capacity.js";
 import type { Lease, Task } from "../protocol/interfaces.js";
@@ -55,7 +55,7 @@ export function prepareAttempt(
   if (!privateDirWithParents(files.dir))
     for (const path of [files.resultPath, files.eventsPath, files.stopPath]) rmSync(path, { force: true });
   const config = `${JSON.stringify(attemptConfig(task, attemptId, placements), null, 2)}\n`;
-  writeFileSync(files.configPath, config, { mode: PRIVATE_FILE_MODE });
+  overwritePrivateFile(files.configPath, config);
   if (checkpoint !== undefined) privateDirWithParents(checkpoint);
 }
 
