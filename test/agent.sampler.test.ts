@@ -93,7 +93,7 @@ describe("processGroupRss", () => {
     const before = performance.now();
     processGroupRss(2 ** 30); // a pass made now, before the task below started
     const task = startGroup("sleep 5");
-    // A pass made before the task started is taken only by a caller that allows it: not this one.
+    // A caller that takes a pass made before the task started gets that one: the task is not in it.
     expect(processGroupRss(task.pid, before)?.pids).toEqual(new Set());
     const started = performance.now();
     expect(processGroupRss(task.pid, started)?.pids).toEqual(new Set([task.pid]));

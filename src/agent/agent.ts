@@ -248,6 +248,7 @@ export class Agent {
       env,
       logPath: files.logPath,
       timeoutMs: task.policy.timeoutMs,
+      ...this.setup.dirs(lease, files),
       ...stopSpec(task.policy, files.stopPath, this.options.graceMs),
       prepare: async () => {
         const port = needsFreePort(launcher, lease.gpuIds) ? await freePort() : undefined;

@@ -1,7 +1,13 @@
 import { join } from "node:path";
 import { attemptFiles } from "../protocol/attemptFiles.js";
 import type { Lease, Task } from "../protocol/interfaces.js";
-import { checkpointDir, prepareAttempt, type TaskFiles, taskEnvironment } from "./taskFiles.js";
+import {
+  attemptDirs,
+  checkpointDir,
+  type TaskFiles,
+  taskEnvironment,
+  writeAttemptConfig,
+} from "./taskFiles.js";
 import { WorkDirs } from "./workDirs.js";
 
 /**
@@ -40,12 +46,20 @@ export class AttemptSetup {
     return checkpointDir(this.options.stateDir, task, this.options.checkpointRoot);
   }
 
-  /** Writes the attempt's files and makes its dirs, just before its launch. */
+  /**
+   * Makes the attempt's work dir and writes its config, just before its launch; the dirs and
+   * files the process starter makes and clears (`dirs`).
+   */
   prepare(lease: Lease, files: TaskFiles): void {
     const { task, attemptId, placements } = lease;
     // The work dir first: the pool's roots, its config file's included, are made with the first.
     this.workDirs.prepare(files.workDir);
-    prepareAttempt(files, task, attemptId, placements, this.checkpointDir(task));
+    writeAttemptConfig(files, task, attemptId, placements);
+  }
+
+  /** The attempt's task dir and checkpoint dir, made where its process is started (runProcess.ts). */
+  dirs(lease: Lease, files: TaskFiles): { dirs: string[]; clear: string[] } {
+    return attemptDirs(files, this.checkpointDir(lease.task));
   }
 
   /** Once the attempt is reported (its artifacts taken): its work dir goes back to the pool. */

@@ -11,6 +11,9 @@ export interface LaunchSpec {
   cwd: string;
   env: NodeJS.ProcessEnv;
   logPath: string;
+  /** Made (0700, parents too), then `clear`'s files removed, before the log is opened. (Default: none) */
+  dirs?: string[];
+  clear?: string[];
 }
 
 export interface Launched {
@@ -75,6 +78,8 @@ export class Launcher {
       cwd: spec.cwd,
       env: definedOnly(spec.env),
       log: spec.logPath,
+      ...(spec.dirs?.length ? { dirs: spec.dirs } : {}),
+      ...(spec.clear?.length ? { clear: spec.clear } : {}),
       ...(after === undefined ? {} : { after }),
     };
     child.stdin?.write(`${JSON.stringify(request)}\n`);

@@ -1,6 +1,6 @@
 import { spawn } from "node:child_process";
-import { appendFileSync, closeSync, openSync, readSync, statSync } from "node:fs";
-import { PRIVATE_FILE_MODE } from "../files/privateFiles.js";
+import { appendFileSync, closeSync, openSync, readSync, rmSync, statSync } from "node:fs";
+import { PRIVATE_FILE_MODE, privateDirWithParents } from "../files/privateFiles.js";
 import type { RunPolicy } from "../sweep/types.js";
 import { DroppedLaunch, Launcher, sharedLauncher } from "./launcher.js";
 import { onPath } from "./onPath.js";
@@ -12,6 +12,12 @@ export interface ProcessSpec {
   cwd: string;
   env: NodeJS.ProcessEnv;
   logPath: string;
+  /**
+   * Dirs made (0700, parents too) and then files removed before the log is opened: by the
+   * launcher, beside the event loop, where it starts the process. (Default: none)
+   */
+  dirs?: string[];
+  clear?: string[];
   /** Kill the process group after this long; null for no limit. */
   timeoutMs: number | null;
   /** Time between the stop signal and SIGKILL on timeouts and stops. (Default: 30 s) */
@@ -219,13 +225,22 @@ function afterPreparing(prepared: Promise<void>, launch: () => Launched | Promis
 
 function viaLauncher(spec: ProcessSpec, after?: number): Launched {
   const launched = sharedLauncher().launch(
-    { command: spec.command, cwd: spec.cwd, env: taskEnv(spec.env), logPath: spec.logPath },
+    {
+      command: spec.command,
+      cwd: spec.cwd,
+      env: taskEnv(spec.env),
+      logPath: spec.logPath,
+      dirs: spec.dirs ?? [],
+      clear: spec.clear ?? [],
+    },
     after,
   );
   return { ...launched, id: Promise.resolve(launched.id) };
 }
 
 function viaSpawn(spec: ProcessSpec): Launched {
+  for (const dir of spec.dirs ?? []) privateDirWithParents(dir);
+  for (const path of spec.clear ?? []) rmSync(path, { force: true });
   const log = openSync(spec.logPath, "a", PRIVATE_FILE_MODE);
   const argv = ["/bin/sh", "-c", spec.command];
   hasSetpriv ??= onPath("setpriv");

@@ -1,6 +1,6 @@
-import { readFileSync, rmSync, statSync } from "node:fs";
+import { readFileSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { overwritePrivateFile, privateDirWithParents, tightenFile } from "../files/privateFiles.js";
+import { overwritePrivateFile, tightenFile } from "../files/privateFiles.js";
 import type { AttemptFiles } from "../protocol/attemptFiles.js";
 import { gpusWanted } from "../protocol/capacity.js";
 import type { Lease, Task } from "../protocol/interfaces.js";
@@ -33,30 +33,39 @@ export interface TaskFiles extends AttemptFiles {
 }
 
 /**
- * Writes the attempt's config for LABSWEEP_CONFIG_FILE and makes what else the task protocol
- * promises (docs/task-protocol.md): its task dir and its checkpoint dir. The result and events
- * files are the task's to create (the Python client makes them 0600; the agent tightens what a
- * task made looser once it exits, see `tightenTaskFiles`): on ext4 without a journal (these
- * VMs) each new inode costs a walk past every inode deleted in the last 30 s, and two empty
- * files per task were a fifth of a no-op task's cost.
- * Synchronous: a first attempt costs three small calls, less than three trips through the
- * thread pool (each a futex handoff and a wakeup, measured on 1,000 no-op tasks).
+ * Writes the attempt's config for LABSWEEP_CONFIG_FILE (in place: see overwritePrivateFile).
+ * Synchronous: one small write costs less than a trip through the thread pool (a futex handoff
+ * and a wakeup, measured on 1,000 no-op tasks).
  */
-export function prepareAttempt(
+export function writeAttemptConfig(
   files: TaskFiles,
   task: Task,
   attemptId: number,
   placements: Placement[] = [],
-  checkpoint?: string,
 ): void {
-  // A task dir made now holds nothing: no file of an earlier attempt to remove, which is every
-  // first attempt's case. An attempt number repeats only for a new ledger in an old state dir:
-  // that attempt's result, reports and stop request are not this one's.
-  if (!privateDirWithParents(files.dir))
-    for (const path of [files.resultPath, files.eventsPath, files.stopPath]) rmSync(path, { force: true });
   const config = `${JSON.stringify(attemptConfig(task, attemptId, placements), null, 2)}\n`;
   overwritePrivateFile(files.configPath, config);
-  if (checkpoint !== undefined) privateDirWithParents(checkpoint);
+}
+
+/**
+ * What else the task protocol (docs/task-protocol.md) promises at the start: the task dir and
+ * the checkpoint dir exist (`dirs`, 0700, parents too), and no result, events or stop file of an
+ * earlier attempt with this number is there (`clear`: an attempt number repeats only for a new
+ * ledger in an old state dir). Made by whoever starts the process, just before its log is opened
+ * (runProcess.ts): the launcher, beside the agent's event loop, where there is one; on ext4
+ * without a journal (these VMs) a mkdir walks past every inode deleted in the last 30 s, 1-2 ms
+ * each. The result and events files are the task's to create (the Python client makes them
+ * 0600; the agent tightens what a task made looser once it exits, see `tightenTaskFiles`): two
+ * empty files per task were a fifth of a no-op task's cost.
+ */
+export function attemptDirs(
+  files: AttemptFiles,
+  checkpoint: string | undefined,
+): { dirs: string[]; clear: string[] } {
+  return {
+    dirs: checkpoint === undefined ? [files.dir] : [files.dir, checkpoint],
+    clear: [files.resultPath, files.eventsPath, files.stopPath],
+  };
 }
 
 /**
