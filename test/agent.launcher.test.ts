@@ -224,3 +224,22 @@ describe("the launcher makes a task's dirs before its log", () => {
     expect(await launched.exit).toEqual({ code: 127, signal: null });
   });
 });
+
+describe("the launcher's base environment", () => {
+  it("is sent once and laid under each task's own variables, which win", async () => {
+    const { dir, launcher } = setUp();
+    const base = { ...process.env, FROM_BASE: "base", OVERRIDDEN: "base" };
+    const run = (name: string) =>
+      launcher.launch({
+        command: `echo "$FROM_BASE $OVERRIDDEN $OWN" > ${name}.env`,
+        cwd: dir,
+        env: { OVERRIDDEN: `own-${name}`, OWN: name },
+        baseEnv: base,
+        logPath: join(dir, "log"),
+      });
+    const [a, b] = [run("a"), run("b")];
+    await Promise.all([a.exit, b.exit]);
+    expect(readFileSync(join(dir, "a.env"), "utf8")).toBe("base own-a a\n");
+    expect(readFileSync(join(dir, "b.env"), "utf8")).toBe("base own-b b\n");
+  });
+});

@@ -235,7 +235,7 @@ export class Agent {
     const task = lease.task;
     const files = this.setup.files(lease);
     const onGpuMachine = this.occupancy.hasGpus || this.options.gpuFreeMiB.size > 0;
-    const env = this.setup.environment(lease, files, onGpuMachine);
+    const { base, own } = this.setup.environment(lease, files, onGpuMachine);
     // Ledgers from before launchers have none; an `auto` port is picked in `prepare`, which runs
     // before the launch reads `command`.
     const launcher = task.policy.launcher ?? null;
@@ -245,7 +245,8 @@ export class Agent {
         return command;
       },
       cwd: task.cwd,
-      env,
+      env: own,
+      baseEnv: base,
       logPath: files.logPath,
       timeoutMs: task.policy.timeoutMs,
       ...this.setup.dirs(lease, files),

@@ -5,7 +5,7 @@ import {
   attemptDirs,
   checkpointDir,
   type TaskFiles,
-  taskEnvironment,
+  taskVariables,
   writeAttemptConfig,
 } from "./taskFiles.js";
 import { WorkDirs } from "./workDirs.js";
@@ -38,8 +38,17 @@ export class AttemptSetup {
     return { ...files, workDir, configPath: this.workDirs.configPath(workDir) };
   }
 
-  environment(lease: Lease, files: TaskFiles, onGpuMachine: boolean): NodeJS.ProcessEnv {
-    return taskEnvironment(lease, files, { ...this.options, inherited: this.inherited, onGpuMachine });
+  /**
+   * The attempt's environment: `base`, the agent's (the same object for every attempt, so the
+   * launcher is sent it once), with `own` over it.
+   */
+  environment(
+    lease: Lease,
+    files: TaskFiles,
+    onGpuMachine: boolean,
+  ): { base: NodeJS.ProcessEnv; own: NodeJS.ProcessEnv } {
+    const own = taskVariables(lease, files, { ...this.options, inherited: this.inherited, onGpuMachine });
+    return { base: this.inherited, own };
   }
 
   checkpointDir(task: Task): string {

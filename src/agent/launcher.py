@@ -16,8 +16,10 @@ exit to travel to the agent, a start request to travel back, or a spawn, which o
 takes milliseconds. The agent can still start it early ("release") or take it back while it
 waits ("drop"). Chains may be several deep: ID may itself be waiting.
 
-Protocol, one JSON object per line. In:  {"id", "cmd", "cwd", "env", "log", "dirs"?, "clear"?,
-"after"?} to start a task: "dirs" are made first (mode 0700, missing parents too), then the
+Protocol, one JSON object per line. In: {"base", "env"} names an environment by a number, so
+that a start request can carry only its task's own variables; {"id", "cmd", "cwd", "env",
+"base"?, "log", "dirs"?, "clear"?, "after"?} to start a task, in "env" laid over environment
+"base" where given: "dirs" are made first (mode 0700, missing parents too), then the
 files in "clear" removed (where they exist), then the log opened; the agent leaves them to the
 launcher because on a journal-less ext4 a mkdir costs milliseconds, which here run beside the
 agent's event loop, not on it; {"release": id} / {"drop": id} for a chained task still waiting; {"forget": pid} once the
@@ -75,6 +77,8 @@ open_when_held = set()
 # the instant it was spawned, can be reaped so early).
 early_exits = {}
 have_children = threading.Event()
+# The environments start requests are laid over, by number ({"base", "env"}).
+bases = {}
 
 
 def send(message):
@@ -115,10 +119,13 @@ def spawn(request, argv, stdin, log_fd):
     here). SIGPIPE and SIGXFSZ (which Python ignores) go back to their defaults. A cwd or exec
     failure raises."""
     try:
+        env = request["env"]
+        if "base" in request:
+            env = {**bases[request["base"]], **env}
         return subprocess.Popen(
             argv,
             cwd=request["cwd"],
-            env=request["env"],
+            env=env,
             stdin=stdin,
             stdout=log_fd,
             stderr=log_fd,
@@ -281,6 +288,9 @@ for line in sys.stdin:
     if not line.strip():
         continue
     request = json.loads(line)
+    if "base" in request and "cmd" not in request:
+        bases[request["base"]] = request["env"]
+        continue
     if "forget" in request:
         with table_lock:
             lingering.discard(request["forget"])

@@ -10,7 +10,13 @@ import { ProcessGroup, type StopReason, type StopSpec } from "./processGroup.js"
 export interface ProcessSpec {
   command: string;
   cwd: string;
+  /** The task's environment; with `baseEnv`, the variables laid over that. */
   env: NodeJS.ProcessEnv;
+  /**
+   * The environment `env` is laid over: the agent's, one object for all its tasks, which the
+   * launcher is sent once rather than with every task (a few KB of JSON each way). (Default: none)
+   */
+  baseEnv?: NodeJS.ProcessEnv;
   logPath: string;
   /**
    * Dirs made (0700, parents too) and then files removed before the log is opened: by the
@@ -86,6 +92,18 @@ export function taskEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
   const result: NodeJS.ProcessEnv = {};
   for (const [key, value] of Object.entries(env)) if (!TOKEN_VARIABLE.test(key)) result[key] = value;
   return result;
+}
+
+/** taskEnv of each base environment, worked out once: the same object for every task. */
+const cleanBases = new WeakMap<NodeJS.ProcessEnv, NodeJS.ProcessEnv>();
+
+function cleanBase(base: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  let clean = cleanBases.get(base);
+  if (!clean) {
+    clean = taskEnv(base);
+    cleanBases.set(base, clean);
+  }
+  return clean;
 }
 
 /** Time a stopped task has to save a checkpoint before SIGKILL, when neither phase nor agent says. */
@@ -229,6 +247,7 @@ function viaLauncher(spec: ProcessSpec, after?: number): Launched {
       command: spec.command,
       cwd: spec.cwd,
       env: taskEnv(spec.env),
+      ...(spec.baseEnv && { baseEnv: cleanBase(spec.baseEnv) }),
       logPath: spec.logPath,
       dirs: spec.dirs ?? [],
       clear: spec.clear ?? [],
@@ -249,7 +268,7 @@ function viaSpawn(spec: ProcessSpec): Launched {
   try {
     child = spawn(file as string, args, {
       cwd: spec.cwd,
-      env: taskEnv(spec.env),
+      env: taskEnv({ ...spec.baseEnv, ...spec.env }),
       detached: true,
       stdio: ["ignore", log, log],
     });

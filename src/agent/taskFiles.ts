@@ -99,10 +99,31 @@ function attemptConfig(task: Task, attemptId: number, placements: Placement[]): 
 }
 
 /**
- * The environment a task runs in: the agent's, `env`, the LABSWEEP_* variables that name its
- * task, attempt, params and files, and the Python client on PYTHONPATH.
+ * The environment a task runs in: the agent's, `env`, and over them its own variables
+ * (`taskVariables`).
  */
 export function taskEnvironment(
+  lease: Lease,
+  files: TaskFiles,
+  options: {
+    stateDir: string;
+    env?: NodeJS.ProcessEnv;
+    onGpuMachine: boolean;
+    checkpointRoot?: string;
+    /** The agent's environment with `env` over it, where the caller read it already. */
+    inherited?: NodeJS.ProcessEnv;
+  },
+): NodeJS.ProcessEnv {
+  const inherited = options.inherited ?? { ...process.env, ...options.env };
+  return { ...inherited, ...taskVariables(lease, files, { ...options, inherited }) };
+}
+
+/**
+ * A task's own variables, laid over the agent's environment (`inherited`): the LABSWEEP_*
+ * variables that name its task, attempt, params and files, the Python client on PYTHONPATH, and
+ * its GPUs.
+ */
+export function taskVariables(
   lease: Lease,
   files: TaskFiles,
   options: {
@@ -117,7 +138,6 @@ export function taskEnvironment(
   const task = lease.task;
   const inherited = options.inherited ?? { ...process.env, ...options.env };
   const env: NodeJS.ProcessEnv = {
-    ...inherited,
     [STATE_DIR_MARKER]: resolve(options.stateDir),
     LABSWEEP_TASK_ID: String(task.id),
     LABSWEEP_TASK_SIGNATURE: task.signature,
