@@ -303,12 +303,9 @@ export class Agent {
 
   private async finished(task: Running, exit: ProcessExit, files: TaskFiles): Promise<void> {
     const { resultPath, logPath, workDir } = files;
-    try {
-      tightenTaskFiles(files);
-    } catch (error) {
-      // Unreadable or another's: the report tells what reading the result finds; it must go out.
-      this.warnOf(`could not make the files of task ${task.lease.task.id} private`, error);
-    }
+    // Unreadable or another's: told; the report (saying what reading the result finds) goes out.
+    const loose = tightenTaskFiles(files);
+    if (loose) this.warnOf(`could not make the files of task ${task.lease.task.id} private`, loose);
     const checkpoint = this.setup.checkpointDir(task.lease.task);
     const { outcome, tail } = finalOutcome(task, exit, { resultPath, logPath, checkpointDir: checkpoint });
     // The slot is free the moment the process is gone: leasing its next task need not wait for

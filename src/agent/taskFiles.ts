@@ -72,10 +72,17 @@ export function attemptDirs(
  * Once the task has exited: its result and events files, which it created itself, made 0600 if
  * it made them looser (a shell's `>` under its umask). Their dir is 0700 all along, so no one
  * else could reach them meanwhile; this keeps every file at rest in a state dir its owner's.
+ * Returns the error that stopped it (a file another user's, a dir unreadable), for the caller to
+ * tell: its report must go out all the same.
  */
-export function tightenTaskFiles(files: Pick<AttemptFiles, "resultPath" | "eventsPath">): void {
-  tightenFile(files.resultPath);
-  tightenFile(files.eventsPath);
+export function tightenTaskFiles(files: Pick<AttemptFiles, "resultPath" | "eventsPath">): Error | null {
+  try {
+    tightenFile(files.resultPath);
+    tightenFile(files.eventsPath);
+    return null;
+  } catch (error) {
+    return error instanceof Error ? error : new Error(String(error));
+  }
 }
 
 function attemptConfig(task: Task, attemptId: number, placements: Placement[]): object {
