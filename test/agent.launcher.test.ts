@@ -5,7 +5,7 @@
  * it ran (ns clock) in files under a temp dir.
  */
 import { spawn } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { DroppedLaunch, type Launched, Launcher } from "../src/agent/launcher.js";
@@ -177,5 +177,69 @@ describe("the launcher chains a slot's next task", () => {
     await sleep(800);
     expect(existsSync(join(dir, "first"))).toBe(true);
     expect(existsSync(join(dir, "ran"))).toBe(false);
+  });
+});
+
+describe("the launcher makes a task's dirs before its log", () => {
+  it("makes them 0700 with their parents and removes the files to clear, for plain and chained tasks", async () => {
+    const { dir, launcher, launch } = setUp();
+    const request = (name: string) => {
+      const taskDir = join(dir, "state", "tasks", name);
+      const stale = join(taskDir, "attempt-1.result.json");
+      return {
+        command: `test -d ${join(dir, "ckpt", name)} && test ! -e ${stale} && echo ran`,
+        cwd: dir,
+        env: process.env,
+        logPath: join(taskDir, "attempt-1.log"),
+        dirs: [taskDir, join(dir, "ckpt", name)],
+        clear: [stale],
+      };
+    };
+    // An earlier attempt's result where the second task's dir already is.
+    mkdirSync(join(dir, "state", "tasks", "2"), { recursive: true, mode: 0o700 });
+    writeFileSync(join(dir, "state", "tasks", "2", "attempt-1.result.json"), "{}");
+    const running = launch("sleep 0.3");
+    const plain = launcher.launch(request("1"));
+    const chained = launcher.launch(request("2"), running.id);
+    expect(await plain.exit).toEqual({ code: 0, signal: null });
+    expect(await chained.exit).toEqual({ code: 0, signal: null });
+    for (const name of ["1", "2"]) {
+      expect(readFileSync(join(dir, "state", "tasks", name, "attempt-1.log"), "utf8")).toBe("ran\n");
+      for (const made of [join("state", "tasks", name), "state", join("ckpt", name), "ckpt"])
+        expect(statSync(join(dir, made)).mode & 0o777, made).toBe(0o700);
+    }
+  });
+
+  it("fails the start, saying why, when a dir cannot be made", async () => {
+    const { dir, launcher } = setUp();
+    writeFileSync(join(dir, "file"), "");
+    const launched = launcher.launch({
+      command: "true",
+      cwd: dir,
+      env: process.env,
+      logPath: join(dir, "file", "tasks", "1", "attempt-1.log"),
+      dirs: [join(dir, "file", "tasks", "1")],
+    });
+    await expect(launched.pid).rejects.toThrow(/Not a directory/);
+    expect(await launched.exit).toEqual({ code: 127, signal: null });
+  });
+});
+
+describe("the launcher's base environment", () => {
+  it("is sent once and laid under each task's own variables, which win", async () => {
+    const { dir, launcher } = setUp();
+    const base = { ...process.env, FROM_BASE: "base", OVERRIDDEN: "base" };
+    const run = (name: string) =>
+      launcher.launch({
+        command: `echo "$FROM_BASE $OVERRIDDEN $OWN" > ${name}.env`,
+        cwd: dir,
+        env: { OVERRIDDEN: `own-${name}`, OWN: name },
+        baseEnv: base,
+        logPath: join(dir, "log"),
+      });
+    const [a, b] = [run("a"), run("b")];
+    await Promise.all([a.exit, b.exit]);
+    expect(readFileSync(join(dir, "a.env"), "utf8")).toBe("base own-a a\n");
+    expect(readFileSync(join(dir, "b.env"), "utf8")).toBe("base own-b b\n");
   });
 });

@@ -148,6 +148,22 @@ describe("PointRelay", () => {
     for (const size of sizes) expect(size).toBeLessThan(512 * 1024);
   });
 
+  it("reads only the exited attempt's file at an exit; running ones wait for the timer", async () => {
+    const sent: AttemptPoints[][] = [];
+    const relay = new PointRelay({ send: async (batches) => void sent.push(batches), intervalMs: 300 });
+    const [running, exiting] = [files(), files()];
+    relay.watch(1, running);
+    relay.watch(2, exiting);
+    appendFileSync(running.eventsPath, report(0, { loss: 1 }));
+    appendFileSync(exiting.eventsPath, report(0, { loss: 2 }));
+    relay.exited(2);
+    await relay.settled(2, 5000);
+    expect(sent.flat().map((batch) => batch.attemptId)).toEqual([2]);
+    // The timer's pass reads every running attempt's file.
+    await until(() => sent.flat().some((batch) => batch.attemptId === 1), "the running attempt's points");
+    relay.stop();
+  });
+
   it("lets an attempt without an events file go once it exits", async () => {
     const paths = files();
     const relay = new PointRelay({ send: async () => undefined, intervalMs: 10 });

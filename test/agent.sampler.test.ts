@@ -88,6 +88,18 @@ describe("processGroupRss", () => {
   it("finds nothing for a process group that does not exist", () => {
     expect(processGroupRss(2 ** 30)).toEqual({ rssKiB: 0, pids: new Set() });
   });
+
+  it("shares one pass over /proc between the samplers it can serve, and makes another for the rest", () => {
+    const before = performance.now();
+    processGroupRss(2 ** 30); // a pass made now, before the task below started
+    const task = startGroup("sleep 5");
+    // A caller that takes a pass made before the task started gets that one: the task is not in it.
+    expect(processGroupRss(task.pid, before)?.pids).toEqual(new Set());
+    const started = performance.now();
+    expect(processGroupRss(task.pid, started)?.pids).toEqual(new Set([task.pid]));
+    // That later pass serves the next caller that needs one made since the task started.
+    expect(processGroupRss(task.pid, started)?.rssKiB).toBeGreaterThan(0);
+  });
 });
 
 describe("TaskSampler: memory of the process tree", () => {

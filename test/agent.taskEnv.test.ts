@@ -44,8 +44,11 @@ describe("a task's environment", () => {
       "task.py",
       `import json, os
 e = os.environ
-seen = {"events_size": os.path.getsize(e["LABSWEEP_EVENTS_FILE"]), "stop_exists": os.path.exists(e["LABSWEEP_STOP_FILE"]),
-        "checkpoint_mode": oct(os.stat(e["LABSWEEP_CHECKPOINT_DIR"]).st_mode & 0o777)}
+seen = {"events_exists": os.path.exists(e["LABSWEEP_EVENTS_FILE"]), "result_exists": os.path.exists(e["LABSWEEP_RESULT_FILE"]),
+        "stop_exists": os.path.exists(e["LABSWEEP_STOP_FILE"]),
+        "task_dir_mode": oct(os.stat(os.path.dirname(e["LABSWEEP_RESULT_FILE"])).st_mode & 0o777),
+        "checkpoint_mode": oct(os.stat(e["LABSWEEP_CHECKPOINT_DIR"]).st_mode & 0o777),
+        "config_task_id": json.load(open(e["LABSWEEP_CONFIG_FILE"]))["task_id"]}
 json.dump({"env": dict(e), "seen": seen}, open("env.json", "w"))
 `,
     );
@@ -71,7 +74,16 @@ json.dump({"env": dict(e), "seen": seen}, open("env.json", "w"))
       LABSWEEP_CHECKPOINT_DIR: join(state, "checkpoints", env.LABSWEEP_TASK_SIGNATURE as string),
       PYTHONPATH: `${join(REPO_ROOT, "python")}${delimiter}/opt/mine`,
     });
-    expect(seen).toEqual({ events_size: 0, stop_exists: false, checkpoint_mode: "0o700" });
+    // The result and events files are the task's to create (in its private task dir); the
+    // config is there to read while it runs.
+    expect(seen).toEqual({
+      events_exists: false,
+      result_exists: false,
+      stop_exists: false,
+      task_dir_mode: "0o700",
+      checkpoint_mode: "0o700",
+      config_task_id: Number(env.LABSWEEP_TASK_ID),
+    });
     expect(JSON.stringify(env)).not.toMatch(/secret/);
   });
 });

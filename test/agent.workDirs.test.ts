@@ -24,6 +24,26 @@ describe("work dirs", () => {
     expect(readdirSync(third)).toEqual([]);
   });
 
+  it("pairs each dir with a config file of its own, under the config root, reused with the dir", async () => {
+    const state = tempDir();
+    const pool = new WorkDirs(join(state, "work"), join(state, "configs"));
+    const first = pool.take();
+    const second = pool.take();
+    pool.prepare(first);
+    expect(pool.configPath(first)).toBe(join(state, "configs", "1.json"));
+    expect(pool.configPath(second)).not.toBe(pool.configPath(first));
+    // The config root is made with the first dir, private, and holds no work dir.
+    expect(statSync(join(state, "configs")).mode & 0o777).toBe(0o700);
+    writeFileSync(pool.configPath(first), "{}");
+    await pool.giveBack(first);
+    const again = pool.take();
+    expect(pool.configPath(again)).toBe(pool.configPath(first));
+    expect(readdirSync(join(state, "work"))).toEqual(["1"]);
+    // A new pool (a restarted agent) starts without the old one's configs.
+    new WorkDirs(join(state, "work"), join(state, "configs"));
+    expect(existsSync(join(state, "configs"))).toBe(false);
+  });
+
   it("starts empty: what an earlier agent left under its root is removed", async () => {
     const root = join(tempDir(), "work");
     mkdirSync(join(root, "1"), { recursive: true });

@@ -99,8 +99,9 @@ describe("task environment and files", () => {
 x = sys.argv[1]
 print("hello on stdout", flush=True)
 print("hello on stderr", file=sys.stderr, flush=True)
+config = json.load(open(os.environ["LABSWEEP_CONFIG_FILE"]))
 with open(f"env-{x}.json", "w") as f:
-    json.dump({"env": dict(os.environ), "pid": os.getpid(), "pgrp": os.getpgrp(), "sid": os.getsid(0)}, f)
+    json.dump({"env": dict(os.environ), "config": config, "pid": os.getpid(), "pgrp": os.getpgrp(), "sid": os.getsid(0)}, f)
 with open(os.environ["LABSWEEP_RESULT_FILE"], "w") as f:
     json.dump({"acc": 0.5 + int(x) / 10}, f)
 `,
@@ -129,6 +130,7 @@ train:
       const params = JSON.parse(task.params_json) as { x: number; lr: number };
       const dump = JSON.parse(readFileSync(join(dir, `env-${params.x}.json`), "utf8")) as {
         env: Record<string, string>;
+        config: unknown;
         pid: number;
         pgrp: number;
         sid: number;
@@ -141,8 +143,8 @@ train:
       expect(env.CUDA_VISIBLE_DEVICES).toBe("0");
       expect(env.LABSWEEP_RESULT_FILE?.startsWith(join(dir, ".labsweep"))).toBe(true);
 
-      const config = JSON.parse(readFileSync(env.LABSWEEP_CONFIG_FILE as string, "utf8"));
-      expect(config).toMatchObject({
+      // The config file as the task read it while it ran (the agent rewrites it for later attempts).
+      expect(dump.config).toMatchObject({
         task_id: task.id,
         params: { lr: 0.1, x: params.x },
         command: `python3 task.py ${params.x}`,

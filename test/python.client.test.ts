@@ -47,12 +47,10 @@ type TaskEnv = Record<string, string> &
     string
   >;
 
-/** What the agent sets for an attempt, with its files in `dir`. */
+/** What the agent sets for an attempt, with its files in `dir` (the agent creates neither file). */
 function taskEnv(dir: string, extra: Record<string, string> = {}): TaskEnv {
   const events = join(dir, "attempt-1.events.jsonl");
   const result = join(dir, "attempt-1.result.json");
-  writeFileSync(events, "", { mode: 0o600 });
-  writeFileSync(result, "", { mode: 0o600 });
   return {
     LABSWEEP_TASK_ID: "7",
     LABSWEEP_ATTEMPT_ID: "31",
@@ -136,13 +134,14 @@ import os, labsweep
 labsweep.FLUSH_INTERVAL = 3600  # no write by time in this test
 for step in range(3):
     labsweep.report(step, loss=1.0 / (step + 1), val={"acc": step / 10, "top": {"k5": 1}})
-print(os.path.getsize(os.environ["LABSWEEP_EVENTS_FILE"]))
+print(os.path.exists(os.environ["LABSWEEP_EVENTS_FILE"]))
 labsweep.result(acc=0.3)
 print(os.path.getsize(os.environ["LABSWEEP_EVENTS_FILE"]) > 0)
 `;
     const end = await runPython(script, env, dir);
     expectOk(end);
-    expect(end.stdout.split("\n").slice(0, 2)).toEqual(["0", "True"]);
+    // Nothing written yet: the file does not even exist (the agent creates none).
+    expect(end.stdout.split("\n").slice(0, 2)).toEqual(["False", "True"]);
     const reports = lines(env.LABSWEEP_EVENTS_FILE);
     expect(reports.map((line) => line.step)).toEqual([0, 1, 2]);
     expect(reports[1]).toMatchObject({
@@ -216,6 +215,7 @@ for call in bad:
   it("flattens the result and replaces the result file atomically, keeping it private", async () => {
     const dir = tempDir();
     const env = taskEnv(dir);
+    writeFileSync(env.LABSWEEP_RESULT_FILE, '{"from": "an earlier call"}\n', { mode: 0o600 });
     const before = statSync(env.LABSWEEP_RESULT_FILE).ino;
     const script = `
 import labsweep
@@ -234,7 +234,20 @@ labsweep.result(acc=0.5, val={"acc": 0.25, "loss": {"mean": 1}}, diverged=float(
     // Replaced by a rename (a new inode), not written in place; no temp file is left behind.
     expect(statSync(env.LABSWEEP_RESULT_FILE).ino).not.toBe(before);
     expect(statSync(env.LABSWEEP_RESULT_FILE).mode & 0o777).toBe(0o600);
-    expect(readdirSync(dir).sort()).toEqual(["attempt-1.events.jsonl", "attempt-1.result.json"]);
+    expect(readdirSync(dir).sort()).toEqual(["attempt-1.result.json"]);
+  });
+
+  it("creates the result and events files 0600 itself, under any umask (the agent makes neither)", async () => {
+    const dir = tempDir();
+    const env = taskEnv(dir);
+    const script =
+      "import os\nos.umask(0)\nimport labsweep\nlabsweep.report(0, loss=1.0)\nlabsweep.result(acc=1)";
+    const end = await runPython(script, env, dir);
+    expectOk(end);
+    expect(JSON.parse(readFileSync(env.LABSWEEP_RESULT_FILE, "utf8"))).toEqual({ acc: 1 });
+    expect(lines(env.LABSWEEP_EVENTS_FILE).map((line) => line.metrics)).toEqual([{ loss: 1 }]);
+    expect(statSync(env.LABSWEEP_RESULT_FILE).mode & 0o777).toBe(0o600);
+    expect(statSync(env.LABSWEEP_EVENTS_FILE).mode & 0o777).toBe(0o600);
   });
 
   it("refuses a result with one name reached twice, writing nothing", async () => {
@@ -274,7 +287,7 @@ print("stopping")
 `;
     const task = python(script, env, dir);
     await task.printed("listening False");
-    expect(readFileSync(env.LABSWEEP_EVENTS_FILE, "utf8")).toBe("");
+    expect(existsSync(env.LABSWEEP_EVENTS_FILE)).toBe(false);
     writeFileSync(env.LABSWEEP_STOP_FILE, "");
     const end = await task.exit;
     expectOk(end);

@@ -350,7 +350,8 @@ def _json_item(value: Any) -> Any:
 
 def _replace(path: str, text: str) -> None:
     # A temp file beside it, then a rename: the agent never reads a half-written result, even
-    # when the task is killed mid-write. mkstemp makes it 0600, like the file the agent made.
+    # when the task is killed mid-write. mkstemp makes it 0600: the agent creates no result file,
+    # and what a task creates is private only if the task makes it so.
     fd, temp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".result-", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as file:

@@ -14,7 +14,7 @@ import { Occupancy, type OccupancyOptions, type Running } from "./occupancy.js";
 import { PointRelay } from "./pointRelay.js";
 import { type ProcessExit, type RunningProcess, startProcess, stopSpec } from "./runProcess.js";
 import { type GpuReader, gpuReader, TaskSampler } from "./sampler.js";
-import type { TaskFiles } from "./taskFiles.js";
+import { type TaskFiles, tightenTaskFiles } from "./taskFiles.js";
 
 /** What the dispatch loop needs beyond what occupancy.ts tracks of the machine. */
 export interface AgentOptions extends OccupancyOptions {
@@ -235,7 +235,7 @@ export class Agent {
     const task = lease.task;
     const files = this.setup.files(lease);
     const onGpuMachine = this.occupancy.hasGpus || this.options.gpuFreeMiB.size > 0;
-    const env = this.setup.environment(lease, files, onGpuMachine);
+    const { base, own } = this.setup.environment(lease, files, onGpuMachine);
     // Ledgers from before launchers have none; an `auto` port is picked in `prepare`, which runs
     // before the launch reads `command`.
     const launcher = task.policy.launcher ?? null;
@@ -245,9 +245,11 @@ export class Agent {
         return command;
       },
       cwd: task.cwd,
-      env,
+      env: own,
+      baseEnv: base,
       logPath: files.logPath,
       timeoutMs: task.policy.timeoutMs,
+      ...this.setup.dirs(lease, files),
       ...stopSpec(task.policy, files.stopPath, this.options.graceMs),
       prepare: async () => {
         const port = needsFreePort(launcher, lease.gpuIds) ? await freePort() : undefined;
@@ -301,6 +303,9 @@ export class Agent {
 
   private async finished(task: Running, exit: ProcessExit, files: TaskFiles): Promise<void> {
     const { resultPath, logPath, workDir } = files;
+    // Unreadable or another's: told; the report (saying what reading the result finds) goes out.
+    const loose = tightenTaskFiles(files);
+    if (loose) this.warnOf(`could not make the files of task ${task.lease.task.id} private`, loose);
     const checkpoint = this.setup.checkpointDir(task.lease.task);
     const { outcome, tail } = finalOutcome(task, exit, { resultPath, logPath, checkpointDir: checkpoint });
     // The slot is free the moment the process is gone: leasing its next task need not wait for

@@ -1,7 +1,13 @@
 import { join } from "node:path";
 import { attemptFiles } from "../protocol/attemptFiles.js";
 import type { Lease, Task } from "../protocol/interfaces.js";
-import { checkpointDir, prepareAttempt, type TaskFiles, taskEnvironment } from "./taskFiles.js";
+import {
+  attemptDirs,
+  checkpointDir,
+  type TaskFiles,
+  taskVariables,
+  writeAttemptConfig,
+} from "./taskFiles.js";
 import { WorkDirs } from "./workDirs.js";
 
 /**
@@ -18,29 +24,51 @@ export class AttemptSetup {
   constructor(
     private readonly options: { stateDir: string; env?: NodeJS.ProcessEnv; checkpointRoot?: string },
   ) {
-    this.workDirs = new WorkDirs(join(options.stateDir, "work"));
+    this.workDirs = new WorkDirs(join(options.stateDir, "work"), join(options.stateDir, "configs"));
     this.inherited = { ...process.env, ...options.env };
   }
 
-  /** The attempt's files, with a work dir taken from the pool (given back by `release`). */
+  /**
+   * The attempt's files, with a work dir taken from the pool (given back by `release`) and the
+   * config file that goes with it.
+   */
   files(lease: Lease): TaskFiles {
     const files = attemptFiles(this.options.stateDir, lease.task.id, lease.attemptNumber);
-    return { ...files, workDir: this.workDirs.take() };
+    const workDir = this.workDirs.take();
+    return { ...files, workDir, configPath: this.workDirs.configPath(workDir) };
   }
 
-  environment(lease: Lease, files: TaskFiles, onGpuMachine: boolean): NodeJS.ProcessEnv {
-    return taskEnvironment(lease, files, { ...this.options, inherited: this.inherited, onGpuMachine });
+  /**
+   * The attempt's environment: `base`, the agent's (the same object for every attempt, so the
+   * launcher is sent it once), with `own` over it.
+   */
+  environment(
+    lease: Lease,
+    files: TaskFiles,
+    onGpuMachine: boolean,
+  ): { base: NodeJS.ProcessEnv; own: NodeJS.ProcessEnv } {
+    const own = taskVariables(lease, files, { ...this.options, inherited: this.inherited, onGpuMachine });
+    return { base: this.inherited, own };
   }
 
   checkpointDir(task: Task): string {
     return checkpointDir(this.options.stateDir, task, this.options.checkpointRoot);
   }
 
-  /** Writes the attempt's files and makes its dirs, just before its launch. */
+  /**
+   * Makes the attempt's work dir and writes its config, just before its launch; the dirs and
+   * files the process starter makes and clears (`dirs`).
+   */
   prepare(lease: Lease, files: TaskFiles): void {
     const { task, attemptId, placements } = lease;
-    prepareAttempt(files, task, attemptId, placements, this.checkpointDir(task));
+    // The work dir first: the pool's roots, its config file's included, are made with the first.
     this.workDirs.prepare(files.workDir);
+    writeAttemptConfig(files, task, attemptId, placements);
+  }
+
+  /** The attempt's task dir and checkpoint dir, made where its process is started (runProcess.ts). */
+  dirs(lease: Lease, files: TaskFiles): { dirs: string[]; clear: string[] } {
+    return attemptDirs(files, this.checkpointDir(lease.task));
   }
 
   /** Once the attempt is reported (its artifacts taken): its work dir goes back to the pool. */

@@ -16,8 +16,13 @@ exit to travel to the agent, a start request to travel back, or a spawn, which o
 takes milliseconds. The agent can still start it early ("release") or take it back while it
 waits ("drop"). Chains may be several deep: ID may itself be waiting.
 
-Protocol, one JSON object per line. In:  {"id", "cmd", "cwd", "env", "log", "after"?} to start a
-task; {"release": id} / {"drop": id} for a chained task still waiting; {"forget": pid} once the
+Protocol, one JSON object per line. In: {"base", "env"} names an environment by a number, so
+that a start request can carry only its task's own variables; {"id", "cmd", "cwd", "env",
+"base"?, "log", "dirs"?, "clear"?, "after"?} to start a task, in "env" laid over environment
+"base" where given: "dirs" are made first (mode 0700, missing parents too), then the
+files in "clear" removed (where they exist), then the log opened; the agent leaves them to the
+launcher because on a journal-less ext4 a mkdir costs milliseconds, which here run beside the
+agent's event loop, not on it; {"release": id} / {"drop": id} for a chained task still waiting; {"forget": pid} once the
 agent has finished with a task's process group.
 Out: {"ev": "started", "id", "pid"} | {"ev": "exit", "id", "code", "signal"} |
      {"ev": "error", "id", "message"} | {"ev": "dropped", "id"}.
@@ -72,6 +77,8 @@ open_when_held = set()
 # the instant it was spawned, can be reaped so early).
 early_exits = {}
 have_children = threading.Event()
+# The environments start requests are laid over, by number ({"base", "env"}).
+bases = {}
 
 
 def send(message):
@@ -81,15 +88,44 @@ def send(message):
         sys.stdout.flush()
 
 
-def spawn(request, argv, stdin):
-    """Starts a process in its own session and process group, output to the task's log. SIGPIPE
-    and SIGXFSZ (which Python ignores) go back to their defaults. A cwd or exec failure raises."""
-    log_fd = os.open(request["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)  # the owner's alone
+def private_dir(path):
+    """Makes a dir 0700, its missing parents too (os.makedirs gives parents the umask's mode)."""
     try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    except FileNotFoundError:
+        parent = os.path.dirname(path)
+        if parent == path:
+            raise
+        private_dir(parent)
+        private_dir(path)
+
+
+def open_log(request):
+    """The task's dirs made, files of an earlier attempt removed, its log opened (appending)."""
+    for path in request.get("dirs", ()):
+        private_dir(path)
+    for path in request.get("clear", ()):
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+    return os.open(request["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)  # the owner's alone
+
+
+def spawn(request, argv, stdin, log_fd):
+    """Starts a process in its own session and process group, output to the task's log (closed
+    here). SIGPIPE and SIGXFSZ (which Python ignores) go back to their defaults. A cwd or exec
+    failure raises."""
+    try:
+        env = request["env"]
+        if "base" in request:
+            env = {**bases[request["base"]], **env}
         return subprocess.Popen(
             argv,
             cwd=request["cwd"],
-            env=request["env"],
+            env=env,
             stdin=stdin,
             stdout=log_fd,
             stderr=log_fd,
@@ -129,10 +165,12 @@ def start(request):
         os.close(go)
         return
     try:
+        # Outside the lock: the reaper must not wait for a mkdir.
+        log_fd = open_log(request)
         # Spawned under the lock the reaper takes before it reports an exit: the process is
         # recorded before it can be reaped, and the agent hears of its start before its end.
         with table_lock:
-            popen = spawn(request, ["/bin/sh", "-c", request["cmd"]], devnull)
+            popen = spawn(request, ["/bin/sh", "-c", request["cmd"]], devnull, log_fd)
             record(request, popen)
             send({"ev": "started", "id": request["id"], "pid": popen.pid})
     except OSError as error:
@@ -172,7 +210,7 @@ def hold(request):
         holding.add(request_id)
     go_read, go = os.pipe()
     try:
-        popen = spawn(request, ["/bin/sh", "-c", GATE + request["cmd"]], go_read)
+        popen = spawn(request, ["/bin/sh", "-c", GATE + request["cmd"]], go_read, open_log(request))
     except OSError:
         popen = None
         os.close(go)
@@ -250,6 +288,9 @@ for line in sys.stdin:
     if not line.strip():
         continue
     request = json.loads(line)
+    if "base" in request and "cmd" not in request:
+        bases[request["base"]] = request["env"]
+        continue
     if "forget" in request:
         with table_lock:
             lingering.discard(request["forget"])

@@ -9,8 +9,17 @@ const LAUNCHER_SCRIPT = fileURLToPath(new URL("../../src/agent/launcher.py", imp
 export interface LaunchSpec {
   command: string;
   cwd: string;
+  /** The task's environment; with `baseEnv`, the variables laid over that. */
   env: NodeJS.ProcessEnv;
+  /**
+   * The environment `env` is laid over, sent to the launcher the first time it is seen (by
+   * identity: pass the same object for every task). (Default: none)
+   */
+  baseEnv?: NodeJS.ProcessEnv;
   logPath: string;
+  /** Made (0700, parents too), then `clear`'s files removed, before the log is opened. (Default: none) */
+  dirs?: string[];
+  clear?: string[];
 }
 
 export interface Launched {
@@ -44,6 +53,8 @@ export class Launcher {
   private child: ChildProcess | null = null;
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
+  /** The base environments each launcher process has been sent, by id (a restarted one knows none). */
+  private readonly bases = new WeakMap<ChildProcess, Map<NodeJS.ProcessEnv, number>>();
 
   /** Whether python3 is here to run the launcher; otherwise the caller spawns directly. */
   static available(): boolean {
@@ -69,16 +80,36 @@ export class Launcher {
     this.pending.set(id, { started, failed, exited });
     const child = this.ensureRunning();
     this.holdLoop(true);
+    const base = spec.baseEnv && this.baseId(child, spec.baseEnv);
     const request = {
       id,
       cmd: spec.command,
       cwd: spec.cwd,
       env: definedOnly(spec.env),
+      ...(base !== undefined && { base }),
       log: spec.logPath,
+      ...(spec.dirs?.length ? { dirs: spec.dirs } : {}),
+      ...(spec.clear?.length ? { clear: spec.clear } : {}),
       ...(after === undefined ? {} : { after }),
     };
     child.stdin?.write(`${JSON.stringify(request)}\n`);
     return { id, pid, exit };
+  }
+
+  /** The id `child` knows `env` by, sending it first if it does not know it yet. */
+  private baseId(child: ChildProcess, env: NodeJS.ProcessEnv): number {
+    let bases = this.bases.get(child);
+    if (!bases) {
+      bases = new Map();
+      this.bases.set(child, bases);
+    }
+    let id = bases.get(env);
+    if (id === undefined) {
+      id = bases.size + 1;
+      bases.set(env, id);
+      child.stdin?.write(`${JSON.stringify({ base: id, env: definedOnly(env) })}\n`);
+    }
+    return id;
   }
 
   /**

@@ -1,6 +1,6 @@
 import { spawn } from "node:child_process";
-import { appendFileSync, closeSync, openSync, readSync, statSync } from "node:fs";
-import { PRIVATE_FILE_MODE } from "../files/privateFiles.js";
+import { appendFileSync, closeSync, openSync, readSync, rmSync, statSync } from "node:fs";
+import { PRIVATE_FILE_MODE, privateDirWithParents } from "../files/privateFiles.js";
 import type { RunPolicy } from "../sweep/types.js";
 import { DroppedLaunch, Launcher, sharedLauncher } from "./launcher.js";
 import { onPath } from "./onPath.js";
@@ -10,8 +10,20 @@ import { ProcessGroup, type StopReason, type StopSpec } from "./processGroup.js"
 export interface ProcessSpec {
   command: string;
   cwd: string;
+  /** The task's environment; with `baseEnv`, the variables laid over that. */
   env: NodeJS.ProcessEnv;
+  /**
+   * The environment `env` is laid over: the agent's, one object for all its tasks, which the
+   * launcher is sent once rather than with every task (a few KB of JSON each way). (Default: none)
+   */
+  baseEnv?: NodeJS.ProcessEnv;
   logPath: string;
+  /**
+   * Dirs made (0700, parents too) and then files removed before the log is opened: by the
+   * launcher, beside the event loop, where it starts the process. (Default: none)
+   */
+  dirs?: string[];
+  clear?: string[];
   /** Kill the process group after this long; null for no limit. */
   timeoutMs: number | null;
   /** Time between the stop signal and SIGKILL on timeouts and stops. (Default: 30 s) */
@@ -80,6 +92,18 @@ export function taskEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
   const result: NodeJS.ProcessEnv = {};
   for (const [key, value] of Object.entries(env)) if (!TOKEN_VARIABLE.test(key)) result[key] = value;
   return result;
+}
+
+/** taskEnv of each base environment, worked out once: the same object for every task. */
+const cleanBases = new WeakMap<NodeJS.ProcessEnv, NodeJS.ProcessEnv>();
+
+function cleanBase(base: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  let clean = cleanBases.get(base);
+  if (!clean) {
+    clean = taskEnv(base);
+    cleanBases.set(base, clean);
+  }
+  return clean;
 }
 
 /** Time a stopped task has to save a checkpoint before SIGKILL, when neither phase nor agent says. */
@@ -219,13 +243,23 @@ function afterPreparing(prepared: Promise<void>, launch: () => Launched | Promis
 
 function viaLauncher(spec: ProcessSpec, after?: number): Launched {
   const launched = sharedLauncher().launch(
-    { command: spec.command, cwd: spec.cwd, env: taskEnv(spec.env), logPath: spec.logPath },
+    {
+      command: spec.command,
+      cwd: spec.cwd,
+      env: taskEnv(spec.env),
+      ...(spec.baseEnv && { baseEnv: cleanBase(spec.baseEnv) }),
+      logPath: spec.logPath,
+      dirs: spec.dirs ?? [],
+      clear: spec.clear ?? [],
+    },
     after,
   );
   return { ...launched, id: Promise.resolve(launched.id) };
 }
 
 function viaSpawn(spec: ProcessSpec): Launched {
+  for (const dir of spec.dirs ?? []) privateDirWithParents(dir);
+  for (const path of spec.clear ?? []) rmSync(path, { force: true });
   const log = openSync(spec.logPath, "a", PRIVATE_FILE_MODE);
   const argv = ["/bin/sh", "-c", spec.command];
   hasSetpriv ??= onPath("setpriv");
@@ -234,7 +268,7 @@ function viaSpawn(spec: ProcessSpec): Launched {
   try {
     child = spawn(file as string, args, {
       cwd: spec.cwd,
-      env: taskEnv(spec.env),
+      env: taskEnv({ ...spec.baseEnv, ...spec.env }),
       detached: true,
       stdio: ["ignore", log, log],
     });

@@ -1,6 +1,6 @@
-import { readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { readFileSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { PRIVATE_FILE_MODE, privateDirWithParents, tightenFile } from "../files/privateFiles.js";
+import { overwritePrivateFile, tightenFile } from "../files/privateFiles.js";
 import type { AttemptFiles } from "../protocol/attemptFiles.js";
 import { gpusWanted } from "../protocol/capacity.js";
 import type { Lease, Task } from "../protocol/interfaces.js";
@@ -22,41 +22,67 @@ export function checkpointDir(stateDir: string, task: Task, agentRoot?: string):
   return join(resolve(root), task.signature);
 }
 
-/** An attempt's files, and the work dir (LABSWEEP_WORK_DIR) it has from the pool (workDirs.ts). */
+/**
+ * An attempt's files, its work dir (LABSWEEP_WORK_DIR) from the pool (workDirs.ts), and its
+ * config file (LABSWEEP_CONFIG_FILE), which goes with the work dir (`<state>/configs/<n>.json`),
+ * rewritten for each attempt that has the dir, so it costs no new file after the first.
+ */
 export interface TaskFiles extends AttemptFiles {
   workDir: string;
+  configPath: string;
 }
 
 /**
- * Writes the task's full config for LABSWEEP_CONFIG_FILE and what else the task protocol
- * promises (docs/task-protocol.md): empty result and events files, no stop file, the checkpoint
- * dir.
- * Synchronous: a first attempt costs three small calls, less than three trips through the
- * thread pool (each a futex handoff and a wakeup, measured on 1,000 no-op tasks).
+ * Writes the attempt's config for LABSWEEP_CONFIG_FILE (in place: see overwritePrivateFile).
+ * Synchronous: one small write costs less than a trip through the thread pool (a futex handoff
+ * and a wakeup, measured on 1,000 no-op tasks).
  */
-export function prepareAttempt(
+export function writeAttemptConfig(
   files: TaskFiles,
   task: Task,
   attemptId: number,
   placements: Placement[] = [],
-  checkpoint?: string,
 ): void {
-  // A task dir made now holds nothing: no file of an earlier attempt to empty or remove, which
-  // is every first attempt's case.
-  const made = privateDirWithParents(files.dir);
   const config = `${JSON.stringify(attemptConfig(task, attemptId, placements), null, 2)}\n`;
-  writeFileSync(files.configPath, config, { mode: PRIVATE_FILE_MODE });
-  // Created empty and private, so a task that writes them in place keeps them 0600. An attempt
-  // number repeats only for a new ledger in an old state dir: that attempt's result, reports and
-  // stop request are not this one's.
-  const fresh = made ? "wx" : "w";
-  writeFileSync(files.resultPath, "", { mode: PRIVATE_FILE_MODE, flag: fresh });
-  writeFileSync(files.eventsPath, "", { mode: PRIVATE_FILE_MODE, flag: fresh });
-  if (!made) {
-    for (const path of [files.resultPath, files.eventsPath]) tightenFile(path);
-    rmSync(files.stopPath, { force: true });
+  overwritePrivateFile(files.configPath, config);
+}
+
+/**
+ * What else the task protocol (docs/task-protocol.md) promises at the start: the task dir and
+ * the checkpoint dir exist (`dirs`, 0700, parents too), and no result, events or stop file of an
+ * earlier attempt with this number is there (`clear`: an attempt number repeats only for a new
+ * ledger in an old state dir). Made by whoever starts the process, just before its log is opened
+ * (runProcess.ts): the launcher, beside the agent's event loop, where there is one; on ext4
+ * without a journal (these VMs) a mkdir walks past every inode deleted in the last 30 s, 1-2 ms
+ * each. The result and events files are the task's to create (the Python client makes them
+ * 0600; the agent tightens what a task made looser once it exits, see `tightenTaskFiles`): two
+ * empty files per task were a fifth of a no-op task's cost.
+ */
+export function attemptDirs(
+  files: AttemptFiles,
+  checkpoint: string | undefined,
+): { dirs: string[]; clear: string[] } {
+  return {
+    dirs: checkpoint === undefined ? [files.dir] : [files.dir, checkpoint],
+    clear: [files.resultPath, files.eventsPath, files.stopPath],
+  };
+}
+
+/**
+ * Once the task has exited: its result and events files, which it created itself, made 0600 if
+ * it made them looser (a shell's `>` under its umask). Their dir is 0700 all along, so no one
+ * else could reach them meanwhile; this keeps every file at rest in a state dir its owner's.
+ * Returns the error that stopped it (a file another user's, a dir unreadable), for the caller to
+ * tell: its report must go out all the same.
+ */
+export function tightenTaskFiles(files: Pick<AttemptFiles, "resultPath" | "eventsPath">): Error | null {
+  try {
+    tightenFile(files.resultPath);
+    tightenFile(files.eventsPath);
+    return null;
+  } catch (error) {
+    return error instanceof Error ? error : new Error(String(error));
   }
-  if (checkpoint !== undefined) privateDirWithParents(checkpoint);
 }
 
 function attemptConfig(task: Task, attemptId: number, placements: Placement[]): object {
@@ -80,10 +106,31 @@ function attemptConfig(task: Task, attemptId: number, placements: Placement[]): 
 }
 
 /**
- * The environment a task runs in: the agent's, `env`, the LABSWEEP_* variables that name its
- * task, attempt, params and files, and the Python client on PYTHONPATH.
+ * The environment a task runs in: the agent's, `env`, and over them its own variables
+ * (`taskVariables`).
  */
 export function taskEnvironment(
+  lease: Lease,
+  files: TaskFiles,
+  options: {
+    stateDir: string;
+    env?: NodeJS.ProcessEnv;
+    onGpuMachine: boolean;
+    checkpointRoot?: string;
+    /** The agent's environment with `env` over it, where the caller read it already. */
+    inherited?: NodeJS.ProcessEnv;
+  },
+): NodeJS.ProcessEnv {
+  const inherited = options.inherited ?? { ...process.env, ...options.env };
+  return { ...inherited, ...taskVariables(lease, files, { ...options, inherited }) };
+}
+
+/**
+ * A task's own variables, laid over the agent's environment (`inherited`): the LABSWEEP_*
+ * variables that name its task, attempt, params and files, the Python client on PYTHONPATH, and
+ * its GPUs.
+ */
+export function taskVariables(
   lease: Lease,
   files: TaskFiles,
   options: {
@@ -98,7 +145,6 @@ export function taskEnvironment(
   const task = lease.task;
   const inherited = options.inherited ?? { ...process.env, ...options.env };
   const env: NodeJS.ProcessEnv = {
-    ...inherited,
     [STATE_DIR_MARKER]: resolve(options.stateDir),
     LABSWEEP_TASK_ID: String(task.id),
     LABSWEEP_TASK_SIGNATURE: task.signature,

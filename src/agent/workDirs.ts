@@ -1,6 +1,6 @@
 import { mkdirSync, readdirSync, rmSync } from "node:fs";
 import { rm } from "node:fs/promises";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { PRIVATE_DIR_MODE } from "../files/privateFiles.js";
 
 /**
@@ -9,7 +9,9 @@ import { PRIVATE_DIR_MODE } from "../files/privateFiles.js";
  * collected from it alone, so files of two attempts never mix. Why a pool rather than a dir made
  * and removed per attempt: those are two inode allocations per task, the largest part of a
  * no-op task's cost on these machines (ext4 without a journal steps past every inode deleted in
- * the last 30 s to find a free one), and most tasks leave their work dir empty.
+ * the last 30 s to find a free one), and most tasks leave their work dir empty. Each dir has a
+ * config file (LABSWEEP_CONFIG_FILE) under `configRoot`, pooled with it for the same reason:
+ * rewritten for each attempt that has the dir, it costs a new inode only the first time.
  */
 export class WorkDirs {
   /** Dirs made, emptied and not in use. */
@@ -19,8 +21,12 @@ export class WorkDirs {
   private named = 0;
 
   /** Starts from nothing: a dir an earlier incarnation of this agent left holds no attempt's files. */
-  constructor(private readonly root: string) {
+  constructor(
+    private readonly root: string,
+    private readonly configRoot: string = `${root}-configs`,
+  ) {
     rmSync(root, { recursive: true, force: true });
+    rmSync(configRoot, { recursive: true, force: true });
   }
 
   /** A dir for one attempt: a free one, or the name of a new one that `prepare` makes. */
@@ -31,7 +37,15 @@ export class WorkDirs {
     return join(this.root, String(this.named));
   }
 
-  /** Makes a dir `take` named (with the pool's root the first time); nothing for one reused. */
+  /** The config file that goes with a dir `take` named: `<config root>/<its name>.json`. */
+  configPath(dir: string): string {
+    return join(this.configRoot, `${basename(dir)}.json`);
+  }
+
+  /**
+   * Makes a dir `take` named (with the pool's roots the first time); nothing for one reused. Its
+   * config file is the caller's to write, once this returned.
+   */
   prepare(dir: string): void {
     if (this.made.has(dir)) return;
     try {
@@ -39,6 +53,7 @@ export class WorkDirs {
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
       mkdirSync(this.root, { recursive: true, mode: PRIVATE_DIR_MODE });
+      mkdirSync(this.configRoot, { recursive: true, mode: PRIVATE_DIR_MODE });
       mkdirSync(dir, { mode: PRIVATE_DIR_MODE });
     }
     this.made.add(dir);

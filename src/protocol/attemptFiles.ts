@@ -12,10 +12,13 @@ export interface AttemptFiles {
   eventsPath: string;
   /** Created by the agent when it asks the task to stop (LABSWEEP_STOP_FILE). */
   stopPath: string;
-  configPath: string;
 }
 
-/** Where one attempt's log, result, events, stop marker and config live: `<state>/tasks/<id>/`. */
+/**
+ * Where one attempt's log, result, events and stop marker live: `<state>/tasks/<id>/`. Only the
+ * log is made for every attempt (by the launcher); the task makes its result and events files
+ * itself, if it writes any, and the agent the stop file on a stop.
+ */
 export function attemptFiles(stateDir: string, taskId: number, attemptNumber: number): AttemptFiles {
   const dir = join(stateDir, "tasks", String(taskId));
   return {
@@ -24,6 +27,5 @@ export function attemptFiles(stateDir: string, taskId: number, attemptNumber: nu
     resultPath: join(dir, `attempt-${attemptNumber}.result.json`),
     eventsPath: join(dir, `attempt-${attemptNumber}.events.jsonl`),
     stopPath: join(dir, `attempt-${attemptNumber}.stop`),
-    configPath: join(dir, "config.json"),
   };
 }
