@@ -14,6 +14,7 @@ import {
   TOKEN,
   TOKEN_FILE,
 } from "./options.js";
+import { registerViewCommands } from "./viewCommands.js";
 
 /** Parses argv, runs one command, returns the exit code. Errors become one clear line. */
 export async function main(argv: string[]): Promise<number> {
@@ -31,6 +32,7 @@ export async function main(argv: string[]): Promise<number> {
   registerSweepCommands(program, finish);
   registerMachineCommands(program, finish);
   registerReportCommands(program, finish);
+  registerViewCommands(program, finish);
   registerRemoteCommands(program, finish);
   registerLedgerCommands(program, finish);
   // Commands with --store check the store it (or $LABSWEEP_STORE) names before doing anything.
