@@ -32,4 +32,16 @@ export function registerViewCommands(program: Command, finish: Finish): void {
     .action(async (configs: string[], flags) => {
       finish(await (await import("./results.js")).resultsCommand(configs, flags));
     });
+  program
+    .command("dashboard")
+    .description("serve the dashboard read-only for a sweep (running or not) and print its URL; Ctrl-C stops")
+    .argument("[configs...]", "config files, to find the default state dir")
+    .option(...STATE)
+    .option(...STORE_OPTION)
+    .option("--host <address>", "address to listen on", "127.0.0.1")
+    .option("--port <port>", "port to listen on (0: any free port)", "0")
+    .option("--open", "open the page in the default browser, where there is one")
+    .action(async (configs: string[], flags) => {
+      finish(await (await import("./dashboard.js")).dashboardCommand(configs, flags));
+    });
 }
