@@ -87,30 +87,32 @@ function valueText(value: ParamValue | undefined): string {
 }
 
 /**
- * Decimals for a metric's numbers: two significant digits of its std (the uncertainty decides
- * the precision, as in a paper), else four significant digits of its mean.
+ * Decimals for a metric's column: two significant digits of its rows' standard deviations (the
+ * uncertainty decides the precision, as in a paper; the most any row needs, so the column lines
+ * up), else, where no row has a spread, four significant digits of its means.
  */
-export function decimalsFor(stats: MetricStats): number {
-  // Rounded first: a std of 0.009999999999999981 is 0.010 (three decimals), not 0.0100.
-  const std = stats.std === null ? 0 : Number(stats.std.toPrecision(2));
-  const digits = std > 0 ? 2 : 4;
-  const reference = std > 0 ? std : Math.abs(Number((stats.mean ?? 0).toPrecision(4)));
-  if (reference === 0 || !Number.isFinite(reference)) return 0;
-  return Math.min(10, Math.max(0, digits - 1 - Math.floor(Math.log10(reference))));
-}
-
-/** One number of decimals per metric column (the most any of its rows needs), so a column lines up. */
 export function metricDecimals(
   summary: Summary,
   rows: readonly SummaryRow[] = summary.rows,
 ): Record<string, number> {
   const decimals: Record<string, number> = {};
-  for (const { name } of summary.metrics)
-    decimals[name] = rows.reduce(
-      (most, row) => Math.max(most, decimalsFor(row.metrics[name] as MetricStats)),
-      0,
-    );
+  for (const { name } of summary.metrics) {
+    const stats = rows.map((row) => row.metrics[name] as MetricStats);
+    // Rounded first: a std of 0.009999999999999981 is 0.010 (three decimals), not 0.0100.
+    const stds = stats.map((one) => Number((one.std ?? 0).toPrecision(2))).filter((std) => std > 0);
+    const means = stats
+      .map((one) => Math.abs(Number((one.mean ?? 0).toPrecision(4))))
+      .filter((mean) => mean > 0);
+    const most = (values: number[], digits: number) =>
+      values.reduce((found, value) => Math.max(found, decimalsOf(value, digits)), 0);
+    decimals[name] = stds.length > 0 ? most(stds, 2) : most(means, 4);
+  }
   return decimals;
+}
+
+/** Decimals that show `digits` significant digits of `value` (> 0), at most 10. */
+function decimalsOf(value: number, digits: number): number {
+  return Math.min(10, Math.max(0, digits - 1 - Math.floor(Math.log10(value))));
 }
 
 /** A number with `decimals` decimals, never "-0". */
