@@ -76,4 +76,15 @@ describe("lazy loading", () => {
     expect(packageOf(loaded, "fastify")).toEqual([]);
     expect(loaded.filter((url) => /\/dist\/(agent|dashboard)\//.test(url))).toEqual([]);
   });
+
+  it("labsweep results reads the ledger without loading the HTTP server or the agent", () => {
+    const dir = tempDir();
+    const config = writeFile(dir, "sweep.yaml", 'command: "true"\np:\n  combinations:\n    - i: [1, 2]\n');
+    loadedBy(["run", config, "--no-dashboard"], dir);
+    const loaded = loadedBy(["results", config], dir);
+    expect(loaded.some((url) => url.endsWith("/dist/results/summary.js"))).toBe(true);
+    expect(packageOf(loaded, "fastify")).toEqual([]);
+    expect(packageOf(loaded, "pg")).toEqual([]);
+    expect(loaded.filter((url) => /\/dist\/(agent|dashboard|coordinator\/http)\//.test(url))).toEqual([]);
+  });
 });

@@ -17,6 +17,7 @@ import {
   TOKEN_FILE,
 } from "./options.js";
 import { registerNotifyCommand, registerRemoteCommands } from "./remoteCommands.js";
+import { registerViewCommands } from "./viewCommands.js";
 
 /** Parses argv, runs one command, returns the exit code. Errors become one clear line. */
 export async function main(argv: string[]): Promise<number> {
@@ -34,6 +35,7 @@ export async function main(argv: string[]): Promise<number> {
   registerSweepCommands(program, finish);
   registerMachineCommands(program, finish);
   registerReportCommands(program, finish);
+  registerViewCommands(program, finish);
   registerRemoteCommands(program, finish);
   registerNotifyCommand(program, finish);
   registerLedgerCommands(program, finish);

@@ -21,6 +21,7 @@ import { loadAssets } from "./assets.js";
 import { EventStreams } from "./eventStreams.js";
 import { LiveOverview } from "./liveOverview.js";
 import { type LocalMachine, listMachines, workingSlots } from "./machines.js";
+import { registerSummaryRoute } from "./summaryRoute.js";
 
 /** What the dashboard needs from the server that mounts it; it imports nothing back from there. */
 export interface DashboardOptions extends AccessOptions {
@@ -55,8 +56,9 @@ type Query = Record<string, string | string[] | undefined>;
 
 /**
  * The dashboard: the page at `/` with its assets, and its JSON under /api/v1/dashboard — an
- * overview, machines, the task table and a task's page, results and plots (with CSV export), and
- * a server-sent event stream that pushes a new overview whenever the ledger changes.
+ * overview, machines, the task table and a task's page, results, the summary over seeds and plots
+ * (with CSV export), and a server-sent event stream that pushes a new overview whenever the
+ * ledger changes.
  */
 export async function dashboardPlugin(app: FastifyInstance, options: DashboardOptions): Promise<void> {
   const { db } = options;
@@ -132,6 +134,7 @@ export async function dashboardPlugin(app: FastifyInstance, options: DashboardOp
   app.register(
     async (api) => {
       registerDataRoutes(api, { db, plots, live, machines });
+      registerSummaryRoute(api, db);
       api.get("/events", { config: dashboard }, async (_request, reply) => streams.open(reply));
     },
     { prefix: `${API_PREFIX}/dashboard` },

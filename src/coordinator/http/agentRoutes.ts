@@ -20,7 +20,7 @@ import type {
   StartedRequest,
 } from "../../protocol/http.js";
 import { appendLogChunk, logPathOf } from "../taskLogs.js";
-import type { AppOptions } from "./options.js";
+import type { AgentAppOptions } from "./options.js";
 import { schemas } from "./schemas.js";
 
 const agentOnly = { access: "agent" as const };
@@ -31,7 +31,7 @@ const adminOnly = { access: "admin" as const };
  * Routes agents call: register, lease (long-poll), heartbeat, report, stream logs, hold a channel;
  * and the admin's: cancel, add configs, retry, pause, resume.
  */
-export function registerAgentRoutes(api: FastifyInstance, options: AppOptions): void {
+export function registerAgentRoutes(api: FastifyInstance, options: AgentAppOptions): void {
   registerPresenceRoutes(api, options);
   registerLeaseRoute(api, options);
   registerAttemptRoutes(api, options);
@@ -39,7 +39,7 @@ export function registerAgentRoutes(api: FastifyInstance, options: AppOptions): 
 }
 
 /** An agent's presence: register, heartbeat, hold a channel, say goodbye. */
-function registerPresenceRoutes(api: FastifyInstance, options: AppOptions): void {
+function registerPresenceRoutes(api: FastifyInstance, options: AgentAppOptions): void {
   const { coordinator, agents } = options;
 
   api.post<{ Body: RegisterRequest }>(
@@ -97,7 +97,7 @@ function registerPresenceRoutes(api: FastifyInstance, options: AppOptions): void
 }
 
 /** POST /lease: carried reports first, then leases (long-poll). */
-function registerLeaseRoute(api: FastifyInstance, options: AppOptions): void {
+function registerLeaseRoute(api: FastifyInstance, options: AgentAppOptions): void {
   const { coordinator, agents } = options;
 
   api.post<{ Body: LeaseRequest }>(
@@ -139,7 +139,7 @@ function registerLeaseRoute(api: FastifyInstance, options: AppOptions): void {
 }
 
 /** What an agent tells of an attempt it runs: started, its log, its finish. */
-function registerAttemptRoutes(api: FastifyInstance, options: AppOptions): void {
+function registerAttemptRoutes(api: FastifyInstance, options: AgentAppOptions): void {
   const { coordinator } = options;
 
   api.post<{ Body: StartedRequest; Params: { id: string } }>(
@@ -183,7 +183,7 @@ function registerAttemptRoutes(api: FastifyInstance, options: AppOptions): void 
 }
 
 /** The admin's: cancel, add configs, retry, pause and resume. */
-function registerAdminRoutes(api: FastifyInstance, options: AppOptions): void {
+function registerAdminRoutes(api: FastifyInstance, options: AgentAppOptions): void {
   const { coordinator, agents } = options;
 
   api.post<{ Body: { taskIds?: number[]; phase?: string } }>(
@@ -266,7 +266,7 @@ function verdictOf(attemptId: number, result: FinishResult | FinishRefusal | und
 }
 
 /** The attempt an agent names, which must be its own. */
-async function attemptOf(options: AppOptions, id: string, agentId: string): Promise<AttemptRow> {
+async function attemptOf(options: AgentAppOptions, id: string, agentId: string): Promise<AttemptRow> {
   const attempt = await attemptById(options.coordinator.db, Number(id));
   if (!attempt) throw new HttpError(404, `unknown attempt ${id}`, "unknown_attempt");
   if (attempt.worker !== agentId)

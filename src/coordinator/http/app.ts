@@ -52,7 +52,11 @@ export function buildApp(options: AppOptions): FastifyInstance {
 
   app.register(
     async (api) => {
-      if (options.agentApi ?? true) registerAgentRoutes(api, options);
+      if (options.agentApi ?? true) {
+        const { agents } = options;
+        if (!agents) throw new Error("the agents' routes need the agents they serve (options.agents)");
+        registerAgentRoutes(api, { ...options, agents });
+      }
       registerReadRoutes(api, options);
       registerPointRoutes(api, options);
       registerArtifactRoutes(api, options);

@@ -7,7 +7,8 @@ import type { RemoteAgents } from "../remoteAgents.js";
 /** What the coordinator's HTTP app serves, and how. Its route modules read it; none imports app.ts. */
 export interface AppOptions {
   coordinator: Coordinator;
-  agents: RemoteAgents;
+  /** The networked agents the agents' routes serve; required with `agentApi`. (Default: none) */
+  agents?: RemoteAgents;
   tokens: Tokens;
   stateDir: string;
   /** Largest request body accepted; larger ones get 413. (Default: 1 MiB) */
@@ -38,6 +39,9 @@ export interface AppOptions {
   /** Bytes an event stream may have waiting for a client that does not read; past it, dropped. (Default: 1 MiB) */
   streamBufferLimit?: number;
 }
+
+/** What the agents' routes need: the options with the agents they serve. */
+export type AgentAppOptions = AppOptions & { agents: RemoteAgents };
 
 /** What `labsweep add` asks for besides its files. */
 export interface AddOptions {

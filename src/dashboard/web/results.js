@@ -1,7 +1,9 @@
 // Results: a plot builder (x = a parameter, y = a metric, one line per value of another
 // parameter, optional small multiples) drawing mean ± std over everything not chosen (seeds),
-// aggregated by the server; CSV export of the view; and the completed results as a table.
+// aggregated by the server; CSV export of the view; the summary over seeds (summaryTable.js);
+// and the completed results as a table.
 import { refreshCurves, showCurves, showMode } from "./resultCurves.js";
+import { refreshSummary, showSummary } from "./summaryTable.js";
 import { apiUrl, count, fill, getJson, h, PALETTE, show, withAlpha } from "./util.js";
 
 const form = document.getElementById("plot-form");
@@ -79,7 +81,7 @@ export async function showResults(query) {
     await draw(plot);
   }
   resultsCursor = { current: undefined, next: null, stack: [] };
-  await loadResults();
+  await Promise.all([loadResults(), showSummary(form.elements.phase.value)]);
 }
 
 let shown = null;
@@ -90,6 +92,7 @@ let succeeded = null;
 /** Redraws the shown plot when results arrived since, at most every 5 s. */
 export function refreshResults(overview) {
   refreshCurves();
+  refreshSummary(overview);
   const now = overview.totals.succeeded;
   if (succeeded === null) succeeded = now;
   if (!shown || drawing || form.hidden || now === succeeded || Date.now() - shown.at < 5000) return;
