@@ -11,6 +11,7 @@ import type { LocalMachine } from "../dashboard/machines.js";
 import type { Db } from "../ledger/db.js";
 import { evaluateGates } from "../ledger/evaluateGates.js";
 import { openLedger } from "../ledger/openLedger.js";
+import { pausedPhases } from "../ledger/pausePhases.js";
 import { extendLeases, openAttempts, requeueAttempts } from "../ledger/recoverAbandoned.js";
 import { type SyncReport, syncSweep } from "../ledger/syncSweep.js";
 import type { GpuSample } from "../protocol/interfaces.js";
@@ -83,10 +84,7 @@ export async function prepareLedger(
     await evaluateGates(db, now);
     // A dir that cannot be written fails alone (recorded in the ledger), never the start.
     const results = await drainOwedResults(db);
-    const paused = await db.all<{ name: string }>(
-      "SELECT name FROM phases WHERE active = 1 AND paused = 1 ORDER BY position",
-    );
-    return { db, sync, resume, requeued, results, paused: paused.map((row) => row.name), release };
+    return { db, sync, resume, requeued, results, paused: await pausedPhases(db), release };
   } catch (error) {
     await db?.close();
     release();

@@ -1,5 +1,6 @@
 import type { Db } from "../ledger/db.js";
 import { stopPhase } from "../ledger/evaluateGates.js";
+import { holdIfStopped, phaseOfAttempt, phaseOutcomes } from "../ledger/failingPhases.js";
 import type { RunPolicy } from "../sweep/types.js";
 import type { FinishReport } from "./finalFailure.js";
 
@@ -31,11 +32,7 @@ export class FailFast {
       // with the rest of the phase (else the sweep would wait for it forever).
       await holdIfStopped(tx, attemptId);
       if (!FAILURES.has(report.outcome.kind)) continue;
-      const phase = await tx.one<{ phase: string; policy_json: string }>(
-        `SELECT t.phase, f.policy_json FROM attempts a JOIN tasks t ON t.id = a.task_id
-           JOIN phases f ON f.name = t.phase WHERE a.id = $1`,
-        [attemptId],
-      );
+      const phase = await phaseOfAttempt(tx, attemptId);
       if (!phase) continue;
       const limit = (JSON.parse(phase.policy_json) as RunPolicy).maxFailures;
       if (limit === undefined) continue;
@@ -53,15 +50,10 @@ export class FailFast {
     seen: { same: string | null; count: number; broken: boolean },
     line: string,
   ): Promise<string | null> {
-    const counts = await tx.one<{ failed: number; succeeded: number; total: number }>(
-      `SELECT count(CASE WHEN state = 'failed' THEN 1 END) AS failed,
-              count(CASE WHEN state = 'succeeded' THEN 1 END) AS succeeded, count(*) AS total
-         FROM tasks WHERE phase = $1 AND active = 1`,
-      [phase],
-    );
-    if (Number(counts?.succeeded ?? 0) > 0) seen.broken = true;
-    const failed = Number(counts?.failed ?? 0);
-    const needed = limit >= 1 ? limit : Math.max(1, Math.ceil(limit * Number(counts?.total ?? 0)));
+    const counts = await phaseOutcomes(tx, phase);
+    if (counts.succeeded > 0) seen.broken = true;
+    const failed = counts.failed;
+    const needed = limit >= 1 ? limit : Math.max(1, Math.ceil(limit * counts.total));
     const setting = `max_failures ${limit}`;
     if (failed >= needed)
       return `stopped (${setting}): ${failed} of its tasks failed for good; \`labsweep retry --failed --phase ${phase}\` reopens it`;
@@ -76,19 +68,6 @@ export class FailFast {
     }
     return null;
   }
-}
-
-/** Blocks the attempt's task if it is pending again and every phase of it is stopped or blocked. */
-async function holdIfStopped(tx: Db, attemptId: number): Promise<void> {
-  await tx.run(
-    `UPDATE tasks SET state = 'blocked'
-      WHERE id = (SELECT task_id FROM attempts WHERE id = $1) AND state = 'pending' AND runnable = 0
-        AND EXISTS (SELECT 1 FROM placements p JOIN phases f ON f.name = p.phase
-                     WHERE p.task_id = tasks.id AND p.active = 1 AND f.state = 'stopped')
-        AND NOT EXISTS (SELECT 1 FROM placements p JOIN phases f ON f.name = p.phase
-                         WHERE p.task_id = tasks.id AND p.active = 1 AND f.state NOT IN ('blocked', 'stopped'))`,
-    [attemptId],
-  );
 }
 
 /** The last non-blank line of the attempt's log, else its outcome's error. */

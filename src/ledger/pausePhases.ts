@@ -28,3 +28,11 @@ export async function pausePhases(
     return names;
   });
 }
+
+/** The active phases `labsweep pause` left paused, in declaration order. */
+export async function pausedPhases(db: Db): Promise<string[]> {
+  const rows = await db.all<{ name: string }>(
+    "SELECT name FROM phases WHERE active = 1 AND paused = 1 ORDER BY position",
+  );
+  return rows.map((row) => row.name);
+}
