@@ -65,6 +65,8 @@ export interface ServeOptions {
   bodyLimit?: number;
   /** Largest artifact file an agent may upload, in bytes (`serve --artifact-limit`). (Default: 1024 MiB) */
   artifactLimitBytes?: number;
+  /** Check the routes' JSON schemas against the meta-schema (tests). (Default: false) */
+  checkSchemas?: boolean;
 }
 
 export interface RunningServer {
@@ -117,6 +119,7 @@ export async function startServer(db: Db, options: ServeOptions): Promise<Runnin
     streamBufferLimit: options.streams?.bufferLimit,
     bodyLimit: options.bodyLimit,
     artifactLimitBytes: options.artifactLimitBytes,
+    checkSchemas: options.checkSchemas,
   });
   const host = options.host ?? "127.0.0.1";
   const warning = clearTextWarning(host, Boolean(https));

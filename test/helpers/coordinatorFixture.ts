@@ -51,6 +51,8 @@ export async function startFixture(yaml: string, options: Partial<ServeOptions> 
       tokens: { agent: AGENT_TOKEN, viewer: VIEWER_TOKEN, admin: ADMIN_TOKEN },
       warn: (message) => warnings.push(message),
       sweep: { files: sweep.files, load: {} },
+      // Every route's schema is checked against the meta-schema here, as servers skip it.
+      checkSchemas: true,
       ...options,
     });
   } catch (error) {

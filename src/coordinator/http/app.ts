@@ -27,6 +27,7 @@ export function buildApp(options: AppOptions): FastifyInstance {
     forceCloseConnections: true,
     // A metric name (up to 200 characters, percent-encoded up to three times that) is a path parameter.
     routerOptions: { maxParamLength: 1024 },
+    ajv: { customOptions: { validateSchema: options.checkSchemas ?? false } },
     ...(options.https ? { https: options.https } : {}),
   }) as unknown as FastifyInstance;
   const log = logger("labsweep", options.warn);

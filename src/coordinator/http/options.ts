@@ -13,6 +13,12 @@ export interface AppOptions {
   stateDir: string;
   /** Largest request body accepted; larger ones get 413. (Default: 1 MiB) */
   bodyLimit?: number;
+  /**
+   * Check every route's JSON schema against the meta-schema as it compiles (tests do). A server
+   * skips it: it cost a quarter of `run`'s start-up, for schemas that are ours and fixed.
+   * (Default: false)
+   */
+  checkSchemas?: boolean;
   /** Serve HTTPS with this key and certificate (PEM). (Default: plain HTTP) */
   https?: { key: Buffer; cert: Buffer };
   /** Adds config files to the running sweep (`labsweep add`). (Default: not offered) */
