@@ -98,7 +98,7 @@ describe("labsweep dashboard", () => {
       ["POST", "api/v1/add"],
       ["POST", "api/v1/attempts/1/finish"],
       ["POST", "api/v1/agents/a/points"],
-      ["PUT", "api/v1/agents/a/attempts/1/artifacts/x?offset=0&size=1&sha256=" + "0".repeat(64)],
+      ["PUT", `api/v1/agents/a/attempts/1/artifacts/x?offset=0&size=1&sha256=${"0".repeat(64)}`],
     ] as const) {
       const answer = await call(`${url}${path}`, { method, headers: json200, body: "{}" });
       expect([answer.status, JSON.parse(answer.body).error], `${method} ${path}`).toEqual([

@@ -17,6 +17,8 @@ describe("export --metrics on a ledger from before live metrics", () => {
     const db = new Database(join(dir, ".labsweep", "ledger.sqlite"));
     db.exec(`DROP TABLE metric_points; DROP TABLE metric_series; DROP TABLE artifacts;
       ALTER TABLE tasks DROP COLUMN oom_value; ALTER TABLE tasks DROP COLUMN oom_retries;
+      ALTER TABLE phases DROP COLUMN priority; ALTER TABLE phases DROP COLUMN paused;
+      DROP TABLE notifications;
       DELETE FROM labsweep_migrations WHERE version >= 9`);
     db.close();
 

@@ -55,7 +55,8 @@ const bad = { kind: "failed", exitCode: 1, signal: null, error: "x", wallSeconds
 
 /** Counts per phase without the text columns. */
 async function progress(db: Db) {
-  return (await phaseProgress(db)).map(({ configFile, reason, ...rest }) => rest);
+  // Priorities and pauses: ledger.pausePriority.test.ts.
+  return (await phaseProgress(db)).map(({ configFile, reason, priority, paused, ...rest }) => rest);
 }
 
 describe.each(backends)("on $name", (each) => {

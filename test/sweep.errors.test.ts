@@ -102,7 +102,7 @@ describe("unknown keys: did you mean, and the allowed keys", () => {
       keyPath: "retires",
       says: [
         'unknown setting "retires" — did you mean "retries"?',
-        "Settings: defaults, seeds, output_dir, command, retries, max_lost, timeout, backoff, resources",
+        "Settings: defaults, seeds, output_dir, command, retries, max_lost, max_failures, timeout, backoff, resources",
       ],
     });
     expectError("comand: run {a}\nexp:\n  combinations:\n    - a: [1]\n", {
