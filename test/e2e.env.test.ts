@@ -10,7 +10,7 @@ import { describe, expect, it } from "vitest";
 import { Database } from "../src/ledger/sqliteDriver.js";
 import { taskGroup } from "../src/sweep/envSetting.js";
 import type { Params } from "../src/sweep/types.js";
-import { runCli, tempDir, writeFile } from "./helpers/cli.js";
+import { runCli, startCli, tempDir, watch, writeFile } from "./helpers/cli.js";
 
 interface TaskRow {
   signature: string;
@@ -114,5 +114,39 @@ describe("env reaches the task's process", () => {
       "x'; touch pwned; $(touch pwned2) `touch pwned3`",
     );
     for (const file of ["pwned", "pwned2", "pwned3"]) expect(existsSync(join(dir, file))).toBe(false);
+  }, 90_000);
+
+  it("reaches a task run by a remote `labsweep agent` too", async () => {
+    const dir = tempDir();
+    writeFile(
+      dir,
+      "sweep.yaml",
+      [
+        `command: "sh -c 'echo \\"$WANDB_RUN_ID $WANDB_RUN_GROUP\\" >> out-{seed}.txt'"`,
+        "train:",
+        "  combinations:",
+        "    - seed: [1, 2]",
+        '  env: {WANDB_RUN_ID: "{signature}", WANDB_RUN_GROUP: "{group}"}',
+        "",
+      ].join("\n"),
+    );
+    const served = watch(
+      startCli(["serve", join(dir, "sweep.yaml"), "--exit-when-done", "--trust-loopback", "--port", "0"], {
+        cwd: dir,
+      }),
+    );
+    await served.waitFor(/^http:\/\/127\.0\.0\.1:\d+$/m);
+    const url = (/^(http:\/\/127\.0\.0\.1:\d+)$/m.exec(served.output()) as RegExpExecArray)[1] as string;
+    const token = (await runCli(["token", "--state", join(dir, ".labsweep")])).stdout.trim();
+    const agent = watch(
+      startCli(["agent", "--server", url, `--token=${token}`, "--state", join(dir, "agent"), "--grace", "1"]),
+    );
+    const [ra, rs] = await Promise.all([agent.result, served.result]);
+    expect(ra.code, ra.stderr).toBe(0);
+    expect(rs.code, rs.stderr).toBe(0);
+    const tasks = tasksOf(dir);
+    const seen = [1, 2].map((seed) => lines(join(dir, `out-${seed}.txt`))[0]);
+    expect(seen).toEqual(tasks.map((task) => [task.signature, seen[0]?.[1]]));
+    expect(seen[0]?.[1]).toMatch(/^[\w-]{22}$/);
   }, 90_000);
 });
