@@ -157,7 +157,7 @@ describe("env errors", () => {
       name: "a list value",
       yaml: "command: run {x}\np:\n  defaults: {x: 1}\n  env: {A: [1, 2]}\n",
       line: 4,
-      says: ["env"],
+      says: ["expected a string, number or boolean", "a list of 2"],
     },
   ];
   for (const { name, yaml, line, says } of cases) {

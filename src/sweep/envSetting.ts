@@ -57,7 +57,7 @@ export function toEnv(
     }
   }
   for (const [name, template] of Object.entries(vars)) {
-    checkPlaceholders(source, where[name] as ReadonlyArray<string>, phase, name, template, context.params);
+    checkPlaceholders(source, where[name] as ReadonlyArray<string>, phase, template, context.params);
   }
   return {
     vars,
@@ -70,22 +70,21 @@ function checkName(source: YamlSource, path: ReadonlyArray<string>, name: string
   if (!ENV_NAME.test(name)) {
     throw source.error(
       path,
-      `env: "${name}" is not an environment variable name: use letters, digits and _, not starting with a digit`,
+      `"${name}" is not an environment variable name: use letters, digits and _, not starting with a digit`,
       "key",
     );
   }
   if (name.toUpperCase().startsWith("LABSWEEP_")) {
-    throw source.error(path, `env: "${name}": names starting with LABSWEEP_ are labsweep's own`, "key");
+    throw source.error(path, `"${name}": names starting with LABSWEEP_ are labsweep's own`, "key");
   }
   const own = OWN_VARIABLES[name];
-  if (own) throw source.error(path, `env: "${name}" cannot be set: ${own}`, "key");
+  if (own) throw source.error(path, `"${name}" cannot be set: ${own}`, "key");
 }
 
 function checkPlaceholders(
   source: YamlSource,
   path: ReadonlyArray<string>,
   phase: string,
-  name: string,
   template: string,
   params: ReadonlySet<string>,
 ): void {
@@ -94,13 +93,13 @@ function checkPlaceholders(
     if ((ENV_BUILTINS as readonly string[]).includes(placeholder) && params.has(placeholder)) {
       throw source.error(
         path,
-        `env: ${name} uses {${placeholder}}, which is both a parameter of phase "${phase}" and a built-in: rename the parameter`,
+        `{${placeholder}} is both a parameter of phase "${phase}" and a built-in: rename the parameter`,
       );
     }
     if (known.includes(placeholder)) continue;
     throw source.error(
       path,
-      `env: ${name} uses {${placeholder}}, which is neither a parameter of phase "${phase}" nor a built-in${endSentence(didYouMean(placeholder, known))}Placeholders: ${known.join(", ")}`,
+      `{${placeholder}} is neither a parameter of phase "${phase}" nor a built-in${endSentence(didYouMean(placeholder, known))}Placeholders: ${known.join(", ")}`,
     );
   }
 }
