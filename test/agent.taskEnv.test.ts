@@ -1,91 +1,89 @@
 /**
- * A phase's `env:` as a task gets it: rendered from the ledger row's declared parameters (so an
- * out-of-memory retry keeps its run id and group), laid under labsweep's own variables, a
- * PYTHONPATH kept with the Python client added.
+ * A task's environment carries no labsweep credential: no token, and not LABSWEEP_STORE, whose
+ * `postgres://USER:PASSWORD@…` opens the ledger itself. A task runs whatever its config says, and
+ * tools that record their environment would carry them off. Real `labsweep run`, a real task
+ * dumping its environment; run `npm run build` first.
  */
-import { delimiter } from "node:path";
+import { readFileSync } from "node:fs";
+import { delimiter, join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { PYTHON_CLIENT_DIR } from "../src/agent/pythonClient.js";
-import { taskVariables } from "../src/agent/taskFiles.js";
-import { type TaskRow, toTask } from "../src/ledger/rows.js";
-import type { Lease } from "../src/protocol/interfaces.js";
-import { taskGroup } from "../src/sweep/envSetting.js";
-import type { RunPolicy } from "../src/sweep/types.js";
+import { REPO_ROOT, runCli, tempDir, writeFile } from "./helpers/cli.js";
 
-const COMMAND = "python3 train.py --bs {bs} --seed {seed}";
-
-function row(policy: Partial<RunPolicy>, oomValue: number | null): TaskRow {
-  return {
-    id: 7,
-    signature: "sig-of-task-7-aaaaaaaa",
-    params_json: JSON.stringify({ bs: 64, seed: 3 }),
-    command: "python3 train.py --bs 64 --seed 3",
-    phase: "train",
-    cwd: "/tmp",
-    config_file: "/tmp/sweep.yaml",
-    policy_json: JSON.stringify({ retries: 0, timeoutMs: null, backoffMs: 0, resources: {}, ...policy }),
-    state: "pending",
-    runnable: 1,
-    attempts: 1,
-    losses: 0,
-    not_before: 0,
-    attempt_id: null,
-    active: 1,
-    result_json: null,
-    wall_seconds: null,
-    host: null,
-    gpu_ids: null,
-    finished_at: null,
-    origin: null,
-    oom_value: oomValue,
-    oom_retries: oomValue === null ? 0 : 1,
-  };
-}
-
-const ENV = {
-  vars: { RUN: "{signature}", GROUP: "{group}", NAME: "{phase}-{task_id}-bs{bs}", PYTHONPATH: "src" },
-  commandTemplate: COMMAND,
-};
-
-describe("a task's env", () => {
-  it("is rendered from the declared parameters, an out-of-memory retry's too", () => {
-    const onOom = { param: "bs", factor: 0.5, min: 1, commandTemplate: COMMAND };
-    const first = toTask(row({ env: ENV, onOom }, null));
-    const shrunk = toTask(row({ env: ENV, onOom }, 32));
-    expect(shrunk.params.bs).toBe(32);
-    expect(shrunk.env).toEqual(first.env);
-    expect(first.env).toEqual({
-      RUN: "sig-of-task-7-aaaaaaaa",
-      GROUP: taskGroup({ bs: 64 }, COMMAND),
-      NAME: "train-7-bs64",
-      PYTHONPATH: "src",
+describe("a task's environment", () => {
+  it("holds no labsweep token and no store URL, and everything else the run had", async () => {
+    const dir = tempDir();
+    writeFile(dir, "task.py", 'import json, os\njson.dump(dict(os.environ), open("env.json", "w"))\n');
+    const config = writeFile(
+      dir,
+      "sweep.yaml",
+      "command: python3 task.py {x}\np:\n  combinations:\n    - x: [1]\n",
+    );
+    const result = await runCli(["run", config, "--no-dashboard"], {
+      cwd: dir,
+      env: {
+        LABSWEEP_STORE: `sqlite:${join(dir, "ledger.sqlite")}`,
+        LABSWEEP_TOKEN: "agent-secret",
+        LABSWEEP_ADMIN_TOKEN: "admin-secret",
+        LABSWEEP_VIEWER_TOKEN: "viewer-secret",
+        MY_SETTING: "kept",
+      },
     });
+    expect(result.code, result.stderr).toBe(0);
+    const env = JSON.parse(readFileSync(join(dir, "env.json"), "utf8")) as Record<string, string>;
+    expect(env.MY_SETTING).toBe("kept");
+    expect(env.LABSWEEP_TASK_ID).toMatch(/^\d+$/);
+    const leaked = Object.keys(env).filter((key) => /TOKEN|STORE/i.test(key) && key.startsWith("LABSWEEP_"));
+    expect(leaked).toEqual([]);
+    expect(JSON.stringify(env)).not.toMatch(/secret|ledger\.sqlite/);
   });
 
-  it("is absent without one", () => {
-    expect(toTask(row({}, null))).not.toHaveProperty("env");
-  });
-
-  it("reaches the process under labsweep's own variables, its PYTHONPATH kept", () => {
-    const task = toTask(row({ env: ENV }, null));
-    const lease: Lease = { task, attemptId: 1, attemptNumber: 1, gpuIds: [], placements: [] };
-    const files = {
-      dir: "/s/tasks/7",
-      logPath: "/s/tasks/7/log",
-      resultPath: "/s/tasks/7/result.json",
-      eventsPath: "/s/tasks/7/events.jsonl",
-      stopPath: "/s/tasks/7/stop",
-      workDir: "/s/work/0",
-      configPath: "/s/configs/0.json",
+  it("names the task protocol's files and signal and puts the Python client first on PYTHONPATH", async () => {
+    const dir = tempDir();
+    writeFile(
+      dir,
+      "task.py",
+      `import json, os
+e = os.environ
+seen = {"events_exists": os.path.exists(e["LABSWEEP_EVENTS_FILE"]), "result_exists": os.path.exists(e["LABSWEEP_RESULT_FILE"]),
+        "stop_exists": os.path.exists(e["LABSWEEP_STOP_FILE"]),
+        "task_dir_mode": oct(os.stat(os.path.dirname(e["LABSWEEP_RESULT_FILE"])).st_mode & 0o777),
+        "checkpoint_mode": oct(os.stat(e["LABSWEEP_CHECKPOINT_DIR"]).st_mode & 0o777),
+        "config_task_id": json.load(open(e["LABSWEEP_CONFIG_FILE"]))["task_id"]}
+json.dump({"env": dict(e), "seen": seen}, open("env.json", "w"))
+`,
+    );
+    const config = writeFile(
+      dir,
+      "sweep.yaml",
+      "command: python3 task.py {x}\np:\n  combinations:\n    - x: [1]\n",
+    );
+    const result = await runCli(["run", config, "--no-dashboard"], {
+      cwd: dir,
+      env: { PYTHONPATH: "/opt/mine", LABSWEEP_TOKEN: "agent-secret" },
+    });
+    expect(result.code, result.stderr).toBe(0);
+    const { env, seen } = JSON.parse(readFileSync(join(dir, "env.json"), "utf8")) as {
+      env: Record<string, string>;
+      seen: Record<string, unknown>;
     };
-    const env = taskVariables(lease, files, {
-      stateDir: "/s",
-      onGpuMachine: false,
-      inherited: { PYTHONPATH: "/agent/lib" },
+    const state = join(dir, ".labsweep");
+    expect(env).toMatchObject({
+      LABSWEEP_EVENTS_FILE: join(state, "tasks", "1", "attempt-1.events.jsonl"),
+      LABSWEEP_STOP_FILE: join(state, "tasks", "1", "attempt-1.stop"),
+      LABSWEEP_STOP_SIGNAL: "SIGTERM",
+      LABSWEEP_CHECKPOINT_DIR: join(state, "checkpoints", env.LABSWEEP_TASK_SIGNATURE as string),
+      PYTHONPATH: `${join(REPO_ROOT, "python")}${delimiter}/opt/mine`,
     });
-    expect(env.RUN).toBe("sig-of-task-7-aaaaaaaa");
-    expect(env.NAME).toBe("train-7-bs64");
-    expect(env.PYTHONPATH).toBe(`${PYTHON_CLIENT_DIR}${delimiter}src`);
-    expect(env.LABSWEEP_TASK_SIGNATURE).toBe("sig-of-task-7-aaaaaaaa");
+    // The result and events files are the task's to create (in its private task dir); the
+    // config is there to read while it runs.
+    expect(seen).toEqual({
+      events_exists: false,
+      result_exists: false,
+      stop_exists: false,
+      task_dir_mode: "0o700",
+      checkpoint_mode: "0o700",
+      config_task_id: Number(env.LABSWEEP_TASK_ID),
+    });
+    expect(JSON.stringify(env)).not.toMatch(/secret/);
   });
 });
