@@ -145,6 +145,9 @@ export function taskVariables(
   const task = lease.task;
   const inherited = options.inherited ?? { ...process.env, ...options.env };
   const env: NodeJS.ProcessEnv = {
+    // The phase's `env:` first, so labsweep's own variables win (the config cannot name them),
+    // and its PYTHONPATH, if any, gets the Python client added like the agent's would.
+    ...task.env,
     [STATE_DIR_MARKER]: resolve(options.stateDir),
     LABSWEEP_TASK_ID: String(task.id),
     LABSWEEP_TASK_SIGNATURE: task.signature,
@@ -159,7 +162,7 @@ export function taskVariables(
     LABSWEEP_STOP_SIGNAL: task.policy.stopSignal ?? DEFAULT_STOP_SIGNAL,
     LABSWEEP_CHECKPOINT_DIR: checkpointDir(options.stateDir, task, options.checkpointRoot),
     LABSWEEP_WORK_DIR: files.workDir,
-    PYTHONPATH: withPythonClient(inherited.PYTHONPATH),
+    PYTHONPATH: withPythonClient(task.env?.PYTHONPATH ?? inherited.PYTHONPATH),
   };
   // A CPU slot on a machine with GPUs (all too busy, or left out by --gpus) gets "": without
   // it the task would see, and likely use, every GPU, including other users' busy ones.

@@ -1,4 +1,5 @@
 import type { Task, TaskState } from "../protocol/interfaces.js";
+import { renderEnv } from "../sweep/envSetting.js";
 import { withOomValue } from "../sweep/oomScaling.js";
 import type { Params, RunPolicy } from "../sweep/types.js";
 
@@ -42,7 +43,8 @@ export const TASK_ROW_SQL =
  */
 export function toTask(row: TaskRow): Task {
   const policy = JSON.parse(row.policy_json) as RunPolicy;
-  let params = JSON.parse(row.params_json) as Params;
+  const declared = JSON.parse(row.params_json) as Params;
+  let params = declared;
   let command = row.command;
   // `!= null`: a row read without the column (a hand-built one) has undefined, meaning the same.
   if (row.oom_value != null && policy.onOom)
@@ -57,6 +59,15 @@ export function toTask(row: TaskRow): Task {
     policy,
     state: row.state,
     attempts: row.attempts,
+    // From the declared parameters: every attempt, an out-of-memory retry's too, sees the same.
+    ...(policy.env && {
+      env: renderEnv(policy.env, {
+        taskId: row.id,
+        signature: row.signature,
+        params: declared,
+        phase: row.phase,
+      }),
+    }),
   };
 }
 

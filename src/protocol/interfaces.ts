@@ -48,6 +48,11 @@ export interface Task {
   policy: RunPolicy;
   state: TaskState;
   attempts: number;
+  /**
+   * Its phase's `env` variables, rendered for it (sweep/envSetting.ts), set in its process's
+   * environment. Absent when the phase has none.
+   */
+  env?: Record<string, string>;
 }
 
 /**

@@ -2,6 +2,7 @@ import { dirname, resolve } from "node:path";
 import { overridePhase, type ResolvedOverride, rejectUnapplied, resolveOverrides } from "./applyOverrides.js";
 import { closest, didYouMean } from "./closest.js";
 import { checkShellSafety, rejectNulValues } from "./commandSafety.js";
+import { toEnv } from "./envSetting.js";
 import { describeValue } from "./errorWording.js";
 import { checkLauncherCommand } from "./launcherSetting.js";
 import { toNotifyEntries } from "./notifySetting.js";
@@ -243,6 +244,7 @@ export function buildPhase(
   checkLauncherCommand(source, name, input, settings, commandPath, commandTemplate);
   const baseDir = dirname(resolve(source.file));
   const onOom = toOnOom(source, name, input, settings, { defaults, axes, commandTemplate, writtenAs });
+  const env = toEnv(source, name, input, settings, { params: known, commandTemplate, writtenAs });
   return {
     name,
     file: source.file,
@@ -256,7 +258,7 @@ export function buildPhase(
     after: input.after ?? [],
     gate: toGate(input.gate),
     priority: input.priority ?? 0,
-    policy: { ...toPolicy(input, settings, baseDir), ...(onOom ? { onOom } : {}) },
+    policy: { ...toPolicy(input, settings, baseDir), ...(onOom ? { onOom } : {}), ...(env ? { env } : {}) },
   };
 }
 

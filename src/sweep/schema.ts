@@ -34,6 +34,7 @@ export const PHASE_KEYS: Record<string, string> = {
   stop_grace: "the agent's --grace, else 30s",
   hang_timeout: "none",
   on_oom: "the file-level on_oom, else none (e.g. {param: batch_size, factor: 0.5, min: 1})",
+  env: 'the file-level env, this map\'s keys over it (e.g. {WANDB_RUN_ID: "{signature}"})',
 };
 
 /** Top-level keys that are settings; every other top-level key is a phase. */
@@ -57,6 +58,7 @@ export const FILE_KEYS: Record<string, string> = {
   hang_timeout: "none",
   on_oom: "none (e.g. {param: batch_size, factor: 0.5, min: 1})",
   notify: "[] (none; e.g. [{on: task_failed, webhook: URL}])",
+  env: '{} (no variables; e.g. {WANDB_RUN_GROUP: "{group}"})',
 };
 
 export const RESOURCE_KEYS: Record<string, string> = {
@@ -286,6 +288,7 @@ const policy = {
   stop_signal: z.optional(stopSignal),
   stop_grace: z.optional(stopGrace),
   hang_timeout: z.optional(hangTimeout),
+  env: z.optional(z.record(z.string(), z.union([z.string(), z.number(), z.boolean()]))),
 };
 
 export const phaseSchema = z.strictObject({

@@ -77,6 +77,8 @@ function describeIssue(issue: z.core.$ZodIssue, path: Array<string | number>, va
   }
   if ((issue.code === "invalid_union" || issue.code === "custom") && (key === "timeout" || key === "backoff"))
     return `${issue.code === "custom" ? issue.message : "expected a duration such as 90s, 30m, 2h or 1h30m"}; got ${describeValue(value)}`;
+  if (issue.code === "invalid_union" && parentKey === "env")
+    return `expected a string, number or boolean (set as the variable's text); got ${describeValue(value)}`;
   if (issue.code === "invalid_union" && parentKey === "seeds")
     return `expected a number or a string; got ${describeValue(value)}`;
   if (issue.code === "invalid_type") {

@@ -84,6 +84,21 @@ export interface RunPolicy {
   hangTimeoutMs?: number;
   /** `on_oom`: how an attempt that ran out of memory is retried. Absent without one. */
   onOom?: OnOom;
+  /** `env`: variables set in each task's environment. Not part of the task's identity. Absent without one. */
+  env?: EnvSetting;
+}
+
+/**
+ * `env` after validation: variable name → template (`{param}`, `{task_id}`, `{signature}`,
+ * `{group}`, `{phase}`), rendered per task (envSetting.ts renderEnv) and set in its environment
+ * directly, never through a shell.
+ */
+export interface EnvSetting {
+  vars: Record<string, string>;
+  /** The phase's command template: `{group}` is signed with it, as signatures are. */
+  commandTemplate: string;
+  /** The phase's spellings of numbers and booleans, so `{lr}` renders as the command does. */
+  writtenAs?: Record<string, Record<string, string>>;
 }
 
 /**
