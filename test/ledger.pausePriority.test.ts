@@ -3,8 +3,11 @@ import type { ClaimRequest } from "../src/ledger/claimTask.js";
 import { claimTask } from "../src/ledger/claimTask.js";
 import { claimTasks } from "../src/ledger/claimTasks.js";
 import type { Db } from "../src/ledger/db.js";
+import { stopPhase } from "../src/ledger/evaluateGates.js";
 import { UnknownPhaseError } from "../src/ledger/knownPhase.js";
 import { pausePhases } from "../src/ledger/pausePhases.js";
+import { requeueAttempts } from "../src/ledger/recoverAbandoned.js";
+import type { AttemptRow } from "../src/ledger/rows.js";
 import { syncSweep } from "../src/ledger/syncSweep.js";
 import { phaseProgress } from "../src/ledger/taskCounts.js";
 import { loadSweep } from "../src/sweep/loadSweep.js";
@@ -109,5 +112,31 @@ describe.each(backends)("pause and priority on $name", (each) => {
     await expect(pausePhases(db, true, NOW, { phase: "hgih" })).rejects.toThrow(
       /unknown phase hgih \(phases: low, mid, high\)/,
     );
+  });
+});
+
+describe.each(backends)("fail fast's stop on $name", (each) => {
+  beforeEach(() => {
+    backend = each;
+  });
+
+  it("holds a task requeued into a stopped phase (a lost agent's) with the rest of the phase", async () => {
+    const db = await ledgerWith(sweepText());
+    const running = await claimTask(db, request);
+    if (!running) throw new Error("nothing claimed");
+    expect(await stopPhase(db, "low", "stopped (max_failures 1): test", NOW)).toBe(true);
+    expect(await stopPhase(db, "low", "again", NOW)).toBe(false);
+    const held = async () =>
+      (await db.all<{ state: string }>("SELECT state FROM tasks WHERE phase = 'low' ORDER BY id")).map(
+        (row) => row.state,
+      );
+    expect(await held()).toEqual(["running", "blocked", "blocked"]);
+    const attempt = (await db.one<AttemptRow>("SELECT * FROM attempts WHERE id = $1", [
+      running.attemptId,
+    ])) as AttemptRow;
+    expect((await requeueAttempts(db, [attempt], "lease expired", NOW)).requeued).toBe(1);
+    expect(await held()).toEqual(["blocked", "blocked", "blocked"]);
+    // Nothing of it is leased; the other phases are.
+    expect((await claimOrder(db, 4)).every((x) => x > 10)).toBe(true);
   });
 });

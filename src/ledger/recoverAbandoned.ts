@@ -1,4 +1,5 @@
 import type { Db } from "./db.js";
+import { holdIfStopped } from "./failingPhases.js";
 import { finishAttempt } from "./finishAttempt.js";
 import type { AttemptRow } from "./rows.js";
 
@@ -40,7 +41,11 @@ export async function requeueAttempts(
   const failed: Array<{ attemptId: number; error: string }> = [];
   for (const attempt of attempts) {
     const result = await finishAttempt(db, attempt.id, { kind, error: why }, now);
-    if (result.taskState === "pending") requeued++;
+    if (result.taskState === "pending") {
+      requeued++;
+      // Back in the queue of a phase that failed fast meanwhile: held with the rest of it.
+      await holdIfStopped(db, attempt.id);
+    }
     if (result.finalFailure) failed.push({ attemptId: attempt.id, error: result.error ?? why });
   }
   return { requeued, failed };
