@@ -80,15 +80,6 @@ export function parseCsvBytes(bytes: Buffer): ParsedCsv {
     const { header, rows, tornTail } = quoteFreeCsv(bytes);
     return { header, rows: [...rows], tornTail, endsWithNewline };
   }
-  return parseCsvBytesWithCsvParse(bytes);
-}
-
-/**
- * parseCsvBytes by csv-parse alone, quotes or not: how a file with a quote is read, and the
- * reference the quote-free path is tested against (the two must give the same records).
- */
-export function parseCsvBytesWithCsvParse(bytes: Buffer): ParsedCsv {
-  const endsWithNewline = bytes.at(-1) === NEWLINE;
   const { records, quoteLeftOpen } = parseWithCsvParse(bytes);
   const [header = [], ...rows] = records;
   // Every row this module writes ends in "\n", so a last row without one is an append cut short
@@ -117,40 +108,27 @@ function quoteFreeCsv(bytes: Buffer): CsvRowSource {
   const decoded = bytes.toString("utf8");
   const text = decoded.startsWith(BOM) ? decoded.slice(BOM.length) : decoded;
   const end = text.lastIndexOf("\n") + 1;
+  // "\r" counts as part of the line ending only when a "\n" follows it.
   const tail = text.slice(end);
-  const header = firstLine(text, end);
-  if (header === null) return { header: tail === "" ? [] : tail.split(","), rows: [], tornTail: false };
-  const rows = { [Symbol.iterator]: () => quoteFreeRows(text, header.next, end) };
-  return { header: header.line.split(","), rows, tornTail: tail !== "" };
+  const lines = terminatedLines(text, 0, end);
+  const first = lines.next();
+  if (first.done) return { header: tail === "" ? [] : tail.split(","), rows: [], tornTail: false };
+  const rows = {
+    *[Symbol.iterator]() {
+      for (const line of lines) yield line.split(",");
+    },
+  };
+  return { header: first.value.split(","), rows, tornTail: tail !== "" };
 }
 
-/** The first non-blank line of text[0, end) and where the line after it starts; null if none. */
-function firstLine(text: string, end: number): { line: string; next: number } | null {
-  for (let from = 0; from < end; ) {
-    const newline = text.indexOf("\n", from);
-    const stop = lineStop(text, from, newline);
-    if (stop > from) return { line: text.slice(from, stop), next: newline + 1 };
-    from = newline + 1;
-  }
-  return null;
-}
-
-/**
- * The cells of each non-blank line of text[start, end) (text[end - 1] is "\n"), split as they are
- * iterated: one generator from text to cells, not lines then cells (a step less for each row).
- */
-function* quoteFreeRows(text: string, start: number, end: number): Generator<string[]> {
+/** The non-blank lines of text[start, end), each without its "\n" or "\r\n" (text[end - 1] is "\n"). */
+function* terminatedLines(text: string, start: number, end: number): Generator<string> {
   for (let from = start; from < end; ) {
     const newline = text.indexOf("\n", from);
-    const stop = lineStop(text, from, newline);
-    if (stop > from) yield text.slice(from, stop).split(",");
+    const stop = newline > from && text.charCodeAt(newline - 1) === RETURN ? newline - 1 : newline;
+    if (stop > from) yield text.slice(from, stop);
     from = newline + 1;
   }
-}
-
-/** Where the line from `from` to its "\n" at `newline` ends: "\r" counts only before that "\n". */
-function lineStop(text: string, from: number, newline: number): number {
-  return newline > from && text.charCodeAt(newline - 1) === RETURN ? newline - 1 : newline;
 }
 
 function parseWithCsvParse(bytes: Buffer): { records: string[][]; quoteLeftOpen: boolean } {
