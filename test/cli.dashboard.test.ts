@@ -6,24 +6,20 @@
  * sorts by a header (keyboard included), marks each metric's best mean, and exports in the
  * order shown.
  */
-import { mkdtempSync, rmSync } from "node:fs";
+import { rmSync } from "node:fs";
 import { request } from "node:http";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { laptopPage, launchBrowser, screenshot } from "./helpers/browser.js";
-import { runCli, startCli, watch, writeFile } from "./helpers/cli.js";
-import { HOSTILE, SUMMARY_SWEEP, SUMMARY_TRAIN } from "./helpers/summaryFixture.js";
+import { runCli, startCli, watch } from "./helpers/cli.js";
+import { HOSTILE } from "./helpers/summaryFixture.js";
+import { runSummarySweep } from "./helpers/summaryRun.js";
 
 let dir: string;
 let config: string;
 
 beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), "labsweep-dashboard-cli-"));
-  writeFile(dir, "train.py", SUMMARY_TRAIN);
-  config = writeFile(dir, "sweep.yaml", SUMMARY_SWEEP);
-  const run = await runCli(["run", config, "--no-dashboard"], { cwd: dir, timeoutMs: 120_000 });
-  expect(run.stderr).toMatch(/9 succeeded, 3 failed/);
+  ({ dir, config } = await runSummarySweep("labsweep-dashboard-cli-"));
 }, 150_000);
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 

@@ -3,26 +3,19 @@
  * failing, one with a hostile parameter value), then the summary read from its ledger in every
  * format, with and without the config, and bad flags answered with one line naming them.
  */
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { rmSync } from "node:fs";
 import { parse } from "csv-parse/sync";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Summary } from "../src/results/summary.js";
-import { runCli, tempDir, writeFile } from "./helpers/cli.js";
-import { EXPECTED_MAIN, HOSTILE, SUMMARY_SWEEP, SUMMARY_TRAIN } from "./helpers/summaryFixture.js";
+import { runCli, tempDir } from "./helpers/cli.js";
+import { EXPECTED_MAIN, HOSTILE } from "./helpers/summaryFixture.js";
+import { runSummarySweep } from "./helpers/summaryRun.js";
 
 let dir: string;
 let config: string;
 
-// tempDir() removes its dir after each test: this sweep's dir is made once, outside it.
 beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), "labsweep-results-cli-"));
-  writeFile(dir, "train.py", SUMMARY_TRAIN);
-  config = writeFile(dir, "sweep.yaml", SUMMARY_SWEEP);
-  const run = await runCli(["run", config, "--no-dashboard"], { cwd: dir, timeoutMs: 120_000 });
-  // Three tasks fail by design: the run says so with its exit code.
-  expect(run.stderr).toMatch(/9 succeeded, 3 failed/);
+  ({ dir, config } = await runSummarySweep("labsweep-results-cli-"));
 }, 150_000);
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 

@@ -2,6 +2,7 @@
 // metric, from the server's summary (the table `labsweep results` prints), sortable by any
 // column (a button in each header: click, Enter or Space), each metric's best mean in bold with
 // a star, and exported in the order shown: a CSV download, Markdown or LaTeX copied.
+import { compareValues } from "./curveStats.js";
 import { apiUrl, fill, h, show } from "./util.js";
 
 const table = document.getElementById("summary-table");
@@ -96,17 +97,8 @@ function shownOrder(summary) {
     const x = value(summary.rows[a]);
     const y = value(summary.rows[b]);
     const missing = Number(x === undefined || x === null) - Number(y === undefined || y === null);
-    return missing || sign * compare(x, y) || a - b;
+    return missing || sign * compareValues(x, y) || a - b;
   });
-}
-
-function compare(a, b) {
-  if (typeof a === "number" && typeof b === "number") return a - b;
-  if (a === null || a === undefined) return b === null || b === undefined ? 0 : -1;
-  if (b === null || b === undefined) return 1;
-  if (typeof a === "number") return -1;
-  if (typeof b === "number") return 1;
-  return String(a).localeCompare(String(b), undefined, { numeric: true });
 }
 
 function render() {
