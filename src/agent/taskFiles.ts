@@ -105,22 +105,21 @@ function attemptConfig(task: Task, attemptId: number, placements: Placement[]): 
   };
 }
 
+/** Where a task's environment comes from. */
+export interface TaskEnvOptions {
+  stateDir: string;
+  env?: NodeJS.ProcessEnv;
+  onGpuMachine: boolean;
+  checkpointRoot?: string;
+  /** The agent's environment with `env` over it, where the caller read it already. */
+  inherited?: NodeJS.ProcessEnv;
+}
+
 /**
  * The environment a task runs in: the agent's, `env`, and over them its own variables
  * (`taskVariables`).
  */
-export function taskEnvironment(
-  lease: Lease,
-  files: TaskFiles,
-  options: {
-    stateDir: string;
-    env?: NodeJS.ProcessEnv;
-    onGpuMachine: boolean;
-    checkpointRoot?: string;
-    /** The agent's environment with `env` over it, where the caller read it already. */
-    inherited?: NodeJS.ProcessEnv;
-  },
-): NodeJS.ProcessEnv {
+export function taskEnvironment(lease: Lease, files: TaskFiles, options: TaskEnvOptions): NodeJS.ProcessEnv {
   const inherited = options.inherited ?? { ...process.env, ...options.env };
   return { ...inherited, ...taskVariables(lease, files, { ...options, inherited }) };
 }
@@ -130,18 +129,7 @@ export function taskEnvironment(
  * variables that name its task, attempt, params and files, the Python client on PYTHONPATH, and
  * its GPUs.
  */
-export function taskVariables(
-  lease: Lease,
-  files: TaskFiles,
-  options: {
-    stateDir: string;
-    env?: NodeJS.ProcessEnv;
-    onGpuMachine: boolean;
-    checkpointRoot?: string;
-    /** The agent's environment with `env` over it, where the caller read it already. */
-    inherited?: NodeJS.ProcessEnv;
-  },
-): NodeJS.ProcessEnv {
+export function taskVariables(lease: Lease, files: TaskFiles, options: TaskEnvOptions): NodeJS.ProcessEnv {
   const task = lease.task;
   const inherited = options.inherited ?? { ...process.env, ...options.env };
   const env: NodeJS.ProcessEnv = {

@@ -10,7 +10,7 @@ import {
   type FinishResult,
   type TaskChange,
 } from "./finishAttempt.js";
-import { readEnding } from "./readEnding.js";
+import { ATTEMPT_COLUMNS, type AttemptColumns, attemptOf, readEnding } from "./readEnding.js";
 import type { ArtifactRow } from "./reads/artifacts.js";
 import { oweRowsSql } from "./resultRows.js";
 import type { TaskRow } from "./rows.js";
@@ -38,15 +38,7 @@ const everyColumnWritten: [Exclude<keyof TaskChange, (typeof WRITTEN_TASK_COLUMN
   : never = true;
 void everyColumnWritten;
 
-type BatchRow = TaskRow & {
-  usage_json: string | null;
-  a_id: number;
-  a_host: string | null;
-  a_gpu_ids: string | null;
-  a_ended_at: number | null;
-  a_outcome: string | null;
-  a_worker: string;
-};
+type BatchRow = TaskRow & AttemptColumns & { usage_json: string | null };
 
 /** A report in a batch. With `worker`, it is refused unless the attempt is that worker's. */
 export interface FinishItem {
@@ -113,8 +105,7 @@ async function lockBatch(tx: Db, items: readonly FinishItem[]): Promise<Map<numb
   // Locking the attempt rows too makes a wait for a task's lock end with both rows as the
   // other transaction left them, as finishAttempt's second read does.
   const rows = await tx.all<BatchRow>(
-    `SELECT t.*, f.policy_json, a.id AS a_id, a.host AS a_host, a.gpu_ids AS a_gpu_ids,
-            a.ended_at AS a_ended_at, a.outcome AS a_outcome, a.worker AS a_worker
+    `SELECT t.*, f.policy_json, ${ATTEMPT_COLUMNS}
        FROM attempts a JOIN tasks t ON t.id = a.task_id JOIN phases f ON f.name = t.phase
       WHERE a.id = ANY($1::bigint[])
       ORDER BY t.id, a.id FOR UPDATE OF t, a`,
@@ -125,15 +116,7 @@ async function lockBatch(tx: Db, items: readonly FinishItem[]): Promise<Map<numb
   const attempts = new Map<number, BatchAttempt>();
   for (const row of rows) {
     if (!tasks.has(row.id)) tasks.set(row.id, row);
-    attempts.set(row.a_id, {
-      id: row.a_id,
-      host: row.a_host,
-      gpu_ids: row.a_gpu_ids,
-      ended_at: row.a_ended_at,
-      outcome: row.a_outcome,
-      worker: row.a_worker,
-      task: tasks.get(row.id) as BatchRow,
-    });
+    attempts.set(row.a_id, { ...attemptOf(row), task: tasks.get(row.id) as BatchRow });
   }
   return attempts;
 }

@@ -19,17 +19,7 @@ export interface Ending {
 export async function readEnding(tx: Db, attemptId: number): Promise<Ending | undefined> {
   if (tx.dialect === "sqlite") {
     const row = await tx.one<TaskRow & AttemptColumns>(ENDING_SQL, [attemptId]);
-    if (!row) return undefined;
-    const attempt = {
-      id: row.a_id,
-      host: row.a_host,
-      gpu_ids: row.a_gpu_ids,
-      ended_at: row.a_ended_at,
-      outcome: row.a_outcome,
-      worker: row.a_worker,
-      number: row.a_number,
-    };
-    return { attempt, task: row };
+    return row ? { attempt: attemptOf(row), task: row } : undefined;
   }
   const first = await tx.one<AttemptRow>("SELECT * FROM attempts WHERE id = $1", [attemptId]);
   if (!first) return undefined;
@@ -42,13 +32,29 @@ export async function readEnding(tx: Db, attemptId: number): Promise<Ending | un
   return { attempt, task };
 }
 
-/** readEnding's one statement on SQLite: a TaskRow (as TASK_ROW_SQL reads it) and the attempt's columns, renamed apart. */
-const ENDING_SQL = `SELECT t.*, f.cwd, f.config_file, f.policy_json,
-         a.id AS a_id, a.host AS a_host, a.gpu_ids AS a_gpu_ids, a.ended_at AS a_ended_at,
-         a.outcome AS a_outcome, a.worker AS a_worker, a.number AS a_number
+/** An attempt's columns beside its task's in one row, renamed apart (`a_…`). */
+export const ATTEMPT_COLUMNS = `a.id AS a_id, a.host AS a_host, a.gpu_ids AS a_gpu_ids, a.ended_at AS a_ended_at,
+         a.outcome AS a_outcome, a.worker AS a_worker, a.number AS a_number`;
+
+/** readEnding's one statement on SQLite: a TaskRow (as TASK_ROW_SQL reads it) and its attempt. */
+const ENDING_SQL = `SELECT t.*, f.cwd, f.config_file, f.policy_json, ${ATTEMPT_COLUMNS}
     FROM attempts a JOIN tasks t ON t.id = a.task_id JOIN phases f ON f.name = t.phase
    WHERE a.id = $1`;
-interface AttemptColumns {
+
+/** The attempt of a row read with ATTEMPT_COLUMNS. */
+export function attemptOf(row: AttemptColumns): Ending["attempt"] {
+  return {
+    id: row.a_id,
+    host: row.a_host,
+    gpu_ids: row.a_gpu_ids,
+    ended_at: row.a_ended_at,
+    outcome: row.a_outcome,
+    worker: row.a_worker,
+    number: row.a_number,
+  };
+}
+
+export interface AttemptColumns {
   a_id: number;
   a_host: string | null;
   a_gpu_ids: string | null;
