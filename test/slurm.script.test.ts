@@ -339,6 +339,8 @@ describe("the hostile script under bash", () => {
       "2",
       "--give-up-after",
       "600",
+      "--stop-before",
+      "120",
       "--state",
       join(output, "agents", "42_3"),
       "--gpus",

@@ -32,6 +32,10 @@ export interface OccupancyOptions {
   cpuCount: number;
   /** Tags this agent offers: tasks whose resources.tags it lacks are not leased to it. (Default: []) */
   tags?: string[];
+  /** When this agent's SLURM allocation ends (ms since the epoch); null: never. (Default: null) */
+  endsAt?: number | null;
+  /** How long before `endsAt` tasks must be done (SLURM's warning signal). (Default: 0) */
+  stopBeforeMs?: number;
 }
 
 /**
@@ -126,7 +130,15 @@ export class Occupancy {
       })),
       hasGpus: this.gpus.length > 0,
       tags: [...(this.options.tags ?? [])],
+      timeLeftMs: this.timeLeftMs(),
     };
+  }
+
+  /** How long tasks may still run here, or null when no allocation ends. */
+  timeLeftMs(): number | null {
+    const endsAt = this.options.endsAt ?? null;
+    if (endsAt === null) return null;
+    return Math.max(0, endsAt - (this.options.stopBeforeMs ?? 0) - Date.now());
   }
 
   /** Whether a leased task fits what is free now: a slot, its CPUs, its GPUs' shares. */
@@ -149,6 +161,7 @@ export class Occupancy {
         .map((gpu) => ({ ...gpu, freeShare: share, freeMemoryMiB: plus(gpu.freeMemoryMiB, freedMiB) })),
       hasGpus: this.gpus.length > 0,
       tags: [...(this.options.tags ?? [])],
+      timeLeftMs: this.timeLeftMs(),
     };
   }
 

@@ -1,23 +1,23 @@
-import { statSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import { type Logger, logger, type Warn } from "../log/logger.js";
 import { attemptFiles } from "../protocol/attemptFiles.js";
-import type { Capacity } from "../protocol/capacity.js";
 import type { ChannelEvent } from "../protocol/http.js";
-import type { Lease } from "../protocol/interfaces.js";
 import { Agent, type AgentEvent, type AgentExit } from "./agent.js";
 import { forgetRunning, killPreviousTasks, openAgentState, recordRunning } from "./agentState.js";
+import { allocationEnd } from "./allocationEnd.js";
 import type { ProbeSpec } from "./capabilities.js";
 import { holdChannel } from "./channel.js";
 import type { CoordinatorPort } from "./coordinatorPort.js";
 import { probeGpus } from "./gpuProbe.js";
 import { CoordinatorClient, UnauthorizedError } from "./httpClient.js";
 import { HttpPort } from "./httpPort.js";
+import { watchIdle } from "./idleWatch.js";
 import { LogStream } from "./logStream.js";
 import { describeCapabilities, gpuSamples, type Machine, probeMachine } from "./machine.js";
 import { Outbox } from "./outbox.js";
 import { postPoints } from "./pointRelay.js";
+import { leaseRunnable } from "./runnableLease.js";
 
 export interface RemoteAgentOptions {
   /** The coordinator's base URLs; the next one is tried when one cannot be reached. */
@@ -55,13 +55,27 @@ export interface RemoteAgentOptions {
    * Running tasks are always finished first. (Default: never; wait and retry)
    */
   giveUpAfterMs?: number;
+  /**
+   * Exit once no task has run here for this long (`--idle-exit`): an agent in a SLURM allocation
+   * releases it while the sweep has no work for it. (Default: never)
+   */
+  idleExitMs?: number;
+  /**
+   * In a SLURM allocation: lease only tasks whose timeout ends this long before the allocation
+   * does (when SLURM's warning signal comes, `--stop-before`). (Default: 0)
+   */
+  stopBeforeMs?: number;
 }
 
-/** `unreachable`: gave up waiting for the coordinator (giveUpAfterMs). */
 /** How long a report may wait for a lease to carry it while tasks are held ahead (Outbox). */
 const REPORT_DELAY_MS = 50;
 
-export type RemoteAgentExit = { kind: "done" } | { kind: "stopped" } | { kind: "unreachable" };
+/** `unreachable`: gave up waiting for the coordinator (giveUpAfterMs); `idle`: nothing ran for idleExitMs. */
+export type RemoteAgentExit =
+  | { kind: "done" }
+  | { kind: "stopped" }
+  | { kind: "unreachable" }
+  | { kind: "idle" };
 
 /**
  * An agent serving a coordinator over HTTP: probes and locks this machine's GPUs, registers,
@@ -81,6 +95,7 @@ export class RemoteAgent {
   private readonly log: Logger;
   private machine: Machine | null = null;
   private gaveUp = false;
+  private idled = false;
 
   constructor(private readonly options: RemoteAgentOptions) {
     this.sink = options.log;
@@ -130,11 +145,12 @@ export class RemoteAgent {
     const channelStop = new AbortController();
     let channel: Promise<void> = Promise.resolve();
     const watchdog = this.watchOutage(client);
+    const idleWatch = this.watchIdle();
     try {
       const registration = await this.unlessStopped(() =>
         http.register(machine.capabilities, this.stop.signal),
       );
-      if (!registration) return { kind: this.gaveUp ? "unreachable" : "stopped" };
+      if (!registration) return { kind: this.whyStopped() };
       this.log.info(`registered with ${client.server} as ${describeCapabilities(machine.capabilities)}`);
       // Held before the previous run's reports are settled: the last of them may finish the
       // sweep, and a coordinator that then exits says "done" only to agents on the channel.
@@ -149,13 +165,10 @@ export class RemoteAgent {
       // Awaited in here, so the outbox is flushed before `finally` closes it.
       if (this.stop.signal.aborted) return await this.finish(outbox, "stopped", http);
       const exit = await this.runTasks(http, stateDir, machine, registration.heartbeatMs);
-      return await this.finish(
-        outbox,
-        exit.kind === "done" ? "done" : this.gaveUp ? "unreachable" : "stopped",
-        http,
-      );
+      return await this.finish(outbox, exit.kind === "done" ? "done" : this.whyStopped(), http);
     } finally {
       clearInterval(watchdog);
+      clearInterval(idleWatch);
       channelStop.abort();
       await channel;
       await outbox.close();
@@ -212,6 +225,27 @@ export class RemoteAgent {
     return watchdog;
   }
 
+  /** --idle-exit: stops leasing once nothing has run here that long. */
+  private watchIdle(): NodeJS.Timeout | undefined {
+    const { idleExitMs } = this.options;
+    return idleExitMs === undefined
+      ? undefined
+      : watchIdle({
+          idleExitMs,
+          busy: () => this.agent === null || this.agent.runningCount > 0 || this.agent.heldCount > 0,
+          onIdle: (idleMs) => {
+            this.idled = true;
+            this.log.info(`no task has run here for ${Math.round(idleMs / 1000)} s (--idle-exit); exiting`);
+            this.stopLeasing();
+          },
+        });
+  }
+
+  /** Why the agent stopped when the coordinator did not say done. */
+  private whyStopped(): "unreachable" | "idle" | "stopped" {
+    return this.gaveUp ? "unreachable" : this.idled ? "idle" : "stopped";
+  }
+
   /** The dispatch loop (agent.ts) over this port, until done or stopped. */
   private async runTasks(
     port: HttpPort,
@@ -219,7 +253,13 @@ export class RemoteAgent {
     machine: Machine,
     heartbeatMs: number,
   ): Promise<AgentExit> {
+    // A SLURM allocation's end: tasks whose timeout outlasts it are left to other agents.
+    const endsAt = await allocationEnd(this.options.env ?? process.env);
+    if (endsAt !== null)
+      this.log.info(`this allocation ends at ${new Date(endsAt).toISOString()}: leasing only tasks that fit`);
     const agent = new Agent(this.agentPort(port, stateDir), {
+      endsAt,
+      stopBeforeMs: this.options.stopBeforeMs ?? 0,
       agentId: machine.capabilities.agentId,
       host: machine.capabilities.host,
       stateDir,
@@ -268,7 +308,7 @@ export class RemoteAgent {
   /** The port the dispatch loop sees: HTTP, plus local cwd checks, running files and logs. */
   private agentPort(port: HttpPort, stateDir: string): CoordinatorPort {
     return {
-      lease: (request) => this.leaseRunnable(port, request),
+      lease: (request) => leaseRunnable(port, request, this.options.workdir, this.log),
       awaitWork: (maxWaitMs) => port.awaitWork(maxWaitMs),
       heartbeat: async (attemptIds) =>
         port.heartbeat(
@@ -288,33 +328,6 @@ export class RemoteAgent {
       claimableCount: () => port.claimableCount(),
       points: (batches) => postPoints(port.client, (this.machine as Machine).capabilities.agentId, batches),
     };
-  }
-
-  /**
-   * A lease whose cwd exists here: the task's own (its config's dir on the coordinator's
-   * machine), else --workdir. A task with neither fails at once, with a message saying what to do.
-   */
-  private async leaseRunnable(
-    port: HttpPort,
-    request: { capacity: Capacity; max: number; signal?: AbortSignal },
-  ): Promise<Lease[]> {
-    for (;;) {
-      const leases = await port.lease(request);
-      const runnable: Lease[] = [];
-      for (const lease of leases) {
-        const cwd = isDirectory(lease.task.cwd) ? lease.task.cwd : this.options.workdir;
-        if (cwd !== undefined) {
-          runnable.push({ ...lease, task: { ...lease.task, cwd } });
-          continue;
-        }
-        const error = `cwd ${lease.task.cwd} does not exist on this machine: start the agent with --workdir DIR or check out the project at the same path`;
-        this.log.info(`task ${lease.task.id} failed: ${error}`);
-        await port.finish(lease.attemptId, {
-          outcome: { kind: "failed", exitCode: null, signal: null, error, wallSeconds: 0 },
-        });
-      }
-      if (runnable.length > 0 || leases.length === 0 || request.signal?.aborted) return runnable;
-    }
   }
 
   private onAgentEvent(event: AgentEvent, port: HttpPort, stateDir: string): void {
@@ -383,13 +396,5 @@ export class RemoteAgent {
       if (this.stop.signal.aborted && !(error instanceof UnauthorizedError)) return null;
       throw error;
     }
-  }
-}
-
-function isDirectory(path: string): boolean {
-  try {
-    return statSync(path).isDirectory();
-  } catch {
-    return false;
   }
 }

@@ -61,6 +61,8 @@ function exitOf(exit: Awaited<ReturnType<RemoteAgent["run"]>>, log: Logger): num
     return EXIT.interrupted;
   }
   if (exit.kind === "unreachable") return EXIT.failed;
+  // Said by the agent already (--idle-exit): leaving idle is a clean end, its allocation released.
+  if (exit.kind === "idle") return EXIT.ok;
   log.info("the coordinator has nothing left for this machine; exiting");
   return EXIT.ok;
 }

@@ -15,8 +15,10 @@ import { evaluateGates } from "../ledger/evaluateGates.js";
 import { type SyncReport, syncSweep } from "../ledger/syncSweep.js";
 import type { WakeBus } from "../ledger/wakeBus.js";
 import { logger, warnOnStderr } from "../log/logger.js";
+import type { SlurmAllocator } from "../slurm/allocator.js";
 import type { NotifyEntry } from "../sweep/types.js";
 import { GpuTelemetry } from "../telemetry/gpuTelemetry.js";
+import { type SlurmAllocation, slurmAllocator } from "./slurmAllocation.js";
 
 export interface ServeOptions {
   stateDir: string;
@@ -67,6 +69,8 @@ export interface ServeOptions {
   artifactLimitBytes?: number;
   /** Check the routes' JSON schemas against the meta-schema (tests). (Default: false) */
   checkSchemas?: boolean;
+  /** `serve --slurm`: submit agent jobs as the queue needs them. (Default: none) */
+  slurm?: SlurmAllocation;
 }
 
 export interface RunningServer {
@@ -76,6 +80,8 @@ export interface RunningServer {
   agents: RemoteAgents;
   telemetry: GpuTelemetry;
   app: FastifyInstance;
+  /** With `slurm`: the allocator. */
+  allocator?: SlurmAllocator;
   /** Resolves once every task of the sweep has finished. */
   finished(): Promise<void>;
   close(): Promise<void>;
@@ -98,15 +104,26 @@ export async function startServer(db: Db, options: ServeOptions): Promise<Runnin
     onEvent: logger("labsweep", warn).info,
     notifications,
   });
-  const https = options.tls
-    ? { cert: readFileSync(options.tls.certPath), key: readFileSync(options.tls.keyPath) }
-    : undefined;
+  const https = options.tls && {
+    cert: readFileSync(options.tls.certPath),
+    key: readFileSync(options.tls.keyPath),
+  };
   const addConfigs = configAdder(db, coordinator, options.sweep);
+  let url = "";
+  const { stateDir } = options;
+  // Started once the URL its agents are given is known.
+  const allocator =
+    options.slurm &&
+    slurmAllocator(
+      options.slurm,
+      { coordinator, agents, stateDir, url: () => url, agentToken: tokens.agent },
+      logger("slurm", warn).info,
+    );
   const app = buildApp({
     coordinator,
     agents,
     tokens,
-    stateDir: options.stateDir,
+    stateDir,
     https,
     warn,
     addConfigs,
@@ -120,21 +137,13 @@ export async function startServer(db: Db, options: ServeOptions): Promise<Runnin
     bodyLimit: options.bodyLimit,
     artifactLimitBytes: options.artifactLimitBytes,
     checkSchemas: options.checkSchemas,
+    allocation: allocator,
   });
-  const host = options.host ?? "127.0.0.1";
-  const warning = clearTextWarning(host, Boolean(https));
-  if (warning) warn(warning);
-  try {
-    await app.listen({ host, port: options.port ?? 7070 });
-  } catch (error) {
+  url = await listen(app, options, Boolean(https), warn, async () => {
     await agents.close();
     await notifications?.stop(0);
-    throw error;
-  }
-  const address = app.server.address();
-  const port = typeof address === "object" && address ? address.port : options.port;
-  const shownHost = host.includes(":") ? `[${host}]` : host;
-  const url = `${https ? "https" : "http"}://${shownHost}:${port}`;
+  });
+  allocator?.start();
   return {
     url,
     tokens,
@@ -142,17 +151,10 @@ export async function startServer(db: Db, options: ServeOptions): Promise<Runnin
     agents,
     telemetry,
     app,
-    async finished() {
-      while (!(await coordinator.isFinished())) await coordinator.awaitWork(1000);
-      // A flush with its gathering pause, as before run's drain became immediate: an agent whose
-      // event channel is reconnecting needs that moment to be told "done", else it outlives this
-      // serve retrying (e2e.liveMetrics met it one run in three). The real fix is on the agent's
-      // side: see the closing note of session 7.
-      await coordinator.flushResults();
-      await coordinator.drainResults();
-      await agents.sayDone(DONE_GRACE_MS);
-    },
+    allocator,
+    finished: () => finishedServing(coordinator, agents, allocator),
     async close() {
+      await allocator?.stop();
       await agents.close();
       await app.close();
       // Lease requests still held find their connection gone and end now, not at their deadline.
@@ -163,6 +165,47 @@ export async function startServer(db: Db, options: ServeOptions): Promise<Runnin
       await options.wakeBus?.close();
     },
   };
+}
+
+/** Resolves once every task of the sweep has finished, and its agents have heard. */
+async function finishedServing(
+  coordinator: Coordinator,
+  agents: RemoteAgents,
+  allocator: SlurmAllocator | undefined,
+): Promise<void> {
+  while (!(await coordinator.isFinished())) await coordinator.awaitWork(1000);
+  // A flush with its gathering pause, as before run's drain became immediate: an agent whose
+  // event channel is reconnecting needs that moment to be told "done", else it outlives this
+  // serve retrying (e2e.liveMetrics met it one run in three). The real fix is on the agent's
+  // side: see the closing note of session 7.
+  await coordinator.flushResults();
+  await coordinator.drainResults();
+  await agents.sayDone(DONE_GRACE_MS);
+  // Pending allocations are cancelled now, not at the next look.
+  await allocator?.tick();
+}
+
+/** Listens as asked and returns the served URL; `undo` runs before a failure to listen is thrown. */
+async function listen(
+  app: FastifyInstance,
+  options: ServeOptions,
+  https: boolean,
+  warn: (message: string) => void,
+  undo: () => Promise<void>,
+): Promise<string> {
+  const host = options.host ?? "127.0.0.1";
+  const warning = clearTextWarning(host, https);
+  if (warning) warn(warning);
+  try {
+    await app.listen({ host, port: options.port ?? 7070 });
+  } catch (error) {
+    await undo();
+    throw error;
+  }
+  const address = app.server.address();
+  const port = typeof address === "object" && address ? address.port : options.port;
+  const shownHost = host.includes(":") ? `[${host}]` : host;
+  return `${https ? "https" : "http"}://${shownHost}:${port}`;
 }
 
 /**

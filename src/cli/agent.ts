@@ -22,6 +22,8 @@ export interface AgentFlags {
   grace?: string;
   checkpointRoot?: string;
   giveUpAfter?: string;
+  idleExit?: string;
+  stopBefore?: string;
 }
 
 /**
@@ -53,6 +55,9 @@ export async function agentCommand(flags: AgentFlags): Promise<number> {
     checkpointRoot: flags.checkpointRoot === undefined ? undefined : resolve(flags.checkpointRoot),
     giveUpAfterMs:
       flags.giveUpAfter === undefined ? undefined : seconds("--give-up-after", flags.giveUpAfter) * 1000,
+    idleExitMs: flags.idleExit === undefined ? undefined : seconds("--idle-exit", flags.idleExit) * 1000,
+    stopBeforeMs:
+      flags.stopBefore === undefined ? undefined : seconds("--stop-before", flags.stopBefore) * 1000,
   };
   return runAgent({ ...base, stateDir: flags.state ? resolve(flags.state) : undefined });
 }

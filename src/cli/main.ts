@@ -10,8 +10,9 @@ import {
   GRID_COMMAND,
   SERVER,
   SET,
+  SLURM_ALLOCATION,
+  SLURM_JOB,
   STATE,
-  STOP_BEFORE,
   STORE_OPTION,
   TOKEN,
   TOKEN_FILE,
@@ -97,7 +98,7 @@ function registerSweepCommands(program: Command, finish: Finish): void {
     .action(async (configs: string[], flags) => {
       finish(await (await import("./run.js")).runCommand(configs, flags));
     });
-  program
+  const serve = program
     .command("serve")
     .description("serve the sweep to remote agents over HTTP (the coordinator)")
     .argument("[configs...]", "sweep config files (YAML); none with --command: a quick grid")
@@ -130,6 +131,7 @@ function registerSweepCommands(program: Command, finish: Finish): void {
     .action(async (configs: string[], flags) => {
       finish(await (await import("./serve.js")).serveCommand(configs, flags));
     });
+  for (const [flags, description] of [...SLURM_ALLOCATION, ...SLURM_JOB]) serve.option(flags, description);
 }
 
 /** `agent`, `slurm` and `doctor`: the commands that put a machine to work or describe it. */
@@ -168,10 +170,15 @@ function registerMachineCommands(program: Command, finish: Finish): void {
       "--give-up-after <seconds>",
       "exit 1 once no coordinator has answered for this long and no task runs here (default: retry forever)",
     )
+    .option("--idle-exit <seconds>", "exit 0 once no task has run here for this long (default: never)")
+    .option(
+      "--stop-before <seconds>",
+      "in a SLURM allocation: lease only tasks whose timeout ends this long before the allocation does (default: 0)",
+    )
     .action(async (flags) => {
       finish(await (await import("./agent.js")).agentCommand(flags));
     });
-  program
+  const slurm = program
     .command("slurm")
     .description("submit labsweep agents to SLURM as one job array (--dry-run prints the sbatch script)")
     .option("--server <urls>", "the coordinator's URL(s) as compute nodes reach it ($LABSWEEP_SERVER)")
@@ -181,26 +188,16 @@ function registerMachineCommands(program: Command, finish: Finish): void {
     )
     .option(...TOKEN_FILE)
     .option("--agents <n>", "how many agents: the job array's size")
-    .option("--gres <gres>", "generic resources per agent, name[:type]:count, e.g. gpu:1")
-    .option("--partition <p>", "the partition (several comma-separated)")
-    .option("--time <t>", "time limit per agent, [D-]HH:MM:SS or minutes")
-    .option("--cpus-per-task <c>", "CPUs per agent")
-    .option("--mem <m>", "memory per agent, e.g. 16G")
-    .option(
-      "--slots <s>",
-      "tasks at once per agent (default: the GPUs of --gres gpu:N, else --cpus-per-task, else 1)",
-    )
-    .option("--job-name <name>", "the job's name (default: labsweep-agents)")
-    .option("--output <dir>", "the script, job logs and agent state dirs (default: ./labsweep-slurm)")
     .option(
       "--give-up-after <seconds>",
       "an idle agent exits after this long without an answer from the coordinator (default: 600)",
     )
-    .option(...STOP_BEFORE)
     .option("--dry-run", "print the sbatch script instead of submitting it")
+    .option("--resume-alloc", "resume the automatic allocation of `serve --slurm` at --server (admin token)")
     .action(async (flags) => {
       finish(await (await import("./slurm.js")).slurmCommand(flags));
     });
+  for (const [flags, description] of SLURM_JOB) slurm.option(flags, description);
   program
     .command("doctor")
     .description("what an agent on this machine would report: CPUs, RAM, GPUs, driver, probes")

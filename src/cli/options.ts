@@ -57,3 +57,34 @@ export const STORE_OPTION = [
   "--store <url>",
   `the ledger: postgres://USER@HOST:PORT/DB, sqlite:PATH or a file path (default: $${STORE_ENV}, else ledger.sqlite in the state dir)`,
 ] as const;
+
+/** The shape of an agent job, on `labsweep slurm` and `serve --slurm` alike. */
+export const SLURM_JOB = [
+  ["--gres <gres>", "generic resources per agent, name[:type]:count, e.g. gpu:1"],
+  ["--partition <p>", "the partition (several comma-separated)"],
+  ["--time <t>", "time limit per agent, [D-]HH:MM:SS or minutes"],
+  ["--cpus-per-task <c>", "CPUs per agent"],
+  ["--mem <m>", "memory per agent, e.g. 16G"],
+  [
+    "--slots <s>",
+    "tasks at once per agent (default: the GPUs of --gres gpu:N, else --cpus-per-task, else 1)",
+  ],
+  ["--job-name <name>", "the job's name (default: labsweep-agents)"],
+  ["--output <dir>", "the script, job logs and agent state dirs (default: ./labsweep-slurm)"],
+  STOP_BEFORE,
+] as const;
+
+/** `serve --slurm`: agent jobs submitted and cancelled as the queue needs them. */
+export const SLURM_ALLOCATION = [
+  ["--slurm", "submit agent jobs to SLURM while tasks wait for agents (with the options of labsweep slurm)"],
+  ["--max-jobs <n>", "with --slurm: most agent jobs queued or running at once (default: 4)"],
+  ["--min-jobs <n>", "with --slurm: keep this many while the sweep is unfinished (default: 0)"],
+  [
+    "--idle-exit <seconds>",
+    "with --slurm: an agent without work this long exits, releasing its allocation (default: 60)",
+  ],
+  [
+    "--slurm-server <urls>",
+    "with --slurm: this coordinator's URL as compute nodes reach it (default: the served URL, a wildcard address replaced by the hostname)",
+  ],
+] as const;

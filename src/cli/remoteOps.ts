@@ -1,9 +1,11 @@
 import { readFileSync } from "node:fs";
-import { resolve } from "node:path";
+import { join, resolve } from "node:path";
 import type { LiveCounts, LivePhase } from "../coordinator/liveCounts.js";
 import type { StatusReport } from "../coordinator/statusReport.js";
 import { listAgents } from "../ledger/agents.js";
 import { openLedgerReadOnly } from "../ledger/openLedger.js";
+import { ALLOCATIONS_FILE, type AllocationReport, readAllocationReport } from "../slurm/allocator.js";
+import { allocationLines } from "./allocationLines.js";
 import { callApi, type Power, type ServerFlags, serverFrom } from "./apiClient.js";
 import { EXIT, UsageError } from "./exitCodes.js";
 import { stateDirFrom } from "./stateDir.js";
@@ -43,9 +45,19 @@ export async function agentsCommand(
 ): Promise<number> {
   const server = serverFrom(flags);
   let agents: AgentView[];
-  if (server) agents = ((await callApi(server, "GET", "/agents")).json as { agents: AgentView[] }).agents;
-  else {
-    const db = openLedgerReadOnly(stateDirFrom(flags, configs));
+  let allocation: AllocationReport | null;
+  if (server) {
+    const body = (await callApi(server, "GET", "/agents")).json as {
+      agents: AgentView[];
+      allocation?: AllocationReport | null;
+    };
+    agents = body.agents;
+    allocation = body.allocation ?? null;
+  } else {
+    const stateDir = stateDirFrom(flags, configs);
+    // As `serve --slurm` last saw them.
+    allocation = readAllocationReport(join(stateDir, ALLOCATIONS_FILE));
+    const db = openLedgerReadOnly(stateDir);
     if (!db) throw new UsageError("no ledger here: pass --server URL or --state DIR");
     try {
       agents = (await listAgents(db)).map(({ info_json, ...agent }) => ({
@@ -57,9 +69,10 @@ export async function agentsCommand(
     }
   }
   if (flags.json) {
-    process.stdout.write(`${JSON.stringify({ agents })}\n`);
+    process.stdout.write(`${JSON.stringify({ agents, allocation })}\n`);
     return EXIT.ok;
   }
+  if (allocation) for (const line of allocationLines(allocation, true)) process.stdout.write(`${line}\n`);
   if (agents.length === 0) process.stdout.write("no agents have registered\n");
   for (const agent of agents) {
     const gpus = agent.info.gpus?.map((gpu) => gpu.index).join(",") || "none";

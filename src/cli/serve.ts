@@ -9,6 +9,7 @@ import { shellQuote } from "../slurm/shellQuote.js";
 import { EXIT, UsageError } from "./exitCodes.js";
 import { portNumber } from "./flags.js";
 import { reportOwedRows } from "./owedRows.js";
+import { type SlurmServeFlags, slurmAllocationFrom } from "./slurmServe.js";
 import { stateDirFrom } from "./stateDir.js";
 
 export interface ServeFlags {
@@ -31,8 +32,11 @@ export interface ServeFlags {
   artifactLimit?: string;
 }
 
+/** `serve`'s flags with `--slurm` and the job's shape (`labsweep slurm`'s options). */
+export type ServeCommandFlags = ServeFlags & SlurmServeFlags;
+
 /** `labsweep serve`: the coordinator for remote agents. Runs until Ctrl-C, or until done with --exit-when-done. */
-export async function serveCommand(configs: string[], flags: ServeFlags): Promise<number> {
+export async function serveCommand(configs: string[], flags: ServeCommandFlags): Promise<number> {
   const port = portNumber(flags.port);
   if (Boolean(flags.tlsCert) !== Boolean(flags.tlsKey))
     throw new UsageError("--tls-cert and --tls-key go together");
@@ -43,6 +47,7 @@ export async function serveCommand(configs: string[], flags: ServeFlags): Promis
   if (!(artifactLimitMb > 0))
     throw new UsageError(`--artifact-limit must be a positive number of MiB, got "${flags.artifactLimit}"`);
   const tokens = serveTokens(flags);
+  const slurm = flags.slurm ? slurmAllocationFrom(flags) : undefined;
   const sweep = openSweep(configs, { defaultCommand: flags.command, overrides: flags.set, yes: flags.yes });
   const stateDir = stateDirFrom(flags, configs);
   // Remote agents keep running through a coordinator restart: their attempts get a lease's
@@ -68,6 +73,7 @@ export async function serveCommand(configs: string[], flags: ServeFlags): Promis
       },
       wakeBus,
       artifactLimitBytes: Math.floor(artifactLimitMb * 1024 * 1024),
+      slurm,
     });
     const { sync } = prepared;
     process.stderr.write(

@@ -1,5 +1,6 @@
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
+import type { AllocationReport } from "../slurm/allocator.js";
 import {
   agentBinary,
   findOnPath,
@@ -14,7 +15,8 @@ import {
   writeFileAtomically,
 } from "../slurm/index.js";
 import { serverList } from "./agent.js";
-import { tokenFrom } from "./apiClient.js";
+import { allocationLines } from "./allocationLines.js";
+import { callApi, serverFrom, tokenFrom } from "./apiClient.js";
 import { EXIT, UsageError } from "./exitCodes.js";
 
 export interface SlurmFlags extends SlurmFlagValues {
@@ -22,6 +24,7 @@ export interface SlurmFlags extends SlurmFlagValues {
   token?: string;
   tokenFile?: string;
   dryRun?: boolean;
+  resumeAlloc?: boolean;
 }
 
 /**
@@ -30,6 +33,7 @@ export interface SlurmFlags extends SlurmFlagValues {
  * token or no sbatch (nothing written), 1 sbatch refused the job.
  */
 export async function slurmCommand(flags: SlurmFlags): Promise<number> {
+  if (flags.resumeAlloc) return resumeAllocation(flags);
   const spec = jobSpec(flags);
   const script = sbatchScript(spec, agentBinary());
   warnIfLoopback(spec.servers);
@@ -63,6 +67,19 @@ export async function slurmCommand(flags: SlurmFlags): Promise<number> {
       "",
     ].join("\n"),
   );
+  return EXIT.ok;
+}
+
+/** `--resume-alloc`: `serve --slurm` goes on submitting after the failures that paused it. */
+async function resumeAllocation(flags: SlurmFlags): Promise<number> {
+  const server = serverFrom(flags, "admin");
+  if (!server)
+    throw new UsageError(
+      "labsweep slurm --resume-alloc needs the coordinator: --server URL or LABSWEEP_SERVER",
+    );
+  const report = (await callApi(server, "POST", "/slurm/resume", {})).json as AllocationReport;
+  for (const line of allocationLines(report, false)) process.stdout.write(`${line}\n`);
+  process.stdout.write("allocation resumed\n");
   return EXIT.ok;
 }
 

@@ -1,6 +1,9 @@
+import { join } from "node:path";
 import { type LiveCounts, type LivePhase, statusLines } from "../coordinator/liveCounts.js";
 import { type StatusReport, statusReport } from "../coordinator/statusReport.js";
 import { openLedgerReadOnly } from "../ledger/openLedger.js";
+import { ALLOCATIONS_FILE, type AllocationReport, readAllocationReport } from "../slurm/allocator.js";
+import { allocationLines } from "./allocationLines.js";
 import { EXIT, UsageError } from "./exitCodes.js";
 import { resultErrorLine } from "./owedRows.js";
 import { stateDirFrom } from "./stateDir.js";
@@ -32,11 +35,13 @@ export async function statusCommand(configs: string[], flags: StatusFlags): Prom
         );
       throw error;
     });
+    // As `serve --slurm` last saved it; null without one.
+    const allocation = readAllocationReport(join(stateDir, ALLOCATIONS_FILE));
     if (flags.json) {
-      process.stdout.write(`${JSON.stringify({ ...report, stateDir })}\n`);
+      process.stdout.write(`${JSON.stringify({ ...report, allocation, stateDir })}\n`);
       return EXIT.ok;
     }
-    printStatus(report);
+    printStatus({ ...report, allocation });
     return EXIT.ok;
   } finally {
     await db.close();
@@ -47,9 +52,15 @@ export async function statusCommand(configs: string[], flags: StatusFlags): Prom
  * Prints a status report, local or from `GET /status` alike. A coordinator older than a field
  * sends none: that part is left out.
  */
-export function printStatus(report: LiveCounts & { phases: LivePhase[] } & Partial<StatusReport>): void {
+export function printStatus(
+  report: LiveCounts & { phases: LivePhase[] } & Partial<StatusReport> & {
+      allocation?: AllocationReport | null;
+    },
+): void {
   for (const line of statusLines({ counts: report, phases: report.phases }))
     process.stdout.write(`${line}\n`);
+  if (report.allocation)
+    for (const line of allocationLines(report.allocation, false)) process.stdout.write(`${line}\n`);
   const usage = report.usage;
   if (usage && (usage.energy_wh !== null || usage.peak_rss_mb_max !== null)) {
     const energy = usage.energy_wh === null ? "" : `${usage.energy_wh} Wh GPU energy, `;

@@ -13,7 +13,7 @@ import { retryFailed } from "../ledger/retryFailed.js";
 import { type Counts, taskCounts } from "../ledger/taskCounts.js";
 import type { WakeBus } from "../ledger/wakeBus.js";
 import { describe, type Logger, logger } from "../log/logger.js";
-import { allocate, type Capacity, consume } from "../protocol/capacity.js";
+import { allocateTask, type Capacity, consume } from "../protocol/capacity.js";
 import type { Lease } from "../protocol/interfaces.js";
 import { writeOwedResultsOnce } from "../results/resultsWriter.js";
 import { removeArtifactFiles } from "./artifactStore.js";
@@ -136,7 +136,7 @@ export class Coordinator {
     // Counted down as tasks are placed; each run of the transaction starts from the full capacity.
     let capacity = request?.capacity;
     const fits: ClaimRequest["fits"] = (policy) => {
-      const placement = capacity ? allocate(policy.resources, capacity) : null;
+      const placement = capacity ? allocateTask(policy, capacity) : null;
       if (capacity && placement) capacity = consume(capacity, policy.resources, placement.gpuIds);
       return placement;
     };

@@ -4,7 +4,7 @@ import type { FinishRefusal } from "../ledger/finishAttempts.js";
 import { type UnfinishedPhase, unfinishedPhases } from "../ledger/reads/unfinished.js";
 import { openAttempts } from "../ledger/recoverAbandoned.js";
 import type { AttemptRow } from "../ledger/rows.js";
-import { type Capacity, whyNoFit } from "../protocol/capacity.js";
+import { type Capacity, whyNoFit, whyNoTime } from "../protocol/capacity.js";
 import type { AgentCapabilities } from "../protocol/http.js";
 import type { Lease } from "../protocol/interfaces.js";
 import type { RunPolicy } from "../sweep/types.js";
@@ -23,6 +23,9 @@ export interface RemoteAgentsOptions {
   notifications?: Notifications;
 }
 
+/** How often a waiting lease asks again whether anything left could still fit its agent. */
+const RECHECK_MS = 2000;
+
 /**
  * The coordinator's view of networked agents: registration, long-poll leases, heartbeats, and
  * noticing dead agents — at once when their persistent connection closes (after a short grace
@@ -35,6 +38,8 @@ export class RemoteAgents {
   private readonly touchedAt = new Map<string, number>();
   /** Agents that said goodbye: their channel closing next is their exit, not a loss. */
   private readonly leaving = new Set<string>();
+  /** Agents waiting in a lease for work that fits, with their free slots (the SLURM allocator's supply). */
+  private readonly waiting = new Map<string, number>();
   private policyCache: { at: number; rows: UnfinishedPhase[] } | null = null;
   private readonly sweeper: NodeJS.Timeout;
   private readonly now: () => number;
@@ -160,13 +165,17 @@ export class RemoteAgents {
           );
           return { leases: [], done: false, results };
         }
+        this.waiting.delete(agentId);
         return { leases: leases, done: false, results };
       }
-      const unfit = await this.nothingLeftFor(info);
+      const unfit = await this.nothingLeftFor(info, capacity.timeLeftMs ?? null);
       if (unfit) return { leases: [], done: true, results, unfit };
       const remaining = deadline - this.now();
       if (remaining <= 0) return { leases: [], done: false, results };
-      await this.coordinator.awaitWork(remaining);
+      this.waiting.set(agentId, capacity.freeSlots);
+      // Judged again every few seconds: tasks ending elsewhere may leave only what cannot fit here
+      // (too big, or longer than its allocation has left), and the agent should hear it is done.
+      await this.coordinator.awaitWork(Math.min(remaining, RECHECK_MS));
     }
   }
 
@@ -217,6 +226,7 @@ export class RemoteAgents {
       listeners.delete(send);
       if (listeners.size > 0) return;
       this.channels.delete(agentId);
+      this.waiting.delete(agentId);
       if (this.closed) return; // the coordinator is shutting down: its agents are not lost
       if (this.leaving.has(agentId)) return; // it said goodbye: exited, not lost
       this.background(() => touchAgent(this.coordinator.db, agentId, this.now(), "disconnected"));
@@ -241,6 +251,22 @@ export class RemoteAgents {
     const deadline = Date.now() + graceMs;
     while (this.channels.size > 0 && Date.now() < deadline)
       await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+
+  /**
+   * What the SLURM allocator counts as supply: free slots of connected agents waiting for work,
+   * and the job array elements (`JOBID_INDEX`) whose agents are connected.
+   */
+  slurmView(): { idleSlots: number; connected: Set<string> } {
+    let idleSlots = 0;
+    for (const [agentId, slots] of this.waiting) if (this.channels.has(agentId)) idleSlots += slots;
+    const connected = new Set<string>();
+    for (const agentId of this.channels.keys()) {
+      const slurm = this.capabilities.get(agentId)?.slurm;
+      if (slurm)
+        connected.add(slurm.arrayTaskId === null ? slurm.jobId : `${slurm.jobId}_${slurm.arrayTaskId}`);
+    }
+    return { idleSlots, connected };
   }
 
   /** Pushes an event to an agent's open connections, if it has any. */
@@ -306,7 +332,7 @@ export class RemoteAgents {
    * Null while some unfinished task could fit this agent; else why none can, per phase ([] when
    * the sweep is finished).
    */
-  private async nothingLeftFor(info: AgentCapabilities): Promise<string[] | null> {
+  private async nothingLeftFor(info: AgentCapabilities, timeLeftMs: number | null): Promise<string[] | null> {
     if (await this.coordinator.isFinished()) return [];
     const policies = await this.unfinishedPolicies();
     const idle: Capacity = {
@@ -320,10 +346,13 @@ export class RemoteAgents {
         freeShare: 1,
         freeMemoryMiB: gpu.memoryTotalMiB ?? gpu.memoryFreeMiB ?? null,
       })),
+      timeLeftMs,
     };
     const unfit: string[] = [];
     for (const row of policies) {
-      const why = whyNoFit((JSON.parse(row.policy_json) as RunPolicy).resources, idle, true);
+      const policy = JSON.parse(row.policy_json) as RunPolicy;
+      // An allocation too short for a phase's timeout is done with it: its end frees the nodes.
+      const why = whyNoFit(policy.resources, idle, true) ?? whyNoTime(policy.timeoutMs, idle);
       if (why === null) return null;
       unfit.push(`phase ${row.phase} (${Number(row.n)} tasks): ${why}`);
     }

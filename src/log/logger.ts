@@ -7,9 +7,13 @@
 export type Warn = (message: string) => void;
 
 /** Who speaks: the coordinator side (`labsweep run`, `serve`) or an agent. */
-export type LogScope = "labsweep" | "agent";
+export type LogScope = "labsweep" | "agent" | "slurm";
 
-const PREFIX: Record<LogScope, string> = { labsweep: "labsweep: ", agent: "labsweep agent: " };
+const PREFIX: Record<LogScope, string> = {
+  labsweep: "labsweep: ",
+  agent: "labsweep agent: ",
+  slurm: "labsweep slurm: ",
+};
 
 export interface Logger {
   /** Trouble that was survived (a report re-sent, a channel reconnected). */

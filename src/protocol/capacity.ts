@@ -18,6 +18,33 @@ export interface Capacity {
   hasGpus: boolean;
   /** Tags the agent offers (`--tag`): a task runs only where all of its resources.tags are offered. */
   tags: string[];
+  /**
+   * How long the agent may still run tasks (a SLURM allocation's time left, less the warning
+   * before its end); null or absent when nothing ends it. A task fits only if its `timeout` does.
+   */
+  timeLeftMs?: number | null;
+}
+
+/**
+ * Whether a task with this `timeout` (null: none) ends before the agent's time runs out. A task
+ * without a timeout fits any agent: it may be stopped at the allocation's end and requeued.
+ */
+export function timeFits(timeoutMs: number | null, capacity: Capacity): boolean {
+  const left = capacity.timeLeftMs;
+  return timeoutMs === null || left === undefined || left === null || timeoutMs <= left;
+}
+
+/** Why a task with this `timeout` cannot start on an agent with `capacity`'s time left; null when it can. */
+export function whyNoTime(timeoutMs: number | null, capacity: Capacity): string | null {
+  if (timeFits(timeoutMs, capacity)) return null;
+  return `needs up to ${duration(timeoutMs ?? 0)} (its timeout); this allocation has ${duration(capacity.timeLeftMs ?? 0)} left before its end`;
+}
+
+function duration(ms: number): string {
+  const seconds = Math.max(0, Math.floor(ms / 1000));
+  if (seconds < 120) return `${seconds} s`;
+  if (seconds < 7200) return `${Math.floor(seconds / 60)} min`;
+  return `${(seconds / 3600).toFixed(1)} h`;
 }
 
 /** Whether an agent offering `offered` tags may run a task asking for these resources' tags. */
@@ -68,6 +95,17 @@ export function allocate(resources: Resources, capacity: Capacity): { gpuIds: nu
       .map((gpu) => gpu.index)
       .sort((a, b) => a - b),
   };
+}
+
+/**
+ * `allocate` for a task with its run policy: also null when its `timeout` outlasts the agent's
+ * time left (its allocation would kill it first).
+ */
+export function allocateTask(
+  policy: { resources: Resources; timeoutMs: number | null },
+  capacity: Capacity,
+): { gpuIds: number[] } | null {
+  return timeFits(policy.timeoutMs, capacity) ? allocate(policy.resources, capacity) : null;
 }
 
 /** No task holds any share of it. */

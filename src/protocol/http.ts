@@ -199,7 +199,9 @@ export type ErrorCode =
   | "foreign_attempt"
   | "not_extendable"
   /** An artifact upload's offset is not what the coordinator holds (or it is still writing): ask again. */
-  | "upload_offset";
+  | "upload_offset"
+  /** `serve` was started without `--slurm`: there is no allocation to resume. */
+  | "no_allocation";
 
 /**
  * Errors are always `{ error: "one clear sentence" }` with a 4xx/5xx status, and a `code` where a

@@ -65,6 +65,8 @@ export interface SlurmJobSpec {
   jobName: string;
   /** Absolute. */
   outputDir: string;
+  /** `serve --slurm`: an agent without work this long exits, releasing its allocation. (Default: none) */
+  idleExitSeconds?: number | null;
 }
 
 export const DEFAULT_JOB_NAME = "labsweep-agents";

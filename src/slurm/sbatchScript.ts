@@ -68,7 +68,8 @@ fi
 # Each element has its own agent state dir (id, outbox, task logs), named after the element. An
 # element that finds no coordinator for ${spec.giveUpAfterSeconds} s while idle (it started after the sweep ended) exits.
 args=(agent --server ${shellQuote(spec.servers.join(","))} --slots ${spec.slots}
-  --give-up-after ${spec.giveUpAfterSeconds}
+  --give-up-after ${spec.giveUpAfterSeconds}${idleExit(spec)}
+  --stop-before ${spec.stopBeforeSeconds}
   --state "$output/agents/\${SLURM_ARRAY_JOB_ID}_\${SLURM_ARRAY_TASK_ID}")
 # SLURM names the GPUs it allocated in CUDA_VISIBLE_DEVICES: use only those.
 if [[ "\${CUDA_VISIBLE_DEVICES:-}" =~ ^[0-9]+(,[0-9]+)*$ ]]; then
@@ -79,6 +80,12 @@ fi
 # recorded as preempted (no retry spent) to resume wherever it runs next.
 exec "$node" "$labsweep" "\${args[@]}"
 `;
+}
+
+/** `serve --slurm`'s agents exit when idle, so their allocations follow the queue. */
+function idleExit(spec: SlurmJobSpec): string {
+  const seconds = spec.idleExitSeconds ?? null;
+  return seconds === null ? "" : ` --idle-exit ${seconds}`;
 }
 
 function gresText(gres: NonNullable<SlurmJobSpec["gres"]>): string {

@@ -231,6 +231,18 @@ function registerAdminRoutes(api: FastifyInstance, options: AgentAppOptions): vo
       },
     );
   }
+
+  // `labsweep slurm --resume-alloc` (or the dashboard's button): allocation goes on after failures.
+  api.post("/slurm/resume", { config: adminOnly }, async () => {
+    if (!options.allocation)
+      throw new HttpError(
+        409,
+        "this coordinator submits no SLURM jobs: start it with serve --slurm",
+        "no_allocation",
+      );
+    options.allocation.resume();
+    return options.allocation.report();
+  });
 }
 
 /**

@@ -1,5 +1,6 @@
 import type { LocalMachine } from "../../dashboard/machines.js";
 import type { Tokens } from "../../http/tokens.js";
+import type { AllocationReport } from "../../slurm/allocator.js";
 import type { GpuTelemetry } from "../../telemetry/gpuTelemetry.js";
 import type { Coordinator } from "../coordinator.js";
 import type { RemoteAgents } from "../remoteAgents.js";
@@ -42,6 +43,8 @@ export interface AppOptions {
   maxEventStreams?: number;
   /** The largest artifact file an agent may upload, in bytes (`serve --artifact-limit`). (Default: 1024 MiB) */
   artifactLimitBytes?: number;
+  /** `serve --slurm`'s allocator: its report in `/agents` and `/status`, resumed by the admin. (Default: none) */
+  allocation?: { report(): AllocationReport; resume(): void };
   /** Bytes an event stream may have waiting for a client that does not read; past it, dropped. (Default: 1 MiB) */
   streamBufferLimit?: number;
 }

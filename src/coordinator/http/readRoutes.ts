@@ -38,13 +38,19 @@ export function registerReadRoutes(api: FastifyInstance, options: AppOptions): v
   });
 
   // The report `labsweep status` prints locally: status and status --server print the same.
-  api.get("/status", { config: viewer }, async () => statusReport(db));
+  // With `serve --slurm`, both also tell how allocation goes (null without it).
+  const allocation = () => options.allocation?.report() ?? null;
+  api.get("/status", { config: viewer }, async () => ({
+    ...(await statusReport(db)),
+    allocation: allocation(),
+  }));
 
   api.get("/agents", { config: viewer }, async () => ({
     agents: (await listAgents(db)).map(({ info_json, ...agent }) => ({
       ...agent,
       info: JSON.parse(info_json),
     })),
+    allocation: allocation(),
   }));
 
   api.get<{ Params: { id: string } }>(

@@ -11,6 +11,7 @@ const capacity = {
     freeCpus: { type: ["number", "null"] },
     hasGpus: { type: "boolean" },
     tags: { type: "array", maxItems: 100, items: { type: "string", maxLength: 100 }, default: [] },
+    timeLeftMs: { type: ["number", "null"] },
     gpus: {
       type: "array",
       maxItems: 256,
