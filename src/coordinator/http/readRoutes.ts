@@ -3,6 +3,7 @@ import { HttpError } from "../../http/httpError.js";
 import { listAgents } from "../../ledger/agents.js";
 import { pingLedger } from "../../ledger/ping.js";
 import { taskRecord } from "../../ledger/reads/attempts.js";
+import { explainTask, TaskRefError } from "../../ledger/reads/explain.js";
 import { statusReport } from "../statusReport.js";
 import { readTaskLog } from "../taskLogs.js";
 import { logRangeOf } from "./logRange.js";
@@ -57,6 +58,8 @@ export function registerReadRoutes(api: FastifyInstance, options: AppOptions): v
     },
   );
 
+  registerExplainRoute(api, options);
+
   // A log comes in pieces of at most LOG_RANGE_CAP bytes (see logRange.ts): a viewer following
   // a task must not make the server read a whole log into memory every poll.
   api.get<{
@@ -95,4 +98,21 @@ export function registerReadRoutes(api: FastifyInstance, options: AppOptions): v
     }
     return reply.send(piece.bytes);
   });
+}
+
+/** Why a task is not running (`labsweep explain --server`, the task page): by id, signature or its start. */
+function registerExplainRoute(api: FastifyInstance, options: AppOptions): void {
+  const { db } = options.coordinator;
+  api.get<{ Params: { id: string } }>(
+    "/tasks/:id/explain",
+    { config: viewer, schema: { params: schemas.taskRef } },
+    async (request) => {
+      try {
+        return await explainTask(db, request.params.id, options.explainSources?.() ?? {});
+      } catch (error) {
+        if (error instanceof TaskRefError) throw new HttpError(404, error.message);
+        throw error;
+      }
+    },
+  );
 }
