@@ -260,6 +260,9 @@ function unleased(facts: ExplainFacts, context: Judged): ExplainReason[] {
     else if (short)
       reasons.push({ code: "queued", text: `${short.need}: ${short.best}`, ahead: facts.ahead });
   }
+  // Its place in line matters once nothing else holds it: not while it waits out a backoff or
+  // for a coordinator, an agent or a resource.
+  if (reasons.some((reason) => reason.code !== "queued") || facts.notBefore > context.now) return reasons;
   const queued = reasons.find((reason) => reason.code === "queued");
   const ahead =
     facts.ahead === 0
