@@ -65,16 +65,24 @@ describe("labsweep explain", () => {
       return JSON.parse(result.stdout) as ExplanationJson;
     };
 
-    const run = watch(startCli(["run", "sweep.yaml", "--slots", "2", "--progress-every", "3600"], { cwd: dir }));
+    const run = watch(
+      startCli(["run", "sweep.yaml", "--slots", "2", "--progress-every", "3600"], { cwd: dir }),
+    );
     await run.waitFor(/dashboard at (http:\/\/127\.0\.0\.1:\d+)\//);
-    const url = (/dashboard at (http:\/\/127\.0\.0\.1:\d+)\//.exec(run.output()) as RegExpExecArray)[1] as string;
+    const url = (
+      /dashboard at (http:\/\/127\.0\.0\.1:\d+)\//.exec(run.output()) as RegExpExecArray
+    )[1] as string;
     await until(() => existsSync(join(dir, "started-1")) && existsSync(join(dir, "started-2")), "two tasks");
 
     // Tasks are numbered as declared: slow 1-3, flaky 4, report 5, broken 6.
     const running = await explain("1", "sweep.yaml");
     expect(running.code, running.stderr).toBe(0);
-    expect(running.stdout).toMatch(/^task 1 \(phase slow, running\): x=1\n {2}running on .+ since .+ \(attempt 1\)\n$/);
-    expect((await explain("3")).stdout).toContain("queued: it is next: the next agent with room for it leases it");
+    expect(running.stdout).toMatch(
+      /^task 1 \(phase slow, running\): x=1\n {2}running on .+ since .+ \(attempt 1\)\n$/,
+    );
+    expect((await explain("3")).stdout).toContain(
+      "queued: it is next: the next agent with room for it leases it",
+    );
     expect((await explain("4")).stdout).toContain(
       "queued: 1 claimable task is leased before it (higher priority, or the same and a lower id)",
     );
@@ -116,7 +124,9 @@ describe("labsweep explain", () => {
     expect(backoff.reasons[0]?.until).toBeGreaterThan(Date.now() + 4 * 60_000);
     await until(async () => (await explainJson("6")).task.state === "failed", "broken's failure");
     const failed = await explain("6");
-    expect(failed.stdout).toMatch(/^task 6 \(phase broken, failed\): w=2\n {2}failed for good after 1 attempt: .+\n/);
+    expect(failed.stdout).toMatch(
+      /^task 6 \(phase broken, failed\): w=2\n {2}failed for good after 1 attempt: .+\n/,
+    );
     expect(failed.stdout).toContain("    → labsweep retry --failed --phase broken\n");
     await until(async () => (await explainJson("5")).task.state === "succeeded", "report");
 
@@ -133,7 +143,9 @@ describe("labsweep explain", () => {
     const done = await explainJson("5");
     const bySignature = await explain(done.task.signature.slice(0, 6));
     expect(bySignature.code, bySignature.stderr).toBe(0);
-    expect(bySignature.stdout).toMatch(/^task 5 \(phase report, succeeded\): y=1\n {2}done: it succeeded at .+ on .+\n$/);
+    expect(bySignature.stdout).toMatch(
+      /^task 5 \(phase report, succeeded\): y=1\n {2}done: it succeeded at .+ on .+\n$/,
+    );
   }, 90_000);
 
   it("names a task that is not there, not a task, or not one task: exit 2, one line", async () => {
@@ -146,8 +158,14 @@ describe("labsweep explain", () => {
 
     const cases: Array<[string, string]> = [
       ["7", "labsweep: no task 7 in this ledger\n"],
-      ["a b", 'labsweep: "a b" is neither a task id (a number) nor a signature (4 or more of its characters)\n'],
-      ["abc", 'labsweep: "abc" is neither a task id (a number) nor a signature (4 or more of its characters)\n'],
+      [
+        "a b",
+        'labsweep: "a b" is neither a task id (a number) nor a signature (4 or more of its characters)\n',
+      ],
+      [
+        "abc",
+        'labsweep: "abc" is neither a task id (a number) nor a signature (4 or more of its characters)\n',
+      ],
       ["zzzzzzzz", "labsweep: no task's signature starts with zzzzzzzz\n"],
     ];
     for (const [ref, error] of cases) {
