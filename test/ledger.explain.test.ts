@@ -55,6 +55,7 @@ const failed = {
   exitCode: 2,
   signal: null,
   error: "Traceback\nImportError: no torch",
+  wallSeconds: 1,
 };
 
 describe.each(backends)("explainTask on $name", (backend) => {
