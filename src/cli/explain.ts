@@ -18,7 +18,8 @@ export interface ExplainFlags extends ServerFlags {
  * agents as they registered.
  */
 export async function explainCommand(task: string, configs: string[], flags: ExplainFlags): Promise<number> {
-  const server = flags.server ? serverFrom(flags) : null;
+  // --server, else $LABSWEEP_SERVER (as `agents` reads it), else the ledger.
+  const server = serverFrom(flags);
   const explanation = server
     ? ((await callApi(server, "GET", `/tasks/${encodeURIComponent(task.trim())}/explain`))
         .json as Explanation)
