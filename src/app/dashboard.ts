@@ -1,5 +1,6 @@
 import { Coordinator } from "../coordinator/coordinator.js";
 import { buildApp } from "../coordinator/http/app.js";
+import { stateLockHeld } from "../coordinator/stateLock.js";
 import { loadOrCreateTokens } from "../http/tokens.js";
 import type { Db } from "../ledger/db.js";
 import { warnOnStderr } from "../log/logger.js";
@@ -43,6 +44,11 @@ export async function startDashboardServer(
     warn,
     telemetry: new GpuTelemetry(),
     agentApi: false,
+    // Leasing nothing, it knows no live offers: the ledger's registered agents are judged, and
+    // whether a run or serve holds the state dir (unknowable for a PostgreSQL ledger's replicas).
+    explainSources: () => ({
+      coordinator: db.dialect === "sqlite" ? stateLockHeld(options.stateDir) : null,
+    }),
     // One user's look at their own sweep, as under `labsweep run`: no token from this machine.
     trustLoopback: true,
   });

@@ -9,7 +9,17 @@ export function localPort(coordinator: Coordinator): CoordinatorPort {
   const store = new ArtifactStore(coordinator.db);
   return {
     // The ledger's word for the agent holding an attempt is its `worker`.
-    lease: ({ agentId, ...request }) => coordinator.leaseMany({ ...request, worker: agentId }, request.max),
+    lease: async ({ agentId, ...request }) => {
+      const leases = await coordinator.leaseMany({ ...request, worker: agentId }, request.max);
+      // A lease asked for ahead (waitMs 0) offers what a running task will free, not what is free.
+      if (request.waitMs !== 0)
+        coordinator.offers.record(
+          { agentId, name: request.host, host: request.host },
+          request.capacity,
+          leases,
+        );
+      return leases;
+    },
     awaitWork: (maxWaitMs) => coordinator.awaitWork(maxWaitMs),
     heartbeat: (attemptIds) => coordinator.heartbeat(attemptIds),
     started: (attemptId, pid, logPath) => recordAttemptProcess(coordinator.db, attemptId, pid, logPath),

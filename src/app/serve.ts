@@ -130,6 +130,8 @@ export async function startServer(db: Db, options: ServeOptions): Promise<Runnin
     telemetry,
     dashboard: options.dashboard,
     localMachines: options.localMachines,
+    // This coordinator leases to its agents (and `run`'s own): it knows what they offer now.
+    explainSources: () => ({ offers: coordinator.offers.list(), coordinator: true }),
     agentApi: options.agentApi,
     trustLoopback: options.trustLoopback ?? false,
     maxEventStreams: options.streams?.max,

@@ -1,9 +1,9 @@
 import type { Command } from "commander";
 import { collect } from "./flags.js";
-import { type Finish, STATE, STORE_OPTION } from "./options.js";
+import { type Finish, SERVER, STATE, STORE_OPTION, TOKEN, TOKEN_FILE } from "./options.js";
 
 /**
- * `results` and `dashboard`: what a sweep's ledger says, as a paper's table or the live page,
+ * `results`, `dashboard` and `explain`: what a sweep's ledger says, as a paper's table or the live page,
  * read-only (while a run is going, or long after). Kept beside main.ts, which imports each
  * command's module only when it runs.
  */
@@ -31,6 +31,25 @@ export function registerViewCommands(program: Command, finish: Finish): void {
     .option("--output <file>", "write here instead of stdout")
     .action(async (configs: string[], flags) => {
       finish(await (await import("./results.js")).resultsCommand(configs, flags));
+    });
+  program
+    .command("explain")
+    .description(
+      "why a task is not running: done, running, failed, its gate, paused, backoff, or which resource no connected agent offers",
+    )
+    .argument(
+      "<task>",
+      "the task: its id (as status, plan --list and the dashboard show it), or its signature or the start of one",
+    )
+    .argument("[configs...]", "config files, to find the default state dir")
+    .option(...STATE)
+    .option(...STORE_OPTION)
+    .option(...SERVER)
+    .option(...TOKEN)
+    .option(...TOKEN_FILE)
+    .option("--json", "print one JSON object")
+    .action(async (task: string, configs: string[], flags) => {
+      finish(await (await import("./explain.js")).explainCommand(task, configs, flags));
     });
   program
     .command("dashboard")

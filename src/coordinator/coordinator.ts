@@ -16,6 +16,7 @@ import { describe, type Logger, logger } from "../log/logger.js";
 import { allocateTask, type Capacity, consume } from "../protocol/capacity.js";
 import type { Lease } from "../protocol/interfaces.js";
 import { writeOwedResultsOnce } from "../results/resultsWriter.js";
+import { AgentOffers } from "./agentOffers.js";
 import { removeArtifactFiles } from "./artifactStore.js";
 import { FailFast } from "./failFast.js";
 import { type FinishReport, finalFailures, logFinalFailures } from "./finalFailure.js";
@@ -92,6 +93,8 @@ export class Coordinator {
   /** Until when (performance.now()) finishes may skip judging gates: none was waiting. */
   private noWaitingPhasesUntil = 0;
   private readonly failFast = new FailFast(() => this.now());
+  /** What its agents offer new tasks now (for `labsweep explain`): they record it as they lease. */
+  readonly offers = new AgentOffers();
 
   constructor(
     readonly db: Db,
@@ -215,16 +218,13 @@ export class Coordinator {
    */
   async requeueLost(attemptIds: number[], why: string): Promise<number> {
     if (attemptIds.length === 0) return 0;
-    const outcome = { kind: "lost" as const, error: why };
-    const results = await this.finishMany(
-      attemptIds.map((attemptId) => ({ attemptId, report: { outcome } })),
-    );
+    const report = { outcome: { kind: "lost" as const, error: why } };
+    const results = await this.finishMany(attemptIds.map((attemptId) => ({ attemptId, report })));
     return results.filter((result) => result.taskState === "pending").length;
   }
 
   async finish(attemptId: number, report: FinishReport): Promise<FinishResult> {
-    const [result] = await this.finishMany([{ attemptId, report }]);
-    return result as FinishResult;
+    return (await this.finishMany([{ attemptId, report }]))[0] as FinishResult;
   }
 
   /**

@@ -154,6 +154,9 @@ export class RemoteAgents {
       }
       if (!leasing) return { leases: [], done: false, results };
       const leases = round.leases;
+      // A lease asked for ahead (waitMs 0) offers what a running task will free, not what is free.
+      if (waitMs > 0)
+        this.coordinator.offers.record({ agentId, name: info.name, host: info.host }, capacity, leases);
       if (leases.length > 0) {
         if (gone()) {
           const outcome = {
@@ -205,6 +208,7 @@ export class RemoteAgents {
   async goodbye(agentId: string): Promise<void> {
     if (!(await markAgentExited(this.coordinator.db, agentId, this.now())))
       throw new UnknownAgentError(agentId);
+    this.coordinator.offers.forget(agentId);
     this.leaving.add(agentId);
     const timer = this.graceTimers.get(agentId);
     if (timer) clearTimeout(timer);
@@ -275,6 +279,7 @@ export class RemoteAgents {
   }
 
   private async agentLost(agentId: string, reason: string): Promise<void> {
+    this.coordinator.offers.forget(agentId);
     const open = await openAttempts(this.coordinator.db, { worker: agentId });
     const now = this.now();
     await this.coordinator.db.transaction(async (tx) => {

@@ -38,6 +38,23 @@ export function acquireStateLock(stateDir: string): () => void {
   };
 }
 
+/**
+ * Whether a `labsweep run` or `serve` holds the state dir now, without taking its lock (a reader
+ * that took it, even for a moment, could make a starting run fail): the pid it wrote, if that
+ * process is alive. A holder killed by SIGKILL leaves its pid file behind; its pid is dead then.
+ */
+export function stateLockHeld(stateDir: string): boolean {
+  const pid = readPid(join(stateDir, PID_FILE));
+  if (pid === null) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    // EPERM: alive, another user's process; ESRCH: gone.
+    return (error as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
 function readPid(path: string): number | null {
   try {
     const pid = Number(readFileSync(path, "utf8").trim());

@@ -1,5 +1,6 @@
 import type { LocalMachine } from "../../dashboard/machines.js";
 import type { Tokens } from "../../http/tokens.js";
+import type { ExplainSources } from "../../ledger/reads/explain.js";
 import type { AllocationReport } from "../../slurm/allocator.js";
 import type { GpuTelemetry } from "../../telemetry/gpuTelemetry.js";
 import type { Coordinator } from "../coordinator.js";
@@ -32,6 +33,12 @@ export interface AppOptions {
   dashboard?: boolean;
   /** Machines working in this process (`labsweep run`'s), shown beside registered agents. (Default: none) */
   localMachines?: () => LocalMachine[];
+  /**
+   * What `labsweep explain` judges a task by besides the ledger: what the agents working for this
+   * coordinator offer now. (Default: the connected agents as they registered, from the ledger —
+   * for a read-only view such as `labsweep dashboard`, which leases nothing)
+   */
+  explainSources?: () => ExplainSources;
   /** Offer the agents' routes (lease, report) and the admin's (cancel, add, retry). (Default: true) */
   agentApi?: boolean;
   /**

@@ -3,6 +3,7 @@ import { HttpError } from "../../http/httpError.js";
 import { listAgents } from "../../ledger/agents.js";
 import { pingLedger } from "../../ledger/ping.js";
 import { taskRecord } from "../../ledger/reads/attempts.js";
+import { explainTask, TaskRefError } from "../../ledger/reads/explain.js";
 import { statusReport } from "../statusReport.js";
 import { readTaskLog } from "../taskLogs.js";
 import { logRangeOf } from "./logRange.js";
@@ -21,6 +22,26 @@ function withTimeout<T>(work: Promise<T>, ms: number): Promise<T> {
   return Promise.race([work, timeout]).finally(() => clearTimeout(timer));
 }
 
+/**
+ * The report `labsweep status` prints locally (status and status --server print the same) and
+ * the agents; with `serve --slurm`, both also tell how allocation goes (null without it).
+ */
+function registerAgentReadRoutes(api: FastifyInstance, options: AppOptions): void {
+  const { db } = options.coordinator;
+  const allocation = () => options.allocation?.report() ?? null;
+  api.get("/status", { config: viewer }, async () => ({
+    ...(await statusReport(db)),
+    allocation: allocation(),
+  }));
+  api.get("/agents", { config: viewer }, async () => ({
+    agents: (await listAgents(db)).map(({ info_json, ...agent }) => ({
+      ...agent,
+      info: JSON.parse(info_json),
+    })),
+    allocation: allocation(),
+  }));
+}
+
 /** Read-only routes: the viewer token (or the agent token) is needed, except from loopback. */
 export function registerReadRoutes(api: FastifyInstance, options: AppOptions): void {
   const { db } = options.coordinator;
@@ -37,21 +58,7 @@ export function registerReadRoutes(api: FastifyInstance, options: AppOptions): v
     }
   });
 
-  // The report `labsweep status` prints locally: status and status --server print the same.
-  // With `serve --slurm`, both also tell how allocation goes (null without it).
-  const allocation = () => options.allocation?.report() ?? null;
-  api.get("/status", { config: viewer }, async () => ({
-    ...(await statusReport(db)),
-    allocation: allocation(),
-  }));
-
-  api.get("/agents", { config: viewer }, async () => ({
-    agents: (await listAgents(db)).map(({ info_json, ...agent }) => ({
-      ...agent,
-      info: JSON.parse(info_json),
-    })),
-    allocation: allocation(),
-  }));
+  registerAgentReadRoutes(api, options);
 
   api.get<{ Params: { id: string } }>(
     "/tasks/:id",
@@ -62,6 +69,8 @@ export function registerReadRoutes(api: FastifyInstance, options: AppOptions): v
       return record;
     },
   );
+
+  registerExplainRoute(api, options);
 
   // A log comes in pieces of at most LOG_RANGE_CAP bytes (see logRange.ts): a viewer following
   // a task must not make the server read a whole log into memory every poll.
@@ -101,4 +110,21 @@ export function registerReadRoutes(api: FastifyInstance, options: AppOptions): v
     }
     return reply.send(piece.bytes);
   });
+}
+
+/** Why a task is not running (`labsweep explain --server`, the task page): by id, signature or its start. */
+function registerExplainRoute(api: FastifyInstance, options: AppOptions): void {
+  const { db } = options.coordinator;
+  api.get<{ Params: { id: string } }>(
+    "/tasks/:id/explain",
+    { config: viewer, schema: { params: schemas.taskRef } },
+    async (request) => {
+      try {
+        return await explainTask(db, request.params.id, options.explainSources?.() ?? {});
+      } catch (error) {
+        if (error instanceof TaskRefError) throw new HttpError(404, error.message);
+        throw error;
+      }
+    },
+  );
 }

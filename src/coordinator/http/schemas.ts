@@ -182,6 +182,8 @@ export const schemas = {
   },
   attemptParams: { type: "object", properties: { id: { type: "string", pattern: "^[0-9]{1,15}$" } } },
   taskParams: { type: "object", properties: { id: { type: "string", pattern: "^[0-9]{1,15}$" } } },
+  /** A task id, or a signature (22 base64url characters) or the start of one. */
+  taskRef: { type: "object", properties: { id: { type: "string", pattern: "^[A-Za-z0-9_-]{1,64}$" } } },
   channelQuery: { type: "object", required: ["agentId"], properties: { agentId: id } },
   goodbye: {
     type: "object",

@@ -3,6 +3,7 @@
 import { artifactsSection } from "./artifacts.js";
 import { taskCurves } from "./taskCurves.js";
 import { badge, clock, duration, fill, getJson, h, show } from "./util.js";
+import { whySection } from "./why.js";
 
 const root = document.getElementById("task-detail");
 const heading = document.getElementById("task-heading");
@@ -72,6 +73,7 @@ export async function showTask(id) {
       h("dt", {}, "Host"),
       h("dd", {}, task.host ?? "—"),
     ),
+    whySection(task),
     task.error
       ? h(
           "div",
