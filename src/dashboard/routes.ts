@@ -16,6 +16,7 @@ import { API_PREFIX } from "../protocol/http.js";
 import type { TaskState } from "../protocol/interfaces.js";
 import { metricColumns, paramColumnsOf, reservedColumns } from "../results/columns.js";
 import { formatCell } from "../results/csvFile.js";
+import type { AllocationReport } from "../slurm/allocator.js";
 import type { GpuTelemetry } from "../telemetry/gpuTelemetry.js";
 import { loadAssets } from "./assets.js";
 import { EventStreams } from "./eventStreams.js";
@@ -35,6 +36,8 @@ export interface DashboardOptions extends AccessOptions {
   localMachines?: () => LocalMachine[];
   /** Server-side errors. (Default: stderr) */
   warn?: (message: string) => void;
+  /** `serve --slurm`'s allocations, shown with the machines. (Default: none) */
+  allocation?: () => AllocationReport | null;
   /** Event streams open at once; the next one gets 503. (Default: 64) */
   maxEventStreams?: number;
   /** Bytes an event stream may have waiting for a client that does not read; past it, dropped. (Default: 1 MiB) */
@@ -71,6 +74,7 @@ export async function dashboardPlugin(app: FastifyInstance, options: DashboardOp
   const machines = async () => ({
     at: Date.now(),
     machines: await listMachines(db, options.telemetry, local()),
+    allocation: options.allocation?.() ?? null,
   });
   const streams = new EventStreams(
     live,

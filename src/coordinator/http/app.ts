@@ -75,6 +75,7 @@ export function buildApp(options: AppOptions): FastifyInstance {
       warn: options.warn,
       maxEventStreams: options.maxEventStreams,
       streamBufferLimit: options.streamBufferLimit,
+      allocation: options.allocation && (() => options.allocation?.report() ?? null),
     });
   return app;
 }

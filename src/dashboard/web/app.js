@@ -1,5 +1,6 @@
 // The dashboard's entry: a hash router over four views and one server-sent event stream that
 // pushes the overview and the machines whenever they change. No page ever reloads.
+import { renderAllocation } from "./allocation.js";
 import { renderMachines, renderOverview } from "./overview.js";
 import { refreshResults, showResults } from "./results.js";
 import { showTask } from "./task.js";
@@ -76,6 +77,7 @@ function onOverview(overview) {
 function onMachines(data) {
   state.machines = data;
   renderMachines(document.getElementById("machines"), data);
+  renderAllocation(document.getElementById("allocation-area"), data.allocation);
 }
 
 function connect() {
