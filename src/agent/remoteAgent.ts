@@ -1,4 +1,3 @@
-import { statSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import { type Logger, logger, type Warn } from "../log/logger.js";
@@ -18,6 +17,7 @@ import { LogStream } from "./logStream.js";
 import { describeCapabilities, gpuSamples, type Machine, probeMachine } from "./machine.js";
 import { Outbox } from "./outbox.js";
 import { postPoints } from "./pointRelay.js";
+import { taskHere } from "./runDir.js";
 
 export interface RemoteAgentOptions {
   /** The coordinator's base URLs; the next one is tried when one cannot be reached. */
@@ -291,8 +291,9 @@ export class RemoteAgent {
   }
 
   /**
-   * A lease whose cwd exists here: the task's own (its config's dir on the coordinator's
-   * machine), else --workdir. A task with neither fails at once, with a message saying what to do.
+   * A lease whose cwd exists here: the task's own (its config's dir, or its snapshot, on the
+   * coordinator's machine), else --workdir (runDir.ts). A task with neither fails at once, with a
+   * message saying what to do.
    */
   private async leaseRunnable(
     port: HttpPort,
@@ -302,9 +303,9 @@ export class RemoteAgent {
       const leases = await port.lease(request);
       const runnable: Lease[] = [];
       for (const lease of leases) {
-        const cwd = isDirectory(lease.task.cwd) ? lease.task.cwd : this.options.workdir;
-        if (cwd !== undefined) {
-          runnable.push({ ...lease, task: { ...lease.task, cwd } });
+        const task = taskHere(lease.task, this.options.workdir);
+        if (task !== null) {
+          runnable.push({ ...lease, task });
           continue;
         }
         const error = `cwd ${lease.task.cwd} does not exist on this machine: start the agent with --workdir DIR or check out the project at the same path`;
@@ -383,13 +384,5 @@ export class RemoteAgent {
       if (this.stop.signal.aborted && !(error instanceof UnauthorizedError)) return null;
       throw error;
     }
-  }
-}
-
-function isDirectory(path: string): boolean {
-  try {
-    return statSync(path).isDirectory();
-  } catch {
-    return false;
   }
 }
