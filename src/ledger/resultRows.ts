@@ -19,8 +19,8 @@ export interface OwedRow {
   usage: TaskUsage | null;
   /** Its phase's on_oom parameter, the value that succeeded and the out-of-memory retries; absent without on_oom. */
   oom?: OomRun;
-  /** The provenance of its successful attempt; null outside git (or found in a CSV). */
-  git: GitState | null;
+  /** The provenance of its successful attempt; absent outside git (or found in a CSV). */
+  git?: GitState;
 }
 
 /** The provenance columns of a task row (migration 14), as read. */
@@ -28,6 +28,11 @@ export interface GitColumnsRead {
   git_commit: string | null;
   git_dirty: number | boolean | null;
   git_diff_sha256: string | null;
+}
+
+function gitOf(row: GitColumnsRead): { git?: GitState } {
+  const git = gitStateOf(row);
+  return git ? { git } : {};
 }
 
 /** A task's provenance from its columns; null when it has none. */
@@ -120,7 +125,7 @@ export async function owedResultRows(db: Db, query: OwedRowsQuery = {}): Promise
       gpuIds: row.gpu_ids,
       usage: row.usage_json ? (JSON.parse(row.usage_json) as TaskUsage) : null,
       ...(oom ? { oom } : {}),
-      git: gitStateOf(row),
+      ...gitOf(row),
     };
   });
 }
