@@ -69,6 +69,14 @@ module.exports = {
       to: { path: "^src/(?!protocol/|telemetry/)" },
     },
     {
+      name: "git-is-a-leaf",
+      severity: "error",
+      comment:
+        "reading git (provenance, snapshots' file lists) sits below the agent and the coordinator, which both use it: it knows the protocol only",
+      from: { path: "^src/git/" },
+      to: { path: "^src/(?!protocol/|git/)" },
+    },
+    {
       name: "nothing-imports-cli-or-app",
       severity: "error",
       comment:

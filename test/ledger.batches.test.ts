@@ -59,11 +59,13 @@ async function claim(db: Db, overrides: Partial<ClaimRequest> = {}): Promise<Lea
   return claimed;
 }
 
+// Each success ran dirty code of its own (a diff hash per loss); failures ran a clean commit.
 const success = (loss: number): AttemptOutcome => ({
   kind: "succeeded",
   metrics: { loss },
   wallSeconds: 2.5,
   usage: { peak_rss_mb: 10, gpu_util_mean: null, gpu_mem_peak_mb: null, energy_wh: null, samples: 1 },
+  git: { commit: "c".repeat(40), dirty: true, diffSha256: String(loss * 10).padStart(64, "0") },
 });
 const failure: AttemptOutcome = {
   kind: "failed",
@@ -71,6 +73,7 @@ const failure: AttemptOutcome = {
   signal: null,
   error: "exit 3",
   wallSeconds: 1,
+  git: { commit: "f".repeat(40), dirty: false, diffSha256: null },
 };
 const interrupted: AttemptOutcome = {
   kind: "interrupted",
@@ -118,10 +121,11 @@ async function snapshot(db: Db) {
   return {
     tasks: await db.all(
       `SELECT id, state, attempts, not_before, attempt_id, result_json, wall_seconds, host, gpu_ids,
-              finished_at, origin, usage_json FROM tasks ORDER BY id`,
+              finished_at, origin, usage_json, git_commit, git_dirty, git_diff_sha256 FROM tasks ORDER BY id`,
     ),
     attempts: await db.all(
-      "SELECT id, task_id, number, worker, ended_at, outcome, exit_code, signal, error FROM attempts ORDER BY id",
+      `SELECT id, task_id, number, worker, ended_at, outcome, exit_code, signal, error,
+              git_commit, git_dirty, git_diff_sha256 FROM attempts ORDER BY id`,
     ),
     events: await db.all("SELECT at, kind, task_id, detail FROM events ORDER BY id"),
     resultRows: await db.all("SELECT task_id, output_dir, phase, written FROM result_rows ORDER BY 1, 2"),
@@ -152,6 +156,24 @@ describe.each(backends)("batches on $name", (backend: LedgerBackend) => {
       "pending",
       "ignored",
     ]);
+    // Provenance: every attempt's as reported; a task's from the attempt whose success it recorded
+    // (task 6's lost attempt's late success, 0.6, not the ignored 0.7; task 1's 0.1, not the resent 0.9).
+    const { tasks, attempts } = await snapshot(batch);
+    const gitOf = (row: unknown) => {
+      const { git_commit, git_dirty, git_diff_sha256 } = row as Record<string, unknown>;
+      return [git_commit, git_dirty, git_diff_sha256];
+    };
+    expect(tasks.map(gitOf)).toEqual([
+      ["c".repeat(40), 1, "1".padStart(64, "0")],
+      [null, null, null],
+      [null, null, null],
+      [null, null, null],
+      [null, null, null],
+      ["c".repeat(40), 1, "6".padStart(64, "0")],
+    ]);
+    expect(
+      attempts.filter((row) => (row as { outcome: string }).outcome === "failed").map(gitOf),
+    ).toContainEqual(["f".repeat(40), 0, null]);
     expect((await snapshot(batch)).resultRows).toEqual([
       { task_id: 1, output_dir: "/tmp/x/out/a", phase: "a", written: 0 },
       { task_id: 6, output_dir: "/tmp/x/out/a", phase: "a", written: 0 },

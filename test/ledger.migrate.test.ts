@@ -125,6 +125,7 @@ describe("migrate", () => {
       "result_dir_errors",
       "result_files",
       "result_rows",
+      "snapshots",
       "tasks",
     ]);
   });

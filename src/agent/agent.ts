@@ -258,7 +258,7 @@ export class Agent {
       },
       after,
     });
-    const launch: Launch = { lease, process: child, files, started: false };
+    const launch: Launch = { lease, process: child, files, started: false, git: this.setup.provenance(task) };
     this.survive(
       child.pid.then((pid) => {
         launch.started = true;
@@ -271,7 +271,7 @@ export class Agent {
 
   /** Counts a launched task as running: it takes its slot, CPUs and GPU shares, and is watched. */
   private adopt(launch: Launch): Running {
-    const { lease, process: child, files } = launch;
+    const { lease, process: child, files, git } = launch;
     const task = lease.task;
     const share = shareOf(task.policy.resources, this.occupancy.hasGpus);
     const running: Running = { lease, process: child, gpuShare: share, cpus: task.policy.resources.cpus };
@@ -295,13 +295,13 @@ export class Agent {
     // Only the dashboard wants the pid: a notice that fails costs the task nothing.
     this.survive(noticed, `could not record the process of task ${task.id}`);
     this.survive(
-      child.exited.then((exit) => this.finished(running, exit, files)),
+      child.exited.then((exit) => this.finished(running, exit, files, git)),
       `could not report task ${task.id}`,
     );
     return running;
   }
 
-  private async finished(task: Running, exit: ProcessExit, files: TaskFiles): Promise<void> {
+  private async finished(task: Running, exit: ProcessExit, files: TaskFiles, git: Launch["git"]) {
     const { resultPath, logPath, workDir } = files;
     // Unreadable or another's: told; the report (saying what reading the result finds) goes out.
     const loose = tightenTaskFiles(files);
@@ -316,7 +316,7 @@ export class Agent {
     this.relay.exited(task.lease.attemptId);
     // A curve's last points go before the report that ends the task (the sweep may end with it).
     const send = () =>
-      reportWithArtifacts(this.port, task.lease, { outcome, logTail: tail }, workDir).finally(() =>
+      reportWithArtifacts(this.port, task.lease, { outcome, logTail: tail }, workDir, git).finally(() =>
         this.setup.release(files),
       );
     const settled = this.relay.settled(task.lease.attemptId, 1000);

@@ -8,7 +8,7 @@ import {
   type CollectedArtifacts,
   MAX_ARTIFACT_FILES,
 } from "../protocol/artifacts.js";
-import type { AttemptOutcome, Lease } from "../protocol/interfaces.js";
+import type { AttemptOutcome, GitState, Lease } from "../protocol/interfaces.js";
 import { DEFAULT_ARTIFACT_LIMIT_MB, type RunPolicy } from "../sweep/types.js";
 import type { CoordinatorPort } from "./coordinatorPort.js";
 import { formatBytes } from "./taskFiles.js";
@@ -69,13 +69,15 @@ export interface AttemptEnd {
  * Reports an attempt's end through the port with its artifacts, collected from its work dir
  * when it succeeded — a success whose artifacts cannot be collected (over the limit, unreadable)
  * is reported as a failure saying why. Once `finish` resolved the files are the port's (in the
- * outbox, or stored), and the caller may empty the work dir. Returns the outcome reported.
+ * outbox, or stored), and the caller may empty the work dir. The outcome carries the provenance
+ * `git` read as the attempt started, if any. Returns the outcome reported.
  */
 export async function reportWithArtifacts(
   port: Pick<CoordinatorPort, "finish">,
   lease: Lease,
   end: AttemptEnd,
   workDir: string,
+  git: Promise<GitState | null> = Promise.resolve(null),
 ): Promise<AttemptOutcome> {
   let { outcome } = end;
   let artifacts: CollectedArtifacts | undefined;
@@ -94,6 +96,8 @@ export async function reportWithArtifacts(
       };
     else if (collected) artifacts = collected;
   }
+  const state = await git;
+  if (state) outcome = { ...outcome, git: state };
   await port.finish(lease.attemptId, { ...end, outcome, ...(artifacts && { artifacts }) });
   return outcome;
 }

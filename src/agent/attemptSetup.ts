@@ -1,6 +1,7 @@
 import { join } from "node:path";
+import { GitStateCache } from "../git/gitStateCache.js";
 import { attemptFiles } from "../protocol/attemptFiles.js";
-import type { Lease, Task } from "../protocol/interfaces.js";
+import type { GitState, Lease, Task } from "../protocol/interfaces.js";
 import {
   attemptDirs,
   checkpointDir,
@@ -20,6 +21,8 @@ export class AttemptSetup {
   private readonly workDirs: WorkDirs;
   /** The agent's environment, `env` over it, as it was when the agent started. */
   private readonly inherited: NodeJS.ProcessEnv;
+  /** The git state of tasks' dirs, read once a second at most (gitStateCache.ts). */
+  private readonly gitStates = new GitStateCache();
 
   constructor(
     private readonly options: { stateDir: string; env?: NodeJS.ProcessEnv; checkpointRoot?: string },
@@ -49,6 +52,15 @@ export class AttemptSetup {
   ): { base: NodeJS.ProcessEnv; own: NodeJS.ProcessEnv } {
     const own = taskVariables(lease, files, { ...this.options, inherited: this.inherited, onGpuMachine });
     return { base: this.inherited, own };
+  }
+
+  /**
+   * The provenance of the code the attempt runs, as it starts: its snapshot's, taken with the
+   * copy, else the git state of its cwd now (null outside a repository). Never fails the attempt.
+   */
+  provenance(task: Task): Promise<GitState | null> {
+    if (task.snapshot) return Promise.resolve(task.snapshot.git);
+    return this.gitStates.read(task.cwd).catch(() => null);
   }
 
   checkpointDir(task: Task): string {

@@ -1,5 +1,5 @@
 import type { Capacity } from "../protocol/capacity.js";
-import type { Lease } from "../protocol/interfaces.js";
+import type { GitState, Lease } from "../protocol/interfaces.js";
 import type { CoordinatorPort } from "./coordinatorPort.js";
 import { fitsWithin, type Occupancy, type Running, times } from "./occupancy.js";
 import type { RunningProcess } from "./runProcess.js";
@@ -12,6 +12,8 @@ export interface Launch {
   files: TaskFiles;
   /** Its process has started (a chained one: the launcher opened its gate). */
   started: boolean;
+  /** The provenance of the code it runs, read as it was launched (AttemptSetup.provenance). */
+  git: Promise<GitState | null>;
 }
 
 /**

@@ -1,12 +1,12 @@
-import { statSync } from "node:fs";
 import type { Logger } from "../log/logger.js";
 import type { Capacity } from "../protocol/capacity.js";
 import type { Lease } from "../protocol/interfaces.js";
 import type { HttpPort } from "./httpPort.js";
+import { taskHere } from "./runDir.js";
 
 /**
- * Leases for a remote agent, each with a cwd that exists here: the task's own (its config's dir
- * on the coordinator's machine), else `workdir` (--workdir). A task with neither fails at once,
+ * Leases for a remote agent, each with a cwd that exists here: the task's own (its config's dir,
+ * or its snapshot, on the coordinator's machine), else `workdir` (--workdir; runDir.ts). A task with neither fails at once,
  * with a message saying what to do, and the lease is asked again.
  */
 export async function leaseRunnable(
@@ -19,9 +19,9 @@ export async function leaseRunnable(
     const leases = await port.lease(request);
     const runnable: Lease[] = [];
     for (const lease of leases) {
-      const cwd = isDirectory(lease.task.cwd) ? lease.task.cwd : workdir;
-      if (cwd !== undefined) {
-        runnable.push({ ...lease, task: { ...lease.task, cwd } });
+      const task = taskHere(lease.task, workdir);
+      if (task !== null) {
+        runnable.push({ ...lease, task });
         continue;
       }
       const error = `cwd ${lease.task.cwd} does not exist on this machine: start the agent with --workdir DIR or check out the project at the same path`;
@@ -31,13 +31,5 @@ export async function leaseRunnable(
       });
     }
     if (runnable.length > 0 || leases.length === 0 || request.signal?.aborted) return runnable;
-  }
-}
-
-function isDirectory(path: string): boolean {
-  try {
-    return statSync(path).isDirectory();
-  } catch {
-    return false;
   }
 }

@@ -6,6 +6,7 @@ import { killTasksOf } from "../agent/leftovers.js";
 import { planSlots, type Slot } from "../agent/slots.js";
 import { Coordinator } from "../coordinator/coordinator.js";
 import { LOCAL_WORKER_PREFIX } from "../coordinator/runningTasks.js";
+import { prepareSnapshots, type SnapshotReport } from "../coordinator/snapshots.js";
 import { acquireStateLock } from "../coordinator/stateLock.js";
 import type { LocalMachine } from "../dashboard/machines.js";
 import type { Db } from "../ledger/db.js";
@@ -31,6 +32,8 @@ export interface PreparedLedger {
   results: DrainOutcome;
   /** Phases `labsweep pause` left paused: their tasks wait for `labsweep resume`. */
   paused: string[];
+  /** Snapshots taken at this start (`snapshot: true`), and how many were kept from before. */
+  snapshots: SnapshotReport;
   release: () => void;
 }
 
@@ -49,6 +52,8 @@ export async function prepareLedger(
      * reconnect and report (outbox) instead of requeueing them. (Default: 0, requeue all)
      */
     remoteGraceMs?: number;
+    /** Take new snapshots of configs with `snapshot: true` (run --refresh-snapshot). (Default: false) */
+    refreshSnapshot?: boolean;
   } = {},
 ): Promise<PreparedLedger> {
   const release = acquireStateLock(stateDir);
@@ -78,13 +83,15 @@ export async function prepareLedger(
     // kills still runs every task.
     const { requeued } = await requeueAttempts(db, abandoned, why, now, "interrupted");
     const sync = await syncSweep(db, sweep, now);
+    // After the sync (a config's phases exist), before anything is leased from this start.
+    const snapshots = await prepareSnapshots(db, sweep, stateDir, { refresh: options.refreshSnapshot, now });
     await evaluateGates(db, now);
     // The scan must precede the writer: it is how a row written just before a crash is recognised.
     const resume = await resumeFromResults(db, now);
     await evaluateGates(db, now);
     // A dir that cannot be written fails alone (recorded in the ledger), never the start.
     const results = await drainOwedResults(db);
-    return { db, sync, resume, requeued, results, paused: await pausedPhases(db), release };
+    return { db, sync, resume, requeued, results, paused: await pausedPhases(db), snapshots, release };
   } catch (error) {
     await db?.close();
     release();

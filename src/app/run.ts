@@ -1,3 +1,4 @@
+import { dirname } from "node:path";
 import type { Agent, AgentEvent } from "../agent/agent.js";
 import { sharedLauncher } from "../agent/launcher.js";
 import { Coordinator } from "../coordinator/coordinator.js";
@@ -42,6 +43,8 @@ export interface RunOptions {
   overrides?: string[];
   /** Take a grid over the large-grid limit. (Default: false) */
   yes?: boolean;
+  /** Take new snapshots of configs with `snapshot: true` (--refresh-snapshot). (Default: false) */
+  refreshSnapshot?: boolean;
   /** Where the dashboard listens; null for none. */
   dashboard: { host: string; port: number } | null;
   view: RunView;
@@ -56,13 +59,10 @@ export interface RunOptions {
  */
 export async function runSweep(configs: string[], options: RunOptions): Promise<number> {
   const { stateDir, view, tags } = options;
-  const sweep = openSweep(configs, {
-    defaultCommand: options.command,
-    overrides: options.overrides,
-    yes: options.yes,
-  });
+  const { command: defaultCommand, overrides, yes, refreshSnapshot } = options;
+  const sweep = openSweep(configs, { defaultCommand, overrides, yes });
   sharedLauncher().warm();
-  const prepared = await prepareLedger(stateDir, sweep);
+  const prepared = await prepareLedger(stateDir, sweep, Date.now(), { refreshSnapshot });
   const { db } = prepared;
   announce(prepared, stateDir, view);
   const running = new Map<number, string>();
@@ -150,6 +150,10 @@ function announce(prepared: PreparedLedger, stateDir: string, view: RunView): vo
   if (prepared.paused.length > 0)
     view.note(
       `labsweep: paused (nothing of it starts until \`labsweep resume\`): ${prepared.paused.join(", ")}`,
+    );
+  for (const taken of prepared.snapshots.taken)
+    view.note(
+      `labsweep: snapshot of ${dirname(taken.configFile)} (${taken.files} files${taken.git ? `, commit ${taken.git.commit.slice(0, 12)}${taken.git.dirty ? " with uncommitted changes" : ""}` : ""}) in ${taken.dir}: tasks run from it`,
     );
   for (const failed of prepared.results.failed)
     view.note(`labsweep: cannot write results to ${failed.outputDir}: ${failed.error}`);

@@ -94,6 +94,10 @@ function registerSweepCommands(program: Command, finish: Finish): void {
     .option("--host <address>", "address the live dashboard listens on", "127.0.0.1")
     .option("--port <port>", "the dashboard's port (0: any free port)", "0")
     .option("--no-dashboard", "serve no dashboard")
+    .option(
+      "--refresh-snapshot",
+      "take a new copy of each snapshot: true config's dir for tasks started from now on",
+    )
     .option("--yes", "accept grids over 10 million tasks")
     .action(async (configs: string[], flags) => {
       finish(await (await import("./run.js")).runCommand(configs, flags));

@@ -23,6 +23,8 @@ export interface RunFlags {
   port?: string;
   /** false with --no-dashboard. (Default: true) */
   dashboard?: boolean;
+  /** --refresh-snapshot: new copies of `snapshot: true` configs' dirs. (Default: false) */
+  refreshSnapshot?: boolean;
 }
 
 /** `labsweep run`: parses the flags (bad ones exit 2); the run and its exit code are app/run.ts's. */
@@ -44,6 +46,7 @@ export async function runCommand(configs: string[], flags: RunFlags): Promise<nu
     command: flags.command,
     overrides: flags.set,
     yes: flags.yes,
+    refreshSnapshot: flags.refreshSnapshot === true,
     dashboard: flags.dashboard === false ? null : { host: flags.host ?? "127.0.0.1", port },
     view: new ProgressView(process.stderr, progressEveryMs),
   });

@@ -76,16 +76,11 @@ export async function dashboardPlugin(app: FastifyInstance, options: DashboardOp
     machines: await listMachines(db, options.telemetry, local()),
     allocation: options.allocation?.() ?? null,
   });
-  const streams = new EventStreams(
-    live,
-    machines,
-    {
-      maxStreams: options.maxEventStreams ?? 64,
-      bufferLimit: options.streamBufferLimit ?? 1024 * 1024,
-      warn,
-    },
-    () => runningSeriesMarks(db),
-  );
+  const limits = {
+    maxStreams: options.maxEventStreams ?? 64,
+    bufferLimit: options.streamBufferLimit ?? 1024 * 1024,
+  };
+  const streams = new EventStreams(live, machines, { ...limits, warn }, () => runningSeriesMarks(db));
 
   // The first overview of a large ledger costs a scan: do it before the first visitor asks.
   app.addHook("onReady", async () => {

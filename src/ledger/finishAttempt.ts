@@ -1,5 +1,5 @@
 import type { DeclaredArtifact } from "../protocol/artifacts.js";
-import type { AttemptOutcome, TaskState } from "../protocol/interfaces.js";
+import type { AttemptOutcome, GitState, TaskState } from "../protocol/interfaces.js";
 import { nextOomValue } from "../sweep/oomScaling.js";
 import { DEFAULT_MAX_LOST, type Params, type RunPolicy } from "../sweep/types.js";
 import type { Db } from "./db.js";
@@ -60,10 +60,21 @@ export interface TaskChange {
   usage_json?: string | null;
   oom_value?: number | null;
   oom_retries?: number;
+  git_commit?: string | null;
+  git_dirty?: number | null;
+  git_diff_sha256?: string | null;
 }
 
-/** How an attempt's end is recorded on the attempt. */
-export interface AttemptEnd {
+/** The provenance columns of an attempt, and of a task (its successful attempt's). */
+export interface GitColumns {
+  git_commit: string | null;
+  /** 0 or 1; null without a commit. */
+  git_dirty: number | null;
+  git_diff_sha256: string | null;
+}
+
+/** How an attempt's end is recorded on the attempt, with the provenance of the code it ran. */
+export interface AttemptEnd extends GitColumns {
   outcome: AttemptOutcome["kind"];
   exit_code: number | null;
   signal: string | null;
@@ -111,6 +122,7 @@ export function decideFinish(
     exit_code: ("exitCode" in outcome ? outcome.exitCode : null) ?? null,
     signal: ("signal" in outcome ? outcome.signal : null) ?? null,
     error: "error" in outcome ? outcome.error : null,
+    ...gitColumns(outcome.git),
   };
   if (!current && !lateSuccess)
     return { result: ignored(), attempt: end, task: null, oweRows: false, event: null };
@@ -159,7 +171,16 @@ export function decideFinish(
   };
 }
 
-/** A success: its metrics are the task's result, and it owes one row per output dir. */
+/** An outcome's provenance as columns: all null when it carries none. */
+export function gitColumns(git: GitState | undefined): GitColumns {
+  if (!git) return { git_commit: null, git_dirty: null, git_diff_sha256: null };
+  return { git_commit: git.commit, git_dirty: git.dirty ? 1 : 0, git_diff_sha256: git.diffSha256 };
+}
+
+/**
+ * A success: its metrics are the task's result, with its host, GPUs, usage and provenance, and it
+ * owes one row per output dir.
+ */
 function decideSuccess(
   attempt: EndingAttempt,
   end: AttemptEnd,
@@ -179,6 +200,9 @@ function decideSuccess(
       finished_at: now,
       origin: "run",
       usage_json: outcome.usage ? JSON.stringify(outcome.usage) : null,
+      git_commit: end.git_commit,
+      git_dirty: end.git_dirty,
+      git_diff_sha256: end.git_diff_sha256,
     },
     oweRows: true,
     event: { kind: "task_succeeded", detail: { attempt: attempt.id } },
@@ -325,9 +349,20 @@ export async function applyFinish(
   if (decision.attempt) {
     const end = decision.attempt;
     await tx.run(
-      `UPDATE attempts SET ended_at = $2, outcome = $3, exit_code = $4, signal = $5, error = $6
+      `UPDATE attempts SET ended_at = $2, outcome = $3, exit_code = $4, signal = $5, error = $6,
+              git_commit = $7, git_dirty = $8, git_diff_sha256 = $9
         WHERE id = $1`,
-      [attemptId, now, end.outcome, end.exit_code, end.signal, end.error],
+      [
+        attemptId,
+        now,
+        end.outcome,
+        end.exit_code,
+        end.signal,
+        end.error,
+        end.git_commit,
+        end.git_dirty,
+        end.git_diff_sha256,
+      ],
     );
   }
   if (decision.task) {

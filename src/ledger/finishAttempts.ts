@@ -31,6 +31,9 @@ const WRITTEN_TASK_COLUMNS = [
   "usage_json",
   "oom_value",
   "oom_retries",
+  "git_commit",
+  "git_dirty",
+  "git_diff_sha256",
 ] as const;
 // A column added to TaskChange but not written back here fails to compile.
 const everyColumnWritten: [Exclude<keyof TaskChange, (typeof WRITTEN_TASK_COLUMNS)[number]>] extends [never]
@@ -225,6 +228,9 @@ async function writeBatch(
     [...ended.values()].map((end) => end.exit_code),
     [...ended.values()].map((end) => end.signal),
     [...ended.values()].map((end) => end.error),
+    [...ended.values()].map((end) => end.git_commit),
+    [...ended.values()].map((end) => end.git_dirty),
+    [...ended.values()].map((end) => end.git_diff_sha256),
     written.map((task) => task.id),
     ...WRITTEN_TASK_COLUMNS.map((column) => written.map((task) => task[column])),
     [...owing],
@@ -243,29 +249,32 @@ async function writeBatch(
  * statement that is its own round trip.
  */
 const FINISH_BATCH_SQL = `WITH ended AS (
-  UPDATE attempts SET ended_at = $1, outcome = e.outcome, exit_code = e.exit_code, signal = e.signal, error = e.error
-    FROM unnest($2::bigint[], $3::text[], $4::integer[], $5::text[], $6::text[]) AS e(id, outcome, exit_code, signal, error)
+  UPDATE attempts SET ended_at = $1, outcome = e.outcome, exit_code = e.exit_code, signal = e.signal, error = e.error,
+         git_commit = e.git_commit, git_dirty = e.git_dirty, git_diff_sha256 = e.git_diff_sha256
+    FROM unnest($2::bigint[], $3::text[], $4::integer[], $5::text[], $6::text[], $7::text[], $8::integer[], $9::text[])
+      AS e(id, outcome, exit_code, signal, error, git_commit, git_dirty, git_diff_sha256)
    WHERE attempts.id = e.id
 ), moved AS (
   UPDATE tasks SET state = m.state, attempt_id = m.attempt_id, attempts = m.attempts, losses = m.losses,
          not_before = m.not_before, result_json = m.result_json, wall_seconds = m.wall_seconds, host = m.host,
          gpu_ids = m.gpu_ids, finished_at = m.finished_at, origin = m.origin, usage_json = m.usage_json,
-         oom_value = m.oom_value, oom_retries = m.oom_retries
-    FROM unnest($7::bigint[], $8::text[], $9::bigint[], $10::integer[], $11::integer[], $12::bigint[],
-                $13::text[], $14::float8[], $15::text[], $16::text[], $17::bigint[], $18::text[], $19::text[],
-                $20::float8[], $21::integer[])
+         oom_value = m.oom_value, oom_retries = m.oom_retries,
+         git_commit = m.git_commit, git_dirty = m.git_dirty, git_diff_sha256 = m.git_diff_sha256
+    FROM unnest($10::bigint[], $11::text[], $12::bigint[], $13::integer[], $14::integer[], $15::bigint[],
+                $16::text[], $17::float8[], $18::text[], $19::text[], $20::bigint[], $21::text[], $22::text[],
+                $23::float8[], $24::integer[], $25::text[], $26::integer[], $27::text[])
       AS m(id, state, attempt_id, attempts, losses, not_before, result_json, wall_seconds, host, gpu_ids,
-           finished_at, origin, usage_json, oom_value, oom_retries)
+           finished_at, origin, usage_json, oom_value, oom_retries, git_commit, git_dirty, git_diff_sha256)
    WHERE tasks.id = m.id
 ), owed AS (
-  ${oweRowsSql("p.task_id = ANY($22::bigint[])")}
+  ${oweRowsSql("p.task_id = ANY($28::bigint[])")}
 ), logged AS (
   INSERT INTO events (at, kind, task_id, detail)
   SELECT $1, v.kind, v.task_id, v.detail
-    FROM unnest($23::text[], $24::bigint[], $25::text[]) WITH ORDINALITY AS v(kind, task_id, detail, n)
+    FROM unnest($29::text[], $30::bigint[], $31::text[]) WITH ORDINALITY AS v(kind, task_id, detail, n)
    ORDER BY v.n
 )
 DELETE FROM artifacts r
- USING unnest($26::bigint[], $27::bigint[]) AS w(task_id, attempt_id)
+ USING unnest($32::bigint[], $33::bigint[]) AS w(task_id, attempt_id)
  WHERE r.task_id = w.task_id AND r.attempt_id <> w.attempt_id
 RETURNING r.*`;

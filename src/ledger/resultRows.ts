@@ -1,4 +1,4 @@
-import type { TaskUsage } from "../protocol/interfaces.js";
+import type { GitState, TaskUsage } from "../protocol/interfaces.js";
 import type { Params, RunPolicy } from "../sweep/types.js";
 import type { Db } from "./db.js";
 import { sql } from "./dialect.js";
@@ -19,6 +19,26 @@ export interface OwedRow {
   usage: TaskUsage | null;
   /** Its phase's on_oom parameter, the value that succeeded and the out-of-memory retries; absent without on_oom. */
   oom?: OomRun;
+  /** The provenance of its successful attempt; absent outside git (or found in a CSV). */
+  git?: GitState;
+}
+
+/** The provenance columns of a task row (migration 14), as read. */
+export interface GitColumnsRead {
+  git_commit: string | null;
+  git_dirty: number | boolean | null;
+  git_diff_sha256: string | null;
+}
+
+function gitOf(row: GitColumnsRead): { git?: GitState } {
+  const git = gitStateOf(row);
+  return git ? { git } : {};
+}
+
+/** A task's provenance from its columns; null when it has none. */
+export function gitStateOf(row: GitColumnsRead): GitState | null {
+  if (row.git_commit === null) return null;
+  return { commit: row.git_commit, dirty: Boolean(Number(row.git_dirty)), diffSha256: row.git_diff_sha256 };
 }
 
 /** What on_oom did for a succeeded task (the results CSV's `<param>_used` and `oom_retries`). */
@@ -40,7 +60,7 @@ export function oomRunOf(
   return { param: onOom.param, used: oomValue ?? params[onOom.param] ?? null, retries: oomRetries ?? 0 };
 }
 
-interface OwedRowRecord {
+interface OwedRowRecord extends GitColumnsRead {
   task_id: number;
   output_dir: string;
   phase: string;
@@ -82,7 +102,7 @@ export async function owedResultRows(db: Db, query: OwedRowsQuery = {}): Promise
   if (skip.length > 0) where.push(`r.output_dir NOT IN (${skip.join(", ")})`);
   const rows = await db.all<OwedRowRecord>(
     `SELECT r.task_id, r.output_dir, r.phase, t.params_json, t.result_json, t.wall_seconds, t.host, t.gpu_ids, t.usage_json,
-            t.oom_value, t.oom_retries, f.policy_json,
+            t.oom_value, t.oom_retries, f.policy_json, t.git_commit, t.git_dirty, t.git_diff_sha256,
             (SELECT count(*) FROM attempts a WHERE a.task_id = t.id AND a.outcome IN ('succeeded', 'failed', 'timeout', 'hung', 'oom')) AS attempts
        FROM result_rows r JOIN tasks t ON t.id = r.task_id LEFT JOIN phases f ON f.name = t.phase
       WHERE ${where.join(" AND ")}
@@ -105,6 +125,7 @@ export async function owedResultRows(db: Db, query: OwedRowsQuery = {}): Promise
       gpuIds: row.gpu_ids,
       usage: row.usage_json ? (JSON.parse(row.usage_json) as TaskUsage) : null,
       ...(oom ? { oom } : {}),
+      ...gitOf(row),
     };
   });
 }

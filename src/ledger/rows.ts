@@ -1,4 +1,4 @@
-import type { Task, TaskState } from "../protocol/interfaces.js";
+import type { GitState, Task, TaskState } from "../protocol/interfaces.js";
 import { renderEnv } from "../sweep/envSetting.js";
 import { withOomValue } from "../sweep/oomScaling.js";
 import type { Params, RunPolicy } from "../sweep/types.js";
@@ -31,11 +31,22 @@ export interface TaskRow {
   oom_value: number | null;
   /** Out-of-memory retries so far (they spend no retry). */
   oom_retries: number;
+  /** The provenance of its successful attempt (migration 14); null outside git. */
+  git_commit?: string | null;
+  git_dirty?: number | null;
+  git_diff_sha256?: string | null;
+  /** Its config's current snapshot (TASK_ROW_SQL): the copy's dir and its GitState JSON; null: none. */
+  snapshot_dir?: string | null;
+  snapshot_git?: string | null;
 }
 
-/** Selects TaskRows: `${TASK_ROW_SQL} WHERE t.id = $1`. */
-export const TASK_ROW_SQL =
-  "SELECT t.*, f.cwd, f.config_file, f.policy_json FROM tasks t JOIN phases f ON f.name = t.phase";
+/**
+ * Selects TaskRows: `${TASK_ROW_SQL} WHERE t.id = $1`. With its config's current snapshot, if it
+ * takes one: a lease's task runs from the copy (toTask).
+ */
+export const TASK_ROW_SQL = `SELECT t.*, f.cwd, f.config_file, f.policy_json, s.dir AS snapshot_dir, s.git_json AS snapshot_git
+  FROM tasks t JOIN phases f ON f.name = t.phase
+  LEFT JOIN snapshots s ON s.config_file = f.config_file AND s.current = 1`;
 
 /**
  * A task as its next attempt runs it: after out-of-memory retries, with the on_oom parameter's
@@ -54,11 +65,18 @@ export function toTask(row: TaskRow): Task {
     signature: row.signature,
     params,
     command,
-    cwd: row.cwd,
+    cwd: row.snapshot_dir ?? row.cwd,
     configFile: row.config_file,
     policy,
     state: row.state,
     attempts: row.attempts,
+    // The copy's provenance is the code's: the agent reads no git in it.
+    ...(row.snapshot_dir != null && {
+      snapshot: {
+        sourceDir: row.cwd,
+        git: row.snapshot_git ? (JSON.parse(row.snapshot_git) as GitState) : null,
+      },
+    }),
     // From the declared parameters: every attempt, an out-of-memory retry's too, sees the same.
     ...(policy.env && {
       env: renderEnv(policy.env, {

@@ -31,6 +31,8 @@
  * - point: the metrics one `labsweep.report(step, …)` call gave at a step, read by the agent from
  *   the attempt's events file and relayed to the coordinator (`MetricPoint`). Users say "report".
  * - series: a task's points of one metric, by step: its learning curve (ledger `metric_points`).
+ * - provenance: the git state of the code an attempt ran (`GitState`); a snapshot is a copy of a
+ *   config's dir taken when its sweep was created, which its tasks run from (`TaskSnapshot`).
  */
 import type { Params, Placement, RunPolicy } from "../sweep/types.js";
 
@@ -53,6 +55,32 @@ export interface Task {
    * environment. Absent when the phase has none.
    */
   env?: Record<string, string>;
+  /**
+   * Set when `cwd` is a snapshot (`snapshot: true`): a copy of its config's dir, with the
+   * provenance it was taken at. Absent otherwise: the agent reads git in `cwd` as it starts.
+   */
+  snapshot?: TaskSnapshot;
+}
+
+/**
+ * The git state of the code an attempt ran: the commit checked out, and whether tracked files
+ * differed from it (`git diff HEAD`; untracked files do not count, as in `git describe --dirty`),
+ * with a SHA-256 of that diff so rows that ran the same uncommitted code can be told apart.
+ */
+export interface GitState {
+  /** The full sha of HEAD. */
+  commit: string;
+  dirty: boolean;
+  /** SHA-256 (hex) of `git diff HEAD --binary`; null when clean. */
+  diffSha256: string | null;
+}
+
+/** The snapshot a task's `cwd` is: the config's dir it copies, and the git state it was taken at. */
+export interface TaskSnapshot {
+  /** The config's dir (on the coordinator's machine), which the copy was taken of. */
+  sourceDir: string;
+  /** Null when that dir was not in a git repository (or git was absent). */
+  git: GitState | null;
 }
 
 /**
@@ -78,7 +106,13 @@ export interface TaskUsage {
   samples: number;
 }
 
-export type AttemptOutcome =
+/**
+ * How an attempt ended, with the provenance of the code it ran (`git`: absent when not in a git
+ * repository, or from an agent from before provenance).
+ */
+export type AttemptOutcome = EndedAs & { git?: GitState };
+
+type EndedAs =
   | { kind: "succeeded"; metrics: Record<string, unknown>; wallSeconds: number; usage?: TaskUsage }
   | {
       /** hung: stopped by hang_timeout; like a timeout, it spends a retry. */

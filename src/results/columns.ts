@@ -1,4 +1,4 @@
-import type { TaskUsage } from "../protocol/interfaces.js";
+import type { GitState, TaskUsage } from "../protocol/interfaces.js";
 import { formatCell } from "./csvFile.js";
 
 /**
@@ -27,6 +27,27 @@ export const METADATA_COLUMNS = [
 export const OOM_RETRIES_COLUMN = "oom_retries";
 export function usedColumn(param: string): string {
   return `${param}_used`;
+}
+
+/**
+ * The provenance columns, after the others, of rows whose code ran in a git repository: the
+ * commit, `true`/`false` for uncommitted changes to tracked files, and the SHA-256 of that diff
+ * (blank when clean), so rows that ran the same uncommitted code share it. A file gains them with
+ * its first such row (csvFile.ts adds columns to an existing file, older rows left blank).
+ */
+export const GIT_COLUMNS = ["git_commit", "git_dirty", "git_diff_sha256"] as const;
+
+/** The provenance columns' values; all null without provenance. */
+export function gitMetadata(git: GitState | null | undefined): {
+  git_commit: string | null;
+  git_dirty: boolean | null;
+  git_diff_sha256: string | null;
+} {
+  return {
+    git_commit: git?.commit ?? null,
+    git_dirty: git ? git.dirty : null,
+    git_diff_sha256: git?.diffSha256 ?? null,
+  };
 }
 
 /** What a metric whose name clashes with a column labsweep writes itself is prefixed with. */
@@ -86,6 +107,7 @@ export function reservedColumns(params: Iterable<string>, extra: readonly string
     ...extra,
     ...names,
     ...METADATA_COLUMNS,
+    ...GIT_COLUMNS,
     OOM_RETRIES_COLUMN,
     ...names.map(usedColumn),
   ]);
@@ -101,6 +123,8 @@ export interface RunMetadata {
   usage: TaskUsage | null;
   /** What on_oom did: its parameter, the value that succeeded, the retries. (Default: no on_oom) */
   oom?: { param: string; used: unknown; retries: number } | null;
+  /** The provenance of the code it ran. (Default: none: no git columns) */
+  git?: GitState | null;
 }
 
 /**
@@ -127,6 +151,7 @@ export function metadataValues(
     host: run.host,
     gpu_ids: run.gpuIds,
     ...oom,
+    ...(run.git ? gitMetadata(run.git) : {}),
   };
 }
 
@@ -179,7 +204,9 @@ export function resultTable(
   const metricsByRow = rows.map((row) => metricColumns(Object.keys(row.metrics), reserved));
   const metrics = new Set<string>();
   for (const columns of metricsByRow) for (const column of columns.values()) metrics.add(column);
-  const metadata = [...METADATA_COLUMNS, ...oomColumnsOf(rows, params)].filter((name) => !params.has(name));
+  const metadata = [...METADATA_COLUMNS, ...oomColumnsOf(rows, params), ...gitColumnsOf(rows)].filter(
+    (name) => !params.has(name),
+  );
   const header = [...leading, ...paramColumns.values(), ...metrics, ...metadata];
   const cells = rows.map((row, index) => {
     const byColumn = new Map<string, unknown>(leading.map((name, i) => [name, row.leading[i]]));
@@ -191,6 +218,11 @@ export function resultTable(
     return header.map((column) => formatCell(byColumn.get(column)));
   });
   return { header, rows: cells };
+}
+
+/** The provenance columns, where some row ran in a git repository. */
+function gitColumnsOf(rows: readonly TableRow[]): string[] {
+  return rows.some((row) => row.metadata.git_commit != null) ? [...GIT_COLUMNS] : [];
 }
 
 /** The on_oom metadata columns some row has values for: `<param>_used`, then `oom_retries`. */

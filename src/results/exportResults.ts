@@ -1,9 +1,9 @@
 import type { Db } from "../ledger/db.js";
 import { succeededTaskPage } from "../ledger/reads/resultSources.js";
-import { type OomRun, oomRunOf } from "../ledger/resultRows.js";
+import { gitStateOf, type OomRun, oomRunOf } from "../ledger/resultRows.js";
 import type { TaskUsage } from "../protocol/interfaces.js";
 import type { Params } from "../sweep/types.js";
-import { metadataValues, resultTable } from "./columns.js";
+import { gitMetadata, metadataValues, resultTable } from "./columns.js";
 
 export interface ExportedResult {
   task_id: number;
@@ -25,6 +25,10 @@ export interface ExportedResult {
   origin: string | null;
   /** on_oom's parameter, the value that succeeded and the out-of-memory retries; absent without on_oom. */
   oom?: OomRun;
+  /** The provenance of its successful attempt, as final_results.csv's columns; null outside git. */
+  git_commit: string | null;
+  git_dirty: boolean | null;
+  git_diff_sha256: string | null;
 }
 
 /** Every succeeded task of the sweep with its phases, parameters and metrics, from the ledger. */
@@ -61,6 +65,7 @@ export async function* exportedResults(db: Db): AsyncGenerator<ExportedResult> {
         gpu_ids: row.gpu_ids,
         origin: row.origin,
         ...(oom ? { oom } : {}),
+        ...gitMetadata(gitStateOf(row)),
       };
     }
     after = (rows.at(-1) as { id: number }).id;

@@ -1,5 +1,6 @@
 import type { Params } from "../sweep/types.js";
 import {
+  GIT_COLUMNS,
   METADATA_COLUMNS,
   metricColumns as metricColumnsOf,
   metricOfColumn,
@@ -153,7 +154,7 @@ export function rowKeys<T extends MatchableTask>(tasks: readonly T[], header: re
   );
   const reserved = reservedColumns(paramNames);
   const oomColumns = [OOM_RETRIES_COLUMN, ...[...paramNames].map(usedColumn)];
-  const skip = new Set<string>(["phase", ...METADATA_COLUMNS, ...oomColumns, ...paramNames]);
+  const skip = new Set<string>(["phase", ...METADATA_COLUMNS, ...GIT_COLUMNS, ...oomColumns, ...paramNames]);
   const metricColumns: MetricColumn[] = header
     .map((name, index) => ({ name: metricOfColumn(name, reserved), column: name, index }))
     .filter((column) => !skip.has(column.column));

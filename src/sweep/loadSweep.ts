@@ -49,6 +49,8 @@ export interface Sweep {
   phases: PhaseSpec[];
   /** The `notify:` entries of every file, in file order: each applies to the whole sweep. */
   notify: NotifyEntry[];
+  /** The config files with `snapshot: true`, whose tasks run from a copy of their dir. (Default: none) */
+  snapshots?: string[];
 }
 
 /** Validates several config files as one sweep: phase names unique, `after` refers to real phases, no cycles. */
@@ -91,6 +93,7 @@ export function loadSweep(
     files: parsed.map(({ sweepFile }) => sweepFile.file),
     phases,
     notify: parsed.flatMap(({ sweepFile }) => sweepFile.notify ?? []),
+    snapshots: parsed.flatMap(({ sweepFile }) => (sweepFile.snapshot ? [sweepFile.file] : [])),
   };
 }
 
@@ -183,7 +186,13 @@ function parseWithSource(
   }
   const phases = phaseNames.map((name) => buildPhase(source, name, record[name], settings, options, context));
   const notify = toNotifyEntries(source, settings);
-  return { sweepFile: { file: source.file, phases, ...(notify.length > 0 ? { notify } : {}) }, source };
+  const sweepFile: SweepFile = {
+    file: source.file,
+    phases,
+    ...(notify.length > 0 ? { notify } : {}),
+    ...(settings.snapshot ? { snapshot: true as const } : {}),
+  };
+  return { sweepFile, source };
 }
 
 export function buildPhase(

@@ -59,6 +59,7 @@ export const FILE_KEYS: Record<string, string> = {
   on_oom: "none (e.g. {param: batch_size, factor: 0.5, min: 1})",
   notify: "[] (none; e.g. [{on: task_failed, webhook: URL}])",
   env: '{} (no variables; e.g. {WANDB_RUN_GROUP: "{group}"})',
+  snapshot: "false (tasks run from the config's dir; true: from a copy taken when the sweep is created)",
 };
 
 export const RESOURCE_KEYS: Record<string, string> = {
@@ -308,6 +309,7 @@ export const fileSettingsSchema = z.strictObject({
   seeds: z.optional(z.array(z.union([z.number(), z.string()])).check(z.minLength(1, "is empty"))),
   output_dir: z.optional(nonEmpty),
   notify: z.optional(z.array(notifyEntry)),
+  snapshot: z.optional(z.boolean()),
   ...policy,
 });
 

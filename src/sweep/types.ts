@@ -205,6 +205,8 @@ export interface SweepFile {
   phases: PhaseSpec[];
   /** Its `notify:` entries; absent when it declares none. */
   notify?: NotifyEntry[];
+  /** `snapshot: true`: its tasks run from a copy of its dir (absent: from the dir itself). */
+  snapshot?: true;
 }
 
 /** Where a task's result row goes: one phase and the output dir it renders for that phase. */

@@ -28,6 +28,18 @@ const capacity = {
   },
 } as const;
 
+/** The provenance an outcome carries (protocol GitState): a sha, a flag, a SHA-256 or null. */
+const git = {
+  type: "object",
+  required: ["commit", "dirty", "diffSha256"],
+  additionalProperties: false,
+  properties: {
+    commit: { type: "string", pattern: "^[0-9a-f]{40}([0-9a-f]{24})?$" },
+    dirty: { type: "boolean" },
+    diffSha256: { type: ["string", "null"], pattern: "^[0-9a-f]{64}$" },
+  },
+} as const;
+
 /** How an attempt ended (finishAttempt.ts AttemptOutcome). */
 const outcome = {
   type: "object",
@@ -40,6 +52,7 @@ const outcome = {
     signal: { type: ["string", "null"] },
     error: { type: "string", maxLength: 10_000 },
     oom: { type: "string", maxLength: 200 },
+    git,
   },
   // A success carries its metrics and wall time (finishAttempt stores both).
   anyOf: [

@@ -1,7 +1,8 @@
 import type { Db } from "../db.js";
+import type { GitColumnsRead } from "../resultRows.js";
 
 /** A succeeded task as `labsweep export` reads it, with its phases and output dirs. */
-export interface SucceededTaskRow {
+export interface SucceededTaskRow extends GitColumnsRead {
   id: number;
   params_json: string;
   result_json: string | null;
@@ -26,7 +27,7 @@ export interface SucceededTaskRow {
 export async function succeededTaskPage(db: Db, after: number, batch: number): Promise<SucceededTaskRow[]> {
   return db.all<SucceededTaskRow>(
     `SELECT t.id, t.params_json, t.result_json, t.wall_seconds, t.host, t.gpu_ids, t.origin, t.usage_json,
-            t.oom_value, t.oom_retries, (SELECT policy_json FROM phases WHERE name = t.phase) AS policy_json,
+            t.oom_value, t.oom_retries, t.git_commit, t.git_dirty, t.git_diff_sha256, (SELECT policy_json FROM phases WHERE name = t.phase) AS policy_json,
             (SELECT count(*) FROM attempts a WHERE a.task_id = t.id AND a.outcome IN ('succeeded', 'failed', 'timeout', 'hung', 'oom')) AS attempts,
             (SELECT group_concat(DISTINCT phase) FROM placements WHERE task_id = t.id AND active = 1) AS phases,
             (SELECT group_concat(DISTINCT output_dir) FROM placements WHERE task_id = t.id AND active = 1) AS dirs
