@@ -1,5 +1,5 @@
 import { readFileSync } from "node:fs";
-import { Command, CommanderError } from "commander";
+import { Command, CommanderError, Option } from "commander";
 import { EXIT, reportError } from "./exitCodes.js";
 import { collect } from "./flags.js";
 import {
@@ -136,6 +136,13 @@ function registerSweepCommands(program: Command, finish: Finish): void {
       finish(await (await import("./serve.js")).serveCommand(configs, flags));
     });
   for (const [flags, description] of [...SLURM_ALLOCATION, ...SLURM_JOB]) serve.option(flags, description);
+  // Tests and benchmarks look at a test cluster's queue more often than a real one needs.
+  serve.addOption(
+    new Option(
+      "--alloc-every <seconds>",
+      "with --slurm: look at the queue this often (default: 5)",
+    ).hideHelp(),
+  );
 }
 
 /** `agent`, `slurm` and `doctor`: the commands that put a machine to work or describe it. */

@@ -11,6 +11,7 @@ export interface SlurmServeFlags extends Omit<SlurmFlagValues, "agents"> {
   minJobs?: string;
   idleExit?: string;
   slurmServer?: string;
+  allocEvery?: string;
 }
 
 const DEFAULT_MAX_JOBS = 4;
@@ -30,7 +31,9 @@ export function slurmAllocationFrom(flags: SlurmServeFlags): SlurmAllocation {
   try {
     // The array's size is chosen per submission, and the URL defaults to the one served.
     const spec = parseSlurmOptions(servers ?? ["http://127.0.0.1"], { ...flags, agents: "1" });
-    return { spec: { ...spec, servers, idleExitSeconds: idleExit }, maxJobs, minJobs };
+    const everyMs =
+      flags.allocEvery === undefined ? undefined : seconds("--alloc-every", flags.allocEvery) * 1000;
+    return { spec: { ...spec, servers, idleExitSeconds: idleExit }, maxJobs, minJobs, everyMs };
   } catch (error) {
     if (error instanceof SlurmOptionError) throw new UsageError(error.message);
     throw error;
