@@ -32,6 +32,19 @@ describe("shortfall", () => {
     expect(shortfall(resources({ gpus: 1, gpuMemoryGb: 24 }), offers)).toBeNull();
   });
 
+  it("names the time a task's timeout needs when every agent's allocation ends sooner", () => {
+    const offers = [offer("a", { timeLeftMs: 20 * 60_000 }), offer("b", { timeLeftMs: 45 * 60_000 })];
+    expect(shortfall(resources(), offers, "now", 2 * 3_600_000)).toEqual({
+      resource: "time",
+      need: "needs 120 min before its allocation ends (its timeout)",
+      best: "most time left now: 45 min on host b",
+    });
+    // Time enough on one of them, or no timeout, or an agent outside any allocation: it fits.
+    expect(shortfall(resources(), offers, "now", 30 * 60_000)).toBeNull();
+    expect(shortfall(resources(), offers, "now", null)).toBeNull();
+    expect(shortfall(resources(), [...offers, offer("c")], "now", 2 * 3_600_000)).toBeNull();
+  });
+
   it("names the GPU memory needed and the largest free, and where", () => {
     const offers = [
       offer("a", { gpus: [gpu(0, 4096), gpu(1, 8192)] }),

@@ -1,5 +1,5 @@
 import type { Resources } from "../sweep/types.js";
-import { allocate, type Capacity, gpusWanted, tagsFit } from "./capacity.js";
+import { allocate, allocateTask, type Capacity, gpusWanted, tagsFit, timeFits } from "./capacity.js";
 import type { AgentCapabilities } from "./http.js";
 
 /**
@@ -17,7 +17,7 @@ export interface AgentOffer {
 }
 
 /** Which resource a task asks for that no offer has, in the order an agent is checked. */
-export type ShortResource = "tags" | "gpus" | "slots" | "cpus" | "gpu_memory" | "gpu_share";
+export type ShortResource = "time" | "tags" | "gpus" | "slots" | "cpus" | "gpu_memory" | "gpu_share";
 
 /** Why no offer fits a task now: what it needs, and the best any agent offers of it. */
 export interface Shortfall {
@@ -64,12 +64,18 @@ interface Check {
  * offer still in the running has, with the best offered of it and where. `when` words how old
  * the offers are: "now", or "at registration" for offers read from the ledger.
  */
-export function shortfall(resources: Resources, offers: AgentOffer[], when = "now"): Shortfall | null {
+export function shortfall(
+  resources: Resources,
+  offers: AgentOffer[],
+  when = "now",
+  /** The task's timeout: an agent in a SLURM allocation offers only the time it has left. */
+  timeoutMs: number | null = null,
+): Shortfall | null {
   if (offers.length === 0)
     return { resource: "slots", need: "needs an agent", best: "no agent is connected" };
-  if (offers.some((offer) => allocate(resources, offer.capacity) !== null)) return null;
+  if (offers.some((offer) => allocateTask({ resources, timeoutMs }, offer.capacity) !== null)) return null;
   let left = offers;
-  for (const check of checks(resources, when)) {
+  for (const check of [timeCheck(timeoutMs, when), ...checks(resources, when)]) {
     const passing = left.filter(check.passes);
     if (passing.length === 0) return { resource: check.resource, need: check.need, best: check.best(left) };
     left = passing;
@@ -79,6 +85,18 @@ export function shortfall(resources: Resources, offers: AgentOffer[], when = "no
     resource: "gpu_share",
     need: `needs ${resources.cpus} CPU${resources.cpus === 1 ? "" : "s"} and its GPUs together`,
     best: `no connected agent has them free together ${when}`,
+  };
+}
+
+/** The time check: an allocation ending before the task's timeout would kill it. */
+function timeCheck(timeoutMs: number | null, when: string): Check {
+  const left = (offer: AgentOffer) => offer.capacity.timeLeftMs ?? Number.POSITIVE_INFINITY;
+  return {
+    resource: "time",
+    passes: (offer) => timeFits(timeoutMs, offer.capacity),
+    need: `needs ${Math.round((timeoutMs ?? 0) / 60_000)} min before its allocation ends (its timeout)`,
+    best: (offers) =>
+      `most time left ${when}: ${bestOf(offers, left, (ms) => `${Math.floor(ms / 60_000)} min`)}`,
   };
 }
 

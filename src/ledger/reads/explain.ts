@@ -254,6 +254,7 @@ function unleased(facts: ExplainFacts, context: Judged): ExplainReason[] {
       facts.policy.resources,
       offers.agents,
       offers.source === "live" ? "now" : "at registration",
+      facts.policy.timeoutMs,
     );
     if (short && short.resource !== "slots")
       reasons.push({ code: "resources", text: `${short.need}; ${short.best}`, shortfall: short });
