@@ -9,19 +9,11 @@
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { laptopPage, launchBrowser, screenshot } from "./helpers/browser.js";
-import { runCli, startCli, tempDir, watch, writeFile } from "./helpers/cli.js";
+import { CLEAN_ENV, runCli, startCli, tempDir, watch, writeFile } from "./helpers/cli.js";
 import { fakeGpuEnv } from "./helpers/fakeGpus.js";
 
 const AGENT_TOKEN = "explain-test-agent-token-0123456789";
 const VIEWER_TOKEN = "explain-test-viewer-token-0123456789";
-/** No token or server from the caller's environment. */
-const CLEAN_ENV = {
-  LABSWEEP_AGENT_TOKEN: "",
-  LABSWEEP_VIEWER_TOKEN: "",
-  LABSWEEP_ADMIN_TOKEN: "",
-  LABSWEEP_TOKEN: "",
-  LABSWEEP_SERVER: "",
-};
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 

@@ -13,19 +13,10 @@ import { describe, expect, it } from "vitest";
 import { clearTextWarning, startServer } from "../src/app/serve.js";
 import { openLedger } from "../src/ledger/openLedger.js";
 import { API_PREFIX } from "../src/protocol/http.js";
-import { type CliResult, collect, runCli, startCli, tempDir, writeFile } from "./helpers/cli.js";
+import { CLEAN_ENV, type CliResult, collect, runCli, startCli, tempDir, writeFile } from "./helpers/cli.js";
 import { agentInfo, capacityOf } from "./helpers/coordinatorFixture.js";
 
 const TOKEN = "e2e-agent-token-4f1c9a7d2b";
-
-/** The environment of every child: no token or server from the developer's shell leaks in. */
-const CLEAN_ENV = {
-  LABSWEEP_AGENT_TOKEN: "",
-  LABSWEEP_VIEWER_TOKEN: "",
-  LABSWEEP_ADMIN_TOKEN: "",
-  LABSWEEP_TOKEN: "",
-  LABSWEEP_SERVER: "",
-};
 
 const SWEEP = `retries: 0
 main:

@@ -9,6 +9,15 @@ export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..
 /** The built CLI: `npm test` builds first; run `npm run build` before vitest by hand. */
 export const CLI = join(REPO_ROOT, "bin", "labsweep.js");
 
+/** Laid over a child's environment: no token or server from the developer's shell leaks in. */
+export const CLEAN_ENV = {
+  LABSWEEP_AGENT_TOKEN: "",
+  LABSWEEP_VIEWER_TOKEN: "",
+  LABSWEEP_ADMIN_TOKEN: "",
+  LABSWEEP_TOKEN: "",
+  LABSWEEP_SERVER: "",
+};
+
 export interface CliResult {
   code: number | null;
   signal: NodeJS.Signals | null;
