@@ -18,7 +18,10 @@ describe("export --metrics on a ledger from before live metrics", () => {
     db.exec(`DROP TABLE metric_points; DROP TABLE metric_series; DROP TABLE artifacts;
       ALTER TABLE tasks DROP COLUMN oom_value; ALTER TABLE tasks DROP COLUMN oom_retries;
       ALTER TABLE phases DROP COLUMN priority; ALTER TABLE phases DROP COLUMN paused;
-      DROP TABLE notifications;
+      DROP TABLE notifications; DROP TABLE snapshots;
+      ALTER TABLE attempts DROP COLUMN git_commit; ALTER TABLE attempts DROP COLUMN git_dirty;
+      ALTER TABLE attempts DROP COLUMN git_diff_sha256; ALTER TABLE tasks DROP COLUMN git_commit;
+      ALTER TABLE tasks DROP COLUMN git_dirty; ALTER TABLE tasks DROP COLUMN git_diff_sha256;
       DELETE FROM labsweep_migrations WHERE version >= 9`);
     db.close();
 

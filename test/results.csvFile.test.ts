@@ -632,5 +632,7 @@ describe("crash safety", () => {
         `(${stats.tornSnapshots} saw an in-flight tail), ${stats.tornAfterKill} kills left a torn tail, ` +
         `${tempFiles.length} stale temp files, truncated-but-whole-looking rows: ${stats.truncatedButWholeLooking.length}`,
     );
-  });
+    // 30 children, each read while it writes: 35 s on a quiet 2-core CI machine, past a minute on
+    // a busy one. A hang still fails, at twice that.
+  }, 120_000);
 });
