@@ -36,11 +36,12 @@ async function phases(dir: string): Promise<PhaseJson[]> {
 describe("pause and resume", () => {
   it("a paused run starts nothing new, says so in status, and finishes once resumed", async () => {
     const dir = tempDir();
-    // Each task marks that it started, then takes a while.
+    // Each task marks that it started, then takes a second: six take long enough that `pause`,
+    // however slowly a busy machine starts it, lands before the last has started.
     writeFile(
       dir,
       "sweep.yaml",
-      "command: touch started-{x} && sleep 0.3\nwork:\n  combinations:\n    - x: [1, 2, 3, 4, 5, 6]\n",
+      "command: touch started-{x} && sleep 1\nwork:\n  combinations:\n    - x: [1, 2, 3, 4, 5, 6]\n",
     );
     const run = watch(startCli(["run", "sweep.yaml", "--slots", "1", "--no-dashboard"], { cwd: dir }));
     const started = () => readdirSync(dir).filter((name) => name.startsWith("started-")).length;
