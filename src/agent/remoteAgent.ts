@@ -18,6 +18,7 @@ import { LogStream } from "./logStream.js";
 import { describeCapabilities, gpuSamples, type Machine, probeMachine } from "./machine.js";
 import { Outbox } from "./outbox.js";
 import { postPoints } from "./pointRelay.js";
+import type { Termination } from "./termination.js";
 
 export interface RemoteAgentOptions {
   /** The coordinator's base URLs; the next one is tried when one cannot be reached. */
@@ -74,7 +75,7 @@ export class RemoteAgent {
   private agent: Agent | null = null;
   private readonly stop = new AbortController();
   private fatal: Error | null = null;
-  private terminating: "preempt" | "shutdown" | null = null;
+  private terminating: Termination | null = null;
   private readonly streams = new Map<number, LogStream>();
   /** Where notices go, as given (the parts this agent builds write there too). */
   private readonly sink: Warn | undefined;
@@ -93,8 +94,8 @@ export class RemoteAgent {
     this.agent?.stopLeasing();
   }
 
-  /** Ctrl-C twice, SIGTERM (`preempt`): also stop running tasks (interrupted or preempted). */
-  terminate(why: "preempt" | "shutdown" = "shutdown"): void {
+  /** Ctrl-C twice, SIGTERM (`preempt`), a time limit: also stop running tasks (interrupted or preempted). */
+  terminate(why: Termination = "shutdown"): void {
     this.terminating = why;
     this.stopLeasing();
     this.agent?.terminateRunning(why);
