@@ -132,7 +132,7 @@ function registerSweepCommands(program: Command, finish: Finish): void {
     });
 }
 
-/** `agent`, `slurm` and `doctor`: the commands that put a machine to work or describe it. */
+/** `agent`, `slurm` (registerSlurmCommand) and `doctor`: the commands that put a machine to work or describe it. */
 function registerMachineCommands(program: Command, finish: Finish): void {
   program
     .command("agent")
@@ -171,6 +171,21 @@ function registerMachineCommands(program: Command, finish: Finish): void {
     .action(async (flags) => {
       finish(await (await import("./agent.js")).agentCommand(flags));
     });
+  registerSlurmCommand(program, finish);
+  program
+    .command("doctor")
+    .description("what an agent on this machine would report: CPUs, RAM, GPUs, driver, probes")
+    .option("--json", "print one JSON object")
+    .option("--probe <name=command>", "a check to run: passes if it exits 0 (repeatable)", collect)
+    .option("--probe-timeout <seconds>", "how long a probe may run", "30")
+    .option("--tag <tag>", "a tag to include (repeatable)", collect)
+    .action(async (flags) => {
+      finish(await (await import("./doctor.js")).doctorCommand(flags));
+    });
+}
+
+/** `slurm`: agents as a SLURM job array. */
+function registerSlurmCommand(program: Command, finish: Finish): void {
   program
     .command("slurm")
     .description("submit labsweep agents to SLURM as one job array (--dry-run prints the sbatch script)")
@@ -183,8 +198,11 @@ function registerMachineCommands(program: Command, finish: Finish): void {
     .option("--agents <n>", "how many agents: the job array's size")
     .option("--gres <gres>", "generic resources per agent, name[:type]:count, e.g. gpu:1")
     .option("--partition <p>", "the partition (several comma-separated)")
+    .option("--account <a>", "the account the jobs are charged to")
+    .option("--qos <q>", "the quality of service")
+    .option("--constraint <c>", "node features the jobs need, e.g. a100 or 'a100|h100'")
     .option("--time <t>", "time limit per agent, [D-]HH:MM:SS or minutes")
-    .option("--cpus-per-task <c>", "CPUs per agent")
+    .option("--cpus-per-task <c>", "CPUs per agent (default: one per slot)")
     .option("--mem <m>", "memory per agent, e.g. 16G")
     .option(
       "--slots <s>",
@@ -197,19 +215,14 @@ function registerMachineCommands(program: Command, finish: Finish): void {
       "an idle agent exits after this long without an answer from the coordinator (default: 600)",
     )
     .option(...STOP_BEFORE)
+    .option(
+      "--sbatch-arg <arg>",
+      "one more sbatch option, as sbatch takes it, e.g. --sbatch-arg=--exclusive (repeatable)",
+      collect,
+    )
     .option("--dry-run", "print the sbatch script instead of submitting it")
     .action(async (flags) => {
       finish(await (await import("./slurm.js")).slurmCommand(flags));
-    });
-  program
-    .command("doctor")
-    .description("what an agent on this machine would report: CPUs, RAM, GPUs, driver, probes")
-    .option("--json", "print one JSON object")
-    .option("--probe <name=command>", "a check to run: passes if it exits 0 (repeatable)", collect)
-    .option("--probe-timeout <seconds>", "how long a probe may run", "30")
-    .option("--tag <tag>", "a tag to include (repeatable)", collect)
-    .action(async (flags) => {
-      finish(await (await import("./doctor.js")).doctorCommand(flags));
     });
 }
 

@@ -19,7 +19,7 @@ export const CHECKPOINT_ROOT = [
 
 export const STOP_BEFORE = [
   "--stop-before <seconds>",
-  "SLURM sends each agent SIGTERM this long before the time limit (--signal=B:TERM@N), so its tasks checkpoint and are preempted, not killed (default: 120)",
+  "SLURM warns each agent this long before its time limit (--signal=B:USR2@N): it stops its tasks, which checkpoint and go back to the queue as preempted, and exits 0 (default: 120)",
 ] as const;
 
 export const STATE = [
