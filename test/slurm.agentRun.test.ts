@@ -5,7 +5,7 @@
  * done, which is what releases a SLURM allocation. Run `npm run build` first.
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { CLI, collect, runCli, startCli, tempDir, watch, writeFile } from "./helpers/cli.js";
@@ -114,10 +114,32 @@ describe("the generated sbatch script, run by bash as one array element", () => 
     }
   });
 
-  it("is the agent after exec: SIGTERM (scancel, the time limit) stops it and its tasks, exit 130", async () => {
+  // [name, signal, sent to the whole job (SLURM's scancel and time limit) or its batch shell alone, exit code, …]
+  const STOPS: Array<[string, NodeJS.Signals, "job" | "shell", number, RegExp, RegExp]> = [
+    [
+      "SIGTERM to every process of the job, the task first (scancel, preemption, the time limit itself), stops it and its tasks, exit 130",
+      "SIGTERM",
+      "job",
+      130,
+      /terminating running tasks/,
+      /^preempted: its agent was sent SIGTERM/,
+    ],
+    [
+      "SIGUSR2 (--signal's warning before the time limit) stops it and its tasks for the time limit, exit 0",
+      "SIGUSR2",
+      "shell",
+      0,
+      /the SLURM job's time limit is near \(SIGUSR2\)[\s\S]*stopped for the SLURM job's time limit: its tasks went back to the queue without a retry spent/,
+      /^preempted: its agent's SLURM job reached its time limit/,
+    ],
+  ];
+
+  it.each(STOPS)("is the agent after exec: %s", async (_name, signal, to, code, said, requeued) => {
     const dir = tempDir("labsweep-slurm-run-");
     writeFile(dir, "task.py", "import os, time\nopen('pid', 'w').write(str(os.getpid()))\ntime.sleep(60)\n");
-    writeFile(dir, "sweep.yaml", "command: python3 task.py {x}\np1:\n  combinations:\n    - x: [1]\n");
+    // No retry to spend: an attempt taken for failed would fail the task for good.
+    const sweep = "command: python3 task.py {x}\nretries: 0\np1:\n  combinations:\n    - x: [1]\n";
+    writeFile(dir, "sweep.yaml", sweep);
     const served = watch(startCli(["serve", join(dir, "sweep.yaml"), "--port", "0"], { cwd: dir }));
     await served.waitFor(/^http:\/\/127\.0\.0\.1:\d+$/m);
     const url = (/^(http:\/\/127\.0\.0\.1:\d+)$/m.exec(served.output()) as RegExpExecArray)[1] as string;
@@ -145,10 +167,21 @@ describe("the generated sbatch script, run by bash as one array element", () => 
     // The bash process became the agent: its command line is node running labsweep.
     const cmdline = readFileSync(`/proc/${job.child.pid}/cmdline`, "utf8").split("\0");
     expect(cmdline.slice(0, 3)).toEqual([process.execPath, CLI, "agent"]);
-    job.child.kill("SIGTERM");
+    // SLURM signals each process of the job (its task and launcher too) as it finds them: the
+    // task's copy may well come first, and the task die of it before the agent hears its own.
+    const agent = job.child.pid as number;
+    if (to === "job") for (const pid of [...descendantsOf(agent)].reverse()) process.kill(pid, signal);
+    process.kill(agent, signal);
     const result = await job.result;
-    expect(result.code, result.stderr).toBe(130);
-    expect(result.stderr).toContain("terminating running tasks");
+    expect(result.code, result.stderr).toBe(code);
+    expect(result.stderr).toMatch(said);
+    expect(result.stderr).not.toContain("stopped by the user");
+    // The attempt went back to the queue with no retry spent, saying why.
+    const status = JSON.parse(
+      (await runCli(["status", "--server", url, "--json"], { env: { LABSWEEP_TOKEN: token } })).stdout,
+    ) as { pending: number; failed: number; recentRequeues: Array<{ why: string }> };
+    expect([status.pending, status.failed]).toEqual([1, 0]);
+    expect(status.recentRequeues.map((requeue) => requeue.why)).toEqual([expect.stringMatching(requeued)]);
     const deadline = Date.now() + 5000;
     while (existsSync(`/proc/${taskPid}`) && Date.now() < deadline)
       await new Promise((resolve) => setTimeout(resolve, 50));
@@ -157,3 +190,24 @@ describe("the generated sbatch script, run by bash as one array element", () => 
     await served.result;
   });
 });
+
+/** Every live descendant of `pid`, parents before children, from /proc. */
+function descendantsOf(pid: number): number[] {
+  const parentOf = new Map<number, number>();
+  for (const name of readdirSync("/proc")) {
+    if (!/^[0-9]+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, "latin1");
+      parentOf.set(Number(name), Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]));
+    } catch {
+      // exited meanwhile
+    }
+  }
+  const found: number[] = [];
+  for (let frontier = [pid]; frontier.length > 0; ) {
+    const children = [...parentOf].filter(([, parent]) => frontier.includes(parent)).map(([child]) => child);
+    found.push(...children);
+    frontier = children;
+  }
+  return found;
+}

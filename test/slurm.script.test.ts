@@ -13,6 +13,7 @@ import {
   parseSlurmOptions,
   type SlurmFlagValues,
   SlurmOptionError,
+  sbatchOptions,
   sbatchQuote,
   sbatchScript,
   shellQuote,
@@ -80,6 +81,18 @@ const CASES: Case[] = [
     flags: { agents: "2", output: HOSTILE_DIR },
     binary: HOSTILE_BINARY,
   },
+  {
+    name: "account-qos-extra-args",
+    flags: {
+      agents: "4",
+      slots: "3",
+      account: "lab-42",
+      qos: "high",
+      constraint: "(a100|h100)&ib",
+      sbatchArg: ["--exclusive", "--mail-type=END", `--comment=o'brien's "sweep" #1 $(id)`, "-wnode[1-4]"],
+      output: "/home/ada/out",
+    },
+  },
 ];
 
 function render(testCase: Case): string {
@@ -101,6 +114,24 @@ describe("sbatch script goldens", () => {
     const result = spawnSync("bash", ["-n"], { input: render(testCase), encoding: "utf8" });
     expect(result.stderr).toBe("");
     expect(result.status).toBe(0);
+  });
+
+  it("every case's #SBATCH lines read back to the options labsweep slurm passes on sbatch's command line", () => {
+    for (const testCase of CASES) {
+      const spec = parseSlurmOptions(testCase.servers ?? ["http://coord:7070"], testCase.flags, "/home/ada");
+      expect(scriptOptions(render(testCase))).toEqual(sbatchOptions(spec).map((option) => option.arg));
+    }
+  });
+
+  it("asks SLURM for a CPU per slot unless --cpus-per-task says otherwise", () => {
+    const cpus = (flags: SlurmFlagValues) =>
+      parseSlurmOptions(["http://c:1"], { agents: "1", ...flags }).cpusPerTask;
+    expect(cpus({})).toBe(1);
+    expect(cpus({ slots: "4" })).toBe(4);
+    expect(cpus({ gres: "gpu:2" })).toBe(2);
+    expect(cpus({ gres: "gpu:2", slots: "6" })).toBe(6);
+    expect(cpus({ slots: "4", cpusPerTask: "16" })).toBe(16);
+    expect(cpus({ slots: "4", cpusPerTask: "2" })).toBe(2); // asked for: a task per half CPU
   });
 
   it("derives slots: GPUs of --gres gpu:N, else --cpus-per-task, else 1; --slots wins", () => {
@@ -166,11 +197,90 @@ describe("option validation", () => {
     ["--stop-before 0", { stopBefore: "0" }, /^--stop-before must be a positive whole number, got "0"$/],
     ["--stop-before 2m", { stopBefore: "2m" }, /^--stop-before must be a positive whole number/],
     ["--stop-before 70000", { stopBefore: "70000" }, /^--stop-before must be at most 65535 seconds/],
+    [
+      "--time 1 with the default --stop-before",
+      { time: "1" },
+      /^--time 1 \(60 s\) must be longer than --stop-before \(120 s, the default\), or every agent is told to stop as it starts/,
+    ],
+    [
+      "--time 00:10:00 --stop-before 600",
+      { time: "00:10:00", stopBefore: "600" },
+      /^--time 00:10:00 \(600 s\) must be longer than --stop-before \(600 s\)/,
+    ],
+    [
+      "--account with a space",
+      { account: "my lab" },
+      /^--account takes an account name of letters.*got "my lab"$/,
+    ],
+    ["--qos with $(…)", { qos: "$(id)" }, /^--qos takes a QOS name of letters/],
+    ["--constraint empty", { constraint: " " }, /^--constraint needs node features/],
+    [
+      "--constraint with a newline",
+      { constraint: "a100\n#SBATCH --uid=0" },
+      /^--constraint .* cannot be used: a line break/,
+    ],
+    [
+      "--sbatch-arg without a dash",
+      { sbatchArg: ["exclusive"] },
+      /^--sbatch-arg takes one sbatch option, a value joined to it.*got "exclusive"$/,
+    ],
+    [
+      "--sbatch-arg with a space",
+      { sbatchArg: ["--mail-type END"] },
+      /^--sbatch-arg takes one sbatch option/,
+    ],
+    [
+      "--sbatch-arg --time",
+      { sbatchArg: ["--time=5"] },
+      /^--sbatch-arg "--time=5": labsweep slurm sets sbatch's --time itself: use labsweep slurm's --time$/,
+    ],
+    ["--sbatch-arg -t5", { sbatchArg: ["-t5"] }, /sets sbatch's --time itself: use labsweep slurm's --time$/],
+    [
+      "--sbatch-arg --part=x",
+      { sbatchArg: ["--part=x"] },
+      /sets sbatch's --partition itself: use labsweep slurm's --partition$/,
+    ],
+    [
+      "--sbatch-arg -a0-9",
+      { sbatchArg: ["-a0-9"] },
+      /sets sbatch's --array itself: use labsweep slurm's --agents$/,
+    ],
+    ["--sbatch-arg --signal", { sbatchArg: ["--signal=B:TERM@60"] }, /use labsweep slurm's --stop-before$/],
+    [
+      "--sbatch-arg --export",
+      { sbatchArg: ["--export=NONE"] },
+      /sets sbatch's --export itself, as its agents need it$/,
+    ],
+    [
+      "--sbatch-arg --requeue",
+      { sbatchArg: ["--requeue"] },
+      /sets sbatch's --requeue itself, as its agents need it$/,
+    ],
+    [
+      "--sbatch-arg with a newline",
+      { sbatchArg: ["--comment=a\nb"] },
+      /^--sbatch-arg .* cannot be used: a line break/,
+    ],
+    [
+      "--sbatch-arg hetjob",
+      { sbatchArg: ["--comment=hetjob"] },
+      /^--sbatch-arg .* cannot be used: sbatch reads any #SBATCH line containing "hetjob"/,
+    ],
   ];
 
-  it("--stop-before sets how long before the time limit the agent gets SIGTERM", () => {
+  it("--stop-before sets how long before the time limit the agent gets SIGUSR2", () => {
     const spec = parseSlurmOptions(["http://c:1"], { agents: "1", stopBefore: "600" }, "/home/ada");
-    expect(sbatchScript(spec, PLAIN)).toContain("\n#SBATCH --signal=B:TERM@600\n");
+    expect(sbatchScript(spec, PLAIN)).toContain("\n#SBATCH --signal=B:USR2@600\n");
+  });
+
+  it("takes sbatch options it does not set itself, and a time limit longer than --stop-before", () => {
+    const spec = parseSlurmOptions(
+      ["http://c:1"],
+      { agents: "1", time: "3", sbatchArg: ["--time-min=2", "--mem-per-gpu=8G", "-e/tmp/err", "--gpus=1"] },
+      "/home/ada",
+    );
+    expect(spec.sbatchArgs).toEqual(["--time-min=2", "--mem-per-gpu=8G", "-e/tmp/err", "--gpus=1"]);
+    expect(parseSlurmOptions(["http://c:1"], { agents: "1", time: "0" }).time).toBe("0"); // no limit
   });
 
   it.each(BAD)("%s", (_name, flags, message) => {
@@ -225,15 +335,16 @@ describe("quoting", () => {
   });
 
   it("the hostile golden's #SBATCH lines read back, as sbatch parses them, to the intended options", () => {
-    const options = sbatchOptions(readFileSync(join(goldenDir, "hostile.sbatch"), "utf8"));
+    const options = scriptOptions(readFileSync(join(goldenDir, "hostile.sbatch"), "utf8"));
     expect(options).toContain(`--output=${HOSTILE_DIR.replaceAll("%", "%%")}/labsweep-%A_%a.log`);
     expect(options).toEqual([
       "--job-name=labsweep-agents",
       "--array=0-1",
       "--nodes=1",
       "--ntasks=1",
+      "--cpus-per-task=1",
       `--output=${HOSTILE_DIR.replaceAll("%", "%%")}/labsweep-%A_%a.log`,
-      "--signal=B:TERM@120",
+      "--signal=B:USR2@120",
       "--no-requeue",
       "--export=ALL",
     ]);
@@ -246,7 +357,7 @@ describe("quoting", () => {
  * group (whitespace included), a backslash makes the next character literal, an unquoted `#`
  * starts a comment.
  */
-function sbatchOptions(script: string): string[] {
+function scriptOptions(script: string): string[] {
   const options: string[] = [];
   for (const line of script.split("\n")) {
     if (!line.startsWith("#SBATCH")) {

@@ -111,9 +111,93 @@ describe("labsweep slurm (submitting)", () => {
     expect(script).toContain("#SBATCH --time=04:00:00\n");
     expect(script).not.toContain("tok-3f9a");
     expect(readFileSync(join(sbatch.records, "script"), "utf8")).toBe(script);
+    // The script's options again, on the command line, where they win over SBATCH_* variables.
     const argv = readFileSync(join(sbatch.records, "argv"), "utf8").split("\0").slice(0, -1);
-    expect(argv).toEqual(["--parsable", "--export=ALL", file]);
+    expect(argv).toEqual([
+      "--parsable",
+      "--job-name=labsweep-agents",
+      "--array=0-2",
+      "--nodes=1",
+      "--ntasks=1",
+      "--cpus-per-task=1",
+      "--gres=gpu:1",
+      "--time=04:00:00",
+      `--output=${join(dir, "runs")}/labsweep-%A_%a.log`,
+      "--signal=B:USR2@120",
+      "--no-requeue",
+      "--export=ALL",
+      file,
+    ]);
     expect(readFileSync(join(sbatch.records, "token"), "utf8")).toBe(TOKEN);
+  });
+
+  it("passes --account, --qos, --constraint and each --sbatch-arg; notes the SBATCH_* variables its command line overrides", async () => {
+    const sbatch = fakeSbatch();
+    const dir = tempDir();
+    const result = await runCli(
+      [
+        ...BASE,
+        "--output",
+        dir,
+        "--account",
+        "lab-42",
+        "--qos",
+        "high",
+        "--constraint",
+        "a100|h100",
+        "--partition",
+        "gpu",
+        "--sbatch-arg",
+        "--exclusive",
+        "--sbatch-arg=--comment=a b",
+      ],
+      {
+        cwd: dir,
+        env: {
+          ...sbatch.env,
+          LABSWEEP_TOKEN: TOKEN,
+          SBATCH_PARTITION: "debug",
+          SBATCH_ARRAY_INX: "0-99",
+          SBATCH_MEM_PER_NODE: "1G", // no --mem given: the user's default stays
+          SBATCH_EXPORT: "",
+        },
+      },
+    );
+    expectCode(result, 0);
+    expect(result.stderr).toBe(
+      "labsweep slurm: note: SBATCH_ARRAY_INX, SBATCH_PARTITION in the environment are overridden: labsweep passes its own options on sbatch's command line\n",
+    );
+    const argv = readFileSync(join(sbatch.records, "argv"), "utf8").split("\0").slice(0, -1);
+    expect(argv).toEqual(
+      expect.arrayContaining([
+        "--array=0-2",
+        "--partition=gpu",
+        "--account=lab-42",
+        "--qos=high",
+        "--constraint=a100|h100",
+        "--exclusive",
+        "--comment=a b",
+      ]),
+    );
+    expect(argv.some((arg) => arg.startsWith("--mem"))).toBe(false);
+    const script = readFileSync(join(dir, "labsweep-agents.sbatch"), "utf8");
+    expect(script).toContain('\n#SBATCH --constraint="a100|h100"\n#SBATCH --output=');
+    expect(script).toContain('\n#SBATCH --exclusive\n#SBATCH "--comment=a b"\nset -euo pipefail\n');
+  });
+
+  it("refuses an --sbatch-arg that sets what labsweep sets itself: exit 2, nothing written", async () => {
+    const sbatch = fakeSbatch();
+    const dir = tempDir();
+    const result = await runCli([...BASE, "--output", join(dir, "out"), "--sbatch-arg", "--array=0-99"], {
+      cwd: dir,
+      env: { ...sbatch.env, LABSWEEP_TOKEN: TOKEN },
+    });
+    expectCode(result, 2);
+    expect(result.stderr).toContain(
+      `--sbatch-arg "--array=0-99": labsweep slurm sets sbatch's --array itself: use labsweep slurm's --agents`,
+    );
+    expect(existsSync(join(dir, "out"))).toBe(false);
+    expect(existsSync(join(sbatch.records, "argv"))).toBe(false);
   });
 
   it("passes --token to sbatch's environment, not its arguments; shows a cluster and sbatch's warnings", async () => {

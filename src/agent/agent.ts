@@ -1,6 +1,5 @@
 import { logger, type Warn } from "../log/logger.js";
-import type { Capacity } from "../protocol/capacity.js";
-import { shareOf } from "../protocol/capacity.js";
+import { type Capacity, shareOf } from "../protocol/capacity.js";
 import type { AttemptOutcome, Lease } from "../protocol/interfaces.js";
 import { reportWithArtifacts } from "./artifacts.js";
 import { finalOutcome } from "./attemptOutcome.js";
@@ -15,6 +14,7 @@ import { PointRelay } from "./pointRelay.js";
 import { type ProcessExit, type RunningProcess, startProcess, stopSpec } from "./runProcess.js";
 import { type GpuReader, gpuReader, TaskSampler } from "./sampler.js";
 import { type TaskFiles, tightenTaskFiles } from "./taskFiles.js";
+import { AgentTermination, type Termination } from "./termination.js";
 
 /** What the dispatch loop needs beyond what occupancy.ts tracks of the machine. */
 export interface AgentOptions extends OccupancyOptions {
@@ -81,6 +81,7 @@ export class Agent {
   private readonly setup: AttemptSetup;
   /** Relays tasks' live points, when the port takes them. */
   private readonly relay: PointRelay;
+  private readonly termination = new AgentTermination();
 
   constructor(
     private readonly port: CoordinatorPort,
@@ -126,7 +127,7 @@ export class Agent {
         this.changed = false;
         if (this.stopping) break;
         if (this.failure) throw this.failure;
-        if (this.chain.startHead((lease) => this.start(lease))) continue;
+        if (this.chain.startHead((lease) => this.adopt(this.launch(lease)))) continue;
         if (this.occupancy.running.size < this.options.slots.length) await this.occupancy.refreshGpuMemory();
         const capacity = this.chain.besideChained(this.occupancy.capacity());
         if (capacity.freeSlots === 0 && (await this.chain.leaseAhead())) continue;
@@ -175,9 +176,10 @@ export class Agent {
     this.wake();
   }
 
-  /** Ctrl-C twice or SIGTERM: stop every running task; those that left a checkpoint are preempted. */
-  terminateRunning(why: "preempt" | "shutdown" = "shutdown"): void {
+  /** Ctrl-C twice, SIGTERM or a time limit: stop every running task (see Termination). */
+  terminateRunning(why: Termination = "shutdown"): void {
     this.stopLeasing();
+    this.termination.begin(why);
     for (const task of this.occupancy.running.values()) task.process.terminate(why);
   }
 
@@ -209,7 +211,7 @@ export class Agent {
    */
   private startOrRelease(lease: Lease): void {
     if (this.stopping) this.release(lease, "stopped before it started");
-    else this.start(lease);
+    else this.adopt(this.launch(lease));
   }
 
   /** Hands a leased task that never started back: pending again, no retry spent. */
@@ -221,10 +223,6 @@ export class Agent {
       .catch(() => undefined)
       .finally(() => this.releasing.delete(released));
     this.releasing.add(released);
-  }
-
-  private start(lease: Lease): void {
-    this.adopt(this.launch(lease));
   }
 
   /**
@@ -301,7 +299,8 @@ export class Agent {
     return running;
   }
 
-  private async finished(task: Running, exit: ProcessExit, files: TaskFiles, git: Launch["git"]) {
+  private async finished(task: Running, ended: ProcessExit, files: TaskFiles, git: Launch["git"]) {
+    const exit = await this.termination.attribute(ended); // killed by the agent's own stop signal?
     const { resultPath, logPath, workDir } = files;
     // Unreadable or another's: told; the report (saying what reading the result finds) goes out.
     const loose = tightenTaskFiles(files);

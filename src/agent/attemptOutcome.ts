@@ -105,6 +105,11 @@ function outcomeOf(exit: ProcessExit, resultPath: string, context: AttemptContex
         "preempted: its agent was sent SIGTERM (a time limit or preemption); the next attempt resumes from its checkpoint dir";
       return { kind: "preempted", error, exitCode, signal };
     }
+    if (exit.stopReason === "time_limit") {
+      const error =
+        "preempted: its agent's SLURM job reached its time limit; the next attempt resumes from its checkpoint dir";
+      return { kind: "preempted", error, exitCode, signal };
+    }
     if (exit.stopReason === "shutdown" && holdsFiles(context.checkpointDir)) {
       const error = "preempted: stopped as its agent shut down; the next attempt resumes from its checkpoint";
       return { kind: "preempted", error, exitCode, signal };

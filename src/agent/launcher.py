@@ -35,10 +35,13 @@ import subprocess
 import sys
 import threading
 
-# Ctrl-C in the terminal reaches the agent and this process alike; the agent decides what a
-# Ctrl-C means for running tasks, so the launcher must outlive it. A handler, not SIG_IGN: an
-# ignored signal stays ignored across exec, and tasks must get the default.
+# Ctrl-C in the terminal reaches the agent and this process alike, and so does a scheduler's
+# SIGTERM to every process of a job (SLURM's scancel and time limit, systemd's control-group
+# kill). The agent decides what they mean for running tasks (a stop with its grace period), so
+# the launcher must outlive them: dead, it would leave the agent only SIGKILL for the tasks. A
+# handler, not SIG_IGN: an ignored signal stays ignored across exec, and tasks must get the default.
 signal.signal(signal.SIGINT, lambda _signal, _frame: None)
+signal.signal(signal.SIGTERM, lambda _signal, _frame: None)
 devnull = os.open(os.devnull, os.O_RDONLY)
 
 # The gate, put before the task's own command in the one `sh -c` string: wait for the go line,

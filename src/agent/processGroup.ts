@@ -5,10 +5,12 @@ import { isGone, listPids, readProcStat } from "./procfs.js";
 
 /**
  * Why the agent stopped a task: its timeout, the agent's own SIGTERM (`preempt`: a scheduler's
- * time limit or preemption) or Ctrl-C (`shutdown`), the coordinator taking the attempt back (a cancel, a
- * lost lease), or a hang (hang_timeout). Written as the stop file's one line.
+ * time limit or preemption), the warning that its SLURM job's time limit is near (`time_limit`:
+ * SIGUSR2, from `labsweep slurm`'s `--signal`) or Ctrl-C (`shutdown`), the coordinator taking the
+ * attempt back (a cancel, a lost lease), or a hang (hang_timeout). Written as the stop file's one
+ * line (`time_limit` as `preempt`, which it is to the task).
  */
-export type StopReason = "timeout" | "shutdown" | "preempt" | "abandoned" | "hang";
+export type StopReason = "timeout" | "shutdown" | "preempt" | "time_limit" | "abandoned" | "hang";
 
 /** How a stop is made: the same for every reason. */
 export interface StopSpec {
@@ -85,7 +87,10 @@ export class ProcessGroup {
   private writeStopFile(): void {
     if (!this.stop.stopPath) return;
     try {
-      writeFileSync(this.stop.stopPath, `${this.stopReason ?? "stop"}\n`, { mode: PRIVATE_FILE_MODE });
+      // The stop file's words are a contract with tasks (docs/task-protocol.md): to a task, its
+      // job's time limit is one more preemption.
+      const word = this.stopReason === "time_limit" ? "preempt" : (this.stopReason ?? "stop");
+      writeFileSync(this.stop.stopPath, `${word}\n`, { mode: PRIVATE_FILE_MODE });
     } catch {
       // The signal is the stop; the file only tells tasks that poll. A state dir that cannot be
       // written fails the next attempt's files anyway, saying why: never block the stop on it.

@@ -18,6 +18,7 @@ import { describeCapabilities, gpuSamples, type Machine, probeMachine } from "./
 import { Outbox } from "./outbox.js";
 import { postPoints } from "./pointRelay.js";
 import { leaseRunnable } from "./runnableLease.js";
+import type { Termination } from "./termination.js";
 
 export interface RemoteAgentOptions {
   /** The coordinator's base URLs; the next one is tried when one cannot be reached. */
@@ -88,7 +89,7 @@ export class RemoteAgent {
   private agent: Agent | null = null;
   private readonly stop = new AbortController();
   private fatal: Error | null = null;
-  private terminating: "preempt" | "shutdown" | null = null;
+  private terminating: Termination | null = null;
   private readonly streams = new Map<number, LogStream>();
   /** Where notices go, as given (the parts this agent builds write there too). */
   private readonly sink: Warn | undefined;
@@ -108,8 +109,8 @@ export class RemoteAgent {
     this.agent?.stopLeasing();
   }
 
-  /** Ctrl-C twice, SIGTERM (`preempt`): also stop running tasks (interrupted or preempted). */
-  terminate(why: "preempt" | "shutdown" = "shutdown"): void {
+  /** Ctrl-C twice, SIGTERM (`preempt`), a time limit: also stop running tasks (interrupted or preempted). */
+  terminate(why: Termination = "shutdown"): void {
     this.terminating = why;
     this.stopLeasing();
     this.agent?.terminateRunning(why);
@@ -253,7 +254,6 @@ export class RemoteAgent {
     machine: Machine,
     heartbeatMs: number,
   ): Promise<AgentExit> {
-    // A SLURM allocation's end: tasks whose timeout outlasts it are left to other agents.
     const endsAt = await allocationEnd(this.options.env ?? process.env);
     if (endsAt !== null)
       this.log.info(`this allocation ends at ${new Date(endsAt).toISOString()}: leasing only tasks that fit`);

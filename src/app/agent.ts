@@ -21,14 +21,20 @@ export interface AgentRunOptions extends Omit<RemoteAgentOptions, "stateDir"> {
 /**
  * `labsweep agent`'s composition root: runs a RemoteAgent until the coordinator has nothing left
  * for this machine, with the two-stage Ctrl-C, in the first default state dir no other agent on
- * this host holds. Returns the exit code: 0 done, 2 a rejected token or a state dir in use,
- * 130 stopped by Ctrl-C or SIGTERM, 1 anything else (an error thrown is 1 too).
+ * this host holds. Returns the exit code: 0 done, or stopped for its SLURM job's time limit
+ * (SIGUSR2: its tasks went back to the queue, which is all an agent can do then); 2 a rejected
+ * token or a state dir in use; 130 stopped by Ctrl-C or SIGTERM; 1 anything else (an error thrown
+ * is 1 too).
  */
 export async function runAgent(options: AgentRunOptions): Promise<number> {
   const log = logger("agent", options.say);
   const interrupts = new Interrupts({
     stopping: () => log.info("stopping — no new tasks; running ones finish (Ctrl-C again to terminate them)"),
     terminating: () => log.info("terminating running tasks (SIGTERM, then SIGKILL after the grace period)"),
+    timeLimit: () =>
+      log.info(
+        "the SLURM job's time limit is near (SIGUSR2): no new tasks; stopping running ones (SIGTERM, then SIGKILL after the grace period)",
+      ),
   });
   // Ready before the first lease comes back (see Launcher.warm).
   sharedLauncher().warm();
@@ -40,7 +46,7 @@ export async function runAgent(options: AgentRunOptions): Promise<number> {
         terminateRunning: (why) => agent.terminate(why),
       });
       try {
-        return exitOf(await agent.run(), log);
+        return exitOf(await agent.run(), log, interrupts.reachedTimeLimit);
       } catch (error) {
         // Another agent on this host has this default dir: take the next one.
         if (error instanceof StateDirInUseError && !options.stateDir && candidate < MAX_DEFAULT_STATE_DIRS)
@@ -55,7 +61,13 @@ export async function runAgent(options: AgentRunOptions): Promise<number> {
   }
 }
 
-function exitOf(exit: Awaited<ReturnType<RemoteAgent["run"]>>, log: Logger): number {
+function exitOf(exit: Awaited<ReturnType<RemoteAgent["run"]>>, log: Logger, timeLimit: boolean): number {
+  if (exit.kind === "stopped" && timeLimit) {
+    log.info(
+      "stopped for the SLURM job's time limit: its tasks went back to the queue without a retry spent, for another agent (labsweep slurm submits more)",
+    );
+    return EXIT.ok;
+  }
   if (exit.kind === "stopped") {
     log.info("stopped");
     return EXIT.interrupted;

@@ -7,6 +7,7 @@ import type { AllocationLimits } from "../slurm/allocationPlan.js";
 import { ALLOCATIONS_FILE, SlurmAllocator } from "../slurm/allocator.js";
 import { agentBinary, findOnPath, type SlurmJobSpec, sbatchScript, submitSbatch } from "../slurm/index.js";
 import { cancelJobs, queuedJobs } from "../slurm/queue.js";
+import { sbatchOptions } from "../slurm/sbatchOptions.js";
 import { writeFileAtomically } from "../slurm/submit.js";
 
 /** `serve --slurm`: what to submit, and within which limits. */
@@ -67,7 +68,9 @@ export function slurmAllocator(
         const file = join(spec.outputDir, SCRIPT);
         // sbatch copies the script when it accepts the job: the next submission may overwrite it.
         writeFileAtomically(file, sbatchScript(spec, binary), 0o644);
-        const submitted = await submitSbatch(sbatch, file, env);
+        // Our choices on sbatch's command line too: they win over SBATCH_* in the environment.
+        const options = sbatchOptions(spec).map((option) => option.arg);
+        const submitted = await submitSbatch(sbatch, options, file, env);
         if (submitted.warnings) say(`sbatch: ${submitted.warnings}`);
         return submitted.jobId;
       },

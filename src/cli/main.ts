@@ -8,6 +8,7 @@ import {
   type Finish,
   GRACE,
   GRID_COMMAND,
+  SBATCH_ARG,
   SERVER,
   SET,
   SLURM_ALLOCATION,
@@ -102,6 +103,11 @@ function registerSweepCommands(program: Command, finish: Finish): void {
     .action(async (configs: string[], flags) => {
       finish(await (await import("./run.js")).runCommand(configs, flags));
     });
+  registerServeCommand(program, finish);
+}
+
+/** `serve`: the coordinator for remote agents, with `--slurm` the allocator of their jobs. */
+function registerServeCommand(program: Command, finish: Finish): void {
   const serve = program
     .command("serve")
     .description("serve the sweep to remote agents over HTTP (the coordinator)")
@@ -136,6 +142,7 @@ function registerSweepCommands(program: Command, finish: Finish): void {
       finish(await (await import("./serve.js")).serveCommand(configs, flags));
     });
   for (const [flags, description] of [...SLURM_ALLOCATION, ...SLURM_JOB]) serve.option(flags, description);
+  serve.option(...SBATCH_ARG);
   // Tests and benchmarks look at a test cluster's queue more often than a real one needs.
   serve.addOption(
     new Option(
@@ -145,7 +152,7 @@ function registerSweepCommands(program: Command, finish: Finish): void {
   );
 }
 
-/** `agent`, `slurm` and `doctor`: the commands that put a machine to work or describe it. */
+/** `agent`, `slurm` (registerSlurmCommand) and `doctor`: the commands that put a machine to work or describe it. */
 function registerMachineCommands(program: Command, finish: Finish): void {
   program
     .command("agent")
@@ -189,6 +196,21 @@ function registerMachineCommands(program: Command, finish: Finish): void {
     .action(async (flags) => {
       finish(await (await import("./agent.js")).agentCommand(flags));
     });
+  registerSlurmCommand(program, finish);
+  program
+    .command("doctor")
+    .description("what an agent on this machine would report: CPUs, RAM, GPUs, driver, probes")
+    .option("--json", "print one JSON object")
+    .option("--probe <name=command>", "a check to run: passes if it exits 0 (repeatable)", collect)
+    .option("--probe-timeout <seconds>", "how long a probe may run", "30")
+    .option("--tag <tag>", "a tag to include (repeatable)", collect)
+    .action(async (flags) => {
+      finish(await (await import("./doctor.js")).doctorCommand(flags));
+    });
+}
+
+/** `slurm`: agents as a SLURM job array. */
+function registerSlurmCommand(program: Command, finish: Finish): void {
   const slurm = program
     .command("slurm")
     .description("submit labsweep agents to SLURM as one job array (--dry-run prints the sbatch script)")
@@ -209,16 +231,7 @@ function registerMachineCommands(program: Command, finish: Finish): void {
       finish(await (await import("./slurm.js")).slurmCommand(flags));
     });
   for (const [flags, description] of SLURM_JOB) slurm.option(flags, description);
-  program
-    .command("doctor")
-    .description("what an agent on this machine would report: CPUs, RAM, GPUs, driver, probes")
-    .option("--json", "print one JSON object")
-    .option("--probe <name=command>", "a check to run: passes if it exits 0 (repeatable)", collect)
-    .option("--probe-timeout <seconds>", "how long a probe may run", "30")
-    .option("--tag <tag>", "a tag to include (repeatable)", collect)
-    .action(async (flags) => {
-      finish(await (await import("./doctor.js")).doctorCommand(flags));
-    });
+  slurm.option(...SBATCH_ARG);
 }
 
 /** `token`, `status` and `agents`: what a state dir or a coordinator holds. */

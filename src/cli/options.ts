@@ -19,7 +19,7 @@ export const CHECKPOINT_ROOT = [
 
 export const STOP_BEFORE = [
   "--stop-before <seconds>",
-  "SLURM sends each agent SIGTERM this long before the time limit (--signal=B:TERM@N), so its tasks checkpoint and are preempted, not killed (default: 120)",
+  "SLURM warns each agent this long before its time limit (--signal=B:USR2@N): it stops its tasks, which checkpoint and go back to the queue as preempted, and exits 0 (default: 120)",
 ] as const;
 
 export const STATE = [
@@ -62,8 +62,11 @@ export const STORE_OPTION = [
 export const SLURM_JOB = [
   ["--gres <gres>", "generic resources per agent, name[:type]:count, e.g. gpu:1"],
   ["--partition <p>", "the partition (several comma-separated)"],
+  ["--account <a>", "the account the jobs are charged to"],
+  ["--qos <q>", "the quality of service"],
+  ["--constraint <c>", "node features the jobs need, e.g. a100 or 'a100|h100'"],
   ["--time <t>", "time limit per agent, [D-]HH:MM:SS or minutes"],
-  ["--cpus-per-task <c>", "CPUs per agent"],
+  ["--cpus-per-task <c>", "CPUs per agent (default: one per slot)"],
   ["--mem <m>", "memory per agent, e.g. 16G"],
   [
     "--slots <s>",
@@ -72,6 +75,13 @@ export const SLURM_JOB = [
   ["--job-name <name>", "the job's name (default: labsweep-agents)"],
   ["--output <dir>", "the script, job logs and agent state dirs (default: ./labsweep-slurm)"],
   STOP_BEFORE,
+] as const;
+
+/** Pass-through for sbatch options labsweep has no flag of its own for. */
+export const SBATCH_ARG = [
+  "--sbatch-arg <arg>",
+  "one more sbatch option, as sbatch takes it, e.g. --sbatch-arg=--exclusive (repeatable)",
+  collect,
 ] as const;
 
 /** `serve --slurm`: agent jobs submitted and cancelled as the queue needs them. */

@@ -5,11 +5,13 @@ import {
   agentBinary,
   findOnPath,
   LOG_PATTERN,
+  overriddenVariables,
   parseSlurmOptions,
   SCRIPT_NAME,
   type SlurmFlagValues,
   type SlurmJobSpec,
   SlurmOptionError,
+  sbatchOptions,
   sbatchScript,
   submitSbatch,
   writeFileAtomically,
@@ -54,7 +56,14 @@ export async function slurmCommand(flags: SlurmFlags): Promise<number> {
   mkdirSync(spec.outputDir, { recursive: true });
   const file = join(spec.outputDir, SCRIPT_NAME);
   writeFileAtomically(file, script, 0o644);
-  const submitted = await submitSbatch(sbatch, file, { ...process.env, LABSWEEP_TOKEN: token });
+  const options = sbatchOptions(spec);
+  const overridden = overriddenVariables(options, process.env);
+  if (overridden.length > 0)
+    process.stderr.write(
+      `labsweep slurm: note: ${overridden.join(", ")} in the environment ${overridden.length === 1 ? "is" : "are"} overridden: labsweep passes its own options on sbatch's command line\n`,
+    );
+  const args = options.map((option) => option.arg);
+  const submitted = await submitSbatch(sbatch, args, file, { ...process.env, LABSWEEP_TOKEN: token });
   if (submitted.warnings) process.stderr.write(`${submitted.warnings}\n`);
   const on = submitted.cluster ? ` on cluster ${submitted.cluster}` : "";
   process.stdout.write(

@@ -1,10 +1,8 @@
 import { isAbsolute, resolve } from "node:path";
-import { sbatchLineProblem } from "./shellQuote.js";
+import { checkLine, SlurmOptionError, show } from "./optionError.js";
+import { parseSbatchArg } from "./sbatchArgs.js";
 
-/** A `labsweep slurm` option with a value it cannot use; the CLI maps it to exit code 2. */
-export class SlurmOptionError extends Error {
-  override readonly name = "SlurmOptionError";
-}
+export { SlurmOptionError };
 
 /** `labsweep slurm`'s options as typed on the command line (strings, unvalidated). */
 export interface SlurmFlagValues {
@@ -14,9 +12,20 @@ export interface SlurmFlagValues {
   gres?: string;
   /** Partition, or several comma-separated. (Default: the cluster's default partition) */
   partition?: string;
+  /** The account the jobs are charged to. (Default: the user's default account) */
+  account?: string;
+  /** Quality of service. (Default: the account's or partition's default QOS) */
+  qos?: string;
+  /** Node features the jobs need, a SLURM constraint expression, e.g. `a100|h100`. (Default: none) */
+  constraint?: string;
+  /**
+   * Further sbatch options, each one argument as sbatch takes it, e.g. `--exclusive` or
+   * `--mail-type=END` (repeatable). Options labsweep sets itself are refused. (Default: none)
+   */
+  sbatchArg?: string[];
   /** Time limit per agent, `[D-]HH:MM:SS` or minutes. (Default: the partition's limit) */
   time?: string;
-  /** CPUs per agent. (Default: the cluster's default, usually 1) */
+  /** CPUs per agent. (Default: one per slot: SLURM's own default, one CPU, would share it among them) */
   cpusPerTask?: string;
   /** Memory per agent, e.g. `16G` (K, M, G, T; megabytes without a unit). (Default: the cluster's) */
   mem?: string;
@@ -51,8 +60,13 @@ export interface SlurmJobSpec {
   agents: number;
   gres: Gres | null;
   partition: string | null;
+  account: string | null;
+  qos: string | null;
+  constraint: string | null;
+  /** `--sbatch-arg`s, validated: each is one option word for sbatch. */
+  sbatchArgs: string[];
   time: string | null;
-  cpusPerTask: number | null;
+  cpusPerTask: number;
   mem: string | null;
   slots: number;
   /**
@@ -95,27 +109,55 @@ export function parseSlurmOptions(
     );
   const agents = positiveInteger("--agents", flags.agents);
   const gres = flags.gres === undefined ? null : parseGres(flags.gres);
-  const cpusPerTask =
-    flags.cpusPerTask === undefined ? null : positiveInteger("--cpus-per-task", flags.cpusPerTask);
+  const cpus = flags.cpusPerTask === undefined ? null : positiveInteger("--cpus-per-task", flags.cpusPerTask);
   const gpus = gres?.name === "gpu" ? gres.count : null;
+  const slots = flags.slots === undefined ? (gpus ?? cpus ?? 1) : positiveInteger("--slots", flags.slots);
+  const time = flags.time === undefined ? null : parseTime(flags.time);
+  const stopBeforeSeconds =
+    flags.stopBefore === undefined ? DEFAULT_STOP_BEFORE_SECONDS : stopBefore(flags.stopBefore);
+  checkStopBefore(time, stopBeforeSeconds, flags.stopBefore === undefined);
   return {
     servers,
     agents,
     gres,
     partition: flags.partition === undefined ? null : parsePartition(flags.partition),
-    time: flags.time === undefined ? null : parseTime(flags.time),
-    cpusPerTask,
+    account: flags.account === undefined ? null : parseName("--account", flags.account, "an account"),
+    qos: flags.qos === undefined ? null : parseName("--qos", flags.qos, "a QOS"),
+    constraint: flags.constraint === undefined ? null : parseConstraint(flags.constraint),
+    sbatchArgs: (flags.sbatchArg ?? []).map(parseSbatchArg),
+    time,
+    // Each slot runs a task, and a task needs a CPU of its own.
+    cpusPerTask: cpus ?? slots,
     mem: flags.mem === undefined ? null : parseMem(flags.mem),
-    slots: flags.slots === undefined ? (gpus ?? cpusPerTask ?? 1) : positiveInteger("--slots", flags.slots),
+    slots,
     giveUpAfterSeconds:
       flags.giveUpAfter === undefined
         ? DEFAULT_GIVE_UP_AFTER_SECONDS
         : positiveInteger("--give-up-after", flags.giveUpAfter),
-    stopBeforeSeconds:
-      flags.stopBefore === undefined ? DEFAULT_STOP_BEFORE_SECONDS : stopBefore(flags.stopBefore),
+    stopBeforeSeconds,
     jobName: parseJobName(flags.jobName ?? DEFAULT_JOB_NAME),
     outputDir: parseOutputDir(flags.output ?? DEFAULT_OUTPUT_DIR, cwd),
   };
+}
+
+/**
+ * A warning due at or before the job's start would stop each agent as it starts: the time limit
+ * must be longer than --stop-before. (`--time 0` is no limit.)
+ */
+function checkStopBefore(time: string | null, stopBeforeSeconds: number, isDefault: boolean): void {
+  const limit = time === null ? null : timeSeconds(time);
+  if (limit === null || limit === 0 || limit > stopBeforeSeconds) return;
+  throw new SlurmOptionError(
+    `--time ${time} (${limit} s) must be longer than --stop-before (${stopBeforeSeconds} s${isDefault ? ", the default" : ""}), or every agent is told to stop as it starts: give a longer --time or a smaller --stop-before`,
+  );
+}
+
+/** A valid `--time` in seconds. */
+function timeSeconds(text: string): number {
+  const clock = TIME_CLOCK.exec(text);
+  if (!clock) return Number(text) * 60;
+  const [, days = "0", hours = "0", minutes = "0", seconds = "0"] = clock;
+  return ((Number(days) * 24 + Number(hours)) * 60 + Number(minutes)) * 60 + Number(seconds);
 }
 
 /** SLURM takes `--signal=…@N` up to 65535 s. */
@@ -172,6 +214,25 @@ export function parsePartition(text: string): string {
   return checkLine("--partition", text);
 }
 
+/** An account or QOS name: SLURM's names are letters, digits, "_", "." and "-". */
+function parseName(flag: string, text: string, what: string): string {
+  if (!NAME.test(text))
+    throw new SlurmOptionError(
+      `${flag} takes ${what} name of letters, digits, "_", "." or "-" — got ${show(text)}`,
+    );
+  return checkLine(flag, text);
+}
+
+/**
+ * A constraint is an expression of feature names and `&`, `|`, `,`, `*N`, `[…]`, `(…)`; SLURM
+ * judges it. It is double-quoted on its `#SBATCH` line, so only what a line cannot hold is refused.
+ */
+function parseConstraint(text: string): string {
+  if (text.trim() === "")
+    throw new SlurmOptionError("--constraint needs node features, e.g. a100 or a100|h100");
+  return checkLine("--constraint", text);
+}
+
 export function parseJobName(text: string): string {
   if (!NAME.test(text))
     throw new SlurmOptionError(
@@ -194,15 +255,4 @@ export function parseOutputDir(text: string, cwd: string): string {
     );
   checkLine("--output", dir, text);
   return dir;
-}
-
-function checkLine(flag: string, value: string, shown: string = value): string {
-  const problem = sbatchLineProblem(value);
-  if (problem) throw new SlurmOptionError(`${flag} ${show(shown)} cannot be used: ${problem}`);
-  return value;
-}
-
-/** A value as it appears in an error: JSON quotes make spaces, line breaks and quotes visible. */
-function show(text: string): string {
-  return JSON.stringify(text);
 }

@@ -1,5 +1,6 @@
 import type { SlurmJobSpec } from "./options.js";
-import { sbatchQuote, shellQuote } from "./shellQuote.js";
+import { sbatchOptions, TIME_LIMIT_SIGNAL } from "./sbatchOptions.js";
+import { shellQuote } from "./shellQuote.js";
 
 /** How a compute node starts `labsweep agent`: absolute paths, the same on every node. */
 export interface AgentBinary {
@@ -12,9 +13,6 @@ export interface AgentBinary {
 /** The name of the script `labsweep slurm` writes in the output dir. */
 export const SCRIPT_NAME = "labsweep-agents.sbatch";
 
-/** The job log pattern: one file per array element (`%A` the array's job id, `%a` the index). */
-export const LOG_PATTERN = "labsweep-%A_%a.log";
-
 /**
  * The sbatch script for a job array of agents. Pure: the same spec gives the same bytes (golden
  * tests pin them). Values on `#SBATCH` lines are validated or sbatch-quoted; every path and URL in
@@ -22,22 +20,7 @@ export const LOG_PATTERN = "labsweep-%A_%a.log";
  * `LABSWEEP_TOKEN` in the environment sbatch was called in.
  */
 export function sbatchScript(spec: SlurmJobSpec, binary: AgentBinary): string {
-  const directives = [
-    `--job-name=${spec.jobName}`,
-    `--array=0-${spec.agents - 1}`,
-    "--nodes=1",
-    "--ntasks=1",
-    spec.cpusPerTask === null ? null : `--cpus-per-task=${spec.cpusPerTask}`,
-    spec.gres === null ? null : `--gres=${gresText(spec.gres)}`,
-    spec.partition === null ? null : `--partition=${spec.partition}`,
-    spec.time === null ? null : `--time=${spec.time}`,
-    spec.mem === null ? null : `--mem=${spec.mem}`,
-    `--output=${sbatchQuote(`${spec.outputDir.replaceAll("%", "%%")}/${LOG_PATTERN}`)}`,
-    // B: signals the batch shell, which `exec` made the agent: it stops its tasks gracefully.
-    `--signal=B:TERM@${spec.stopBeforeSeconds}`,
-    "--no-requeue",
-    "--export=ALL",
-  ].filter((line): line is string => line !== null);
+  const directives = sbatchOptions(spec).map((option) => option.line);
   return `#!/bin/bash
 # labsweep agents as a SLURM job array, written by \`labsweep slurm\`. Each array element runs one
 # \`labsweep agent\`, which exits 0 once the sweep has nothing left for it, so its allocation is
@@ -45,6 +28,8 @@ export function sbatchScript(spec: SlurmJobSpec, binary: AgentBinary): string {
 # environment sbatch was called in (--export=ALL). To submit it yourself:
 #   export LABSWEEP_TOKEN=…   # \`labsweep token\` on the coordinator's machine
 #   sbatch THIS_FILE
+# (sbatch lets SBATCH_* environment variables override the lines below; \`labsweep slurm\`
+# gives sbatch these options on its command line too, which wins over both.)
 ${directives.map((directive) => `#SBATCH ${directive}`).join("\n")}
 set -euo pipefail
 
@@ -75,9 +60,10 @@ args=(agent --server ${shellQuote(spec.servers.join(","))} --slots ${spec.slots}
 if [[ "\${CUDA_VISIBLE_DEVICES:-}" =~ ^[0-9]+(,[0-9]+)*$ ]]; then
   args+=(--gpus "$CUDA_VISIBLE_DEVICES")
 fi
-# exec: SLURM's signals (scancel, the time limit, the --signal warning before it) reach the
-# agent, which stops its tasks: each gets its stop signal and stop_grace to checkpoint, and is
-# recorded as preempted (no retry spent) to resume wherever it runs next.
+# exec: SLURM's signals reach the agent — SIG${TIME_LIMIT_SIGNAL} ${spec.stopBeforeSeconds} s before the time limit (--signal),
+# SIGTERM on scancel, preemption or the limit itself — and it stops its tasks: each gets its
+# stop signal and stop_grace to checkpoint, and is recorded as preempted (no retry spent) to
+# resume wherever it runs next.
 exec "$node" "$labsweep" "\${args[@]}"
 `;
 }
@@ -86,8 +72,4 @@ exec "$node" "$labsweep" "\${args[@]}"
 function idleExit(spec: SlurmJobSpec): string {
   const seconds = spec.idleExitSeconds ?? null;
   return seconds === null ? "" : ` --idle-exit ${seconds}`;
-}
-
-function gresText(gres: NonNullable<SlurmJobSpec["gres"]>): string {
-  return [gres.name, gres.type, String(gres.count)].filter((part) => part !== null).join(":");
 }

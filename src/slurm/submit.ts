@@ -59,14 +59,20 @@ export interface Submitted {
 }
 
 /**
- * Runs `sbatch --parsable --export=ALL SCRIPT` with `env` (which carries LABSWEEP_TOKEN to the
- * jobs: the token is never an argument, so `ps` on the login node does not show it).
- * `--export=ALL` on the command line beats an `SBATCH_EXPORT` in the user's environment that
- * would otherwise keep the token from the jobs.
+ * Runs `sbatch --parsable OPTIONS… SCRIPT` with `env` (which carries LABSWEEP_TOKEN to the jobs:
+ * the token is never an argument, so `ps` on the login node does not show it). The options are
+ * the script's own `#SBATCH` lines again: on the command line they win over `SBATCH_*`
+ * variables in the user's environment (an `SBATCH_EXPORT` would keep the token from the jobs, an
+ * `SBATCH_ARRAY_INX` change the number of agents).
  */
-export function submitSbatch(sbatch: string, script: string, env: NodeJS.ProcessEnv): Promise<Submitted> {
+export function submitSbatch(
+  sbatch: string,
+  options: string[],
+  script: string,
+  env: NodeJS.ProcessEnv,
+): Promise<Submitted> {
   return new Promise((resolvePromise, reject) => {
-    const child = spawn(sbatch, ["--parsable", "--export=ALL", script], {
+    const child = spawn(sbatch, ["--parsable", ...options, script], {
       env,
       stdio: ["ignore", "pipe", "pipe"],
     });
