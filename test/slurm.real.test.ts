@@ -192,17 +192,17 @@ describe.skipIf(!installed)(
 
     it("a time limit reached mid-task: the attempt is requeued without a retry spent, and the element says the time limit was reached", async () => {
       const sweep = await serveSweep(cluster(), { "task.py": RESUMABLE_TASK, "sweep.yaml": ONE_TASK_SWEEP });
-      // SLURM's shortest limit is a minute. Its warning comes at one of slurmctld's checks, every
-      // 30 s, up to 30 s early: 10 s before the limit keeps it clear of the agent's start.
+      // slurmctld sends the warning at one of its periodic checks, up to a minute early: with a
+      // 3-minute limit and a 90 s warning it comes 30 to 90 s after the start.
       const jobId = await sweep.submit([
         "--agents",
         "1",
         "--slots",
         "1",
         "--time",
-        "1",
+        "3",
         "--stop-before",
-        "10",
+        "90",
       ]);
       await linesOf(sweep, "runs.txt", 1, 90_000);
       const rows = await cluster().waitForJobs(
@@ -214,16 +214,17 @@ describe.skipIf(!installed)(
         "the element ended",
       );
       const log = elementLog(sweep, jobId, 0);
+      const why = `${JSON.stringify(rows)}\n${sweep.diagnostics()}`;
       // It stopped for the warning, before the limit itself, and said so; exit 0 (COMPLETED).
-      expect(rows.find((row) => row.id === `${jobId}_0`)?.state, log).toBe("COMPLETED");
-      expect(log).toContain("the SLURM job's time limit is near (SIGUSR2)");
-      expect(log).toMatch(
+      expect(rows.find((row) => row.id === `${jobId}_0`)?.state, why).toBe("COMPLETED");
+      expect(log, why).toContain("the SLURM job's time limit is near (SIGUSR2)");
+      expect(log, why).toMatch(
         /task 1 \(attempt 1\) preempted: preempted: its agent's SLURM job reached its time limit/,
       );
-      expect(log).toContain("stopped for the SLURM job's time limit: its tasks went back to the queue");
-      expect(log).not.toContain("stopped by the user");
+      expect(log, why).toContain("stopped for the SLURM job's time limit: its tasks went back to the queue");
+      expect(log, why).not.toContain("stopped by the user");
       const status = await sweep.status();
-      expect([status.pending, status.failed]).toEqual([1, 0]); // retries: 0, so none was spent
+      expect([status.pending, status.failed], why).toEqual([1, 0]); // retries: 0, so none was spent
 
       // The requeued task waits for an agent: a second array runs it, once.
       const second = await sweep.submit(["--agents", "1", "--slots", "1"]);
@@ -232,7 +233,7 @@ describe.skipIf(!installed)(
         90_000,
         "the second element completed",
       );
-      expect(await linesOf(sweep, "runs.txt", 2, 1000)).toEqual(["1 0", "1 0"]);
+      expect(await linesOf(sweep, "runs.txt", 2, 1000), sweep.diagnostics()).toEqual(["1 0", "1 0"]);
       expect(await linesOf(sweep, "done.txt", 1, 1000)).toEqual(["1 0"]);
       expect((await sweep.status()).succeeded).toBe(1);
       await sweep.stop();

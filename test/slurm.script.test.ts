@@ -200,12 +200,17 @@ describe("option validation", () => {
     [
       "--time 1 with the default --stop-before",
       { time: "1" },
-      /^--time 1 \(60 s\) must be longer than --stop-before \(120 s, the default\), or every agent is told to stop as it starts/,
+      /^--time 1 \(60 s\) must be at least --stop-before \(120 s, the default\) plus the 60 s SLURM may send its warning early \(180 s\), or agents may be told to stop as they start/,
     ],
     [
       "--time 00:10:00 --stop-before 600",
       { time: "00:10:00", stopBefore: "600" },
-      /^--time 00:10:00 \(600 s\) must be longer than --stop-before \(600 s\)/,
+      /^--time 00:10:00 \(600 s\) must be at least --stop-before \(600 s\) plus/,
+    ],
+    [
+      "--time 3 --stop-before 121",
+      { time: "3", stopBefore: "121" },
+      /^--time 3 \(180 s\) must be at least .*\(181 s\)/,
     ],
     [
       "--account with a space",
@@ -273,7 +278,8 @@ describe("option validation", () => {
     expect(sbatchScript(spec, PLAIN)).toContain("\n#SBATCH --signal=B:USR2@600\n");
   });
 
-  it("takes sbatch options it does not set itself, and a time limit longer than --stop-before", () => {
+  it("takes sbatch options it does not set itself, and a time limit a minute longer than --stop-before", () => {
+    expect(parseSlurmOptions(["http://c:1"], { agents: "1", time: "3" }).time).toBe("3"); // 180 s = 120 + 60
     const spec = parseSlurmOptions(
       ["http://c:1"],
       { agents: "1", time: "3", sbatchArg: ["--time-min=2", "--mem-per-gpu=8G", "-e/tmp/err", "--gpus=1"] },

@@ -140,15 +140,20 @@ export function parseSlurmOptions(
   };
 }
 
+/** SLURM may send the --signal warning up to this much earlier than asked (slurmctld's checks). */
+const SIGNAL_SLACK_SECONDS = 60;
+
 /**
- * A warning due at or before the job's start would stop each agent as it starts: the time limit
- * must be longer than --stop-before. (`--time 0` is no limit.)
+ * A warning that may come as the job starts would stop each agent as it starts (or kill it, while
+ * it is not yet listening): the time limit must exceed --stop-before by SLURM's slack. (`--time 0`
+ * is no limit.)
  */
 function checkStopBefore(time: string | null, stopBeforeSeconds: number, isDefault: boolean): void {
   const limit = time === null ? null : timeSeconds(time);
-  if (limit === null || limit === 0 || limit > stopBeforeSeconds) return;
+  const least = stopBeforeSeconds + SIGNAL_SLACK_SECONDS;
+  if (limit === null || limit === 0 || limit >= least) return;
   throw new SlurmOptionError(
-    `--time ${time} (${limit} s) must be longer than --stop-before (${stopBeforeSeconds} s${isDefault ? ", the default" : ""}), or every agent is told to stop as it starts: give a longer --time or a smaller --stop-before`,
+    `--time ${time} (${limit} s) must be at least --stop-before (${stopBeforeSeconds} s${isDefault ? ", the default" : ""}) plus the ${SIGNAL_SLACK_SECONDS} s SLURM may send its warning early (${least} s), or agents may be told to stop as they start: give a longer --time or a smaller --stop-before`,
   );
 }
 
