@@ -7,6 +7,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { laptopPage, launchBrowser, screenshot } from "./helpers/browser.js";
 import { runCli, startCli, tempDir, type Watched, watch, writeFile } from "./helpers/cli.js";
 import { type SlurmCluster, slurmBinaries, useSlurmCluster } from "./helpers/slurmCluster.js";
 
@@ -44,6 +45,34 @@ async function serveSlurm(cluster: SlurmCluster, sweep: string, flags: string[])
   const url = (/^(http:\/\/127\.0\.0\.1:\d+)$/m.exec(served.output()) as RegExpExecArray)[1] as string;
   const admin = (await runCli(["token", "--admin", "--state", join(dir, ".labsweep")])).stdout.trim();
   return { dir, url, served, env: { ...cluster.env, LABSWEEP_ADMIN_TOKEN: admin, LABSWEEP_TOKEN: admin } };
+}
+
+/** Opens the dashboard, checks the paused notice, and resumes through its form: a wrong token first. */
+async function resumeOnDashboard(s: Served): Promise<void> {
+  const viewer = (await runCli(["token", "--viewer", "--state", join(s.dir, ".labsweep")])).stdout.trim();
+  const browser = await launchBrowser();
+  const { page, errors } = await laptopPage(browser);
+  await page.goto(`${s.url}/?token=${viewer}`);
+  const notice = page.locator("#allocation-paused");
+  await notice.waitFor({ timeout: 20_000 });
+  expect(await notice.textContent()).toMatch(/Allocation paused since .*submission failed: .*nosuch/i);
+  await screenshot(page, "slurm-allocation-paused");
+  const token = page.locator("#allocation-paused input[type=password]");
+  const said = page.locator("#allocation-paused [role=status]");
+  await token.fill("not-the-admin-token");
+  await page.locator("#allocation-paused button").click();
+  await page.waitForFunction(() =>
+    /^401/.test(document.querySelector("#allocation-paused [role=status]")?.textContent ?? ""),
+  );
+  expect(await token.inputValue()).toBe(""); // never kept
+  await token.fill(s.env.LABSWEEP_ADMIN_TOKEN as string);
+  await page.locator("#allocation-paused button").click();
+  await said.filter({ hasText: "resumed" }).waitFor({ timeout: 10_000 });
+  const after = JSON.parse((await runCli(["status", "--server", s.url, "--json"], { env: s.env })).stdout);
+  expect(after.allocation.paused).toBeNull();
+  // Console errors: the 401 is the page's own fetch, reported by Chromium as a failed resource.
+  expect(errors.filter((error) => !/401/.test(error))).toEqual([]);
+  await browser.close();
 }
 
 function lines(dir: string, file: string): string[] {
@@ -85,6 +114,7 @@ p:
     try {
       let most = 0;
       let grew = false;
+      let listed = "";
       await until(
         "every task to run",
         180_000,
@@ -94,6 +124,9 @@ p:
           );
           most = Math.max(most, active.length);
           if (active.length > 1) grew = true;
+          // `labsweep agents` lists the allocations with their job ids and states.
+          if (!listed && active.some((row) => row.state === "RUNNING"))
+            listed = (await runCli(["agents", "--server", s.url], { env: s.env })).stdout;
           return lines(s.dir, "ran.txt").length >= 12 ? true : null;
         },
         diag,
@@ -101,6 +134,8 @@ p:
       console.log(`serve --slurm: at most ${most} allocation(s) at once for 12 one-second tasks`);
       expect(grew, "more than one allocation at once").toBe(true);
       expect(most, "never above --max-jobs").toBeLessThanOrEqual(3);
+      expect(listed).toMatch(/^slurm allocations: .*\(max 3, min 0, 1 slot\(s\) each\)$/m);
+      expect(listed).toMatch(/^ {2}job \d+_\d+: (RUNNING|PENDING|CONFIGURING)/m);
       // Exactly once each.
       expect(
         lines(s.dir, "ran.txt")
@@ -144,6 +179,15 @@ p:
         async () => (/allocation paused after 3 failures/.test(s.served.output()) ? true : null),
         diag,
       );
+      // The dashboard shows why, and its button resumes with the admin token typed in.
+      await resumeOnDashboard(s);
+      await until(
+        "allocation to pause again",
+        90_000,
+        async () =>
+          (s.served.output().match(/allocation paused after 3 failures/g) ?? []).length >= 2 ? true : null,
+        diag,
+      );
       const status = await runCli(["status", "--server", s.url], { env: s.env });
       expect(status.stdout).toMatch(
         /allocation PAUSED since .*submission failed: sbatch exited 1: .*nosuch/i,
@@ -167,5 +211,5 @@ p:
       s.served.child.kill("SIGINT");
       await s.served.result;
     }
-  }, 180_000);
+  }, 240_000);
 });
