@@ -7,7 +7,7 @@
 import { existsSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { runCli, tempDir, writeFile } from "./helpers/cli.js";
+import { CLEAN_ENV, runCli, startCli, tempDir, watch, writeFile } from "./helpers/cli.js";
 
 // Writes its metric; fails for lr 0.5 while the file `fail` exists.
 const TASK = `if [ "$1" = 0.5 ] && [ -e fail ]; then exit 3; fi
@@ -124,6 +124,44 @@ describe("a quick grid: --command with no config", () => {
     ]);
     const text = await runCli(["status"], { cwd: dir });
     expect(text.stdout).toContain("grid: 4/4 succeeded");
+  }, 60_000);
+
+  it("serves to agents too (serve --command --set), and refuses labsweep add: no config to extend", async () => {
+    const dir = tempDir();
+    writeFile(dir, "task.sh", TASK);
+    const grid = ["--command", "sh task.sh {lr} {seed}", "--set", "lr=0.1,0.5", "--set", "seed=range(2)"];
+    const served = watch(
+      startCli(["serve", ...grid, "--port", "0", "--exit-when-done"], { cwd: dir, env: CLEAN_ENV }),
+    );
+    try {
+      await served.waitFor(/^http:\/\/127\.0\.0\.1:\d+$/m);
+      const url = (/^(http:\/\/127\.0\.0\.1:\d+)$/m.exec(served.output()) as RegExpExecArray)[1] as string;
+      const state = join(dir, ".labsweep");
+      const admin = (await runCli(["token", "--admin", "--state", state])).stdout.trim();
+      writeFile(dir, "more.yaml", "command: 'true'\nmore:\n  combinations:\n    - x: [1]\n");
+      const add = await runCli(["add", "more.yaml", "--server", url], {
+        cwd: dir,
+        env: { ...CLEAN_ENV, LABSWEEP_ADMIN_TOKEN: admin },
+      });
+      expect(add.code).not.toBe(0);
+      expect(add.stderr).toMatch(/no sweep that can be extended/);
+      const token = (await runCli(["token", "--state", state])).stdout.trim();
+      const agent = await runCli(["agent", "--server", url, "--state", join(dir, "agent"), "--slots", "2"], {
+        cwd: dir,
+        env: { ...CLEAN_ENV, LABSWEEP_TOKEN: token },
+      });
+      expect(agent.code, agent.stderr).toBe(0);
+      expect((await served.result).code).toBe(0);
+      expect(cells(csv(join(dir, "results/final_results.csv")), "lr", "seed")).toEqual([
+        "0.1 0",
+        "0.1 1",
+        "0.5 0",
+        "0.5 1",
+      ]);
+    } finally {
+      served.child.kill("SIGTERM");
+      await served.result;
+    }
   }, 60_000);
 });
 

@@ -108,7 +108,9 @@ export async function startServer(db: Db, options: ServeOptions): Promise<Runnin
     cert: readFileSync(options.tls.certPath),
     key: readFileSync(options.tls.keyPath),
   };
-  const addConfigs = configAdder(db, coordinator, options.sweep);
+  // A quick grid (`serve --command … --set …`) has no config file that `labsweep add` could extend.
+  const addConfigs =
+    options.sweep && options.sweep.files.length > 0 ? configAdder(db, coordinator, options.sweep) : undefined;
   let url = "";
   const { stateDir } = options;
   // Started once the URL its agents are given is known.

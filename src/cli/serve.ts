@@ -67,7 +67,8 @@ export async function serveCommand(configs: string[], flags: ServeCommandFlags):
       trustLoopback: flags.trustLoopback ?? false,
       tls: flags.tlsCert && flags.tlsKey ? { certPath: flags.tlsCert, keyPath: flags.tlsKey } : undefined,
       sweep: {
-        files: sweep.files,
+        // A quick grid's "file" is a stand-in for its flags, not a file to read.
+        files: configs.length === 0 ? [] : sweep.files,
         load: { defaultCommand: flags.command, yes: flags.yes },
         notify: sweep.notify,
       },
