@@ -1,11 +1,11 @@
 import { execFile, execFileSync } from "node:child_process";
 import { chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import pg from "pg";
 import { afterAll, afterEach, beforeAll } from "vitest";
+import { freePort } from "../../src/agent/freePort.js";
 import type { Db } from "../../src/ledger/db.js";
 import { openLedger } from "../../src/ledger/openLedger.js";
 
@@ -151,18 +151,6 @@ function postgresUser(): { uid: number; gid: number } {
   const [, , uid, gid] = line?.split(":") ?? [];
   if (!uid || !gid) throw new Error("running as root, but there is no `postgres` user to run PostgreSQL as");
   return { uid: Number(uid), gid: Number(gid) };
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      const port = typeof address === "object" && address ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 /**
