@@ -253,8 +253,18 @@ export class RemoteAgents {
   async sayDone(graceMs: number): Promise<void> {
     for (const agentId of this.channels.keys()) this.push(agentId, { type: "done" });
     const deadline = Date.now() + graceMs;
-    while (this.channels.size > 0 && Date.now() < deadline)
+    // An agent whose channel was reconnecting hears "done" in its next lease's answer instead:
+    // waited for too, until its goodbye, else it would outlive the coordinator retrying.
+    while ((this.channels.size > 0 || this.stillHere()) && Date.now() < deadline)
       await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+
+  /** Some agent asked for work in the last lease period and has not said goodbye. */
+  private stillHere(): boolean {
+    const now = this.now();
+    for (const [agentId, at] of this.touchedAt)
+      if (now - at < this.coordinator.leaseMs && !this.leaving.has(agentId)) return true;
+    return false;
   }
 
   /**
@@ -279,6 +289,7 @@ export class RemoteAgents {
   }
 
   private async agentLost(agentId: string, reason: string): Promise<void> {
+    this.touchedAt.delete(agentId); // lost: no goodbye will come
     this.coordinator.offers.forget(agentId);
     const open = await openAttempts(this.coordinator.db, { worker: agentId });
     const now = this.now();
