@@ -4,7 +4,7 @@
  * that has had no work for that long. Real `serve` and `agent` over loopback HTTP; the allocation's
  * end comes the way SLURM 23.02+ gives it, in SLURM_JOB_ID / SLURM_JOB_END_TIME. Run `npm run build` first.
  */
-import { existsSync, readFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { runCli, startCli, tempDir, watch, writeFile } from "./helpers/cli.js";
@@ -97,4 +97,46 @@ long:
       await served.result;
     }
   });
+
+  it("serve --slurm refuses what it cannot do before serving anything: exit 2, one line, no state", async () => {
+    const dir = tempDir();
+    const config = writeFile(dir, "sweep.yaml", "command: 'true'\np:\n  combinations:\n    - x: [1]\n");
+    const cases: Array<[string[], NodeJS.ProcessEnv, RegExp]> = [
+      [
+        ["--slurm"],
+        { PATH: join(dir, "nothing-here") },
+        /--slurm needs SLURM's sbatch, squeue, scancel on PATH/,
+      ],
+      [
+        ["--slurm", "--min-jobs", "5", "--max-jobs", "2"],
+        {},
+        /--min-jobs \(5\) cannot be more than --max-jobs \(2\)/,
+      ],
+      [["--slurm", "--max-jobs", "0"], {}, /--max-jobs must be a positive whole number/],
+      [["--slurm", "--idle-exit", "soon"], {}, /--idle-exit must be a number of seconds/],
+    ];
+    for (const [flags, env, message] of cases) {
+      // A fake sbatch & co. where the case is not about them: the check comes before any use.
+      const path = env.PATH ?? `${fakeSlurm(dir)}:${process.env.PATH}`;
+      const result = await runCli(["serve", config, "--port", "0", ...flags], {
+        cwd: dir,
+        env: { PATH: path },
+      });
+      expect(result.code, result.stderr).toBe(2);
+      expect(result.stderr.trim().split("\n")).toHaveLength(1);
+      expect(result.stderr).toMatch(message);
+      expect(existsSync(join(dir, ".labsweep"))).toBe(false);
+    }
+  });
 });
+
+/** A dir with sbatch, squeue and scancel that fail if run: only their presence is checked. */
+function fakeSlurm(dir: string): string {
+  const bin = join(dir, "fake-slurm");
+  mkdirSync(bin, { recursive: true });
+  for (const name of ["sbatch", "squeue", "scancel"]) {
+    writeFileSync(join(bin, name), "#!/bin/sh\nexit 1\n");
+    chmodSync(join(bin, name), 0o755);
+  }
+  return bin;
+}

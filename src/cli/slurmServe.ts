@@ -1,5 +1,5 @@
 import type { SlurmAllocation } from "../app/slurmAllocation.js";
-import { parseSlurmOptions, type SlurmFlagValues, SlurmOptionError } from "../slurm/index.js";
+import { findOnPath, parseSlurmOptions, type SlurmFlagValues, SlurmOptionError } from "../slurm/index.js";
 import { serverList } from "./agent.js";
 import { UsageError } from "./exitCodes.js";
 import { positiveInteger, seconds } from "./flags.js";
@@ -20,6 +20,9 @@ const DEFAULT_IDLE_EXIT_SECONDS = 60;
 
 /** Validates `serve --slurm`'s options (bad ones exit 2 before anything is served or submitted). */
 export function slurmAllocationFrom(flags: SlurmServeFlags): SlurmAllocation {
+  const missing = ["sbatch", "squeue", "scancel"].filter((command) => findOnPath(command) === null);
+  if (missing.length > 0)
+    throw new UsageError(`--slurm needs SLURM's ${missing.join(", ")} on PATH: serve from a login node`);
   const servers = flags.slurmServer === undefined ? null : serverList(flags.slurmServer);
   const maxJobs =
     flags.maxJobs === undefined ? DEFAULT_MAX_JOBS : positiveInteger("--max-jobs", flags.maxJobs);
