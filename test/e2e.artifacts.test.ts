@@ -203,9 +203,11 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-async function serve(dir: string, port: number): Promise<Watched> {
+async function serve(dir: string, port: number, extra: string[] = []): Promise<Watched> {
   const served = watch(
-    startCli(["serve", join(dir, "sweep.yaml"), "--exit-when-done", "--port", String(port)], { cwd: dir }),
+    startCli(["serve", join(dir, "sweep.yaml"), "--exit-when-done", "--port", String(port), ...extra], {
+      cwd: dir,
+    }),
   );
   await served.waitFor(/^http:\/\/127\.0\.0\.1:\d+$/m);
   return served;
@@ -249,6 +251,34 @@ describe("artifacts through serve and a remote agent", () => {
       expect(readdirSync(join(agentState, "outbox")).filter((name) => name !== "artifacts")).toEqual([]);
       expect(readdirSync(join(agentState, "outbox", "artifacts"))).toEqual([]);
       expect(readdirSync(join(dir, "out", "artifacts", ".parts"))).toEqual([]);
+    } finally {
+      await proxy.close();
+    }
+  }, 120_000);
+
+  it("an upload longer than a lease keeps its attempt's lease: no task runs twice", async () => {
+    // Two 6 MB files at 2 MB/s, 1 s leases: each upload takes three leases' time, with nothing
+    // else running on the agent while the last one goes (no other lease to renew, no GPUs).
+    const dir = project("", 6);
+    const port = await freePort();
+    const served = await serve(dir, port, ["--lease-seconds", "1"]);
+    const token = (await runCli(["token", "--state", join(dir, ".labsweep")])).stdout.trim();
+    const proxy = await throttledProxy(port, 2 * 1024 * 1024);
+    try {
+      const env = { ...fakeGpuEnv([]), LABSWEEP_GPU_LOCK_DIR: tempDir(), LABSWEEP_TOKEN: token };
+      const args = ["agent", "--server", proxy.url, "--state", join(tempDir(), "agent"), "--slots", "1"];
+      const worker = watch(startCli(args, { env, cwd: tempDir() }));
+      const [agentExit, serveExit] = await Promise.all([worker.result, served.result]);
+      expectCode(agentExit, 0);
+      expectCode(serveExit, 0);
+      const db = new Database(join(dir, ".labsweep", "ledger.sqlite"), { readonly: true });
+      const attempts = db.prepare("SELECT task_id, count(*) AS n FROM attempts GROUP BY task_id").all();
+      db.close();
+      expect(attempts).toEqual([
+        { task_id: 1, n: 1 },
+        { task_id: 2, n: 1 },
+      ]);
+      expectStored(dir, ["out"], true);
     } finally {
       await proxy.close();
     }

@@ -170,7 +170,7 @@ describe("the generated sbatch script, run by bash as one array element", () => 
     // SLURM signals each process of the job (its task and launcher too) as it finds them: the
     // task's copy may well come first, and the task die of it before the agent hears its own.
     const agent = job.child.pid as number;
-    if (to === "job") for (const pid of [...descendantsOf(agent)].reverse()) process.kill(pid, signal);
+    if (to === "job") for (const pid of [...descendantsOf(agent)].reverse()) killIfAlive(pid, signal);
     process.kill(agent, signal);
     const result = await job.result;
     expect(result.code, result.stderr).toBe(code);
@@ -190,6 +190,15 @@ describe("the generated sbatch script, run by bash as one array element", () => 
     await served.result;
   });
 });
+
+/** A process listed a moment ago may have exited since (a shell's short-lived child): not an error. */
+function killIfAlive(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(pid, signal);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "ESRCH") throw error;
+  }
+}
 
 /** Every live descendant of `pid`, parents before children, from /proc. */
 function descendantsOf(pid: number): number[] {

@@ -341,8 +341,8 @@ export class Agent {
 
   private async renewLeases(): Promise<void> {
     const held = [...this.occupancy.running.keys(), ...this.chain.attemptIds];
-    // An idle agent with GPUs still beats: its heartbeats carry the GPUs' readings.
-    if (held.length === 0 && !this.occupancy.hasGpus) return;
+    // An idle agent beats while reports upload (their leases), and with GPUs (their readings).
+    if (held.length === 0 && !this.occupancy.hasGpus && !this.port.unsentReports?.()) return;
     this.abandon(await this.port.heartbeat(held));
   }
 

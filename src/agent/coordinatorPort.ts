@@ -19,6 +19,11 @@ export interface CoordinatorPort {
   awaitWork(maxWaitMs: number): Promise<void>;
   /** Renews leases; returns the attempts that are no longer this agent's: the agent stops them. */
   heartbeat(attemptIds: number[]): Promise<number[]>;
+  /**
+   * Reports written but not yet taken (a remote agent's outbox, artifacts still uploading): their
+   * attempts' leases are renewed too, so a long upload is not taken for a lost agent. (Default: 0)
+   */
+  unsentReports?(): number;
   started(attemptId: number, pid: number, logPath: string): Promise<void>;
   /**
    * Reports how an attempt ended. A success's `artifacts` are the port's once this resolves

@@ -267,6 +267,11 @@ export class HttpPort implements CoordinatorPort {
    * outbox, so the coordinator does not requeue a task whose report is on its way. Returns the
    * stale attempts among `attemptIds`; [] when the coordinator cannot be reached.
    */
+  /** Reports in the outbox not yet accepted: heartbeats renew their attempts' leases. */
+  unsentReports(): number {
+    return this.options.outbox.pending().length;
+  }
+
   async heartbeat(attemptIds: number[], gpus?: GpuSample[]): Promise<number[]> {
     if (this.heartbeating) return [];
     this.heartbeating = true;

@@ -72,11 +72,7 @@ export interface RemoteAgentOptions {
 const REPORT_DELAY_MS = 50;
 
 /** `unreachable`: gave up waiting for the coordinator (giveUpAfterMs); `idle`: nothing ran for idleExitMs. */
-export type RemoteAgentExit =
-  | { kind: "done" }
-  | { kind: "stopped" }
-  | { kind: "unreachable" }
-  | { kind: "idle" };
+export type RemoteAgentExit = { kind: "done" | "stopped" | "unreachable" | "idle" };
 
 /**
  * An agent serving a coordinator over HTTP: probes and locks this machine's GPUs, registers,
@@ -243,7 +239,7 @@ export class RemoteAgent {
   }
 
   /** Why the agent stopped when the coordinator did not say done. */
-  private whyStopped(): "unreachable" | "idle" | "stopped" {
+  private whyStopped(): Exclude<RemoteAgentExit["kind"], "done"> {
     return this.gaveUp ? "unreachable" : this.idled ? "idle" : "stopped";
   }
 
@@ -326,6 +322,7 @@ export class RemoteAgent {
       },
       isFinished: () => port.isFinished(),
       claimableCount: () => port.claimableCount(),
+      unsentReports: () => port.unsentReports(),
       points: (batches) => postPoints(port.client, (this.machine as Machine).capabilities.agentId, batches),
     };
   }
