@@ -169,6 +169,25 @@ describe("the HTTP client", () => {
     expect(warnings.at(-1)).toMatch(new RegExp(`reached the coordinator at ${dead.url} again after \\d`));
   });
 
+  it("a request waiting out a long backoff goes again as soon as another gets through", async () => {
+    // A lease asleep in its backoff once missed a restarted coordinator's whole life (it finished
+    // the sweep and exited within the sleep), and the agent retried a dead URL for ever after.
+    const dead = await deadUrl();
+    const coordinator = new CoordinatorClient({
+      servers: [dead.url],
+      token: TOKEN,
+      minBackoffMs: 20_000,
+      warn: () => undefined,
+    });
+    const asleep = coordinator.call("POST", "/lease", {});
+    await new Promise((resolve) => setTimeout(resolve, 300)); // refused once: now in its 20 s backoff
+    await startPeer((_request, response) => json(response, 200, { ok: true }), dead.port);
+    const started = Date.now();
+    expect(await coordinator.call("GET", "/status")).toEqual({ ok: true });
+    expect(await asleep).toEqual({ ok: true });
+    expect(Date.now() - started).toBeLessThan(5000);
+  });
+
   it("gives up after the retries asked for", async () => {
     const dead = await deadUrl();
     const call = client([dead.url]).call("POST", "/heartbeat", {}, { retries: 0 });

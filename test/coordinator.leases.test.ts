@@ -5,8 +5,10 @@
  * and a healthy agent is not declared lost for a lease it was not expected to renew.
  */
 import { afterEach, describe, expect, it } from "vitest";
+import { startServer } from "../src/app/serve.js";
 import { API_PREFIX } from "../src/protocol/http.js";
 import {
+  ADMIN_TOKEN,
   AGENT_TOKEN,
   agentInfo,
   authFor,
@@ -16,6 +18,7 @@ import {
   simpleSweep,
   sleep,
   startFixture,
+  VIEWER_TOKEN,
   viewerAuth,
   waitFor,
 } from "./helpers/coordinatorFixture.js";
@@ -298,5 +301,38 @@ describe("leases that run out", () => {
       clearInterval(beat);
     }
     expect((await leaseTask(fixture, "a1")).taskId).toBe(orphan.taskId);
+  });
+});
+
+describe("a coordinator whose sweep has finished", () => {
+  it("waits for an agent it heard from only by a report to hear done, though the lease was its predecessor's", async () => {
+    const fixture = await serve(simpleSweep(1), {});
+    await register(fixture, "a1", 1);
+    const { attemptId } = await leaseTask(fixture, "a1");
+    // The coordinator restarts; the agent's next lease sleeps out a backoff, so the successor
+    // hears only its report, which finishes the sweep.
+    await fixture.server.close();
+    fixture.server = await startServer(fixture.db, {
+      stateDir: fixture.stateDir,
+      host: "127.0.0.1",
+      port: 0,
+      tokens: { agent: AGENT_TOKEN, viewer: VIEWER_TOKEN, admin: ADMIN_TOKEN },
+      warn: () => undefined,
+    });
+    let finished = false;
+    const serving = fixture.server.finished().then(() => {
+      finished = true;
+    });
+    await post(fixture, `/attempts/${attemptId}/finish`, {
+      agentId: "a1",
+      outcome: { kind: "succeeded", metrics: { loss: 1 }, wallSeconds: 1 },
+    });
+    await sleep(1000);
+    expect(finished).toBe(false); // it would have exited, leaving the agent to retry a dead URL
+    expect((await lease(fixture, "a1")).done).toBe(true);
+    await post(fixture, "/goodbye", { agentId: "a1" });
+    const saidBye = Date.now();
+    await serving;
+    expect(Date.now() - saidBye).toBeLessThan(1000);
   });
 });

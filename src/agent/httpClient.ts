@@ -65,6 +65,8 @@ export interface CallOptions {
 export class CoordinatorClient {
   private current = 0;
   private outage: { since: number; noticed: number } | null = null;
+  /** Requests waiting out a backoff: woken when another request gets through. */
+  private readonly retrying = new Set<() => void>();
   private readonly servers: string[];
 
   constructor(private readonly options: ClientOptions) {
@@ -133,7 +135,25 @@ export class CoordinatorClient {
       }
       this.failed(index, failure);
       if (attempt >= retries) throw new Error(`${method} ${path}: cannot reach the coordinator (${failure})`);
-      await sleep(this.backoff(attempt), options.signal);
+      await this.pause(this.backoff(attempt), options.signal);
+    }
+  }
+
+  /**
+   * A retry's backoff, cut short when another request reaches the coordinator: after an outage
+   * every request goes again at once. A lease left sleeping out its backoff could otherwise miss a
+   * restarted coordinator's whole life — one that finished the sweep and exited while it slept.
+   */
+  private async pause(ms: number, signal: AbortSignal | undefined): Promise<void> {
+    const woken = new AbortController();
+    const wake = (): void => woken.abort();
+    this.retrying.add(wake);
+    try {
+      await sleep(ms, signal ? AbortSignal.any([signal, woken.signal]) : woken.signal);
+    } catch (error) {
+      if (signal?.aborted || !woken.signal.aborted) throw error;
+    } finally {
+      this.retrying.delete(wake);
     }
   }
 
@@ -283,6 +303,7 @@ export class CoordinatorClient {
     const { warn } = logger("agent", this.options.warn);
     warn(`reached the coordinator at ${server} again after ${seconds(Date.now() - this.outage.since)}`);
     this.outage = null;
+    for (const wake of [...this.retrying]) wake();
   }
 }
 

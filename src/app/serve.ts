@@ -179,9 +179,9 @@ async function finishedServing(
 ): Promise<void> {
   while (!(await coordinator.isFinished())) await coordinator.awaitWork(1000);
   // A flush with its gathering pause, as before run's drain became immediate: an agent whose
-  // event channel is reconnecting needs that moment to be told "done", else it outlives this
-  // serve retrying (e2e.liveMetrics met it one run in three). The real fix is on the agent's
-  // side: see the closing note of session 7.
+  // event channel is reconnecting needs that moment to be told "done". sayDone then waits for
+  // every agent heard from lately; an agent sleeping out a backoff retries as soon as any of its
+  // requests gets through (CoordinatorClient.pause), so it asks while this serve still listens.
   await coordinator.flushResults();
   await coordinator.drainResults();
   await agents.sayDone(DONE_GRACE_MS);

@@ -36,6 +36,8 @@ export class RemoteAgents {
   private readonly channels = new Map<string, Set<(event: object) => void>>();
   private readonly graceTimers = new Map<string, NodeJS.Timeout>();
   private readonly touchedAt = new Map<string, number>();
+  /** When each agent last asked for anything (lease, heartbeat, a report): who sayDone waits for. */
+  private readonly heardAt = new Map<string, number>();
   /** Agents that said goodbye: their channel closing next is their exit, not a loss. */
   private readonly leaving = new Set<string>();
   /** Agents waiting in a lease for work that fits, with their free slots (the SLURM allocator's supply). */
@@ -185,6 +187,7 @@ export class RemoteAgents {
   /** Records that an agent was heard from, at most once a second (a write per lease would be waste). */
   private async touch(agentId: string): Promise<void> {
     const now = this.now();
+    this.heardAt.set(agentId, now);
     if (now - (this.touchedAt.get(agentId) ?? 0) < 1000) return;
     this.touchedAt.set(agentId, now);
     await touchAgent(this.coordinator.db, agentId, now);
@@ -192,6 +195,7 @@ export class RemoteAgents {
 
   async heartbeat(agentId: string, attemptIds: number[]): Promise<number[]> {
     if (!(await touchAgent(this.coordinator.db, agentId, this.now()))) throw new UnknownAgentError(agentId);
+    this.heard(agentId);
     // Only the agent's own attempts are renewed: an id it names that is another agent's (a
     // coordinator that started over with a fresh ledger reuses ids) is stale for this agent.
     const own = new Set((await openAttempts(this.coordinator.db, { worker: agentId })).map((a) => a.id));
@@ -259,10 +263,18 @@ export class RemoteAgents {
       await new Promise((resolve) => setTimeout(resolve, 25));
   }
 
-  /** Some agent asked for work in the last lease period and has not said goodbye. */
+  /**
+   * A known agent sent something (a heartbeat, a task's report or log): it is alive, and a
+   * finishing coordinator waits for it to hear "done".
+   */
+  heard(agentId: string): void {
+    this.heardAt.set(agentId, this.now());
+  }
+
+  /** Some agent was heard from in the last lease period and has not said goodbye. */
   private stillHere(): boolean {
     const now = this.now();
-    for (const [agentId, at] of this.touchedAt)
+    for (const [agentId, at] of this.heardAt)
       if (now - at < this.coordinator.leaseMs && !this.leaving.has(agentId)) return true;
     return false;
   }
@@ -289,7 +301,9 @@ export class RemoteAgents {
   }
 
   private async agentLost(agentId: string, reason: string): Promise<void> {
-    this.touchedAt.delete(agentId); // lost: no goodbye will come
+    // Lost: no goodbye will come.
+    this.touchedAt.delete(agentId);
+    this.heardAt.delete(agentId);
     this.coordinator.offers.forget(agentId);
     const open = await openAttempts(this.coordinator.db, { worker: agentId });
     const now = this.now();

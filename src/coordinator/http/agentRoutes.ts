@@ -283,6 +283,7 @@ async function attemptOf(options: AgentAppOptions, id: string, agentId: string):
   if (!attempt) throw new HttpError(404, `unknown attempt ${id}`, "unknown_attempt");
   if (attempt.worker !== agentId)
     throw new HttpError(409, `attempt ${id} belongs to another agent`, "foreign_attempt");
+  options.agents.heard(agentId);
   return attempt;
 }
 
