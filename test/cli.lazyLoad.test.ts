@@ -66,6 +66,11 @@ describe("lazy loading", () => {
     const run = loadedBy(["run", config, "--no-dashboard"], dir);
     expect(run.some((url) => url.endsWith("/dist/agent/agent.js"))).toBe(true);
     expect(packageOf(run, "fastify")).toEqual([]);
+    // Nor with its dashboard, when no request came: the first request loads it (listenLazily).
+    const watched = loadedBy(["run", config], dir);
+    expect(watched.some((url) => url.endsWith("/dist/http/lazyListener.js"))).toBe(true);
+    expect(packageOf(watched, "fastify")).toEqual([]);
+    expect(watched.filter((url) => url.includes("/dist/dashboard/"))).toEqual([]);
     const loaded = loadedBy(["status", config], dir);
     expect(loaded.some((url) => url.endsWith("/dist/ledger/sqliteDriver.js"))).toBe(true);
     expect(packageOf(loaded, "better-sqlite3").length).toBeGreaterThan(0);

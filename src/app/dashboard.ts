@@ -1,11 +1,10 @@
 import { Coordinator } from "../coordinator/coordinator.js";
 import { buildApp } from "../coordinator/http/app.js";
 import { stateLockHeld } from "../coordinator/stateLock.js";
-import { loadOrCreateTokens } from "../http/tokens.js";
+import { clearTextWarning, loadOrCreateTokens } from "../http/tokens.js";
 import type { Db } from "../ledger/db.js";
 import { warnOnStderr } from "../log/logger.js";
 import { GpuTelemetry } from "../telemetry/gpuTelemetry.js";
-import { clearTextWarning } from "./serve.js";
 
 export interface DashboardServerOptions {
   /** The state dir: its tokens, and the task logs the dashboard shows. */

@@ -6,7 +6,8 @@ import { Notifications } from "../coordinator/notifications.js";
 import { sweepIdentity } from "../coordinator/notifyEvents.js";
 import { openSweep } from "../coordinator/openSweep.js";
 import type { LocalMachine } from "../dashboard/machines.js";
-import { isLoopback } from "../http/tokens.js";
+import { type LazyListener, listenLazily } from "../http/lazyListener.js";
+import { clearTextWarning, isLoopback, loadOrCreateTokens } from "../http/tokens.js";
 import type { Db } from "../ledger/db.js";
 import { pendingResources } from "../ledger/pendingResources.js";
 import { taskCounts } from "../ledger/taskCounts.js";
@@ -17,7 +18,6 @@ import { Interrupts } from "./interrupts.js";
 import { type LocalRunResult, type PreparedLedger, prepareLedger, runLocally } from "./localRun.js";
 import { reportOwedRows } from "./owedRows.js";
 import { type ProgressSink, startProgress } from "./progress.js";
-import type { RunningServer } from "./serve.js";
 
 /** Where a run's progress and notes go (the CLI's ProgressView). */
 export interface RunView extends ProgressSink {
@@ -199,8 +199,9 @@ async function exitVerdict(
 }
 
 /**
- * Serves the dashboard for this run. It is a view, not the run: when it cannot start (the port
- * is taken) the run goes on without it.
+ * Serves the dashboard for this run: its port is bound and its URL told now, its app loaded by
+ * the first request (listenLazily). It is a view, not the run: when it cannot start (the port is
+ * taken) the run goes on without it.
  */
 async function startDashboard(
   db: Db,
@@ -213,21 +214,31 @@ async function startDashboard(
     machines: LocalMachine[];
     note: (message: string) => void;
   },
-): Promise<RunningServer | null> {
+): Promise<LazyListener | null> {
+  const warning = clearTextWarning(options.host, false);
+  if (warning) options.note(warning);
   try {
-    // Loaded only when asked for: the HTTP server is a third of what a run would load.
-    const { startServer } = await import("./serve.js");
-    const server = await startServer(db, {
-      stateDir: options.stateDir,
-      host: options.host,
-      port: options.port,
-      coordinator: options.coordinator,
-      telemetry: options.telemetry,
-      localMachines: () => options.machines,
-      agentApi: false,
-      // `run` is one user's sweep on their own machine: its dashboard opens from there with no token.
-      trustLoopback: true,
-      warn: options.note,
+    // Made now, not by the first request: `labsweep token --viewer` gives the link's token at once.
+    loadOrCreateTokens(options.stateDir);
+    const server = await listenLazily(options.host, options.port, async (listening, route) => {
+      try {
+        const { startServer } = await import("./serve.js");
+        return await startServer(db, {
+          stateDir: options.stateDir,
+          host: options.host,
+          listening: { server: listening, route },
+          coordinator: options.coordinator,
+          telemetry: options.telemetry,
+          localMachines: () => options.machines,
+          agentApi: false,
+          // `run` is one user's sweep on their own machine: its dashboard opens from there with no token.
+          trustLoopback: true,
+          warn: options.note,
+        });
+      } catch (error) {
+        options.note(`labsweep: dashboard failed: ${error instanceof Error ? error.message : String(error)}`);
+        throw error;
+      }
     });
     const remote = !(isLoopback(options.host) || options.host.toLowerCase() === "localhost");
     options.note(

@@ -3,13 +3,14 @@ import { resolve } from "node:path";
 import type { FastifyInstance } from "fastify";
 import { Coordinator } from "../coordinator/coordinator.js";
 import { buildApp } from "../coordinator/http/app.js";
-import type { AddOptions } from "../coordinator/http/options.js";
+import type { AddOptions, Listening } from "../coordinator/http/options.js";
 import { Notifications } from "../coordinator/notifications.js";
 import { sweepIdentity } from "../coordinator/notifyEvents.js";
 import { checkSweep, type OpenSweepOptions } from "../coordinator/openSweep.js";
 import { RemoteAgents } from "../coordinator/remoteAgents.js";
 import type { LocalMachine } from "../dashboard/machines.js";
-import { isLoopback, loadOrCreateTokens, type Tokens } from "../http/tokens.js";
+import { serverUrl } from "../http/serverUrl.js";
+import { clearTextWarning, loadOrCreateTokens, type Tokens } from "../http/tokens.js";
 import type { Db } from "../ledger/db.js";
 import { evaluateGates } from "../ledger/evaluateGates.js";
 import { type SyncReport, syncSweep } from "../ledger/syncSweep.js";
@@ -71,6 +72,11 @@ export interface ServeOptions {
   checkSchemas?: boolean;
   /** `serve --slurm`: submit agent jobs as the queue needs them. (Default: none) */
   slurm?: SlurmAllocation;
+  /**
+   * Serve on this server, already listening on host and port, instead of listening anew; its
+   * owner closes it (`run`'s dashboard, loaded by its first request). (Default: none)
+   */
+  listening?: Listening;
 }
 
 export interface RunningServer {
@@ -142,6 +148,7 @@ export async function startServer(db: Db, options: ServeOptions): Promise<Runnin
     artifactLimitBytes: options.artifactLimitBytes,
     checkSchemas: options.checkSchemas,
     allocation: allocator,
+    listening: options.listening,
   });
   url = await listen(app, options, Boolean(https), warn, async () => {
     await agents.close();
@@ -198,18 +205,18 @@ async function listen(
   undo: () => Promise<void>,
 ): Promise<string> {
   const host = options.host ?? "127.0.0.1";
-  const warning = clearTextWarning(host, https);
+  // A server listening already was warned of by its owner when it bound it.
+  const warning = options.listening ? null : clearTextWarning(host, https);
   if (warning) warn(warning);
   try {
-    await app.listen({ host, port: options.port ?? 7070 });
+    // A server listening already (options.listening) is the app's once the app is ready.
+    if (options.listening) await app.ready();
+    else await app.listen({ host, port: options.port ?? 7070 });
   } catch (error) {
     await undo();
     throw error;
   }
-  const address = app.server.address();
-  const port = typeof address === "object" && address ? address.port : options.port;
-  const shownHost = host.includes(":") ? `[${host}]` : host;
-  return `${https ? "https" : "http"}://${shownHost}:${port}`;
+  return serverUrl(app.server, host, https);
 }
 
 /**
@@ -274,10 +281,4 @@ function configAdder(
     adding = next.catch(() => undefined);
     return next;
   };
-}
-
-/** The warning for serving tokens over plain HTTP beyond this machine; null when there is none. */
-export function clearTextWarning(host: string, tls: boolean): string | null {
-  if (tls || isLoopback(host) || host.toLowerCase() === "localhost") return null;
-  return `labsweep: warning: serving on ${host} without TLS — tokens travel in clear text; pass --tls-cert/--tls-key`;
 }

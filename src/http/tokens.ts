@@ -204,3 +204,9 @@ export function isLoopback(address: string | undefined): boolean {
   if (!address) return false;
   return address === "::1" || address.startsWith("127.") || address.startsWith("::ffff:127.");
 }
+
+/** The warning for serving tokens over plain HTTP beyond this machine; null when there is none. */
+export function clearTextWarning(host: string, tls: boolean): string | null {
+  if (tls || isLoopback(host) || host.toLowerCase() === "localhost") return null;
+  return `labsweep: warning: serving on ${host} without TLS — tokens travel in clear text; pass --tls-cert/--tls-key`;
+}

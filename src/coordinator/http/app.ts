@@ -10,7 +10,7 @@ import { ConfigError } from "../../sweep/configError.js";
 import { UnknownAgentError } from "../remoteAgents.js";
 import { registerAgentRoutes } from "./agentRoutes.js";
 import { registerArtifactRoutes } from "./artifactRoutes.js";
-import type { AppOptions } from "./options.js";
+import type { AppOptions, Listening } from "./options.js";
 import { registerPointRoutes } from "./pointRoutes.js";
 import { registerReadRoutes } from "./readRoutes.js";
 
@@ -29,6 +29,7 @@ export function buildApp(options: AppOptions): FastifyInstance {
     routerOptions: { maxParamLength: 1024 },
     ajv: { customOptions: { validateSchema: options.checkSchemas ?? false } },
     ...(options.https ? { https: options.https } : {}),
+    ...(options.listening ? { serverFactory: serveOn(options.listening) } : {}),
   }) as unknown as FastifyInstance;
   const log = logger("labsweep", options.warn);
 
@@ -78,6 +79,14 @@ export function buildApp(options: AppOptions): FastifyInstance {
       allocation: options.allocation && (() => options.allocation?.report() ?? null),
     });
   return app;
+}
+
+/** Fastify's serverFactory for a server that is listening already: its handler goes to `route`. */
+function serveOn(listening: Listening) {
+  return (handler: Parameters<Listening["route"]>[0]) => {
+    listening.route(handler);
+    return listening.server;
+  };
 }
 
 /** `{error}`, with the `code` a client branches on where there is one. */

@@ -1,3 +1,4 @@
+import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import type { LocalMachine } from "../../dashboard/machines.js";
 import type { Tokens } from "../../http/tokens.js";
 import type { ExplainSources } from "../../ledger/reads/explain.js";
@@ -23,6 +24,11 @@ export interface AppOptions {
   checkSchemas?: boolean;
   /** Serve HTTPS with this key and certificate (PEM). (Default: plain HTTP) */
   https?: { key: Buffer; cert: Buffer };
+  /**
+   * Serve on this HTTP server, already listening, instead of one of the app's own: `route` is
+   * given the app's request handler (`run`'s dashboard, loaded by its first request). (Default: none)
+   */
+  listening?: Listening;
   /** Adds config files to the running sweep (`labsweep add`). (Default: not offered) */
   addConfigs?: (files: Array<{ path: string; text: string }>, options?: AddOptions) => Promise<unknown>;
   /** Server-side errors (never sent to clients in detail). (Default: stderr) */
@@ -63,4 +69,10 @@ export type AgentAppOptions = AppOptions & { agents: RemoteAgents };
 export interface AddOptions {
   /** Accept a sweep over the large-grid limit (`labsweep add --yes`). (Default: false) */
   yes?: boolean;
+}
+
+/** An HTTP server already listening, and how to hand it the app's request handler. */
+export interface Listening {
+  server: Server;
+  route(handler: (request: IncomingMessage, response: ServerResponse) => void): void;
 }
