@@ -80,6 +80,8 @@ describe("lazy loading", () => {
     expect(packageOf(loaded, "pg")).toEqual([]);
     expect(packageOf(loaded, "fastify")).toEqual([]);
     expect(loaded.filter((url) => /\/dist\/(agent|dashboard)\//.test(url))).toEqual([]);
+    // Given a config, it only finds the state dir beside it: no YAML parser or config schema.
+    for (const name of ["yaml", "zod"]) expect(packageOf(loaded, name)).toEqual([]);
   });
 
   it("labsweep results reads the ledger without loading the HTTP server or the agent", () => {

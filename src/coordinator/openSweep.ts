@@ -1,5 +1,5 @@
 import { accessSync, constants, readFileSync, statSync } from "node:fs";
-import { dirname, join, resolve } from "node:path";
+import { dirname, resolve } from "node:path";
 import { loadCommandGrid } from "../sweep/commandGrid.js";
 import { ConfigError } from "../sweep/configError.js";
 import { gridSize, outputDirsOf } from "../sweep/expand.js";
@@ -11,11 +11,6 @@ export const LARGE_GRID = 10_000_000;
 export interface OpenSweepOptions extends LoadOptions {
   /** Accept grids above LARGE_GRID. (Default: false) */
   yes?: boolean;
-}
-
-/** The default state dir: `.labsweep/` beside the first config. */
-export function defaultStateDir(configPaths: readonly string[]): string {
-  return join(dirname(resolve(configPaths[0] ?? ".")), ".labsweep");
 }
 
 /**
