@@ -1,9 +1,9 @@
 import type { Lease } from "../protocol/interfaces.js";
 import type { Placement, RunPolicy } from "../sweep/types.js";
 import type { Db } from "./db.js";
-import { forUpdate, sql } from "./dialect.js";
+import { forUpdate, indexedBy, sql } from "./dialect.js";
 import { recordEvent } from "./recordEvent.js";
-import { TASK_ROW_SQL, type TaskRow, toTask } from "./rows.js";
+import { type TaskRow, taskRowsFrom, toTask } from "./rows.js";
 
 export interface ClaimRequest {
   worker: string;
@@ -159,9 +159,10 @@ function candidates(
   after: number,
   limit: number,
 ): Promise<TaskRow[]> {
-  // With a phase, the tasks_by_phase index (phase, state, runnable, active, id) reads just it.
+  // With a phase, the tasks_by_phase index (phase, state, runnable, active, id) reads just it;
+  // without, the partial index of claimable tasks (indexedBy).
   return tx.all<TaskRow>(
-    `${TASK_ROW_SQL}
+    `${taskRowsFrom(phase === null ? `tasks t${indexedBy(tx, "tasks_claimable")}` : "tasks t")}
       WHERE ${phase === null ? "" : "t.phase = $3 AND "}t.state = 'pending' AND t.runnable = 1 AND t.active = 1
         AND t.not_before <= $1 AND t.id > $2
       ORDER BY t.id LIMIT ${limit}${forUpdate(tx, "t", { skipLocked: true })}`,

@@ -1,5 +1,6 @@
 import type { RunPolicy } from "../sweep/types.js";
 import type { Db } from "./db.js";
+import { indexedBy } from "./dialect.js";
 
 /** What the tasks of one phase that are claimable now ask for, and how many there are. */
 export interface PendingResources {
@@ -15,7 +16,7 @@ export interface PendingResources {
 export async function pendingResources(db: Db, now: number): Promise<PendingResources[]> {
   const rows = await db.all<{ phase: string; policy_json: string; n: number }>(
     `SELECT f.name AS phase, f.policy_json, count(*) AS n
-       FROM tasks t JOIN phases f ON f.name = t.phase
+       FROM tasks t${indexedBy(db, "tasks_claimable")} JOIN phases f ON f.name = t.phase
       WHERE t.state = 'pending' AND t.runnable = 1 AND t.active = 1 AND t.not_before <= $1 AND f.paused = 0
       GROUP BY f.name, f.policy_json, f.position
       ORDER BY f.position`,

@@ -44,9 +44,14 @@ export interface TaskRow {
  * Selects TaskRows: `${TASK_ROW_SQL} WHERE t.id = $1`. With its config's current snapshot, if it
  * takes one: a lease's task runs from the copy (toTask).
  */
-export const TASK_ROW_SQL = `SELECT t.*, f.cwd, f.config_file, f.policy_json, s.dir AS snapshot_dir, s.git_json AS snapshot_git
-  FROM tasks t JOIN phases f ON f.name = t.phase
+export const TASK_ROW_SQL = taskRowsFrom("tasks t");
+
+/** TASK_ROW_SQL reading `t` from `tasks`, e.g. "tasks t INDEXED BY tasks_claimable". */
+export function taskRowsFrom(tasks: string): string {
+  return `SELECT t.*, f.cwd, f.config_file, f.policy_json, s.dir AS snapshot_dir, s.git_json AS snapshot_git
+  FROM ${tasks} JOIN phases f ON f.name = t.phase
   LEFT JOIN snapshots s ON s.config_file = f.config_file AND s.current = 1`;
+}
 
 /**
  * A task as its next attempt runs it: after out-of-memory retries, with the on_oom parameter's

@@ -1,5 +1,5 @@
 import type { Db } from "./db.js";
-import { sql } from "./dialect.js";
+import { indexedBy, sql } from "./dialect.js";
 
 export interface Counts {
   unique: number;
@@ -134,7 +134,7 @@ export async function runningTasks(db: Db): Promise<RunningTask[]> {
 /** Pending tasks that wait for their phases' `after` phases (not claimable yet), in all and per phase. */
 export async function waitingCounts(db: Db): Promise<{ total: number; byPhase: Map<string, number> }> {
   const total = await db.one<{ n: number }>(
-    "SELECT count(*) AS n FROM tasks WHERE state = 'pending' AND runnable = 0 AND active = 1",
+    `SELECT count(*) AS n FROM tasks${indexedBy(db, "tasks_waiting")} WHERE state = 'pending' AND runnable = 0 AND active = 1`,
   );
   const rows = await db.all<{ phase: string; n: number }>(
     `SELECT p.phase, count(*) AS n FROM placements p JOIN tasks t ON t.id = p.task_id

@@ -1,6 +1,7 @@
 import type { TaskState } from "../../protocol/interfaces.js";
 import type { Gate, RunPolicy } from "../../sweep/types.js";
 import type { Db } from "../db.js";
+import { indexedBy } from "../dialect.js";
 import type { PhaseState } from "../evaluateGates.js";
 
 /** A TASK as a user names it that names no task, or several: the command's one clear error. */
@@ -229,7 +230,7 @@ async function lastAttempt(db: Db, id: number): Promise<AttemptFacts | null> {
  */
 async function claimableAhead(db: Db, id: number, priority: number, now: number): Promise<number> {
   const row = await db.one<{ n: number }>(
-    `SELECT count(*) AS n FROM tasks t JOIN phases f ON f.name = t.phase
+    `SELECT count(*) AS n FROM tasks t${indexedBy(db, "tasks_claimable")} JOIN phases f ON f.name = t.phase
       WHERE t.state = 'pending' AND t.runnable = 1 AND t.active = 1 AND t.not_before <= $1 AND f.paused = 0
         AND (f.priority > $2 OR (f.priority = $2 AND t.id < $3))`,
     [now, priority, id],

@@ -1,4 +1,5 @@
 import type { Db } from "../db.js";
+import { indexedBy } from "../dialect.js";
 
 /** True while some active task is pending or running. An index probe, not a count. */
 export async function hasUnfinishedTasks(db: Db): Promise<boolean> {
@@ -14,7 +15,7 @@ export async function hasUnfinishedTasks(db: Db): Promise<boolean> {
  */
 export async function claimableCount(db: Db, now: number): Promise<number> {
   const row = await db.one<{ n: number }>(
-    `SELECT count(*) AS n FROM tasks
+    `SELECT count(*) AS n FROM tasks${indexedBy(db, "tasks_claimable")}
       WHERE state = 'pending' AND runnable = 1 AND active = 1 AND not_before <= $1
         AND phase NOT IN (SELECT name FROM phases WHERE paused = 1)`,
     [now],
