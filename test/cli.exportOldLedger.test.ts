@@ -22,6 +22,8 @@ describe("export --metrics on a ledger from before live metrics", () => {
       ALTER TABLE attempts DROP COLUMN git_commit; ALTER TABLE attempts DROP COLUMN git_dirty;
       ALTER TABLE attempts DROP COLUMN git_diff_sha256; ALTER TABLE tasks DROP COLUMN git_commit;
       ALTER TABLE tasks DROP COLUMN git_dirty; ALTER TABLE tasks DROP COLUMN git_diff_sha256;
+      DROP INDEX tasks_waiting; DROP INDEX tasks_claimable;
+      CREATE INDEX tasks_claimable ON tasks (state, runnable, active, id);
       DELETE FROM labsweep_migrations WHERE version >= 9`);
     db.close();
 
