@@ -1,6 +1,7 @@
 import { Coordinator } from "../coordinator/coordinator.js";
 import { buildApp } from "../coordinator/http/app.js";
 import { stateLockHeld } from "../coordinator/stateLock.js";
+import { serverUrl } from "../http/serverUrl.js";
 import { clearTextWarning, loadOrCreateTokens } from "../http/tokens.js";
 import type { Db } from "../ledger/db.js";
 import { warnOnStderr } from "../log/logger.js";
@@ -55,11 +56,8 @@ export async function startDashboardServer(
   const warning = clearTextWarning(host, false);
   if (warning) warn(warning);
   await app.listen({ host, port: options.port ?? 0 });
-  const address = app.server.address();
-  const port = typeof address === "object" && address ? address.port : options.port;
-  const shownHost = host.includes(":") ? `[${host}]` : host;
   return {
-    url: `http://${shownHost}:${port}`,
+    url: serverUrl(app.server, host, false),
     close: () => app.close(),
   };
 }
