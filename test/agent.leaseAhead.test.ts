@@ -85,6 +85,25 @@ describe("leasing ahead", () => {
     expect(await db.one("SELECT count(*) AS n FROM tasks WHERE state = 'succeeded'")).toEqual({ n: 12 });
   });
 
+  it("holds tasks behind every running task, not one: each slot starts its next without the loop", async () => {
+    const { agent, attempts } = await setup(40, "sleep 0.1", {
+      slots: [0, 1, 2, 3].map((index) => ({ index, gpuIndices: [] })),
+      cpuCount: 4,
+    });
+    const running = agent.run();
+    let most = 0;
+    const watch = setInterval(() => {
+      most = Math.max(most, agent.laneCount);
+    }, 5);
+    expect(await running).toEqual({ kind: "done" });
+    clearInterval(watch);
+    // A lane behind each of the 4 running tasks at once (one behind the oldest only was 1).
+    expect(most).toBe(4);
+    const all = await attempts();
+    expect(all).toHaveLength(40);
+    expect(all.every((attempt) => attempt.outcome === "succeeded")).toBe(true);
+  });
+
   it("never leases ahead when it is turned off, or when tasks are long", async () => {
     const off = await setup(6, "sleep 0.01", { leaseAheadBelowMs: 0 });
     expect(await off.agent.run()).toEqual({ kind: "done" });

@@ -115,6 +115,11 @@ export class Agent {
     return this.chain.heldCount;
   }
 
+  /** Running tasks with tasks held behind them (leased ahead, chained in the launcher). */
+  get laneCount(): number {
+    return this.chain.laneCount;
+  }
+
   /** Leases and runs tasks until the sweep is done, `stopLeasing` is called, or nothing left fits. */
   async run(): Promise<AgentExit> {
     const heartbeat = setInterval(
