@@ -60,8 +60,10 @@ export interface RunOptions {
 export async function runSweep(configs: string[], options: RunOptions): Promise<number> {
   const { stateDir, view, tags } = options;
   const { command: defaultCommand, overrides, yes, refreshSnapshot } = options;
-  const sweep = openSweep(configs, { defaultCommand, overrides, yes });
+  // The launcher (python3) starts beside the config's parsing and the ledger's opening: its
+  // start-up, not ours, is what the first task would otherwise wait for.
   sharedLauncher().warm();
+  const sweep = openSweep(configs, { defaultCommand, overrides, yes });
   const prepared = await prepareLedger(stateDir, sweep, Date.now(), { refreshSnapshot });
   const { db } = prepared;
   announce(prepared, stateDir, view);

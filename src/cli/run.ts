@@ -48,6 +48,6 @@ export async function runCommand(configs: string[], flags: RunFlags): Promise<nu
     yes: flags.yes,
     refreshSnapshot: flags.refreshSnapshot === true,
     dashboard: flags.dashboard === false ? null : { host: flags.host ?? "127.0.0.1", port },
-    view: new ProgressView(process.stderr, progressEveryMs),
+    view: await ProgressView.open(process.stderr, progressEveryMs),
   });
 }
