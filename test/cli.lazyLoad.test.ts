@@ -66,6 +66,8 @@ describe("lazy loading", () => {
     const run = loadedBy(["run", config, "--no-dashboard"], dir);
     expect(run.some((url) => url.endsWith("/dist/agent/agent.js"))).toBe(true);
     expect(packageOf(run, "fastify")).toEqual([]);
+    // Its output is piped here: no terminal redraw, so none of log-update's text-width tables.
+    for (const name of ["log-update", "string-width"]) expect(packageOf(run, name)).toEqual([]);
     // Nor with its dashboard, when no request came: the first request loads it (listenLazily).
     const watched = loadedBy(["run", config], dir);
     expect(watched.some((url) => url.endsWith("/dist/http/lazyListener.js"))).toBe(true);
