@@ -205,9 +205,9 @@ export interface FoundRow {
  */
 export async function importFoundRows(db: Db, found: readonly FoundRow[], now: number): Promise<number> {
   if (found.length === 0) return 0;
-  const sorted = [...found].sort(
-    (a, b) => a.taskId - b.taskId || (a.outputDir < b.outputDir ? -1 : a.outputDir > b.outputDir ? 1 : 0),
-  );
+  // A CSV's rows are usually in task order already (labsweep appends them so): checked in one
+  // pass, which costs far less than sorting 100,000 rows by a comparator.
+  const sorted = inKeyOrder(found) ? found : [...found].sort(byKey);
   return db.transaction(async (tx) => {
     await fillFoundRows(tx, sorted);
     const completed = await withIndexesRebuilt(tx, sorted.length, () =>
@@ -239,6 +239,17 @@ export async function importFoundRows(db: Db, found: readonly FoundRow[], now: n
     });
     return completed.changes;
   });
+}
+
+/** Found rows by task, then dir: the order of found_rows' key. */
+function byKey(a: FoundRow, b: FoundRow): number {
+  return a.taskId - b.taskId || (a.outputDir < b.outputDir ? -1 : a.outputDir > b.outputDir ? 1 : 0);
+}
+
+function inKeyOrder(rows: readonly FoundRow[]): boolean {
+  for (let index = 1; index < rows.length; index++)
+    if (byKey(rows[index - 1] as FoundRow, rows[index] as FoundRow) > 0) return false;
+  return true;
 }
 
 /**
