@@ -303,6 +303,29 @@ echo '{"ok": 1}' > "$LABSWEEP_RESULT_FILE"
     expect(readCsv(join(dir, ".labsweep", "failed_experiments.csv"))).toHaveLength(1);
   });
 
+  it("kills what a task left running in its group once it exits", async () => {
+    const dir = tempDir();
+    // Each task leaves a sleep behind in its process group and exits at once: a stray loader.
+    writeFile(
+      dir,
+      "sweep.yaml",
+      `command: "sh -c 'sleep 100 & echo $! > stray-{x}; exit 0'"
+retries: 0
+strays:
+  combinations:
+    - x: [1, 2, 3, 4, 5, 6]
+`,
+    );
+    const result = await run(dir, ["--slots", "2"]);
+    expectCode(result, 0);
+    for (const x of [1, 2, 3, 4, 5, 6]) {
+      const stray = Number(readFileSync(join(dir, `stray-${x}`), "utf8").trim());
+      expect(stray).toBeGreaterThan(0);
+      expect(await waitUntil(() => !isAlive(stray), 3000), `sleep ${stray} survived`).toBe(true);
+    }
+    expect(ledger(dir).tasks.every((task) => task.state === "succeeded")).toBe(true);
+  });
+
   it("kills the whole process group on a timeout, grandchildren included", async () => {
     const dir = tempDir();
     writeFile(

@@ -142,9 +142,17 @@ export class Launcher {
     });
   }
 
-  /** The agent is done with this process group (its last SIGKILL was sent). */
-  forget(pid: number): void {
-    this.child?.stdin?.write(`${JSON.stringify({ forget: pid })}\n`);
+  /**
+   * The agent is done with this process group: with `kill`, the launcher SIGKILLs what is left
+   * of it first (unless a new task of its own has that pid by now). False when no launcher runs
+   * to do it: the caller kills the group itself.
+   */
+  forget(pid: number, options: { kill?: boolean } = {}): boolean {
+    if (!this.child?.stdin?.writable) return false;
+    this.child.stdin.write(
+      `${JSON.stringify(options.kill ? { forget: pid, kill: true } : { forget: pid })}\n`,
+    );
+    return true;
   }
 
   /** Stops the launcher once no task is left; tasks still running are the agent's to stop. */
