@@ -92,7 +92,7 @@ export class Launcher {
       ...(spec.clear?.length ? { clear: spec.clear } : {}),
       ...(after === undefined ? {} : { after }),
     };
-    child.stdin?.write(`${JSON.stringify(request)}\n`);
+    this.send(child, request);
     return { id, pid, exit };
   }
 
@@ -107,7 +107,7 @@ export class Launcher {
     if (id === undefined) {
       id = bases.size + 1;
       bases.set(env, id);
-      child.stdin?.write(`${JSON.stringify({ base: id, env: definedOnly(env) })}\n`);
+      this.send(child, { base: id, env: definedOnly(env) });
     }
     return id;
   }
@@ -125,8 +125,7 @@ export class Launcher {
 
   /** Starts a chained launch now if it is still waiting for the task it follows. */
   release(id: number): void {
-    if (this.pending.get(id)?.pid === undefined)
-      this.child?.stdin?.write(`${JSON.stringify({ release: id })}\n`);
+    if (this.pending.get(id)?.pid === undefined && this.child) this.send(this.child, { release: id });
   }
 
   /**
@@ -138,7 +137,7 @@ export class Launcher {
     if (!entry || entry.pid !== undefined || !this.child) return Promise.resolve(false);
     return new Promise<boolean>((resolve) => {
       entry.dropAnswer = resolve;
-      this.child?.stdin?.write(`${JSON.stringify({ drop: id })}\n`);
+      if (this.child) this.send(this.child, { drop: id });
     });
   }
 
@@ -149,10 +148,23 @@ export class Launcher {
    */
   forget(pid: number, options: { kill?: boolean } = {}): boolean {
     if (!this.child?.stdin?.writable) return false;
-    this.child.stdin.write(
-      `${JSON.stringify(options.kill ? { forget: pid, kill: true } : { forget: pid })}\n`,
-    );
+    this.send(this.child, options.kill ? { forget: pid, kill: true } : { forget: pid });
     return true;
+  }
+
+  /**
+   * Writes a request to the launcher. Requests made in one turn of the event loop (a finished
+   * task's forget, its successor's start, a release) go out in one write: a pipe write is a
+   * system call on the agent's thread, several per task otherwise.
+   */
+  private send(child: ChildProcess, request: object): void {
+    const stdin = child.stdin;
+    if (!stdin) return;
+    if (stdin.writableCorked === 0) {
+      stdin.cork();
+      process.nextTick(() => stdin.uncork());
+    }
+    stdin.write(`${JSON.stringify(request)}\n`);
   }
 
   /** Stops the launcher once no task is left; tasks still running are the agent's to stop. */
