@@ -181,30 +181,38 @@ describe("the launcher chains a slot's next task", () => {
 });
 
 describe("the launcher makes a task's dirs before its log", () => {
-  it("makes them 0700 with their parents and removes the files to clear, for plain and chained tasks", async () => {
+  it("makes them 0700 with their parents, removes the files to clear and writes the files, for plain and chained tasks", async () => {
     const { dir, launcher, launch } = setUp();
     const request = (name: string) => {
       const taskDir = join(dir, "state", "tasks", name);
       const stale = join(taskDir, "attempt-1.result.json");
+      const config = join(taskDir, "config.json");
       return {
-        command: `test -d ${join(dir, "ckpt", name)} && test ! -e ${stale} && echo ran`,
+        command: `test -d ${join(dir, "ckpt", name)} && test ! -e ${stale} && cat ${config} && echo ran`,
         cwd: dir,
         env: process.env,
         logPath: join(taskDir, "attempt-1.log"),
         dirs: [taskDir, join(dir, "ckpt", name)],
         clear: [stale],
+        files: [{ path: config, text: `config ${name}\n` }],
       };
     };
-    // An earlier attempt's result where the second task's dir already is.
+    // An earlier attempt's result where the second task's dir already is, and a longer config
+    // of an earlier attempt, which the new one replaces whole.
     mkdirSync(join(dir, "state", "tasks", "2"), { recursive: true, mode: 0o700 });
     writeFileSync(join(dir, "state", "tasks", "2", "attempt-1.result.json"), "{}");
+    writeFileSync(join(dir, "state", "tasks", "2", "config.json"), "an earlier attempt's config, longer\n");
     const running = launch("sleep 0.3");
     const plain = launcher.launch(request("1"));
     const chained = launcher.launch(request("2"), running.id);
     expect(await plain.exit).toEqual({ code: 0, signal: null });
     expect(await chained.exit).toEqual({ code: 0, signal: null });
+    // A new file is the owner's alone.
+    expect(statSync(join(dir, "state", "tasks", "1", "config.json")).mode & 0o777).toBe(0o600);
     for (const name of ["1", "2"]) {
-      expect(readFileSync(join(dir, "state", "tasks", name, "attempt-1.log"), "utf8")).toBe("ran\n");
+      expect(readFileSync(join(dir, "state", "tasks", name, "attempt-1.log"), "utf8")).toBe(
+        `config ${name}\nran\n`,
+      );
       for (const made of [join("state", "tasks", name), "state", join("ckpt", name), "ckpt"])
         expect(statSync(join(dir, made)).mode & 0o777, made).toBe(0o700);
     }

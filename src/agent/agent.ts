@@ -252,12 +252,12 @@ export class Agent {
       baseEnv: base,
       logPath: files.logPath,
       timeoutMs: task.policy.timeoutMs,
-      ...this.setup.dirs(lease, files),
+      ...this.setup.starting(lease, files),
       ...stopSpec(task.policy, files.stopPath, this.options.graceMs),
       prepare: async () => {
         const port = needsFreePort(launcher, lease.gpuIds) ? await freePort() : undefined;
         command = launchCommand(task.command, launcher, lease.gpuIds, { port });
-        this.setup.prepare(lease, files);
+        this.setup.prepare(files);
       },
       after,
     });

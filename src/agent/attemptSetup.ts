@@ -2,13 +2,7 @@ import { join } from "node:path";
 import { GitStateCache } from "../git/gitStateCache.js";
 import { attemptFiles } from "../protocol/attemptFiles.js";
 import type { GitState, Lease, Task } from "../protocol/interfaces.js";
-import {
-  attemptDirs,
-  checkpointDir,
-  type TaskFiles,
-  taskVariables,
-  writeAttemptConfig,
-} from "./taskFiles.js";
+import { attemptConfigFile, attemptDirs, checkpointDir, type TaskFiles, taskVariables } from "./taskFiles.js";
 import { WorkDirs } from "./workDirs.js";
 
 /**
@@ -68,19 +62,27 @@ export class AttemptSetup {
   }
 
   /**
-   * Makes the attempt's work dir and writes its config, just before its launch; the dirs and
-   * files the process starter makes and clears (`dirs`).
+   * Makes the attempt's work dir just before its launch (the pool's roots, its config files'
+   * included, are made with the first); `starting` is what the process starter makes, clears and
+   * writes.
    */
-  prepare(lease: Lease, files: TaskFiles): void {
-    const { task, attemptId, placements } = lease;
-    // The work dir first: the pool's roots, its config file's included, are made with the first.
+  prepare(files: TaskFiles): void {
     this.workDirs.prepare(files.workDir);
-    writeAttemptConfig(files, task, attemptId, placements);
   }
 
-  /** The attempt's task dir and checkpoint dir, made where its process is started (runProcess.ts). */
-  dirs(lease: Lease, files: TaskFiles): { dirs: string[]; clear: string[] } {
-    return attemptDirs(files, this.checkpointDir(lease.task));
+  /**
+   * What is made where the attempt's process is started (runProcess.ts): its task dir and
+   * checkpoint dir, the files of an earlier attempt cleared, its config file written.
+   */
+  starting(
+    lease: Lease,
+    files: TaskFiles,
+  ): { dirs: string[]; clear: string[]; files: Array<{ path: string; text: string }> } {
+    const { task, attemptId, placements } = lease;
+    return {
+      ...attemptDirs(files, this.checkpointDir(task)),
+      files: [attemptConfigFile(files, task, attemptId, placements)],
+    };
   }
 
   /** Once the attempt is reported (its artifacts taken): its work dir goes back to the pool. */

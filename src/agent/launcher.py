@@ -18,9 +18,10 @@ waits ("drop"). Chains may be several deep: ID may itself be waiting.
 
 Protocol, one JSON object per line. In: {"base", "env"} names an environment by a number, so
 that a start request can carry only its task's own variables; {"id", "cmd", "cwd", "env",
-"base"?, "log", "dirs"?, "clear"?, "after"?} to start a task, in "env" laid over environment
-"base" where given: "dirs" are made first (mode 0700, missing parents too), then the
-files in "clear" removed (where they exist), then the log opened; the agent leaves them to the
+"base"?, "log", "dirs"?, "clear"?, "files"?, "after"?} to start a task, in "env" laid over
+environment "base" where given: "dirs" are made first (mode 0700, missing parents too), then the
+files in "clear" removed (where they exist), then "files" ([path, text] pairs) written, then the
+log opened; the agent leaves them to the
 launcher because on a journal-less ext4 a mkdir costs milliseconds, which here run beside the
 agent's event loop, not on it; {"release": id} / {"drop": id} for a chained task still waiting; {"forget": pid, "kill"?: true} once
 the agent has finished with a task's process group (with "kill", SIGKILL what is left of it).
@@ -105,8 +106,23 @@ def private_dir(path):
         private_dir(path)
 
 
+def overwrite(path, text):
+    """Writes a file in place, 0600 where new, then cuts it to its length: never emptied first
+    (O_TRUNC makes ext4 flush the blocks the file held at its close; see privateFiles.ts)."""
+    data = text.encode()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        written = 0
+        while written < len(data):
+            written += os.write(fd, data[written:])
+        os.ftruncate(fd, len(data))
+    finally:
+        os.close(fd)
+
+
 def open_log(request):
-    """The task's dirs made, files of an earlier attempt removed, its log opened (appending)."""
+    """The task's dirs made, files of an earlier attempt removed, its files written (its config),
+    its log opened (appending)."""
     for path in request.get("dirs", ()):
         private_dir(path)
     for path in request.get("clear", ()):
@@ -114,6 +130,8 @@ def open_log(request):
             os.unlink(path)
         except FileNotFoundError:
             pass
+    for path, text in request.get("files", ()):
+        overwrite(path, text)
     return os.open(request["log"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)  # the owner's alone
 
 

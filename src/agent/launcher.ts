@@ -20,6 +20,8 @@ export interface LaunchSpec {
   /** Made (0700, parents too), then `clear`'s files removed, before the log is opened. (Default: none) */
   dirs?: string[];
   clear?: string[];
+  /** Written (0600 where new, in place) after the dirs, before the log is opened. (Default: none) */
+  files?: Array<{ path: string; text: string }>;
 }
 
 export interface Launched {
@@ -90,6 +92,7 @@ export class Launcher {
       log: spec.logPath,
       ...(spec.dirs?.length ? { dirs: spec.dirs } : {}),
       ...(spec.clear?.length ? { clear: spec.clear } : {}),
+      ...(spec.files?.length ? { files: spec.files.map((file) => [file.path, file.text]) } : {}),
       ...(after === undefined ? {} : { after }),
     };
     this.send(child, request);

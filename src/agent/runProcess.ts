@@ -1,6 +1,6 @@
 import { spawn } from "node:child_process";
 import { appendFileSync, closeSync, openSync, readSync, rmSync, statSync } from "node:fs";
-import { PRIVATE_FILE_MODE, privateDirWithParents } from "../files/privateFiles.js";
+import { overwritePrivateFile, PRIVATE_FILE_MODE, privateDirWithParents } from "../files/privateFiles.js";
 import type { RunPolicy } from "../sweep/types.js";
 import { DroppedLaunch, Launcher, sharedLauncher } from "./launcher.js";
 import { onPath } from "./onPath.js";
@@ -24,6 +24,11 @@ export interface ProcessSpec {
    */
   dirs?: string[];
   clear?: string[];
+  /**
+   * Files written (0600 where new; in place, see overwritePrivateFile) after the dirs are made:
+   * by the launcher too, where there is one. (Default: none)
+   */
+  files?: Array<{ path: string; text: string }>;
   /** Kill the process group after this long; null for no limit. */
   timeoutMs: number | null;
   /** Time between the stop signal and SIGKILL on timeouts and stops. (Default: 30 s) */
@@ -251,6 +256,7 @@ function viaLauncher(spec: ProcessSpec, after?: number): Launched {
       logPath: spec.logPath,
       dirs: spec.dirs ?? [],
       clear: spec.clear ?? [],
+      files: spec.files ?? [],
     },
     after,
   );
@@ -260,6 +266,7 @@ function viaLauncher(spec: ProcessSpec, after?: number): Launched {
 function viaSpawn(spec: ProcessSpec): Launched {
   for (const dir of spec.dirs ?? []) privateDirWithParents(dir);
   for (const path of spec.clear ?? []) rmSync(path, { force: true });
+  for (const file of spec.files ?? []) overwritePrivateFile(file.path, file.text);
   const log = openSync(spec.logPath, "a", PRIVATE_FILE_MODE);
   const argv = ["/bin/sh", "-c", spec.command];
   hasSetpriv ??= onPath("setpriv");

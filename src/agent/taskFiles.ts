@@ -1,6 +1,6 @@
 import { readFileSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { overwritePrivateFile, tightenFile } from "../files/privateFiles.js";
+import { tightenFile } from "../files/privateFiles.js";
 import type { AttemptFiles } from "../protocol/attemptFiles.js";
 import { gpusWanted } from "../protocol/capacity.js";
 import type { Lease, Task } from "../protocol/interfaces.js";
@@ -33,18 +33,19 @@ export interface TaskFiles extends AttemptFiles {
 }
 
 /**
- * Writes the attempt's config for LABSWEEP_CONFIG_FILE (in place: see overwritePrivateFile).
- * Synchronous: one small write costs less than a trip through the thread pool (a futex handoff
- * and a wakeup, measured on 1,000 no-op tasks).
+ * The attempt's config file for LABSWEEP_CONFIG_FILE, written where its process is started
+ * (runProcess.ts's `files`: by the launcher, beside the agent's event loop, where there is one).
  */
-export function writeAttemptConfig(
+export function attemptConfigFile(
   files: TaskFiles,
   task: Task,
   attemptId: number,
   placements: Placement[] = [],
-): void {
-  const config = `${JSON.stringify(attemptConfig(task, attemptId, placements), null, 2)}\n`;
-  overwritePrivateFile(files.configPath, config);
+): { path: string; text: string } {
+  return {
+    path: files.configPath,
+    text: `${JSON.stringify(attemptConfig(task, attemptId, placements), null, 2)}\n`,
+  };
 }
 
 /**
