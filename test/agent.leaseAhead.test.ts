@@ -93,7 +93,7 @@ describe("leasing ahead", () => {
     const running = agent.run();
     let most = 0;
     const watch = setInterval(() => {
-      most = Math.max(most, agent.laneCount);
+      most = Math.max(most, agent.ahead.laneCount);
     }, 5);
     expect(await running).toEqual({ kind: "done" });
     clearInterval(watch);

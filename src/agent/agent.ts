@@ -110,14 +110,9 @@ export class Agent {
     return this.occupancy.running.size;
   }
 
-  /** Tasks leased ahead that have not started: running in the ledger, waiting here. */
-  get heldCount(): number {
-    return this.chain.heldCount;
-  }
-
-  /** Running tasks with tasks held behind them (leased ahead, chained in the launcher). */
-  get laneCount(): number {
-    return this.chain.laneCount;
+  /** The tasks leased ahead: how many wait here (running in the ledger), behind how many running. */
+  get ahead(): Pick<LeaseAheadChain, "heldCount" | "laneCount"> {
+    return this.chain;
   }
 
   /** Leases and runs tasks until the sweep is done, `stopLeasing` is called, or nothing left fits. */

@@ -188,7 +188,7 @@ export class RemoteAgent {
         onError: (error) => this.onError(error),
         // While tasks are held ahead (short tasks, a lease every task or two), a report waits a
         // moment for the next lease to carry it: one request then settles several.
-        sendDelayMs: () => ((this.agent?.heldCount ?? 0) > 0 ? REPORT_DELAY_MS : 0),
+        sendDelayMs: () => ((this.agent?.ahead.heldCount ?? 0) > 0 ? REPORT_DELAY_MS : 0),
       },
     );
     port = new HttpPort(client, {
@@ -209,7 +209,7 @@ export class RemoteAgent {
     const watchdog = setInterval(
       () => {
         if (this.gaveUp || client.outageMs() < giveUpAfterMs) return;
-        if (this.agent && (this.agent.runningCount > 0 || this.agent.heldCount > 0)) return;
+        if (this.agent && (this.agent.runningCount > 0 || this.agent.ahead.heldCount > 0)) return;
         this.gaveUp = true;
         this.log.info(
           `no coordinator has answered for ${Math.round(client.outageMs() / 1000)} s (--give-up-after); giving up`,
@@ -229,7 +229,7 @@ export class RemoteAgent {
       ? undefined
       : watchIdle({
           idleExitMs,
-          busy: () => this.agent === null || this.agent.runningCount > 0 || this.agent.heldCount > 0,
+          busy: () => this.agent === null || this.agent.runningCount > 0 || this.agent.ahead.heldCount > 0,
           onIdle: (idleMs) => {
             this.idled = true;
             this.log.info(`no task has run here for ${Math.round(idleMs / 1000)} s (--idle-exit); exiting`);

@@ -100,7 +100,7 @@ export async function runSweep(configs: string[], options: RunOptions): Promise<
           note: (message) => view.note(message),
         });
   // Tasks the agent holds ahead are running in the ledger but wait here: shown as pending.
-  const progress = startProgress(db, view, running, () => agent?.heldCount ?? 0);
+  const progress = startProgress(db, view, running, () => agent?.ahead.heldCount ?? 0);
   try {
     const result = await runLocally(db, {
       stateDir,
