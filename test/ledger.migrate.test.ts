@@ -140,6 +140,19 @@ describe("migrate", () => {
     expect(await versions(second)).toEqual(VERSIONS);
   });
 
+  it("only reads a ledger at the newest version: a writer holding the ledger does not hold it up", async () => {
+    const path = join(freshDir(), LEDGER_FILE);
+    expect(await migrate(open(path))).toEqual(VERSIONS);
+    // Another process in the middle of a write (a running coordinator's transaction).
+    const writer = open(path);
+    await writer.run("BEGIN IMMEDIATE");
+    cleanup.push(() => writer.run("ROLLBACK").then(() => undefined));
+    const started = Date.now();
+    expect(await migrate(open(path))).toEqual([]);
+    // A write transaction would have waited out the 10 s busy timeout, then failed.
+    expect(Date.now() - started).toBeLessThan(2000);
+  });
+
   it("openLedger creates the state dir, migrates, and reopens without migrating again", async () => {
     const stateDir = join(freshDir(), "nested", "state");
     const db = await openLedger(stateDir);
