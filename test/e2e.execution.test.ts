@@ -417,6 +417,8 @@ with open(f"ran-{sys.argv[1]}.json", "w") as f:
     const ran = runs(dir, 6);
     expect(new Set(ran.map((task) => task.cuda))).toEqual(new Set(["0", "2"]));
     expect(maxOverlap(ran)).toBe(2);
+    // Tasks held ahead behind each running one (short tasks) never share a whole GPU.
+    for (const gpu of ["0", "2"]) expect(maxOverlap(ran.filter((task) => task.cuda === gpu))).toBe(1);
   });
 
   it("--slots N caps tasks at once, never past one whole-GPU task per good GPU", async () => {
@@ -442,6 +444,8 @@ with open(f"ran-{sys.argv[1]}.json", "w") as f:
     const ran = runs(dir, 6);
     for (const task of ran) expect(["0", "2"]).toContain(task.cuda);
     expect(maxOverlap(ran)).toBe(3);
+    for (const gpu of ["0", "2"])
+      expect(maxOverlap(ran.filter((task) => task.cuda === gpu))).toBeLessThanOrEqual(2);
   });
 
   it("hides every GPU from CPU slots when no GPU has enough free memory", async () => {
