@@ -93,17 +93,19 @@ def send(message):
 
 
 def private_dir(path):
-    """Makes a dir 0700, its missing parents too (os.makedirs gives parents the umask's mode)."""
+    """Makes a dir 0700, its missing parents too (os.makedirs gives parents the umask's mode).
+    True if it was made now (so it holds nothing), False if it was there."""
     try:
         os.mkdir(path, 0o700)
+        return True
     except FileExistsError:
-        pass
+        return False
     except FileNotFoundError:
         parent = os.path.dirname(path)
         if parent == path:
             raise
         private_dir(parent)
-        private_dir(path)
+        return private_dir(path)
 
 
 def overwrite(path, text):
@@ -123,9 +125,11 @@ def overwrite(path, text):
 def open_log(request):
     """The task's dirs made, files of an earlier attempt removed, its files written (its config),
     its log opened (appending)."""
-    for path in request.get("dirs", ()):
-        private_dir(path)
+    made = {path for path in request.get("dirs", ()) if private_dir(path)}
     for path in request.get("clear", ()):
+        # A dir made just now holds no earlier attempt's files: three unlinks a task saved.
+        if os.path.dirname(path) in made:
+            continue
         try:
             os.unlink(path)
         except FileNotFoundError:
