@@ -33,11 +33,13 @@ interface Lane {
 }
 
 /**
- * Tasks held behind each running task cover this much of its work: the lease that refills the
- * lane has that long to come back (a round trip is a few ms, tens on a loaded machine). At most
- * MAX_LANE behind each.
+ * The tasks held ahead cover about this much of every slot's work, in all: the leases that refill
+ * the lanes have that long to come back (a round trip is a few ms, tens on a loaded machine), and
+ * a sweep's last tasks are held from other agents no longer than that. Spread over the running
+ * tasks, a lane each while there are enough (100 ms tasks: one behind every slot; 1 s tasks: one
+ * lane), at most MAX_LANE behind each.
  */
-const CHAIN_COVER_MS = 50;
+const CHAIN_COVER_MS = 100;
 const MAX_LANE = 4;
 
 /** What the chain needs from the agent that holds it. */
@@ -218,12 +220,12 @@ export class LeaseAheadChain {
   /**
    * With every slot busy running short tasks, leases tasks now for the capacity running tasks
    * will free: where the launcher chains processes, each is queued there behind a running task
-   * (or the task held behind it), covering CHAIN_COVER_MS of its work, so the moment a task
-   * exits its slot's next task starts, without the exit travelling to this loop and a start
+   * (or the task held behind it), together covering CHAIN_COVER_MS of the slots' work, so the
+   * moment a task exits its slot's next task starts, without the exit travelling to this loop and a start
    * travelling back. Without chaining, one task is held, started by the loop when a slot frees
    * up. Only for short tasks, where a round trip is a noticeable share of a slot's time; tasks
-   * held ahead wait at most about CHAIN_COVER_MS (or one task's length), so no other agent
-   * starves for them. True if a task was leased.
+   * held ahead wait at most one task's length, and about CHAIN_COVER_MS of work is held in all,
+   * so no other agent starves for them. True if a task was leased.
    */
   async leaseAhead(): Promise<boolean> {
     const { occupancy, options } = this.host;
@@ -234,23 +236,29 @@ export class LeaseAheadChain {
     const oldest = [...occupancy.running.values()][0];
     if (!oldest) return false;
     if (!oldest.process.chainable) return this.holdOne(oldest);
-    const depth = Math.min(MAX_LANE, Math.max(1, Math.ceil(CHAIN_COVER_MS / Math.max(taskMs, 0.1))));
+    const held = Math.ceil((CHAIN_COVER_MS * options.slots.length) / Math.max(taskMs, 0.1));
+    const lanes = Math.min(occupancy.running.size, held);
+    const depth = Math.min(MAX_LANE, Math.ceil(held / lanes));
     let leased = false;
-    for (const group of this.wants(depth)) if (await this.lengthen(group)) leased = true;
+    for (const group of this.wants(lanes, depth)) if (await this.lengthen(group)) leased = true;
     return leased;
   }
 
   /**
-   * The lanes to lengthen, a new one for each running task without one, grouped by what their
-   * last task frees (its GPUs and resources): one lease asks for a group's tasks together.
+   * The lanes to lengthen to `depth`, new ones (behind the oldest running tasks first) up to
+   * `lanes` in all, grouped by what their last task frees (its GPUs and resources): one lease
+   * asks for a group's tasks together.
    */
-  private wants(depth: number): Want[][] {
+  private wants(lanes: number, depth: number): Want[][] {
     const groups = new Map<string, Want[]>();
+    let count = this.lanes.length;
     for (const running of this.host.occupancy.running.values()) {
-      const lane = this.lanes.find((candidate) => candidate.follows === running) ?? {
-        follows: running,
-        aheads: [],
-      };
+      let lane = this.lanes.find((candidate) => candidate.follows === running);
+      if (!lane) {
+        if (count >= lanes) continue;
+        count++;
+        lane = { follows: running, aheads: [] };
+      }
       const last = lane.aheads.at(-1);
       if (last && !last.launch) continue;
       const want = depth - lane.aheads.filter((ahead) => !ahead.launch?.started).length;
