@@ -73,6 +73,25 @@ function leasedAhead(attempts: Array<{ started_at: number; ended_at: number | nu
   return ahead;
 }
 
+const FOUR_SLOTS: Partial<AgentOptions> = {
+  slots: [0, 1, 2, 3].map((index) => ({ index, gpuIndices: [] })),
+  cpuCount: 4,
+};
+
+/** Runs the agent to the end of the sweep; the most lanes it held at once (sampled every 5 ms). */
+async function mostLanes(agent: Agent): Promise<number> {
+  let most = 0;
+  const watch = setInterval(() => {
+    most = Math.max(most, agent.ahead.laneCount);
+  }, 5);
+  try {
+    expect(await agent.run()).toEqual({ kind: "done" });
+  } finally {
+    clearInterval(watch);
+  }
+  return most;
+}
+
 describe("leasing ahead", () => {
   it("leases the next short task while the only slot is busy; every task still runs once", async () => {
     const { agent, attempts, db } = await setup(12, "sleep 0.05");
@@ -86,39 +105,19 @@ describe("leasing ahead", () => {
   });
 
   it("holds tasks behind every running task, not one: each slot starts its next without the loop", async () => {
-    const { agent, attempts } = await setup(40, "sleep 0.05", {
-      slots: [0, 1, 2, 3].map((index) => ({ index, gpuIndices: [] })),
-      cpuCount: 4,
-    });
-    const running = agent.run();
-    let most = 0;
-    const watch = setInterval(() => {
-      most = Math.max(most, agent.ahead.laneCount);
-    }, 5);
-    expect(await running).toEqual({ kind: "done" });
-    clearInterval(watch);
+    const { agent, attempts } = await setup(40, "sleep 0.05", FOUR_SLOTS);
     // A lane behind each of the 4 running tasks at once (one behind the oldest only was 1): 50 ms
     // tasks, so 100 ms of the 4 slots' work is 8 tasks, one or two behind each.
-    expect(most).toBe(4);
+    expect(await mostLanes(agent)).toBe(4);
     const all = await attempts();
     expect(all).toHaveLength(40);
     expect(all.every((attempt) => attempt.outcome === "succeeded")).toBe(true);
   });
 
   it("holds about 100 ms of the slots' work in all: longer tasks get fewer lanes, so other agents wait less", async () => {
-    const { agent } = await setup(16, "sleep 0.4", {
-      slots: [0, 1, 2, 3].map((index) => ({ index, gpuIndices: [] })),
-      cpuCount: 4,
-    });
-    const running = agent.run();
-    let most = 0;
-    const watch = setInterval(() => {
-      most = Math.max(most, agent.ahead.laneCount);
-    }, 5);
-    expect(await running).toEqual({ kind: "done" });
-    clearInterval(watch);
+    const { agent } = await setup(16, "sleep 0.4", FOUR_SLOTS);
     // 100 ms of 4 slots' work is one 400 ms task: one lane, one task held.
-    expect(most).toBe(1);
+    expect(await mostLanes(agent)).toBe(1);
   });
 
   it("never leases ahead when it is turned off, or when tasks are long", async () => {
