@@ -21,10 +21,10 @@ that a start request can carry only its task's own variables; {"id", "cmd", "cwd
 "base"?, "log", "dirs"?, "clear"?, "files"?, "after"?} to start a task, in "env" laid over
 environment "base" where given: "dirs" are made first (mode 0700, missing parents too), then the
 files in "clear" removed (where they exist), then "files" ([path, text] pairs) written, then the
-log opened; the agent leaves them to the
-launcher because on a journal-less ext4 a mkdir costs milliseconds, which here run beside the
-agent's event loop, not on it; {"release": id} / {"drop": id} for a chained task still waiting; {"forget": pid, "kill"?: true} once
-the agent has finished with a task's process group (with "kill", SIGKILL what is left of it).
+log opened; the agent leaves them to the launcher because on a journal-less ext4 a mkdir costs
+milliseconds, which here run beside the agent's event loop, not on it; {"release": id} /
+{"drop": id} for a chained task still waiting; {"forget": pid} once the agent has finished with
+a task's process group (SIGKILL what is left of it, then forget it).
 Out: {"ev": "started", "id", "pid"} | {"ev": "exit", "id", "code", "signal"} |
      {"ev": "error", "id", "message"} | {"ev": "dropped", "id"}.
 "started" comes when the task really starts (a gate opens), never before.
@@ -322,7 +322,7 @@ for line in sys.stdin:
             lingering.discard(pid)
             # Reaped long ago, its pid may lead one of our new tasks' groups by now: never kill that.
             reused = pid in task_of_pid
-        if request.get("kill") and not reused:
+        if not reused:
             try:
                 os.killpg(pid, signal.SIGKILL)
             except OSError:

@@ -145,13 +145,13 @@ export class Launcher {
   }
 
   /**
-   * The agent is done with this process group: with `kill`, the launcher SIGKILLs what is left
-   * of it first (unless a new task of its own has that pid by now). False when no launcher runs
-   * to do it: the caller kills the group itself.
+   * The agent is done with this process group: the launcher SIGKILLs what is left of it (unless
+   * a new task of its own has that pid by now) and forgets it. False when no launcher runs to do
+   * it: the caller kills the group itself.
    */
-  forget(pid: number, options: { kill?: boolean } = {}): boolean {
+  forget(pid: number): boolean {
     if (!this.child?.stdin?.writable) return false;
-    this.send(this.child, options.kill ? { forget: pid, kill: true } : { forget: pid });
+    this.send(this.child, { forget: pid });
     return true;
   }
 

@@ -221,8 +221,8 @@ export class LeaseAheadChain {
    * With every slot busy running short tasks, leases tasks now for the capacity running tasks
    * will free: where the launcher chains processes, each is queued there behind a running task
    * (or the task held behind it), together covering CHAIN_COVER_MS of the slots' work, so the
-   * moment a task exits its slot's next task starts, without the exit travelling to this loop and a start
-   * travelling back. Without chaining, one task is held, started by the loop when a slot frees
+   * moment a task exits its slot's next task starts, without the exit travelling to this loop
+   * and a start travelling back. Without chaining, one task is held, started by the loop when a slot frees
    * up. Only for short tasks, where a round trip is a noticeable share of a slot's time; tasks
    * held ahead wait at most one task's length, and about CHAIN_COVER_MS of work is held in all,
    * so no other agent starves for them. True if a task was leased.

@@ -82,8 +82,7 @@ export class ProcessGroup {
     // Whatever the task left running in its group (a data loader, a stray server) goes too: the
     // launcher kills it where it runs (usually nobody is left, and Node makes an ESRCH error of
     // that, ~20 µs of the agent's thread per task); without a launcher, the agent does.
-    if (pid > 0 && !(Launcher.available() && sharedLauncher().forget(pid, { kill: true })))
-      this.signal("SIGKILL");
+    if (pid > 0 && !(Launcher.available() && sharedLauncher().forget(pid))) this.signal("SIGKILL");
   }
 
   private writeStopFile(): void {
